@@ -1,0 +1,78 @@
+"""``candela``: the one command-line entry point, with subcommands.
+
+Each group lives in its own module under :mod:`candela.commands`, whose ``register`` adds its
+subcommands. Handlers import heavy libraries only when they run, so ``candela --help`` is fast.
+Nothing imports this module.
+
+Errors a user can fix (bad input, unreachable database, outdated schema) print one line,
+``error: <what is wrong and how to fix it>``, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from candela.commands import CommandError, bots, data_import, db, demo, pipeline, research, run
+from candela.db import DatabaseConfigError, DatabaseUnavailableError, SchemaOutdatedError
+
+USER_ERRORS = (
+    CommandError,
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    DatabaseConfigError,
+    DatabaseUnavailableError,
+    SchemaOutdatedError,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``candela`` argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="candela",
+        description="Crypto research, backtesting and paper trading.",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="database URL (default: $CANDELA_DATABASE_URL, else sqlite:///data/candela.db)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    db.register(commands)
+    data_parser = commands.add_parser("data", help="import, backfill, collect and inspect market data")
+    data_commands = data_parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    data_import.register(data_commands)
+    pipeline.register(data_commands)
+    research.register(commands)
+    run.register(commands)
+    bots.register(commands)
+    demo.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the process exit status."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if arguments.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not arguments.verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return int(arguments.handler(arguments) or 0)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Well-known locations inside the repository and next to it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The repository root (the folder that holds ``pyproject.toml``)."""
+
+DATA_DIR = REPO_ROOT / "data"
+"""Where the embedded SQLite database and other local state live."""
+
+SAMPLE_DIR = REPO_ROOT / "data" / "sample"
+"""The small real market-data sample shipped with the repository."""
+
+ALEMBIC_DIR = REPO_ROOT / "alembic"
+"""Alembic migration scripts."""
+
+BOT_CONFIG_DIR = REPO_ROOT / "config" / "bots"
+"""JSON bot configurations read by the runner."""
+
+
+def shared_data_dir() -> Path:
+    """Return the folder of the shared market-data collection.
+
+    ``CANDELA_SHARED_DATA`` wins when set; otherwise ``../shared/data`` next to the repository.
+    The folder may not exist (a user's clone has only the bundled sample).
+    """
+    override = os.environ.get("CANDELA_SHARED_DATA")
+    if override:
+        return Path(override)
+    return REPO_ROOT.parent / "shared" / "data"

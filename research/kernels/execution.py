@@ -1,0 +1,368 @@
+"""The one execution model: (state, target, bar, costs) -> (new state, fills).
+
+:func:`step_nb` is the single function that turns a strategy's target into virtual fills. The
+backtest kernel loops it over history; the paper-trading runner calls it for each live bar with
+the persisted state. Fees, slippage, stops and risk limits live here and nowhere else, so the
+backtest and the runner cannot disagree about a fill (DESIGN.md §3).
+
+State, configuration and fills are flat float64 arrays (Numba-friendly and trivially
+persisted); the ``S_*``, ``C_*`` and ``F_*`` constants name their slots.
+
+Per bar ``t`` (open ``o``, high ``h``, low ``l``, close ``c``, close time ``ts``), in order:
+
+1. **Day roll.** The bar belongs to UTC day ``(ts - 1) // 86_400_000``. On a new day the
+   day-start equity becomes the previous close's equity and a daily-loss halt is lifted.
+2. **Open fill.** If a target level was decided at bar ``t-1``'s close, trade to it at ``o``
+   (slippage against the trader). Sizing: with equity ``E`` marked at the fill price, the new
+   position is ``L * E / (p * (1 + fee_rate))`` units for level ``L``, so that position value
+   plus the fee equals ``L * E`` (``L = 1`` spends all cash, as vectorbt's ``size=inf``).
+   Changing sides closes first, then opens from the resulting cash (two fills).
+3. **Protective exits**, for the position held after the open: the stop level is the tighter
+   of stop-loss (from the entry price) and trailing stop (from the extreme of completed bars and
+   this open). It triggers if the bar's low (long) / high (short) reaches it; it fills at the
+   stop level, or at the open if the open is already beyond it. Take-profit likewise. If both a
+   stop and the take-profit could trigger in the bar, the stop is assumed.
+4. **Close.** Mark equity at ``c``; update the equity peak and the trailing extreme; apply
+   risk limits (daily loss, maximum drawdown), which force the target to flat.
+5. **Decision.** The strategy's target for bar ``t`` (``nan`` = flat) is clipped to
+   ``±max_position``, forced to 0 while halted, held at 0 after a protective exit until the
+   target changes, and, if it differs from the level last ordered, queued for the next open.
+
+The function never raises; it returns the number of fills written, or a negative status.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# ---- state vector slots
+S_CASH = 0
+S_POSITION = 1  # units of base asset, signed
+S_ENTRY_PRICE = 2  # average entry price of the open position (nan when flat)
+S_TRAIL_EXTREME = 3  # highest (long) / lowest (short) price since entry
+S_PENDING_TARGET = 4  # level to trade to at the next open (nan: nothing pending)
+S_PENDING_REASON = 5  # REASON_* of the pending order
+S_ORDERED_TARGET = 6  # level last ordered (the position's nominal level)
+S_STOPPED_TARGET = 7  # target that a protective exit closed (nan: none)
+S_DAY = 8  # UTC day index of the last processed bar
+S_DAY_START_EQUITY = 9
+S_PEAK_EQUITY = 10
+S_HALT = 11  # HALT_* code
+S_EQUITY = 12  # equity at the last processed close
+S_LAST_TS = 13  # close ts of the last processed bar
+S_BARS = 14  # bars processed
+N_STATE = 15
+
+# ---- configuration slots
+C_FEE_RATE = 0
+C_SLIPPAGE_BPS = 1
+C_STOP_LOSS = 2
+C_TAKE_PROFIT = 3
+C_TRAILING_STOP = 4
+C_MAX_POSITION = 5
+C_DAILY_LOSS_LIMIT = 6
+C_MAX_DRAWDOWN = 7
+N_CONFIG = 8
+
+# ---- fill record fields
+F_SIDE = 0  # +1 buy, -1 sell
+F_SIZE = 1  # units, positive
+F_PRICE = 2  # fill price including slippage
+F_FEE = 3
+F_REASON = 4  # REASON_*
+F_REALIZED_PNL = 5  # price P&L of the closed part minus this fill's fee
+F_AT_OPEN = 6  # 1.0 if filled at the bar's open, 0.0 if intrabar
+F_CASH_AFTER = 7
+F_POSITION_AFTER = 8
+N_FILL = 9
+MAX_FILLS_PER_BAR = 3
+
+# ---- fill reasons
+REASON_SIGNAL = 0
+REASON_STOP_LOSS = 1
+REASON_TAKE_PROFIT = 2
+REASON_TRAILING_STOP = 3
+REASON_DAILY_LOSS = 4
+REASON_MAX_DRAWDOWN = 5
+REASON_NAMES = ("signal", "stop_loss", "take_profit", "trailing_stop", "daily_loss", "max_drawdown")
+
+# ---- halt codes
+HALT_NONE = 0
+HALT_DAILY_LOSS = 1
+HALT_MAX_DRAWDOWN = 2
+
+# ---- status codes
+STATUS_OK = 0
+STATUS_BAD_BAR = -1  # non-finite or non-positive price, or high/low inconsistent
+STATUS_OUT_OF_ORDER = -2  # bar ts not after the last processed bar
+
+DAY_MS = 86_400_000
+
+
+def new_state(initial_cash: float) -> np.ndarray:
+    """Return the state vector of a fresh, flat account holding ``initial_cash``."""
+    state = np.full(N_STATE, np.nan)
+    state[S_CASH] = initial_cash
+    state[S_POSITION] = 0.0
+    state[S_ORDERED_TARGET] = 0.0
+    state[S_DAY] = -1.0
+    state[S_DAY_START_EQUITY] = initial_cash
+    state[S_PEAK_EQUITY] = initial_cash
+    state[S_HALT] = HALT_NONE
+    state[S_EQUITY] = initial_cash
+    state[S_LAST_TS] = -1.0
+    state[S_BARS] = 0.0
+    return state
+
+
+def make_config(costs, stops, risk) -> np.ndarray:
+    """Pack :class:`~research.types.Costs`, ``Stops`` and ``RiskLimits`` into a config vector.
+
+    Raises
+    ------
+    ValueError
+        If a value is out of range; the message names the field and its valid range.
+    """
+    config = np.empty(N_CONFIG)
+    config[C_FEE_RATE] = _within(costs.fee_rate, "costs.fee_rate", 0.0, 0.5)
+    config[C_SLIPPAGE_BPS] = _within(costs.slippage_bps, "costs.slippage_bps", 0.0, 5000.0)
+    config[C_STOP_LOSS] = _fraction_or_nan(stops.stop_loss, "stops.stop_loss", 1.0)
+    config[C_TAKE_PROFIT] = _fraction_or_nan(stops.take_profit, "stops.take_profit", 100.0)
+    config[C_TRAILING_STOP] = _fraction_or_nan(stops.trailing_stop, "stops.trailing_stop", 1.0)
+    config[C_MAX_POSITION] = _within(risk.max_position, "risk.max_position", 0.0, 100.0)
+    config[C_DAILY_LOSS_LIMIT] = _fraction_or_nan(risk.daily_loss_limit, "risk.daily_loss_limit", 1.0)
+    config[C_MAX_DRAWDOWN] = _fraction_or_nan(risk.max_drawdown, "risk.max_drawdown", 1.0)
+    return config
+
+
+def _within(value, name: str, low: float, high: float) -> float:
+    value = float(value)
+    if not low <= value <= high:  # also rejects nan
+        raise ValueError(f"{name} must be a number within [{low}, {high}], got {value}")
+    return value
+
+
+def _fraction_or_nan(value, name: str, high: float) -> float:
+    value = float(value)
+    if math.isnan(value) or 0.0 < value <= high:
+        return value
+    raise ValueError(f"{name} must be within (0, {high}] or nan to disable it, got {value}")
+
+
+@njit(cache=True)
+def _write_fill(fills, k, side, size, price, fee, reason, pnl, at_open, cash, position):
+    fills[k, F_SIDE] = side
+    fills[k, F_SIZE] = size
+    fills[k, F_PRICE] = price
+    fills[k, F_FEE] = fee
+    fills[k, F_REASON] = reason
+    fills[k, F_REALIZED_PNL] = pnl
+    fills[k, F_AT_OPEN] = at_open
+    fills[k, F_CASH_AFTER] = cash
+    fills[k, F_POSITION_AFTER] = position
+
+
+@njit(cache=True)
+def _trade(state, config, fills, k, delta, mid_price, reason, at_open):
+    """Trade ``delta`` units at ``mid_price`` plus slippage; write fill ``k``; return k + 1."""
+    side = 1.0 if delta > 0.0 else -1.0
+    price = mid_price * (1.0 + side * config[C_SLIPPAGE_BPS] * 1e-4)
+    size = abs(delta)
+    fee = size * price * config[C_FEE_RATE]
+    position = state[S_POSITION]
+    entry = state[S_ENTRY_PRICE]
+    pnl = -fee
+    new_position = position + delta
+    if position != 0.0 and (position > 0.0) != (delta > 0.0):
+        closed = min(size, abs(position))
+        direction = 1.0 if position > 0.0 else -1.0
+        pnl += (price - entry) * closed * direction
+        if abs(new_position) <= 1e-12 * max(abs(position), 1.0):
+            new_position = 0.0
+    if new_position == 0.0:
+        state[S_ENTRY_PRICE] = np.nan
+        state[S_TRAIL_EXTREME] = np.nan
+    elif position == 0.0 or (position > 0.0) != (new_position > 0.0):
+        state[S_ENTRY_PRICE] = price
+        state[S_TRAIL_EXTREME] = mid_price
+    elif abs(new_position) > abs(position):
+        state[S_ENTRY_PRICE] = (entry * abs(position) + price * size) / abs(new_position)
+    state[S_CASH] = state[S_CASH] - delta * price - fee
+    state[S_POSITION] = new_position
+    _write_fill(fills, k, side, size, price, fee, reason, pnl, at_open, state[S_CASH], new_position)
+    return k + 1
+
+
+@njit(cache=True)
+def _units_for_level(state, config, level, mid_price):
+    """Units held after trading to ``level`` at ``mid_price`` (see module docstring, step 2)."""
+    side = 1.0 if level > 0.0 else -1.0
+    price = mid_price * (1.0 + side * config[C_SLIPPAGE_BPS] * 1e-4)
+    equity = state[S_CASH] + state[S_POSITION] * price
+    return level * equity / (price * (1.0 + config[C_FEE_RATE])), equity
+
+
+@njit(cache=True)
+def _fill_pending(state, config, fills, k, open_price):
+    level = state[S_PENDING_TARGET]
+    reason = state[S_PENDING_REASON]
+    state[S_PENDING_TARGET] = np.nan
+    state[S_ORDERED_TARGET] = level
+    position = state[S_POSITION]
+    if position != 0.0 and (level == 0.0 or (level > 0.0) != (position > 0.0)):
+        k = _trade(state, config, fills, k, -position, open_price, reason, 1.0)
+        position = 0.0
+    if level != 0.0:
+        units, equity = _units_for_level(state, config, level, open_price)
+        if equity <= 0.0:  # bankrupt: nothing left to open a position with
+            state[S_ORDERED_TARGET] = 0.0
+            return k
+        delta = units - position
+        if delta != 0.0:
+            k = _trade(state, config, fills, k, delta, open_price, reason, 1.0)
+    return k
+
+
+@njit(cache=True)
+def _protective_exit(state, config, fills, k, open_price, high, low):
+    position = state[S_POSITION]
+    if position == 0.0:
+        return k
+    entry = state[S_ENTRY_PRICE]
+    extreme = state[S_TRAIL_EXTREME]
+    stop_loss = config[C_STOP_LOSS]
+    take_profit = config[C_TAKE_PROFIT]
+    trailing = config[C_TRAILING_STOP]
+    long = position > 0.0
+    if long:
+        extreme = max(extreme, open_price)
+    else:
+        extreme = min(extreme, open_price)
+    state[S_TRAIL_EXTREME] = extreme
+    stop_level = np.nan
+    stop_reason = REASON_STOP_LOSS
+    if not math.isnan(stop_loss):
+        stop_level = entry * (1.0 - stop_loss) if long else entry * (1.0 + stop_loss)
+    if not math.isnan(trailing):
+        trail_level = extreme * (1.0 - trailing) if long else extreme * (1.0 + trailing)
+        if math.isnan(stop_level) or (long and trail_level > stop_level) or (
+            not long and trail_level < stop_level
+        ):
+            stop_level = trail_level
+            stop_reason = REASON_TRAILING_STOP
+    target_level = np.nan
+    if not math.isnan(take_profit):
+        target_level = entry * (1.0 + take_profit) if long else entry * (1.0 - take_profit)
+    exit_price = np.nan
+    exit_reason = REASON_SIGNAL
+    if not math.isnan(stop_level) and ((long and low <= stop_level) or (not long and high >= stop_level)):
+        exit_price = min(open_price, stop_level) if long else max(open_price, stop_level)
+        exit_reason = stop_reason
+    elif not math.isnan(target_level) and (
+        (long and high >= target_level) or (not long and low <= target_level)
+    ):
+        exit_price = max(open_price, target_level) if long else min(open_price, target_level)
+        exit_reason = REASON_TAKE_PROFIT
+    if math.isnan(exit_price):
+        return k
+    state[S_STOPPED_TARGET] = state[S_ORDERED_TARGET]
+    state[S_ORDERED_TARGET] = 0.0
+    at_open = 1.0 if exit_price == open_price else 0.0
+    return _trade(state, config, fills, k, -position, exit_price, exit_reason, at_open)
+
+
+@njit(cache=True)
+def step_nb(state, config, ts, open_price, high, low, close, target, fills):
+    """Advance ``state`` by one bar and write the bar's fills; see the module docstring.
+
+    Parameters
+    ----------
+    state : ndarray, shape (N_STATE,)
+        Account state, updated in place (see ``S_*``; start from :func:`new_state`).
+    config : ndarray, shape (N_CONFIG,)
+        Costs, stops and risk limits (see :func:`make_config`).
+    ts : int
+        The bar's close time, ms UTC; must be greater than the last processed bar's.
+    open_price, high, low, close : float
+        The bar's prices.
+    target : float
+        The strategy's target level decided at this bar's close (``nan`` = flat).
+    fills : ndarray, shape (MAX_FILLS_PER_BAR, N_FILL)
+        Output: fill records of this bar (the open fill(s) first, then any protective exit).
+
+    Returns
+    -------
+    int
+        Number of fills written (0 to 3), or a negative ``STATUS_*`` code, in which case the
+        state is left unchanged. With equity at or below zero no new position is opened.
+    """
+    if ts <= state[S_LAST_TS]:
+        return STATUS_OUT_OF_ORDER
+    if not (open_price > 0.0 and high > 0.0 and low > 0.0 and close > 0.0) or not (
+        high >= low and high >= open_price and high >= close and low <= open_price and low <= close
+    ):
+        return STATUS_BAD_BAR
+    k = 0
+    # 1. day roll
+    day = float((ts - 1) // DAY_MS)
+    if day != state[S_DAY]:
+        state[S_DAY] = day
+        state[S_DAY_START_EQUITY] = state[S_EQUITY]
+        if state[S_HALT] == HALT_DAILY_LOSS:
+            state[S_HALT] = HALT_NONE
+    # 2. open fill
+    if not math.isnan(state[S_PENDING_TARGET]):
+        k = _fill_pending(state, config, fills, k, open_price)
+    # 3. protective exits
+    k = _protective_exit(state, config, fills, k, open_price, high, low)
+    # 4. close: mark to market, trailing extreme, risk limits
+    position = state[S_POSITION]
+    equity = state[S_CASH] + position * close
+    state[S_EQUITY] = equity
+    if equity > state[S_PEAK_EQUITY]:
+        state[S_PEAK_EQUITY] = equity
+    if position > 0.0:
+        state[S_TRAIL_EXTREME] = max(state[S_TRAIL_EXTREME], high)
+    elif position < 0.0:
+        state[S_TRAIL_EXTREME] = min(state[S_TRAIL_EXTREME], low)
+    halt_reason = -1.0
+    max_drawdown = config[C_MAX_DRAWDOWN]
+    daily_limit = config[C_DAILY_LOSS_LIMIT]
+    if state[S_HALT] != HALT_MAX_DRAWDOWN and not math.isnan(max_drawdown):
+        if equity <= state[S_PEAK_EQUITY] * (1.0 - max_drawdown):
+            state[S_HALT] = HALT_MAX_DRAWDOWN
+            halt_reason = REASON_MAX_DRAWDOWN
+    if state[S_HALT] == HALT_NONE and not math.isnan(daily_limit):
+        if equity <= state[S_DAY_START_EQUITY] * (1.0 - daily_limit):
+            state[S_HALT] = HALT_DAILY_LOSS
+            halt_reason = REASON_DAILY_LOSS
+    # 5. decision
+    level = 0.0 if math.isnan(target) else target
+    max_position = config[C_MAX_POSITION]
+    if level > max_position:
+        level = max_position
+    elif level < -max_position:
+        level = -max_position
+    if not math.isnan(state[S_STOPPED_TARGET]):
+        if level == state[S_STOPPED_TARGET]:
+            level = 0.0
+        else:
+            state[S_STOPPED_TARGET] = np.nan
+    reason = REASON_SIGNAL
+    if state[S_HALT] != HALT_NONE:
+        level = 0.0
+        if halt_reason >= 0.0:
+            reason = halt_reason
+        elif state[S_HALT] == HALT_MAX_DRAWDOWN:
+            reason = REASON_MAX_DRAWDOWN
+        else:
+            reason = REASON_DAILY_LOSS
+    if level != state[S_ORDERED_TARGET]:
+        state[S_PENDING_TARGET] = level
+        state[S_PENDING_REASON] = reason
+    state[S_LAST_TS] = ts
+    state[S_BARS] += 1.0
+    return k
