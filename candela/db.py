@@ -7,6 +7,7 @@ a database whose schema is behind the code and says how to upgrade it (``candela
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -77,8 +78,10 @@ def create_database_engine(url: str | None = None) -> Engine:
     if parsed.drivername == "postgresql":  # SQLAlchemy 2.1 defaults to psycopg 3; we ship psycopg2
         parsed = parsed.set(drivername="postgresql+psycopg2")
     if backend not in SUPPORTED_BACKENDS:
+        close = difflib.get_close_matches(backend, SUPPORTED_BACKENDS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise DatabaseConfigError(
-            f"unsupported database backend {backend!r} in {redacted(url)}: Candela runs on "
+            f"unsupported database backend {backend!r} in {redacted(url)}: {hint}Candela runs on "
             "'sqlite:///path/file.db' or 'postgresql://user@host:port/dbname'"
         )
     try:
