@@ -11,12 +11,24 @@ Channels
 ``trades:{bot_id}``                         a virtual fill
 ``status:{bot_id}``                         lifecycle: started, heartbeat, stopped, crashed, restarted
 ``system:events``                           process-wide notices
+
+Buses
+-----
+:func:`make_bus` returns a :class:`RedisBus` when ``CANDELA_REDIS_URL`` is set, else an
+:class:`InProcessBus` for a single process. Both offer ``publish(channel, payload)`` (never
+blocks), ``subscribe(channels, callback)``, ``flush()`` and ``close()``.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import logging
 import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 SYSTEM_EVENTS = "system:events"
@@ -65,3 +77,270 @@ def _nan_to_none(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_nan_to_none(item) for item in value]
     return value
+
+
+# --------------------------------------------------------------------------- buses
+
+Callback = Callable[[str, dict[str, Any]], None]
+"""Subscriber callback: ``callback(channel, payload)``; called from a bus thread."""
+
+_log = logging.getLogger(__name__)
+
+
+class Subscription:
+    """Handle returned by :meth:`Bus.subscribe`; :meth:`close` stops the deliveries."""
+
+    def __init__(self, close: Callable[[], None]) -> None:
+        self._close = close
+
+    def close(self) -> None:
+        """Stop delivering messages to this subscription's callback (idempotent)."""
+        close, self._close = self._close, lambda: None
+        close()
+
+
+class InProcessBus:
+    """A bus inside one process: :meth:`publish` calls the matching subscribers at once.
+
+    Channel patterns may use ``*`` (``fnmatch`` rules), as Redis ``PSUBSCRIBE`` does. A callback
+    that raises is logged and does not stop delivery to the others. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: list[tuple[tuple[str, ...], Callback]] = []
+        self.published = 0
+
+    def publish(self, channel: str, payload: dict[str, Any]) -> None:
+        """Deliver ``payload`` (encoded and decoded, as Redis would) to the matching subscribers."""
+        message = decode(encode(payload))
+        with self._lock:
+            subscribers = list(self._subscribers)
+            self.published += 1
+        for patterns, callback in subscribers:
+            if any(fnmatch.fnmatchcase(channel, pattern) for pattern in patterns):
+                try:
+                    callback(channel, message)
+                except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the others
+                    _log.exception("subscriber of %s raised", channel)
+
+    def subscribe(self, channels: Iterable[str], callback: Callback) -> Subscription:
+        """Call ``callback(channel, payload)`` for every message on ``channels`` (patterns allowed)."""
+        entry = (tuple(channels), callback)
+        with self._lock:
+            self._subscribers.append(entry)
+
+        def close() -> None:
+            with self._lock:
+                if entry in self._subscribers:
+                    self._subscribers.remove(entry)
+
+        return Subscription(close)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Return ``True``: in-process delivery is synchronous, nothing is ever queued."""
+        return True
+
+    def close(self) -> None:
+        """Drop every subscriber."""
+        with self._lock:
+            self._subscribers.clear()
+
+
+class RedisBus:
+    """Redis pub/sub that never blocks its caller and survives Redis outages.
+
+    :meth:`publish` only appends to a bounded in-memory queue; a background thread sends the
+    queue to Redis in order (whatever accumulated meanwhile in one pipelined round trip). While Redis is unreachable the thread logs one warning, retries with
+    exponential backoff (up to ``max_backoff`` seconds) and keeps the queue; when Redis returns,
+    publishing resumes with the oldest queued message. If the queue fills up, the oldest messages
+    are dropped (and counted in :attr:`dropped`): the database remembers, Redis only notifies.
+
+    Subscriptions run in their own thread each and re-subscribe after a lost connection; a
+    message published while a subscriber was disconnected is lost for it (subscribers catch up
+    from the database).
+
+    Parameters
+    ----------
+    url : str
+        Redis URL, e.g. ``redis://127.0.0.1:6379/0``.
+    max_queue : int
+        Most messages kept while Redis is unreachable.
+    max_backoff : float
+        Longest wait between reconnection attempts, in seconds.
+    """
+
+    BATCH = 500
+    """Most messages sent in one pipelined round trip."""
+
+    def __init__(self, url: str, *, max_queue: int = 100_000, max_backoff: float = 2.0) -> None:
+        import redis
+
+        self.url = url
+        self._redis = redis
+        self._client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0)
+        self._queue: deque[tuple[str, str]] = deque()
+        self._max_queue = max_queue
+        self._max_backoff = max_backoff
+        self._condition = threading.Condition()
+        self._closed = False
+        self._sending = 0
+        self.published = 0
+        self.dropped = 0
+        self.connected = True
+        self._subscriptions: list[Subscription] = []
+        self._thread = threading.Thread(target=self._publish_loop, name="redis-bus-publisher", daemon=True)
+        self._thread.start()
+
+    def publish(self, channel: str, payload: dict[str, Any]) -> None:
+        """Queue ``payload`` for ``channel`` and return at once (never blocks on Redis)."""
+        message = encode(payload)
+        with self._condition:
+            if self._closed:
+                return
+            if len(self._queue) >= self._max_queue:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append((channel, message))
+            self._condition.notify()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued message was sent; return ``False`` on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while self._queue or self._sending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(min(remaining, 0.05))
+        return True
+
+    def _publish_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            with self._condition:
+                while not self._queue and not self._closed:
+                    self._condition.wait()
+                if self._closed and not self._queue:
+                    return
+                batch = [self._queue[index] for index in range(min(len(self._queue), self.BATCH))]
+                self._sending = len(batch)
+            try:
+                if len(batch) == 1:
+                    self._client.publish(*batch[0])
+                else:  # one round trip for everything queued meanwhile, order kept
+                    pipeline = self._client.pipeline(transaction=False)
+                    for channel, message in batch:
+                        pipeline.publish(channel, message)
+                    pipeline.execute()
+            except self._redis.RedisError as exc:
+                with self._condition:
+                    self._sending = 0
+                    if self._closed:
+                        return
+                if self.connected:
+                    _log.warning("Redis unreachable at %s (%s): queueing messages and retrying", self.url, exc)
+                    self.connected = False
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            backoff = 0.05
+            if not self.connected:
+                _log.warning("Redis at %s is back: publishing resumed", self.url)
+                self.connected = True
+            with self._condition:
+                for item in batch:  # drop what was sent (unless the queue overflowed meanwhile)
+                    if self._queue and self._queue[0] is item:
+                        self._queue.popleft()
+                self._sending = 0
+                self.published += len(batch)
+                self._condition.notify_all()
+
+    def subscribe(self, channels: Iterable[str], callback: Callback) -> Subscription:
+        """Call ``callback(channel, payload)`` from a background thread for every message.
+
+        Channels containing ``*`` are subscribed as patterns. The thread reconnects after a lost
+        connection (with backoff) and re-subscribes.
+        """
+        channels = tuple(channels)
+        stop = threading.Event()
+        ready = threading.Event()
+        thread = threading.Thread(
+            target=self._subscribe_loop,
+            args=(channels, callback, stop, ready),
+            name="redis-bus-subscriber",
+            daemon=True,
+        )
+        thread.start()
+        ready.wait(2.0)
+
+        def close() -> None:
+            stop.set()
+            thread.join(timeout=3.0)
+
+        subscription = Subscription(close)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def _subscribe_loop(self, channels, callback, stop: threading.Event, ready: threading.Event) -> None:
+        patterns = [channel for channel in channels if "*" in channel]
+        plain = [channel for channel in channels if "*" not in channel]
+        backoff = 0.05
+        warned = False
+        while not stop.is_set():
+            client = self._redis.Redis.from_url(self.url, socket_connect_timeout=1.0, socket_timeout=None)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                if plain:
+                    pubsub.subscribe(*plain)
+                if patterns:
+                    pubsub.psubscribe(*patterns)
+                if warned:
+                    _log.warning("Redis subscription to %s restored", ", ".join(channels))
+                    warned = False
+                ready.set()
+                backoff = 0.05
+                while not stop.is_set():
+                    message = pubsub.get_message(timeout=0.2)
+                    if message is None or message["type"] not in ("message", "pmessage"):
+                        continue
+                    channel = message["channel"]
+                    channel = channel.decode() if isinstance(channel, bytes) else channel
+                    try:
+                        callback(channel, decode(message["data"]))
+                    except Exception:  # noqa: BLE001 - a subscriber's bug must not kill the thread
+                        _log.exception("subscriber of %s raised", channel)
+            except self._redis.RedisError as exc:
+                if not warned:
+                    _log.warning("Redis subscription to %s lost (%s): reconnecting", ", ".join(channels), exc)
+                    warned = True
+                ready.set()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+            finally:
+                try:
+                    pubsub.close()
+                    client.close()
+                except Exception:  # noqa: BLE001 - closing a dead connection may fail
+                    pass
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Send what is queued (waiting at most ``timeout`` seconds), then stop every thread."""
+        self.flush(timeout)
+        for subscription in self._subscriptions:
+            subscription.close()
+        with self._condition:
+            self._closed = True
+            self._queue.clear()
+            self._condition.notify_all()
+        self._thread.join(timeout=3.0)
+        self._client.close()
+
+
+Bus = InProcessBus | RedisBus
+
+
+def make_bus(url: str | None = None) -> Bus:
+    """Return a :class:`RedisBus` for ``url`` or ``CANDELA_REDIS_URL``, else an :class:`InProcessBus`."""
+    url = redis_url(url)
+    return RedisBus(url) if url else InProcessBus()

@@ -23,6 +23,9 @@ _LAZY = {
     "load_frame": ("research.data", "load_frame"),
     "inventory": ("research.data", "inventory"),
     "resample": ("research.data", "resample"),
+    "lookahead": ("research.checks", "lookahead"),
+    "warmup_check": ("research.checks", "warmup_check"),
+    "load_run": ("research.storage", "load_run"),
 }
 
 __all__ = sorted(_LAZY)

@@ -1,0 +1,13 @@
+"""The paper-trading runner: bots that run research strategies unchanged (DESIGN.md §6).
+
+An asyncio process hosts many bots. Each bot is a strategy, its parameters, a market, costs,
+stops and risk limits, read from a JSON file in ``config/bots/`` (:mod:`runner.config`). For
+every closed bar a bot computes its decision from the strategy's ``target`` on the warm-up
+window, fills it with :func:`research.kernels.execution.step_nb` (the very function the
+backtest loops) and records signal, trades, state and equity in one transaction
+(:mod:`runner.bot`, :mod:`runner.ledger`); then it publishes on the bus. Startup is recovery
+(:mod:`runner.process`). Replay (:mod:`runner.process`, ``replay=``) feeds stored bars through
+the same path.
+
+Keep this module light: it imports nothing.
+"""

@@ -1,9 +1,159 @@
-"""Subcommands registered by this module (placeholder until its issue lands)."""
+"""``candela bots list | start ID | stop ID | status [ID]``: manage bots from any terminal.
+
+The state lives in the database (``bots.status``), so these commands work while a runner is
+running elsewhere: the runner polls the status and stops or (re)starts the bot within its poll
+interval. ``start`` also clears a ``failed`` bot (it restarts from its last committed bar).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+
+from candela.commands import CommandError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands to commands."""
+    """Add ``bots`` and its subcommands to the top-level commands."""
+    parser = commands.add_parser("bots", help="list, start, stop and inspect paper-trading bots")
+    sub = parser.add_subparsers(dest="bots_command", metavar="SUBCOMMAND", required=True)
+    listing = sub.add_parser("list", help="every bot: status, market, cursor, equity, heartbeat")
+    listing.add_argument("--bots", default=None, metavar="DIR",
+                         help="also list configs of this folder not yet registered (default: config/bots/)")
+    listing.set_defaults(handler=_list)
+    start = sub.add_parser("start", help="mark a bot active (the runner starts it)")
+    start.add_argument("bot_id", metavar="ID")
+    start.set_defaults(handler=_start)
+    stop = sub.add_parser("stop", help="mark a bot stopped (the runner stops it after its current bar)")
+    stop.add_argument("bot_id", metavar="ID")
+    stop.set_defaults(handler=_stop)
+    status = sub.add_parser("status", help="details of one bot (or a summary of all)")
+    status.add_argument("bot_id", metavar="ID", nargs="?")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_status)
+
+
+def _bot_summaries(engine) -> list[dict]:
+    from sqlalchemy import func, select
+
+    from candela import schema
+
+    with engine.connect() as connection:
+        states = {row.bot_id: row for row in connection.execute(select(schema.bot_state))}
+        trade_counts = dict(connection.execute(
+            select(schema.trades.c.bot_id, func.count()).group_by(schema.trades.c.bot_id)).all())
+        signal_counts = dict(connection.execute(
+            select(schema.signals.c.bot_id, func.count()).group_by(schema.signals.c.bot_id)).all())
+        summaries = []
+        for bot in connection.execute(select(schema.bots).order_by(schema.bots.c.bot_id)):
+            state = states.get(bot.bot_id)
+            equity = None
+            if state is not None:
+                equity = connection.execute(
+                    select(schema.bot_performance.c.equity)
+                    .where(schema.bot_performance.c.bot_id == bot.bot_id)
+                    .order_by(schema.bot_performance.c.ts.desc()).limit(1)
+                ).scalar()
+            summaries.append(dict(
+                bot_id=bot.bot_id, strategy=bot.strategy, exchange=bot.exchange, symbol=bot.symbol,
+                timeframe=bot.timeframe, status=bot.status, restarts=bot.restarts,
+                last_error=bot.last_error, heartbeat_at=bot.heartbeat_at,
+                cursor_ts=None if state is None else state.cursor_ts,
+                cash=None if state is None else state.cash,
+                position=None if state is None else state.position,
+                equity=equity, signals=signal_counts.get(bot.bot_id, 0),
+                trades=trade_counts.get(bot.bot_id, 0),
+            ))
+    return summaries
+
+
+def _time(ms) -> str:
+    from datetime import datetime, timezone
+
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _list(arguments: argparse.Namespace) -> int:
+    from candela.db import connect, now_ms
+    from candela.paths import BOT_CONFIG_DIR
+
+    engine = connect(arguments.database_url)
+    try:
+        summaries = _bot_summaries(engine)
+    finally:
+        engine.dispose()
+    known = {summary["bot_id"] for summary in summaries}
+    now = now_ms()
+    print(f"{'bot':<24} {'status':<8} {'strategy':<20} {'market':<28} {'last bar (UTC)':<20} "
+          f"{'equity':>14} {'trades':>7} heartbeat")
+    for s in summaries:
+        market = f"{s['exchange']} {s['symbol']} {s['timeframe']}"
+        age = "-" if s["heartbeat_at"] is None else f"{(now - s['heartbeat_at']) / 1000:.0f}s ago"
+        equity = "-" if s["equity"] is None else f"{s['equity']:.6g}"
+        print(f"{s['bot_id']:<24} {s['status']:<8} {s['strategy'][:20]:<20} {market:<28} "
+              f"{_time(s['cursor_ts']):<20} {equity:>14} {s['trades']:>7} {age}")
+    from pathlib import Path
+
+    folder = Path(arguments.bots) if arguments.bots else BOT_CONFIG_DIR
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.json")):
+            try:
+                bot_id = json.loads(path.read_text()).get("id", path.stem)
+            except (ValueError, AttributeError):
+                bot_id = path.stem
+            if bot_id not in known:
+                print(f"{bot_id:<24} {'new':<8} (config {path}, not registered until 'candela run')")
+    return 0
+
+
+def _set(arguments: argparse.Namespace, status: str, event: str) -> int:
+    from candela.db import connect
+    from runner.ledger import set_status
+
+    engine = connect(arguments.database_url)
+    try:
+        if not set_status(engine, arguments.bot_id, status, event=event, detail="from the command line"):
+            raise CommandError(
+                f"no bot {arguments.bot_id!r} in the database: 'candela bots list' shows the bots; "
+                "a new config is registered when 'candela run' starts"
+            )
+    finally:
+        engine.dispose()
+    print(f"bot {arguments.bot_id}: {status} (a running runner picks this up within its poll interval)")
+    return 0
+
+
+def _start(arguments: argparse.Namespace) -> int:
+    return _set(arguments, "active", "start_requested")
+
+
+def _stop(arguments: argparse.Namespace) -> int:
+    return _set(arguments, "stopped", "stop_requested")
+
+
+def _status(arguments: argparse.Namespace) -> int:
+    from candela.db import connect
+
+    engine = connect(arguments.database_url)
+    try:
+        summaries = _bot_summaries(engine)
+    finally:
+        engine.dispose()
+    if arguments.bot_id is not None:
+        summaries = [s for s in summaries if s["bot_id"] == arguments.bot_id]
+        if not summaries:
+            raise CommandError(f"no bot {arguments.bot_id!r} in the database: see 'candela bots list'")
+    if arguments.json:
+        print(json.dumps(summaries, indent=2, sort_keys=True))
+        return 0
+    for s in summaries:
+        print(f"{s['bot_id']}: {s['status']}  ({s['strategy']} on {s['exchange']} {s['symbol']} {s['timeframe']})")
+        print(f"  last bar   {_time(s['cursor_ts'])} UTC   signals {s['signals']}   trades {s['trades']}")
+        if s["cash"] is not None:
+            print(f"  cash {s['cash']:.8g}   position {s['position']:.8g}   equity {s['equity']:.8g}")
+        print(f"  heartbeat  {_time(s['heartbeat_at'])} UTC   restarts {s['restarts']}")
+        if s["last_error"]:
+            print(f"  last error {s['last_error']}")
+    return 0

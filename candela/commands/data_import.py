@@ -1,9 +1,78 @@
-"""Subcommands registered by this module (placeholder until its issue lands)."""
+"""``candela data import FILE``: load a candle CSV/CSV.gz into the database (issue 2)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from candela.commands import CommandError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands to commands."""
+    """Add ``import`` to the ``data`` group."""
+    parser = commands.add_parser(
+        "import",
+        help="import candles from a CSV or CSV.gz file (header open_time_ms,open,high,low,close,volume)",
+        description=(
+            "Import OHLCV candles whose time column is the bar's OPEN time in ms UTC. Rows are "
+            "validated; bad rows are rejected and reported; the import is one transaction and "
+            "importing the same file again inserts nothing. Without --exchange/--symbol/--timeframe "
+            "the market is taken from a file name like binance_BTC-USDT_1m.csv.gz."
+        ),
+    )
+    parser.add_argument("file", help="CSV or CSV.gz file")
+    parser.add_argument("--exchange", help="ccxt exchange id, e.g. binance")
+    parser.add_argument("--symbol", help="unified symbol, e.g. BTC/USDT")
+    parser.add_argument("--timeframe", help="bar timeframe, e.g. 1m, 1h, 1d")
+    parser.set_defaults(handler=_import)
+
+
+def _import(arguments: argparse.Namespace) -> int:
+    from candela.db import connect
+    from candela.markets import validate_exchange, validate_symbol
+    from candela.timeframes import timeframe_to_ms
+    from data_pipeline.importer import ImportFailedError, import_candles, infer_market
+
+    guess = infer_market(arguments.file) or (None, None, None)
+    exchange = arguments.exchange or guess[0]
+    symbol = arguments.symbol or guess[1]
+    timeframe = arguments.timeframe or guess[2]
+    absent = [f"--{name}" for name, value in
+              (("exchange", exchange), ("symbol", symbol), ("timeframe", timeframe)) if not value]
+    if absent:
+        raise CommandError(
+            f"cannot tell the market of {arguments.file} from its name: pass {' '.join(absent)} "
+            "(e.g. --exchange binance --symbol BTC/USDT --timeframe 1m)"
+        )
+    validate_exchange(exchange)
+    validate_symbol(symbol)
+    timeframe_to_ms(timeframe)
+
+    engine = connect(arguments.database_url)
+    try:
+        report = import_candles(engine, arguments.file, exchange, symbol, timeframe)
+    except ImportFailedError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        engine.dispose()
+    print(report.summary())
+    if report.rejected:
+        print(format_rejections(report))
+    if report.conflicting:
+        examples = ", ".join(str(ts) for ts in report.conflict_examples)
+        print(
+            f"warning: {report.conflicting} bars differ from the stored ones and were NOT "
+            f"overwritten (close ts e.g. {examples}); delete them first to replace them",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def format_rejections(report) -> str:
+    """A short table of rejected rows per reason, then the first examples with line numbers."""
+    width = max(len(reason) for reason in report.rejected)
+    lines = [f"rejected rows ({report.rejected_total}):", f"  {'reason':<{width}}  rows"]
+    lines += [f"  {reason:<{width}}  {count}" for reason, count in report.rejected.items()]
+    lines.append("  first examples: " + ", ".join(
+        f"line {line} ({reason})" for line, reason in report.rejected_examples))
+    return "\n".join(lines)

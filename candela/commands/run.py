@@ -1,9 +1,114 @@
-"""Subcommands registered by this module (placeholder until its issue lands)."""
+"""``candela run``: the paper-trading runner (live, or a replay of stored bars).
+
+Examples::
+
+    candela run                                   # every bot in config/bots/, follow live bars
+    candela run --bots my_bots/ --bot sma_btc     # one bot of another folder
+    candela run --replay --from 2018-01-10 --to 2018-01-20   # stored bars, as fast as possible
+
+The runner is an asyncio process; Ctrl-C (or SIGTERM) lets every bot finish its current bar.
+``CANDELA_REDIS_URL`` selects Redis for the bus, else an in-process bus is used.
+"""
 
 from __future__ import annotations
 
 import argparse
+from datetime import datetime, timezone
+
+from candela.commands import CommandError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands to commands."""
+    """Add ``run`` to the top-level commands."""
+    parser = commands.add_parser("run", help="run the paper-trading bots of config/bots/ (live or --replay)")
+    parser.add_argument("--bots", default=None, metavar="DIR",
+                        help="folder of bot JSON files (default: config/bots/)")
+    parser.add_argument("--bot", action="append", default=[], metavar="ID",
+                        help="run only this bot (repeatable; default: every bot of the folder)")
+    parser.add_argument("--replay", action="store_true",
+                        help="feed stored bars through the bots as fast as possible, then exit")
+    parser.add_argument("--from", dest="from_", default=None, metavar="TIME",
+                        help="replay: first bar close time (ISO 8601 UTC or ms) for bots without history")
+    parser.add_argument("--to", default=None, metavar="TIME",
+                        help="replay: last bar close time (ISO 8601 UTC or ms; default: the last stored bar)")
+    parser.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+                        help="database poll interval for new bars and bot status (default: 1)")
+    parser.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
+                        help="heartbeat interval (default: 5)")
+    parser.add_argument("--workers", type=int, default=10, metavar="N",
+                        help="threads processing bots' bars concurrently, one database connection "
+                             "each (default: 10; keep below the connection pool's 15)")
+    parser.set_defaults(handler=_run)
+
+
+def parse_time(value: str | None, option: str) -> int | None:
+    """Parse ``--from``/``--to``: ISO 8601 (UTC when no zone is given) or integer ms."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandError(
+            f"{option} {value!r} is not a time: use ISO 8601 such as 2018-01-10 or "
+            "2018-01-10T12:00:00Z, or milliseconds since 1970"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def _run(arguments: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from candela.bus import make_bus
+    from candela.db import connect
+    from candela.paths import BOT_CONFIG_DIR
+    from runner.config import load_bot_configs
+    from runner.process import Replay, Runner, RunnerSettings
+
+    if not arguments.replay and (arguments.from_ or arguments.to):
+        raise CommandError("--from and --to only apply to a replay: add --replay")
+    replay = None
+    if arguments.replay:
+        replay = Replay(parse_time(arguments.from_, "--from"), parse_time(arguments.to, "--to"))
+        if replay.from_ts is not None and replay.to_ts is not None and replay.from_ts > replay.to_ts:
+            raise CommandError("--from is after --to: swap them")
+    configs = load_bot_configs(arguments.bots or BOT_CONFIG_DIR)
+    if arguments.bot:
+        known = {config.bot_id for config in configs}
+        missing = [bot for bot in arguments.bot if bot not in known]
+        if missing:
+            raise CommandError(f"no bot {', '.join(map(repr, missing))} in the folder (bots: {', '.join(sorted(known))})")
+        configs = [config for config in configs if config.bot_id in arguments.bot]
+    if not configs:
+        raise CommandError("no bot configs found: add JSON files to config/bots/ or pass --bots DIR")
+    engine = connect(arguments.database_url)
+    bus = make_bus()
+    if not 1 <= arguments.workers <= 14:
+        raise CommandError(f"--workers must be between 1 and 14, got {arguments.workers}")
+    settings = RunnerSettings(poll_interval=arguments.poll, heartbeat_interval=arguments.heartbeat,
+                              workers=arguments.workers)
+    runner = Runner(engine, bus, configs, settings=settings, replay=replay)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, runner.request_stop)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+                pass
+        return await runner.run()
+
+    try:
+        reports = asyncio.run(main())
+    finally:
+        bus.close()
+        engine.dispose()
+    for report in reports.values():
+        error = f"  error: {report.last_error}" if report.last_error else ""
+        print(f"{report.bot_id:<24} {report.status:<9} bars={report.bars:<7} restarts={report.restarts}{error}")
+    return 1 if any(report.status == "failed" for report in reports.values()) else 0

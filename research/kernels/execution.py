@@ -13,20 +13,31 @@ Per bar ``t`` (open ``o``, high ``h``, low ``l``, close ``c``, close time ``ts``
 1. **Day roll.** The bar belongs to UTC day ``(ts - 1) // 86_400_000``. On a new day the
    day-start equity becomes the previous close's equity and a daily-loss halt is lifted.
 2. **Open fill.** If a target level was decided at bar ``t-1``'s close, trade to it at ``o``
-   (slippage against the trader). Sizing: with equity ``E`` marked at the fill price, the new
-   position is ``L * E / (p * (1 + fee_rate))`` units for level ``L``, so that position value
-   plus the fee equals ``L * E`` (``L = 1`` spends all cash, as vectorbt's ``size=inf``).
-   Changing sides closes first, then opens from the resulting cash (two fills).
+   (slippage against the trader). Sizing: with equity ``E`` marked at the fill price ``p``
+   (the open slipped towards the side of the coming fill, which is the side that the target
+   would need at the plain open), the new position is ``L * E / (p * (1 + fee_rate))`` units
+   for level ``L``, so that, from flat, position value plus the fee equals ``L * E`` (``L = 1``
+   spends all cash, as vectorbt's ``size=inf``).
+   Changing sides closes first, then opens from the resulting cash (two fills). With equity
+   at or below zero (ruin) the order closes any position and opens nothing.
 3. **Protective exits**, for the position held after the open: the stop level is the tighter
    of stop-loss (from the entry price) and trailing stop (from the extreme of completed bars and
    this open). It triggers if the bar's low (long) / high (short) reaches it; it fills at the
-   stop level, or at the open if the open is already beyond it. Take-profit likewise. If both a
-   stop and the take-profit could trigger in the bar, the stop is assumed.
+   stop level, or at the open if the open is already beyond it. Take-profit likewise (fills at
+   its level, or at the open if the open is already beyond it, which is then the better price).
+   The open comes first: a level the open gapped through fills there. Otherwise, if both the
+   stop and the take-profit lie within the bar's range, the stop (the worse outcome) is assumed.
+   Protective fills pay slippage and fees like any other fill. Only one protective exit per
+   bar; the position opened at this bar's open is protected from this bar on.
 4. **Close.** Mark equity at ``c``; update the equity peak and the trailing extreme; apply
    risk limits (daily loss, maximum drawdown), which force the target to flat.
 5. **Decision.** The strategy's target for bar ``t`` (``nan`` = flat) is clipped to
    ``±max_position``, forced to 0 while halted, held at 0 after a protective exit until the
    target changes, and, if it differs from the level last ordered, queued for the next open.
+
+Before step 1 the bar is checked: a non-finite or non-positive price, a high below the open,
+close or low, a low above the open or close (``STATUS_BAD_BAR``), or a close time not after
+the last processed one (``STATUS_OUT_OF_ORDER``) leaves the state untouched.
 
 The function never raises; it returns the number of fills written, or a negative status.
 """
@@ -199,7 +210,10 @@ def _trade(state, config, fills, k, delta, mid_price, reason, at_open):
 @njit(cache=True)
 def _units_for_level(state, config, level, mid_price):
     """Units held after trading to ``level`` at ``mid_price`` (see module docstring, step 2)."""
-    side = 1.0 if level > 0.0 else -1.0
+    position = state[S_POSITION]
+    fee_factor = 1.0 + config[C_FEE_RATE]
+    unslipped = level * (state[S_CASH] + position * mid_price) / (mid_price * fee_factor)
+    side = 1.0 if unslipped > position else -1.0  # the side of the coming fill
     price = mid_price * (1.0 + side * config[C_SLIPPAGE_BPS] * 1e-4)
     equity = state[S_CASH] + state[S_POSITION] * price
     return level * equity / (price * (1.0 + config[C_FEE_RATE])), equity
@@ -217,7 +231,9 @@ def _fill_pending(state, config, fills, k, open_price):
         position = 0.0
     if level != 0.0:
         units, equity = _units_for_level(state, config, level, open_price)
-        if equity <= 0.0:  # bankrupt: nothing left to open a position with
+        if equity <= 0.0:  # bankrupt: close what is left, open nothing
+            if position != 0.0:
+                k = _trade(state, config, fills, k, -position, open_price, reason, 1.0)
             state[S_ORDERED_TARGET] = 0.0
             return k
         delta = units - position
@@ -256,15 +272,25 @@ def _protective_exit(state, config, fills, k, open_price, high, low):
     target_level = np.nan
     if not math.isnan(take_profit):
         target_level = entry * (1.0 + take_profit) if long else entry * (1.0 - take_profit)
+    has_stop = not math.isnan(stop_level)
+    has_target = not math.isnan(target_level)
     exit_price = np.nan
     exit_reason = REASON_SIGNAL
-    if not math.isnan(stop_level) and ((long and low <= stop_level) or (not long and high >= stop_level)):
-        exit_price = min(open_price, stop_level) if long else max(open_price, stop_level)
-        exit_reason = stop_reason
-    elif not math.isnan(target_level) and (
-        (long and high >= target_level) or (not long and low <= target_level)
+    if has_stop and (
+        (long and open_price <= stop_level) or (not long and open_price >= stop_level)
     ):
-        exit_price = max(open_price, target_level) if long else min(open_price, target_level)
+        exit_price = open_price  # the open gapped through the stop
+        exit_reason = stop_reason
+    elif has_target and (
+        (long and open_price >= target_level) or (not long and open_price <= target_level)
+    ):
+        exit_price = open_price  # the open gapped through the take-profit: it fills first
+        exit_reason = REASON_TAKE_PROFIT
+    elif has_stop and ((long and low <= stop_level) or (not long and high >= stop_level)):
+        exit_price = stop_level  # intrabar; also when the take-profit was reachable (worse case)
+        exit_reason = stop_reason
+    elif has_target and ((long and high >= target_level) or (not long and low <= target_level)):
+        exit_price = target_level
         exit_reason = REASON_TAKE_PROFIT
     if math.isnan(exit_price):
         return k
@@ -297,11 +323,13 @@ def step_nb(state, config, ts, open_price, high, low, close, target, fills):
     -------
     int
         Number of fills written (0 to 3), or a negative ``STATUS_*`` code, in which case the
-        state is left unchanged. With equity at or below zero no new position is opened.
+        state is left unchanged. With equity at or below zero (marked at the open) an order
+        to a non-zero level closes any position and opens nothing.
     """
     if ts <= state[S_LAST_TS]:
         return STATUS_OUT_OF_ORDER
-    if not (open_price > 0.0 and high > 0.0 and low > 0.0 and close > 0.0) or not (
+    prices_ok = open_price > 0.0 and low > 0.0 and math.isfinite(high) and math.isfinite(close)
+    if not prices_ok or not (
         high >= low and high >= open_price and high >= close and low <= open_price and low <= close
     ):
         return STATUS_BAD_BAR

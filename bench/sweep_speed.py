@@ -1,0 +1,227 @@
+"""Benchmark: SMA-cross sweep on 1,000,000 synthetic 1m bars, Candela vs vectorbt.
+
+Grid: fast 5..54 x slow 20..216 step 4 with fast < slow (2,329 combinations), fee 0.1 %,
+decide at bar t's close and fill at bar t+1's open.
+
+* **Candela**: ``research.sweep(spec, bars, grid, n_jobs=2)``: two loky worker processes, bars
+  shipped once through a memory-mapped file, one stats row per combination, the 5 best keep
+  their equity curves.
+* **vectorbt**: chunks of combinations (the issue suggests ~256; here a column costs about
+  120 MB on 1M bars at peak, so 256 columns would need ~30 GB and get the process killed; the
+  default is 32, ``--chunk`` changes it): each distinct moving average of the chunk once
+  (``vbt.MA``), the crossover levels as a bars x chunk array, ``Portfolio.from_signals`` over
+  the chunk, then total return, Sharpe ratio and maximum drawdown per column. vectorbt is
+  vectorized and runs in one process.
+
+Each engine runs in its own child process so that its peak memory (resident set of the
+process tree, sampled every 20 ms with psutil) is measured alone; Numba compilation is warmed
+up in that child before the clock starts (on a small slice) and reported separately.
+
+``python -m bench.sweep_speed`` runs the whole grid on both engines (many minutes on two
+cores). ``--sample N`` times a seeded subset of N combinations instead (for vectorbt: the
+first N of the grid, still in chunks) and extrapolates linearly to the whole grid, saying so;
+``--vectorbt-sample N`` samples vectorbt only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+FEE = 0.001
+CASH = 10_000.0
+N_JOBS = 2
+VECTORBT_CHUNK = 32  # ~120 MB per column on 1M bars: 256 columns need ~30 GB
+FAST_WINDOWS = range(5, 55)
+SLOW_WINDOWS = range(20, 217, 4)
+
+
+def grid_pairs() -> list[tuple[int, int]]:
+    """Every (fast, slow) pair of the grid with fast < slow, in grid order."""
+    return [(fast, slow) for fast in FAST_WINDOWS for slow in SLOW_WINDOWS if fast < slow]
+
+
+# --------------------------------------------------------------------------- engines (children)
+
+
+def run_candela(sample: int | None) -> dict:
+    from bench.synthetic import synthetic_bars
+    from research.sweeps import sweep
+    from research.types import Costs
+    from strategies.registry import get_strategy
+
+    bars = synthetic_bars()
+    spec = get_strategy("sma_cross")
+    costs = Costs(fee_rate=FEE)
+    started = time.perf_counter()
+    sweep(spec, bars[:5_000], {"fast": [5], "slow": [20]}, costs, progress=False, keep_best=1)
+    warmup = time.perf_counter() - started
+    grid = {"fast": list(FAST_WINDOWS), "slow": list(SLOW_WINDOWS)}
+    started = time.perf_counter()
+    result = sweep(spec, bars, grid, costs, n_jobs=N_JOBS, sample=sample, seed=0, keep_best=5,
+                   progress=False)
+    seconds = time.perf_counter() - started
+    best = result.best(1).iloc[0]
+    return {"seconds": seconds, "warmup": warmup, "combinations": result.n_evaluated,
+            "best": f"fast={int(best['fast'])} slow={int(best['slow'])} sharpe={best['sharpe']:.3f}"}
+
+
+def run_vectorbt(sample: int | None, chunk_size: int = VECTORBT_CHUNK) -> dict:
+    import pandas as pd
+    import vectorbt as vbt
+
+    from bench.synthetic import synthetic_bars
+
+    bars = synthetic_bars()
+    # tz-naive UTC index: a tz-aware one makes vectorbt build object arrays of Timestamps
+    index = pd.to_datetime(bars.ts, unit="ms")
+    close = pd.Series(bars.close, index=index)
+    open_ = pd.Series(bars.open, index=index)
+    pairs = grid_pairs()
+    chosen = pairs if sample is None else pairs[:sample]
+    chunks = [chosen[i:i + chunk_size] for i in range(0, len(chosen), chunk_size)]
+
+    def run_chunk(chunk, close, open_):
+        fast_windows = sorted({fast for fast, _ in chunk})
+        slow_windows = sorted({slow for _, slow in chunk})
+        fast_ma = vbt.MA.run(close, fast_windows).ma.to_numpy().reshape(len(close), -1)
+        slow_ma = vbt.MA.run(close, slow_windows).ma.to_numpy().reshape(len(close), -1)
+        fast_column = [fast_windows.index(fast) for fast, _ in chunk]
+        slow_column = [slow_windows.index(slow) for _, slow in chunk]
+        level = fast_ma[:, fast_column] > slow_ma[:, slow_column]
+        del fast_ma, slow_ma
+        entries = np.zeros_like(level)
+        entries[1:] = level[:-1]  # decided at t's close, filled at t+1's open
+        exits = np.zeros_like(level)
+        exits[1:] = ~level[:-1]
+        del level
+        portfolio = vbt.Portfolio.from_signals(close, entries, exits, price=open_, fees=FEE,
+                                               size=np.inf, init_cash=CASH, freq="1min")
+        return (portfolio.total_return().to_numpy(), portfolio.sharpe_ratio().to_numpy(),
+                portfolio.max_drawdown().to_numpy())
+
+    started = time.perf_counter()
+    run_chunk(chunks[0][:4], close.iloc[:5_000], open_.iloc[:5_000])
+    warmup = time.perf_counter() - started
+    started = time.perf_counter()
+    sharpe = []
+    for chunk in chunks:
+        sharpe.extend(run_chunk(chunk, close, open_)[1])
+        gc.collect()  # free the chunk's portfolio (reference cycles) before the next one
+    seconds = time.perf_counter() - started
+    evaluated = sum(len(chunk) for chunk in chunks)
+    best = int(np.nanargmax(sharpe))
+    fast, slow = pairs[best]
+    return {"seconds": seconds, "warmup": warmup, "combinations": evaluated,
+            "best": f"fast={fast} slow={slow} sharpe={sharpe[best]:.3f}"}
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def tree_rss(process) -> int:
+    """Resident bytes of ``process`` and all its descendants."""
+    import psutil
+
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def measure(engine: str, sample: int | None, chunk_size: int) -> dict:
+    """Run ``engine`` in a child process; return its report plus the peak tree RSS."""
+    import psutil
+
+    command = [sys.executable, "-m", "bench.sweep_speed", "--engine", engine,
+               "--chunk", str(chunk_size)]
+    if sample is not None:
+        command += ["--sample", str(sample)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    process = psutil.Process(child.pid)
+    peak = 0
+    done = threading.Event()
+
+    def sample_rss():
+        nonlocal peak
+        while not done.is_set():
+            try:
+                peak = max(peak, tree_rss(process))
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
+    output, _ = child.communicate()
+    done.set()
+    sampler.join()
+    if child.returncode != 0:
+        raise RuntimeError(f"{engine} benchmark failed with status {child.returncode}")
+    report = json.loads(output.strip().splitlines()[-1])
+    report["peak_rss"] = peak
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.sweep_speed")
+    parser.add_argument("--sample", type=int, default=None,
+                        help="time N seeded combinations and extrapolate to the whole grid")
+    parser.add_argument("--vectorbt-sample", type=int, default=None, metavar="N",
+                        help="sample size for vectorbt only (default: --sample)")
+    parser.add_argument("--skip-candela", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--chunk", type=int, default=VECTORBT_CHUNK,
+                        help=f"vectorbt combinations per chunk (default {VECTORBT_CHUNK}; "
+                             "lower it if the machine runs out of memory)")
+    parser.add_argument("--engine", choices=("candela", "vectorbt"), default=None,
+                        help=argparse.SUPPRESS)
+    arguments = parser.parse_args([] if argv is None else argv)
+    if arguments.engine:
+        if arguments.engine == "candela":
+            print(json.dumps(run_candela(arguments.sample)))
+        else:
+            print(json.dumps(run_vectorbt(arguments.sample, arguments.chunk)))
+        return
+
+    total = len(grid_pairs())
+    print(f"grid: fast 5..54 x slow 20..216 step 4, fast < slow: {total:,} combinations; "
+          f"1,000,000 synthetic 1m bars; fee {FEE:.1%}")
+    reports = {}
+    engines = ("vectorbt",) if arguments.skip_candela else ("candela", "vectorbt")
+    for engine in engines:
+        sample = arguments.sample
+        if engine == "vectorbt" and arguments.vectorbt_sample is not None:
+            sample = arguments.vectorbt_sample
+        report = measure(engine, sample, arguments.chunk)
+        scale = total / report["combinations"]
+        report["full_seconds"] = report["seconds"] * scale
+        reports[engine] = report
+        how = (f"{N_JOBS} processes" if engine == "candela"
+               else f"1 process, chunks of {arguments.chunk}")
+        print(f"\n{engine} ({how})")
+        print(f"  JIT warm-up (small slice)  {report['warmup']:8.2f} s")
+        print(f"  {report['combinations']:,} combinations       {report['seconds']:8.2f} s "
+              f"({report['seconds'] / report['combinations'] * 1000:.1f} ms each)")
+        if scale > 1:
+            print(f"  extrapolated to {total:,}     {report['full_seconds']:8.1f} s (linear, x{scale:.1f})")
+        print(f"  peak RSS (process tree)    {report['peak_rss'] / 2**30:8.2f} GiB")
+        print(f"  best by Sharpe: {report['best']}")
+    if len(reports) < 2:
+        return
+    ratio = reports["vectorbt"]["full_seconds"] / reports["candela"]["full_seconds"]
+    print(f"\nvectorbt time / Candela time: {ratio:.2f}x (target >= 30x); Candela peak "
+          f"{reports['candela']['peak_rss'] / 2**30:.2f} GiB (target < 2 GB)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,368 @@
+"""Import OHLCV candles from CSV or CSV.gz files into the database (issue 2, point 5).
+
+The file format is that of ``../shared/data/ohlcv/`` and ``data/sample/ohlcv/``: a header
+``open_time_ms,open,high,low,close,volume`` (any column order) and one candle per line, the
+time being the bar's **open** time in milliseconds UTC. The importer
+
+1. reads and parses the whole file (plain or gzip; a truncated or malformed file is an error
+   naming the line, and nothing is written; a file whose last line lacks its line ending counts
+   as truncated, since its last value may be cut short),
+2. converts open times to close times once, ``ts = open_time_ms + timeframe`` (DESIGN.md §2),
+3. validates every row (:func:`data_pipeline.validation.validate_candles`); rejected rows are
+   counted per reason and reported with their line numbers, the rest are stored,
+4. stores the accepted rows in **one transaction** (:func:`data_pipeline.store.store_bars`):
+   new bars are inserted, bars already stored are left alone and reported as unchanged (same
+   values) or conflicting (different values). Any failure rolls the whole import back.
+
+Importing the same file twice therefore inserts nothing the second time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from candela.markets import validate_exchange, validate_symbol
+from candela.timeframes import timeframe_to_ms
+from data_pipeline.store import StoreResult, store_bars
+from data_pipeline.validation import validate_candles
+
+COLUMNS: tuple[str, ...] = ("open_time_ms", "open", "high", "low", "close", "volume")
+"""The CSV columns the importer expects (the header may list them in any order)."""
+
+REJECTED_EXAMPLES = 5
+"""How many rejected rows :class:`ImportReport` keeps as examples."""
+
+_FILE_NAME = re.compile(r"^(?P<exchange>[a-z][a-z0-9_]*)_(?P<base>[A-Za-z0-9]+)-(?P<quote>[A-Za-z0-9]+)"
+                        r"_(?P<timeframe>\d+[mhdw])(?:_[A-Za-z0-9]+)?\.csv(?:\.gz)?$")
+
+
+class ImportFailedError(RuntimeError):
+    """Writing the candles failed; the transaction was rolled back and nothing was stored."""
+
+
+@dataclass(frozen=True)
+class CandleFile:
+    """The parsed content of one candle file (times already converted to close times).
+
+    Attributes
+    ----------
+    ts : ndarray of int64
+        Close times in file order, ``open_time_ms + timeframe_ms``.
+    open, high, low, close, volume : ndarray of float64
+        The candle values in file order.
+    line_numbers : ndarray of int64
+        1-based line number in the file of each row (the header is line 1).
+    """
+
+    ts: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    line_numbers: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What :func:`import_candles` did with one file.
+
+    Attributes
+    ----------
+    path : Path
+        The imported file.
+    exchange, symbol, timeframe : str
+        The market the candles were stored under.
+    rows : int
+        Data rows read from the file.
+    inserted, unchanged, conflicting : int
+        Accepted rows that were new, already stored with equal values, already stored with
+        different values (the stored values were kept), see :class:`data_pipeline.store.StoreResult`.
+    rejected : dict of str to int
+        Rejected rows per validation reason (see :mod:`data_pipeline.validation`).
+    rejected_examples : list of (int, str)
+        ``(line number, reason)`` of the first :data:`REJECTED_EXAMPLES` rejected rows.
+    conflict_examples : tuple of int
+        Close times of up to five conflicting bars.
+    first_ts, last_ts : int or None
+        Close times of the first and last accepted bar (``None`` when none was accepted).
+    """
+
+    path: Path
+    exchange: str
+    symbol: str
+    timeframe: str
+    rows: int
+    inserted: int
+    unchanged: int
+    conflicting: int
+    rejected: dict[str, int] = field(default_factory=dict)
+    rejected_examples: list[tuple[int, str]] = field(default_factory=list)
+    conflict_examples: tuple[int, ...] = ()
+    first_ts: int | None = None
+    last_ts: int | None = None
+
+    @property
+    def rejected_total(self) -> int:
+        """Number of rejected rows."""
+        return sum(self.rejected.values())
+
+    def summary(self) -> str:
+        """One line: ``binance BTC/USDT 1m: 0 new, 1500 already stored, 0 rejected (file.csv.gz)``."""
+        text = (f"{self.exchange} {self.symbol} {self.timeframe}: {self.inserted} new, "
+                f"{self.unchanged} already stored")
+        if self.conflicting:
+            text += f", {self.conflicting} conflicting (stored values kept)"
+        return f"{text}, {self.rejected_total} rejected ({self.rows} rows in {self.path.name})"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def infer_market(path: str | Path) -> tuple[str, str, str] | None:
+    """Guess ``(exchange, symbol, timeframe)`` from a name like ``binance_BTC-USDT_1m.csv.gz``.
+
+    Returns ``None`` when the name does not follow that pattern.
+    """
+    match = _FILE_NAME.match(Path(path).name)
+    if not match:
+        return None
+    symbol = f"{match['base'].upper()}/{match['quote'].upper()}"
+    return match["exchange"], symbol, match["timeframe"]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"candle file {str(path)!r} does not exist: check the path") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a folder: pass one CSV or CSV.gz file") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+            raise ValueError(
+                f"{path} is a truncated or corrupt gzip file ({exc}): re-download or re-create it"
+            ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte {exc.start}): pass a CSV or CSV.gz file with header "
+            f"{','.join(COLUMNS)}"
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def _first_bad_line(path: Path, lines: list[str], line_numbers: np.ndarray, width: int) -> str:
+    """Find the first data line that is not ``width`` numbers; describe it and the fix."""
+    for line, number in zip(lines, line_numbers.tolist()):
+        fields = line.split(",")
+        if len(fields) != width:
+            return (f"{path} line {number}: expected {width} comma-separated fields "
+                    f"({','.join(COLUMNS)}), found {len(fields)} in {line[:80]!r}; the file is "
+                    "truncated or malformed: fix or re-download it")
+        for name, value in zip(COLUMNS, fields):
+            try:
+                float(value)
+            except ValueError:
+                return (f"{path} line {number}: {name} is {value!r}, not a number; fix the line "
+                        "or re-download the file")
+    return f"{path}: cannot parse the candle rows; check that every line has {width} numbers"
+
+
+def read_candle_file(path: str | Path, timeframe: str) -> CandleFile:
+    """Read a candle CSV/CSV.gz and convert open times to close times.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file, plain or gzip-compressed (detected from its content).
+    timeframe : str
+        The candles' timeframe, e.g. ``"1m"``; ``ts = open_time_ms + timeframe_to_ms(timeframe)``.
+
+    Returns
+    -------
+    CandleFile
+        Every data row in file order, not yet validated.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file is empty, truncated or malformed, or its header lacks or adds columns; the
+        message names the line and the fix.
+    """
+    path = Path(path)
+    timeframe_ms = timeframe_to_ms(timeframe)
+    text = _read_text(path)
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise ValueError(f"{path} is empty: expected a header {','.join(COLUMNS)} and candle rows")
+    if len(lines) > 1 and not text.endswith(("\n", "\r")):
+        raise ValueError(
+            f"{path} line {len(lines)}: the last line has no line ending, so the file looks "
+            "truncated (its last value may be cut short): re-download it, or add the missing "
+            "newline if the file is complete"
+        )
+    header = [name.strip().lower() for name in lines[0].split(",")]
+    if header[0].lstrip("-").isdigit():
+        raise ValueError(
+            f"{path} line 1: the file has no header line; add '{','.join(COLUMNS)}' as its first "
+            "line (first column: bar OPEN time in ms UTC)"
+        )
+    missing = [name for name in COLUMNS if name not in header]
+    extra = [name for name in header if name not in COLUMNS]
+    if missing or extra or len(header) != len(COLUMNS):
+        problems = []
+        if missing:
+            problems.append(f"missing {', '.join(missing)}")
+        if extra:
+            problems.append(f"unexpected {', '.join(repr(name) for name in extra)}")
+        if not problems:
+            problems.append("a column is repeated")
+        raise ValueError(
+            f"{path} line 1: header {lines[0][:80]!r} has the wrong columns ({'; '.join(problems)}): "
+            f"the file needs exactly the columns {','.join(COLUMNS)}"
+        )
+    data = lines[1:]
+    line_numbers = np.arange(2, len(data) + 2, dtype=np.int64)
+    if any(not line.strip() for line in data):  # blank lines inside the file: skip, keep numbering
+        keep = [index for index, line in enumerate(data) if line.strip()]
+        data = [data[index] for index in keep]
+        line_numbers = line_numbers[keep]
+    if not data:
+        raise ValueError(f"{path} has a header but no candle rows: the file is truncated or empty")
+    try:
+        table = np.loadtxt(data, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+    except ValueError:
+        raise ValueError(_first_bad_line(path, data, line_numbers, len(COLUMNS))) from None
+    if table.shape[1] != len(COLUMNS):
+        raise ValueError(_first_bad_line(path, data, line_numbers, len(COLUMNS)))
+    columns = {name: np.ascontiguousarray(table[:, header.index(name)]) for name in COLUMNS}
+    open_time = columns["open_time_ms"]
+    bad_time = ~np.isfinite(open_time) | (open_time % 1 != 0) | (np.abs(open_time) > 2**62)
+    if bad_time.any():
+        row = int(np.flatnonzero(bad_time)[0])
+        raise ValueError(
+            f"{path} line {line_numbers[row]}: open_time_ms {data[row].split(',')[header.index('open_time_ms')]!r} "
+            "is not an integer number of milliseconds; fix the line or re-download the file"
+        )
+    if np.abs(open_time).max() < 1e11:  # before 1973 in ms: almost surely seconds
+        raise ValueError(
+            f"{path}: open_time_ms values such as {int(open_time[0])} look like seconds, not "
+            "milliseconds: multiply the first column by 1000"
+        )
+    return CandleFile(
+        ts=open_time.astype(np.int64) + timeframe_ms,
+        open=columns["open"],
+        high=columns["high"],
+        low=columns["low"],
+        close=columns["close"],
+        volume=columns["volume"],
+        line_numbers=line_numbers,
+    )
+
+
+# --------------------------------------------------------------------------- importing
+
+
+def import_candles(
+    engine: Engine,
+    path: str | Path,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    *,
+    chunk_rows: int = 200_000,
+) -> ImportReport:
+    """Import one candle file into ``engine``'s ``ohlcv`` table, in one transaction.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        A database at the current schema (see :func:`candela.db.connect`).
+    path : str or Path
+        CSV or CSV.gz with header ``open_time_ms,open,high,low,close,volume`` (open times).
+    exchange, symbol, timeframe : str
+        Market to store the candles under: ccxt exchange id, unified ``BASE/QUOTE`` symbol,
+        supported timeframe.
+    chunk_rows : int
+        Rows per :func:`~data_pipeline.store.store_bars` call; every chunk is written in the
+        same transaction, so this bounds memory, not atomicity.
+
+    Returns
+    -------
+    ImportReport
+        Rows read, inserted, unchanged, conflicting and rejected (per reason, with examples).
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        For a bad market or a missing, truncated or malformed file (nothing is written).
+    ImportFailedError
+        If the database rejects the write; the transaction is rolled back, nothing is written.
+    """
+    validate_exchange(exchange)
+    validate_symbol(symbol)
+    timeframe_ms = timeframe_to_ms(timeframe)
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    candles = read_candle_file(path, timeframe)
+    check = validate_candles(candles.ts, candles.open, candles.high, candles.low, candles.close,
+                             candles.volume, timeframe_ms)
+    keep = check.valid
+    columns = [column[keep] for column in (candles.ts, candles.open, candles.high, candles.low,
+                                           candles.close, candles.volume)]
+    totals = StoreResult(0, 0, 0)
+    conflicts: list[int] = []
+    try:
+        with engine.begin() as connection:
+            for start in range(0, len(columns[0]), chunk_rows):
+                part = [column[start : start + chunk_rows] for column in columns]
+                result = store_bars(connection, exchange, symbol, timeframe, *part)
+                totals = StoreResult(totals.inserted + result.inserted,
+                                     totals.unchanged + result.unchanged,
+                                     totals.conflicting + result.conflicting)
+                conflicts.extend(result.conflict_examples)
+    except DBAPIError as exc:
+        raise ImportFailedError(_write_failure(path, exc.orig or exc)) from exc
+    except engine.dialect.dbapi.Error as exc:  # raised by the raw-cursor COPY/executemany paths
+        raise ImportFailedError(_write_failure(path, exc)) from exc
+    accepted_ts = columns[0]
+    return ImportReport(
+        path=Path(path),
+        exchange=exchange,
+        symbol=symbol,
+        timeframe=timeframe,
+        rows=len(candles),
+        inserted=totals.inserted,
+        unchanged=totals.unchanged,
+        conflicting=totals.conflicting,
+        rejected=dict(check.counts),
+        rejected_examples=[(int(candles.line_numbers[row]), reason)
+                           for row, reason in check.rejected[:REJECTED_EXAMPLES]],
+        conflict_examples=tuple(sorted(conflicts)[:5]),
+        first_ts=int(accepted_ts.min()) if len(accepted_ts) else None,
+        last_ts=int(accepted_ts.max()) if len(accepted_ts) else None,
+    )
+
+
+def _write_failure(path, error) -> str:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"importing {path} failed, nothing was written (rolled back): {reason}"

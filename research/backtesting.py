@@ -1,0 +1,307 @@
+"""``research.backtest``: run one strategy over bars and return a :class:`Result`.
+
+The strategy's target is computed once, vectorized, over all bars; the execution kernel
+(:func:`~research.kernels.backtest.run_backtest_nb`, i.e. the runner's own ``step_nb`` in a loop)
+turns it into fills: decided at bar ``t``'s close, filled at bar ``t+1``'s open, with fees,
+slippage, stops and risk limits exactly as documented in :mod:`research.kernels.execution`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from research.kernels import execution as ex
+from research.kernels import trades as tr
+from research.kernels.backtest import FILL_BAR, run_backtest_nb
+from research.metrics import compute_stats
+from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
+
+STATUS_NAMES = {ex.STATUS_OK: "ok", ex.STATUS_BAD_BAR: "bad_bar",
+                ex.STATUS_OUT_OF_ORDER: "out_of_order"}
+
+FILL_COLUMNS = ["ts", "bar_ts", "side", "size", "price", "fee", "reason", "realized_pnl",
+                "cash_after", "position_after"]
+TRADE_COLUMNS = ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "fees",
+                 "pnl", "return_pct", "exit_reason", "duration"]
+
+
+@dataclass(eq=False)
+class Result:
+    """Everything one backtest produced.
+
+    Attributes
+    ----------
+    spec_name : str
+        The strategy's registry name.
+    params : NamedTuple
+        The validated parameters.
+    costs, stops, risk : Costs, Stops, RiskLimits
+        What the execution function was configured with.
+    initial_cash : float
+    bars : Bars or None
+        The input bars (``None`` for a run loaded from the database).
+    target : ndarray
+        The strategy's target level per bar, as returned (``nan`` = flat).
+    indicators : dict of str to ndarray
+        The strategy's indicators over the bars.
+    fills : DataFrame
+        One row per fill: ``ts`` (UTC; the bar's open time for fills at the open, its close
+        time for intrabar stop fills), ``bar_ts`` (close time of the bar of the fill), ``side``
+        (``buy``/``sell``), ``size`` (units, positive), ``price`` (including slippage), ``fee``,
+        ``reason`` (``signal``, ``stop_loss``, ``take_profit``, ``trailing_stop``,
+        ``daily_loss``, ``max_drawdown``), ``realized_pnl`` (price P&L of the closed part minus
+        this fill's fee), ``cash_after``, ``position_after``. Also available as ``orders``.
+    trades : DataFrame
+        Round trips, flat to flat (a flip ends one and starts another): ``entry_time``,
+        ``exit_time`` (``NaT`` while open), ``side`` (``long``/``short``), ``size`` (units
+        entered), ``entry_price``/``exit_price`` (size-weighted averages), ``fees`` (all fills),
+        ``pnl`` (net of every fee), ``return_pct`` (``pnl / (entry_price * size) * 100``),
+        ``exit_reason`` (``open`` while open), ``duration``.
+    equity, cash, position : Series
+        After each bar's close, on a UTC close-time index (equity marked at the close).
+    stats : Series
+        :func:`research.metrics.compute_stats` over the processed bars and closed trades.
+    status : int
+        ``0`` if every bar was processed, else the kernel's negative status (``-1`` bad bar,
+        ``-2`` out of order); the series are ``nan`` from the offending bar on.
+    """
+
+    spec_name: str
+    params: Any
+    costs: Costs
+    stops: Stops
+    risk: RiskLimits
+    initial_cash: float
+    bars: Bars | None
+    target: np.ndarray
+    indicators: dict
+    fills: pd.DataFrame
+    trades: pd.DataFrame
+    equity: pd.Series
+    cash: pd.Series
+    position: pd.Series
+    stats: pd.Series
+    status: int = ex.STATUS_OK
+    timeframe_ms: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def orders(self) -> pd.DataFrame:
+        """The fills (every order is filled in full at its price)."""
+        return self.fills
+
+    @property
+    def status_name(self) -> str:
+        return STATUS_NAMES.get(self.status, str(self.status))
+
+    def plot(self, **kwargs: Any):
+        """Plotly figure: candles with indicators and trades, equity and drawdown panes."""
+        from research.charts import plot_result
+
+        return plot_result(self, **kwargs)
+
+    def save(self, engine, *, exchange: str | None = None, symbol: str | None = None,
+             timeframe: str | None = None) -> str:
+        """Store the run in ``strategy_runs`` / ``strategy_signals`` / ``strategy_trades``;
+        return its ``run_id`` (see :func:`research.storage.save_result`)."""
+        from research.storage import save_result
+
+        return save_result(engine, self, exchange=exchange, symbol=symbol, timeframe=timeframe)
+
+    def __repr__(self) -> str:
+        final = float(self.stats.get("final_equity", math.nan))
+        return (f"Result({self.spec_name}, {self.params}, bars={len(self.equity)}, "
+                f"trades={len(self.trades)}, final_equity={final:.2f}, "
+                f"status={self.status_name})")
+
+
+def backtest(
+    spec: StrategySpec,
+    bars: Bars,
+    params: Any = None,
+    costs: Costs = Costs(),
+    *,
+    stops: Stops | None = None,
+    risk: RiskLimits = RiskLimits(),
+    initial_cash: float = 10_000.0,
+) -> Result:
+    """Backtest ``spec`` on ``bars``.
+
+    Parameters
+    ----------
+    spec : StrategySpec
+    bars : Bars
+        At least ``spec.required_bars(params)`` bars.
+    params : NamedTuple, mapping or None
+        Parameter values; missing ones take their defaults (see ``StrategySpec.make_params``).
+    costs : Costs
+    stops : Stops, optional
+        Protective exits; ``None`` uses the strategy's own ``spec.stops``.
+    risk : RiskLimits
+    initial_cash : float
+        Quote-currency cash at the start.
+
+    Returns
+    -------
+    Result
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a wrong argument type, an unknown or invalid parameter, too few bars, a cost, stop
+        or limit out of range, or a strategy whose target is not one float per bar.
+    """
+    if not isinstance(spec, StrategySpec):
+        raise TypeError(f"spec must be a StrategySpec (e.g. strategies.registry.get_strategy("
+                        f"'sma_cross')), got {type(spec).__name__}")
+    if not isinstance(bars, Bars):
+        raise TypeError(f"bars must be research.types.Bars (see research.load_bars), got "
+                        f"{type(bars).__name__}")
+    params = spec.make_params(params)
+    spec.check_enough_bars(len(bars), params)
+    costs = _as(costs, Costs, "costs")
+    stops = spec.stops if stops is None else _as(stops, Stops, "stops")
+    risk = _as(risk, RiskLimits, "risk")
+    initial_cash = float(initial_cash)
+    if not (math.isfinite(initial_cash) and initial_cash > 0):
+        raise ValueError(f"initial_cash must be a positive number, got {initial_cash}")
+    config = ex.make_config(costs, stops, risk)
+    timeframe_ms = infer_timeframe_ms(bars)
+    target = strategy_target(spec, bars, params)
+
+    state = ex.new_state(initial_cash)
+    fills, cash, position, equity, status = run_backtest_nb(
+        state, config, bars.ts, bars.open, bars.high, bars.low, bars.close, target)
+    indicators = {name: np.asarray(values)
+                  for name, values in spec.indicators(bars, params).items()}
+    return assemble_result(spec.name, params, costs, stops, risk, initial_cash, bars, target,
+                           indicators, fills, cash, position, equity, int(status), timeframe_ms)
+
+
+def strategy_target(spec: StrategySpec, bars: Bars, params: Any) -> np.ndarray:
+    """Call ``spec.target`` and check it returned one float per bar."""
+    target = spec.target(bars, params)
+    if not isinstance(target, np.ndarray):
+        raise TypeError(f"strategy {spec.name!r} must return a numpy array from target(), got "
+                        f"{type(target).__name__}")
+    if target.shape != (len(bars),):
+        raise ValueError(f"strategy {spec.name!r} returned a target of shape {target.shape}; "
+                         f"expected ({len(bars)},), one level per bar")
+    if not (np.issubdtype(target.dtype, np.floating) or np.issubdtype(target.dtype, np.integer)
+            or target.dtype == np.bool_):
+        raise TypeError(f"strategy {spec.name!r} returned a target of dtype {target.dtype}; "
+                        "return float64 levels (nan = flat)")
+    return np.ascontiguousarray(target, dtype=np.float64)
+
+
+def infer_timeframe_ms(bars: Bars) -> int:
+    """``bars.timeframe_ms``, or the smallest gap between bar times when it is 0."""
+    if bars.timeframe_ms > 0:
+        return int(bars.timeframe_ms)
+    if len(bars) < 2:
+        raise ValueError("cannot infer the bar interval from fewer than 2 bars: set "
+                         "Bars.timeframe_ms")
+    return int(np.diff(bars.ts).min())
+
+
+def _as(value: Any, kind: type, name: str):
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, dict):
+        try:
+            return kind(**value)
+        except TypeError as exc:
+            raise ValueError(f"{name}: {exc}; fields are {', '.join(kind._fields)}") from None
+    raise TypeError(f"{name} must be research.types.{kind.__name__}, got {type(value).__name__}")
+
+
+def utc_index(ts: np.ndarray) -> pd.DatetimeIndex:
+    """Millisecond UTC timestamps as a tz-aware index named ``ts``."""
+    return pd.DatetimeIndex(pd.to_datetime(np.asarray(ts, dtype=np.int64), unit="ms", utc=True),
+                            name="ts")
+
+
+def fills_frame(fills: np.ndarray, ts: np.ndarray, timeframe_ms: int) -> pd.DataFrame:
+    """The kernel's fill rows as the ``Result.fills`` table."""
+    if len(fills) == 0:
+        frame = pd.DataFrame({column: [] for column in FILL_COLUMNS})
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+        frame["bar_ts"] = pd.to_datetime(frame["bar_ts"], utc=True)
+        return frame
+    bar = fills[:, FILL_BAR].astype(np.int64)
+    times = tr.fill_times_nb(fills, ts, timeframe_ms)
+    return pd.DataFrame({
+        "ts": pd.to_datetime(times, unit="ms", utc=True),
+        "bar_ts": pd.to_datetime(ts[bar], unit="ms", utc=True),
+        "side": np.where(fills[:, ex.F_SIDE] > 0, "buy", "sell"),
+        "size": fills[:, ex.F_SIZE],
+        "price": fills[:, ex.F_PRICE],
+        "fee": fills[:, ex.F_FEE],
+        "reason": [ex.REASON_NAMES[int(r)] for r in fills[:, ex.F_REASON]],
+        "realized_pnl": fills[:, ex.F_REALIZED_PNL],
+        "cash_after": fills[:, ex.F_CASH_AFTER],
+        "position_after": fills[:, ex.F_POSITION_AFTER],
+    })
+
+
+def trades_frame(fills: np.ndarray, ts: np.ndarray, timeframe_ms: int) -> pd.DataFrame:
+    """Round trips of the kernel's fill rows as the ``Result.trades`` table."""
+    rows = tr.round_trips_nb(fills, ts, timeframe_ms) if len(fills) else np.empty((0, tr.N_TRADE))
+    is_open = rows[:, tr.T_EXIT_FILL] < 0
+    exit_ms = np.where(is_open, 0, rows[:, tr.T_EXIT_TS]).astype(np.int64)
+    entry_time = pd.to_datetime(rows[:, tr.T_ENTRY_TS].astype(np.int64), unit="ms", utc=True)
+    exit_time = pd.Series(pd.to_datetime(exit_ms, unit="ms", utc=True)).mask(is_open)
+    reasons = []
+    for row, open_ in zip(rows, is_open):
+        reasons.append("open" if open_ else
+                       ex.REASON_NAMES[int(fills[int(row[tr.T_EXIT_FILL]), ex.F_REASON])])
+    frame = pd.DataFrame({
+        "entry_time": entry_time,
+        "exit_time": exit_time.to_numpy(),
+        "side": np.where(rows[:, tr.T_SIDE] > 0, "long", "short"),
+        "size": rows[:, tr.T_SIZE],
+        "entry_price": rows[:, tr.T_ENTRY_PRICE],
+        "exit_price": rows[:, tr.T_EXIT_PRICE],
+        "fees": rows[:, tr.T_FEES],
+        "pnl": rows[:, tr.T_PNL],
+        "return_pct": rows[:, tr.T_PNL] / (rows[:, tr.T_ENTRY_PRICE] * rows[:, tr.T_SIZE]) * 100.0
+        if len(rows) else np.empty(0),
+        "exit_reason": reasons,
+    })
+    frame["exit_time"] = pd.to_datetime(frame["exit_time"], utc=True)
+    frame["entry_time"] = pd.to_datetime(frame["entry_time"], utc=True)
+    frame["duration"] = frame["exit_time"] - frame["entry_time"]
+    return frame
+
+
+def assemble_result(spec_name, params, costs, stops, risk, initial_cash, bars, target,
+                    indicators, fills, cash, position, equity, status, timeframe_ms,
+                    ts=None, stats=None) -> Result:
+    """Build a :class:`Result` from kernel output (also used when loading a stored run)."""
+    ts = bars.ts if ts is None else np.asarray(ts, dtype=np.int64)
+    index = utc_index(ts)
+    processed = int(np.count_nonzero(~np.isnan(equity)))
+    if stats is None:
+        pnls, durations = tr.closed_trade_arrays_nb(fills, ts, timeframe_ms) if len(fills) else (
+            np.empty(0), np.empty(0))
+        if processed:
+            values = compute_stats(equity[:processed], position[:processed], ts[:processed],
+                                   timeframe_ms, pnls, durations, initial_cash,
+                                   float(fills[:, ex.F_FEE].sum()) if len(fills) else 0.0)
+        else:
+            values = {}
+        stats = pd.Series(values, dtype=np.float64, name=spec_name)
+    return Result(
+        spec_name=spec_name, params=params, costs=costs, stops=stops, risk=risk,
+        initial_cash=initial_cash, bars=bars, target=target, indicators=indicators,
+        fills=fills_frame(fills, ts, timeframe_ms), trades=trades_frame(fills, ts, timeframe_ms),
+        equity=pd.Series(equity, index=index, name="equity"),
+        cash=pd.Series(cash, index=index, name="cash"),
+        position=pd.Series(position, index=index, name="position"),
+        stats=stats, status=status, timeframe_ms=timeframe_ms,
+    )

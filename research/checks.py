@@ -1,0 +1,245 @@
+"""Look-ahead and warm-up checks: the parity contract of DESIGN.md §3, offered to users.
+
+* :func:`lookahead` recomputes the target on truncated histories ``bars[:t+1]`` at sampled
+  ``t`` and reports every bar ``i <= t`` (past the warm-up) whose target differs from the
+  full-history target: a causal strategy never changes its past when the future is removed.
+* :func:`warmup_check` recomputes the target on a window of exactly
+  ``spec.required_bars(params)`` bars ending at sampled ``t`` and reports every ``t`` whose last
+  decision differs from the full-history one: that is what the runner will see live.
+
+Targets are compared exactly (``nan`` equals ``nan``): the runner must reproduce the backtest's
+decisions bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from research.backtesting import strategy_target
+from research.types import Bars, StrategySpec
+
+MAX_LISTED = 10
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One bar whose target differed: computed with history up to ``t`` vs with all bars."""
+
+    t: int  # last bar of the truncated history / window
+    index: int  # the bar whose target differed
+    truncated: float
+    full: float
+
+
+@dataclass
+class LookaheadReport:
+    """Outcome of :func:`lookahead`.
+
+    Attributes
+    ----------
+    spec_name : str
+    params : NamedTuple
+    sampled : ndarray of int
+        The ``t`` whose truncated history ``bars[:t+1]`` was checked.
+    offending : ndarray of int
+        Every bar index whose target changed when the future was removed (sorted, unique).
+    mismatches : list of Mismatch
+        The first differences found (at most ten per sampled ``t``).
+    errors : dict of int to str
+        ``t`` at which the strategy raised on the truncated history, with the error.
+    """
+
+    spec_name: str
+    params: Any
+    sampled: np.ndarray
+    offending: np.ndarray
+    mismatches: list = field(default_factory=list)
+    errors: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return len(self.offending) == 0 and not self.errors
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        head = f"look-ahead check of {self.spec_name} {self.params}: {len(self.sampled)} cut points"
+        if self.ok:
+            return f"{head}: OK, no past target changed when the future was removed"
+        lines = [f"{head}: FAILED, the target of {len(self.offending)} bar(s) depends on later "
+                 f"bars: {_listing(self.offending)}"]
+        lines += [f"  history up to bar {m.t}: target[{m.index}] = {m.truncated!r}, with all "
+                  f"bars {m.full!r}" for m in self.mismatches[:MAX_LISTED]]
+        lines += [f"  history up to bar {t}: target() raised {error}"
+                  for t, error in list(self.errors.items())[:MAX_LISTED]]
+        return "\n".join(lines)
+
+
+@dataclass
+class WarmupReport:
+    """Outcome of :func:`warmup_check`.
+
+    Attributes
+    ----------
+    spec_name : str
+    params : NamedTuple
+    window : int
+        Bars in each window: ``spec.required_bars(params)``.
+    sampled : ndarray of int
+        The ``t`` whose window ``bars[t - window + 1 : t + 1]`` was checked.
+    offending : ndarray of int
+        Every sampled ``t`` whose last decision differs from the full-history target.
+    mismatches : list of Mismatch
+    errors : dict of int to str
+        ``t`` at which the strategy raised on the window, with the error.
+    """
+
+    spec_name: str
+    params: Any
+    window: int
+    sampled: np.ndarray
+    offending: np.ndarray
+    mismatches: list = field(default_factory=list)
+    errors: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return len(self.offending) == 0 and not self.errors
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        head = (f"warm-up check of {self.spec_name} {self.params}: windows of {self.window} bars "
+                f"at {len(self.sampled)} points")
+        if self.ok:
+            return f"{head}: OK, the declared warm-up reproduces every sampled decision"
+        lines = [f"{head}: FAILED at {len(self.offending) + len(self.errors)} point(s): "
+                 f"{_listing(np.union1d(self.offending, list(self.errors)))}; declare a longer "
+                 "warm-up"]
+        lines += [f"  window ending at bar {m.t}: target = {m.truncated!r}, with all bars "
+                  f"{m.full!r}" for m in self.mismatches[:MAX_LISTED]]
+        lines += [f"  window ending at bar {t}: target() raised {error}"
+                  for t, error in list(self.errors.items())[:MAX_LISTED]]
+        return "\n".join(lines)
+
+
+def lookahead(spec: StrategySpec, bars: Bars, params: Any = None, samples: int = 50,
+              seed: int = 0) -> LookaheadReport:
+    """Recompute the target on ``bars[:t+1]`` at ``samples`` random ``t`` past the warm-up.
+
+    Parameters
+    ----------
+    spec : StrategySpec
+    bars : Bars
+        At least ``spec.required_bars(params) + 1`` bars.
+    params : NamedTuple, mapping or None
+    samples : int
+        Number of cut points ``t``, drawn without replacement from
+        ``[warmup, len(bars) - 2]`` (all of them when there are fewer).
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    LookaheadReport
+        ``ok`` when, at every sampled ``t``, ``target(bars[:t+1])[i] == target(bars)[i]`` for
+        every ``warmup <= i <= t``.
+    """
+    params, full = _prepare(spec, bars, params)
+    first = int(spec.warmup(params))
+    sampled = _sample(first, len(bars) - 2, samples, seed)
+    offending: set[int] = set()
+    mismatches: list[Mismatch] = []
+    errors: dict[int, str] = {}
+    for t in sampled:
+        try:
+            truncated = strategy_target(spec, bars[: t + 1], params)
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            errors[int(t)] = f"{type(exc).__name__}: {exc}"
+            continue
+        differs = _differs(truncated[first:], full[first: t + 1])
+        indices = np.flatnonzero(differs) + first
+        offending.update(int(i) for i in indices)
+        mismatches += [Mismatch(int(t), int(i), float(truncated[i]), float(full[i]))
+                       for i in indices[:MAX_LISTED]]
+    return LookaheadReport(spec.name, params, sampled, np.array(sorted(offending), dtype=np.int64),
+                           mismatches, errors)
+
+
+def warmup_check(spec: StrategySpec, bars: Bars, params: Any = None, samples: int = 50,
+                 seed: int = 0) -> WarmupReport:
+    """Check that a window of exactly ``spec.required_bars(params)`` bars gives the same last
+    decision as the full history, at ``samples`` random ``t``.
+
+    Parameters
+    ----------
+    spec : StrategySpec
+    bars : Bars
+        At least ``spec.required_bars(params)`` bars.
+    params : NamedTuple, mapping or None
+    samples : int
+        Number of window ends ``t``, drawn without replacement from
+        ``[required_bars - 1, len(bars) - 1]`` (all of them when there are fewer).
+    seed : int
+
+    Returns
+    -------
+    WarmupReport
+        ``ok`` when ``target(bars[t - w + 1 : t + 1])[-1] == target(bars)[t]`` at every sampled
+        ``t``, ``w = spec.required_bars(params)``.
+    """
+    params, full = _prepare(spec, bars, params)
+    window = spec.required_bars(params)
+    sampled = _sample(window - 1, len(bars) - 1, samples, seed)
+    offending: list[int] = []
+    mismatches: list[Mismatch] = []
+    errors: dict[int, str] = {}
+    for t in sampled:
+        try:
+            last = strategy_target(spec, bars[t - window + 1: t + 1], params)[-1]
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            errors[int(t)] = f"{type(exc).__name__}: {exc}"
+            continue
+        if _differs(np.array([last]), full[t: t + 1])[0]:
+            offending.append(int(t))
+            mismatches.append(Mismatch(int(t), int(t), float(last), float(full[t])))
+    return WarmupReport(spec.name, params, window, sampled, np.array(offending, dtype=np.int64),
+                        mismatches, errors)
+
+
+def _prepare(spec: StrategySpec, bars: Bars, params: Any):
+    if not isinstance(spec, StrategySpec):
+        raise TypeError(f"spec must be a StrategySpec, got {type(spec).__name__}")
+    if not isinstance(bars, Bars):
+        raise TypeError(f"bars must be research.types.Bars, got {type(bars).__name__}")
+    params = spec.make_params(params)
+    needed = spec.required_bars(params) + 1
+    if len(bars) < needed:
+        raise ValueError(f"checking {spec.name!r} with {params} needs at least {needed} bars "
+                         f"(warm-up + 2), got {len(bars)}: pass a longer history")
+    return params, strategy_target(spec, bars, params)
+
+
+def _sample(low: int, high: int, samples: int, seed: int) -> np.ndarray:
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    candidates = np.arange(low, high + 1)
+    if len(candidates) > samples:
+        candidates = np.random.default_rng(seed).choice(candidates, samples, replace=False)
+    return np.sort(candidates)
+
+
+def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    both_nan = np.isnan(a) & np.isnan(b)
+    return ~both_nan & (a != b)
+
+
+def _listing(indices) -> str:
+    indices = list(indices)
+    shown = ", ".join(str(i) for i in indices[:20])
+    return shown + (f", ... ({len(indices)} in all)" if len(indices) > 20 else "")

@@ -1,0 +1,521 @@
+"""Parameter sweeps: one strategy over a grid of parameters, in parallel, in bounded memory.
+
+:func:`sweep` evaluates every valid parameter set of a grid (or a seeded random subset of it)
+with :func:`research.backtesting.backtest` and returns a :class:`SweepResult`: a tidy
+DataFrame with one row per parameter set (the parameters as columns, then the stats), plus the
+equity curves of the best few.
+
+Memory does not grow with the number of combinations: the bars are shipped to the workers
+once (memory-mapped from a temporary file for process backends), each worker runs one backtest
+at a time and sends back only its stats (a few dozen numbers), and the equity curves of the
+best ``keep_best`` parameter sets are recomputed in the calling process after ranking. Nothing
+of shape bars x combinations is ever built.
+
+Parallelism is joblib's. ``backend="loky"`` (processes on this machine) is the default; any
+joblib backend name works. To run on a Dask cluster, install ``dask[distributed]`` yourself
+(Candela does not depend on it) and let joblib's configuration pick the backend::
+
+    from dask.distributed import Client
+    import joblib
+
+    client = Client("tcp://scheduler:8786")
+    with joblib.parallel_config(backend="dask"):
+        table = research.sweep(spec, bars, grid, backend=None, n_jobs=-1)
+
+(``backend=None`` means "whatever ``joblib.parallel_config`` says".)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
+
+DEFAULT_INITIAL_CASH = 10_000.0
+MAX_BATCH_SIZE = 64
+MEMMAP_MIN_BYTES = 1 << 20  # ship bars through a memory-mapped file from 1 MiB on
+PROCESS_BACKENDS = ("loky", "multiprocessing")
+LOWER_IS_BETTER = frozenset({"max_drawdown", "max_drawdown_duration_ms", "annual_volatility",
+                             "total_fees"})
+
+
+@dataclass
+class SweepResult:
+    """The outcome of :func:`sweep`.
+
+    Attributes
+    ----------
+    frame : DataFrame
+        One row per evaluated parameter set, in grid order: the parameter columns first, then
+        one column per stat of :attr:`research.backtesting.Result.stats`.
+    equity : dict
+        ``{params: equity Series}`` for the best ``keep_best`` rows by :attr:`metric`
+        (``params`` is the strategy's ``Params`` NamedTuple), best first.
+    metric : str
+        The stat the rows were ranked by (higher is better, except for drawdowns,
+        volatility and fees: see ``LOWER_IS_BETTER``).
+    spec_name : str
+        The strategy's registry name.
+    param_names : tuple of str
+        The swept parameters (the parameter columns of :attr:`frame`).
+    n_combinations : int
+        Size of the full grid (every combination, valid or not).
+    n_invalid : int
+        Combinations skipped because the strategy's ``check`` rejected them or the bars were
+        too few for their warm-up.
+    n_evaluated : int
+        Rows of :attr:`frame` (all valid combinations, or the ``sample`` drawn from them).
+    invalid_reasons : dict
+        ``{reason: count}`` of the skipped combinations.
+    split_ts : int or None
+        With ``oos_fraction``: close time (ms UTC) of the first out-of-sample bar.
+    """
+
+    frame: pd.DataFrame
+    equity: dict[Any, pd.Series]
+    metric: str
+    spec_name: str
+    param_names: tuple[str, ...]
+    n_combinations: int
+    n_invalid: int
+    n_evaluated: int
+    invalid_reasons: dict[str, int] = field(default_factory=dict)
+    split_ts: int | None = None
+
+    def best(self, n: int = 5, metric: str | None = None) -> pd.DataFrame:
+        """Return the ``n`` best rows by ``metric`` (default: the sweep's metric), best first."""
+        return rank(self.frame, metric or self.metric).head(n)
+
+    def heatmap(self, x: str, y: str, metric: str | None = None):
+        """Plot ``metric`` over parameters ``x`` and ``y`` (see :func:`research.charts.plot_heatmap`)."""
+        from research.charts import plot_heatmap
+
+        return plot_heatmap(self.frame, x, y, metric or self.metric)
+
+    def __repr__(self) -> str:
+        return (
+            f"SweepResult({self.spec_name}: {self.n_evaluated} evaluated of {self.n_combinations} "
+            f"combinations, {self.n_invalid} invalid; best by {self.metric}:\n"
+            f"{self.best(3).to_string()})"
+        )
+
+
+def rank(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Sort ``frame`` best first by ``metric``; NaN last; stable among ties.
+
+    Higher is better, except for the stats in ``LOWER_IS_BETTER`` (drawdown, its duration,
+    volatility, fees).
+
+    Raises
+    ------
+    ValueError
+        If ``metric`` is not a column of ``frame``.
+    """
+    if metric not in frame.columns:
+        raise ValueError(
+            f"unknown metric {metric!r}; choose one of the stats columns: "
+            f"{', '.join(map(str, frame.columns))}"
+        )
+    ascending = metric in LOWER_IS_BETTER
+    return frame.sort_values(metric, ascending=ascending, na_position="last", kind="stable")
+
+
+def sweep(
+    spec: StrategySpec,
+    bars: Bars,
+    grid: Mapping[str, Iterable[Any]] | None = None,
+    costs: Costs = Costs(),
+    *,
+    stops: Stops | None = None,
+    risk: RiskLimits = RiskLimits(),
+    initial_cash: float = DEFAULT_INITIAL_CASH,
+    n_jobs: int = 1,
+    backend: str | None = "loky",
+    sample: int | None = None,
+    seed: int = 0,
+    keep_best: int = 5,
+    metric: str = "sharpe",
+    batch_size: int | None = None,
+    progress: bool = True,
+    oos_fraction: float | None = None,
+) -> SweepResult:
+    """Backtest ``spec`` on ``bars`` for every parameter set of ``grid``.
+
+    Parameters
+    ----------
+    spec : StrategySpec
+        The strategy.
+    bars : Bars
+        The market history, shared by every run.
+    grid : mapping, optional
+        ``{parameter name: values}``; parameters left out keep their defaults. Default: the
+        strategy's own ``spec.sweep`` ranges. Every combination (the Cartesian product) is a
+        candidate; those that ``spec.check`` rejects, or whose warm-up needs more bars than
+        there are, are skipped and counted in :attr:`SweepResult.n_invalid`.
+    costs, stops, risk, initial_cash
+        As for :func:`research.backtesting.backtest` (``stops=None``: the strategy's default
+        stops), identical for every run.
+    n_jobs : int
+        joblib workers (``-1``: one per core). ``1`` runs everything in this process.
+    backend : str or None
+        joblib backend (``"loky"`` processes by default, ``"threading"``, ``"dask"``, ...);
+        ``None`` uses the one configured with ``joblib.parallel_config``.
+    sample : int, optional
+        Evaluate only a random subset of this many valid combinations, drawn without
+        replacement with ``numpy.random.default_rng(seed)`` (reproducible for a given grid
+        and seed) and evaluated in grid order.
+    seed : int
+        Seed of the random subset.
+    keep_best : int
+        How many of the best parameter sets (by ``metric``) keep their equity curves.
+    metric : str
+        Stat to rank by (a column of the stats; default ``"sharpe"``).
+    batch_size : int, optional
+        Parameter sets per joblib task (default: up to 64, at least four tasks per worker).
+    progress : bool
+        Show a ``tqdm.auto`` progress bar (terminal or notebook).
+    oos_fraction : float, optional
+        Hold out the last ``oos_fraction`` of the bars (``0 < f < 1``, rounded to whole bars):
+        the stats columns, the ranking and the kept equity curves then describe the first
+        part (in-sample) only, and every row also gets the same stats on the held-out part,
+        prefixed ``oos_`` (e.g. ``oos_sharpe``). The out-of-sample run starts flat with fresh
+        cash on the first held-out bar and computes its indicators from held-out bars only
+        (no look-back into the in-sample part), so its first warm-up bars are flat. A
+        combination is invalid when either part is too short for its warm-up.
+
+    Returns
+    -------
+    SweepResult
+
+    Raises
+    ------
+    ValueError
+        For an unknown parameter name (with a suggestion), an empty grid, a grid with no valid
+        combination, or a ``sample`` / ``keep_best`` / ``n_jobs`` out of range.
+    """
+    if not isinstance(spec, StrategySpec):
+        raise TypeError(f"spec must be a StrategySpec, got {type(spec).__name__}")
+    if not isinstance(bars, Bars):
+        raise TypeError(f"bars must be research.types.Bars, got {type(bars).__name__}")
+    if keep_best < 0:
+        raise ValueError(f"keep_best must be 0 or more, got {keep_best}")
+    if n_jobs == 0:
+        raise ValueError("n_jobs must be a positive number of workers or -1 (all cores), got 0")
+    if sample is not None and sample < 1:
+        raise ValueError(f"sample must be a positive number of combinations, got {sample}")
+    _check_settings(spec, costs, stops, risk, initial_cash)
+    grid = normalize_grid(spec, spec.sweep if grid is None else grid)
+    split = _split_index(len(bars), oos_fraction)
+    shortest = len(bars) if split is None else min(split, len(bars) - split)
+    candidates, n_combinations, invalid_reasons = valid_combinations(spec, grid, shortest)
+    if not candidates:
+        part = "" if split is None else " (shortest part after the out-of-sample split)"
+        raise ValueError(
+            f"none of the {n_combinations} combinations of the grid is valid for strategy "
+            f"{spec.name!r} on {shortest} bars{part} ({_describe_reasons(invalid_reasons)}); "
+            "widen the grid or load more bars"
+        )
+    if sample is not None and sample < len(candidates):
+        chosen = np.sort(np.random.default_rng(seed).choice(len(candidates), sample, replace=False))
+        candidates = [candidates[i] for i in chosen]
+    run_settings = (costs, stops, risk, float(initial_cash))
+    stats_rows = _evaluate_all(spec, bars, candidates, run_settings, n_jobs, backend,
+                               batch_size, progress, split)
+    names = tuple(grid)
+    frame = _tidy_frame(candidates, names, stats_rows)
+    ranked = rank(frame, metric)
+    in_sample = bars if split is None else bars[:split]
+    equity: dict[Any, pd.Series] = {}
+    for index in ranked.index[:keep_best]:
+        params = candidates[index]
+        equity[params] = equity_curve(spec, in_sample, params, *run_settings)
+    return SweepResult(
+        frame=frame,
+        equity=equity,
+        metric=metric,
+        spec_name=spec.name,
+        param_names=names,
+        n_combinations=n_combinations,
+        n_invalid=sum(invalid_reasons.values()),
+        n_evaluated=len(candidates),
+        invalid_reasons=invalid_reasons,
+        split_ts=None if split is None else int(bars.ts[split]),
+    )
+
+
+def _split_index(n_bars: int, oos_fraction: float | None) -> int | None:
+    """Index of the first out-of-sample bar, or ``None`` without a split."""
+    if oos_fraction is None:
+        return None
+    fraction = float(oos_fraction)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"oos_fraction must be within (0, 1), e.g. 0.3, got {oos_fraction}")
+    held_out = int(round(n_bars * fraction))
+    if held_out < 1 or held_out >= n_bars:
+        raise ValueError(f"oos_fraction {fraction} of {n_bars} bars leaves an empty part: "
+                         "use more bars or a fraction nearer 0.5")
+    return n_bars - held_out
+
+
+def _check_settings(spec, costs, stops, risk, initial_cash) -> None:
+    """Fail in the caller, before any work, on settings every run would reject."""
+    from research.kernels.execution import make_config
+
+    for value, kind, name in ((costs, Costs, "costs"), (risk, RiskLimits, "risk")):
+        if not isinstance(value, kind):
+            raise TypeError(f"{name} must be research.types.{kind.__name__}, got "
+                            f"{type(value).__name__}")
+    if stops is not None and not isinstance(stops, Stops):
+        raise TypeError(f"stops must be research.types.Stops or None, got {type(stops).__name__}")
+    make_config(costs, spec.stops if stops is None else stops, risk)
+    if not (math.isfinite(float(initial_cash)) and float(initial_cash) > 0):
+        raise ValueError(f"initial_cash must be a positive number, got {initial_cash}")
+
+
+# --------------------------------------------------------------------------- grid
+
+
+def normalize_grid(spec: StrategySpec, grid: Mapping[str, Iterable[Any]]) -> dict[str, list[Any]]:
+    """Return ``grid`` as ``{name: list of values}``, checking names against ``spec.params``.
+
+    A scalar value counts as a one-value list.
+
+    Raises
+    ------
+    ValueError
+        For an unknown parameter (with a "did you mean" suggestion) or an empty value list.
+    """
+    if not isinstance(grid, Mapping) or not grid:
+        raise ValueError(
+            "grid must be a non-empty mapping of parameter name to values, e.g. "
+            "{'fast': range(5, 50, 5), 'slow': range(20, 200, 20)}"
+        )
+    normalized: dict[str, list[Any]] = {}
+    for name, values in grid.items():
+        if name not in spec.params._fields:
+            spec.make_params({name: None})  # raises with a "did you mean" suggestion
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            values = [values]
+        values = list(values)
+        if not values:
+            raise ValueError(f"grid[{name!r}] is empty: give at least one value")
+        normalized[name] = values
+    return normalized
+
+
+def valid_combinations(
+    spec: StrategySpec, grid: Mapping[str, Sequence[Any]], n_bars: int
+) -> tuple[list[Any], int, dict[str, int]]:
+    """Expand ``grid`` into validated ``Params``; return (valid, grid size, skip reasons).
+
+    A combination is skipped when :meth:`StrategySpec.make_params` rejects it (``check``, or a
+    value of the wrong type) or when its warm-up needs more than ``n_bars`` bars; the reasons
+    are counted by their message's first clause.
+    """
+    names = list(grid)
+    valid: list[Any] = []
+    reasons: dict[str, int] = {}
+    total = 0
+    for values in itertools.product(*(grid[name] for name in names)):
+        total += 1
+        try:
+            params = spec.make_params(dict(zip(names, values)))
+            spec.check_enough_bars(n_bars, params)
+        except ValueError as exc:
+            key = str(exc).split(":")[0].split(";")[0][:120]
+            reasons[key] = reasons.get(key, 0) + 1
+            continue
+        valid.append(params)
+    return valid, total, reasons
+
+
+def _describe_reasons(reasons: Mapping[str, int]) -> str:
+    return "; ".join(f"{count} x {reason}" for reason, count in reasons.items()) or "no reason"
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _evaluate_all(spec, bars, candidates, run_settings, n_jobs, backend, batch_size, progress,
+                  split=None):
+    """Return the stats dict of every candidate, in candidate order."""
+    from tqdm.auto import tqdm
+
+    n = len(candidates)
+    workers = _worker_count(n_jobs)
+    size = batch_size or max(1, min(MAX_BATCH_SIZE, math.ceil(n / (4 * workers))))
+    if size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    batches = [range(start, min(start + size, n)) for start in range(0, n, size)]
+    rows: list[dict[str, Any] | None] = [None] * n
+    bar = tqdm(total=n, desc=f"sweep {spec.name}", unit="run", disable=not progress)
+    try:
+        if workers == 1 and backend in PROCESS_BACKENDS + ("threading", "sequential"):
+            for batch in batches:
+                for index, stats in _run_batch(spec, bars, batch, candidates, run_settings,
+                                               split=split):
+                    rows[index] = stats
+                bar.update(len(batch))
+        else:
+            with _shared_bars(bars, backend) as shipped:
+                for results in _parallel_batches(spec, shipped, batches, candidates,
+                                                 run_settings, n_jobs, backend, split):
+                    for index, stats in results:
+                        rows[index] = stats
+                    bar.update(len(results))
+    finally:
+        bar.close()
+    return rows
+
+
+def _parallel_batches(spec, bars, batches, candidates, run_settings, n_jobs, backend, split):
+    from joblib import Parallel, delayed
+
+    options = {"n_jobs": n_jobs, "return_as": "generator_unordered"}
+    if backend is not None:
+        options["backend"] = backend
+    tasks = (
+        delayed(_run_batch)(spec, bars, batch, [candidates[i] for i in batch], run_settings,
+                            offset=batch.start, split=split)
+        for batch in batches
+    )
+    yield from Parallel(**options)(tasks)
+
+
+def _run_batch(spec, bars, batch, candidates, run_settings, offset=0, split=None):
+    """Run the candidates at ``batch`` indices (``candidates[index - offset]``); return
+    ``[(index, stats dict)]`` (in-sample stats plus ``oos_`` ones when ``split`` is set)."""
+    bars = _plain_bars(bars)
+    if split is None:
+        return [(index, run_stats(spec, bars, candidates[index - offset], *run_settings))
+                for index in batch]
+    in_sample, held_out = bars[:split], bars[split:]
+    out = []
+    for index in batch:
+        params = candidates[index - offset]
+        stats = run_stats(spec, in_sample, params, *run_settings)
+        stats.update({f"oos_{name}": value
+                      for name, value in run_stats(spec, held_out, params, *run_settings).items()})
+        out.append((index, stats))
+    return out
+
+
+def _simulate(spec, bars, params, costs, stops, risk, initial_cash):
+    """Target and execution kernel only: ``(fills, position, equity, timeframe_ms)``."""
+    from research.backtesting import infer_timeframe_ms, strategy_target
+    from research.kernels import execution
+    from research.kernels.backtest import run_backtest_nb
+
+    stops = spec.stops if stops is None else stops
+    config = execution.make_config(costs, stops, risk)
+    timeframe_ms = infer_timeframe_ms(bars)
+    target = strategy_target(spec, bars, params)
+    fills, _, position, equity, _ = run_backtest_nb(
+        execution.new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low,
+        bars.close, target)
+    return fills, position, equity, timeframe_ms
+
+
+def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,
+              risk: RiskLimits, initial_cash: float) -> dict[str, float]:
+    """Stats of one backtest, without building its tables: same numbers as
+    ``research.backtest(...).stats`` (the target, the kernel and
+    :func:`research.metrics.compute_stats` are the same), a fraction of the time and memory.
+    """
+    from research.kernels.execution import F_FEE
+    from research.kernels.trades import closed_trade_arrays_nb
+    from research.metrics import compute_stats
+
+    fills, position, equity, timeframe_ms = _simulate(spec, bars, params, costs, stops, risk,
+                                                      initial_cash)
+    processed = int(np.count_nonzero(~np.isnan(equity)))
+    if not processed:
+        return {}
+    if len(fills):
+        pnls, durations = closed_trade_arrays_nb(fills, bars.ts, timeframe_ms)
+        fees = float(fills[:, F_FEE].sum())
+    else:
+        pnls, durations, fees = np.empty(0), np.empty(0), 0.0
+    return compute_stats(equity[:processed], position[:processed], bars.ts[:processed],
+                         timeframe_ms, pnls, durations, initial_cash, fees)
+
+
+def equity_curve(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,
+                 risk: RiskLimits, initial_cash: float) -> pd.Series:
+    """The equity Series of one backtest (as ``research.backtest(...).equity``), alone."""
+    from research.backtesting import utc_index
+
+    _, _, equity, _ = _simulate(spec, bars, params, costs, stops, risk, initial_cash)
+    return pd.Series(equity, index=utc_index(bars.ts), name="equity")
+
+
+def _tidy_frame(candidates, names, stats_rows) -> pd.DataFrame:
+    params_frame = pd.DataFrame([tuple(getattr(p, name) for name in names) for p in candidates],
+                                columns=list(names))
+    stats_frame = pd.DataFrame(stats_rows)
+    clashing = [column for column in stats_frame.columns if column in params_frame.columns]
+    stats_frame = stats_frame.drop(columns=clashing)
+    return pd.concat([params_frame, stats_frame], axis=1)
+
+
+def _worker_count(n_jobs: int) -> int:
+    if n_jobs < 0:
+        return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    return n_jobs
+
+
+# --------------------------------------------------------------------------- shipping bars
+
+
+class _shared_bars:
+    """Context manager: ``bars`` backed by a memory-mapped temporary file for process backends.
+
+    Workers then map the same pages instead of receiving a pickled copy per task.
+    """
+
+    def __init__(self, bars: Bars, backend: str | None):
+        self.bars = bars
+        self.folder: str | None = None
+        self.use_memmap = backend in PROCESS_BACKENDS and bars.close.nbytes * 6 >= MEMMAP_MIN_BYTES
+
+    def __enter__(self) -> Bars:
+        if not self.use_memmap:
+            return self.bars
+        self.folder = tempfile.mkdtemp(prefix="candela-sweep-")
+        arrays = {}
+        for name in ("ts",) + Bars.COLUMNS:
+            path = os.path.join(self.folder, f"{name}.npy")
+            np.save(path, np.ascontiguousarray(getattr(self.bars, name)))
+            # copy-on-write mapping: writeable arrays, so Numba reuses the signatures (and the
+            # on-disk cache) of ordinary arrays instead of compiling read-only variants
+            arrays[name] = np.load(path, mmap_mode="c")
+        return Bars(arrays["ts"], arrays["open"], arrays["high"], arrays["low"], arrays["close"],
+                    arrays["volume"], self.bars.timeframe_ms)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _plain_bars(bars: Bars) -> Bars:
+    """Return ``bars`` with plain ndarray views (Numba does not type ``np.memmap``)."""
+    if type(bars.close) is np.ndarray:
+        return bars
+    return Bars(*(np.asarray(getattr(bars, name)) for name in ("ts",) + Bars.COLUMNS),
+                bars.timeframe_ms)
+
+
+def iter_params(result: SweepResult) -> Iterator[dict[str, Any]]:
+    """Yield each evaluated parameter set of ``result`` as a dict, in frame order."""
+    for row in result.frame[list(result.param_names)].itertuples(index=False):
+        yield dict(zip(result.param_names, row))

@@ -1,0 +1,54 @@
+"""The shipped strategies by name: ``all_specs()`` and ``get_strategy(name)``.
+
+Each strategy lives in its own module of this package and exposes ``SPEC``; the registry
+imports them on first use (importing :mod:`strategies.registry` itself is cheap).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+
+from research.types import StrategySpec
+
+#: Registry name -> module that defines ``SPEC``.
+STRATEGY_MODULES: dict[str, str] = {
+    "sma_cross": "strategies.sma_cross",
+    "ema_cross": "strategies.ema_cross",
+    "rsi_reversion": "strategies.rsi_reversion",
+    "bollinger_breakout": "strategies.bollinger_breakout",
+    "donchian_breakout": "strategies.donchian_breakout",
+}
+
+
+def names() -> list[str]:
+    """Registry names of the shipped strategies, sorted."""
+    return sorted(STRATEGY_MODULES)
+
+
+def get_strategy(name: str) -> StrategySpec:
+    """Return the :class:`~research.types.StrategySpec` registered as ``name``.
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a string.
+    ValueError
+        If no strategy has that name; the message suggests the closest name and lists all.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"strategy name must be a string such as 'sma_cross', got {name!r}")
+    module_name = STRATEGY_MODULES.get(name)
+    if module_name is None:
+        close = difflib.get_close_matches(name, names(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown strategy {name!r}{hint} (available: {', '.join(names())})")
+    spec = importlib.import_module(module_name).SPEC
+    if spec.name != name:  # pragma: no cover - guards the table above
+        raise RuntimeError(f"{module_name}.SPEC is named {spec.name!r}, registered as {name!r}")
+    return spec
+
+
+def all_specs() -> dict[str, StrategySpec]:
+    """Every shipped strategy, ``{name: spec}`` in name order."""
+    return {name: get_strategy(name) for name in names()}

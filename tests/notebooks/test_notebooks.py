@@ -1,0 +1,105 @@
+"""The notebooks run top to bottom with papermill on the bundled sample, in a fresh SQLite
+database (the notebooks import the sample themselves when the database is empty)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import nbformat
+import numpy as np
+import plotly.io as pio
+import pytest
+
+papermill = pytest.importorskip("papermill")
+
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
+
+def execute(repo_root, tmp_path, name: str, **parameters) -> nbformat.NotebookNode:
+    output = tmp_path / name
+    papermill.execute_notebook(
+        str(repo_root / "notebooks" / name), str(output), parameters=parameters,
+        kernel_name="python3", cwd=str(repo_root / "notebooks"), progress_bar=False,
+    )
+    return nbformat.read(str(output), as_version=4)
+
+
+def outputs(notebook):
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            yield from cell.get("outputs", [])
+
+
+def figures(notebook) -> list:
+    """Every plotly figure the notebook displayed, decoded (plotly.js binary arrays included)."""
+    found = []
+    for output in outputs(notebook):
+        data = output.get("data", {})
+        if PLOTLY_MIME in data:
+            figure = data[PLOTLY_MIME]
+            found.append(pio.from_json(figure if isinstance(figure, str) else json.dumps(figure),
+                                       skip_invalid=True))
+    return found
+
+
+def html_tables(notebook) -> list[str]:
+    return [output["data"]["text/html"] for output in outputs(notebook)
+            if "text/html" in output.get("data", {}) and "<table" in output["data"]["text/html"]]
+
+
+def assert_no_errors(notebook) -> None:
+    errors = [output for output in outputs(notebook) if output.get("output_type") == "error"]
+    assert not errors, errors[0].get("evalue") if errors else ""
+
+
+def array(value) -> np.ndarray:
+    """A trace array, decoding plotly's typed-array JSON form ({"bdata", "dtype", "shape"})."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = [int(part) for part in str(value.get("shape", len(flat))).split(",")]
+        return flat.reshape(shape).astype(float)
+    return np.asarray(value, dtype=float)
+
+
+def trace_types(figure) -> list[str]:
+    return [trace.type for trace in figure.data]
+
+
+@pytest.mark.slow
+def test_research_notebook_runs_on_the_sample(repo_root, tmp_path):
+    database = f"sqlite:///{tmp_path / 'research.db'}"
+    notebook = execute(repo_root, tmp_path, "01_research.ipynb", database_url=database,
+                       sweep_grid={"fast": [5, 10, 20], "slow": [20, 40]})
+    assert_no_errors(notebook)
+    charts = figures(notebook)
+    assert len(charts) == 3  # backtest chart, sweep heatmap, best equity curves
+    backtest_chart, heatmap, curves = charts
+    assert "candlestick" in trace_types(backtest_chart)
+    assert trace_types(heatmap) == ["heatmap"]
+    z = array(heatmap.data[0].z)
+    assert z.shape == (2, 3)  # slow rows x fast columns
+    assert np.isnan(z[0, 2]) and np.isfinite(z[1]).all()  # fast=20, slow=20 is invalid
+    assert 1 <= len(curves.data) <= 3
+    tables = html_tables(notebook)
+    assert any("sharpe" in table and "total_return" in table for table in tables)
+    assert (tmp_path / "research.db").exists()
+
+
+@pytest.mark.slow
+def test_report_notebook_is_parameterised(repo_root, tmp_path):
+    database = f"sqlite:///{tmp_path / 'report.db'}"
+    notebook = execute(repo_root, tmp_path, "02_report.ipynb", database_url=database,
+                       strategy="ema_cross", params={"fast": 8}, exchange="binance",
+                       symbol="ETH/USDT", timeframe="4h")
+    assert_no_errors(notebook)
+    injected = [cell for cell in notebook.cells if "injected-parameters" in cell.metadata.get("tags", [])]
+    assert len(injected) == 1
+    text = "".join(output.get("text", "") for output in outputs(notebook)
+                   if output.get("output_type") == "stream")
+    assert "ema_cross" in text and "'fast': 8" in text and "binance ETH/USDT 4h" in text
+    (chart,) = figures(notebook)
+    assert "candlestick" in trace_types(chart)
+    tables = html_tables(notebook)
+    assert any("sharpe" in table and "max_drawdown" in table for table in tables)
+    assert any("entry_time" in table for table in tables)  # the trades table

@@ -1,0 +1,214 @@
+"""``research.backtest``: boundary validation and the contents of :class:`Result`."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import research
+from reference import random_targets, synthetic_bars
+from research.backtesting import Result, backtest
+from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
+
+HOUR = 3_600_000
+
+
+class Params(NamedTuple):
+    fast: int = 5
+    slow: int = 20
+
+
+def _sma(values, window):
+    out = np.full(len(values), np.nan)
+    cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    out[window - 1:] = (cumulative[window:] - cumulative[:-window]) / window
+    return out
+
+
+def _target(bars, p):
+    fast, slow = _sma(bars.close, p.fast), _sma(bars.close, p.slow)
+    out = np.where(fast > slow, 1.0, -1.0)
+    out[: p.slow - 1] = np.nan
+    return out
+
+
+def _check(p):
+    if p.fast >= p.slow:
+        raise ValueError(f"fast ({p.fast}) must be smaller than slow ({p.slow})")
+
+
+SPEC = StrategySpec(
+    name="test_sma_long_short", params=Params, target=_target, warmup=lambda p: p.slow - 1,
+    indicators=lambda bars, p: {"fast": _sma(bars.close, p.fast), "slow": _sma(bars.close, p.slow)},
+    overlays=("fast", "slow"), check=_check, stops=Stops(stop_loss=0.02))
+
+
+@pytest.fixture(scope="module")
+def bars() -> Bars:
+    ts, o, h, l, c = synthetic_bars(800, 5)
+    return Bars.from_arrays(ts, o, h, l, c, np.ones(800), HOUR)
+
+
+def spec_returning(value_factory, name="bad_target"):
+    return StrategySpec(name=name, params=Params, target=lambda bars, p: value_factory(bars),
+                        warmup=lambda p: 1, indicators=lambda bars, p: {})
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def test_lazy_entry_point_is_this_function():
+    assert research.backtest is backtest and research.Result is Result
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda b: backtest("sma", b), TypeError, "StrategySpec"),
+    (lambda b: backtest(SPEC, b.close), TypeError, "research.types.Bars"),
+    (lambda b: backtest(SPEC, b, {"fsat": 3}), ValueError, "did you mean 'fast'"),
+    (lambda b: backtest(SPEC, b, {"fast": 30}), ValueError, "must be smaller than slow"),
+    (lambda b: backtest(SPEC, b, {"fast": "x"}), ValueError, "must be int"),
+    (lambda b: backtest(SPEC, b[:10]), ValueError, "needs at least 20 bars"),
+    (lambda b: backtest(SPEC, b, costs=Costs(fee_rate=-0.01)), ValueError, "costs.fee_rate"),
+    (lambda b: backtest(SPEC, b, costs=(0.001, 0)), TypeError, "Costs"),
+    (lambda b: backtest(SPEC, b, stops=Stops(take_profit=-1.0)), ValueError, "take_profit"),
+    (lambda b: backtest(SPEC, b, risk=RiskLimits(daily_loss_limit=3)), ValueError,
+     "daily_loss_limit"),
+    (lambda b: backtest(SPEC, b, initial_cash=0), ValueError, "initial_cash"),
+    (lambda b: backtest(SPEC, b, costs={"fee": 0.1}), ValueError, "fee_rate"),
+    (lambda b: backtest(spec_returning(lambda x: list(x.close)), b), TypeError, "numpy array"),
+    (lambda b: backtest(spec_returning(lambda x: x.close[1:]), b), ValueError, "one level per bar"),
+    (lambda b: backtest(spec_returning(lambda x: x.close.astype(str)), b), TypeError, "float64"),
+])
+def test_wrong_input_raises_an_error_that_says_how_to_fix_it(bars, call, error, message):
+    with pytest.raises(error, match=message):
+        call(bars)
+
+
+def test_params_as_mapping_namedtuple_or_defaults(bars):
+    by_dict = backtest(SPEC, bars, {"fast": 7})
+    by_tuple = backtest(SPEC, bars, Params(fast=7))
+    assert by_dict.params == by_tuple.params == Params(7, 20)
+    pd.testing.assert_series_equal(by_dict.equity, by_tuple.equity)
+    assert backtest(SPEC, bars).params == Params()
+
+
+def test_stops_default_to_the_strategy_own_and_can_be_disabled(bars):
+    own = backtest(SPEC, bars)
+    assert own.stops == SPEC.stops
+    assert (own.fills["reason"] == "stop_loss").any()
+    none = backtest(SPEC, bars, stops=Stops())
+    assert (none.fills["reason"] == "signal").all()
+
+
+# ----------------------------------------------------------------------------- result contents
+
+
+@pytest.fixture(scope="module")
+def result(bars) -> Result:
+    return backtest(SPEC, bars, costs=Costs(0.001, 5.0), risk=RiskLimits(max_position=0.8),
+                    initial_cash=2_500.0)
+
+
+def test_series_are_on_a_utc_close_time_index(result, bars):
+    for series in (result.equity, result.cash, result.position):
+        assert isinstance(series.index, pd.DatetimeIndex) and str(series.index.tz) == "UTC"
+        np.testing.assert_array_equal(series.index.as_unit("ms").asi8, bars.ts)
+    np.testing.assert_allclose(result.equity, result.cash + result.position * bars.close,
+                               rtol=1e-12)
+    assert result.status == 0 and result.status_name == "ok"
+    assert set(result.indicators) == {"fast", "slow"}
+    np.testing.assert_array_equal(result.target, _target(bars, result.params))
+
+
+def test_fills_table(result, bars):
+    fills = result.fills
+    assert result.orders is fills
+    assert list(fills.columns) == ["ts", "bar_ts", "side", "size", "price", "fee", "reason",
+                                   "realized_pnl", "cash_after", "position_after"]
+    at_open = fills["reason"] == "signal"
+    assert (fills.loc[at_open, "ts"] == fills.loc[at_open, "bar_ts"] - pd.Timedelta(hours=1)).all()
+    stops = fills["reason"] == "stop_loss"
+    assert stops.any()
+    intrabar = stops & (fills["ts"] == fills["bar_ts"])
+    assert intrabar.any()  # stop fills inside a bar are stamped with its close
+    assert set(fills["side"]) == {"buy", "sell"}
+    np.testing.assert_allclose(fills["fee"], fills["size"] * fills["price"] * 0.001, rtol=1e-12)
+    # the last fill's account equals the series at that bar
+    last = fills.iloc[-1]
+    assert result.position[last["bar_ts"]] == last["position_after"]
+
+
+def test_trades_table_adds_up(result, bars):
+    trades = result.trades
+    fills = result.fills
+    assert list(trades.columns) == ["entry_time", "exit_time", "side", "size", "entry_price",
+                                    "exit_price", "fees", "pnl", "return_pct", "exit_reason",
+                                    "duration"]
+    assert set(trades["side"]) == {"long", "short"}
+    assert trades["fees"].sum() == pytest.approx(fills["fee"].sum(), rel=1e-12)
+    assert (trades["duration"].dropna() == (trades["exit_time"] - trades["entry_time"]).dropna()).all()
+    np.testing.assert_allclose(trades["return_pct"],
+                               trades["pnl"] / (trades["entry_price"] * trades["size"]) * 100)
+    # accounting identity: realised P&L of all trades plus the open position's mark-to-market
+    # equals the change in equity
+    open_value = 0.0
+    if result.position.iloc[-1] != 0:
+        last = trades.iloc[-1]
+        assert last["exit_reason"] == "open" and pd.isna(last["exit_time"])
+        open_value = result.position.iloc[-1] * (bars.close[-1] - last["entry_price"])
+    assert trades["pnl"].sum() + open_value == pytest.approx(
+        result.equity.iloc[-1] - 2_500.0, rel=1e-9, abs=1e-9)
+    closed = trades[trades["exit_reason"] != "open"]
+    assert result.stats["trade_count"] == len(closed)
+    assert result.stats["expectancy"] == pytest.approx(closed["pnl"].mean())
+    assert set(closed["exit_reason"]) <= {"signal", "stop_loss"}
+    assert (closed["exit_reason"] == "stop_loss").any()
+
+
+def test_round_trip_sizes_respect_max_position(result):
+    first = result.fills.iloc[0]
+    # 0.8 of the initial cash, fee included
+    assert first["size"] * first["price"] * 1.001 == pytest.approx(0.8 * 2_500.0, rel=1e-12)
+
+
+def test_bad_bar_stops_the_run_with_a_status(bars):
+    high = bars.high.copy()
+    high[500] = bars.low[500] * 0.5  # high below low
+    broken = Bars(bars.ts, bars.open, high, bars.low, bars.close, bars.volume, HOUR)
+    result = backtest(SPEC, broken)
+    assert result.status == -1 and result.status_name == "bad_bar"
+    assert result.equity.iloc[:500].notna().all() and result.equity.iloc[500:].isna().all()
+    assert result.stats["n_bars"] == 500
+
+
+def test_timeframe_is_inferred_when_unknown(bars):
+    unknown = Bars(bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume, 0)
+    result = backtest(SPEC, unknown)
+    assert result.timeframe_ms == HOUR
+    assert result.stats["sharpe"] == backtest(SPEC, bars).stats["sharpe"]
+
+
+def test_result_matches_a_fresh_kernel_run_with_random_levels(bars):
+    """Fractional targets go through unchanged (the oracle tests cover only -1/0/1)."""
+    levels = random_targets(len(bars), 9, levels=(-0.7, 0.0, 0.3, 1.0, math.nan))
+    spec = StrategySpec(name="levels", params=Params, target=lambda b, p: levels[: len(b)],
+                        warmup=lambda p: 1, indicators=lambda b, p: {})
+    from reference import simulate
+
+    result = backtest(spec, bars, costs=Costs(0.002, 1.0))
+    fills, cash, position, equity = simulate(bars.ts, bars.open, bars.high, bars.low, bars.close,
+                                             levels, fee_rate=0.002, slippage_bps=1.0)
+    assert len(result.fills) == len(fills)
+    np.testing.assert_allclose(result.equity, equity, rtol=1e-9)
+
+
+def test_plot_delegates_to_the_chart_module(result):
+    charts = pytest.importorskip("research.charts")
+    if not hasattr(charts, "plot_result"):
+        pytest.skip("research.charts.plot_result not written yet")
+    figure = result.plot()
+    assert type(figure).__name__ == "Figure"

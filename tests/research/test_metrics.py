@@ -1,0 +1,138 @@
+"""``compute_stats`` against independent pandas computations on real equity curves.
+
+The comparison with vectorbt's ``Portfolio.stats()`` lives in ``test_oracles.py``
+(``test_stats_agree_with_vectorbt``): total return, max drawdown, Sharpe, Sortino, Calmar,
+win rate, profit factor, expectancy and fees coincide with vectorbt's definitions when
+vectorbt's ``year_freq`` is 365 days. They differ on the drawdown duration (vectorbt: the
+deepest drawdown's peak to recovery; here: the longest time under water of any drawdown) and
+on the trade count (vectorbt's *Total Trades* includes the open position; ``trade_count`` counts
+closed round trips, as do the trade statistics of both).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from research.backtesting import backtest
+from research.metrics import compute_stats, periods_per_year
+from research.types import Bars, Costs
+
+HOUR = 3_600_000
+
+
+def pandas_stats(equity: pd.Series, position: pd.Series, initial: float, timeframe_ms: int,
+                 trades: pd.DataFrame) -> dict:
+    """The same statistics, written with pandas idioms from their textbook definitions."""
+    per_year = pd.Timedelta(days=365) / pd.Timedelta(milliseconds=timeframe_ms)
+    with_start = pd.concat([pd.Series([initial]), equity.reset_index(drop=True)])
+    returns = with_start.pct_change().iloc[1:]
+    years = len(equity) * pd.Timedelta(milliseconds=timeframe_ms) / pd.Timedelta(days=365)
+    peak = with_start.cummax().iloc[1:]
+    drawdown = 1 - equity.reset_index(drop=True) / peak.reset_index(drop=True)
+    # longest time under water: group bars by the peak they are below
+    times = pd.Series(equity.index).reset_index(drop=True)
+    new_peak = equity.reset_index(drop=True) >= peak.reset_index(drop=True)
+    peak_time = times.where(new_peak).ffill().fillna(times.iloc[0] - pd.Timedelta(
+        milliseconds=timeframe_ms))
+    underwater = (times - peak_time).where(~new_peak, pd.Timedelta(0))
+    closed = trades[trades["exit_reason"] != "open"]
+    pnl = closed["pnl"]
+    cagr = (equity.iloc[-1] / initial) ** (1 / years) - 1
+    max_dd = drawdown.max()
+    return {
+        "total_return": equity.iloc[-1] / initial - 1,
+        "cagr": cagr,
+        "annual_volatility": returns.std() * math.sqrt(per_year),
+        "sharpe": returns.mean() / returns.std() * math.sqrt(per_year),
+        "sortino": returns.mean() / math.sqrt((returns.clip(upper=0) ** 2).mean())
+        * math.sqrt(per_year),
+        "max_drawdown": max_dd,
+        "calmar": cagr / max_dd,
+        "max_drawdown_duration_ms": underwater.max() / pd.Timedelta(milliseconds=1),
+        "trade_count": len(closed),
+        "win_rate": (pnl > 0).mean(),
+        "profit_factor": pnl[pnl > 0].sum() / -pnl[pnl < 0].sum(),
+        "expectancy": pnl.mean(),
+        "average_holding_ms": (closed["duration"].mean()) / pd.Timedelta(milliseconds=1),
+        "exposure": (position != 0).mean(),
+    }
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("dataset, timeframe_ms", [
+    ("binance_BTC-USDT_1h", HOUR), ("binance_ETH-USDT_4h", 4 * HOUR),
+    ("bittrex_ETH-BTC_5m", 300_000)])
+@pytest.mark.parametrize("strategy", ["sma_cross", "ema_cross"])
+def test_stats_match_pandas_on_real_backtests(shared_data, dataset, timeframe_ms, strategy):
+    from strategies.registry import get_strategy
+
+    frame = pd.read_csv(shared_data / "ohlcv" / f"{dataset}.csv.gz")
+    bars = Bars.from_arrays(frame["open_time_ms"] + timeframe_ms, frame["open"], frame["high"],
+                            frame["low"], frame["close"], frame["volume"], timeframe_ms)
+    result = backtest(get_strategy(strategy), bars, costs=Costs(0.001, 2.0))
+    assert result.stats["trade_count"] >= 3
+    expected = pandas_stats(result.equity, result.position, 10_000.0, timeframe_ms,
+                            result.trades)
+    for key, value in expected.items():
+        assert result.stats[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+def test_hand_computed_drawdown_and_ratios():
+    equity = np.array([100.0, 110.0, 105.0, 100.0, 111.0, 90.0])
+    position = np.array([0.0, 1.0, 1.0, 0.0, 2.0, 2.0])
+    ts = HOUR * np.arange(1, 7, dtype=np.int64)
+    stats = compute_stats(equity, position, ts, HOUR, np.array([10.0, -5.0, 20.0]),
+                          np.array([HOUR, 2 * HOUR, 3 * HOUR]), 100.0, 1.5)
+    assert stats["max_drawdown"] == pytest.approx(1 - 90 / 111)
+    assert stats["max_drawdown_duration_ms"] == 2 * HOUR  # peak at bar 1, below until bar 3
+    assert stats["total_return"] == pytest.approx(-0.1)
+    assert stats["cagr"] == pytest.approx(0.9 ** (8760 / 6) - 1)
+    assert stats["win_rate"] == pytest.approx(2 / 3)
+    assert stats["profit_factor"] == pytest.approx(30 / 5)
+    assert stats["expectancy"] == pytest.approx(25 / 3)
+    assert stats["average_holding_ms"] == 2 * HOUR
+    assert stats["exposure"] == pytest.approx(4 / 6)
+    assert stats["total_fees"] == 1.5 and stats["n_bars"] == 6
+    assert periods_per_year(HOUR) == 8760
+
+
+def test_duration_counts_from_the_initial_cash_when_the_first_bar_loses():
+    ts = HOUR * np.arange(1, 4, dtype=np.int64)
+    stats = compute_stats(np.array([99.0, 98.0, 97.0]), np.ones(3), ts, HOUR, np.empty(0),
+                          np.empty(0), 100.0)
+    assert stats["max_drawdown_duration_ms"] == 3 * HOUR
+    assert stats["sortino"] < 0 and stats["sharpe"] < 0
+
+
+def test_degenerate_inputs_give_nan_not_errors():
+    ts = HOUR * np.arange(1, 5, dtype=np.int64)
+    flat = compute_stats(np.full(4, 100.0), np.zeros(4), ts, HOUR, np.empty(0), np.empty(0), 100.0)
+    assert flat["total_return"] == 0 and flat["max_drawdown"] == 0
+    assert flat["max_drawdown_duration_ms"] == 0
+    for key in ("sharpe", "sortino", "calmar", "win_rate", "profit_factor", "expectancy",
+                "average_holding_ms"):
+        assert math.isnan(flat[key]), key
+    assert flat["trade_count"] == 0 and flat["exposure"] == 0
+    rising = compute_stats(np.array([101.0, 102.0, 103.0, 104.0]), np.ones(4), ts, HOUR,
+                           np.array([4.0]), np.array([HOUR]), 100.0)
+    assert rising["sortino"] == math.inf and rising["profit_factor"] == math.inf
+    assert math.isnan(rising["calmar"])
+    ruined = compute_stats(np.array([50.0, -5.0]), np.ones(2), ts[:2], HOUR, np.empty(0),
+                           np.empty(0), 100.0)
+    assert ruined["cagr"] == -1.0 and ruined["max_drawdown"] == pytest.approx(1.05)
+    one = compute_stats(np.array([100.0]), np.zeros(1), ts[:1], HOUR, np.empty(0), np.empty(0), 100)
+    assert math.isnan(one["sharpe"]) and math.isnan(one["annual_volatility"])
+
+
+def test_bad_inputs_raise():
+    ts = HOUR * np.arange(1, 3, dtype=np.int64)
+    with pytest.raises(ValueError, match="timeframe_ms must be positive"):
+        compute_stats(np.ones(2), np.zeros(2), ts, 0, np.empty(0), np.empty(0), 1.0)
+    with pytest.raises(ValueError, match="same length"):
+        compute_stats(np.ones(2), np.zeros(3), ts, HOUR, np.empty(0), np.empty(0), 1.0)
+    with pytest.raises(ValueError, match="at least one bar"):
+        compute_stats(np.empty(0), np.empty(0), ts[:0], HOUR, np.empty(0), np.empty(0), 1.0)

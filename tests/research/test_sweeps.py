@@ -1,0 +1,189 @@
+"""research.sweep: rows equal individual backtests, invalid combinations are skipped and
+counted, seeded subsets are reproducible, parallel equals serial, memory does not grow with the
+number of combinations."""
+
+from __future__ import annotations
+
+import itertools
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from research.backtesting import backtest
+from research.sweeps import SweepResult, sweep
+from research.types import Bars, Costs
+from strategies.registry import get_strategy
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+
+
+def read_bars(path, timeframe_ms: int) -> Bars:
+    """Real bars from a shared-data CSV (open times converted to close times)."""
+    frame = pd.read_csv(path)
+    return Bars.from_arrays(frame["open_time_ms"].to_numpy() + timeframe_ms, frame["open"],
+                            frame["high"], frame["low"], frame["close"], frame["volume"],
+                            timeframe_ms)
+
+
+@pytest.fixture(scope="module")
+def hourly_bars(shared_data) -> Bars:
+    return read_bars(shared_data / "ohlcv" / "binance_BTC-USDT_1h.csv.gz", HOUR_MS)
+
+
+@pytest.fixture(scope="module")
+def long_bars(shared_data) -> Bars:
+    """26,703 real 1m bars: large enough (> 1 MiB of arrays) to be shipped memory-mapped."""
+    return read_bars(shared_data / "ohlcv" / "bittrex_ADA-BTC_1m.csv.gz", MINUTE_MS)
+
+
+SMA = get_strategy("sma_cross")
+COSTS = Costs(fee_rate=0.001, slippage_bps=2.0)
+
+
+def assert_stats_equal(row: pd.Series, stats: pd.Series) -> None:
+    for name, expected in stats.items():
+        actual = row[name]
+        if isinstance(expected, (float, np.floating)) and np.isnan(expected):
+            assert pd.isna(actual), name
+        else:
+            assert actual == expected, name
+
+
+def test_every_row_equals_an_individual_backtest(hourly_bars):
+    grid = {"fast": [5, 10, 20, 40], "slow": [20, 30, 60]}
+    result = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=2)
+    valid = [(f, s) for f, s in itertools.product(grid["fast"], grid["slow"]) if f < s]
+    assert list(zip(result.frame["fast"], result.frame["slow"])) == valid
+    for _, row in result.frame.iterrows():
+        params = SMA.make_params(fast=int(row["fast"]), slow=int(row["slow"]))
+        assert_stats_equal(row, backtest(SMA, hourly_bars, params, COSTS).stats)
+
+
+def test_invalid_combinations_are_skipped_and_counted(hourly_bars):
+    grid = {"fast": [5, 10, 20, 40], "slow": [20, 30, 60]}
+    result = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=0)
+    invalid = sum(1 for f, s in itertools.product(grid["fast"], grid["slow"]) if f >= s)
+    assert result.n_combinations == 12
+    assert result.n_invalid == invalid == 3
+    assert result.n_evaluated == len(result.frame) == 12 - invalid
+    assert (result.frame["fast"] < result.frame["slow"]).all()
+
+
+def test_combinations_needing_more_bars_than_exist_are_skipped(hourly_bars):
+    short = hourly_bars[:100]
+    result = sweep(SMA, short, {"fast": [5], "slow": [20, 99, 100, 150]}, progress=False,
+                   keep_best=0)
+    # slow=100 needs warm-up 99 + 1 = 100 bars (just enough); 150 needs 150
+    assert list(result.frame["slow"]) == [20, 99, 100]
+    assert result.n_invalid == 1
+
+
+def test_keep_best_keeps_the_equity_of_the_best_rows(hourly_bars):
+    grid = {"fast": [5, 10, 20], "slow": [30, 60, 90]}
+    result = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=3, metric="sharpe")
+    best = result.frame.sort_values("sharpe", ascending=False, kind="stable").head(3)
+    assert [(p.fast, p.slow) for p in result.equity] == list(zip(best["fast"], best["slow"]))
+    for params, equity in result.equity.items():
+        expected = backtest(SMA, hourly_bars, params, COSTS).equity
+        pd.testing.assert_series_equal(equity, expected)
+    assert list(result.best(3)["sharpe"]) == list(best["sharpe"])
+
+
+def test_seeded_subset_is_reproducible_and_drawn_from_the_valid_grid(hourly_bars):
+    grid = {"fast": range(5, 30, 5), "slow": range(20, 80, 10)}
+    first = sweep(SMA, hourly_bars, grid, progress=False, sample=7, seed=3, keep_best=0)
+    again = sweep(SMA, hourly_bars, grid, progress=False, sample=7, seed=3, keep_best=0)
+    other = sweep(SMA, hourly_bars, grid, progress=False, sample=7, seed=4, keep_best=0)
+    pd.testing.assert_frame_equal(first.frame, again.frame)
+    assert len(first.frame) == first.n_evaluated == 7
+    pairs = list(zip(first.frame["fast"], first.frame["slow"]))
+    assert len(set(pairs)) == 7 and all(f < s for f, s in pairs)
+    assert pairs == sorted(pairs)  # evaluated in grid order
+    assert pairs != list(zip(other.frame["fast"], other.frame["slow"]))
+
+
+def test_sample_larger_than_the_grid_evaluates_everything(hourly_bars):
+    result = sweep(SMA, hourly_bars, {"fast": [5, 10], "slow": [20]}, progress=False,
+                   sample=50, keep_best=0)
+    assert len(result.frame) == 2
+
+
+def test_two_processes_give_the_same_table_as_one(long_bars):
+    grid = {"fast": [5, 15, 30], "slow": [40, 80]}
+    serial = sweep(SMA, long_bars, grid, COSTS, progress=False, keep_best=1)
+    parallel = sweep(SMA, long_bars, grid, COSTS, progress=False, keep_best=1, n_jobs=2,
+                     batch_size=2)
+    pd.testing.assert_frame_equal(serial.frame, parallel.frame)
+    assert list(serial.equity) == list(parallel.equity)
+
+
+def test_unknown_parameter_suggests_the_right_name(hourly_bars):
+    with pytest.raises(ValueError, match="did you mean 'fast'"):
+        sweep(SMA, hourly_bars, {"fats": [5, 10]}, progress=False)
+
+
+def test_grid_without_valid_combination_says_why(hourly_bars):
+    with pytest.raises(ValueError, match="none of the 1 combinations"):
+        sweep(SMA, hourly_bars, {"fast": [50], "slow": [20]}, progress=False)
+
+
+def test_unknown_metric_lists_the_columns(hourly_bars):
+    with pytest.raises(ValueError, match="unknown metric 'sharp'"):
+        sweep(SMA, hourly_bars, {"fast": [5], "slow": [20]}, progress=False, metric="sharp")
+
+
+def _peak_traced_bytes(bars: Bars, grid) -> tuple[int, SweepResult]:
+    tracemalloc.start()
+    try:
+        result = sweep(SMA, bars, grid, progress=False, keep_best=2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, result
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_number_of_combinations(long_bars):
+    bars = long_bars[:20_000]
+    small_grid = {"fast": range(2, 12), "slow": range(20, 25)}  # 50 combinations
+    large_grid = {"fast": range(2, 27), "slow": range(30, 50)}  # 500 combinations
+    _peak_traced_bytes(bars, {"fast": [2], "slow": [20]})  # warm caches and JIT first
+    small_peak, small = _peak_traced_bytes(bars, small_grid)
+    large_peak, large = _peak_traced_bytes(bars, large_grid)
+    assert (small.n_evaluated, large.n_evaluated) == (50, 500)
+    # one bars-long float64 array kept per extra combination would add 450 * 160 kB = 72 MB;
+    # the table itself grows by a few hundred bytes per row.
+    per_combination_array = len(bars) * 8
+    assert large_peak - small_peak < 0.05 * 450 * per_combination_array
+    assert large_peak / small_peak < 1.5
+
+
+def test_out_of_sample_columns_equal_backtests_on_the_held_out_bars(hourly_bars):
+    grid = {"fast": [5, 10], "slow": [20, 40]}
+    result = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=1, oos_fraction=0.3)
+    split = len(hourly_bars) - round(0.3 * len(hourly_bars))
+    assert result.split_ts == hourly_bars.ts[split]
+    in_sample, held_out = hourly_bars[:split], hourly_bars[split:]
+    for _, row in result.frame.iterrows():
+        params = SMA.make_params(fast=int(row["fast"]), slow=int(row["slow"]))
+        assert_stats_equal(row, backtest(SMA, in_sample, params, COSTS).stats)
+        oos = backtest(SMA, held_out, params, COSTS).stats.add_prefix("oos_")
+        assert_stats_equal(row, oos)
+    (best_equity,) = result.equity.values()
+    assert best_equity.index[-1].value // 1_000_000 == in_sample.ts[-1]
+
+
+def test_out_of_sample_fraction_must_leave_two_parts(hourly_bars):
+    with pytest.raises(ValueError, match="oos_fraction must be within"):
+        sweep(SMA, hourly_bars, {"fast": [5], "slow": [20]}, progress=False, oos_fraction=1.0)
+
+
+def test_threads_give_the_same_table_as_one_process(hourly_bars):
+    grid = {"fast": [5, 15], "slow": [30, 60]}
+    serial = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=0)
+    threaded = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=0, n_jobs=2,
+                     backend="threading", batch_size=1)
+    pd.testing.assert_frame_equal(serial.frame, threaded.frame)

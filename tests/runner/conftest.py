@@ -1,0 +1,8 @@
+"""Runner tests: fixtures live in ``runner_fixtures.py`` (shared with ``tests/parity``)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from runner_fixtures import ada_btc_bars, any_engine, pg_engine, pg_url  # noqa: E402,F401

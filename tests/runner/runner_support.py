@@ -1,0 +1,179 @@
+"""Helpers shared by the runner, parity and fault tests (imported as ``runner_support``).
+
+Bars come from the real shared data (``/work/shared/data/ohlcv``); close ts = open + timeframe.
+Nothing here fakes our own code: tests run the real runner on a real database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import math
+from pathlib import Path
+
+import numpy as np
+
+from candela.db import insert_ignoring_duplicates
+from candela import schema
+from research.types import Bars
+from runner.config import BotConfig, parse_bot_config
+from runner.process import Replay, Runner, RunnerSettings
+
+ADA_BTC = ("bittrex", "ADA/BTC", "1m")
+ADA_BTC_FILE = "ohlcv/bittrex_ADA-BTC_1m.csv.gz"
+MINUTE_MS = 60_000
+
+FAST_SETTINGS = RunnerSettings(
+    poll_interval=0.05,
+    heartbeat_interval=0.2,
+    restart_backoff=(0.05, 0.1, 0.2),
+    database_retry=(0.05, 0.5),
+    workers=4,
+)
+
+
+def read_csv_bars(path: Path, timeframe_ms: int, limit: int | None = None) -> Bars:
+    """Read a shared-data CSV (open times) into :class:`Bars` with close times."""
+    with gzip.open(path, "rt") as handle:
+        data = np.loadtxt(handle, delimiter=",", skiprows=1, max_rows=limit, dtype=np.float64, ndmin=2)
+    ts = data[:, 0].astype(np.int64) + timeframe_ms
+    return Bars.from_arrays(ts, data[:, 1], data[:, 2], data[:, 3], data[:, 4], data[:, 5],
+                            timeframe_ms=timeframe_ms)
+
+
+def store_bars(engine, market: tuple[str, str, str], bars: Bars, start: int = 0, stop: int | None = None) -> int:
+    """Insert ``bars[start:stop]`` into ``ohlcv`` (idempotent); return the rows inserted."""
+    exchange, symbol, timeframe = market
+    stop = len(bars) if stop is None else stop
+    rows = [
+        dict(exchange=exchange, symbol=symbol, timeframe=timeframe, ts=int(bars.ts[i]),
+             open=float(bars.open[i]), high=float(bars.high[i]), low=float(bars.low[i]),
+             close=float(bars.close[i]), volume=float(bars.volume[i]))
+        for i in range(start, stop)
+    ]
+    with engine.begin() as connection:
+        return insert_ignoring_duplicates(connection, schema.ohlcv, rows)
+
+
+def bot_config(bot_id: str, strategy: str, market=ADA_BTC, *, resolve=None, **fields) -> BotConfig:
+    """A validated :class:`BotConfig` (``resolve`` injects a test strategy resolver)."""
+    exchange, symbol, timeframe = market
+    data = dict(id=bot_id, strategy=strategy, exchange=exchange, symbol=symbol, timeframe=timeframe)
+    data.update(fields)
+    kwargs = {} if resolve is None else {"resolve": resolve}
+    return parse_bot_config(data, source=f"test bot {bot_id}", **kwargs)
+
+
+def replay(engine, bus, configs, *, settings=FAST_SETTINGS, from_ts=None, to_ts=None):
+    """Run the real runner in replay mode until every bot is done; return its reports."""
+    runner = Runner(engine, bus, configs, settings=settings, replay=Replay(from_ts, to_ts))
+    return asyncio.run(runner.run())
+
+
+def runner_fills(engine, bot_id: str) -> np.ndarray:
+    """The bot's recorded fills as rows ``(ts, side, price, size, fee)`` (side +1 buy, -1 sell)."""
+    from runner.ledger import trade_rows
+
+    with engine.connect() as connection:
+        rows = trade_rows(connection, bot_id)
+    return np.array(
+        [(row["ts"], 1.0 if row["side"] == "buy" else -1.0, row["price"], row["size"], row["fee"]) for row in rows],
+        dtype=np.float64,
+    ).reshape(-1, 5)
+
+
+def backtest_fills(result) -> np.ndarray:
+    """``research.backtest`` fills as rows ``(ts, side, price, size, fee)``."""
+    fills = result.fills
+    ts = fills["ts"].astype("int64").to_numpy() // 10**6 if len(fills) else np.empty(0)
+    if len(fills) and fills["ts"].dt.unit != "ns":
+        ts = fills["ts"].dt.as_unit("ms").astype("int64").to_numpy()
+    side = np.where(fills["side"].to_numpy() == "buy", 1.0, -1.0)
+    return np.column_stack([ts, side, fills["price"].to_numpy(), fills["size"].to_numpy(),
+                            fills["fee"].to_numpy()]).astype(np.float64).reshape(-1, 5)
+
+
+def final_equity(engine, bot_id: str) -> float:
+    """Equity at the bot's last recorded bar."""
+    from sqlalchemy import select
+
+    with engine.connect() as connection:
+        value = connection.execute(
+            select(schema.bot_performance.c.equity)
+            .where(schema.bot_performance.c.bot_id == bot_id)
+            .order_by(schema.bot_performance.c.ts.desc()).limit(1)
+        ).scalar()
+    return math.nan if value is None else float(value)
+
+
+def count_rows(engine, table, bot_id: str) -> int:
+    from sqlalchemy import func, select
+
+    with engine.connect() as connection:
+        return int(connection.execute(
+            select(func.count()).select_from(table).where(table.c.bot_id == bot_id)).scalar_one())
+
+
+class LiveRunner:
+    """The real runner following live bars in a background thread (a context manager)."""
+
+    def __init__(self, engine, bus, configs, *, settings=FAST_SETTINGS) -> None:
+        import threading
+
+        self.runner = Runner(engine, bus, configs, settings=settings)
+        self.reports = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, name="live-runner", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            self.reports = asyncio.run(self.runner.run())
+        except BaseException as exc:  # noqa: BLE001 - surfaced by __exit__
+            self.error = exc
+
+    def __enter__(self) -> "LiveRunner":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.runner.request_stop()
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive(), "runner did not stop"
+        if self.error is not None and exc_info[0] is None:
+            raise self.error
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.02, message: str = "condition") -> None:
+    """Poll ``predicate`` until it is true, or fail after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def cursor_ts(engine, bot_id: str) -> int | None:
+    """The bot's committed cursor (close ts of its last processed bar)."""
+    from sqlalchemy import select
+
+    with engine.connect() as connection:
+        return connection.execute(
+            select(schema.bot_state.c.cursor_ts).where(schema.bot_state.c.bot_id == bot_id)
+        ).scalar()
+
+
+def table_rows(engine, table, bot_id: str, columns: tuple[str, ...]) -> list[tuple]:
+    """``columns`` of every row of ``bot_id`` in ``table``, in ts (then seq) order."""
+    from sqlalchemy import select
+
+    order = [table.c.bar_ts, table.c.seq] if "seq" in table.c else [table.c.ts] if "ts" in table.c else []
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(
+            select(*[table.c[name] for name in columns]).where(table.c.bot_id == bot_id).order_by(*order))]
+
+
+TRADE_COLUMNS = ("bar_ts", "seq", "ts", "side", "size", "price", "fee", "reason", "realized_pnl",
+                 "cash_after", "position_after")

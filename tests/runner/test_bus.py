@@ -1,0 +1,80 @@
+"""The message buses: in-process delivery, real Redis pub/sub, and publishing that never blocks."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+from candela.bus import InProcessBus, RedisBus, make_bus
+
+
+def test_in_process_bus_delivers_to_matching_subscribers_and_survives_a_bad_one():
+    bus = InProcessBus()
+    got: list[tuple[str, dict]] = []
+
+    def broken(_channel, _payload):
+        raise RuntimeError("subscriber bug")
+
+    bus.subscribe(["signals:*"], broken)
+    subscription = bus.subscribe(["signals:*", "system:events"], lambda c, p: got.append((c, p)))
+    bus.publish("signals:a", {"x": float("nan"), "n": 1})
+    bus.publish("trades:a", {"n": 2})
+    bus.publish("system:events", {"n": 3})
+    subscription.close()
+    bus.publish("signals:a", {"n": 4})
+    assert got == [("signals:a", {"x": None, "n": 1}), ("system:events", {"n": 3})]
+
+
+def test_make_bus_picks_redis_only_when_configured(monkeypatch):
+    monkeypatch.delenv("CANDELA_REDIS_URL", raising=False)
+    assert isinstance(make_bus(), InProcessBus)
+
+
+@pytest.mark.redis
+def test_redis_bus_round_trip_with_patterns(redis_url):
+    bus = RedisBus(redis_url)
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    got: list[tuple[str, dict]] = []
+    done = threading.Event()
+
+    def collect(channel, payload):
+        got.append((channel, payload))
+        if len(got) == 3:
+            done.set()
+
+    bus.subscribe([f"signals:{prefix}-*", f"status:{prefix}"], collect)
+    for index in range(3):
+        channel = f"signals:{prefix}-{index}" if index < 2 else f"status:{prefix}"
+        bus.publish(channel, {"index": index})
+    bus.publish(f"trades:{prefix}", {"ignored": True})
+    assert bus.flush(5)
+    assert done.wait(5)
+    bus.close()
+    assert got == [(f"signals:{prefix}-0", {"index": 0}), (f"signals:{prefix}-1", {"index": 1}),
+                   (f"status:{prefix}", {"index": 2})]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_publishing_to_an_unreachable_redis_never_blocks_and_is_bounded():
+    bus = RedisBus(f"redis://127.0.0.1:{_closed_port()}/0", max_queue=500)
+    started = time.perf_counter()
+    for index in range(2000):
+        bus.publish("signals:x", {"index": index})
+    elapsed = time.perf_counter() - started
+    assert elapsed < 1.0  # 2000 publishes while Redis is down: no network wait per message
+    assert not bus.flush(0.3)
+    assert bus.dropped >= 1500 - 1  # the oldest are dropped beyond max_queue (the DB remembers)
+    time.sleep(0.2)
+    assert not bus.connected
+    started = time.perf_counter()
+    bus.close(timeout=0.2)
+    assert time.perf_counter() - started < 5

@@ -1,0 +1,56 @@
+"""Bar access of the runner: the warm-up window buffer and the shared per-market feed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runner.market_data import BarWindow, MarketFeed, bars_after
+from runner_support import ADA_BTC, store_bars
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 12), n=st.integers(0, 60))
+def test_bar_window_always_equals_the_last_bars(size, n):
+    rows = [(1000 + i, float(i), i + 0.5, i - 0.5, float(i), 1.0) for i in range(n)]
+    window = BarWindow(size)
+    for k, row in enumerate(rows):
+        window.append(row)
+        expected = np.array(rows[max(0, k + 1 - size) : k + 1])
+        got = np.column_stack(window.arrays())
+        np.testing.assert_array_equal(got, expected)
+        assert window.arrays()[0].dtype == np.int64
+
+
+def test_market_feed_serves_every_bar_once_in_order_with_small_reads(any_engine, ada_btc_bars):
+    bars = ada_btc_bars[:500]
+    store_bars(any_engine, ADA_BTC, bars, 0, 300)
+    feed = MarketFeed(ADA_BTC, keep=250)
+    seen: list[int] = []
+    with any_engine.connect() as connection:
+        cursor = int(bars.ts[0]) - 1
+        woken = time.monotonic()
+        while True:  # limit 37 < available bars: the feed must keep reading, never stop early
+            rows = feed.bars_after(connection, cursor, fresh_since=woken, limit=37)
+            if rows is None:
+                rows = bars_after(connection, ADA_BTC, cursor, limit=37)
+            if not rows:
+                break
+            seen.extend(int(row[0]) for row in rows)
+            cursor = seen[-1]
+        assert seen == bars.ts[:300].tolist()
+        connection.rollback()
+        store_bars(any_engine, ADA_BTC, bars, 300, 500)
+        # already read after this wake-up: nothing new until the next wake-up
+        assert feed.bars_after(connection, cursor, fresh_since=woken, limit=1000) == []
+        rows = feed.bars_after(connection, cursor, fresh_since=time.monotonic(), limit=1000)
+        assert [int(row[0]) for row in rows] == bars.ts[300:500].tolist()
+        reads = feed.reads
+        # a second bot woken at the same time is served from memory
+        again = feed.bars_after(connection, cursor, fresh_since=woken, limit=1000)
+        assert again == rows and feed.reads == reads
+        # a cursor older than what the feed keeps is not covered: the bot reads the database
+        assert feed.bars_after(connection, int(bars.ts[10]), fresh_since=woken) is None

@@ -1,0 +1,55 @@
+"""The registry of shipped strategies and the contract every one of them fulfils."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from research.types import StrategySpec
+from strategies import registry
+
+SHIPPED = ["bollinger_breakout", "donchian_breakout", "ema_cross", "rsi_reversion", "sma_cross"]
+
+
+def test_all_specs_lists_every_shipped_strategy_by_its_own_name():
+    specs = registry.all_specs()
+    assert sorted(specs) == SHIPPED
+    for name, spec in specs.items():
+        assert isinstance(spec, StrategySpec) and spec.name == name
+        assert registry.get_strategy(name) is spec
+
+
+def test_unknown_name_suggests_the_closest_and_lists_all():
+    with pytest.raises(ValueError, match=r"did you mean 'ema_cross'\?.*available: .*sma_cross"):
+        registry.get_strategy("ema_cros")
+    with pytest.raises(ValueError, match="available: bollinger_breakout, donchian_breakout"):
+        registry.get_strategy("zzz")
+    with pytest.raises(TypeError, match="string"):
+        registry.get_strategy(3)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_spec_declarations_are_consistent(name, real_bars):
+    spec = registry.get_strategy(name)
+    params = spec.make_params()  # defaults pass the check
+    assert set(spec.sweep) <= set(spec.params._fields)
+    for field, values in spec.sweep.items():
+        for value in list(values)[:3]:
+            spec.make_params({field: value})  # sweep values have the declared types
+    values = spec.indicators(real_bars, params)
+    assert set(spec.overlays) <= set(values)
+    for array in values.values():
+        assert array.dtype == np.float64 and len(array) == len(real_bars)
+    assert spec.description and spec.__class__ is StrategySpec
+    target = spec.target(real_bars, params)
+    if spec.long_only:
+        assert np.nanmin(target) >= 0.0
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_too_few_bars_for_the_warmup_is_refused_with_a_fix(name):
+    spec = registry.get_strategy(name)
+    params = spec.make_params()
+    spec.check_enough_bars(spec.warmup(params) + 1, params)
+    with pytest.raises(ValueError, match="load a longer history"):
+        spec.check_enough_bars(spec.warmup(params), params)
