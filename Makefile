@@ -30,7 +30,7 @@ lint: $(STAMP)
 
 ## Open JupyterLab on notebooks/.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## Benchmarks against vectorbt and backtesting.py (not tests; prints ratios).
 bench: $(STAMP)

@@ -27,6 +27,7 @@ ENTRY_COLOR = "#1565c0"
 EXIT_COLOR = "#f57c00"
 EQUITY_COLOR = "#37474f"
 DRAWDOWN_COLOR = "#c62828"
+DEFAULT_MAX_BARS = 200_000
 
 
 def plot_result(
@@ -35,40 +36,60 @@ def plot_result(
     overlays: Sequence[str] | None = None,
     title: str | None = None,
     height: int | None = None,
+    max_bars: int | None = DEFAULT_MAX_BARS,
 ) -> go.Figure:
     """Plot a backtest :class:`~research.backtesting.Result`.
 
-    Panes, top to bottom, sharing one UTC time axis:
+    Panes, top to bottom, sharing one UTC time axis (bars drawn at their close time):
 
     1. **price**: candlesticks, the indicators named in ``overlays`` as lines, and the trades:
-       a marker per entry and per exit at the fill price, a triangle pointing up for a buy and
-       down for a sell (long entries and short exits are buys), with the side, price, size and,
-       for exits, the exit reason and P&L on hover;
+       a marker per entry and per exit at the fill price and fill time (a fill at a bar's
+       open sits at the previous bar's close time, which is the same instant), a triangle
+       pointing up for a buy and down for a sell (long entries and short exits are buys),
+       with the side, price, size and, for exits, the exit reason and P&L on hover;
     2. one pane per remaining indicator (e.g. RSI);
     3. **equity** (marked at each close);
-    4. **drawdown**: equity below its running peak, in percent.
+    4. **drawdown**: ``100 * (equity / peak - 1)`` with the peak taken over the initial cash
+       and every close so far, so its lowest point is ``-100 * stats["max_drawdown"]``.
 
     Parameters
     ----------
     result : Result
-        A backtest result (needs ``bars``, ``indicators``, ``trades``, ``equity``, ``spec_name``
-        and ``params``).
+        A backtest result (uses ``bars``, ``indicators``, ``trades``, ``equity``,
+        ``initial_cash``, ``spec_name`` and ``params``). A result loaded from the database
+        without its bars is drawn without candles and indicators.
     overlays : sequence of str, optional
         Indicator names to draw on the price pane. Default: ``result.spec.overlays`` when the
         result carries its spec, else every indicator whose values lie within the price range.
     title : str, optional
-        Figure title; default ``"<strategy> <params>"``.
+        Figure title; default ``"<strategy> (<params>)"``.
     height : int, optional
         Figure height in pixels; default grows with the number of panes.
+    max_bars : int or None
+        Draw at most this many of the last bars (a browser struggles with millions of
+        candles); the trades shown are those entered in that window, the drawdown is still
+        measured from the start. ``None`` draws everything.
 
     Returns
     -------
     plotly.graph_objects.Figure
     """
-    bars = result.bars
-    times = pd.to_datetime(np.asarray(bars.ts), unit="ms", utc=True)
-    indicators = {name: np.asarray(values, dtype=float)
+    bars = getattr(result, "bars", None)
+    equity_all = _as_array(result.equity)
+    drawdown_all = drawdown_percent(equity_all, getattr(result, "initial_cash", None))
+    if bars is not None:
+        times_all = pd.to_datetime(np.asarray(bars.ts), unit="ms", utc=True)
+    else:
+        times_all = pd.DatetimeIndex(pd.to_datetime(result.equity.index, utc=True))
+    first = 0
+    if max_bars is not None and len(times_all) > max_bars:
+        first = len(times_all) - int(max_bars)
+    window = slice(first, None)
+    times = times_all[window]
+    indicators = {name: np.asarray(values, dtype=float)[window]
                   for name, values in (getattr(result, "indicators", None) or {}).items()}
+    if bars is None:
+        indicators = {}
     overlay_names = _overlay_names(result, indicators, overlays, bars)
     pane_names = [name for name in indicators if name not in overlay_names]
     n_rows = 3 + len(pane_names)
@@ -76,26 +97,34 @@ def plot_result(
     subtitles = ["price"] + pane_names + ["equity", "drawdown %"]
     figure = make_subplots(rows=n_rows, cols=1, shared_xaxes=True, vertical_spacing=0.03,
                            row_heights=row_heights, subplot_titles=subtitles)
-    figure.add_trace(go.Candlestick(
-        x=times, open=bars.open, high=bars.high, low=bars.low, close=bars.close, name="price",
-        increasing_line_color=LONG_COLOR, decreasing_line_color=SHORT_COLOR,
-    ), row=1, col=1)
+    if bars is not None:
+        figure.add_trace(go.Candlestick(
+            x=times, open=bars.open[window], high=bars.high[window], low=bars.low[window],
+            close=bars.close[window], name="price",
+            increasing_line_color=LONG_COLOR, decreasing_line_color=SHORT_COLOR,
+        ), row=1, col=1)
     for name in overlay_names:
         figure.add_trace(go.Scatter(x=times, y=indicators[name], mode="lines", name=name,
                                     line={"width": 1.2}), row=1, col=1)
-    for trace in _trade_traces(getattr(result, "trades", None)):
+    trades = getattr(result, "trades", None)
+    if first and trades is not None and len(trades):
+        entered = pd.to_datetime(trades["entry_time"], utc=True)
+        trades = trades[(entered >= times[0] - _bar_length(times_all)).to_numpy()]
+    for trace in _trade_traces(trades):
         figure.add_trace(trace, row=1, col=1)
     for offset, name in enumerate(pane_names):
         figure.add_trace(go.Scatter(x=times, y=indicators[name], mode="lines", name=name,
                                     line={"width": 1.2}), row=2 + offset, col=1)
-    equity = _as_array(result.equity)
-    figure.add_trace(go.Scatter(x=times, y=equity, mode="lines", name="equity",
+    figure.add_trace(go.Scatter(x=times, y=equity_all[window], mode="lines", name="equity",
                                 line={"color": EQUITY_COLOR, "width": 1.5}), row=n_rows - 1, col=1)
-    figure.add_trace(go.Scatter(x=times, y=drawdown_percent(equity), mode="lines", name="drawdown",
+    figure.add_trace(go.Scatter(x=times, y=drawdown_all[window], mode="lines", name="drawdown",
                                 fill="tozeroy", line={"color": DRAWDOWN_COLOR, "width": 1}),
                      row=n_rows, col=1)
+    label = title or _default_title(result)
+    if first:
+        label += f" (last {len(times):,} of {len(times_all):,} bars)"
     figure.update_layout(
-        title=title or _default_title(result),
+        title=label,
         height=height or 520 + 160 * (n_rows - 1),
         hovermode="x unified",
         legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom"},
@@ -106,12 +135,23 @@ def plot_result(
     return figure
 
 
-def drawdown_percent(equity: Any) -> np.ndarray:
-    """Return ``100 * (equity / running peak - 1)`` (0 at a new peak, negative below it)."""
+def drawdown_percent(equity: Any, initial_cash: float | None = None) -> np.ndarray:
+    """Return ``100 * (equity / peak - 1)``: 0 at a new peak, negative below it.
+
+    The peak is the running maximum of the equity (NaN bars ignored), and of ``initial_cash``
+    when given (as :func:`research.metrics.compute_stats` measures the maximum drawdown).
+    """
     values = _as_array(equity)
-    peak = np.fmax.accumulate(values)
+    start = values if initial_cash is None else np.fmax(values, float(initial_cash))
+    peak = np.fmax.accumulate(start)
     with np.errstate(divide="ignore", invalid="ignore"):
         return 100.0 * (values / peak - 1.0)
+
+
+def _bar_length(times: pd.DatetimeIndex) -> pd.Timedelta:
+    if len(times) < 2:
+        return pd.Timedelta(0)
+    return (times[1:] - times[:-1]).min()
 
 
 def plot_heatmap(sweep_frame: pd.DataFrame, x: str, y: str, metric: str, *,
@@ -187,7 +227,7 @@ def _overlay_names(result: Any, indicators: dict[str, np.ndarray], overlays: Seq
             raise ValueError(f"overlay {unknown[0]!r} is not an indicator of this result; "
                              f"indicators: {', '.join(indicators) or 'none'}")
         return list(overlays)
-    if len(bars) == 0:
+    if bars is None or len(bars) == 0:
         return []
     low, high = float(np.nanmin(bars.low)), float(np.nanmax(bars.high))
     chosen = []

@@ -1,9 +1,12 @@
 """Parameter sweeps: one strategy over a grid of parameters, in parallel, in bounded memory.
 
-:func:`sweep` evaluates every valid parameter set of a grid (or a seeded random subset of it)
-with :func:`research.backtesting.backtest` and returns a :class:`SweepResult`: a tidy
-DataFrame with one row per parameter set (the parameters as columns, then the stats), plus the
-equity curves of the best few.
+:func:`sweep` backtests every valid parameter set of a grid (or a seeded random subset of it)
+and returns a :class:`SweepResult`: a tidy DataFrame with one row per parameter set (the
+parameters as columns, then the stats), plus the equity curves of the best few. Each row holds
+exactly the stats :func:`research.backtesting.backtest` reports for that parameter set (same
+target, same execution kernel, same :func:`research.metrics.compute_stats`); only the trade
+and fill tables are not built. With ``oos_fraction`` the last part of the bars is held out and
+every row also gets its out-of-sample stats (``oos_*`` columns).
 
 Memory does not grow with the number of combinations: the bars are shipped to the workers
 once (memory-mapped from a temporary file for process backends), each worker runs one backtest

@@ -55,10 +55,12 @@ def test_panes_price_indicators_equity_drawdown(sma_result):
     (equity,) = traces_on(figure, "y2")
     np.testing.assert_array_equal(equity.y, sma_result.equity.to_numpy())
     (drawdown,) = traces_on(figure, "y3")
-    peak = sma_result.equity.cummax()
+    peak = sma_result.equity.clip(lower=sma_result.initial_cash).cummax()
     expected = (sma_result.equity / peak - 1.0) * 100.0
     np.testing.assert_allclose(drawdown.y, expected.to_numpy(), rtol=1e-12)
     assert np.nanmax(drawdown.y) <= 0.0
+    assert np.nanmin(drawdown.y) == pytest.approx(-100 * sma_result.stats["max_drawdown"],
+                                                 rel=1e-12)
 
 
 def test_x_axis_is_utc_bar_close_time(sma_result, bars):
@@ -85,6 +87,32 @@ def test_one_marker_per_entry_and_per_closed_exit(sma_result):
     assert set(exits.marker.symbol) == {"triangle-down"}
     assert all("price" in text and "size" in text for text in entries.text)
     assert all(reason in text for reason, text in zip(closed["exit_reason"], exits.text))
+
+
+def test_long_histories_draw_only_their_last_bars(sma_result, bars):
+    figure = plot_result(sma_result, max_bars=300)
+    candles = figure.data[0]
+    assert len(candles.x) == 300
+    assert pd.DatetimeIndex(candles.x)[-1].value // 1_000_000 == bars.ts[-1]
+    assert "last 300 of 1,498 bars" in figure.layout.title.text
+    entries = next(t for t in figure.data if t.name == "entries")
+    first_close = pd.Timestamp(int(bars.ts[-300]), unit="ms", tz="UTC")
+    expected = sma_result.trades[sma_result.trades["entry_time"] >= first_close - pd.Timedelta("1h")]
+    assert 0 < len(entries.x) == len(expected) < len(sma_result.trades)
+    (drawdown,) = traces_on(figure, "y3")
+    full = plot_result(sma_result, max_bars=None)
+    np.testing.assert_array_equal(drawdown.y, traces_on(full, "y3")[0].y[-300:])
+
+
+def test_a_run_loaded_from_the_database_plots_without_candles(sma_result, engine):
+    from research.storage import load_run
+
+    loaded = load_run(engine, sma_result.save(engine))
+    figure = plot_result(loaded)
+    assert not any(isinstance(t, go.Candlestick) for t in figure.data)
+    entries = next(t for t in figure.data if t.name == "entries")
+    assert len(entries.x) == len(sma_result.trades)
+    assert len(pane_axes(figure)) == 3
 
 
 def test_short_trades_point_the_other_way(bars):
