@@ -30,6 +30,7 @@ REDIS_URL = os.environ.get("CANDELA_REDIS_URL", "redis://127.0.0.1:6379/0")
 HISTORY = 1000  # bars stored before the bots start (warm-up)
 BARS = {1: 200, 10: 100, 100: 40}  # bars measured per bot count
 WARM_UP_BARS = 3  # published first, not measured
+WORKERS = int(os.environ.get('CANDELA_BENCH_WORKERS', '10'))
 
 
 def _sample_bars():
@@ -72,7 +73,7 @@ def measure(n_bots: int, n_bars: int, admin_url: str = ADMIN_URL, redis_url: str
     engine = create_database_engine(url)
     upgrade(engine)
     engine.dispose()
-    engine = connect(url)
+    engine = connect(url, pool_size=WORKERS + 5)
     tag = uuid.uuid4().hex[:8]
     market = (f"bench{tag}", "ADA/BTC", "1m")
     data = _sample_bars()
@@ -97,7 +98,7 @@ def measure(n_bots: int, n_bars: int, admin_url: str = ADMIN_URL, redis_url: str
 
     listener = RedisBus(redis_url)
     listener.subscribe([f"signals:bench-{tag}-*"], on_signal)
-    runner = Runner(engine, bus, configs, settings=RunnerSettings(poll_interval=5.0, heartbeat_interval=5.0))
+    runner = Runner(engine, bus, configs, settings=RunnerSettings(poll_interval=5.0, heartbeat_interval=5.0, workers=WORKERS))
     thread = threading.Thread(target=lambda: asyncio.run(runner.run()), daemon=True)
     thread.start()
     time.sleep(1.0 + 0.02 * n_bots)  # bots recover (no bars to catch up: they start at the next bar)

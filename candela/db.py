@@ -55,11 +55,13 @@ def redacted(url: str) -> str:
         return url
 
 
-def create_database_engine(url: str | None = None) -> Engine:
+def create_database_engine(url: str | None = None, *, pool_size: int = 5) -> Engine:
     """Create an engine for ``url`` (see :func:`database_url`) without touching the schema.
 
     SQLite files get their parent folder created, WAL journaling, foreign keys and a busy
-    timeout; PostgreSQL engines get ``pool_pre_ping``.
+    timeout; PostgreSQL engines get ``pool_pre_ping`` and a pool of ``pool_size`` connections
+    (plus as many again on overflow) — processes that keep one connection per worker thread,
+    like the runner, ask for more.
 
     Raises
     ------
@@ -91,7 +93,7 @@ def create_database_engine(url: str | None = None) -> Engine:
             engine = create_engine(parsed, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(parsed, pool_pre_ping=True)
+            engine = create_engine(parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
     except (NoSuchModuleError, ArgumentError, ModuleNotFoundError) as exc:
         raise DatabaseConfigError(
             f"cannot use database URL {redacted(url)}: {exc}; "
@@ -176,7 +178,7 @@ def require_current_schema(engine: Engine) -> None:
     )
 
 
-def connect(url: str | None = None, *, require_schema: bool = True) -> Engine:
+def connect(url: str | None = None, *, require_schema: bool = True, pool_size: int = 5) -> Engine:
     """Return an engine for ``url`` after checking that it is reachable and its schema current.
 
     Parameters
@@ -185,8 +187,10 @@ def connect(url: str | None = None, *, require_schema: bool = True) -> Engine:
         Database URL; see :func:`database_url` for the default.
     require_schema : bool
         When true (the default), refuse a database whose schema is not at the head revision.
+    pool_size : int
+        Connections kept by the PostgreSQL pool (as many again may overflow).
     """
-    engine = create_database_engine(url)
+    engine = create_database_engine(url, pool_size=pool_size)
     if require_schema:
         require_current_schema(engine)
     else:

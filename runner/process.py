@@ -66,8 +66,8 @@ class RunnerSettings:
         First and longest wait between attempts while the database is unreachable (doubling).
     workers : int
         Threads running bots' bars concurrently (one bot never runs two bars at once). Each
-        keeps one database connection, and the status poll borrows more: stay well below the
-        engine's pool size (5 + 10 overflow by default).
+        keeps one database connection, and the status poll borrows more: size the engine's pool
+        above it (``candela.db.connect(url, pool_size=workers + 5)``, as ``candela run`` does).
     chunk : int
         Bars read from the database per query while catching up.
     """

@@ -37,7 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="heartbeat interval (default: 5)")
     parser.add_argument("--workers", type=int, default=10, metavar="N",
                         help="threads processing bots' bars concurrently, one database connection "
-                             "each (default: 10; keep below the connection pool's 15)")
+                             "each (default: 10, at most 64)")
     parser.set_defaults(handler=_run)
 
 
@@ -86,10 +86,10 @@ def _run(arguments: argparse.Namespace) -> int:
         configs = [config for config in configs if config.bot_id in arguments.bot]
     if not configs:
         raise CommandError("no bot configs found: add JSON files to config/bots/ or pass --bots DIR")
-    engine = connect(arguments.database_url)
+    if not 1 <= arguments.workers <= 64:
+        raise CommandError(f"--workers must be between 1 and 64, got {arguments.workers}")
+    engine = connect(arguments.database_url, pool_size=arguments.workers + 5)
     bus = make_bus()
-    if not 1 <= arguments.workers <= 14:
-        raise CommandError(f"--workers must be between 1 and 14, got {arguments.workers}")
     settings = RunnerSettings(poll_interval=arguments.poll, heartbeat_interval=arguments.heartbeat,
                               workers=arguments.workers)
     runner = Runner(engine, bus, configs, settings=settings, replay=replay)
