@@ -8,10 +8,9 @@ import json
 
 import nbformat
 import numpy as np
+import papermill
 import plotly.io as pio
 import pytest
-
-papermill = pytest.importorskip("papermill")
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 

@@ -207,8 +207,5 @@ def test_result_matches_a_fresh_kernel_run_with_random_levels(bars):
 
 
 def test_plot_delegates_to_the_chart_module(result):
-    charts = pytest.importorskip("research.charts")
-    if not hasattr(charts, "plot_result"):
-        pytest.skip("research.charts.plot_result not written yet")
     figure = result.plot()
     assert type(figure).__name__ == "Figure"
