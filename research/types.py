@@ -206,6 +206,10 @@ class StrategySpec:
         Default sweep range per parameter name, e.g. ``{"fast": range(5, 55)}``.
     check : callable, optional
         ``check(params)`` raises ``ValueError`` for invalid combinations (e.g. ``fast >= slow``).
+    evaluate : callable, optional
+        ``evaluate(bars, params) -> (target, indicators)`` computing both in one pass; must give
+        exactly what ``target`` and ``indicators`` give. The runner, which needs both at every
+        bar, uses it through :meth:`target_and_indicators`.
     stops : Stops
         Default protective exits the strategy is designed with.
     long_only : bool
@@ -222,6 +226,7 @@ class StrategySpec:
     overlays: tuple[str, ...] = ()
     sweep: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     check: Callable[[Any], None] | None = None
+    evaluate: Callable[[Bars, Any], tuple[np.ndarray, dict[str, np.ndarray]]] | None = None
     stops: Stops = Stops()
     long_only: bool = False
     description: str = ""
@@ -257,6 +262,12 @@ class StrategySpec:
         if self.check is not None:
             self.check(params)
         return params
+
+    def target_and_indicators(self, bars: Bars, params: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Return ``(target(bars, params), indicators(bars, params))``, in one pass if possible."""
+        if self.evaluate is not None:
+            return self.evaluate(bars, params)
+        return self.target(bars, params), self.indicators(bars, params)
 
     def required_bars(self, params: Any) -> int:
         """Bars the strategy needs for one meaningful decision: ``warmup(params) + 1``."""

@@ -270,8 +270,8 @@ class Bot:
     def decide(self, bars: Bars, bar_ts: int) -> Decision:
         """Run the strategy on the window ending at ``bar_ts``; its last value is the decision."""
         try:
-            target = np.asarray(self.spec.target(bars, self.params), dtype=np.float64)
-            values = self.spec.indicators(bars, self.params)
+            raw_target, values = self.spec.target_and_indicators(bars, self.params)
+            target = np.asarray(raw_target, dtype=np.float64)
         except Exception as exc:  # noqa: BLE001 - any strategy failure restarts the bot
             raise StrategyError(self.bot_id, bar_ts, exc) from exc
         if target.shape != (len(bars),):

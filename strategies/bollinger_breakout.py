@@ -78,19 +78,23 @@ def _compute(bars: Bars, p: Params) -> dict[str, np.ndarray]:
     }
 
 
+def evaluate(bars: Bars, p: Params) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Target and indicators in one pass."""
+    values = _compute(bars, p)
+    out = values.pop("position")
+    out[: warmup(p)] = np.nan
+    return out, values
+
+
 def indicators(bars: Bars, p: Params) -> dict[str, np.ndarray]:
     """Bands (``bb_middle``, ``bb_upper``, ``bb_lower``), ``trailing_stop`` (the exit level
     while long, else ``nan``) and ``atr``."""
-    values = _compute(bars, p)
-    del values["position"]
-    return values
+    return evaluate(bars, p)[1]
 
 
 def target(bars: Bars, p: Params) -> np.ndarray:
     """``1.0`` while long by the rule above, ``0.0`` flat, ``nan`` in warm-up."""
-    out = _compute(bars, p)["position"]
-    out[: warmup(p)] = np.nan
-    return out
+    return evaluate(bars, p)[0]
 
 
 SPEC = StrategySpec(

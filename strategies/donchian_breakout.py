@@ -67,9 +67,18 @@ def indicators(bars: Bars, p: Params) -> dict[str, np.ndarray]:
     }
 
 
+def evaluate(bars: Bars, p: Params) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Target and indicators in one pass."""
+    values = indicators(bars, p)
+    return _positions(bars, p, values), values
+
+
 def target(bars: Bars, p: Params) -> np.ndarray:
     """``+1`` long, ``-1`` short, ``0`` flat by the rule above; ``nan`` in warm-up."""
-    c = indicators(bars, p)
+    return evaluate(bars, p)[0]
+
+
+def _positions(bars: Bars, p: Params, c: dict[str, np.ndarray]) -> np.ndarray:
     close = bars.close
     no_events = np.zeros(len(close), dtype=bool)
     out = event_position(
@@ -92,6 +101,7 @@ SPEC = StrategySpec(
     overlays=("entry_high", "entry_low", "exit_high", "exit_low"),
     sweep={"entry_window": range(10, 61, 5), "exit_window": range(5, 31, 5)},
     check=check,
+    evaluate=evaluate,
     long_only=False,
     description=(
         "Turtle-style breakout: long on a close above the previous entry_window-bar high, out "

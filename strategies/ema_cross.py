@@ -51,12 +51,17 @@ def indicators(bars: Bars, p: Params) -> dict[str, np.ndarray]:
     return {"ema_fast": ema(bars.close, p.fast), "ema_slow": ema(bars.close, p.slow)}
 
 
-def target(bars: Bars, p: Params) -> np.ndarray:
-    """``+1`` / ``-1`` / ``0`` by the sign of ``ema_fast - ema_slow``; ``nan`` in warm-up."""
+def evaluate(bars: Bars, p: Params) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Target and indicators in one pass."""
     values = indicators(bars, p)
     out = np.sign(values["ema_fast"] - values["ema_slow"])
     out[: warmup(p)] = np.nan
-    return out
+    return out, values
+
+
+def target(bars: Bars, p: Params) -> np.ndarray:
+    """``+1`` / ``-1`` / ``0`` by the sign of ``ema_fast - ema_slow``; ``nan`` in warm-up."""
+    return evaluate(bars, p)[0]
 
 
 SPEC = StrategySpec(
@@ -68,6 +73,7 @@ SPEC = StrategySpec(
     overlays=("ema_fast", "ema_slow"),
     sweep={"fast": range(5, 55, 2), "slow": range(20, 120, 4)},
     check=check,
+    evaluate=evaluate,
     long_only=False,
     description=(
         "Long while the fast EMA of closes is above the slow EMA, short while below. Warm-up: "

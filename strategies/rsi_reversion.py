@@ -67,9 +67,18 @@ def indicators(bars: Bars, p: Params) -> dict[str, np.ndarray]:
     return {"rsi": rsi(bars.close, p.window)}
 
 
+def evaluate(bars: Bars, p: Params) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Target and indicators in one pass."""
+    values = indicators(bars, p)
+    return _positions(bars, p, values["rsi"]), values
+
+
 def target(bars: Bars, p: Params) -> np.ndarray:
     """``+1`` long, ``-1`` short, ``0`` flat by the rule above; ``nan`` in warm-up."""
-    r = indicators(bars, p)["rsi"]
+    return evaluate(bars, p)[0]
+
+
+def _positions(bars: Bars, p: Params, r: np.ndarray) -> np.ndarray:
     live = unchanged_run(bars.close) < p.window  # a stale RSI makes no event
     no_events = np.zeros(len(r), dtype=bool)
     out = event_position(
@@ -92,6 +101,7 @@ SPEC = StrategySpec(
     overlays=(),
     sweep={"window": range(5, 31), "lower": range(15, 41, 5), "exit_level": range(45, 66, 5)},
     check=check,
+    evaluate=evaluate,
     long_only=False,
     description=(
         "Mean reversion on the Wilder RSI: long when RSI < lower, out when RSI > exit_level; "

@@ -47,12 +47,17 @@ def indicators(bars: Bars, p: Params) -> dict[str, np.ndarray]:
     return {"sma_fast": sma(bars.close, p.fast), "sma_slow": sma(bars.close, p.slow)}
 
 
-def target(bars: Bars, p: Params) -> np.ndarray:
-    """``1.0`` where ``sma_fast > sma_slow``, ``0.0`` otherwise, ``nan`` in warm-up."""
+def evaluate(bars: Bars, p: Params) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Target and indicators in one pass."""
     values = indicators(bars, p)
     out = (values["sma_fast"] > values["sma_slow"]).astype(np.float64)
     out[: warmup(p)] = np.nan
-    return out
+    return out, values
+
+
+def target(bars: Bars, p: Params) -> np.ndarray:
+    """``1.0`` where ``sma_fast > sma_slow``, ``0.0`` otherwise, ``nan`` in warm-up."""
+    return evaluate(bars, p)[0]
 
 
 SPEC = StrategySpec(
@@ -64,6 +69,7 @@ SPEC = StrategySpec(
     overlays=("sma_fast", "sma_slow"),
     sweep={"fast": range(5, 55), "slow": range(20, 220, 4)},
     check=check,
+    evaluate=evaluate,
     long_only=True,
     description=(
         "Long while the fast simple moving average of closes is above the slow one, flat "

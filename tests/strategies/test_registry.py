@@ -53,3 +53,16 @@ def test_too_few_bars_for_the_warmup_is_refused_with_a_fix(name):
     spec.check_enough_bars(spec.warmup(params) + 1, params)
     with pytest.raises(ValueError, match="load a longer history"):
         spec.check_enough_bars(spec.warmup(params), params)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_one_pass_evaluation_equals_target_and_indicators(name, real_bars):
+    """The runner decides with ``target_and_indicators``; the backtest uses ``target``."""
+    spec = registry.get_strategy(name)
+    params = spec.make_params()
+    target, values = spec.target_and_indicators(real_bars, params)
+    np.testing.assert_array_equal(target, spec.target(real_bars, params))
+    separate = spec.indicators(real_bars, params)
+    assert sorted(values) == sorted(separate)
+    for key, array in separate.items():
+        np.testing.assert_array_equal(values[key], array)
