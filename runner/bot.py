@@ -218,14 +218,20 @@ class Bot:
         should_stop: Callable[[], bool] = lambda: False,
         chunk: int = 2000,
         on_bar: Callable[[int], None] | None = None,
+        fresh_since: float | None = None,
     ) -> int:
         """Process every stored bar after the cursor (else from ``begin_ts``) up to ``until_ts``.
 
         One transaction per bar, on a connection the bot keeps between calls. Returns the number
         of bars processed. Database errors propagate (the bar stays unprocessed and the
         connection is dropped); a strategy error raises :class:`StrategyError`.
+
+        ``fresh_since`` (a ``time.monotonic()`` value, default: now) is when the bot learnt of
+        new bars, e.g. when the ``market:`` message arrived: a shared :class:`MarketFeed` read
+        that started after it already holds them, so 100 bots woken by one message cause one
+        database read, not 100.
         """
-        woken = time.monotonic()
+        woken = time.monotonic() if fresh_since is None else fresh_since
         processed = 0
         connection = self._connect(engine)
         try:

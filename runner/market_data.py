@@ -147,8 +147,9 @@ class MarketFeed:
                    until_ts: int | None = None, limit: int = 2000) -> list[tuple] | None:
         """Bars with ``after_ts < ts <= until_ts`` (at most ``limit``), or ``None`` if not covered.
 
-        The database is read again unless another caller read it after ``fresh_since``
-        (a ``time.monotonic()`` value: when the caller was woken) and that read was complete.
+        The database is read again unless another caller's read **started** after
+        ``fresh_since`` (a ``time.monotonic()`` value: when the caller learnt of new bars) and
+        returned fewer than ``limit`` rows.
         """
         with self._lock:
             if self._floor is None:
@@ -156,9 +157,10 @@ class MarketFeed:
             if after_ts < self._floor:
                 return None
             if self._read_at < fresh_since or not self._exhausted:
+                started = time.monotonic()  # a read that started after a commit includes it
                 rows = bars_after(connection, self.market, self._top, limit=limit)
                 self.reads += 1
-                self._read_at = time.monotonic()
+                self._read_at = started
                 self._exhausted = len(rows) < limit
                 if rows:
                     self._rows.extend(rows)

@@ -105,6 +105,7 @@ class _BotSlot:
     config: BotConfig
     report: BotReport
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    notified_at: float | None = None  # time.monotonic() of the last market: message
     stop_requested: bool = False
     running: bool = False
     registered_at: int = 0
@@ -197,7 +198,9 @@ class Runner:
     def _on_market_message(self, channel: str, payload: dict) -> None:
         if self._loop is None:
             return
+        received = time.monotonic()
         for slot in self._by_market.get(channel, ()):
+            slot.notified_at = received
             self._loop.call_soon_threadsafe(slot.wake.set)
 
     def _wake_all(self) -> None:
@@ -230,7 +233,8 @@ class Runner:
                 database_wait = self.settings.database_retry[0]
                 while not self._stopping and not slot.stop_requested:
                     slot.wake.clear()
-                    count = await self._in_thread(self._catch_up, bot, slot)
+                    fresh_since, slot.notified_at = slot.notified_at, None
+                    count = await self._in_thread(self._catch_up, bot, slot, fresh_since)
                     slot.report.bars += count
                     if self.replay is not None:
                         if not self._stopping and not slot.stop_requested:
@@ -269,13 +273,14 @@ class Runner:
             self._connections.discard()
             raise
 
-    def _catch_up(self, bot: Bot, slot: _BotSlot) -> int:
+    def _catch_up(self, bot: Bot, slot: _BotSlot, fresh_since: float | None) -> int:
         until = self.replay.to_ts if self.replay is not None else None
         return bot.catch_up(
             self.engine,
             until_ts=until,
             should_stop=lambda: self._stopping or slot.stop_requested,
             chunk=self.settings.chunk,
+            fresh_since=fresh_since,
         )
 
     async def _after_crash(self, slot: _BotSlot, error: Exception) -> bool:
