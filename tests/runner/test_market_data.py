@@ -54,3 +54,31 @@ def test_market_feed_serves_every_bar_once_in_order_with_small_reads(any_engine,
         assert again == rows and feed.reads == reads
         # a cursor older than what the feed keeps is not covered: the bot reads the database
         assert feed.bars_after(connection, int(bars.ts[10]), fresh_since=woken) is None
+
+
+def test_bots_notified_by_one_message_share_one_read_that_started_after_it(any_engine, ada_btc_bars):
+    """The pipeline commits, then publishes: any read that STARTED after the message arrived
+    holds the bar, so bots woken by that message are served from memory, however late they run;
+    a read that started before the message does not count."""
+    bars = ada_btc_bars[:50]
+    store_bars(any_engine, ADA_BTC, bars, 0, 40)
+    feed = MarketFeed(ADA_BTC)
+    with any_engine.connect() as connection:
+        cursor = int(bars.ts[39])
+        assert feed.bars_after(connection, cursor, fresh_since=time.monotonic()) == []
+        connection.rollback()
+        before_message = feed.reads
+        store_bars(any_engine, ADA_BTC, bars, 40, 41)  # the pipeline commits bar 40 ...
+        message_arrived = time.monotonic()  # ... then its message arrives
+        for _bot in range(100):  # bots start their catch-up later, one after another
+            rows = feed.bars_after(connection, cursor, fresh_since=message_arrived)
+            assert [int(row[0]) for row in rows] == [int(bars.ts[40])]
+        assert feed.reads == before_message + 1
+        connection.rollback()
+        store_bars(any_engine, ADA_BTC, bars, 41, 42)
+        # a bot whose message arrived before that read is served what the read saw; the next
+        # message (after the new commit) makes the feed read again
+        assert feed.bars_after(connection, int(bars.ts[40]), fresh_since=message_arrived) == []
+        rows = feed.bars_after(connection, int(bars.ts[40]), fresh_since=time.monotonic())
+        assert [int(row[0]) for row in rows] == [int(bars.ts[41])]
+        assert feed.reads == before_message + 2
