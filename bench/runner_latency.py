@@ -12,6 +12,8 @@ bot has answered. Target: p99 < 50 ms with 100 bots.
 Run: ``.venv/bin/python -m bench.runner_latency`` (needs PostgreSQL and Redis; see
 ``CANDELA_BENCH_POSTGRES_URL`` and ``CANDELA_REDIS_URL``, defaulting to the local servers).
 Creates and drops its own database. Not a test: prints figures, asserts nothing.
+``CANDELA_BENCH_WORKERS`` sets the runner's worker threads (default 10) and
+``CANDELA_BENCH_STRATEGY`` runs every bot on one strategy instead of cycling through all.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def measure(n_bots: int, n_bars: int, admin_url: str = ADMIN_URL, redis_url: str
     _store(engine, market, data[:HISTORY])
     strategies = names()
     configs = [parse_bot_config(dict(
-        id=f"bench-{tag}-{index}", strategy=strategies[index % len(strategies)], exchange=market[0],
+        id=f"bench-{tag}-{index}", strategy=os.environ.get("CANDELA_BENCH_STRATEGY") or strategies[index % len(strategies)], exchange=market[0],
         symbol=market[1], timeframe=market[2], start=int(data[HISTORY, 0])), source="bench")
         for index in range(n_bots)]
 
