@@ -9,12 +9,14 @@ slippage, stops and risk limits exactly as documented in :mod:`research.kernels.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from research.indicators import indicator_cache
 from research.kernels import execution as ex
 from research.kernels import trades as tr
 from research.kernels.backtest import FILL_BAR, run_backtest_nb
@@ -26,6 +28,7 @@ STATUS_NAMES = {ex.STATUS_OK: "ok", ex.STATUS_BAD_BAR: "bad_bar",
 
 FILL_COLUMNS = ["ts", "bar_ts", "side", "size", "price", "fee", "reason", "realized_pnl",
                 "cash_after", "position_after"]
+_REASON_NAMES = np.array(ex.REASON_NAMES, dtype=object)
 TRADE_COLUMNS = ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "fees",
                  "pnl", "return_pct", "exit_reason", "duration"]
 
@@ -172,26 +175,33 @@ def backtest(
         raise ValueError(f"initial_cash must be a positive number, got {initial_cash}")
     config = ex.make_config(costs, stops, risk)
     timeframe_ms = infer_timeframe_ms(bars)
-    target = strategy_target(spec, bars, params)
+    # the indicators to plot are those the target computed: in one pass when the strategy has
+    # ``evaluate``, else the second call finds them in the scoped indicator memo
+    with indicator_cache() if spec.evaluate is None else nullcontext():
+        raw_target, raw_indicators = spec.target_and_indicators(bars, params)
+    target = checked_target(spec, raw_target, len(bars))
+    indicators = {name: np.asarray(values) for name, values in raw_indicators.items()}
 
     state = ex.new_state(initial_cash)
     fills, cash, position, equity, status = run_backtest_nb(
         state, config, bars.ts, bars.open, bars.high, bars.low, bars.close, target)
-    indicators = {name: np.asarray(values)
-                  for name, values in spec.indicators(bars, params).items()}
     return assemble_result(spec.name, params, costs, stops, risk, initial_cash, bars, target,
                            indicators, fills, cash, position, equity, int(status), timeframe_ms)
 
 
 def strategy_target(spec: StrategySpec, bars: Bars, params: Any) -> np.ndarray:
     """Call ``spec.target`` and check it returned one float per bar."""
-    target = spec.target(bars, params)
+    return checked_target(spec, spec.target(bars, params), len(bars))
+
+
+def checked_target(spec: StrategySpec, target: Any, n_bars: int) -> np.ndarray:
+    """``target`` as contiguous float64 after checking it is one number per bar."""
     if not isinstance(target, np.ndarray):
         raise TypeError(f"strategy {spec.name!r} must return a numpy array from target(), got "
                         f"{type(target).__name__}")
-    if target.shape != (len(bars),):
+    if target.shape != (n_bars,):
         raise ValueError(f"strategy {spec.name!r} returned a target of shape {target.shape}; "
-                         f"expected ({len(bars)},), one level per bar")
+                         f"expected ({n_bars},), one level per bar")
     if not (np.issubdtype(target.dtype, np.floating) or np.issubdtype(target.dtype, np.integer)
             or target.dtype == np.bool_):
         raise TypeError(f"strategy {spec.name!r} returned a target of dtype {target.dtype}; "
@@ -242,7 +252,7 @@ def fills_frame(fills: np.ndarray, ts: np.ndarray, timeframe_ms: int) -> pd.Data
         "size": fills[:, ex.F_SIZE],
         "price": fills[:, ex.F_PRICE],
         "fee": fills[:, ex.F_FEE],
-        "reason": [ex.REASON_NAMES[int(r)] for r in fills[:, ex.F_REASON]],
+        "reason": _REASON_NAMES[fills[:, ex.F_REASON].astype(np.int64)],
         "realized_pnl": fills[:, ex.F_REALIZED_PNL],
         "cash_after": fills[:, ex.F_CASH_AFTER],
         "position_after": fills[:, ex.F_POSITION_AFTER],
@@ -255,14 +265,15 @@ def trades_frame(fills: np.ndarray, ts: np.ndarray, timeframe_ms: int) -> pd.Dat
     is_open = rows[:, tr.T_EXIT_FILL] < 0
     exit_ms = np.where(is_open, 0, rows[:, tr.T_EXIT_TS]).astype(np.int64)
     entry_time = pd.to_datetime(rows[:, tr.T_ENTRY_TS].astype(np.int64), unit="ms", utc=True)
-    exit_time = pd.Series(pd.to_datetime(exit_ms, unit="ms", utc=True)).mask(is_open)
-    reasons = []
-    for row, open_ in zip(rows, is_open):
-        reasons.append("open" if open_ else
-                       ex.REASON_NAMES[int(fills[int(row[tr.T_EXIT_FILL]), ex.F_REASON])])
+    exit_time = pd.to_datetime(exit_ms, unit="ms", utc=True).where(~is_open)  # NaT while open
+    exit_fill = np.where(is_open, 0, rows[:, tr.T_EXIT_FILL]).astype(np.int64)
+    reasons = np.where(is_open, "open", _REASON_NAMES[fills[exit_fill, ex.F_REASON].astype(
+        np.int64)]).astype(object) if len(rows) else []
     frame = pd.DataFrame({
         "entry_time": entry_time,
-        "exit_time": exit_time.to_numpy(),
+        # without a closed trade the column goes through objects, as it always did (whole
+        # seconds); with one, the datetimes go straight in (an object round trip is slow)
+        "exit_time": exit_time if not is_open.all() else exit_time.to_numpy(dtype=object),
         "side": np.where(rows[:, tr.T_SIDE] > 0, "long", "short"),
         "size": rows[:, tr.T_SIZE],
         "entry_price": rows[:, tr.T_ENTRY_PRICE],
@@ -300,8 +311,9 @@ def assemble_result(spec_name, params, costs, stops, risk, initial_cash, bars, t
         spec_name=spec_name, params=params, costs=costs, stops=stops, risk=risk,
         initial_cash=initial_cash, bars=bars, target=target, indicators=indicators,
         fills=fills_frame(fills, ts, timeframe_ms), trades=trades_frame(fills, ts, timeframe_ms),
-        equity=pd.Series(equity, index=index, name="equity"),
-        cash=pd.Series(cash, index=index, name="cash"),
-        position=pd.Series(position, index=index, name="position"),
+        # the kernel's arrays belong to this result alone: wrap them rather than copy them
+        equity=pd.Series(equity, index=index, name="equity", copy=False),
+        cash=pd.Series(cash, index=index, name="cash", copy=False),
+        position=pd.Series(position, index=index, name="position", copy=False),
         stats=stats, status=status, timeframe_ms=timeframe_ms,
     )

@@ -25,12 +25,22 @@ Conventions (each matches the pandas formulation named in its docstring):
   :func:`converged_warmup` steps that weight is below ``e**-60`` (about ``1e-26``), far under
   half an ulp, so sequences started from different points round to **identical** floats.
   Strategies declare that many bars of warm-up for each recursive indicator they use.
+
+**Scoped memo.** Inside ``with indicator_cache():`` the wrappers remember their results, keyed
+by the identity of their input arrays and their parameters, so that a sweep computes each
+distinct window once per batch instead of once per parameter set, and a backtest computes its
+strategy's indicators once for the target and the plot. Outside such a scope (strategies in the
+runner, plain calls) nothing is remembered. See :func:`indicator_cache`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -602,6 +612,98 @@ def crossed_above_nb(a, b):
     return out
 
 
+# --------------------------------------------------------------------------- scoped memo
+
+#: Default bound of one :func:`indicator_cache` scope (least recently used results go first).
+DEFAULT_CACHE_BYTES = 256 * 2**20
+
+
+class IndicatorMemo:
+    """The results remembered by one :func:`indicator_cache` scope (least recently used first).
+
+    Each entry keeps a reference to its input arrays, so their ``id`` cannot be reused by
+    another array while the entry lives.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self.entries: OrderedDict[tuple, tuple[tuple[np.ndarray, ...], Any, int]] = OrderedDict()
+        self.nbytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple) -> Any:
+        entry = self.entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        self.entries.move_to_end(key)
+        self.hits += 1
+        return entry[1]
+
+    def put(self, key: tuple, inputs: tuple[np.ndarray, ...], value: Any) -> None:
+        size = sum(a.nbytes for a in _arrays_of(value))
+        if size > self.max_bytes:
+            return
+        while self.entries and self.nbytes + size > self.max_bytes:
+            _, (_, _, evicted) = self.entries.popitem(last=False)
+            self.nbytes -= evicted
+        self.entries[key] = (inputs, value, size)
+        self.nbytes += size
+
+
+_ACTIVE_MEMO: ContextVar[IndicatorMemo | None] = ContextVar("candela_indicator_memo",
+                                                            default=None)
+
+
+@contextmanager
+def indicator_cache(max_bytes: int = DEFAULT_CACHE_BYTES) -> Iterator[IndicatorMemo]:
+    """Scope in which the indicator wrappers remember their results.
+
+    Within the ``with`` block, a wrapper called again with the **same input array objects**
+    (``bars.close`` itself, not a copy or a new slice) and the same parameters returns a copy
+    of the value it computed the first time, instead of recomputing it; results are bit for
+    bit what a fresh call returns, and each caller gets its own array (mutating it affects
+    nothing else). Inputs must not be modified in place inside the scope. Inputs that need a
+    conversion (another dtype, non-contiguous) are not remembered. The memo holds at most
+    ``max_bytes`` of results (least recently used dropped first), lives in the current thread
+    / context only, and is dropped when the block ends; scopes nest (the inner one is used).
+
+    Used by :func:`research.backtest` and by each worker batch of :func:`research.sweep`.
+    """
+    memo = IndicatorMemo(max_bytes)
+    token = _ACTIVE_MEMO.set(memo)
+    try:
+        yield memo
+    finally:
+        _ACTIVE_MEMO.reset(token)
+
+
+def _arrays_of(value: Any) -> tuple[np.ndarray, ...]:
+    return tuple(value) if isinstance(value, tuple) else (value,)
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return type(value)(*(a.copy() for a in value))
+    return value.copy()
+
+
+def _memoized(name: str, originals: tuple, inputs: tuple[np.ndarray, ...], params: tuple,
+              compute: Callable[[], Any]) -> Any:
+    """``compute()``, remembered in the active :func:`indicator_cache` scope if there is one
+    and every input is the caller's own array (no conversion was needed)."""
+    memo = _ACTIVE_MEMO.get()
+    if memo is None or any(a is not b for a, b in zip(originals, inputs)):
+        return compute()
+    key = (name, tuple(id(a) for a in inputs), params)
+    value = memo.get(key)
+    if value is None:
+        value = compute()
+        memo.put(key, inputs, value)
+    return _copied(value)
+
+
 # --------------------------------------------------------------------------- wrappers
 
 
@@ -613,7 +715,8 @@ def sma(values, n: int) -> np.ndarray:
     kept exactly while the window slides), so the value at ``t`` depends only on
     ``values[t-n+1 : t+1]`` bit for bit; a constant window gives exactly its value.
     """
-    return sma_nb(_as_series("values", values), _as_window("n", n))
+    x, n = _as_series("values", values), _as_window("n", n)
+    return _memoized("sma", (values,), (x,), (n,), lambda: sma_nb(x, n))
 
 
 def ema(values, n: int) -> np.ndarray:
@@ -624,7 +727,8 @@ def ema(values, n: int) -> np.ndarray:
     propagates to all later values. Forgets its seed after
     ``converged_warmup(ema_alpha(n))`` bars.
     """
-    return ema_nb(_as_series("values", values), _as_window("n", n))
+    x, n = _as_series("values", values), _as_window("n", n)
+    return _memoized("ema", (values,), (x,), (n,), lambda: ema_nb(x, n))
 
 
 def rsi(close, n: int = 14) -> np.ndarray:
@@ -636,7 +740,8 @@ def rsi(close, n: int = 14) -> np.ndarray:
     ``100`` when ``avg_loss == 0 < avg_gain`` and ``50`` when both are 0 (no movement at all).
     Forgets its seed after ``converged_warmup(1 / n) + 1`` bars.
     """
-    return rsi_nb(_as_series("close", close), _as_window("n", n))
+    x, n = _as_series("close", close), _as_window("n", n)
+    return _memoized("rsi", (close,), (x,), (n,), lambda: rsi_nb(x, n))
 
 
 class Macd(NamedTuple):
@@ -655,14 +760,18 @@ def macd(close, fast: int = 12, slow: int = 26, signal: int = 9) -> Macd:
     ``slow + signal - 2``); ``histogram = line - signal``. Same as the pandas ``ewm(span=...,
     adjust=False, min_periods=span)`` formulation.
     """
-    close = _as_series("close", close)
+    x = _as_series("close", close)
     fast, slow, signal = (_as_window(k, v) for k, v in
                           (("fast", fast), ("slow", slow), ("signal", signal)))
     if fast >= slow:
         raise ValueError(f"fast ({fast}) must be smaller than slow ({slow}): swap them")
-    line = ema_nb(close, fast) - ema_nb(close, slow)
-    signal_line = ema_nb(line, signal)
-    return Macd(line, signal_line, line - signal_line)
+
+    def compute() -> Macd:
+        line = ema_nb(x, fast) - ema_nb(x, slow)
+        signal_line = ema_nb(line, signal)
+        return Macd(line, signal_line, line - signal_line)
+
+    return _memoized("macd", (close,), (x,), (fast, slow, signal), compute)
 
 
 class Bands(NamedTuple):
@@ -680,15 +789,20 @@ def bollinger(close, n: int = 20, num_std: float = 2.0, ddof: int = 0) -> Bands:
     of the same ``n`` closes, pandas ``rolling(n).std(ddof=0)``; pass ``ddof=1`` for the sample
     one. Computed two-pass per window (exact window function; ``0`` for a constant window).
     """
-    close = _as_series("close", close)
+    x = _as_series("close", close)
     n = _as_window("n", n)
     if not isinstance(num_std, (int, float, np.integer, np.floating)) or not num_std >= 0:
         raise ValueError(f"num_std must be a non-negative number, got {num_std!r}")
     if ddof not in (0, 1):
         raise ValueError(f"ddof must be 0 (population) or 1 (sample), got {ddof!r}")
-    middle = sma_nb(close, n)
-    width = float(num_std) * rolling_std_nb(close, n, int(ddof))
-    return Bands(middle, middle + width, middle - width)
+    num_std, ddof = float(num_std), int(ddof)
+
+    def compute() -> Bands:
+        middle = sma_nb(x, n)
+        width = num_std * rolling_std_nb(x, n, ddof)
+        return Bands(middle, middle + width, middle - width)
+
+    return _memoized("bollinger", (close,), (x,), (n, num_std, ddof), compute)
 
 
 def rolling_std(values, n: int, ddof: int = 0) -> np.ndarray:
@@ -697,18 +811,21 @@ def rolling_std(values, n: int, ddof: int = 0) -> np.ndarray:
     Two-pass over each window around its first value (a pure function of the window, more
     accurate than pandas' online update); exactly ``0`` for a constant window.
     """
-    values = _as_series("values", values)
+    x = _as_series("values", values)
     n = _as_window("n", n)
     if ddof not in (0, 1):
         raise ValueError(f"ddof must be 0 (population) or 1 (sample), got {ddof!r}")
-    return rolling_std_nb(values, n, int(ddof))
+    ddof = int(ddof)
+    return _memoized("rolling_std", (values,), (x,), (n, ddof),
+                     lambda: rolling_std_nb(x, n, ddof))
 
 
 def true_range(high, low, close) -> np.ndarray:
     """True range per bar; the first bar's is ``high - low`` (see :func:`true_range_nb`)."""
-    high, low, close = _as_series("high", high), _as_series("low", low), _as_series("close", close)
-    _same_length(high=high, low=low, close=close)
-    return true_range_nb(high, low, close)
+    h, lo, c = _as_series("high", high), _as_series("low", low), _as_series("close", close)
+    _same_length(high=h, low=lo, close=c)
+    return _memoized("true_range", (high, low, close), (h, lo, c), (),
+                     lambda: true_range_nb(h, lo, c))
 
 
 def atr(high, low, close, n: int = 14) -> np.ndarray:
@@ -718,9 +835,10 @@ def atr(high, low, close, n: int = 14) -> np.ndarray:
     bar's true range is ``high - low``; first value at index ``n - 1``. Forgets its seed after
     ``converged_warmup(1 / n) + 1`` bars.
     """
-    high, low, close = _as_series("high", high), _as_series("low", low), _as_series("close", close)
-    _same_length(high=high, low=low, close=close)
-    return atr_nb(high, low, close, _as_window("n", n))
+    h, lo, c = _as_series("high", high), _as_series("low", low), _as_series("close", close)
+    _same_length(high=h, low=lo, close=c)
+    n = _as_window("n", n)
+    return _memoized("atr", (high, low, close), (h, lo, c), (n,), lambda: atr_nb(h, lo, c, n))
 
 
 class Channel(NamedTuple):
@@ -737,10 +855,11 @@ def donchian(high, low, n: int = 20) -> Channel:
     against the channel of the bars *before* ``t``, compare with ``upper[t-1]`` (see
     :func:`shift`).
     """
-    high, low = _as_series("high", high), _as_series("low", low)
-    _same_length(high=high, low=low)
+    h, lo = _as_series("high", high), _as_series("low", low)
+    _same_length(high=h, low=lo)
     n = _as_window("n", n)
-    return Channel(rolling_max_nb(high, n), rolling_min_nb(low, n))
+    return _memoized("donchian", (high, low), (h, lo), (n,),
+                     lambda: Channel(rolling_max_nb(h, n), rolling_min_nb(lo, n)))
 
 
 def rolling_zscore(values, n: int, ddof: int = 0) -> np.ndarray:
@@ -748,11 +867,13 @@ def rolling_zscore(values, n: int, ddof: int = 0) -> np.ndarray:
     :func:`rolling_std`); ``nan`` in warm-up, around ``nan`` inputs and where ``std == 0``.
     Mean and deviations are taken around the window's first value, so the (often tiny)
     deviation ``x[t] - mean`` keeps full precision."""
-    values = _as_series("values", values)
+    x = _as_series("values", values)
     n = _as_window("n", n)
     if ddof not in (0, 1):
         raise ValueError(f"ddof must be 0 (population) or 1 (sample), got {ddof!r}")
-    return rolling_zscore_nb(values, n, int(ddof))
+    ddof = int(ddof)
+    return _memoized("rolling_zscore", (values,), (x,), (n, ddof),
+                     lambda: rolling_zscore_nb(x, n, ddof))
 
 
 def unchanged_run(values) -> np.ndarray:

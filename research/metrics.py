@@ -1,4 +1,4 @@
-"""Performance statistics of one backtest, from plain arrays (numpy only, fast per sweep row).
+"""Performance statistics of one backtest, from plain arrays (a compiled pass over the equity).
 
 Conventions
 -----------
@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from research.kernels.stats import equity_stats_nb
 
 YEAR_MS = 365 * 86_400_000
 
@@ -92,46 +94,52 @@ def compute_stats(
     """
     equity = np.asarray(equity, dtype=np.float64)
     position = np.asarray(position, dtype=np.float64)
+    if len(equity) == 0:
+        raise ValueError("compute_stats needs at least one bar of equity")
+    if len(position) != len(equity) or len(ts) != len(equity):
+        raise ValueError("equity, position and ts must have the same length")
+    return stats_of_run(equity, int(np.count_nonzero(position)), ts, timeframe_ms, trade_pnls,
+                        trade_durations_ms, initial_cash, total_fees)
+
+
+def stats_of_run(
+    equity: np.ndarray,
+    exposed_bars: int,
+    ts: np.ndarray,
+    timeframe_ms: int,
+    trade_pnls: np.ndarray,
+    trade_durations_ms: np.ndarray,
+    initial_cash: float,
+    total_fees: float = math.nan,
+) -> dict[str, float]:
+    """:func:`compute_stats` given the number of bars that ended in a position instead of the
+    position series (what the sweeps' equity-only kernel counts); same results."""
+    equity = np.ascontiguousarray(equity, dtype=np.float64)
+    ts = np.ascontiguousarray(ts, dtype=np.int64)
     pnls = np.asarray(trade_pnls, dtype=np.float64)
     durations = np.asarray(trade_durations_ms, dtype=np.float64)
     n = len(equity)
     if n == 0:
         raise ValueError("compute_stats needs at least one bar of equity")
-    if len(position) != n or len(ts) != n:
+    if len(ts) != n:
         raise ValueError("equity, position and ts must have the same length")
     initial_cash = float(initial_cash)
     per_year = periods_per_year(timeframe_ms)
     years = n / per_year
 
-    previous = np.empty(n)
-    previous[0] = initial_cash
-    previous[1:] = equity[:-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        returns = equity / previous - 1.0
     final = float(equity[-1])
     total_return = final / initial_cash - 1.0
     cagr = (final / initial_cash) ** (1.0 / years) - 1.0 if final > 0 else -1.0
-
-    mean = float(returns.mean())
-    std = float(returns.std(ddof=1)) if n > 1 else math.nan
+    mean, std, downside, max_drawdown, underwater = equity_stats_nb(
+        equity, ts, int(timeframe_ms), initial_cash)
     volatility = std * math.sqrt(per_year)
     sharpe = mean / std * math.sqrt(per_year) if std > 0 else math.nan
-    downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
     if downside > 0:
         sortino = mean / downside * math.sqrt(per_year)
     else:
         sortino = math.inf if mean > 0 else math.nan
-
-    peak = np.maximum.accumulate(np.maximum(equity, initial_cash))
-    drawdown = 1.0 - equity / peak
-    max_drawdown = float(drawdown.max())
-    # index of the latest peak at or before each bar (-1: the initial cash)
-    is_peak = equity >= peak
-    peak_index = np.maximum.accumulate(np.where(is_peak, np.arange(n), -1))
-    ts = np.asarray(ts, dtype=np.int64)
-    peak_ts = np.where(peak_index >= 0, ts[np.maximum(peak_index, 0)], ts[0] - timeframe_ms)
-    underwater = np.where(is_peak, 0, ts - peak_ts)
-    max_drawdown_duration = float(underwater.max())
+    max_drawdown = float(max_drawdown)
+    max_drawdown_duration = float(underwater)
     calmar = cagr / max_drawdown if max_drawdown > 0 else math.nan
 
     trade_count = len(pnls)
@@ -164,6 +172,6 @@ def compute_stats(
         "profit_factor": float(profit_factor),
         "expectancy": expectancy,
         "average_holding_ms": average_holding,
-        "exposure": float(np.count_nonzero(position != 0.0)) / n,
+        "exposure": float(exposed_bars) / n,
         "total_fees": float(total_fees),
     }

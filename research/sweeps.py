@@ -48,6 +48,11 @@ DEFAULT_INITIAL_CASH = 10_000.0
 MAX_BATCH_SIZE = 64
 MEMMAP_MIN_BYTES = 1 << 20  # ship bars through a memory-mapped file from 1 MiB on
 PROCESS_BACKENDS = ("loky", "multiprocessing")
+# Indicator results (bars-long float64 arrays) a worker keeps while running a batch: enough for
+# one tile of a two-parameter grid (see ``_batches``: the tile's values of the inner parameter
+# plus the current and previous value of the outer one), and a bound that does not depend on
+# the batch size or the number of combinations.
+BATCH_CACHE_ARRAYS = 12
 LOWER_IS_BETTER = frozenset({"max_drawdown", "max_drawdown_duration_ms", "annual_volatility",
                              "total_fees"})
 
@@ -233,7 +238,7 @@ def sweep(
         candidates = [candidates[i] for i in chosen]
     run_settings = (costs, stops, risk, float(initial_cash))
     stats_rows = _evaluate_all(spec, bars, candidates, run_settings, n_jobs, backend,
-                               batch_size, progress, split)
+                               batch_size, progress, split, grid)
     names = tuple(grid)
     frame = _tidy_frame(candidates, names, stats_rows)
     ranked = rank(frame, metric)
@@ -350,7 +355,7 @@ def _describe_reasons(reasons: Mapping[str, int]) -> str:
 
 
 def _evaluate_all(spec, bars, candidates, run_settings, n_jobs, backend, batch_size, progress,
-                  split=None):
+                  split=None, grid=None):
     """Return the stats dict of every candidate, in candidate order."""
     from tqdm.auto import tqdm
 
@@ -359,14 +364,14 @@ def _evaluate_all(spec, bars, candidates, run_settings, n_jobs, backend, batch_s
     size = batch_size or max(1, min(MAX_BATCH_SIZE, math.ceil(n / (4 * workers))))
     if size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    batches = [range(start, min(start + size, n)) for start in range(0, n, size)]
+    batches = _batches(candidates, grid or {}, size)
     rows: list[dict[str, Any] | None] = [None] * n
     bar = tqdm(total=n, desc=f"sweep {spec.name}", unit="run", disable=not progress)
     try:
         if workers == 1 and backend in PROCESS_BACKENDS + ("threading", "sequential"):
             for batch in batches:
-                for index, stats in _run_batch(spec, bars, batch, candidates, run_settings,
-                                               split=split):
+                for index, stats in _run_batch(spec, bars, batch, [candidates[i] for i in batch],
+                                               run_settings, split):
                     rows[index] = stats
                 bar.update(len(batch))
         else:
@@ -381,6 +386,30 @@ def _evaluate_all(spec, bars, candidates, run_settings, n_jobs, backend, batch_s
     return rows
 
 
+def _batches(candidates, grid: Mapping[str, Sequence[Any]], size: int) -> list[list[int]]:
+    """Split candidate indices into batches of ``size`` that share indicator windows.
+
+    A worker computes each distinct indicator once per batch (:func:`indicator_cache`), so the
+    candidates are grouped in tiles of the grid (about ``size ** (1 / d)`` values of each of
+    the ``d`` swept parameters) rather than in grid order, where a batch would pair one value
+    of the first parameter with every value of the others. The order of the rows of the result
+    does not depend on this.
+    """
+    indices = list(range(len(candidates)))
+    swept = [name for name, values in grid.items() if len(values) > 1]
+    if swept and size > 1:
+        side = max(1, round(size ** (1.0 / len(swept))))
+        try:
+            positions = {name: {value: i for i, value in enumerate(grid[name])} for name in swept}
+            coordinates = [tuple(positions[name][getattr(params, name)] for name in swept)
+                           for params in candidates]
+        except (KeyError, TypeError, AttributeError):  # unhashable or converted values
+            coordinates = None
+        if coordinates is not None:
+            indices.sort(key=lambda i: (tuple(c // side for c in coordinates[i]), coordinates[i]))
+    return [indices[start:start + size] for start in range(0, len(indices), size)]
+
+
 def _parallel_batches(spec, bars, batches, candidates, run_settings, n_jobs, backend, split):
     from joblib import Parallel, delayed
 
@@ -389,28 +418,38 @@ def _parallel_batches(spec, bars, batches, candidates, run_settings, n_jobs, bac
         options["backend"] = backend
     tasks = (
         delayed(_run_batch)(spec, bars, batch, [candidates[i] for i in batch], run_settings,
-                            offset=batch.start, split=split)
+                            split)
         for batch in batches
     )
     yield from Parallel(**options)(tasks)
 
 
-def _run_batch(spec, bars, batch, candidates, run_settings, offset=0, split=None):
-    """Run the candidates at ``batch`` indices (``candidates[index - offset]``); return
-    ``[(index, stats dict)]`` (in-sample stats plus ``oos_`` ones when ``split`` is set)."""
+def _run_batch(spec, bars, indices, params_list, run_settings, split=None):
+    """Run ``params_list`` (the candidates at ``indices``); return ``[(index, stats dict)]``
+    (in-sample stats plus ``oos_`` ones when ``split`` is set).
+
+    One :func:`~research.indicators.indicator_cache` scope (at most ``BATCH_CACHE_ARRAYS``
+    bars-long results) and one equity buffer serve the whole batch: each distinct indicator is
+    computed about once, and no per-bar array is allocated per candidate beyond the
+    strategy's own.
+    """
+    from research.indicators import indicator_cache
+
     bars = _plain_bars(bars)
-    if split is None:
-        return [(index, run_stats(spec, bars, candidates[index - offset], *run_settings))
-                for index in batch]
-    in_sample, held_out = bars[:split], bars[split:]
-    out = []
-    for index in batch:
-        params = candidates[index - offset]
-        stats = run_stats(spec, in_sample, params, *run_settings)
-        stats.update({f"oos_{name}": value
-                      for name, value in run_stats(spec, held_out, params, *run_settings).items()})
-        out.append((index, stats))
-    return out
+    with indicator_cache(max_bytes=BATCH_CACHE_ARRAYS * len(bars) * 8):
+        buffer = np.empty(len(bars))
+        if split is None:
+            return [(index, run_stats(spec, bars, params, *run_settings, equity_buffer=buffer))
+                    for index, params in zip(indices, params_list)]
+        in_sample, held_out = bars[:split], bars[split:]
+        out = []
+        for index, params in zip(indices, params_list):
+            stats = run_stats(spec, in_sample, params, *run_settings, equity_buffer=buffer)
+            held_out_stats = run_stats(spec, held_out, params, *run_settings,
+                                       equity_buffer=buffer)
+            stats.update({f"oos_{name}": value for name, value in held_out_stats.items()})
+            out.append((index, stats))
+        return out
 
 
 def _simulate(spec, bars, params, costs, stops, risk, initial_cash):
@@ -430,27 +469,39 @@ def _simulate(spec, bars, params, costs, stops, risk, initial_cash):
 
 
 def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,
-              risk: RiskLimits, initial_cash: float) -> dict[str, float]:
+              risk: RiskLimits, initial_cash: float, *,
+              equity_buffer: np.ndarray | None = None) -> dict[str, float]:
     """Stats of one backtest, without building its tables: same numbers as
-    ``research.backtest(...).stats`` (the target, the kernel and
-    :func:`research.metrics.compute_stats` are the same), a fraction of the time and memory.
-    """
-    from research.kernels.execution import F_FEE
-    from research.kernels.trades import closed_trade_arrays_nb
-    from research.metrics import compute_stats
+    ``research.backtest(...).stats`` (the target, the execution loop and the stats are the
+    same code), a fraction of the time and memory.
 
-    fills, position, equity, timeframe_ms = _simulate(spec, bars, params, costs, stops, risk,
-                                                      initial_cash)
-    processed = int(np.count_nonzero(~np.isnan(equity)))
+    ``equity_buffer``, a float64 array at least as long as ``bars``, is used as scratch space
+    for the equity curve (a sweep reuses one per batch); by default one is allocated.
+    """
+    from research.backtesting import infer_timeframe_ms, strategy_target
+    from research.kernels import execution
+    from research.kernels.backtest import run_equity_nb
+    from research.kernels.trades import closed_trade_arrays_nb
+    from research.metrics import stats_of_run
+
+    stops = spec.stops if stops is None else stops
+    config = execution.make_config(costs, stops, risk)
+    timeframe_ms = infer_timeframe_ms(bars)
+    target = strategy_target(spec, bars, params)
+    if equity_buffer is None or len(equity_buffer) < len(bars):
+        equity_buffer = np.empty(len(bars))
+    fills, processed, exposed, _ = run_equity_nb(
+        execution.new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low,
+        bars.close, target, equity_buffer)
     if not processed:
         return {}
     if len(fills):
         pnls, durations = closed_trade_arrays_nb(fills, bars.ts, timeframe_ms)
-        fees = float(fills[:, F_FEE].sum())
+        fees = float(fills[:, execution.F_FEE].sum())
     else:
         pnls, durations, fees = np.empty(0), np.empty(0), 0.0
-    return compute_stats(equity[:processed], position[:processed], bars.ts[:processed],
-                         timeframe_ms, pnls, durations, initial_cash, fees)
+    return stats_of_run(equity_buffer[:processed], exposed, bars.ts[:processed], timeframe_ms,
+                        pnls, durations, initial_cash, fees)
 
 
 def equity_curve(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,

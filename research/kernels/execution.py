@@ -112,6 +112,17 @@ STATUS_OUT_OF_ORDER = -2  # bar ts not after the last processed bar
 
 DAY_MS = 86_400_000
 
+# Compilation flags. The kernel allocates nothing, so it is compiled without Numba's reference
+# counting (``_nrt=False``): with it, every call would pay atomic increments and decrements of
+# the state, config and fill arrays (about two thirds of the per-bar time). ``error_model=
+# "numpy"`` drops the ZeroDivisionError checks (no division here can see a zero: prices are
+# checked positive first). The helpers are inlined into :func:`step_nb`, and :func:`step_nb`
+# into the backtest loop (itself compiled without reference counting, see
+# :mod:`research.kernels.backtest`), at Numba IR level; called from Python (the runner),
+# :func:`step_nb` is an ordinary compiled function.
+_KERNEL = {"cache": True, "_nrt": False, "error_model": "numpy"}
+_INLINED = dict(_KERNEL, inline="always")
+
 
 def new_state(initial_cash: float) -> np.ndarray:
     """Return the state vector of a fresh, flat account holding ``initial_cash``."""
@@ -163,7 +174,7 @@ def _fraction_or_nan(value, name: str, high: float) -> float:
     raise ValueError(f"{name} must be within (0, {high}] or nan to disable it, got {value}")
 
 
-@njit(cache=True)
+@njit(**_INLINED)
 def _write_fill(fills, k, side, size, price, fee, reason, pnl, at_open, cash, position):
     fills[k, F_SIDE] = side
     fills[k, F_SIZE] = size
@@ -176,7 +187,7 @@ def _write_fill(fills, k, side, size, price, fee, reason, pnl, at_open, cash, po
     fills[k, F_POSITION_AFTER] = position
 
 
-@njit(cache=True)
+@njit(**_INLINED)
 def _trade(state, config, fills, k, delta, mid_price, reason, at_open):
     """Trade ``delta`` units at ``mid_price`` plus slippage; write fill ``k``; return k + 1."""
     side = 1.0 if delta > 0.0 else -1.0
@@ -207,7 +218,7 @@ def _trade(state, config, fills, k, delta, mid_price, reason, at_open):
     return k + 1
 
 
-@njit(cache=True)
+@njit(**_INLINED)
 def _units_for_level(state, config, level, mid_price):
     """Units held after trading to ``level`` at ``mid_price`` (see module docstring, step 2)."""
     position = state[S_POSITION]
@@ -219,7 +230,7 @@ def _units_for_level(state, config, level, mid_price):
     return level * equity / (price * (1.0 + config[C_FEE_RATE])), equity
 
 
-@njit(cache=True)
+@njit(**_INLINED)
 def _fill_pending(state, config, fills, k, open_price):
     level = state[S_PENDING_TARGET]
     reason = state[S_PENDING_REASON]
@@ -242,7 +253,7 @@ def _fill_pending(state, config, fills, k, open_price):
     return k
 
 
-@njit(cache=True)
+@njit(**_INLINED)
 def _protective_exit(state, config, fills, k, open_price, high, low):
     position = state[S_POSITION]
     if position == 0.0:
@@ -300,7 +311,7 @@ def _protective_exit(state, config, fills, k, open_price, high, low):
     return _trade(state, config, fills, k, -position, exit_price, exit_reason, at_open)
 
 
-@njit(cache=True)
+@njit(**_INLINED)
 def step_nb(state, config, ts, open_price, high, low, close, target, fills):
     """Advance ``state`` by one bar and write the bar's fills; see the module docstring.
 
@@ -334,10 +345,10 @@ def step_nb(state, config, ts, open_price, high, low, close, target, fills):
     ):
         return STATUS_BAD_BAR
     k = 0
-    # 1. day roll
-    day = float((ts - 1) // DAY_MS)
-    if day != state[S_DAY]:
-        state[S_DAY] = day
+    # 1. day roll (the division only runs when the bar leaves the stored day)
+    day_start = state[S_DAY] * DAY_MS  # exact: integers below 2**53
+    if not day_start <= float(ts - 1) < day_start + DAY_MS:
+        state[S_DAY] = float((ts - 1) // DAY_MS)
         state[S_DAY_START_EQUITY] = state[S_EQUITY]
         if state[S_HALT] == HALT_DAILY_LOSS:
             state[S_HALT] = HALT_NONE
