@@ -215,6 +215,17 @@ def test_redis_outage_bars_still_processed_and_publishing_resumes(pg_engine, own
             assert not bus.connected or bus.flush(0.01) is False  # messages are queued, not lost
 
             own_redis.start()
+            # Redis pub/sub keeps nothing for absent subscribers: our listener must be back
+            # before it can see what the runner publishes (the runner needs no such wait: its
+            # database poll finds the bars whatever happens to the market: messages)
+            def listener_resubscribed() -> bool:
+                pipeline.publish(f"signals:{config.bot_id}", {"ts": -1, "probe": True})
+                pipeline.flush(1.0)
+                time.sleep(0.05)
+                with lock:
+                    return any(s.get("probe") for s in signals)
+
+            wait_for(listener_resubscribed, 20, interval=0.1, message="the test listener to re-subscribe")
             feed(450, 700)
             wait_for(lambda: cursor_ts(pg_engine, config.bot_id) == bars.ts[699], message="bars after the outage")
             assert bus.flush(20)
