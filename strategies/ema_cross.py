@@ -22,6 +22,7 @@ import numpy as np
 
 from research.indicators import converged_warmup, ema, ema_alpha
 from research.types import Bars, StrategySpec
+from strategies.crossover import check_fast_below_slow
 
 
 class Params(NamedTuple):
@@ -29,16 +30,6 @@ class Params(NamedTuple):
 
     fast: int = 12
     slow: int = 26
-
-
-def check(p: Params) -> None:
-    """Raise ``ValueError`` unless ``1 <= fast < slow``."""
-    if p.fast < 1:
-        raise ValueError(f"fast ({p.fast}) must be at least 1 bar")
-    if p.fast >= p.slow:
-        raise ValueError(
-            f"fast ({p.fast}) must be smaller than slow ({p.slow}): swap them or lower fast"
-        )
 
 
 def warmup(p: Params) -> int:
@@ -72,7 +63,7 @@ SPEC = StrategySpec(
     indicators=indicators,
     overlays=("ema_fast", "ema_slow"),
     sweep={"fast": range(5, 55, 2), "slow": range(20, 120, 4)},
-    check=check,
+    check=check_fast_below_slow,
     evaluate=evaluate,
     long_only=False,
     description=(

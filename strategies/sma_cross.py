@@ -18,6 +18,7 @@ import numpy as np
 
 from research.indicators import sma
 from research.types import Bars, StrategySpec
+from strategies.crossover import check_fast_below_slow
 
 
 class Params(NamedTuple):
@@ -25,16 +26,6 @@ class Params(NamedTuple):
 
     fast: int = 10
     slow: int = 50
-
-
-def check(p: Params) -> None:
-    """Raise ``ValueError`` unless ``1 <= fast < slow``."""
-    if p.fast < 1:
-        raise ValueError(f"fast ({p.fast}) must be at least 1 bar")
-    if p.fast >= p.slow:
-        raise ValueError(
-            f"fast ({p.fast}) must be smaller than slow ({p.slow}): swap them or lower fast"
-        )
 
 
 def warmup(p: Params) -> int:
@@ -68,7 +59,7 @@ SPEC = StrategySpec(
     indicators=indicators,
     overlays=("sma_fast", "sma_slow"),
     sweep={"fast": range(5, 55), "slow": range(20, 220, 4)},
-    check=check,
+    check=check_fast_below_slow,
     evaluate=evaluate,
     long_only=True,
     description=(
