@@ -1,1 +1,38 @@
-"""Numba kernels: the execution function and the backtest loop (pure core: numpy + numba)."""
+"""Numba kernels: the execution function and the backtest loop (pure core: numpy + numba).
+
+Numba's on-disk cache (``cache=True``) is keyed on each function's own source file, but the
+loops in :mod:`research.kernels.backtest` inline :func:`~research.kernels.execution.step_nb`:
+after an edit of ``execution.py`` the cached loops would silently keep the old execution code.
+On import this package therefore compares a hash of its source files with the one recorded in
+its ``__pycache__`` and, when they differ, drops the package's cached kernels so that they are
+compiled afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+
+def drop_stale_numba_cache(package: Path = Path(__file__).resolve().parent) -> bool:
+    """Delete ``package``'s cached Numba kernels if its sources changed; return whether it did."""
+    cache = package / "__pycache__"
+    sources = sorted(package.glob("*.py"))
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
+    stamp = cache / "kernels-sources.sha256"
+    try:
+        if stamp.read_text() == digest:
+            return False
+    except OSError:
+        pass
+    try:
+        cache.mkdir(exist_ok=True)
+        for path in [*cache.glob("*.nbi"), *cache.glob("*.nbc")]:
+            path.unlink(missing_ok=True)
+        stamp.write_text(digest)
+    except OSError:  # a read-only installation: keep whatever cache there is
+        return False
+    return True
+
+
+drop_stale_numba_cache()
