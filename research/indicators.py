@@ -447,12 +447,17 @@ def _window_deviation_nb(x, n, ddof, t):
 
 
 @njit(cache=True)
-def rolling_std_nb(x, n, ddof):
-    """Standard deviation of the last ``n`` values (``ddof`` 0 or 1; see :func:`rolling_std`)."""
+def _rolling_deviation_nb(x, n, ddof):
+    """``(x[t] - mean, std)`` of the last ``n`` values at every ``t``.
+
+    Both are ``nan`` in warm-up and for windows holding a ``nan``; a window of identical values
+    has ``std == 0.0`` exactly and deviation ``nan`` (it is never divided by).
+    """
     size = len(x)
-    out = np.full(size, np.nan)
+    deviation = np.full(size, np.nan)
+    std = np.full(size, np.nan)
     if n - ddof <= 0:
-        return out
+        return deviation, std
     run = equal_run_nb(x)
     last_nan = -1
     for t in range(size):
@@ -461,29 +466,26 @@ def rolling_std_nb(x, n, ddof):
         if t < n - 1 or t - last_nan < n:
             continue
         if run[t] >= n:
-            out[t] = 0.0
+            std[t] = 0.0
         else:
-            out[t] = _window_deviation_nb(x, n, ddof, t)[1]
-    return out
+            deviation[t], std[t] = _window_deviation_nb(x, n, ddof, t)
+    return deviation, std
+
+
+@njit(cache=True)
+def rolling_std_nb(x, n, ddof):
+    """Standard deviation of the last ``n`` values (``ddof`` 0 or 1; see :func:`rolling_std`)."""
+    return _rolling_deviation_nb(x, n, ddof)[1]
 
 
 @njit(cache=True)
 def rolling_zscore_nb(x, n, ddof):
     """``(x[t] - mean) / std`` of the last ``n`` values; ``nan`` when ``std == 0``."""
-    size = len(x)
-    out = np.full(size, np.nan)
-    if n - ddof <= 0:
-        return out
-    run = equal_run_nb(x)
-    last_nan = -1
-    for t in range(size):
-        if x[t] != x[t]:
-            last_nan = t
-        if t < n - 1 or t - last_nan < n or run[t] >= n:
-            continue
-        deviation, std = _window_deviation_nb(x, n, ddof, t)
-        if std > 0.0:
-            out[t] = deviation / std
+    deviation, std = _rolling_deviation_nb(x, n, ddof)
+    out = np.full(len(x), np.nan)
+    for t in range(len(x)):
+        if std[t] > 0.0:
+            out[t] = deviation[t] / std[t]
     return out
 
 
