@@ -34,8 +34,22 @@ class Mismatch:
     full: float
 
 
+class _CheckOutcome:
+    """What both reports share: a check passes when nothing differed and nothing raised."""
+
+    offending: np.ndarray
+    errors: dict
+
+    @property
+    def ok(self) -> bool:
+        return len(self.offending) == 0 and not self.errors
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
 @dataclass
-class LookaheadReport:
+class LookaheadReport(_CheckOutcome):
     """Outcome of :func:`lookahead`.
 
     Attributes
@@ -59,13 +73,6 @@ class LookaheadReport:
     mismatches: list = field(default_factory=list)
     errors: dict = field(default_factory=dict)
 
-    @property
-    def ok(self) -> bool:
-        return len(self.offending) == 0 and not self.errors
-
-    def __bool__(self) -> bool:
-        return self.ok
-
     def __str__(self) -> str:
         head = f"look-ahead check of {self.spec_name} {self.params}: {len(self.sampled)} cut points"
         if self.ok:
@@ -80,7 +87,7 @@ class LookaheadReport:
 
 
 @dataclass
-class WarmupReport:
+class WarmupReport(_CheckOutcome):
     """Outcome of :func:`warmup_check`.
 
     Attributes
@@ -105,13 +112,6 @@ class WarmupReport:
     offending: np.ndarray
     mismatches: list = field(default_factory=list)
     errors: dict = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return len(self.offending) == 0 and not self.errors
-
-    def __bool__(self) -> bool:
-        return self.ok
 
     def __str__(self) -> str:
         head = (f"warm-up check of {self.spec_name} {self.params}: windows of {self.window} bars "
