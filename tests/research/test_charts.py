@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from market_files import read_ohlcv_csv
 from research.backtesting import backtest
 from research.charts import plot_heatmap, plot_result
 from research.sweeps import sweep
@@ -19,16 +20,9 @@ from strategies.registry import get_strategy
 HOUR_MS = 3_600_000
 
 
-def read_bars(path, timeframe_ms: int) -> Bars:
-    frame = pd.read_csv(path)
-    return Bars.from_arrays(frame["open_time_ms"].to_numpy() + timeframe_ms, frame["open"],
-                            frame["high"], frame["low"], frame["close"], frame["volume"],
-                            timeframe_ms)
-
-
 @pytest.fixture(scope="module")
 def bars(shared_data) -> Bars:
-    return read_bars(shared_data / "ohlcv" / "binance_ETH-USDT_1h.csv.gz", HOUR_MS)
+    return read_ohlcv_csv(shared_data / "ohlcv" / "binance_ETH-USDT_1h.csv.gz", HOUR_MS)
 
 
 @pytest.fixture(scope="module")

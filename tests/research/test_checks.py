@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from reference import synthetic_bars
+from market_files import read_ohlcv_csv
 from research.checks import lookahead, warmup_check
 from research.types import Bars, StrategySpec
 
@@ -129,10 +129,7 @@ SHIPPED = ["bollinger_breakout", "donchian_breakout", "ema_cross", "rsi_reversio
 
 @pytest.fixture(scope="module", params=["binance_BTC-USDT_1h", "bittrex_LTC-BTC_5m"])
 def real_bars(request, shared_data) -> Bars:
-    frame = pd.read_csv(shared_data / "ohlcv" / f"{request.param}.csv.gz")
-    timeframe = {"1h": 3_600_000, "5m": 300_000}[request.param.rsplit("_", 1)[1]]
-    return Bars.from_arrays(frame["open_time_ms"] + timeframe, frame["open"], frame["high"],
-                            frame["low"], frame["close"], frame["volume"], timeframe)
+    return read_ohlcv_csv(shared_data / "ohlcv" / f"{request.param}.csv.gz")
 
 
 @pytest.mark.shared_data

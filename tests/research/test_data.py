@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from market_files import read_ohlcv_csv
 from candela.timeframes import timeframe_to_ms
 from data_pipeline.store import store_bars
 from research.data import gaps, inventory, load_bars, load_frame, resample
@@ -27,10 +28,7 @@ PAIRS = (("1m", "5m"), ("5m", "1h"), ("1h", "4h"), ("1h", "1d"))
 
 def read_file(path, timeframe) -> Bars:
     """Oracle-side reader (pandas): close time = open time + timeframe."""
-    frame = pd.read_csv(path)
-    return Bars.from_arrays(frame["open_time_ms"].to_numpy() + timeframe_to_ms(timeframe),
-                            frame["open"], frame["high"], frame["low"], frame["close"],
-                            frame["volume"], timeframe_to_ms(timeframe))
+    return read_ohlcv_csv(path, timeframe_to_ms(timeframe))
 
 
 def complete_labels(bars: Bars, timeframe: str) -> set[int]:

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from market_files import read_ohlcv_csv
 from research.backtesting import backtest
 from research.metrics import compute_stats, periods_per_year
-from research.types import Bars, Costs
+from research.types import Costs
 
 HOUR = 3_600_000
 
@@ -70,9 +71,7 @@ def pandas_stats(equity: pd.Series, position: pd.Series, initial: float, timefra
 def test_stats_match_pandas_on_real_backtests(shared_data, dataset, timeframe_ms, strategy):
     from strategies.registry import get_strategy
 
-    frame = pd.read_csv(shared_data / "ohlcv" / f"{dataset}.csv.gz")
-    bars = Bars.from_arrays(frame["open_time_ms"] + timeframe_ms, frame["open"], frame["high"],
-                            frame["low"], frame["close"], frame["volume"], timeframe_ms)
+    bars = read_ohlcv_csv(shared_data / "ohlcv" / f"{dataset}.csv.gz", timeframe_ms)
     result = backtest(get_strategy(strategy), bars, costs=Costs(0.001, 2.0))
     assert result.stats["trade_count"] >= 3
     expected = pandas_stats(result.equity, result.position, 10_000.0, timeframe_ms,

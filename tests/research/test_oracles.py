@@ -56,6 +56,7 @@ import pandas as pd
 import pytest
 
 from reference import simulate
+from market_files import read_ohlcv_csv
 from research.backtesting import backtest
 from research.kernels import execution as ex
 from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
@@ -64,7 +65,6 @@ pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 
 DATASETS = ["binance_BTC-USDT_1h", "binance_ETH-USDT_4h", "bittrex_ADA-BTC_5m",
             "bittrex_ETH-BTC_1m"]
-TIMEFRAMES_MS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "4h": 14_400_000}
 INITIAL_CASH = 10_000.0
 
 
@@ -111,10 +111,7 @@ STRATEGY_NAMES = ["bollinger_breakout", "donchian_breakout", "ema_cross", "rsi_r
 
 @functools.lru_cache(maxsize=None)
 def load(path: str) -> Bars:
-    frame = pd.read_csv(path)
-    timeframe = TIMEFRAMES_MS[path.rsplit("_", 1)[1].split(".")[0]]
-    return Bars.from_arrays(frame["open_time_ms"] + timeframe, frame["open"], frame["high"],
-                            frame["low"], frame["close"], frame["volume"], timeframe)
+    return read_ohlcv_csv(path)
 
 
 @pytest.fixture(params=DATASETS)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from market_files import read_ohlcv_csv
 from research.backtesting import backtest
 from research.sweeps import SweepResult, sweep
 from research.types import Bars, Costs
@@ -20,23 +21,15 @@ MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 
 
-def read_bars(path, timeframe_ms: int) -> Bars:
-    """Real bars from a shared-data CSV (open times converted to close times)."""
-    frame = pd.read_csv(path)
-    return Bars.from_arrays(frame["open_time_ms"].to_numpy() + timeframe_ms, frame["open"],
-                            frame["high"], frame["low"], frame["close"], frame["volume"],
-                            timeframe_ms)
-
-
 @pytest.fixture(scope="module")
 def hourly_bars(shared_data) -> Bars:
-    return read_bars(shared_data / "ohlcv" / "binance_BTC-USDT_1h.csv.gz", HOUR_MS)
+    return read_ohlcv_csv(shared_data / "ohlcv" / "binance_BTC-USDT_1h.csv.gz", HOUR_MS)
 
 
 @pytest.fixture(scope="module")
 def long_bars(shared_data) -> Bars:
     """26,703 real 1m bars: large enough (> 1 MiB of arrays) to be shipped memory-mapped."""
-    return read_bars(shared_data / "ohlcv" / "bittrex_ADA-BTC_1m.csv.gz", MINUTE_MS)
+    return read_ohlcv_csv(shared_data / "ohlcv" / "bittrex_ADA-BTC_1m.csv.gz", MINUTE_MS)
 
 
 SMA = get_strategy("sma_cross")

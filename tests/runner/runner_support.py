@@ -7,12 +7,12 @@ Nothing here fakes our own code: tests run the real runner on a real database.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import math
 from pathlib import Path
 
 import numpy as np
 
+from market_files import read_ohlcv_csv
 from candela.db import insert_ignoring_duplicates
 from candela import schema
 from research.types import Bars
@@ -34,11 +34,7 @@ FAST_SETTINGS = RunnerSettings(
 
 def read_csv_bars(path: Path, timeframe_ms: int, limit: int | None = None) -> Bars:
     """Read a shared-data CSV (open times) into :class:`Bars` with close times."""
-    with gzip.open(path, "rt") as handle:
-        data = np.loadtxt(handle, delimiter=",", skiprows=1, max_rows=limit, dtype=np.float64, ndmin=2)
-    ts = data[:, 0].astype(np.int64) + timeframe_ms
-    return Bars.from_arrays(ts, data[:, 1], data[:, 2], data[:, 3], data[:, 4], data[:, 5],
-                            timeframe_ms=timeframe_ms)
+    return read_ohlcv_csv(path, timeframe_ms, limit)
 
 
 def store_bars(engine, market: tuple[str, str, str], bars: Bars, start: int = 0, stop: int | None = None) -> int:
