@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,9 @@ import pandas as pd
 from research.indicators import indicator_cache
 from research.kernels import execution as ex
 from research.kernels import trades as tr
-from research.kernels.backtest import FILL_BAR, run_backtest_nb
-from research.metrics import compute_stats
+from research.kernels.backtest import FILL_BAR, account_from_fills_nb, run_equity_nb
+from research.kernels.stats import new_accumulator, stats_finish_nb
+from research.metrics import stats_of_run
 from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
 
 STATUS_NAMES = {ex.STATUS_OK: "ok", ex.STATUS_BAD_BAR: "bad_bar",
@@ -37,6 +39,10 @@ TRADE_COLUMNS = ["entry_time", "exit_time", "side", "size", "entry_price", "exit
 class Result:
     """Everything one backtest produced.
 
+    The kernel's arrays are kept as they came; the pandas tables and series are built from them
+    on first access and then kept (a sweep or a benchmark that only reads ``stats`` never pays
+    for them).
+
     Attributes
     ----------
     spec_name : str
@@ -52,6 +58,29 @@ class Result:
         The strategy's target level per bar, as returned (``nan`` = flat).
     indicators : dict of str to ndarray
         The strategy's indicators over the bars.
+    ts : ndarray of int64
+        Close time of every bar, ms UTC.
+    fill_rows : ndarray, shape (n_fills, N_FILL + 1)
+        The kernel's fill records (``F_*`` fields of :mod:`research.kernels.execution`, then the
+        bar index).
+    equity_values : ndarray
+        The kernel's equity after each bar's close (``nan`` from a rejected bar on).
+    stats : Series
+        :func:`research.metrics.compute_stats` over the processed bars and closed trades.
+    status : int
+        ``0`` if every bar was processed, else the kernel's negative status (``-1`` bad bar,
+        ``-2`` out of order); the series are ``nan`` from the offending bar on.
+    timeframe_ms : int
+        The bar interval the fills and stats were computed with.
+    extra : dict
+        Free-form details (e.g. where a loaded run came from).
+    cash_values, position_values : ndarray or None
+        The account after each bar's close; ``None`` (the default) derives them from the fills
+        (:func:`~research.kernels.backtest.account_from_fills_nb`: between fills nothing
+        changes), which is what the kernel held.
+
+    Tables and series (built on first access)
+    -----------------------------------------
     fills : DataFrame
         One row per fill: ``ts`` (UTC; the bar's open time for fills at the open, its close
         time for intrabar stop fills), ``bar_ts`` (close time of the bar of the fill), ``side``
@@ -67,11 +96,6 @@ class Result:
         ``exit_reason`` (``open`` while open), ``duration``.
     equity, cash, position : Series
         After each bar's close, on a UTC close-time index (equity marked at the close).
-    stats : Series
-        :func:`research.metrics.compute_stats` over the processed bars and closed trades.
-    status : int
-        ``0`` if every bar was processed, else the kernel's negative status (``-1`` bad bar,
-        ``-2`` out of order); the series are ``nan`` from the offending bar on.
     """
 
     spec_name: str
@@ -83,15 +107,50 @@ class Result:
     bars: Bars | None
     target: np.ndarray
     indicators: dict
-    fills: pd.DataFrame
-    trades: pd.DataFrame
-    equity: pd.Series
-    cash: pd.Series
-    position: pd.Series
+    ts: np.ndarray
+    fill_rows: np.ndarray
+    equity_values: np.ndarray
     stats: pd.Series
     status: int = ex.STATUS_OK
     timeframe_ms: int = 0
     extra: dict = field(default_factory=dict)
+    cash_values: np.ndarray | None = None
+    position_values: np.ndarray | None = None
+
+    def _account_from_fills(self) -> None:
+        if self.cash_values is None or self.position_values is None:
+            processed = len(self.ts) if self.status == ex.STATUS_OK else int(
+                np.count_nonzero(~np.isnan(self.equity_values)))
+            self.cash_values, self.position_values = account_from_fills_nb(
+                self.fill_rows, len(self.ts), processed, float(self.initial_cash))
+
+    @cached_property
+    def index(self) -> pd.DatetimeIndex:
+        """The bars' close times as a tz-aware UTC index named ``ts``."""
+        return utc_index(self.ts)
+
+    @cached_property
+    def fills(self) -> pd.DataFrame:
+        return fills_frame(self.fill_rows, self.ts, self.timeframe_ms)
+
+    @cached_property
+    def trades(self) -> pd.DataFrame:
+        return trades_frame(self.fill_rows, self.ts, self.timeframe_ms)
+
+    @cached_property
+    def equity(self) -> pd.Series:
+        # the kernel's arrays belong to this result alone: wrap them rather than copy them
+        return pd.Series(self.equity_values, index=self.index, name="equity", copy=False)
+
+    @cached_property
+    def cash(self) -> pd.Series:
+        self._account_from_fills()
+        return pd.Series(self.cash_values, index=self.index, name="cash", copy=False)
+
+    @cached_property
+    def position(self) -> pd.Series:
+        self._account_from_fills()
+        return pd.Series(self.position_values, index=self.index, name="position", copy=False)
 
     @property
     def orders(self) -> pd.DataFrame:
@@ -118,7 +177,7 @@ class Result:
 
     def __repr__(self) -> str:
         final = float(self.stats.get("final_equity", math.nan))
-        return (f"Result({self.spec_name}, {self.params}, bars={len(self.equity)}, "
+        return (f"Result({self.spec_name}, {self.params}, bars={len(self.ts)}, "
                 f"trades={len(self.trades)}, final_equity={final:.2f}, "
                 f"status={self.status_name})")
 
@@ -182,11 +241,37 @@ def backtest(
     target = checked_target(spec, raw_target, len(bars))
     indicators = {name: np.asarray(values) for name, values in raw_indicators.items()}
 
-    state = ex.new_state(initial_cash)
-    fills, cash, position, equity, status = run_backtest_nb(
-        state, config, bars.ts, bars.open, bars.high, bars.low, bars.close, target)
-    return assemble_result(spec.name, params, costs, stops, risk, initial_cash, bars, target,
-                           indicators, fills, cash, position, equity, int(status), timeframe_ms)
+    equity = np.empty(len(bars))
+    accumulator = new_accumulator(initial_cash, int(bars.ts[0]), timeframe_ms)
+    fills, processed, exposed, status = run_equity_nb(
+        ex.new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low, bars.close,
+        target, equity, accumulator)
+    equity[processed:] = np.nan
+    stats = pd.Series(run_stats_values(equity[:processed], exposed, bars.ts[:processed],
+                                       timeframe_ms, fills, initial_cash,
+                                       stats_finish_nb(accumulator, equity, initial_cash)),
+                      dtype=np.float64, name=spec.name)
+    return Result(
+        spec_name=spec.name, params=params, costs=costs, stops=stops, risk=risk,
+        initial_cash=initial_cash, bars=bars, target=target, indicators=indicators, ts=bars.ts,
+        fill_rows=fills, equity_values=equity, stats=stats, status=int(status),
+        timeframe_ms=timeframe_ms)
+
+
+def run_stats_values(equity: np.ndarray, exposed: int, ts: np.ndarray, timeframe_ms: int,
+                     fills: np.ndarray, initial_cash: float,
+                     moments: tuple | None = None) -> dict[str, float]:
+    """The stats of a run: :func:`research.metrics.stats_of_run` over the processed bars
+    (``equity``, ``ts``) and the closed round trips of ``fills``; ``{}`` without a bar."""
+    if len(equity) == 0:
+        return {}
+    if len(fills):
+        pnls, durations = tr.closed_trade_arrays_nb(fills, ts, timeframe_ms)
+        fees = float(fills[:, ex.F_FEE].sum())
+    else:
+        pnls, durations, fees = np.empty(0), np.empty(0), 0.0
+    return stats_of_run(equity, exposed, ts, timeframe_ms, pnls, durations, initial_cash, fees,
+                        moments)
 
 
 def strategy_target(spec: StrategySpec, bars: Bars, params: Any) -> np.ndarray:
@@ -293,27 +378,18 @@ def trades_frame(fills: np.ndarray, ts: np.ndarray, timeframe_ms: int) -> pd.Dat
 def assemble_result(spec_name, params, costs, stops, risk, initial_cash, bars, target,
                     indicators, fills, cash, position, equity, status, timeframe_ms,
                     ts=None, stats=None) -> Result:
-    """Build a :class:`Result` from kernel output (also used when loading a stored run)."""
+    """Build a :class:`Result` from stored or recorded account arrays (a loaded run)."""
     ts = bars.ts if ts is None else np.asarray(ts, dtype=np.int64)
-    index = utc_index(ts)
-    processed = int(np.count_nonzero(~np.isnan(equity)))
     if stats is None:
-        pnls, durations = tr.closed_trade_arrays_nb(fills, ts, timeframe_ms) if len(fills) else (
-            np.empty(0), np.empty(0))
-        if processed:
-            values = compute_stats(equity[:processed], position[:processed], ts[:processed],
-                                   timeframe_ms, pnls, durations, initial_cash,
-                                   float(fills[:, ex.F_FEE].sum()) if len(fills) else 0.0)
-        else:
-            values = {}
-        stats = pd.Series(values, dtype=np.float64, name=spec_name)
+        processed = len(equity) if status == ex.STATUS_OK else int(
+            np.count_nonzero(~np.isnan(equity)))
+        stats = pd.Series(run_stats_values(equity[:processed],
+                                           int(np.count_nonzero(position[:processed])),
+                                           ts[:processed], timeframe_ms, fills, initial_cash),
+                          dtype=np.float64, name=spec_name)
     return Result(
         spec_name=spec_name, params=params, costs=costs, stops=stops, risk=risk,
-        initial_cash=initial_cash, bars=bars, target=target, indicators=indicators,
-        fills=fills_frame(fills, ts, timeframe_ms), trades=trades_frame(fills, ts, timeframe_ms),
-        # the kernel's arrays belong to this result alone: wrap them rather than copy them
-        equity=pd.Series(equity, index=index, name="equity", copy=False),
-        cash=pd.Series(cash, index=index, name="cash", copy=False),
-        position=pd.Series(position, index=index, name="position", copy=False),
-        stats=stats, status=status, timeframe_ms=timeframe_ms,
+        initial_cash=initial_cash, bars=bars, target=target, indicators=indicators, ts=ts,
+        fill_rows=fills, equity_values=equity, stats=stats, status=status,
+        timeframe_ms=timeframe_ms, cash_values=cash, position_values=position,
     )

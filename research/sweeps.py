@@ -478,11 +478,10 @@ def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: 
     ``equity_buffer``, a float64 array at least as long as ``bars``, is used as scratch space
     for the equity curve (a sweep reuses one per batch); by default one is allocated.
     """
-    from research.backtesting import infer_timeframe_ms, strategy_target
+    from research.backtesting import infer_timeframe_ms, run_stats_values, strategy_target
     from research.kernels import execution
     from research.kernels.backtest import run_equity_nb
-    from research.kernels.trades import closed_trade_arrays_nb
-    from research.metrics import stats_of_run
+    from research.kernels.stats import new_accumulator, stats_finish_nb
 
     stops = spec.stops if stops is None else stops
     config = execution.make_config(costs, stops, risk)
@@ -490,18 +489,15 @@ def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: 
     target = strategy_target(spec, bars, params)
     if equity_buffer is None or len(equity_buffer) < len(bars):
         equity_buffer = np.empty(len(bars))
+    accumulator = new_accumulator(initial_cash, int(bars.ts[0]), timeframe_ms)
     fills, processed, exposed, _ = run_equity_nb(
         execution.new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low,
-        bars.close, target, equity_buffer)
+        bars.close, target, equity_buffer, accumulator)
     if not processed:
         return {}
-    if len(fills):
-        pnls, durations = closed_trade_arrays_nb(fills, bars.ts, timeframe_ms)
-        fees = float(fills[:, execution.F_FEE].sum())
-    else:
-        pnls, durations, fees = np.empty(0), np.empty(0), 0.0
-    return stats_of_run(equity_buffer[:processed], exposed, bars.ts[:processed], timeframe_ms,
-                        pnls, durations, initial_cash, fees)
+    return run_stats_values(equity_buffer[:processed], exposed, bars.ts[:processed], timeframe_ms,
+                            fills, initial_cash,
+                            stats_finish_nb(accumulator, equity_buffer, initial_cash))
 
 
 def equity_curve(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,

@@ -1,9 +1,15 @@
-"""The backtest kernel: :func:`~research.kernels.execution.step_nb` looped over history.
+"""The backtest kernel: the execution function looped over history.
 
-Two entry points share one loop (:func:`simulate_span_nb`, driven by :func:`simulate_nb`):
-:func:`run_backtest_nb` records cash, position and equity per bar for :func:`research.backtest`;
-:func:`run_equity_nb` records only the equity, into a buffer the caller reuses, and counts the
-bars held in a position: all that the stats of a sweep row need.
+:func:`simulate_span_nb` runs :func:`~research.kernels.execution.advance_nb` (what the
+paper-trading runner's :func:`~research.kernels.execution.step_nb` runs on one bar) over the
+bars, and advances the first pass of the equity statistics (:mod:`research.kernels.stats`) on
+each bar's equity as it goes. Two entry points share it through :func:`simulate_nb`:
+
+* :func:`run_backtest_nb` records cash, position and equity per bar (the reference for tests
+  and for stepping comparisons);
+* :func:`run_equity_nb` records only the equity, into a buffer the caller owns, and returns the
+  statistics accumulator: all that :func:`research.backtest` and a sweep row need (cash and
+  position per bar follow from the fills, see :func:`account_from_fills_nb`).
 """
 
 from __future__ import annotations
@@ -11,7 +17,26 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from research.kernels.execution import MAX_FILLS_PER_BAR, N_FILL, STATUS_OK, S_CASH, S_POSITION, step_nb
+from research.kernels.execution import (
+    F_CASH_AFTER,
+    F_POSITION_AFTER,
+    MAX_FILLS_PER_BAR,
+    N_FILL,
+    S_CASH,
+    S_EQUITY,
+    S_POSITION,
+    STATUS_OK,
+    advance_nb,
+    config_tuple_nb,
+    state_tuple_nb,
+    store_state_nb,
+)
+from research.kernels.stats import (
+    accumulator_tuple_nb,
+    stats_add_nb,
+    stats_start_nb,
+    store_accumulator_nb,
+)
 
 FILL_BAR = N_FILL  # extra column in the backtest's fill table: index of the bar of the fill
 N_FILL_ROW = N_FILL + 1
@@ -27,13 +52,17 @@ N_PROGRESS = 4
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def simulate_span_nb(state, config, ts, open_, high, low, close, target, equity, cash, position,
-                     fills, progress):
-    """Loop :func:`step_nb` over the bars from ``progress[P_NEXT_BAR]`` on, in place.
+                     fills, progress, stats):
+    """Loop the execution function over the bars from ``progress[P_NEXT_BAR]`` on, in place.
 
     Stops at the end of the bars, at a rejected bar (its status in ``progress[P_STATUS]``, the
     bar itself unprocessed), or when ``fills`` has fewer than ``MAX_FILLS_PER_BAR`` free rows
     (the caller grows it and calls again). It allocates nothing, so it is compiled without
-    reference counting and :func:`step_nb` is inlined into it: the whole loop is one function.
+    reference counting, and :func:`~research.kernels.execution.advance_nb` is inlined into it:
+    the whole loop is one function, with the account state (and the statistics accumulator)
+    held as values, in registers, from the first bar to the last, and written back to
+    ``state`` (and ``stats``) at the end. The loop is bound by memory traffic, so it writes
+    nothing per bar but what the caller asks for.
 
     Parameters
     ----------
@@ -45,40 +74,56 @@ def simulate_span_nb(state, config, ts, open_, high, low, close, target, equity,
         Output like ``equity``; empty arrays skip recording them.
     fills : ndarray, shape (capacity, N_FILL + 1)
         Output: fill records from row ``progress[P_FILLS]`` on (``F_*`` fields, then the bar
-        index in column ``FILL_BAR``); ``step_nb`` writes each bar's fills straight into it.
+        index in column ``FILL_BAR``).
     progress : ndarray of int64, shape (N_PROGRESS,)
         ``P_*`` counters, read and advanced.
+    stats : ndarray, shape (N_ACCUMULATOR,) or (0,)
+        The first-pass statistics accumulator (``A_*`` slots of :mod:`research.kernels.stats`),
+        advanced with each processed bar's equity; an empty array skips it.
     """
     n = len(ts)
     record = len(cash) > 0
+    accumulate = len(stats) > 0
     capacity = len(fills)
     i = progress[P_NEXT_BAR]
     n_fills = progress[P_FILLS]
     exposed = progress[P_EXPOSED]
+    st = state_tuple_nb(state)
+    cfg = config_tuple_nb(config)
+    acc = stats_start_nb(0.0, 0, 0)  # typed placeholder, replaced below when accumulating
+    if accumulate:
+        acc = accumulator_tuple_nb(stats)
     while i < n and n_fills + MAX_FILLS_PER_BAR <= capacity:
-        k = step_nb(state, config, ts[i], open_[i], high[i], low[i], close[i], target[i],
-                    fills[n_fills:n_fills + MAX_FILLS_PER_BAR])
+        k, st = advance_nb(st, cfg, ts[i], open_[i], high[i], low[i], close[i], target[i], fills,
+                           n_fills)
         if k < 0:
             progress[P_STATUS] = k
             break
-        for j in range(n_fills, n_fills + k):
+        for j in range(n_fills, k):
             fills[j, FILL_BAR] = i
-        n_fills += k
-        units = state[S_POSITION]
-        equity[i] = state[S_CASH] + units * close[i]
+        n_fills = k
+        units = st[S_POSITION]
+        value = st[S_EQUITY]
+        equity[i] = value
         if units != 0.0:
             exposed += 1
         if record:
-            cash[i] = state[S_CASH]
+            cash[i] = st[S_CASH]
             position[i] = units
+        if accumulate:
+            acc = stats_add_nb(acc, value, ts[i])
         i += 1
+    store_state_nb(state, st)
+    if accumulate:
+        store_accumulator_nb(stats, acc)
     progress[P_NEXT_BAR] = i
     progress[P_FILLS] = n_fills
     progress[P_EXPOSED] = exposed
 
 
 @njit(cache=True)
-def simulate_nb(state, config, ts, open_, high, low, close, target, equity, cash, position):
+def simulate_nb(state, config, ts, open_, high, low, close, target, equity, cash, position,
+                stats):
     """Run :func:`simulate_span_nb` over all the bars, growing the fill table as needed; the
     one loop behind both entry points.
 
@@ -98,7 +143,7 @@ def simulate_nb(state, config, ts, open_, high, low, close, target, equity, cash
     progress[P_STATUS] = STATUS_OK
     while True:
         simulate_span_nb(state, config, ts, open_, high, low, close, target, equity, cash,
-                         position, fills, progress)
+                         position, fills, progress, stats)
         if progress[P_NEXT_BAR] >= len(ts) or progress[P_STATUS] < 0:
             break
         grown = np.empty((2 * len(fills), N_FILL_ROW))
@@ -110,7 +155,7 @@ def simulate_nb(state, config, ts, open_, high, low, close, target, equity, cash
 
 @njit(cache=True)
 def run_backtest_nb(state, config, ts, open_, high, low, close, target):
-    """Run :func:`step_nb` over every bar; return the fills and per-bar account series.
+    """Run the execution function over every bar; return the fills and per-bar account series.
 
     Parameters
     ----------
@@ -138,15 +183,26 @@ def run_backtest_nb(state, config, ts, open_, high, low, close, target):
     position = np.empty(n)
     equity = np.empty(n)
     fills, processed, _, status = simulate_nb(state, config, ts, open_, high, low, close, target,
-                                              equity, cash, position)
+                                              equity, cash, position, np.empty(0))
     for i in range(processed, n):
         cash[i] = position[i] = equity[i] = np.nan
     return fills, cash, position, equity, status
 
 
 @njit(cache=True)
-def run_equity_nb(state, config, ts, open_, high, low, close, target, equity):
-    """:func:`run_backtest_nb` recording only the equity, into ``equity[:n_bars]``.
+def run_equity_nb(state, config, ts, open_, high, low, close, target, equity, stats):
+    """:func:`run_backtest_nb` recording only the equity, into ``equity[:n_bars]``, and the
+    first pass of its statistics, into ``stats``.
+
+    Parameters
+    ----------
+    state, config, ts, open_, high, low, close, target
+        As for :func:`run_backtest_nb`.
+    equity : ndarray, at least n_bars long
+        Output; the caller's buffer (a sweep reuses one).
+    stats : ndarray, shape (N_ACCUMULATOR,)
+        The statistics accumulator, from :func:`research.kernels.stats.new_accumulator`;
+        advanced over the processed bars.
 
     Returns
     -------
@@ -158,4 +214,31 @@ def run_equity_nb(state, config, ts, open_, high, low, close, target, equity):
     status : int
     """
     none = np.empty(0)
-    return simulate_nb(state, config, ts, open_, high, low, close, target, equity, none, none)
+    return simulate_nb(state, config, ts, open_, high, low, close, target, equity, none, none,
+                       stats)
+
+
+@njit(cache=True)
+def account_from_fills_nb(fills, n_bars, processed, initial_cash):
+    """Cash and position after each bar's close, from the fill records alone.
+
+    Between fills the account does not change, so bar ``i`` holds the ``cash_after`` and
+    ``position_after`` of the last fill at or before it (the initial cash and no position
+    before the first): exactly the values the kernel had after that bar. Bars from
+    ``processed`` on are ``nan`` (as in :func:`run_backtest_nb`).
+    """
+    cash = np.empty(n_bars)
+    position = np.empty(n_bars)
+    current_cash = initial_cash
+    current_position = 0.0
+    j = 0
+    for i in range(processed):
+        while j < len(fills) and fills[j, FILL_BAR] <= i:
+            current_cash = fills[j, F_CASH_AFTER]
+            current_position = fills[j, F_POSITION_AFTER]
+            j += 1
+        cash[i] = current_cash
+        position[i] = current_position
+    for i in range(processed, n_bars):
+        cash[i] = position[i] = np.nan
+    return cash, position

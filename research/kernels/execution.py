@@ -174,6 +174,43 @@ def _fraction_or_nan(value, name: str, high: float) -> float:
     raise ValueError(f"{name} must be within (0, {high}] or nan to disable it, got {value}")
 
 
+# ---- the state and the configuration as tuples of scalars
+#
+# The logic below works on the state as a tuple of 15 floats in ``S_*`` order (``st``) and the
+# configuration as a tuple of 8 floats in ``C_*`` order (``cfg``): values, not memory, so that
+# a loop over bars keeps the whole account in registers instead of storing it to an array and
+# reading it back at every bar (about half the per-bar time). :func:`step_nb` reads the state
+# array into such a tuple, advances it and writes it back; the backtest loop reads it once,
+# advances it bar after bar with the same :func:`advance_nb`, and writes it back at the end.
+
+assert (S_CASH, S_POSITION, S_ENTRY_PRICE, S_TRAIL_EXTREME, S_PENDING_TARGET, S_PENDING_REASON,
+        S_ORDERED_TARGET, S_STOPPED_TARGET, S_DAY, S_DAY_START_EQUITY, S_PEAK_EQUITY, S_HALT,
+        S_EQUITY, S_LAST_TS, S_BARS) == tuple(range(N_STATE))
+assert (C_FEE_RATE, C_SLIPPAGE_BPS, C_STOP_LOSS, C_TAKE_PROFIT, C_TRAILING_STOP, C_MAX_POSITION,
+        C_DAILY_LOSS_LIMIT, C_MAX_DRAWDOWN) == tuple(range(N_CONFIG))
+
+
+@njit(**_INLINED)
+def state_tuple_nb(state):
+    """The state array (``S_*`` slots) as a tuple of its 15 values."""
+    return (state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7],
+            state[8], state[9], state[10], state[11], state[12], state[13], state[14])
+
+
+@njit(**_INLINED)
+def store_state_nb(state, st):
+    """Write the state tuple ``st`` into the state array."""
+    for slot in range(N_STATE):
+        state[slot] = st[slot]
+
+
+@njit(**_INLINED)
+def config_tuple_nb(config):
+    """The configuration array (``C_*`` slots) as a tuple of its 8 values."""
+    return (config[0], config[1], config[2], config[3], config[4], config[5], config[6],
+            config[7])
+
+
 @njit(**_INLINED)
 def _write_fill(fills, k, side, size, price, fee, reason, pnl, at_open, cash, position):
     fills[k, F_SIDE] = side
@@ -188,14 +225,15 @@ def _write_fill(fills, k, side, size, price, fee, reason, pnl, at_open, cash, po
 
 
 @njit(**_INLINED)
-def _trade(state, config, fills, k, delta, mid_price, reason, at_open):
-    """Trade ``delta`` units at ``mid_price`` plus slippage; write fill ``k``; return k + 1."""
+def _trade(cash, position, entry, extreme, cfg, fills, k, delta, mid_price, reason, at_open):
+    """Trade ``delta`` units at ``mid_price`` plus slippage and write fill row ``k``.
+
+    Returns ``(k + 1, cash, position, entry, extreme)`` after the trade.
+    """
     side = 1.0 if delta > 0.0 else -1.0
-    price = mid_price * (1.0 + side * config[C_SLIPPAGE_BPS] * 1e-4)
+    price = mid_price * (1.0 + side * cfg[C_SLIPPAGE_BPS] * 1e-4)
     size = abs(delta)
-    fee = size * price * config[C_FEE_RATE]
-    position = state[S_POSITION]
-    entry = state[S_ENTRY_PRICE]
+    fee = size * price * cfg[C_FEE_RATE]
     pnl = -fee
     new_position = position + delta
     if position != 0.0 and (position > 0.0) != (delta > 0.0):
@@ -205,70 +243,74 @@ def _trade(state, config, fills, k, delta, mid_price, reason, at_open):
         if abs(new_position) <= 1e-12 * max(abs(position), 1.0):
             new_position = 0.0
     if new_position == 0.0:
-        state[S_ENTRY_PRICE] = np.nan
-        state[S_TRAIL_EXTREME] = np.nan
+        entry = np.nan
+        extreme = np.nan
     elif position == 0.0 or (position > 0.0) != (new_position > 0.0):
-        state[S_ENTRY_PRICE] = price
-        state[S_TRAIL_EXTREME] = mid_price
+        entry = price
+        extreme = mid_price
     elif abs(new_position) > abs(position):
-        state[S_ENTRY_PRICE] = (entry * abs(position) + price * size) / abs(new_position)
-    state[S_CASH] = state[S_CASH] - delta * price - fee
-    state[S_POSITION] = new_position
-    _write_fill(fills, k, side, size, price, fee, reason, pnl, at_open, state[S_CASH], new_position)
-    return k + 1
+        entry = (entry * abs(position) + price * size) / abs(new_position)
+    cash = cash - delta * price - fee
+    _write_fill(fills, k, side, size, price, fee, reason, pnl, at_open, cash, new_position)
+    return k + 1, cash, new_position, entry, extreme
 
 
 @njit(**_INLINED)
-def _units_for_level(state, config, level, mid_price):
-    """Units held after trading to ``level`` at ``mid_price`` (see module docstring, step 2)."""
-    position = state[S_POSITION]
-    fee_factor = 1.0 + config[C_FEE_RATE]
-    unslipped = level * (state[S_CASH] + position * mid_price) / (mid_price * fee_factor)
+def _units_for_level(cash, position, cfg, level, mid_price):
+    """Units held after trading to ``level`` at ``mid_price`` (see module docstring, step 2),
+    and the equity marked at the slipped price."""
+    fee_factor = 1.0 + cfg[C_FEE_RATE]
+    unslipped = level * (cash + position * mid_price) / (mid_price * fee_factor)
     side = 1.0 if unslipped > position else -1.0  # the side of the coming fill
-    price = mid_price * (1.0 + side * config[C_SLIPPAGE_BPS] * 1e-4)
-    equity = state[S_CASH] + state[S_POSITION] * price
-    return level * equity / (price * (1.0 + config[C_FEE_RATE])), equity
+    price = mid_price * (1.0 + side * cfg[C_SLIPPAGE_BPS] * 1e-4)
+    equity = cash + position * price
+    return level * equity / (price * (1.0 + cfg[C_FEE_RATE])), equity
 
 
 @njit(**_INLINED)
-def _fill_pending(state, config, fills, k, open_price):
-    level = state[S_PENDING_TARGET]
-    reason = state[S_PENDING_REASON]
-    state[S_PENDING_TARGET] = np.nan
-    state[S_ORDERED_TARGET] = level
-    position = state[S_POSITION]
+def _fill_pending(cash, position, entry, extreme, level, reason, cfg, fills, k, open_price):
+    """Trade to the pending ``level`` at the open.
+
+    Returns ``(k, cash, position, entry, extreme, ordered)``: the account after the fills and
+    the level now ordered (``0.0`` when ruin prevented opening).
+    """
     if position != 0.0 and (level == 0.0 or (level > 0.0) != (position > 0.0)):
-        k = _trade(state, config, fills, k, -position, open_price, reason, 1.0)
-        position = 0.0
+        k, cash, position, entry, extreme = _trade(cash, position, entry, extreme, cfg, fills, k,
+                                                   -position, open_price, reason, 1.0)
     if level != 0.0:
-        units, equity = _units_for_level(state, config, level, open_price)
+        units, equity = _units_for_level(cash, position, cfg, level, open_price)
         if equity <= 0.0:  # bankrupt: close what is left, open nothing
             if position != 0.0:
-                k = _trade(state, config, fills, k, -position, open_price, reason, 1.0)
-            state[S_ORDERED_TARGET] = 0.0
-            return k
+                k, cash, position, entry, extreme = _trade(
+                    cash, position, entry, extreme, cfg, fills, k, -position, open_price, reason,
+                    1.0)
+            return k, cash, position, entry, extreme, 0.0
         delta = units - position
         if delta != 0.0:
-            k = _trade(state, config, fills, k, delta, open_price, reason, 1.0)
-    return k
+            k, cash, position, entry, extreme = _trade(cash, position, entry, extreme, cfg, fills,
+                                                       k, delta, open_price, reason, 1.0)
+    return k, cash, position, entry, extreme, level
 
 
 @njit(**_INLINED)
-def _protective_exit(state, config, fills, k, open_price, high, low):
-    position = state[S_POSITION]
+def _protective_exit(cash, position, entry, extreme, ordered, stopped, cfg, fills, k, open_price,
+                     high, low):
+    """Step 3 of the module docstring.
+
+    Returns ``(k, cash, position, entry, extreme, ordered, stopped)``.
+    """
     if position == 0.0:
-        return k
-    entry = state[S_ENTRY_PRICE]
-    extreme = state[S_TRAIL_EXTREME]
-    stop_loss = config[C_STOP_LOSS]
-    take_profit = config[C_TAKE_PROFIT]
-    trailing = config[C_TRAILING_STOP]
+        return k, cash, position, entry, extreme, ordered, stopped
+    stop_loss = cfg[C_STOP_LOSS]
+    take_profit = cfg[C_TAKE_PROFIT]
+    trailing = cfg[C_TRAILING_STOP]
     long = position > 0.0
     if long:
         extreme = max(extreme, open_price)
     else:
         extreme = min(extreme, open_price)
-    state[S_TRAIL_EXTREME] = extreme
+    if math.isnan(stop_loss) and math.isnan(take_profit) and math.isnan(trailing):
+        return k, cash, position, entry, extreme, ordered, stopped
     stop_level = np.nan
     stop_reason = REASON_STOP_LOSS
     if not math.isnan(stop_loss):
@@ -304,16 +346,125 @@ def _protective_exit(state, config, fills, k, open_price, high, low):
         exit_price = target_level
         exit_reason = REASON_TAKE_PROFIT
     if math.isnan(exit_price):
-        return k
-    state[S_STOPPED_TARGET] = state[S_ORDERED_TARGET]
-    state[S_ORDERED_TARGET] = 0.0
+        return k, cash, position, entry, extreme, ordered, stopped
     at_open = 1.0 if exit_price == open_price else 0.0
-    return _trade(state, config, fills, k, -position, exit_price, exit_reason, at_open)
+    k, cash, position, entry, extreme = _trade(cash, position, entry, extreme, cfg, fills, k,
+                                               -position, exit_price, exit_reason, at_open)
+    return k, cash, position, entry, extreme, 0.0, ordered
+
+
+@njit(**_INLINED)
+def advance_nb(st, cfg, ts, open_price, high, low, close, target, fills, k):
+    """The execution function on values: advance the state tuple ``st`` by one bar.
+
+    Parameters
+    ----------
+    st : tuple of 15 floats
+        Account state in ``S_*`` order (see :func:`state_tuple_nb`).
+    cfg : tuple of 8 floats
+        Costs, stops and limits in ``C_*`` order (see :func:`config_tuple_nb`).
+    ts, open_price, high, low, close, target
+        As for :func:`step_nb`.
+    fills : ndarray, shape (at least k + MAX_FILLS_PER_BAR, N_FILL) or wider
+        Output: this bar's fill records, written from row ``k`` on.
+    k : int
+        First free fill row.
+
+    Returns
+    -------
+    k : int
+        The first free fill row after this bar's fills (``k`` plus 0 to 3), or a negative
+        ``STATUS_*`` code.
+    st : tuple
+        The state after the bar; ``st`` unchanged with a negative status.
+    """
+    if ts <= st[S_LAST_TS]:
+        return STATUS_OUT_OF_ORDER, st
+    prices_ok = open_price > 0.0 and low > 0.0 and math.isfinite(high) and math.isfinite(close)
+    if not prices_ok or not (
+        high >= low and high >= open_price and high >= close and low <= open_price and low <= close
+    ):
+        return STATUS_BAD_BAR, st
+    cash = st[S_CASH]
+    position = st[S_POSITION]
+    entry = st[S_ENTRY_PRICE]
+    extreme = st[S_TRAIL_EXTREME]
+    pending = st[S_PENDING_TARGET]
+    pending_reason = st[S_PENDING_REASON]
+    ordered = st[S_ORDERED_TARGET]
+    stopped = st[S_STOPPED_TARGET]
+    day = st[S_DAY]
+    day_start_equity = st[S_DAY_START_EQUITY]
+    peak = st[S_PEAK_EQUITY]
+    halt = st[S_HALT]
+    equity = st[S_EQUITY]
+    # 1. day roll (the division only runs when the bar leaves the stored day)
+    day_start = day * DAY_MS  # exact: integers below 2**53
+    if not day_start <= float(ts - 1) < day_start + DAY_MS:
+        day = float((ts - 1) // DAY_MS)
+        day_start_equity = equity
+        if halt == HALT_DAILY_LOSS:
+            halt = HALT_NONE
+    # 2. open fill
+    if not math.isnan(pending):
+        k, cash, position, entry, extreme, ordered = _fill_pending(
+            cash, position, entry, extreme, pending, pending_reason, cfg, fills, k, open_price)
+        pending = np.nan
+    # 3. protective exits
+    k, cash, position, entry, extreme, ordered, stopped = _protective_exit(
+        cash, position, entry, extreme, ordered, stopped, cfg, fills, k, open_price, high, low)
+    # 4. close: mark to market, trailing extreme, risk limits
+    equity = cash + position * close
+    if equity > peak:
+        peak = equity
+    if position > 0.0:
+        extreme = max(extreme, high)
+    elif position < 0.0:
+        extreme = min(extreme, low)
+    halt_reason = -1.0
+    max_drawdown = cfg[C_MAX_DRAWDOWN]
+    daily_limit = cfg[C_DAILY_LOSS_LIMIT]
+    if halt != HALT_MAX_DRAWDOWN and not math.isnan(max_drawdown):
+        if equity <= peak * (1.0 - max_drawdown):
+            halt = HALT_MAX_DRAWDOWN
+            halt_reason = REASON_MAX_DRAWDOWN
+    if halt == HALT_NONE and not math.isnan(daily_limit):
+        if equity <= day_start_equity * (1.0 - daily_limit):
+            halt = HALT_DAILY_LOSS
+            halt_reason = REASON_DAILY_LOSS
+    # 5. decision
+    level = 0.0 if math.isnan(target) else target
+    max_position = cfg[C_MAX_POSITION]
+    if level > max_position:
+        level = max_position
+    elif level < -max_position:
+        level = -max_position
+    if not math.isnan(stopped):
+        if level == stopped:
+            level = 0.0
+        else:
+            stopped = np.nan
+    reason = REASON_SIGNAL
+    if halt != HALT_NONE:
+        level = 0.0
+        if halt_reason >= 0.0:
+            reason = halt_reason
+        elif halt == HALT_MAX_DRAWDOWN:
+            reason = REASON_MAX_DRAWDOWN
+        else:
+            reason = REASON_DAILY_LOSS
+    if level != ordered:
+        pending = level
+        pending_reason = reason
+    return k, (cash, position, entry, extreme, pending, pending_reason, ordered, stopped, day,
+               day_start_equity, peak, halt, equity, float(ts), st[S_BARS] + 1.0)
 
 
 @njit(**_INLINED)
 def step_nb(state, config, ts, open_price, high, low, close, target, fills):
     """Advance ``state`` by one bar and write the bar's fills; see the module docstring.
+
+    The runner's entry point: :func:`advance_nb` on the state and configuration arrays.
 
     Parameters
     ----------
@@ -337,71 +488,8 @@ def step_nb(state, config, ts, open_price, high, low, close, target, fills):
         state is left unchanged. With equity at or below zero (marked at the open) an order
         to a non-zero level closes any position and opens nothing.
     """
-    if ts <= state[S_LAST_TS]:
-        return STATUS_OUT_OF_ORDER
-    prices_ok = open_price > 0.0 and low > 0.0 and math.isfinite(high) and math.isfinite(close)
-    if not prices_ok or not (
-        high >= low and high >= open_price and high >= close and low <= open_price and low <= close
-    ):
-        return STATUS_BAD_BAR
-    k = 0
-    # 1. day roll (the division only runs when the bar leaves the stored day)
-    day_start = state[S_DAY] * DAY_MS  # exact: integers below 2**53
-    if not day_start <= float(ts - 1) < day_start + DAY_MS:
-        state[S_DAY] = float((ts - 1) // DAY_MS)
-        state[S_DAY_START_EQUITY] = state[S_EQUITY]
-        if state[S_HALT] == HALT_DAILY_LOSS:
-            state[S_HALT] = HALT_NONE
-    # 2. open fill
-    if not math.isnan(state[S_PENDING_TARGET]):
-        k = _fill_pending(state, config, fills, k, open_price)
-    # 3. protective exits
-    k = _protective_exit(state, config, fills, k, open_price, high, low)
-    # 4. close: mark to market, trailing extreme, risk limits
-    position = state[S_POSITION]
-    equity = state[S_CASH] + position * close
-    state[S_EQUITY] = equity
-    if equity > state[S_PEAK_EQUITY]:
-        state[S_PEAK_EQUITY] = equity
-    if position > 0.0:
-        state[S_TRAIL_EXTREME] = max(state[S_TRAIL_EXTREME], high)
-    elif position < 0.0:
-        state[S_TRAIL_EXTREME] = min(state[S_TRAIL_EXTREME], low)
-    halt_reason = -1.0
-    max_drawdown = config[C_MAX_DRAWDOWN]
-    daily_limit = config[C_DAILY_LOSS_LIMIT]
-    if state[S_HALT] != HALT_MAX_DRAWDOWN and not math.isnan(max_drawdown):
-        if equity <= state[S_PEAK_EQUITY] * (1.0 - max_drawdown):
-            state[S_HALT] = HALT_MAX_DRAWDOWN
-            halt_reason = REASON_MAX_DRAWDOWN
-    if state[S_HALT] == HALT_NONE and not math.isnan(daily_limit):
-        if equity <= state[S_DAY_START_EQUITY] * (1.0 - daily_limit):
-            state[S_HALT] = HALT_DAILY_LOSS
-            halt_reason = REASON_DAILY_LOSS
-    # 5. decision
-    level = 0.0 if math.isnan(target) else target
-    max_position = config[C_MAX_POSITION]
-    if level > max_position:
-        level = max_position
-    elif level < -max_position:
-        level = -max_position
-    if not math.isnan(state[S_STOPPED_TARGET]):
-        if level == state[S_STOPPED_TARGET]:
-            level = 0.0
-        else:
-            state[S_STOPPED_TARGET] = np.nan
-    reason = REASON_SIGNAL
-    if state[S_HALT] != HALT_NONE:
-        level = 0.0
-        if halt_reason >= 0.0:
-            reason = halt_reason
-        elif state[S_HALT] == HALT_MAX_DRAWDOWN:
-            reason = REASON_MAX_DRAWDOWN
-        else:
-            reason = REASON_DAILY_LOSS
-    if level != state[S_ORDERED_TARGET]:
-        state[S_PENDING_TARGET] = level
-        state[S_PENDING_REASON] = reason
-    state[S_LAST_TS] = ts
-    state[S_BARS] += 1.0
+    k, st = advance_nb(state_tuple_nb(state), config_tuple_nb(config), ts, open_price, high, low,
+                       close, target, fills, 0)
+    if k >= 0:
+        store_state_nb(state, st)
     return k

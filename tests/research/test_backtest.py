@@ -209,3 +209,42 @@ def test_result_matches_a_fresh_kernel_run_with_random_levels(bars):
 def test_plot_delegates_to_the_chart_module(result):
     figure = result.plot()
     assert type(figure).__name__ == "Figure"
+
+
+@pytest.mark.parametrize("broken_bar", [None, 600])
+@pytest.mark.parametrize("stops", [Stops(), Stops(stop_loss=0.01, take_profit=0.03,
+                                                  trailing_stop=0.015)])
+def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, stops, broken_bar):
+    """``research.backtest`` records only the equity and accumulates the stats inside the
+    loop; cash and position come from the fills. All must equal what the kernel that records
+    every series produces, and the stats what the two-pass ``compute_stats`` gives."""
+    from research.kernels import execution as ex
+    from research.kernels.backtest import run_backtest_nb
+    from research.kernels.trades import closed_trade_arrays_nb
+    from research.metrics import compute_stats
+
+    high = bars.high.copy()
+    if broken_bar is not None:
+        high[broken_bar] = np.nan
+    run_bars = Bars(bars.ts, bars.open, high, bars.low, bars.close, bars.volume, HOUR)
+    levels = random_targets(len(bars), 4, levels=(-1.0, 0.0, 0.5, 1.0, math.nan))
+    spec = StrategySpec(name="levels", params=Params, target=lambda b, p: levels[: len(b)],
+                        warmup=lambda p: 1, indicators=lambda b, p: {})
+    costs = Costs(0.001, 2.0)
+    result = backtest(spec, run_bars, costs=costs, stops=stops, initial_cash=5_000.0)
+    fills, cash, position, equity, status = run_backtest_nb(
+        ex.new_state(5_000.0), ex.make_config(costs, stops, RiskLimits()), run_bars.ts,
+        run_bars.open, run_bars.high, run_bars.low, run_bars.close, levels)
+    assert result.status == status
+    np.testing.assert_array_equal(result.fill_rows, fills)
+    for ours, kernel in ((result.equity, equity), (result.cash, cash),
+                         (result.position, position)):
+        np.testing.assert_array_equal(ours.to_numpy(), kernel)
+    processed = len(bars) if broken_bar is None else broken_bar
+    pnls, durations = closed_trade_arrays_nb(fills, run_bars.ts, HOUR)
+    expected = compute_stats(equity[:processed], position[:processed], run_bars.ts[:processed],
+                             HOUR, pnls, durations, 5_000.0, float(fills[:, ex.F_FEE].sum()))
+    assert len(expected) == len(result.stats)
+    for name, value in expected.items():
+        assert result.stats[name] == value or (math.isnan(value) and math.isnan(
+            result.stats[name])), name
