@@ -4,8 +4,8 @@ Run with ``.venv/bin/python -m bench.indicators``. Prints the best of five runs 
 warm-up) of each Numba indicator next to its pandas formulation, and of every shipped
 strategy's ``target`` with default parameters. The SMA keeps an exact (fixed-point) moving sum,
 so its cost does not grow with the window and its value is the correctly rounded window mean
-(see :mod:`research.indicators`); pandas' running sum is faster per step but drifts with the
-history, which would break the runner's warm-up parity.
+(see :mod:`research.indicators`); pandas' floating-point running sum drifts with the history,
+which would break the runner's warm-up parity.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Conventions (each matches the pandas formulation named in its docstring):
 * **Window indicators** (SMA, Bollinger, z-score, Donchian) use the last ``n`` values, the
   current one included; the first ``n - 1`` outputs are ``nan``, and so is every output whose
   window contains a ``nan``. Each value is a pure function of its window's values, bit for
-  bit: moving sums are kept **exactly** (fixed-point limbs, see :func:`window_sum_nb`) and
+  bit: moving sums are kept **exactly** (in fixed point, see :func:`window_sum_nb`) and
   rounded once, and deviations are summed directly over the window, never by a floating-point
   running add-and-subtract whose drift would depend on the history before the window. So a
   strategy computed on a short window of recent bars gets bit-identical values to the same
@@ -134,27 +134,6 @@ def _float_parts_nb(bits):
     if bits < 0:
         mantissa = -mantissa
     return mantissa, biased - 1075
-
-
-@njit(cache=True)
-def _exponent_range_nb(x):
-    """``(lowest, highest)`` exponent of :func:`_float_parts_nb` over the finite values of
-    ``x`` (``(0, 0)`` if there are none)."""
-    lowest = 1 << 30
-    highest = -(1 << 30)
-    bits = x.view(np.int64)
-    for i in range(len(x)):
-        biased = (bits[i] >> 52) & 0x7FF
-        if biased == 0x7FF:
-            continue  # inf or nan
-        e = max(biased, 1) - 1075
-        if e < lowest:
-            lowest = e
-        if e > highest:
-            highest = e
-    if lowest > highest:
-        return 0, 0
-    return lowest, highest
 
 
 @njit(cache=True)
@@ -342,33 +321,6 @@ def _two_word_rounded_nb(hi, lo, lowest, scales):
 
 
 @njit(cache=True)
-def window_sum_nb(x, n):
-    """Exact sum of ``x[t-n+1 : t+1]`` rounded once to float64, for ``t >= n - 1``.
-
-    The sum is kept exactly in a fixed-point accumulator (a sliding window: add the new value,
-    subtract the leaving one, no rounding anywhere) and rounded to the nearest float64 only
-    when read. The result is therefore the correctly rounded sum of the window (what
-    ``math.fsum`` returns) and depends on the window's values alone: the same window gives the
-    same bits whatever history precedes it, in O(1) per step. ``nan`` where the window holds a
-    non-finite value, and for ``t < n - 1``.
-
-    The accumulator is two 62-bit words when the values' binary exponents span few enough
-    bits (any price series), else 32-bit limbs; both are exact, so the choice (which depends on
-    the whole array) never changes a result.
-    """
-    size = len(x)
-    out = np.full(size, np.nan)
-    if size < n:
-        return out
-    lowest, highest = _exponent_range_nb(x)
-    if highest - lowest + 53 + _bit_length64_nb(np.int64(n)) + 2 <= 122:
-        _window_sum_two_word_nb(x, n, lowest, out)
-    else:
-        _window_sum_limbs_nb(x, n, lowest, highest, out)
-    return out
-
-
-@njit(cache=True)
 def _window_sum_two_word_nb(x, n, lowest, out):
     scales = _scales_nb(4, lowest)
     hi = np.int64(0)
@@ -415,16 +367,267 @@ def _window_sum_limbs_nb(x, n, lowest, highest, out):
 
 
 @njit(cache=True)
+def window_sum_nb(x, n):
+    """Exact sum of ``x[t-n+1 : t+1]`` rounded once to float64, for ``t >= n - 1``.
+
+    Each window's sum is computed exactly in fixed point (no rounding anywhere) and rounded to
+    the nearest float64 once, so the result is the correctly rounded sum of the window (what
+    ``math.fsum`` returns) and depends on the window's values alone: the same window gives the
+    same bits whatever history precedes it, in amortised O(1) per window. ``nan`` where the
+    window holds a non-finite value, and for ``t < n - 1``.
+
+    The windows go by blocks of at least ``4 * n`` (see :func:`_window_block_nb`); each block
+    picks the cheapest exact accumulator its own values allow, so the choice never changes a
+    result.
+    """
+    return _window_means_nb(x, n, 1.0, False)
+
+
+@njit(cache=True)
 def sma_nb(x, n):
     """Simple moving average of the last ``n`` values (see :func:`sma`)."""
-    out = window_sum_nb(x, n)
-    run = equal_run_nb(x)
-    for t in range(n - 1, len(x)):
-        if run[t] >= n:
-            out[t] = x[t]
-        else:
-            out[t] = out[t] / n
+    return _window_means_nb(x, n, float(n), True)
+
+
+@njit(cache=True)
+def sma_into_nb(x, n, out):
+    """:func:`sma_nb` written into ``out`` (as long as ``x``); returns ``out``."""
+    _window_means_into_nb(x, n, float(n), True, out)
     return out
+
+
+@njit(cache=True)
+def _window_means_nb(x, n, divisor, keep_constant):
+    """``window_sum_nb(x, n) / divisor``; but if ``keep_constant``, a window whose ``n`` values
+    are equal (``==``: ``0.0`` and ``-0.0`` too, not ``nan``) gives its last value. All ``nan``
+    if ``n < 1``."""
+    out = np.empty(len(x))
+    _window_means_into_nb(x, n, divisor, keep_constant, out)
+    return out
+
+
+@njit(cache=True)
+def _window_means_into_nb(x, n, divisor, keep_constant, out):
+    """:func:`_window_means_nb` written into ``out``."""
+    size = len(x)
+    if n < 1:
+        out[:] = np.nan
+        return
+    out[:min(n - 1, size)] = np.nan
+    block = max(1024, 4 * n)
+    lows = np.empty(block, dtype=np.int64)
+    highs = np.empty(block, dtype=np.int64)
+    candidates = np.empty(block, dtype=np.bool_)
+    for start in range(n - 1, size, block):
+        stop = min(start + block, size)
+        _window_block_nb(x[start - n + 1:stop], n, out[start - n + 1:stop], divisor,
+                         keep_constant, lows, highs, candidates)
+
+
+# How a block keeps its window sums (see _sum_mode_nb): with the sliding two-word or limb
+# kernels above, in one int64 per window, or in two (the sums of the values' low 32 bits and
+# of the rest).
+_WIDE = 0
+_ONE_WORD = 1
+_SPLIT_WORD = 2
+
+_MAGNITUDE_BITS = 0x7FFFFFFFFFFFFFFF
+_INFINITY_BITS = 0x7FF0000000000000  # magnitudes from here on are inf or nan
+_TWO32 = float(1 << 32)
+
+
+@njit(cache=True)
+def _window_block_nb(x, n, out, divisor, keep_constant, lows, highs, candidates):
+    """:func:`_window_means_nb` for the windows ``x[i : i + n]`` of ``x``, into ``out[i + n - 1]``
+    (``out[:n - 1]`` is left alone); ``lows``, ``highs`` and ``candidates`` are scratch space
+    for ``len(x) - n + 1`` values.
+
+    Unless the values' exponents are too far apart (``_WIDE``: the sliding kernels above),
+    every value becomes an exact int64 multiple of ``2**lowest`` and each window's total is
+    the first window's plus the running sum of entering minus leaving values: converting and
+    rounding are vectorised loops, only the running sum is serial. Windows holding an inf or
+    a nan, and windows of equal values (for ``keep_constant``), are then fixed up.
+    """
+    lowest, highest, nonfinite = _survey_nb(x)
+    mode = _sum_mode_nb(lowest, highest, n)
+    windows = len(x) - n + 1
+    if mode == _WIDE:
+        if highest - lowest + 53 + _bit_length64_nb(np.int64(n)) + 2 <= 122:
+            _window_sum_two_word_nb(x, n, lowest, out)
+        else:
+            _window_sum_limbs_nb(x, n, lowest, highest, out)
+    else:
+        split = mode == _SPLIT_WORD
+        _word_steps_nb(x, n, math.ldexp(1.0, -lowest), split, lows, highs)
+        _running_totals_nb(lows[:windows], highs[:windows], split)
+    found = _block_results_nb(x[n - 1:], out[n - 1:], math.ldexp(1.0, lowest), divisor,
+                              keep_constant, mode, lows, highs, candidates)
+    if nonfinite:
+        _windows_with_nonfinite_nb(x, n, out, keep_constant)
+    elif found:
+        _constant_windows_nb(x, n, out, candidates[:windows])
+
+
+@njit(cache=True)
+def _survey_nb(x):
+    """``(lowest, highest, nonfinite)`` of ``x`` (not empty): the lowest and highest exponent of
+    :func:`_float_parts_nb` over the finite nonzero values (``(0, 0)`` if there are none), and
+    whether ``x`` holds an inf or a nan."""
+    bits = x.view(np.int64)
+    smallest = np.int64(_INFINITY_BITS)
+    largest = np.int64(0)
+    top = np.int64(0)
+    for i in range(len(bits)):
+        magnitude = bits[i] & _MAGNITUDE_BITS  # ordered like the absolute values
+        smallest = min(smallest, magnitude if magnitude != 0 else _INFINITY_BITS)
+        largest = max(largest, magnitude if magnitude < _INFINITY_BITS else 0)
+        top = max(top, magnitude)
+    nonfinite = top >= _INFINITY_BITS
+    if largest == 0:
+        return 0, 0, nonfinite
+    return max(smallest >> 52, 1) - 1075, max(largest >> 52, 1) - 1075, nonfinite
+
+
+@njit(cache=True)
+def _sum_mode_nb(lowest, highest, n):
+    """The accumulator for windows of ``n`` values whose finite nonzero values have exponents
+    (:func:`_float_parts_nb`) in ``[lowest, highest]``.
+
+    A value is then ``v * 2**-lowest``, an integer below ``2**(highest - lowest + 53)``: an
+    int64 if the spread ``highest - lowest`` is at most 10 and ``2**-lowest`` a normal float
+    (else ``_WIDE``). ``_ONE_WORD`` if a window sum fits an int64 too (it is below
+    ``n * 2**(spread + 53)``). Else ``_SPLIT_WORD`` if ``n < 2**21``: a window's sums of low
+    words (below ``n * 2**32``) and of high words (below ``n * 2**(spread + 21)``) are then
+    exact float64s, so ``high * 2**32 + low`` is rounded once, correctly.
+    """
+    spread = highest - lowest
+    if lowest < -1022 or spread > 10:
+        return _WIDE
+    bits = _bit_length64_nb(np.int64(n))
+    if spread + 53 + bits <= 63:
+        return _ONE_WORD
+    if bits <= 21:
+        return _SPLIT_WORD
+    return _WIDE
+
+
+@njit(cache=True)
+def _fixed_point_nb(v, up):
+    """``v * up`` as an int64 (``up = 2**-lowest``; exact for the values of a block that is not
+    ``_WIDE``, see :func:`_sum_mode_nb`), 0 for a non-finite ``v``."""
+    return np.int64(v * up) if math.isfinite(v) else np.int64(0)
+
+
+@njit(cache=True)
+def _word_steps_nb(x, n, up, split, lows, highs):
+    """The first window's total (entry 0), then each window's total minus the previous
+    window's (entry ``i`` for ``x[i : i + n]``), of the values' :func:`_fixed_point_nb` in
+    ``lows``; if ``split``, of their low 32 bits in ``lows`` and of the rest (``value >> 32``)
+    in ``highs``."""
+    windows = len(x) - n + 1
+    low = np.int64(0)
+    high = np.int64(0)
+    for k in range(n):
+        value = _fixed_point_nb(x[k], up)
+        if split:
+            low += value & _MASK32
+            high += value >> 32
+        else:
+            low += value
+    lows[0] = low
+    highs[0] = high
+    entering, leaving = x[n:], x[:windows - 1]
+    step_lows, step_highs = lows[1:windows], highs[1:windows]
+    for i in range(windows - 1):
+        new = _fixed_point_nb(entering[i], up)
+        old = _fixed_point_nb(leaving[i], up)
+        if split:
+            step_lows[i] = (new & _MASK32) - (old & _MASK32)
+            step_highs[i] = (new >> 32) - (old >> 32)
+        else:
+            step_lows[i] = new - old
+
+
+@njit(cache=True)
+def _running_totals_nb(lows, highs, split):
+    """Turn :func:`_word_steps_nb`'s steps into each window's totals, in place (the serial
+    part: one integer add per window, two if ``split``)."""
+    low = np.int64(0)
+    high = np.int64(0)
+    for i in range(len(lows)):
+        low += lows[i]
+        lows[i] = low
+        if split:
+            high += highs[i]
+            highs[i] = high
+
+
+@njit(cache=True)
+def _block_results_nb(last, out, down, divisor, keep_constant, mode, lows, highs, candidates):
+    """Set ``out[i]`` to window ``i``'s sum over ``divisor``; return whether any window is a
+    candidate for :func:`_constant_windows_nb`, marked in ``candidates``: ``keep_constant``
+    and a sum equal to ``divisor * last[i]`` (``last[i]`` the window's last value), as it is
+    for ``n`` equal values, whose exact sum ``n * v`` rounds like the product.
+
+    The sum is ``lows[i]`` (``_ONE_WORD``) or ``highs[i] * 2**32 + lows[i]`` (``_SPLIT_WORD``)
+    times ``down = 2**lowest`` (exact: the result is a normal float, or overflows exactly when
+    the true sum rounds to infinity), or ``out[i]`` itself (``_WIDE``, from the sliding
+    kernels; windows holding a non-finite value are left to the caller).
+    """
+    found = False
+    for i in range(len(out)):
+        if mode == _ONE_WORD:
+            total = float(lows[i]) * down
+        elif mode == _SPLIT_WORD:
+            total = (float(highs[i]) * _TWO32 + float(lows[i])) * down
+        else:
+            total = out[i]
+        out[i] = total / divisor
+        candidate = keep_constant and total == divisor * last[i]
+        candidates[i] = candidate
+        found |= candidate
+    return found
+
+
+@njit(cache=True)
+def _constant_windows_nb(x, n, out, candidates):
+    """``out[i + n - 1] = x[i + n - 1]`` for each candidate window ``x[i : i + n]`` whose values
+    are all equal; each value of ``x`` is compared with its predecessor at most once."""
+    scanned = 0  # x[k] has been compared with x[k - 1] for every 0 < k <= scanned
+    last_change = 0  # the highest such k with x[k] != x[k - 1], or 0
+    for i in range(len(candidates)):
+        if candidates[i]:
+            end = i + n - 1
+            for k in range(max(scanned, i) + 1, end + 1):
+                if x[k] != x[k - 1]:
+                    last_change = k
+            scanned = max(scanned, end)
+            if last_change <= i:
+                out[end] = x[end]
+
+
+@njit(cache=True)
+def _windows_with_nonfinite_nb(x, n, out, keep_constant):
+    """For the windows ``x[i : i + n]`` of a block holding an inf or a nan: ``out[i + n - 1]``
+    is ``nan`` if the window holds one, except that, if ``keep_constant``, a window of equal
+    values (an inf repeated, say) gives that value."""
+    run = 0
+    last_nonfinite = -n
+    previous = np.nan
+    for k in range(len(x)):
+        v = x[k]
+        if v == previous:
+            run += 1
+        else:
+            run = 1 if v == v else 0
+        previous = v
+        if not math.isfinite(v):
+            last_nonfinite = k
+        if k >= n - 1:
+            if keep_constant and run >= n:
+                out[k] = v
+            elif k - last_nonfinite < n:
+                out[k] = np.nan
 
 
 @njit(cache=True)
@@ -718,7 +921,10 @@ def sma(values, n: int) -> np.ndarray:
     ``values[t-n+1 : t+1]`` bit for bit; a constant window gives exactly its value.
     """
     x, n = _as_series("values", values), _as_window("n", n)
-    return _memoized("sma", (values,), (x,), (n,), lambda: sma_nb(x, n))
+    # the output is allocated by numpy (which asks for transparent huge pages on large
+    # arrays): a bars-long array allocated inside Numba pays a page fault per 4 KiB on first
+    # touch, which on a virtual machine costs more than computing the averages
+    return _memoized("sma", (values,), (x,), (n,), lambda: sma_into_nb(x, n, np.empty(len(x))))
 
 
 def ema(values, n: int) -> np.ndarray:

@@ -385,19 +385,8 @@ def advance_nb(st, cfg, ts, open_price, high, low, close, target, fills, k):
         high >= low and high >= open_price and high >= close and low <= open_price and low <= close
     ):
         return STATUS_BAD_BAR, st
-    cash = st[S_CASH]
-    position = st[S_POSITION]
-    entry = st[S_ENTRY_PRICE]
-    extreme = st[S_TRAIL_EXTREME]
-    pending = st[S_PENDING_TARGET]
-    pending_reason = st[S_PENDING_REASON]
-    ordered = st[S_ORDERED_TARGET]
-    stopped = st[S_STOPPED_TARGET]
-    day = st[S_DAY]
-    day_start_equity = st[S_DAY_START_EQUITY]
-    peak = st[S_PEAK_EQUITY]
-    halt = st[S_HALT]
-    equity = st[S_EQUITY]
+    (cash, position, entry, extreme, pending, pending_reason, ordered, stopped, day,
+     day_start_equity, peak, halt, equity, _, bars) = st  # S_* order (asserted above)
     # 1. day roll (the division only runs when the bar leaves the stored day)
     day_start = day * DAY_MS  # exact: integers below 2**53
     if not day_start <= float(ts - 1) < day_start + DAY_MS:
@@ -457,7 +446,7 @@ def advance_nb(st, cfg, ts, open_price, high, low, close, target, fills, k):
         pending = level
         pending_reason = reason
     return k, (cash, position, entry, extreme, pending, pending_reason, ordered, stopped, day,
-               day_start_equity, peak, halt, equity, float(ts), st[S_BARS] + 1.0)
+               day_start_equity, peak, halt, equity, float(ts), bars + 1.0)
 
 
 @njit(**_INLINED)
