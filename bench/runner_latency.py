@@ -2,12 +2,14 @@
 
 For 1, 10 and 100 bots in one runner process (the shipped strategies in turn, default
 parameters, all on Bittrex ADA/BTC 1m from the bundled sample), a stand-in for the data pipeline
-commits one closed bar to PostgreSQL and publishes it on ``market:...`` (Redis). Each bot wakes,
-reads the bar from the database, decides on its warm-up window, fills with ``step_nb``, commits
-its signal/trades/state/equity in its own transaction and publishes on ``signals:{bot_id}``.
-The latency of one (bot, bar) is the time from just before the bar's publication to the
-signal's arrival at a Redis subscriber in this process. The next bar is published once every
-bot has answered. Target: p99 < 50 ms with 100 bots.
+commits one closed bar to PostgreSQL and publishes it on ``market:...`` (Redis). The runner
+wakes the market's bots: one read of the bar from the database, then each bot decides on its
+warm-up window and fills with ``step_nb``; all their signals/trades/states/equity snapshots
+commit in one transaction (durable: ``synchronous_commit`` stays on), then every message goes
+out in one Redis round trip (see :mod:`runner.market_group`). The latency of one (bot, bar) is
+the time from just before the bar's publication to the bot's signal's arrival at a Redis
+subscriber in this process. The next bar is published once every bot has answered.
+Target: p99 < 50 ms with 100 bots.
 
 Run: ``.venv/bin/python -m bench.runner_latency`` (needs PostgreSQL and Redis; see
 ``CANDELA_BENCH_POSTGRES_URL`` and ``CANDELA_REDIS_URL``, defaulting to the local servers).

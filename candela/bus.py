@@ -16,7 +16,8 @@ Buses
 -----
 :func:`make_bus` returns a :class:`RedisBus` when ``CANDELA_REDIS_URL`` is set, else an
 :class:`InProcessBus` for a single process. Both offer ``publish(channel, payload)`` (never
-blocks), ``subscribe(channels, callback)``, ``flush()`` and ``close()``.
+blocks), ``publish_many(messages)`` (several messages at once, in order), ``subscribe(channels,
+callback)``, ``flush()`` and ``close()``.
 """
 
 from __future__ import annotations
@@ -61,7 +62,10 @@ def redis_url(url: str | None = None) -> str | None:
 
 def encode(payload: dict[str, Any]) -> str:
     """Encode a payload as compact JSON (NaN is written as ``null``)."""
-    return json.dumps(_nan_to_none(payload), separators=(",", ":"), sort_keys=True)
+    try:  # the common case, without a walk through the payload
+        return json.dumps(payload, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except ValueError:  # a NaN (or an infinity) somewhere
+        return json.dumps(_nan_to_none(payload), separators=(",", ":"), sort_keys=True)
 
 
 def decode(message: str | bytes) -> dict[str, Any]:
@@ -123,6 +127,11 @@ class InProcessBus:
                     callback(channel, message)
                 except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the others
                     _log.exception("subscriber of %s raised", channel)
+
+    def publish_many(self, messages: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """:meth:`publish` each ``(channel, payload)`` of ``messages``, in order."""
+        for channel, payload in messages:
+            self.publish(channel, payload)
 
     def subscribe(self, channels: Iterable[str], callback: Callback) -> Subscription:
         """Call ``callback(channel, payload)`` for every message on ``channels`` (patterns allowed)."""
@@ -194,14 +203,23 @@ class RedisBus:
 
     def publish(self, channel: str, payload: dict[str, Any]) -> None:
         """Queue ``payload`` for ``channel`` and return at once (never blocks on Redis)."""
-        message = encode(payload)
+        self.publish_many(((channel, payload),))
+
+    def publish_many(self, messages: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Queue each ``(channel, payload)`` of ``messages``, in order, and return at once.
+
+        The messages are queued together, so the publisher thread sends them in one pipelined
+        round trip (up to :attr:`BATCH` at a time).
+        """
+        encoded = [(channel, encode(payload)) for channel, payload in messages]
         with self._condition:
             if self._closed:
                 return
-            if len(self._queue) >= self._max_queue:
-                self._queue.popleft()
-                self.dropped += 1
-            self._queue.append((channel, message))
+            for item in encoded:
+                if len(self._queue) >= self._max_queue:
+                    self._queue.popleft()
+                    self.dropped += 1
+                self._queue.append(item)
             self._condition.notify()
 
     def flush(self, timeout: float = 5.0) -> bool:

@@ -2,19 +2,24 @@
 
 For every closed bar ``t`` (in stored order, gaps simply skipped as in the backtest):
 
-1. the strategy's ``target`` (and ``indicators``) run on the last ``spec.required_bars(params)``
-   bars ending at ``t`` (fewer at the very start of the history); its last value is the
-   decision at ``t``'s close;
-2. :func:`research.kernels.execution.step_nb` advances a **copy** of the persisted state with
+1. :meth:`Bot.prepare`: the strategy's ``target`` (and ``indicators``) run on the last
+   ``spec.required_bars(params)`` bars ending at ``t`` (fewer at the very start of the history);
+   its last value is the decision at ``t``'s close. Then
+   :func:`research.kernels.execution.step_nb` advances a **copy** of the persisted state with
    bar ``t`` and that decision: it fills the decision of bar ``t-1`` at ``t``'s open, checks the
-   stops intrabar and applies the risk limits, exactly as the backtest loop does;
-3. :func:`runner.ledger.write_bar` commits the signal, the fills, the state and an equity
-   snapshot in one transaction; only then does the bot adopt the new state and publish on
-   ``signals:{bot_id}``, ``trades:{bot_id}`` and ``status:{bot_id}``.
+   stops intrabar and applies the risk limits, exactly as the backtest loop does. The result is
+   a :class:`PreparedBar`: the rows to record and the new state;
+2. :func:`runner.ledger.write_bars` commits the signal, the fills, the state and an equity
+   snapshot atomically (together with the same bar's records of the market's other bots, see
+   :mod:`runner.market_group`);
+3. only after the commit does the bot :meth:`~Bot.adopt` the new state, and its
+   :meth:`~Bot.messages` go out on ``signals:{bot_id}``, ``trades:{bot_id}`` and
+   ``status:{bot_id}``.
 
-A failure anywhere before the commit leaves the bot's state (in memory and in the database) at
-the previous bar, so the bar is simply processed again later. A bar that the database already
-holds (``uq_signals_bot_ts``) is skipped and the bot reloads its state from the database.
+A failure anywhere before the commit leaves the bot's state in the database at the previous
+bar; the bot is then *stale* (its window holds an uncommitted bar) and must :meth:`~Bot.recover`
+before its next bar, which reprocesses the bar. A bar that the database already holds
+(``uq_signals_bot_ts``) is not written again: the bot recovers from the database instead.
 """
 
 from __future__ import annotations
@@ -24,8 +29,6 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,8 +66,8 @@ from research.kernels.execution import (
 )
 from research.types import Bars, StrategySpec
 from runner.config import BotConfig
-from runner.ledger import BarRecord, encode_state, load_state, write_bar
-from runner.market_data import BarWindow, MarketFeed, bars_after, bars_through
+from runner.ledger import BarRecord, encode_state, load_state
+from runner.market_data import BarWindow, bars_through
 
 _log = logging.getLogger(__name__)
 
@@ -72,9 +75,9 @@ _log = logging.getLogger(__name__)
 class ThreadConnections:
     """One database connection per worker thread, kept between bars (no pool checkout per bar).
 
-    On PostgreSQL the connections are in ``AUTOCOMMIT`` mode: each bar is ONE statement (see
-    :func:`runner.ledger.write_bar`), which is then its own transaction and costs a single round
-    trip, commit included.
+    On PostgreSQL the connections are in ``AUTOCOMMIT`` mode: each batch of bars is ONE
+    statement (see :func:`runner.ledger.write_bars`), which is then its own transaction and
+    costs a single round trip, commit included.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -143,6 +146,25 @@ class Decision:
     indicators: dict[str, float | None]
 
 
+@dataclass
+class PreparedBar:
+    """One bar decided and filled by a bot, not yet committed.
+
+    Attributes
+    ----------
+    record : BarRecord
+        The rows to write (signal, fills, state, equity snapshot).
+    state : ndarray
+        The execution state after the bar; the bot adopts it once ``record`` is committed.
+    indicators : dict
+        The decision's indicator values (also in ``record.signal["indicators_json"]``).
+    """
+
+    record: BarRecord
+    state: np.ndarray
+    indicators: dict[str, float | str | None]
+
+
 class Bot:
     """A bot: its config, strategy, execution config and the state of its last committed bar.
 
@@ -150,20 +172,9 @@ class Bot:
     ----------
     config : BotConfig
         Validated config; ``config.spec`` is the strategy.
-    publish : callable
-        ``publish(channel, payload)`` of the bus; called only after commits.
-    write_lock : context manager, optional
-        Held around each bar's transaction. SQLite has one writer at a time and its busy
-        handler sleeps, so the runner gives all its bots one lock there; PostgreSQL needs none.
-    feed : MarketFeed, optional
-        Shared reader of the newest bars of the bot's market (else the bot reads them itself).
-    connections : ThreadConnections, optional
-        The runner's connection per worker thread (else the bot makes its own).
     """
 
-    def __init__(self, config: BotConfig, publish: Callable[[str, dict], None], *,
-                 write_lock: AbstractContextManager | None = None, feed: MarketFeed | None = None,
-                 connections: ThreadConnections | None = None) -> None:
+    def __init__(self, config: BotConfig) -> None:
         if config.spec is None:
             raise ValueError(f"bot {config.bot_id!r}: config has no resolved strategy spec")
         self.config = config
@@ -173,10 +184,6 @@ class Bot:
         self.required_bars = self.spec.required_bars(self.params)
         self.execution_config = make_config(config.costs, config.stops, config.risk)
         self.timeframe_ms = config.timeframe_ms
-        self.publish = publish
-        self.write_lock = write_lock if write_lock is not None else nullcontext()
-        self.feed = feed
-        self.connections = connections
         self.state = new_state(config.initial_cash)
         self.cursor: int | None = None
         self.window = BarWindow(self.required_bars)
@@ -184,6 +191,12 @@ class Bot:
         self.window_stale = True  # until recover() loads the state and the warm-up window
         self.begin_ts = 0
         self._fills = np.empty((MAX_FILLS_PER_BAR, N_FILL))
+
+    @property
+    def after(self) -> int:
+        """The bot's next bar is the first stored bar with ``ts > after`` (its cursor, else
+        just before ``begin_ts``)."""
+        return self.cursor if self.cursor is not None else self.begin_ts - 1
 
     # ------------------------------------------------------------------ recovery
 
@@ -210,69 +223,6 @@ class Bot:
 
     # ------------------------------------------------------------------ the per-bar path
 
-    def catch_up(
-        self,
-        engine: Engine,
-        *,
-        until_ts: int | None = None,
-        should_stop: Callable[[], bool] = lambda: False,
-        chunk: int = 2000,
-        on_bar: Callable[[int], None] | None = None,
-        fresh_since: float | None = None,
-    ) -> int:
-        """Process every stored bar after the cursor (else from ``begin_ts``) up to ``until_ts``.
-
-        One transaction per bar, on a connection the bot keeps between calls. Returns the number
-        of bars processed. Database errors propagate (the bar stays unprocessed and the
-        connection is dropped); a strategy error raises :class:`StrategyError`.
-
-        ``fresh_since`` (a ``time.monotonic()`` value, default: now) is when the bot learnt of
-        new bars, e.g. when the ``market:`` message arrived: a shared :class:`MarketFeed` read
-        that started after it already holds them, so 100 bots woken by one message cause one
-        database read, not 100.
-        """
-        woken = time.monotonic() if fresh_since is None else fresh_since
-        processed = 0
-        connection = self._connect(engine)
-        try:
-            while not should_stop():
-                after = self.cursor if self.cursor is not None else self.begin_ts - 1
-                rows = None
-                if self.feed is not None:
-                    rows = self.feed.bars_after(connection, after, fresh_since=woken, until_ts=until_ts, limit=chunk)
-                if rows is None:
-                    rows = bars_after(connection, self.config.market, after, until_ts=until_ts, limit=chunk)
-                if connection.in_transaction():
-                    connection.rollback()  # end the read transaction before the per-bar writes
-                if not rows:
-                    break
-                for bar in rows:
-                    if should_stop():
-                        return processed
-                    if self.process_bar(connection, bar):
-                        processed += 1
-                        if on_bar is not None:
-                            on_bar(bar[0])
-                    else:  # already recorded elsewhere: the database wins
-                        self.recover(connection, self.begin_ts)
-                        if connection.in_transaction():
-                            connection.rollback()
-                        break
-        except BaseException:
-            self.close()
-            raise
-        return processed
-
-    def _connect(self, engine: Engine) -> Connection:
-        if self.connections is None:
-            self.connections = ThreadConnections(engine)
-        return self.connections.get()
-
-    def close(self) -> None:
-        """Discard this thread's database connection (after an error it may be broken)."""
-        if self.connections is not None:
-            self.connections.discard()
-
     def decide(self, bars: Bars, bar_ts: int) -> Decision:
         """Run the strategy on the window ending at ``bar_ts``; its last value is the decision."""
         try:
@@ -290,43 +240,36 @@ class Bot:
             indicators[name] = None if math.isnan(value) else value
         return Decision(float(target[-1]), indicators)
 
-    def process_bar(self, connection: Connection, bar: tuple) -> bool:
-        """Decide, fill and commit one bar; publish after the commit.
+    def prepare(self, bar: tuple) -> PreparedBar | None:
+        """Decide and fill ``bar`` (``(ts, open, high, low, close, volume)``) on a copy of the state.
 
-        Returns ``False`` when the database already holds this bar (the caller must then
-        :meth:`recover`). After an exception the bot must :meth:`recover` before the next bar.
+        Returns ``None`` when the state is already past ``bar`` (the caller must then
+        :meth:`recover`). The bot is stale until the result is committed and :meth:`adopt`-ed,
+        or until :meth:`recover`. Raises :class:`StrategyError` if the strategy fails.
         """
         if self.window_stale:
             raise RuntimeError(f"bot {self.bot_id!r}: recover() before processing more bars")
         ts, open_, high, low, close, _volume = bar
         ts = int(ts)
+        self.window_stale = True  # the window holds a bar that is not committed yet
         self.window.append(bar)
-        try:
-            window_ts, o, h, l, c, v = self.window.arrays()
-            bars = Bars(window_ts, o, h, l, c, v, self.timeframe_ms)
-            decision = self.decide(bars, ts)
-            state = self.state.copy()
-            status = step_nb(state, self.execution_config, ts, open_, high, low, close, decision.raw_target, self._fills)
-            if status == STATUS_OUT_OF_ORDER:  # the state is past this bar: trust the database
-                _log.warning("bot %s: bar %s is not after the last processed bar; reloading", self.bot_id, ts)
-                self.window_stale = True
-                return False
-            record = self._record(ts, close, decision, state, status)
-            with self.write_lock:
-                written = write_bar(connection, record)
-            if not written:
-                self.window_stale = True
-                return False
-        except BaseException:
-            self.window_stale = True  # holds a bar that was not committed: recover() rebuilds it
-            raise
-        self.state = state
-        self.cursor = ts
-        self.bars_processed += 1
-        self._publish(record)
-        return True
+        window_ts, o, h, l, c, v = self.window.arrays()
+        decision = self.decide(Bars(window_ts, o, h, l, c, v, self.timeframe_ms), ts)
+        state = self.state.copy()
+        status = step_nb(state, self.execution_config, ts, open_, high, low, close, decision.raw_target, self._fills)
+        if status == STATUS_OUT_OF_ORDER:  # the state is past this bar: trust the database
+            _log.warning("bot %s: bar %s is not after the last processed bar; reloading", self.bot_id, ts)
+            return None
+        return self._prepared(ts, close, decision, state, status)
 
-    def _record(self, ts: int, close: float, decision: Decision, state: np.ndarray, status: int) -> BarRecord:
+    def adopt(self, prepared: PreparedBar) -> None:
+        """Take the state of ``prepared`` once its record is committed: the bot is current again."""
+        self.state = prepared.state
+        self.cursor = prepared.record.bar_ts
+        self.bars_processed += 1
+        self.window_stale = False
+
+    def _prepared(self, ts: int, close: float, decision: Decision, state: np.ndarray, status: int) -> PreparedBar:
         created = now_ms()
         pending = state[S_PENDING_TARGET]
         executed = status >= 0 and not math.isnan(pending)
@@ -373,7 +316,7 @@ class Bot:
                 created_at=created,
             ))
         equity = float(state[S_EQUITY]) if status >= 0 else float(self.state[S_EQUITY])
-        return BarRecord(
+        record = BarRecord(
             bot_id=self.bot_id,
             bar_ts=ts,
             signal=signal,
@@ -395,17 +338,21 @@ class Bot:
                 price=float(close),
             ),
         )
+        return PreparedBar(record, state, indicators)
 
-    def _publish(self, record: BarRecord) -> None:
-        signal = dict(record.signal)
-        signal["indicators"] = json.loads(signal.pop("indicators_json"))
+    def messages(self, prepared: PreparedBar) -> list[tuple[str, dict]]:
+        """``(channel, payload)`` to publish once ``prepared`` is committed: the signal, each
+        fill, and a ``traded`` status when the bar had fills."""
+        record = prepared.record
+        signal = {key: value for key, value in record.signal.items() if key != "indicators_json"}
+        signal["indicators"] = prepared.indicators
         signal["published_at"] = time.time_ns() // 1_000_000
-        self.publish(signals_channel(self.bot_id), signal)
-        for trade in record.trades:
-            self.publish(trades_channel(self.bot_id), trade)
+        messages = [(signals_channel(self.bot_id), signal)]
+        messages.extend((trades_channel(self.bot_id), trade) for trade in record.trades)
         if record.trades:
-            self.publish(status_channel(self.bot_id), dict(
+            messages.append((status_channel(self.bot_id), dict(
                 bot_id=self.bot_id, event="traded", ts=record.bar_ts,
                 cash=record.state["cash"], position=record.state["position"],
                 equity=record.performance["equity"],
-            ))
+            )))
+        return messages

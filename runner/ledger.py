@@ -1,9 +1,10 @@
 """The runner's database records: bots, their state, signals, trades, equity and events.
 
-The database is the truth (DESIGN.md §5). :func:`write_bar` commits everything one bar changes
-for one bot in ONE transaction, guarded by the ``uq_signals_bot_ts`` unique key: a bar that was
-already recorded (a retry after an ambiguous commit, a second runner) writes nothing and returns
-``False``. Nothing here publishes; callers publish after the commit.
+The database is the truth (DESIGN.md §5). :func:`write_bars` commits everything one bar changes
+for a bot (signal, fills, state, equity) atomically, for a batch of bots (one bar each) in ONE
+transaction, guarded by the ``uq_signals_bot_ts`` unique key: a bar that was already recorded (a
+retry after an ambiguous commit, a second runner) writes nothing for its bot, and the bot is left
+out of the returned set. Nothing here publishes; callers publish after the commit.
 """
 
 from __future__ import annotations
@@ -42,91 +43,130 @@ def _insert(connection: Connection, table):
     return insert(table)
 
 
-def write_bar(connection: Connection, record: BarRecord) -> bool:
-    """Record one processed bar in one transaction; ``False`` if it was recorded before.
+def write_bars(connection: Connection, records: Sequence[BarRecord]) -> set[str]:
+    """Record processed bars, at most one per bot, in ONE transaction; return the bots written.
 
-    Writes the signal (first, on ``uq_signals_bot_ts``: a duplicate stops here and nothing is
-    written), the trades, the ``bot_state`` row (upsert) and the ``bot_performance`` snapshot.
-    On PostgreSQL the four inserts travel as ONE statement (data-modifying CTEs that all depend
-    on the signal insert), which is atomic by itself: on an ``AUTOCOMMIT`` connection a bar
-    costs a single round trip, commit included. The caller must not hold an open transaction
-    on ``connection``.
+    For each record: the signal first, on ``uq_signals_bot_ts``; a bar recorded before (a retry
+    after an ambiguous commit, a second runner) writes nothing for its bot, and that bot is
+    absent from the result. The others get their trades, their ``bot_state`` row (upsert) and
+    their ``bot_performance`` snapshot. Every record is all or nothing, and the whole batch
+    commits (or fails) together.
+
+    On PostgreSQL the batch travels as ONE statement whatever its size (data-modifying CTEs over
+    ``unnest`` of column arrays, the dependent inserts keyed on the bots whose signal was
+    inserted), which is atomic by itself: on an ``AUTOCOMMIT`` connection a batch costs a single
+    round trip, commit included. The caller must not hold an open transaction on ``connection``.
+
+    Raises
+    ------
+    ValueError
+        If two records belong to the same bot (its state row would be written twice).
     """
+    bot_ids = [record.bot_id for record in records]
+    if len(set(bot_ids)) != len(bot_ids):
+        raise ValueError("write_bars takes at most one bar per bot: split the batch by bar")
+    if not records:
+        return set()
     with connection.begin():
         if connection.dialect.name == "postgresql":
-            statement = _postgres_bar_statement(len(record.trades))
-            result = connection.exec_driver_sql(statement, _postgres_bar_params(record))
-            return result.scalar_one() == 1
-        inserted = connection.execute(
-            _insert(connection, schema.signals).on_conflict_do_nothing(
-                index_elements=["bot_id", "ts"]
-            ),
-            record.signal,
-        )
-        if inserted.rowcount == 0:
-            return False
-        if record.trades:
-            connection.execute(schema.trades.insert(), record.trades)
-        state_insert = _insert(connection, schema.bot_state)
-        connection.execute(
-            state_insert.on_conflict_do_update(
-                index_elements=["bot_id"],
-                set_={key: state_insert.excluded[key] for key in _STATE_UPDATES},
-            ),
-            record.state,
-        )
-        connection.execute(schema.bot_performance.insert(), record.performance)
+            result = connection.exec_driver_sql(_POSTGRES_BATCH, _postgres_batch_params(records))
+            return {row[0] for row in result}
+        return {record.bot_id for record in records if _write_one(connection, record)}
+
+
+def _write_one(connection: Connection, record: BarRecord) -> bool:
+    """Insert one record inside the caller's transaction; ``False`` if its signal existed."""
+    inserted = connection.execute(
+        _insert(connection, schema.signals).on_conflict_do_nothing(index_elements=["bot_id", "ts"]),
+        record.signal,
+    )
+    if inserted.rowcount == 0:
+        return False
+    if record.trades:
+        connection.execute(schema.trades.insert(), record.trades)
+    state_insert = _insert(connection, schema.bot_state)
+    connection.execute(
+        state_insert.on_conflict_do_update(
+            index_elements=["bot_id"],
+            set_={key: state_insert.excluded[key] for key in _STATE_UPDATES},
+        ),
+        record.state,
+    )
+    connection.execute(schema.bot_performance.insert(), record.performance)
     return True
 
 
 _STATE_UPDATES = ("cash", "position", "cursor_ts", "state_json", "updated_at")
-_SIGNAL_COLUMNS = ("bot_id", "ts", "action", "target", "raw_target", "price", "executed",
-                   "indicators_json", "created_at")
-_TRADE_COLUMNS = ("bot_id", "bar_ts", "seq", "ts", "side", "size", "price", "fee", "reason",
-                  "realized_pnl", "cash_after", "position_after", "created_at")
-_STATE_COLUMNS = ("bot_id", "cash", "position", "cursor_ts", "state_json", "updated_at")
-_PERFORMANCE_COLUMNS = ("bot_id", "ts", "equity", "cash", "position", "price")
-_POSTGRES_STATEMENTS: dict[int, str] = {}
+# (column, PostgreSQL array type) of each table, in insert order
+_SIGNAL_COLUMNS = (("bot_id", "text"), ("ts", "bigint"), ("action", "text"), ("target", "float8"),
+                   ("raw_target", "float8"), ("price", "float8"), ("executed", "boolean"),
+                   ("indicators_json", "text"), ("created_at", "bigint"))
+_TRADE_COLUMNS = (("bot_id", "text"), ("bar_ts", "bigint"), ("seq", "integer"), ("ts", "bigint"),
+                  ("side", "text"), ("size", "float8"), ("price", "float8"), ("fee", "float8"),
+                  ("reason", "text"), ("realized_pnl", "float8"), ("cash_after", "float8"),
+                  ("position_after", "float8"), ("created_at", "bigint"))
+_STATE_COLUMNS = (("bot_id", "text"), ("cash", "float8"), ("position", "float8"), ("cursor_ts", "bigint"),
+                  ("state_json", "text"), ("updated_at", "bigint"))
+_PERFORMANCE_COLUMNS = (("bot_id", "text"), ("ts", "bigint"), ("equity", "float8"), ("cash", "float8"),
+                        ("position", "float8"), ("price", "float8"))
 
 
-def _postgres_bar_statement(n_trades: int):
-    """The one-round-trip SQL for a bar with ``n_trades`` fills (cached per count).
-
-    Plain driver SQL (sent with ``exec_driver_sql``): the hot path skips statement compilation.
-    """
-    statement = _POSTGRES_STATEMENTS.get(n_trades)
-    if statement is not None:
-        return statement
-
-    def names(prefix: str, columns) -> str:  # psycopg2 "pyformat" placeholders
-        return ", ".join(f"%({prefix}{column})s" for column in columns)
-
-    parts = [
-        f"WITH sig AS (INSERT INTO signals ({', '.join(_SIGNAL_COLUMNS)}) "
-        f"VALUES ({names('g_', _SIGNAL_COLUMNS)}) ON CONFLICT (bot_id, ts) DO NOTHING RETURNING 1 AS ok)",
-        f"state AS (INSERT INTO bot_state ({', '.join(_STATE_COLUMNS)}) SELECT {names('s_', _STATE_COLUMNS)} "
-        f"FROM sig ON CONFLICT (bot_id) DO UPDATE SET "
-        + ", ".join(f"{column} = EXCLUDED.{column}" for column in _STATE_UPDATES) + ")",
-        f"perf AS (INSERT INTO bot_performance ({', '.join(_PERFORMANCE_COLUMNS)}) "
-        f"SELECT {names('p_', _PERFORMANCE_COLUMNS)} FROM sig)",
-    ]
-    for seq in range(n_trades):
-        parts.append(
-            f"fill{seq} AS (INSERT INTO trades ({', '.join(_TRADE_COLUMNS)}) "
-            f"SELECT {names(f't{seq}_', _TRADE_COLUMNS)} FROM sig)"
-        )
-    statement = ", ".join(parts) + " SELECT count(*) FROM sig"
-    _POSTGRES_STATEMENTS[n_trades] = statement
-    return statement
+def _unnest(prefix: str, columns) -> str:
+    """``unnest(%(prefix_col)s::type[], ...) AS prefix (col, ...)``: one row per array index."""
+    arrays = ", ".join(f"%({prefix}_{name})s::{kind}[]" for name, kind in columns)
+    return f"unnest({arrays}) AS {prefix} ({', '.join(name for name, _ in columns)})"
 
 
-def _postgres_bar_params(record: BarRecord) -> dict:
-    params = {f"g_{key}": value for key, value in record.signal.items()}
-    params.update({f"s_{key}": value for key, value in record.state.items()})
-    params.update({f"p_{key}": value for key, value in record.performance.items()})
-    for seq, trade in enumerate(record.trades):
-        params.update({f"t{seq}_{key}": value for key, value in trade.items()})
+def _insert_written(table: str, prefix: str, columns) -> str:
+    """INSERT of the rows of ``prefix`` that belong to a bot whose signal was just inserted."""
+    names = ", ".join(name for name, _ in columns)
+    return (f"INSERT INTO {table} ({names}) SELECT {names} FROM {_unnest(prefix, columns)} "
+            f"WHERE {prefix}.bot_id IN (SELECT bot_id FROM written)")
+
+
+_POSTGRES_BATCH = (
+    f"WITH written AS (INSERT INTO signals ({', '.join(name for name, _ in _SIGNAL_COLUMNS)}) "
+    f"SELECT * FROM {_unnest('g', _SIGNAL_COLUMNS)} ON CONFLICT (bot_id, ts) DO NOTHING RETURNING bot_id), "
+    f"new_state AS ({_insert_written('bot_state', 's', _STATE_COLUMNS)} ON CONFLICT (bot_id) DO UPDATE SET "
+    + ", ".join(f"{name} = EXCLUDED.{name}" for name in _STATE_UPDATES) + "), "
+    f"performance AS ({_insert_written('bot_performance', 'p', _PERFORMANCE_COLUMNS)}), "
+    f"fills AS ({_insert_written('trades', 't', _TRADE_COLUMNS)}) "
+    "SELECT bot_id FROM written"
+)
+"""The one-round-trip batch write (plain driver SQL: no statement compilation per batch)."""
+
+
+def _postgres_batch_params(records: Sequence[BarRecord]) -> dict[str, str]:
+    """Column arrays of :data:`_POSTGRES_BATCH`: ``{prefix_column: array literal}``."""
+    params = {}
+    for prefix, columns, rows in (
+        ("g", _SIGNAL_COLUMNS, [record.signal for record in records]),
+        ("s", _STATE_COLUMNS, [record.state for record in records]),
+        ("p", _PERFORMANCE_COLUMNS, [record.performance for record in records]),
+        ("t", _TRADE_COLUMNS, [trade for record in records for trade in record.trades]),
+    ):
+        for name, kind in columns:
+            params[f"{prefix}_{name}"] = _array_literal([row[name] for row in rows], kind)
     return params
+
+
+def _array_literal(values: list, kind: str) -> str:
+    """PostgreSQL array literal (``'{...}'``) of non-null ``values`` of type ``kind``.
+
+    Sent as one string per column, which the server parses with the element type's own input
+    function: much cheaper on both sides than an ``ARRAY[...]`` of SQL constants. Floats are
+    written with ``repr`` (the shortest text that parses back to the same float64, ``nan`` and
+    ``inf`` included), so every value is stored bit for bit.
+    """
+    if kind == "text":
+        items = ['"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values]
+    elif kind == "boolean":
+        items = ["t" if value else "f" for value in values]
+    elif kind == "float8":
+        items = [repr(float(value)) for value in values]
+    else:
+        items = [str(int(value)) for value in values]
+    return "{" + ",".join(items) + "}"
 
 
 # --------------------------------------------------------------------------- state vectors

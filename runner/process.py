@@ -4,18 +4,24 @@ Each bot has a supervisor task. Its life is one loop:
 
 1. **recover** (startup and crash recovery are the same code): load the bot's state, cursor and
    warm-up window from the database;
-2. **catch up**: process every stored bar after the cursor through the per-bar path
-   (:meth:`runner.bot.Bot.catch_up`, one transaction per bar) in a worker thread;
-3. **follow**: wait for a ``market:`` message (or the poll interval: a lost message only delays
-   a bar) and go to 2. In a replay the bot stops when it reaches ``until``.
+2. **join its market's group** (:class:`runner.market_group.MarketGroup`) and stay there until
+   it stops, fails or (replay) reaches ``until``.
+
+Each market has a task that runs a *pass* of its group in a worker thread whenever a ``market:``
+message arrives (or the poll interval elapses: a lost message only delays a bar, and the
+startup catch-up needs none). A pass processes every stored bar after each member's cursor
+through the per-bar path, one round per bar: the bots' decisions one after the other, ONE
+transaction for all their records, then ONE publish of all their messages (see
+:mod:`runner.market_group`). Catching up at startup, following live bars and replaying are
+this same pass.
 
 Failures:
 
 * the strategy raises (:class:`~runner.bot.StrategyError`): the bot publishes ``crashed``, waits
   a backoff and restarts from 1; after ``max_restarts_per_hour`` restarts within an hour it is
   marked ``failed`` and stops, while the other bots run on;
-* the database is unreachable: the bot waits with exponential backoff and starts again from 1
-  (nothing partial was written: each bar is one transaction);
+* the database is unreachable: every bot of the pass waits with exponential backoff and starts
+  again from 1 (nothing partial was written: each round is one transaction);
 * Redis is unreachable: publishing is queued by the bus, bars keep being processed (the database
   poll replaces the lost ``market:`` messages).
 
@@ -26,6 +32,7 @@ Failures:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -41,6 +48,7 @@ from runner import ledger
 from runner.bot import Bot, StrategyError, ThreadConnections
 from runner.config import BotConfig
 from runner.market_data import MarketFeed
+from runner.market_group import MarketGroup, Member
 
 _log = logging.getLogger(__name__)
 
@@ -65,9 +73,10 @@ class RunnerSettings:
     database_retry : tuple of float
         First and longest wait between attempts while the database is unreachable (doubling).
     workers : int
-        Threads running bots' bars concurrently (one bot never runs two bars at once). Each
-        keeps one database connection, and the status poll borrows more: size the engine's pool
-        above it (``candela.db.connect(url, pool_size=workers + 5)``, as ``candela run`` does).
+        Worker threads: each market's passes, the bots' recoveries and the status poll run
+        there (one market never runs two passes at once). Each keeps one database connection,
+        and the status poll borrows more: size the engine's pool above it
+        (``candela.db.connect(url, pool_size=workers + 5)``, as ``candela run`` does).
     chunk : int
         Bars read from the database per query while catching up.
     """
@@ -105,10 +114,15 @@ class _BotSlot:
     config: BotConfig
     report: BotReport
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    notified_at: float | None = None  # time.monotonic() of the last market: message
     stop_requested: bool = False
     running: bool = False
     registered_at: int = 0
+
+
+@dataclass
+class _Market:
+    group: MarketGroup
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Runner:
@@ -140,9 +154,14 @@ class Runner:
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._by_market: dict[str, list[_BotSlot]] = {}
-        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
-        self._feeds = {config.market: MarketFeed(config.market) for config in configs}
+        write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._markets = {
+            market_channel(*market): _Market(MarketGroup(
+                MarketFeed(market), bus.publish_many, follow=replay is None,
+                until_ts=replay.to_ts if replay is not None else None, chunk=settings.chunk,
+                write_lock=write_lock))
+            for market in {config.market for config in configs}
+        }
         self._connections = ThreadConnections(engine)
 
     # ------------------------------------------------------------------ public
@@ -158,25 +177,34 @@ class Runner:
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="bot")
         subscription = None
+        # Keep what exists by now (imported modules, numba and SQLAlchemy internals: over
+        # 100,000 objects) out of the garbage collector's full collections, which would
+        # otherwise stall every bot for 30-100 ms now and then; unfrozen when the run ends.
+        gc.freeze()
         try:
             await self._retry_database(self._register)
             self._notice("runner_started", bots=sorted(self.slots), replay=self.replay is not None)
-            channels = sorted(self._by_market)
+            channels = sorted(self._markets)
             if channels:
                 subscription = self.bus.subscribe(channels, self._on_market_message)
+            passes = [asyncio.create_task(self._run_passes(market)) for market in self._markets.values()]
             watchers = [asyncio.create_task(self._watch_statuses())]
             supervisors = [asyncio.create_task(self._supervise(slot)) for slot in self.slots.values()]
             await asyncio.gather(*supervisors)
             self._stopping = True
+            self._wake_all()
+            await asyncio.gather(*passes)  # every bot left its group: they return at once
             for watcher in watchers:
                 watcher.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
             self._notice("runner_stopped", bots={bot: slot.report.status for bot, slot in self.slots.items()})
         finally:
+            self._stopping = True  # whatever ended the run, every loop of the runner ends too
             if subscription is not None:
                 subscription.close()
             self._executor.shutdown(wait=True)
             self._connections.close_all()
+            gc.unfreeze()
         return {bot_id: slot.report for bot_id, slot in self.slots.items()}
 
     # ------------------------------------------------------------------ setup
@@ -190,27 +218,27 @@ class Runner:
                 row = ledger.bot_row(connection, slot.config.bot_id)
                 slot.registered_at = int(row.created_at)
                 slot.report.status = row.status
-        self._by_market = {}
-        for slot in self.slots.values():
-            channel = market_channel(*slot.config.market)
-            self._by_market.setdefault(channel, []).append(slot)
 
     def _on_market_message(self, channel: str, payload: dict) -> None:
-        if self._loop is None:
+        market = self._markets.get(channel)
+        if self._loop is None or market is None:
             return
-        received = time.monotonic()
-        for slot in self._by_market.get(channel, ()):
-            slot.notified_at = received
-            self._loop.call_soon_threadsafe(slot.wake.set)
+        market.group.notified_at = time.monotonic()
+        self._loop.call_soon_threadsafe(market.wake.set)
 
     def _wake_all(self) -> None:
         for slot in self.slots.values():
             slot.wake.set()
+        for market in self._markets.values():
+            market.wake.set()
+
+    def _market_of(self, slot: _BotSlot) -> _Market:
+        return self._markets[market_channel(*slot.config.market)]
 
     # ------------------------------------------------------------------ supervision
 
     async def _supervise(self, slot: _BotSlot) -> None:
-        """One bot's life: wait until active, recover, catch up, follow; restart on crashes."""
+        """One bot's life: wait until active, recover, follow in its market's group; restart on crashes."""
         bot_id = slot.config.bot_id
         database_wait = self.settings.database_retry[0]
         restarted = False
@@ -218,11 +246,10 @@ class Runner:
             if slot.report.status != "active":
                 if self.replay is not None:
                     return  # a stopped or failed bot has nothing to replay
-                await self._sleep_or_wake(slot, self.settings.poll_interval)
+                await self._sleep_or_wake(slot.wake, self.settings.poll_interval)
                 continue
             slot.stop_requested = False
-            bot = Bot(slot.config, self.bus.publish, write_lock=self._write_lock,
-                      feed=self._feeds[slot.config.market], connections=self._connections)
+            bot = Bot(slot.config)
             try:
                 await self._in_thread(self._recover, bot, slot)
                 slot.running = True
@@ -231,16 +258,10 @@ class Runner:
                                       "restarted" if restarted else "started", None, count_restart=restarted)
                 restarted = False
                 database_wait = self.settings.database_retry[0]
-                while not self._stopping and not slot.stop_requested:
-                    slot.wake.clear()
-                    fresh_since, slot.notified_at = slot.notified_at, None
-                    count = await self._in_thread(self._catch_up, bot, slot, fresh_since)
-                    slot.report.bars += count
-                    if self.replay is not None:
-                        if not self._stopping and not slot.stop_requested:
-                            slot.report.status = "finished"
-                        return
-                    await self._sleep_or_wake(slot, self.settings.poll_interval)
+                await self._follow(bot, slot)
+                if self.replay is not None and not self._stopping and not slot.stop_requested:
+                    slot.report.status = "finished"
+                    return
             except DATABASE_ERRORS as exc:
                 _log.warning("bot %s: database unavailable (%s); retrying in %.1fs", bot_id,
                              _first_line(exc), database_wait)
@@ -253,6 +274,7 @@ class Runner:
                     return
             finally:
                 slot.running = False
+                slot.report.bars += bot.bars_processed
             if slot.stop_requested and not self._stopping:
                 self._status(bot_id, "stopped")
         if slot.report.status == "active":
@@ -273,15 +295,46 @@ class Runner:
             self._connections.discard()
             raise
 
-    def _catch_up(self, bot: Bot, slot: _BotSlot, fresh_since: float | None) -> int:
-        until = self.replay.to_ts if self.replay is not None else None
-        return bot.catch_up(
-            self.engine,
-            until_ts=until,
-            should_stop=lambda: self._stopping or slot.stop_requested,
-            chunk=self.settings.chunk,
-            fresh_since=fresh_since,
-        )
+    async def _follow(self, bot: Bot, slot: _BotSlot) -> None:
+        """Put the recovered ``bot`` in its market's group until it leaves.
+
+        Returns when the bot stopped (or, in a replay, finished); raises the error it left with.
+        """
+        if self._stopping:  # the market's passes may have ended: do not join
+            return
+        loop = asyncio.get_running_loop()
+        left: asyncio.Future = loop.create_future()
+
+        def on_leave(error: BaseException | None) -> None:  # from the pass's thread
+            loop.call_soon_threadsafe(_settle, left, error)
+
+        market = self._market_of(slot)
+        market.group.join(Member(bot, lambda: self._stopping or slot.stop_requested, on_leave))
+        market.wake.set()
+        await left
+
+    async def _run_passes(self, market: _Market) -> None:
+        """Run a pass of the market's group on every wake-up and at least every poll interval.
+
+        Returns once the runner is stopping and the group is empty (no bot joins any more then).
+        """
+        while not (self._stopping and market.group.idle):
+            await self._sleep_or_wake(market.wake, self.settings.poll_interval)
+            market.wake.clear()
+            if market.group.idle:
+                continue
+            try:
+                await self._in_thread(self._pass, market.group)
+            except Exception as exc:  # noqa: BLE001 - database errors: every member recovers
+                market.group.fail_all(exc)
+
+    def _pass(self, group: MarketGroup) -> None:
+        connection = self._connections.get()
+        try:
+            group.run_pass(connection)
+        except BaseException:
+            self._connections.discard()  # after an error the connection may be broken
+            raise
 
     async def _after_crash(self, slot: _BotSlot, error: Exception) -> bool:
         """Record the crash; wait the backoff and return ``True`` to restart, or mark failed."""
@@ -339,14 +392,14 @@ class Runner:
                     if status == "stopped" and slot.report.status in ("active",):
                         slot.stop_requested = True
                         slot.wake.set()
+                        self._market_of(slot).wake.set()
                     slot.report.status = status if slot.report.status != "finished" else "finished"
                     if status == "active":
                         slot.wake.set()
                 if time.monotonic() - last_heartbeat >= self.settings.heartbeat_interval:
                     running = [bot_id for bot_id, slot in self.slots.items() if slot.running]
                     await self._in_thread(ledger.touch_heartbeats, self.engine, running)
-                    for bot_id in running:
-                        self._status(bot_id, "heartbeat")
+                    self.bus.publish_many([_status_message(bot_id, "heartbeat") for bot_id in running])
                     last_heartbeat = time.monotonic()
             except DATABASE_ERRORS as exc:
                 _log.warning("status poll failed: %s", _first_line(exc))
@@ -379,17 +432,31 @@ class Runner:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, self.settings.database_retry[1])
 
-    async def _sleep_or_wake(self, slot: _BotSlot, timeout: float) -> None:
+    async def _sleep_or_wake(self, wake: asyncio.Event, timeout: float) -> None:
         try:
-            await asyncio.wait_for(slot.wake.wait(), timeout)
+            await asyncio.wait_for(wake.wait(), timeout)
         except asyncio.TimeoutError:
             pass
 
     def _status(self, bot_id: str, event: str, **details) -> None:
-        self.bus.publish(status_channel(bot_id), dict(bot_id=bot_id, event=event, at=now_ms(), **details))
+        self.bus.publish(*_status_message(bot_id, event, **details))
 
     def _notice(self, event: str, **details) -> None:
         self.bus.publish(SYSTEM_EVENTS, dict(event=event, at=now_ms(), **details))
+
+
+def _status_message(bot_id: str, event: str, **details) -> tuple[str, dict]:
+    """``(channel, payload)`` of a lifecycle event on ``status:{bot_id}``."""
+    return status_channel(bot_id), dict(bot_id=bot_id, event=event, at=now_ms(), **details)
+
+
+def _settle(future: asyncio.Future, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -36,8 +36,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
                         help="heartbeat interval (default: 5)")
     parser.add_argument("--workers", type=int, default=10, metavar="N",
-                        help="threads processing bots' bars concurrently, one database connection "
-                             "each (default: 10, at most 64)")
+                        help="worker threads: each runs one market's pass (all its bots on a "
+                             "bar) or a bot's recovery at a time, with one database connection "
+                             "(default: 10, at most 64)")
     parser.set_defaults(handler=_run)
 
 

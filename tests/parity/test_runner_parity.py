@@ -2,8 +2,8 @@
 
 For every shipped strategy, 10,000 real Bittrex ADA/BTC 1m bars (with the exchange's own gaps:
 the runner simply takes the next stored bar, as the backtest does) are replayed through the real
-runner: PostgreSQL for the ledger, Redis for the bus, one transaction per bot per bar, each
-decision computed from the strategy's warm-up window only. The recorded fills (time, side,
+runner: PostgreSQL for the ledger, Redis for the bus, the five bots' records of each bar
+committed in one transaction, each decision computed from the strategy's warm-up window only. The recorded fills (time, side,
 price, size, fee) and the final equity must equal the backtest's on the same bars, bit for bit.
 Stops and risk limits are switched on for some bots, so the intrabar and halt paths are covered.
 """

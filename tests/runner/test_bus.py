@@ -23,10 +23,10 @@ def test_in_process_bus_delivers_to_matching_subscribers_and_survives_a_bad_one(
     subscription = bus.subscribe(["signals:*", "system:events"], lambda c, p: got.append((c, p)))
     bus.publish("signals:a", {"x": float("nan"), "n": 1})
     bus.publish("trades:a", {"n": 2})
-    bus.publish("system:events", {"n": 3})
+    bus.publish_many([("system:events", {"n": 3}), ("trades:a", {"n": 5}), ("signals:b", {"n": 6})])
     subscription.close()
     bus.publish("signals:a", {"n": 4})
-    assert got == [("signals:a", {"x": None, "n": 1}), ("system:events", {"n": 3})]
+    assert got == [("signals:a", {"x": None, "n": 1}), ("system:events", {"n": 3}), ("signals:b", {"n": 6})]
 
 
 def test_make_bus_picks_redis_only_when_configured(monkeypatch):
@@ -47,10 +47,9 @@ def test_redis_bus_round_trip_with_patterns(redis_url):
             done.set()
 
     bus.subscribe([f"signals:{prefix}-*", f"status:{prefix}"], collect)
-    for index in range(3):
-        channel = f"signals:{prefix}-{index}" if index < 2 else f"status:{prefix}"
-        bus.publish(channel, {"index": index})
-    bus.publish(f"trades:{prefix}", {"ignored": True})
+    bus.publish(f"signals:{prefix}-0", {"index": 0})
+    bus.publish_many([(f"signals:{prefix}-1", {"index": 1}), (f"trades:{prefix}", {"ignored": True}),
+                      (f"status:{prefix}", {"index": 2})])
     assert bus.flush(5)
     assert done.wait(5)
     bus.close()

@@ -1,0 +1,169 @@
+"""The market group: its bots' bars commit together, yet each bot stays exactly-once and isolated.
+
+Real databases (SQLite and PostgreSQL) and real bars; the groups are driven directly, as the
+runner's worker threads drive them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import research
+from candela import schema
+from runner import ledger
+from runner.bot import Bot, StrategyError
+from runner.ledger import BarRecord
+from runner.market_data import MarketFeed
+from runner.market_group import MarketGroup, Member
+from runner_support import (
+    ADA_BTC,
+    backtest_fills,
+    bot_config,
+    count_rows,
+    cursor_ts,
+    runner_fills,
+    store_bars,
+)
+from strategies.registry import get_strategy
+
+
+class Departures:
+    """Collects ``on_leave`` calls: ``{bot_id: error or None}``."""
+
+    def __init__(self) -> None:
+        self.left: dict[str, BaseException | None] = {}
+
+    def member(self, bot: Bot) -> Member:
+        return Member(bot, lambda: False, lambda error: self.left.__setitem__(bot.bot_id, error))
+
+
+def _recovered(engine, config, begin_ts: int) -> Bot:
+    bot = Bot(config)
+    with engine.connect() as connection:
+        bot.recover(connection, begin_ts)
+    return bot
+
+
+def _replay_group(engine, bots, departures, published, *, until_ts=None) -> None:
+    """One replay pass (``follow=False``) of ``bots`` on a fresh group."""
+    group = MarketGroup(MarketFeed(ADA_BTC), published.extend, follow=False, until_ts=until_ts)
+    for bot in bots:
+        group.join(departures.member(bot))
+    connection = engine.connect()
+    if connection.dialect.name == "postgresql":
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        group.run_pass(connection)
+    finally:
+        connection.close()
+    assert group.idle
+
+
+def _signal_ts(published, bot_id: str) -> list[int]:
+    return [payload["ts"] for channel, payload in published if channel == f"signals:{bot_id}"]
+
+
+@pytest.mark.shared_data
+def test_a_bot_whose_bar_is_already_recorded_reloads_while_the_others_commit(any_engine, ada_btc_bars):
+    bars = ada_btc_bars[:600]
+    store_bars(any_engine, ADA_BTC, bars)
+    begin = int(bars.ts[0])
+    configs = [bot_config("batch-sma", "sma_cross"), bot_config("batch-ema", "ema_cross", params={"fast": 5, "slow": 15}),
+               bot_config("batch-donchian", "donchian_breakout")]
+    ledger.register_bots(any_engine, configs)
+    group_bots = [_recovered(any_engine, config, begin) for config in configs]
+
+    # meanwhile "another runner" records the first 151 bars of the ema bot
+    elsewhere, elsewhere_published = Departures(), []
+    _replay_group(any_engine, [_recovered(any_engine, configs[1], begin)], elsewhere, elsewhere_published,
+                  until_ts=int(bars.ts[150]))
+    assert cursor_ts(any_engine, "batch-ema") == bars.ts[150]
+
+    departures, published = Departures(), []
+    _replay_group(any_engine, group_bots, departures, published)
+
+    assert departures.left == {config.bot_id: None for config in configs}  # all finished, none failed
+    for config in configs:
+        assert count_rows(any_engine, schema.signals, config.bot_id) == len(bars)  # each bar exactly once
+        assert count_rows(any_engine, schema.bot_performance, config.bot_id) == len(bars)
+        result = research.backtest(get_strategy(config.strategy), bars, config.params, config.costs)
+        np.testing.assert_array_equal(runner_fills(any_engine, config.bot_id), backtest_fills(result))
+    # the ema bot's first bar conflicted: it published nothing for the bars recorded elsewhere
+    assert _signal_ts(published, "batch-ema") == bars.ts[151:].tolist()
+    assert _signal_ts(published, "batch-sma") == bars.ts.tolist()
+
+
+@pytest.mark.shared_data
+def test_a_bot_whose_strategy_raises_leaves_alone_and_the_others_commit_that_bar(any_engine, ada_btc_bars):
+    bars = ada_btc_bars[:300]
+    store_bars(any_engine, ADA_BTC, bars)
+    fail_at = int(bars.ts[120])
+    configs = [bot_config("healthy", "sma_cross"),
+               bot_config("broken", "runner_test_strategies:BROKEN", params={"fail_at_ts": fail_at})]
+    ledger.register_bots(any_engine, configs)
+    departures, published = Departures(), []
+    _replay_group(any_engine, [_recovered(any_engine, config, int(bars.ts[0])) for config in configs],
+                  departures, published)
+
+    error = departures.left["broken"]
+    assert isinstance(error, StrategyError) and error.bar_ts == fail_at
+    assert departures.left["healthy"] is None
+    assert cursor_ts(any_engine, "broken") == bars.ts[119]  # nothing of the failing bar was written
+    assert count_rows(any_engine, schema.signals, "broken") == 120
+    assert _signal_ts(published, "broken") == bars.ts[:120].tolist()
+    assert count_rows(any_engine, schema.signals, "healthy") == len(bars)
+    assert _signal_ts(published, "healthy") == bars.ts.tolist()
+    result = research.backtest(get_strategy("sma_cross"), bars, None, configs[0].costs)
+    np.testing.assert_array_equal(runner_fills(any_engine, "healthy"), backtest_fills(result))
+
+
+def _record(bot_id: str, ts: int, value: float, text: str) -> BarRecord:
+    return BarRecord(
+        bot_id=bot_id,
+        bar_ts=ts,
+        signal=dict(bot_id=bot_id, ts=ts, action="buy", target=value, raw_target=-value, price=value,
+                    executed=True, indicators_json=text, created_at=ts),
+        trades=[dict(bot_id=bot_id, bar_ts=ts, seq=seq, ts=ts - 60_000, side="buy", size=value, price=value,
+                     fee=value, reason="signal", realized_pnl=-value, cash_after=value, position_after=value,
+                     created_at=ts) for seq in range(2)],
+        state=dict(bot_id=bot_id, cash=value, position=-value, cursor_ts=ts, state_json=text, updated_at=ts),
+        performance=dict(bot_id=bot_id, ts=ts, equity=value, cash=value, position=-value, price=value),
+    )
+
+
+def test_write_bars_commits_each_new_bar_exactly_once_and_values_round_trip(any_engine):
+    configs = [bot_config(f"writer-{index}", "sma_cross") for index in range(3)]
+    ledger.register_bots(any_engine, configs)
+    awkward = 'say "hi" \\ {a,b} NULL é'
+    values = {"writer-0": 1 / 3, "writer-1": 5e-324, "writer-2": -123456.78901234567}
+
+    def connect():
+        connection = any_engine.connect()
+        if connection.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        return connection
+
+    with connect() as connection:
+        first = [_record("writer-0", 1000, values["writer-0"], awkward)]
+        assert ledger.write_bars(connection, first) == {"writer-0"}
+        batch = [_record(bot_id, 1000, value, awkward) for bot_id, value in values.items()]
+        assert ledger.write_bars(connection, batch) == {"writer-1", "writer-2"}  # writer-0 had it
+        assert ledger.write_bars(connection, []) == set()
+        with pytest.raises(ValueError, match="one bar per bot"):
+            ledger.write_bars(connection, [_record("writer-1", 2000, 1.0, "x"), _record("writer-1", 3000, 1.0, "x")])
+
+    for bot_id, value in values.items():
+        assert count_rows(any_engine, schema.signals, bot_id) == 1
+        assert count_rows(any_engine, schema.trades, bot_id) == 2
+        with any_engine.connect() as connection:
+            signal = connection.execute(schema.signals.select().where(schema.signals.c.bot_id == bot_id)).one()
+            state = connection.execute(schema.bot_state.select().where(schema.bot_state.c.bot_id == bot_id)).one()
+            trade = connection.execute(schema.trades.select().where(schema.trades.c.bot_id == bot_id)).first()
+        assert (signal.target, signal.raw_target, signal.indicators_json) == (value, -value, awkward)
+        assert (state.cash, state.position, state.cursor_ts, state.state_json) == (value, -value, 1000, awkward)
+        assert (trade.realized_pnl, trade.ts) == (-value, 1000 - 60_000)
+        assert not math.isnan(state.cash)
+
