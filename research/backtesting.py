@@ -1,7 +1,7 @@
 """``research.backtest``: run one strategy over bars and return a :class:`Result`.
 
 The strategy's target is computed once, vectorized, over all bars; the execution kernel
-(:func:`~research.kernels.backtest.run_backtest_nb`, i.e. the runner's own ``step_nb`` in a loop)
+(:func:`~research.kernels.backtest.run_equity`, i.e. the runner's own ``step_nb`` in a loop)
 turns it into fills: decided at bar ``t``'s close, filled at bar ``t+1``'s open, with fees,
 slippage, stops and risk limits exactly as documented in :mod:`research.kernels.execution`.
 """
@@ -20,7 +20,7 @@ import pandas as pd
 from research.indicators import indicator_cache
 from research.kernels import execution as ex
 from research.kernels import trades as tr
-from research.kernels.backtest import FILL_BAR, account_from_fills_nb, run_equity_nb
+from research.kernels.backtest import FILL_BAR, account_from_fills_nb, run_equity
 from research.kernels.stats import new_accumulator, stats_finish_nb
 from research.metrics import stats_of_run
 from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
@@ -243,7 +243,7 @@ def backtest(
 
     equity = np.empty(len(bars))
     accumulator = new_accumulator(initial_cash, int(bars.ts[0]), timeframe_ms)
-    fills, processed, exposed, status = run_equity_nb(
+    fills, processed, exposed, status = run_equity(
         ex.new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low, bars.close,
         target, equity, accumulator)
     equity[processed:] = np.nan

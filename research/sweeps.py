@@ -53,6 +53,8 @@ PROCESS_BACKENDS = ("loky", "multiprocessing")
 # plus the current and previous value of the outer one), and a bound that does not depend on
 # the batch size or the number of combinations.
 BATCH_CACHE_ARRAYS = 12
+# Rows of the fill table a worker reuses for a batch (5 MiB; a run with more fills grows its own)
+BATCH_FILL_ROWS = 65_536
 LOWER_IS_BETTER = frozenset({"max_drawdown", "max_drawdown_duration_ms", "annual_volatility",
                              "total_fees"})
 
@@ -429,24 +431,25 @@ def _run_batch(spec, bars, indices, params_list, run_settings, split=None):
     (in-sample stats plus ``oos_`` ones when ``split`` is set).
 
     One :func:`~research.indicators.indicator_cache` scope (at most ``BATCH_CACHE_ARRAYS``
-    bars-long results) and one equity buffer serve the whole batch: each distinct indicator is
-    computed about once, and no per-bar array is allocated per candidate beyond the
-    strategy's own.
+    bars-long results), one equity buffer and one fill table serve the whole batch: each
+    distinct indicator is computed about once, and no per-bar array is allocated per candidate
+    beyond the strategy's own.
     """
     from research.indicators import indicator_cache
+    from research.kernels.backtest import N_FILL_ROW
 
     bars = _plain_bars(bars)
     with indicator_cache(max_bytes=BATCH_CACHE_ARRAYS * len(bars) * 8):
-        buffer = np.empty(len(bars))
+        buffers = {"equity_buffer": np.empty(len(bars)),
+                   "fill_buffer": np.empty((BATCH_FILL_ROWS, N_FILL_ROW))}
         if split is None:
-            return [(index, run_stats(spec, bars, params, *run_settings, equity_buffer=buffer))
+            return [(index, run_stats(spec, bars, params, *run_settings, **buffers))
                     for index, params in zip(indices, params_list)]
         in_sample, held_out = bars[:split], bars[split:]
         out = []
         for index, params in zip(indices, params_list):
-            stats = run_stats(spec, in_sample, params, *run_settings, equity_buffer=buffer)
-            held_out_stats = run_stats(spec, held_out, params, *run_settings,
-                                       equity_buffer=buffer)
+            stats = run_stats(spec, in_sample, params, *run_settings, **buffers)
+            held_out_stats = run_stats(spec, held_out, params, *run_settings, **buffers)
             stats.update({f"oos_{name}": value for name, value in held_out_stats.items()})
             out.append((index, stats))
         return out
@@ -456,13 +459,13 @@ def _simulate(spec, bars, params, costs, stops, risk, initial_cash):
     """Target and execution kernel only: ``(fills, position, equity, timeframe_ms)``."""
     from research.backtesting import infer_timeframe_ms, strategy_target
     from research.kernels import execution
-    from research.kernels.backtest import run_backtest_nb
+    from research.kernels.backtest import run_backtest
 
     stops = spec.stops if stops is None else stops
     config = execution.make_config(costs, stops, risk)
     timeframe_ms = infer_timeframe_ms(bars)
     target = strategy_target(spec, bars, params)
-    fills, _, position, equity, _ = run_backtest_nb(
+    fills, _, position, equity, _ = run_backtest(
         execution.new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low,
         bars.close, target)
     return fills, position, equity, timeframe_ms
@@ -470,17 +473,20 @@ def _simulate(spec, bars, params, costs, stops, risk, initial_cash):
 
 def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,
               risk: RiskLimits, initial_cash: float, *,
-              equity_buffer: np.ndarray | None = None) -> dict[str, float]:
+              equity_buffer: np.ndarray | None = None,
+              fill_buffer: np.ndarray | None = None) -> dict[str, float]:
     """Stats of one backtest, without building its tables: same numbers as
     ``research.backtest(...).stats`` (the target, the execution loop and the stats are the
     same code), a fraction of the time and memory.
 
     ``equity_buffer``, a float64 array at least as long as ``bars``, is used as scratch space
-    for the equity curve (a sweep reuses one per batch); by default one is allocated.
+    for the equity curve, and ``fill_buffer`` (shape ``(rows, N_FILL + 1)``) for the fill table
+    (a sweep reuses both per batch: fresh bars-long arrays cost page faults); by default they
+    are allocated.
     """
     from research.backtesting import infer_timeframe_ms, run_stats_values, strategy_target
     from research.kernels import execution
-    from research.kernels.backtest import run_equity_nb
+    from research.kernels.backtest import run_equity
     from research.kernels.stats import new_accumulator, stats_finish_nb
 
     stops = spec.stops if stops is None else stops
@@ -490,9 +496,9 @@ def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: 
     if equity_buffer is None or len(equity_buffer) < len(bars):
         equity_buffer = np.empty(len(bars))
     accumulator = new_accumulator(initial_cash, int(bars.ts[0]), timeframe_ms)
-    fills, processed, exposed, _ = run_equity_nb(
+    fills, processed, exposed, _ = run_equity(
         execution.new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low,
-        bars.close, target, equity_buffer, accumulator)
+        bars.close, target, equity_buffer, accumulator, fill_buffer)
     if not processed:
         return {}
     return run_stats_values(equity_buffer[:processed], exposed, bars.ts[:processed], timeframe_ms,

@@ -3,11 +3,12 @@
 :func:`simulate_span_nb` runs :func:`~research.kernels.execution.advance_nb` (what the
 paper-trading runner's :func:`~research.kernels.execution.step_nb` runs on one bar) over the
 bars, and advances the first pass of the equity statistics (:mod:`research.kernels.stats`) on
-each bar's equity as it goes. Two entry points share it through :func:`simulate_nb`:
+each bar's equity as it goes. Two entry points share it through :func:`simulate` (plain Python: it allocates the arrays
+and grows the fill table between calls of the compiled loop):
 
-* :func:`run_backtest_nb` records cash, position and equity per bar (the reference for tests
+* :func:`run_backtest` records cash, position and equity per bar (the reference for tests
   and for stepping comparisons);
-* :func:`run_equity_nb` records only the equity, into a buffer the caller owns, and returns the
+* :func:`run_equity` records only the equity, into a buffer the caller owns, and returns the
   statistics accumulator: all that :func:`research.backtest` and a sweep row need (cash and
   position per bar follow from the fills, see :func:`account_from_fills_nb`).
 """
@@ -67,7 +68,7 @@ def simulate_span_nb(state, config, ts, open_, high, low, close, target, equity,
     Parameters
     ----------
     state, config, ts, open_, high, low, close, target
-        As for :func:`run_backtest_nb`.
+        As for :func:`run_backtest`.
     equity : ndarray, shape (n_bars,) or longer
         Output: equity marked at each processed bar's close.
     cash, position : ndarray, shape (n_bars,) or (0,)
@@ -121,16 +122,31 @@ def simulate_span_nb(state, config, ts, open_, high, low, close, target, equity,
     progress[P_EXPOSED] = exposed
 
 
-@njit(cache=True)
-def simulate_nb(state, config, ts, open_, high, low, close, target, equity, cash, position,
-                stats):
+INITIAL_FILL_ROWS = 4096
+
+
+def simulate(state, config, ts, open_, high, low, close, target, equity, cash, position, stats,
+             fills=None):
     """Run :func:`simulate_span_nb` over all the bars, growing the fill table as needed; the
     one loop behind both entry points.
+
+    Every bars-long or growing array is allocated here, by numpy, which asks the kernel for
+    transparent huge pages on large arrays: one allocated inside Numba would pay a page fault
+    per 4 KiB on first touch, which on a virtual machine costs as much as the loop itself.
+
+    Parameters
+    ----------
+    state, config, ts, open_, high, low, close, target, equity, cash, position, stats
+        As for :func:`simulate_span_nb`.
+    fills : ndarray, shape (capacity, N_FILL + 1), optional
+        Fill table to write into (a sweep reuses one); a bigger one replaces it when it fills
+        up. By default one of ``INITIAL_FILL_ROWS`` rows is allocated.
 
     Returns
     -------
     fills : ndarray, shape (n_fills, N_FILL + 1)
-        Fill records (``F_*`` fields) with the bar index in the last column.
+        Fill records (``F_*`` fields) with the bar index in the last column: a view of the
+        fill table.
     processed : int
         Bars processed (all of them unless a bar was rejected).
     exposed : int
@@ -138,7 +154,8 @@ def simulate_nb(state, config, ts, open_, high, low, close, target, equity, cash
     status : int
         ``STATUS_OK``, or the first negative status (its bar and all later ones unprocessed).
     """
-    fills = np.empty((64, N_FILL_ROW))
+    if fills is None or len(fills) < MAX_FILLS_PER_BAR:
+        fills = np.empty((INITIAL_FILL_ROWS, N_FILL_ROW))
     progress = np.zeros(N_PROGRESS, dtype=np.int64)
     progress[P_STATUS] = STATUS_OK
     while True:
@@ -149,12 +166,11 @@ def simulate_nb(state, config, ts, open_, high, low, close, target, equity, cash
         grown = np.empty((2 * len(fills), N_FILL_ROW))
         grown[:progress[P_FILLS]] = fills[:progress[P_FILLS]]
         fills = grown
-    return (fills[:progress[P_FILLS]].copy(), progress[P_NEXT_BAR], progress[P_EXPOSED],
-            progress[P_STATUS])
+    return (fills[:progress[P_FILLS]], int(progress[P_NEXT_BAR]), int(progress[P_EXPOSED]),
+            int(progress[P_STATUS]))
 
 
-@njit(cache=True)
-def run_backtest_nb(state, config, ts, open_, high, low, close, target):
+def run_backtest(state, config, ts, open_, high, low, close, target):
     """Run the execution function over every bar; return the fills and per-bar account series.
 
     Parameters
@@ -182,40 +198,43 @@ def run_backtest_nb(state, config, ts, open_, high, low, close, target):
     cash = np.empty(n)
     position = np.empty(n)
     equity = np.empty(n)
-    fills, processed, _, status = simulate_nb(state, config, ts, open_, high, low, close, target,
-                                              equity, cash, position, np.empty(0))
-    for i in range(processed, n):
-        cash[i] = position[i] = equity[i] = np.nan
+    fills, processed, _, status = simulate(state, config, ts, open_, high, low, close, target,
+                                           equity, cash, position, _NONE)
+    cash[processed:] = position[processed:] = equity[processed:] = np.nan
     return fills, cash, position, equity, status
 
 
-@njit(cache=True)
-def run_equity_nb(state, config, ts, open_, high, low, close, target, equity, stats):
-    """:func:`run_backtest_nb` recording only the equity, into ``equity[:n_bars]``, and the
-    first pass of its statistics, into ``stats``.
+def run_equity(state, config, ts, open_, high, low, close, target, equity, stats, fills=None):
+    """:func:`run_backtest` recording only the equity, into ``equity[:n_bars]``, and the first
+    pass of its statistics, into ``stats``.
 
     Parameters
     ----------
     state, config, ts, open_, high, low, close, target
-        As for :func:`run_backtest_nb`.
+        As for :func:`run_backtest`.
     equity : ndarray, at least n_bars long
         Output; the caller's buffer (a sweep reuses one).
     stats : ndarray, shape (N_ACCUMULATOR,)
         The statistics accumulator, from :func:`research.kernels.stats.new_accumulator`;
         advanced over the processed bars.
+    fills : ndarray, optional
+        Fill table to reuse (see :func:`simulate`).
 
     Returns
     -------
     fills : ndarray, shape (n_fills, N_FILL + 1)
+        A view of the fill table.
     processed : int
         Bars processed; ``equity[:processed]`` holds their equity (the rest is untouched).
     exposed : int
         Processed bars that ended with a non-zero position.
     status : int
     """
-    none = np.empty(0)
-    return simulate_nb(state, config, ts, open_, high, low, close, target, equity, none, none,
-                       stats)
+    return simulate(state, config, ts, open_, high, low, close, target, equity, _NONE, _NONE,
+                    stats, fills)
+
+
+_NONE = np.empty(0)  # "do not record" (read-only use: never written)
 
 
 @njit(cache=True)
@@ -225,7 +244,7 @@ def account_from_fills_nb(fills, n_bars, processed, initial_cash):
     Between fills the account does not change, so bar ``i`` holds the ``cash_after`` and
     ``position_after`` of the last fill at or before it (the initial cash and no position
     before the first): exactly the values the kernel had after that bar. Bars from
-    ``processed`` on are ``nan`` (as in :func:`run_backtest_nb`).
+    ``processed`` on are ``nan`` (as in :func:`run_backtest`).
     """
     cash = np.empty(n_bars)
     position = np.empty(n_bars)

@@ -1,4 +1,4 @@
-"""Round trips from the fill table of :func:`~research.kernels.backtest.run_backtest_nb`."""
+"""Round trips from the fill table of :func:`~research.kernels.backtest.run_backtest`."""
 
 from __future__ import annotations
 

@@ -219,7 +219,7 @@ def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, st
     loop; cash and position come from the fills. All must equal what the kernel that records
     every series produces, and the stats what the two-pass ``compute_stats`` gives."""
     from research.kernels import execution as ex
-    from research.kernels.backtest import run_backtest_nb
+    from research.kernels.backtest import run_backtest
     from research.kernels.trades import closed_trade_arrays_nb
     from research.metrics import compute_stats
 
@@ -232,7 +232,7 @@ def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, st
                         warmup=lambda p: 1, indicators=lambda b, p: {})
     costs = Costs(0.001, 2.0)
     result = backtest(spec, run_bars, costs=costs, stops=stops, initial_cash=5_000.0)
-    fills, cash, position, equity, status = run_backtest_nb(
+    fills, cash, position, equity, status = run_backtest(
         ex.new_state(5_000.0), ex.make_config(costs, stops, RiskLimits()), run_bars.ts,
         run_bars.open, run_bars.high, run_bars.low, run_bars.close, levels)
     assert result.status == status

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from reference import random_targets, simulate, synthetic_bars
 from research.kernels import execution as ex
-from research.kernels.backtest import FILL_BAR, run_backtest_nb
+from research.kernels.backtest import FILL_BAR, run_backtest
 from research.types import Costs, RiskLimits, Stops
 
 HOUR = 3_600_000
@@ -30,7 +30,7 @@ def run(bars, target, costs=Costs(0.0, 0.0), stops=Stops(), risk=RiskLimits(), c
     ts, o, h, l, c = (np.asarray(a) for a in bars)
     state = ex.new_state(cash)
     config = ex.make_config(costs, stops, risk)
-    fills, cash_s, pos_s, eq_s, status = run_backtest_nb(
+    fills, cash_s, pos_s, eq_s, status = run_backtest(
         state, config, ts.astype(np.int64), o.astype(float), h.astype(float), l.astype(float),
         c.astype(float), np.asarray(target, dtype=float))
     return fills, cash_s, pos_s, eq_s, status, state
@@ -407,7 +407,7 @@ def test_no_fill_uses_a_later_bar(seed, n, cut, s):
 
 
 def test_runner_style_bar_by_bar_equals_the_loop():
-    """Calling step_nb per bar with the persisted state reproduces run_backtest_nb exactly."""
+    """Calling step_nb per bar with the persisted state reproduces run_backtest exactly."""
     bars = synthetic_bars(500, 3)
     target = random_targets(500, 3)
     s = dict(fee_rate=0.001, slippage_bps=5.0, stop_loss=0.03, take_profit=math.nan,
