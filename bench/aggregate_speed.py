@@ -13,10 +13,9 @@ assertion is made.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
+from bench.timing import best_of
 from data_pipeline.aggregate import CandleAggregator, aggregate_trades
 
 N_TRADES = 10_000_000
@@ -33,20 +32,11 @@ def synthetic_trades(n: int, seed: int = 7):
     return ts, price, amount, buyer_maker
 
 
-def best_of(repeats: int, function) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     ts, price, amount, buyer_maker = synthetic_trades(N_TRADES)
     print(f"{N_TRADES:,} synthetic trades over {(ts[-1] - ts[0]) / 86_400_000:.1f} days")
     for name, tf in TIMEFRAMES.items():
-        seconds = best_of(3, lambda tf=tf: aggregate_trades(ts, price, amount, tf, buyer_maker=buyer_maker))
+        seconds, _ = best_of(lambda tf=tf: aggregate_trades(ts, price, amount, tf, buyer_maker=buyer_maker), 3)
         rate = N_TRADES / seconds
         print(f"aggregate_trades {name:>3}: {seconds:6.3f} s  {rate / 1e6:6.1f} M trades/s  "
               f"({rate / TARGET:4.1f}x the 5M/s target)")
@@ -58,7 +48,7 @@ def main() -> None:
                 stop = start + batch
                 aggregator.add(ts[start:stop], price[start:stop], amount[start:stop], buyer_maker[start:stop])
 
-        seconds = best_of(1, live)
+        seconds, _ = best_of(live, 1)
         rate = N_TRADES / seconds
         print(f"CandleAggregator, 3 timeframes, batches of {batch:>7,}: {seconds:6.3f} s  "
               f"{rate / 1e6:6.1f} M trades/s  ({rate / TARGET:4.1f}x the target)")

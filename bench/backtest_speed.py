@@ -30,28 +30,13 @@ import numpy as np
 import pandas as pd
 
 from bench.synthetic import synthetic_bars
+from bench.timing import best_of, first_call
 
 FAST, SLOW = 10, 50
 FEE = 0.001
 CASH = 10_000.0
 CHECK_BARS = 50_000
 REPEATS = 3
-
-
-def best_of(function, repeats: int = REPEATS) -> tuple[float, object]:
-    """Smallest wall time of ``repeats`` calls, and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - started)
-    return best, result
-
-
-def first_call(function) -> tuple[float, object]:
-    started = time.perf_counter()
-    result = function()
-    return time.perf_counter() - started, result
 
 
 def candela(bars) -> dict[str, float]:
@@ -68,8 +53,8 @@ def candela(bars) -> dict[str, float]:
     costs = Costs(fee_rate=FEE, slippage_bps=0.0)
     run = lambda: backtest(spec, bars, params, costs, initial_cash=CASH)  # noqa: E731
     compile_seconds, _ = first_call(run)
-    seconds, result = best_of(run)
-    target_seconds, target = best_of(lambda: strategy_target(spec, bars, params))
+    seconds, result = best_of(run, REPEATS)
+    target_seconds, target = best_of(lambda: strategy_target(spec, bars, params), REPEATS)
     config = execution.make_config(costs, spec.stops, RiskLimits())
     equity = np.empty(len(bars))
 
@@ -79,10 +64,10 @@ def candela(bars) -> dict[str, float]:
                       bars.low, bars.close, target, equity, accumulator)
         return accumulator
 
-    kernel_seconds, accumulator = best_of(kernel)
-    metrics_seconds, _ = best_of(lambda: stats_finish_nb(accumulator, equity, CASH))
+    kernel_seconds, accumulator = best_of(kernel, REPEATS)
+    metrics_seconds, _ = best_of(lambda: stats_finish_nb(accumulator, equity, CASH), REPEATS)
     stats_seconds, _ = best_of(lambda: run_stats(spec, bars, params, costs, None, RiskLimits(),
-                                                 CASH))
+                                                 CASH), REPEATS)
     tables_seconds, _ = first_call(lambda: (result.fills, result.trades, result.equity,
                                             result.cash, result.position))
     return {"first": compile_seconds, "warm": seconds, "target": target_seconds,
@@ -111,7 +96,7 @@ def vectorbt(bars) -> dict[str, float]:
                 portfolio.max_drawdown())
 
     compile_seconds, _ = first_call(run)
-    seconds, (portfolio, *_rest) = best_of(run)
+    seconds, (portfolio, *_rest) = best_of(run, REPEATS)
     return {"first": compile_seconds, "warm": seconds,
             "trades": float(portfolio.trades.count()), "final_equity": float(portfolio.final_value())}
 
@@ -168,7 +153,7 @@ def backtesting_py(bars, n_bars: int) -> dict[str, float]:
                             finalize_trades=True).run()
 
     compile_seconds, _ = first_call(run)
-    seconds, stats = best_of(run, repeats=1)
+    seconds, stats = best_of(run, 1)
     return {"first": compile_seconds, "warm": seconds, "trades": float(stats["# Trades"])}
 
 

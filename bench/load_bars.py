@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from bench.synthetic import synthetic_bars
+from bench.timing import best_of
 from candela.db import create_database_engine, upgrade
 from data_pipeline.importer import import_candles
 from data_pipeline.store import store_bars
@@ -55,16 +56,6 @@ def write_csv(bars, path: Path) -> None:
         frame.to_csv(handle, index=False, float_format="%.17g")
 
 
-def best_of(repeats: int, function):
-    """Run ``function`` ``repeats`` times; return (best seconds, last result)."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - started)
-    return best, result
-
-
 def measure(url: str, bars, csv_path: Path) -> dict[str, float]:
     """Time the four steps on the database at ``url`` (already migrated)."""
     engine = create_database_engine(url)
@@ -82,14 +73,14 @@ def measure(url: str, bars, csv_path: Path) -> dict[str, float]:
         figures["import CSV"] = time.perf_counter() - started
         assert report.inserted == len(bars), report.summary()
 
-        figures["load (fresh)"], loaded = best_of(REPEATS, lambda: load_bars(engine, *MARKET))
+        figures["load (fresh)"], loaded = best_of(lambda: load_bars(engine, *MARKET), REPEATS)
         assert np.array_equal(loaded.ts, bars.ts) and np.array_equal(loaded.close, bars.close)
 
         started = time.perf_counter()
         settle(engine)
         figures["vacuum/analyze"] = time.perf_counter() - started
 
-        figures["load_bars"], loaded = best_of(REPEATS, lambda: load_bars(engine, *MARKET))
+        figures["load_bars"], loaded = best_of(lambda: load_bars(engine, *MARKET), REPEATS)
         assert np.array_equal(loaded.ts, bars.ts) and np.array_equal(loaded.close, bars.close)
 
         query = sa.text("SELECT ts, open, high, low, close, volume FROM ohlcv WHERE exchange = :e "
@@ -100,7 +91,7 @@ def measure(url: str, bars, csv_path: Path) -> dict[str, float]:
             with engine.connect() as connection:
                 return pd.read_sql(query, connection, params=params)
 
-        figures["pandas.read_sql"], frame = best_of(REPEATS, read_sql)
+        figures["pandas.read_sql"], frame = best_of(read_sql, REPEATS)
         assert len(frame) == len(bars)
     finally:
         engine.dispose()
