@@ -119,10 +119,9 @@ class Result:
 
     def _account_from_fills(self) -> None:
         if self.cash_values is None or self.position_values is None:
-            processed = len(self.ts) if self.status == ex.STATUS_OK else int(
-                np.count_nonzero(~np.isnan(self.equity_values)))
             self.cash_values, self.position_values = account_from_fills_nb(
-                self.fill_rows, len(self.ts), processed, float(self.initial_cash))
+                self.fill_rows, len(self.ts), processed_bars(self.equity_values, self.status),
+                float(self.initial_cash))
 
     @cached_property
     def index(self) -> pd.DatetimeIndex:
@@ -375,14 +374,19 @@ def trades_frame(fills: np.ndarray, ts: np.ndarray, timeframe_ms: int) -> pd.Dat
     return frame
 
 
+def processed_bars(equity: np.ndarray, status: int) -> int:
+    """Bars the kernel processed: all of them with ``STATUS_OK``, else those before the
+    rejected bar (whose equity, like every later one, is ``nan``)."""
+    return len(equity) if status == ex.STATUS_OK else int(np.count_nonzero(~np.isnan(equity)))
+
+
 def assemble_result(spec_name, params, costs, stops, risk, initial_cash, bars, target,
                     indicators, fills, cash, position, equity, status, timeframe_ms,
                     ts=None, stats=None) -> Result:
     """Build a :class:`Result` from stored or recorded account arrays (a loaded run)."""
     ts = bars.ts if ts is None else np.asarray(ts, dtype=np.int64)
     if stats is None:
-        processed = len(equity) if status == ex.STATUS_OK else int(
-            np.count_nonzero(~np.isnan(equity)))
+        processed = processed_bars(equity, status)
         stats = pd.Series(run_stats_values(equity[:processed],
                                            int(np.count_nonzero(position[:processed])),
                                            ts[:processed], timeframe_ms, fills, initial_cash),

@@ -35,7 +35,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -570,8 +570,3 @@ def _plain_bars(bars: Bars) -> Bars:
     return Bars(*(np.asarray(getattr(bars, name)) for name in ("ts",) + Bars.COLUMNS),
                 bars.timeframe_ms)
 
-
-def iter_params(result: SweepResult) -> Iterator[dict[str, Any]]:
-    """Yield each evaluated parameter set of ``result`` as a dict, in frame order."""
-    for row in result.frame[list(result.param_names)].itertuples(index=False):
-        yield dict(zip(result.param_names, row))
