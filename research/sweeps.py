@@ -455,22 +455,6 @@ def _run_batch(spec, bars, indices, params_list, run_settings, split=None):
         return out
 
 
-def _simulate(spec, bars, params, costs, stops, risk, initial_cash):
-    """Target and execution kernel only: ``(fills, position, equity, timeframe_ms)``."""
-    from research.backtesting import infer_timeframe_ms, strategy_target
-    from research.kernels import execution
-    from research.kernels.backtest import run_backtest
-
-    stops = spec.stops if stops is None else stops
-    config = execution.make_config(costs, stops, risk)
-    timeframe_ms = infer_timeframe_ms(bars)
-    target = strategy_target(spec, bars, params)
-    fills, _, position, equity, _ = run_backtest(
-        execution.new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low,
-        bars.close, target)
-    return fills, position, equity, timeframe_ms
-
-
 def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,
               risk: RiskLimits, initial_cash: float, *,
               equity_buffer: np.ndarray | None = None,
@@ -508,11 +492,12 @@ def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: 
 
 def equity_curve(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,
                  risk: RiskLimits, initial_cash: float) -> pd.Series:
-    """The equity Series of one backtest (as ``research.backtest(...).equity``), alone."""
-    from research.backtesting import utc_index
+    """The equity Series of one backtest: ``research.backtest(...).equity`` (its tables are
+    built only when read, so nothing else is paid for)."""
+    from research.backtesting import backtest
 
-    _, _, equity, _ = _simulate(spec, bars, params, costs, stops, risk, initial_cash)
-    return pd.Series(equity, index=utc_index(bars.ts), name="equity")
+    return backtest(spec, bars, params, costs, stops=stops, risk=risk,
+                    initial_cash=initial_cash).equity
 
 
 def _tidy_frame(candidates, names, stats_rows) -> pd.DataFrame:
