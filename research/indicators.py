@@ -866,10 +866,12 @@ def indicator_cache(max_bytes: int = DEFAULT_CACHE_BYTES) -> Iterator[IndicatorM
     """Scope in which the indicator wrappers remember their results.
 
     Within the ``with`` block, a wrapper called again with the **same input array objects**
-    (``bars.close`` itself, not a copy or a new slice) and the same parameters returns a copy
-    of the value it computed the first time, instead of recomputing it; results are bit for
-    bit what a fresh call returns, and each caller gets its own array (mutating it affects
-    nothing else). Inputs must not be modified in place inside the scope. Inputs that need a
+    (``bars.close`` itself, not a copy or a new slice) and the same parameters returns the
+    value it computed the first time, instead of recomputing it; results are bit for bit what
+    a fresh call returns. Since callers share them, results from inside a scope are
+    **read-only** arrays (writing to one raises "assignment destination is read-only": copy it
+    first, ``np.array(value)``); a copy per call would cost a sweep about as much as the
+    moving averages themselves. Inputs must not be modified in place inside the scope. Inputs that need a
     conversion (another dtype, non-contiguous) are not remembered. The memo holds at most
     ``max_bytes`` of results (least recently used dropped first), lives in the current thread
     / context only, and is dropped when the block ends; scopes nest (the inner one is used).
@@ -888,10 +890,10 @@ def _arrays_of(value: Any) -> tuple[np.ndarray, ...]:
     return tuple(value) if isinstance(value, tuple) else (value,)
 
 
-def _copied(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return type(value)(*(a.copy() for a in value))
-    return value.copy()
+def _read_only(value: Any) -> Any:
+    for array in _arrays_of(value):
+        array.flags.writeable = False
+    return value
 
 
 def _memoized(name: str, originals: tuple, inputs: tuple[np.ndarray, ...], params: tuple,
@@ -904,9 +906,9 @@ def _memoized(name: str, originals: tuple, inputs: tuple[np.ndarray, ...], param
     key = (name, tuple(id(a) for a in inputs), params)
     value = memo.get(key)
     if value is None:
-        value = compute()
+        value = _read_only(compute())
         memo.put(key, inputs, value)
-    return _copied(value)
+    return value
 
 
 # --------------------------------------------------------------------------- wrappers
