@@ -8,7 +8,7 @@ repeats is reported (backtesting.py: one warm run, it takes seconds).
 What is timed:
 
 * **Candela** ``research.backtest``: target (the strategy's own indicators), the execution
-  kernel (which accumulates the statistics as it goes), the equity curve and every stat; the
+  kernel (which records the equity curve), the statistics read from that curve; the
   pandas tables (fills, trades, cash/position Series) are built on first access and timed
   separately. Also shown: the stats-only path the sweeps use (``research.sweeps.run_stats``)
   and the parts.
@@ -43,7 +43,7 @@ def candela(bars) -> dict[str, float]:
     from research.backtesting import backtest, strategy_target
     from research.kernels import execution
     from research.kernels.backtest import run_equity
-    from research.kernels.stats import new_accumulator, stats_finish_nb
+    from research.kernels.stats import equity_stats_nb
     from research.sweeps import run_stats
     from research.types import Costs, RiskLimits
     from strategies.registry import get_strategy
@@ -59,13 +59,12 @@ def candela(bars) -> dict[str, float]:
     equity = np.empty(len(bars))
 
     def kernel():
-        accumulator = new_accumulator(CASH, int(bars.ts[0]), bars.timeframe_ms)
-        run_equity(execution.new_state(CASH), config, bars.ts, bars.open, bars.high,
-                      bars.low, bars.close, target, equity, accumulator)
-        return accumulator
+        run_equity(execution.new_state(CASH), config, bars.ts, bars.open, bars.high, bars.low,
+                   bars.close, target, equity)
 
-    kernel_seconds, accumulator = best_of(kernel, REPEATS)
-    metrics_seconds, _ = best_of(lambda: stats_finish_nb(accumulator, equity, CASH), REPEATS)
+    kernel_seconds, _ = best_of(kernel, REPEATS)
+    metrics_seconds, _ = best_of(lambda: equity_stats_nb(equity, bars.ts, bars.timeframe_ms,
+                                                         CASH), REPEATS)
     stats_seconds, _ = best_of(lambda: run_stats(spec, bars, params, costs, None, RiskLimits(),
                                                  CASH), REPEATS)
     tables_seconds, _ = first_call(lambda: (result.fills, result.trades, result.equity,
@@ -168,9 +167,9 @@ def main() -> None:
     print(f"  first call (JIT compile or cache load) {ours['first']:8.3f} s")
     print(f"  warm, best of {REPEATS}                    {ours['warm']:8.3f} s")
     print(f"    strategy target (2 exact SMAs)       {ours['target']:8.3f} s")
-    print(f"    execution kernel + stats (run_equity) {ours['kernel']:8.3f} s "
+    print(f"    execution kernel (run_equity)        {ours['kernel']:8.3f} s "
           f"({ours['kernel'] / len(bars) * 1e9:.1f} ns per bar)")
-    print(f"    stats second pass (stats_finish_nb)  {ours['metrics']:8.3f} s")
+    print(f"    equity statistics (equity_stats_nb)  {ours['metrics']:8.3f} s")
     print(f"    stats-only path (sweeps.run_stats)   {ours['stats_only']:8.3f} s")
     print(f"  closed trades {ours['trades']:.0f}")
     print(f"  tables on first access (fills, trades, equity/cash/position Series) "

@@ -21,7 +21,6 @@ from research.indicators import indicator_cache
 from research.kernels import execution as ex
 from research.kernels import trades as tr
 from research.kernels.backtest import FILL_BAR, account_from_fills_nb, run_equity
-from research.kernels.stats import new_accumulator, stats_finish_nb
 from research.metrics import stats_of_run
 from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
 
@@ -241,14 +240,12 @@ def backtest(
     indicators = {name: np.asarray(values) for name, values in raw_indicators.items()}
 
     equity = np.empty(len(bars))
-    accumulator = new_accumulator(initial_cash, int(bars.ts[0]), timeframe_ms)
     fills, processed, exposed, status = run_equity(
         ex.new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low, bars.close,
-        target, equity, accumulator)
+        target, equity)
     equity[processed:] = np.nan
     stats = pd.Series(run_stats_values(equity[:processed], exposed, bars.ts[:processed],
-                                       timeframe_ms, fills, initial_cash,
-                                       stats_finish_nb(accumulator, equity, initial_cash)),
+                                       timeframe_ms, fills, initial_cash),
                       dtype=np.float64, name=spec.name)
     return Result(
         spec_name=spec.name, params=params, costs=costs, stops=stops, risk=risk,
@@ -258,8 +255,7 @@ def backtest(
 
 
 def run_stats_values(equity: np.ndarray, exposed: int, ts: np.ndarray, timeframe_ms: int,
-                     fills: np.ndarray, initial_cash: float,
-                     moments: tuple | None = None) -> dict[str, float]:
+                     fills: np.ndarray, initial_cash: float) -> dict[str, float]:
     """The stats of a run: :func:`research.metrics.stats_of_run` over the processed bars
     (``equity``, ``ts``) and the closed round trips of ``fills``; ``{}`` without a bar."""
     if len(equity) == 0:
@@ -269,8 +265,7 @@ def run_stats_values(equity: np.ndarray, exposed: int, ts: np.ndarray, timeframe
         fees = float(fills[:, ex.F_FEE].sum())
     else:
         pnls, durations, fees = np.empty(0), np.empty(0), 0.0
-    return stats_of_run(equity, exposed, ts, timeframe_ms, pnls, durations, initial_cash, fees,
-                        moments)
+    return stats_of_run(equity, exposed, ts, timeframe_ms, pnls, durations, initial_cash, fees)
 
 
 def strategy_target(spec: StrategySpec, bars: Bars, params: Any) -> np.ndarray:

@@ -111,16 +111,9 @@ def stats_of_run(
     trade_durations_ms: np.ndarray,
     initial_cash: float,
     total_fees: float = math.nan,
-    moments: tuple | None = None,
 ) -> dict[str, float]:
     """:func:`compute_stats` given the number of bars that ended in a position instead of the
-    position series (what the equity-only kernel counts); same results.
-
-    ``moments``, when given, is ``(mean, std, downside, max_drawdown, max_underwater_ms)`` of
-    the equity curve as :func:`research.kernels.stats.equity_stats_nb` returns them (the
-    backtest loop accumulates them on the fly, see
-    :func:`research.kernels.stats.stats_finish_nb`); otherwise they are computed from
-    ``equity``."""
+    position series (what the equity-only kernel counts); same results."""
     equity = np.ascontiguousarray(equity, dtype=np.float64)
     ts = np.ascontiguousarray(ts, dtype=np.int64)
     pnls = np.asarray(trade_pnls, dtype=np.float64)
@@ -137,9 +130,8 @@ def stats_of_run(
     final = float(equity[-1])
     total_return = final / initial_cash - 1.0
     cagr = (final / initial_cash) ** (1.0 / years) - 1.0 if final > 0 else -1.0
-    if moments is None:
-        moments = equity_stats_nb(equity, ts, int(timeframe_ms), initial_cash)
-    mean, std, downside, max_drawdown, underwater = moments
+    mean, std, downside, max_drawdown, underwater = equity_stats_nb(
+        equity, ts, int(timeframe_ms), initial_cash)
     volatility = std * math.sqrt(per_year)
     sharpe = mean / std * math.sqrt(per_year) if std > 0 else math.nan
     if downside > 0:

@@ -471,7 +471,6 @@ def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: 
     from research.backtesting import infer_timeframe_ms, run_stats_values, strategy_target
     from research.kernels import execution
     from research.kernels.backtest import run_equity
-    from research.kernels.stats import new_accumulator, stats_finish_nb
 
     stops = spec.stops if stops is None else stops
     config = execution.make_config(costs, stops, risk)
@@ -479,15 +478,13 @@ def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: 
     target = strategy_target(spec, bars, params)
     if equity_buffer is None or len(equity_buffer) < len(bars):
         equity_buffer = np.empty(len(bars))
-    accumulator = new_accumulator(initial_cash, int(bars.ts[0]), timeframe_ms)
     fills, processed, exposed, _ = run_equity(
         execution.new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low,
-        bars.close, target, equity_buffer, accumulator, fill_buffer)
+        bars.close, target, equity_buffer, fill_buffer)
     if not processed:
         return {}
     return run_stats_values(equity_buffer[:processed], exposed, bars.ts[:processed], timeframe_ms,
-                            fills, initial_cash,
-                            stats_finish_nb(accumulator, equity_buffer, initial_cash))
+                            fills, initial_cash)
 
 
 def equity_curve(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,

@@ -2,15 +2,15 @@
 
 :func:`simulate_span_nb` runs :func:`~research.kernels.execution.advance_nb` (what the
 paper-trading runner's :func:`~research.kernels.execution.step_nb` runs on one bar) over the
-bars, and advances the first pass of the equity statistics (:mod:`research.kernels.stats`) on
-each bar's equity as it goes. Two entry points share it through :func:`simulate` (plain Python: it allocates the arrays
+bars. Two entry points share it through :func:`simulate` (plain Python: it allocates the arrays
 and grows the fill table between calls of the compiled loop):
 
 * :func:`run_backtest` records cash, position and equity per bar (the reference for tests
   and for stepping comparisons);
-* :func:`run_equity` records only the equity, into a buffer the caller owns, and returns the
-  statistics accumulator: all that :func:`research.backtest` and a sweep row need (cash and
-  position per bar follow from the fills, see :func:`account_from_fills_nb`).
+* :func:`run_equity` records only the equity, into a buffer the caller owns: all that
+  :func:`research.backtest` and a sweep row need (the statistics are read from it by
+  :func:`research.kernels.stats.equity_stats_nb`; cash and position per bar follow from the
+  fills, see :func:`account_from_fills_nb`).
 """
 
 from __future__ import annotations
@@ -29,14 +29,9 @@ from research.kernels.execution import (
     STATUS_OK,
     advance_nb,
     config_tuple_nb,
+    feature_switches,
     state_tuple_nb,
     store_state_nb,
-)
-from research.kernels.stats import (
-    accumulator_tuple_nb,
-    stats_add_nb,
-    stats_start_nb,
-    store_accumulator_nb,
 )
 
 FILL_BAR = N_FILL  # extra column in the backtest's fill table: index of the bar of the fill
@@ -52,22 +47,27 @@ N_PROGRESS = 4
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
-def simulate_span_nb(state, config, ts, open_, high, low, close, target, equity, cash, position,
-                     fills, progress, stats):
+def simulate_span_nb(state, config, stops_on, limits_on, ts, open_, high, low, close, target,
+                     equity, cash, position, fills, progress):
     """Loop the execution function over the bars from ``progress[P_NEXT_BAR]`` on, in place.
 
     Stops at the end of the bars, at a rejected bar (its status in ``progress[P_STATUS]``, the
     bar itself unprocessed), or when ``fills`` has fewer than ``MAX_FILLS_PER_BAR`` free rows
     (the caller grows it and calls again). It allocates nothing, so it is compiled without
     reference counting, and :func:`~research.kernels.execution.advance_nb` is inlined into it:
-    the whole loop is one function, with the account state (and the statistics accumulator)
-    held as values, in registers, from the first bar to the last, and written back to
-    ``state`` (and ``stats``) at the end. The loop is bound by memory traffic, so it writes
-    nothing per bar but what the caller asks for.
+    the whole loop is one function, with the account state held as values, in registers, from
+    the first bar to the last, and written back to ``state`` at the end. It writes nothing per
+    bar but what the caller asks for.
 
     Parameters
     ----------
-    state, config, ts, open_, high, low, close, target
+    state, config
+        As for :func:`run_backtest`.
+    stops_on, limits_on : True or None
+        The switches of :func:`~research.kernels.execution.advance_nb`, from
+        :func:`~research.kernels.execution.feature_switches` (Numba compiles one loop per
+        combination).
+    ts, open_, high, low, close, target
         As for :func:`run_backtest`.
     equity : ndarray, shape (n_bars,) or longer
         Output: equity marked at each processed bar's close.
@@ -78,25 +78,19 @@ def simulate_span_nb(state, config, ts, open_, high, low, close, target, equity,
         index in column ``FILL_BAR``).
     progress : ndarray of int64, shape (N_PROGRESS,)
         ``P_*`` counters, read and advanced.
-    stats : ndarray, shape (N_ACCUMULATOR,) or (0,)
-        The first-pass statistics accumulator (``A_*`` slots of :mod:`research.kernels.stats`),
-        advanced with each processed bar's equity; an empty array skips it.
     """
     n = len(ts)
     record = len(cash) > 0
-    accumulate = len(stats) > 0
     capacity = len(fills)
     i = progress[P_NEXT_BAR]
     n_fills = progress[P_FILLS]
     exposed = progress[P_EXPOSED]
     st = state_tuple_nb(state)
     cfg = config_tuple_nb(config)
-    acc = stats_start_nb(0.0, 0, 0)  # typed placeholder, replaced below when accumulating
-    if accumulate:
-        acc = accumulator_tuple_nb(stats)
     while i < n and n_fills + MAX_FILLS_PER_BAR <= capacity:
-        k, st = advance_nb(st, cfg, ts[i], open_[i], high[i], low[i], close[i], target[i], fills,
-                           n_fills)
+        u = np.uint64(i)  # an unsigned index: no negative-index wraparound code per read
+        k, st = advance_nb(st, cfg, stops_on, limits_on, ts[u], open_[u], high[u], low[u],
+                           close[u], target[u], fills, n_fills)
         if k < 0:
             progress[P_STATUS] = k
             break
@@ -105,18 +99,14 @@ def simulate_span_nb(state, config, ts, open_, high, low, close, target, equity,
         n_fills = k
         units = st[S_POSITION]
         value = st[S_EQUITY]
-        equity[i] = value
+        equity[u] = value
         if units != 0.0:
             exposed += 1
         if record:
-            cash[i] = st[S_CASH]
-            position[i] = units
-        if accumulate:
-            acc = stats_add_nb(acc, value, ts[i])
+            cash[u] = st[S_CASH]
+            position[u] = units
         i += 1
     store_state_nb(state, st)
-    if accumulate:
-        store_accumulator_nb(stats, acc)
     progress[P_NEXT_BAR] = i
     progress[P_FILLS] = n_fills
     progress[P_EXPOSED] = exposed
@@ -125,7 +115,7 @@ def simulate_span_nb(state, config, ts, open_, high, low, close, target, equity,
 INITIAL_FILL_ROWS = 4096
 
 
-def simulate(state, config, ts, open_, high, low, close, target, equity, cash, position, stats,
+def simulate(state, config, ts, open_, high, low, close, target, equity, cash, position,
              fills=None):
     """Run :func:`simulate_span_nb` over all the bars, growing the fill table as needed; the
     one loop behind both entry points.
@@ -136,7 +126,7 @@ def simulate(state, config, ts, open_, high, low, close, target, equity, cash, p
 
     Parameters
     ----------
-    state, config, ts, open_, high, low, close, target, equity, cash, position, stats
+    state, config, ts, open_, high, low, close, target, equity, cash, position
         As for :func:`simulate_span_nb`.
     fills : ndarray, shape (capacity, N_FILL + 1), optional
         Fill table to write into (a sweep reuses one); a bigger one replaces it when it fills
@@ -158,9 +148,10 @@ def simulate(state, config, ts, open_, high, low, close, target, equity, cash, p
         fills = np.empty((INITIAL_FILL_ROWS, N_FILL_ROW))
     progress = np.zeros(N_PROGRESS, dtype=np.int64)
     progress[P_STATUS] = STATUS_OK
+    stops_on, limits_on = feature_switches(config)
     while True:
-        simulate_span_nb(state, config, ts, open_, high, low, close, target, equity, cash,
-                         position, fills, progress, stats)
+        simulate_span_nb(state, config, stops_on, limits_on, ts, open_, high, low, close,
+                         target, equity, cash, position, fills, progress)
         if progress[P_NEXT_BAR] >= len(ts) or progress[P_STATUS] < 0:
             break
         grown = np.empty((2 * len(fills), N_FILL_ROW))
@@ -199,14 +190,13 @@ def run_backtest(state, config, ts, open_, high, low, close, target):
     position = np.empty(n)
     equity = np.empty(n)
     fills, processed, _, status = simulate(state, config, ts, open_, high, low, close, target,
-                                           equity, cash, position, _NONE)
+                                           equity, cash, position)
     cash[processed:] = position[processed:] = equity[processed:] = np.nan
     return fills, cash, position, equity, status
 
 
-def run_equity(state, config, ts, open_, high, low, close, target, equity, stats, fills=None):
-    """:func:`run_backtest` recording only the equity, into ``equity[:n_bars]``, and the first
-    pass of its statistics, into ``stats``.
+def run_equity(state, config, ts, open_, high, low, close, target, equity, fills=None):
+    """:func:`run_backtest` recording only the equity, into ``equity[:n_bars]``.
 
     Parameters
     ----------
@@ -214,9 +204,6 @@ def run_equity(state, config, ts, open_, high, low, close, target, equity, stats
         As for :func:`run_backtest`.
     equity : ndarray, at least n_bars long
         Output; the caller's buffer (a sweep reuses one).
-    stats : ndarray, shape (N_ACCUMULATOR,)
-        The statistics accumulator, from :func:`research.kernels.stats.new_accumulator`;
-        advanced over the processed bars.
     fills : ndarray, optional
         Fill table to reuse (see :func:`simulate`).
 
@@ -231,7 +218,7 @@ def run_equity(state, config, ts, open_, high, low, close, target, equity, stats
     status : int
     """
     return simulate(state, config, ts, open_, high, low, close, target, equity, _NONE, _NONE,
-                    stats, fills)
+                    fills)
 
 
 _NONE = np.empty(0)  # "do not record" (read-only use: never written)

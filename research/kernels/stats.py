@@ -1,11 +1,12 @@
 """The per-bar part of :func:`research.metrics.compute_stats`, compiled.
 
-The statistics of an equity curve take two passes. The first (mean return, downside deviation,
-maximum drawdown and its duration) is an accumulator advanced bar by bar
-(:func:`stats_start_nb`, :func:`stats_add_nb`), so the backtest loop runs it on each bar's
-equity while that is still in a register, and :func:`equity_stats_nb` runs the very same steps
-over a stored equity array. The second pass (:func:`stats_finish_nb`) needs the mean, so it
-reads the equity array once more. Either way the numbers are the same, bit for bit.
+:func:`equity_stats_nb` reads an equity curve once, in blocks of ``BLOCK`` bars that stay in
+the cache: the block's returns go into a small scratch array (a division per bar that the
+compiler vectorises), their sums into vector lanes, and the block's sums into compensated
+totals; the drawdown bookkeeping skips, with one vectorised minimum and maximum, every block
+that sets no new peak. The backtest and a sweep row call it on the equity
+the execution loop recorded, :func:`research.metrics.compute_stats` on any curve: the numbers
+are the same either way, bit for bit.
 
 Kept apart from :mod:`research.metrics` (which adds the trade statistics and the annualisation)
 so that the pure core stays numpy + numba only.
@@ -18,18 +19,8 @@ import math
 import numpy as np
 from numba import njit
 
-# ---- slots of the first-pass accumulator (a tuple of floats; an array between calls)
-A_TOTAL = 0  # compensated sum of returns: total + compensation
-A_TOTAL_COMPENSATION = 1
-A_DOWNSIDE = 2  # compensated sum of squared losing returns
-A_DOWNSIDE_COMPENSATION = 3
-A_PREVIOUS = 4  # equity of the previous bar (the initial cash before the first)
-A_PEAK = 5  # running maximum of the initial cash and the equity
-A_PEAK_TS = 6  # close time of that peak (ms, exact as a float below 2**53)
-A_MAX_DRAWDOWN = 7
-A_MAX_UNDERWATER = 8  # longest time under water so far, ms
-A_BARS = 9
-N_ACCUMULATOR = 10
+#: Bars per block: the block's returns (16 KiB) stay in the L1/L2 cache between the passes.
+BLOCK = 2048
 
 _INLINED = {"cache": True, "inline": "always", "error_model": "numpy"}
 
@@ -46,76 +37,82 @@ def _add_nb(total, compensation, x):
     return t, compensation + ((x - t) + total)
 
 
-@njit(**_INLINED)
-def stats_start_nb(initial_cash, first_ts, timeframe_ms):
-    """The accumulator before the first bar (``A_*`` slots): the initial cash is the first
-    peak, at ``first_ts - timeframe_ms`` (the open of the first bar)."""
-    return (0.0, 0.0, 0.0, 0.0, initial_cash, initial_cash, float(first_ts - timeframe_ms),
-            -math.inf, 0.0, 0.0)
+@njit(cache=True, error_model="numpy")
+def _returns_nb(equity, previous, out):
+    """``out[j] = equity[j] / equity[j - 1] - 1`` with ``equity[-1] = previous``."""
+    out[0] = equity[0] / previous - 1.0
+    for j in range(1, len(equity)):
+        out[j] = equity[j] / equity[j - 1] - 1.0
 
 
-@njit(**_INLINED)
-def stats_add_nb(acc, value, ts):
-    """The accumulator after one more bar with equity ``value`` closing at ``ts``."""
-    total, compensation, downside, downside_compensation, previous, peak, peak_ts, \
-        max_drawdown, max_underwater, bars = acc
-    r = value / previous - 1.0
-    total, compensation = _add_nb(total, compensation, r)
-    loss = r if not r >= 0.0 else 0.0  # nan stays nan, as np.minimum(r, 0)
-    downside, downside_compensation = _add_nb(downside, downside_compensation, loss * loss)
-    if value >= peak:
-        peak = value
-        peak_ts = float(ts)
-    elif ts - peak_ts > max_underwater:
-        max_underwater = ts - peak_ts
-    drawdown = 1.0 - value / peak
-    if drawdown > max_drawdown or drawdown != drawdown:
-        max_drawdown = drawdown
-    return (total, compensation, downside, downside_compensation, value, peak, peak_ts,
-            max_drawdown, max_underwater, bars + 1.0)
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _block_sums_nb(r, shift):
+    """``(sum(r), sum(d), sum(d**2), sum(min(r, 0)**2))`` with ``d = r - shift``.
+
+    The only code here compiled with ``fastmath={"reassoc"}``: it lets the compiler split each
+    sum into vector lanes (as numpy's pairwise sum does), several times faster than one
+    running sum and as accurate. The split is the compiler's for this machine, so the last
+    bit of a sum can differ between machines, never between two calls on one machine.
+    ``nan`` and ``inf`` propagate as in any order of summation.
+    """
+    total = shifted = squares = downside = 0.0
+    for j in range(len(r)):
+        x = r[j]
+        d = x - shift
+        loss = x if not x >= 0.0 else 0.0  # min(x, 0), nan staying nan
+        total += x
+        shifted += d
+        squares += d * d
+        downside += loss * loss
+    return total, shifted, squares, downside
+
+
+_SIGN_MASK = 0x7FFF_FFFF_FFFF_FFFF
 
 
 @njit(cache=True, error_model="numpy")
-def stats_finish_nb(acc, equity, initial_cash):
-    """Second pass: the statistics of the ``n = acc[A_BARS]`` bars of ``equity`` accumulated
-    in ``acc`` (a tuple or array in ``A_*`` order).
+def _block_range_nb(x):
+    """``(min, max)`` of ``x``, which holds no ``nan``.
 
-    Returns
-    -------
-    mean, std, downside, max_drawdown : float
-    max_underwater_ms : int
-        As documented in :func:`equity_stats_nb`.
+    Compared as integers: flipping the magnitude bits of negative doubles maps their bit
+    patterns to int64 in numeric order, and an integer minimum and maximum vectorise where
+    floating-point ones (with their ``nan`` rules) do not.
     """
-    n = int(acc[A_BARS])
-    mean = (acc[A_TOTAL] + acc[A_TOTAL_COMPENSATION]) / n
-    std = math.nan
-    if n > 1:
-        squares = 0.0
-        compensation = 0.0
-        previous = initial_cash
-        for i in range(n):
-            d = (equity[i] / previous - 1.0) - mean
-            previous = equity[i]
-            squares, compensation = _add_nb(squares, compensation, d * d)
-        std = math.sqrt((squares + compensation) / (n - 1))
-    downside = math.sqrt((acc[A_DOWNSIDE] + acc[A_DOWNSIDE_COMPENSATION]) / n)
-    return mean, std, downside, acc[A_MAX_DRAWDOWN], int(acc[A_MAX_UNDERWATER])
+    bits = x.view(np.int64)
+    low = np.int64(_SIGN_MASK)
+    high = -low - 1
+    for j in range(len(bits)):
+        b = bits[j]
+        key = b ^ ((b >> 63) & _SIGN_MASK)
+        low = key if key < low else low
+        high = key if key > high else high
+    low = low ^ ((low >> 63) & _SIGN_MASK)
+    high = high ^ ((high >> 63) & _SIGN_MASK)
+    keys = np.empty(2, dtype=np.int64)
+    keys[0] = low
+    keys[1] = high
+    values = keys.view(np.float64)
+    return values[0], values[1]
 
 
 @njit(cache=True, error_model="numpy")
 def equity_stats_nb(equity, ts, timeframe_ms, initial_cash):
     """Return-series and drawdown statistics of one equity curve.
 
-    With ``r[i] = equity[i] / equity[i-1] - 1`` (``equity[-1] = initial_cash``):
+    With ``r[i] = equity[i] / equity[i-1] - 1`` (``equity[-1] = initial_cash``) and ``ts`` the
+    bars' close times, increasing:
 
     Returns
     -------
     mean : float
-        ``mean(r)``. Every sum here is compensated (Neumaier), so it is at least as accurate
-        as numpy's pairwise sums.
+        ``mean(r)``; the sums run in blocks, in vector lanes (see :func:`_block_sums_nb`), and
+        the blocks' sums are added with compensation: as accurate as numpy's pairwise sums.
     std : float
-        ``std(r, ddof=1)``, two-pass around ``mean`` (compensated sum); ``nan`` for a single
-        bar.
+        ``std(r, ddof=1)`` in the same single pass, from the sums of ``d = r - r[0]`` (shifted
+        data): ``(sum(d**2) - sum(d)**2 / n) / (n - 1)`` (``0`` if rounding makes it
+        negative); ``nan`` for a single bar. Its relative error is about ``1e-16 * (1 +
+        (mean - r[0])**2 / var)``, a few ulps unless the first return is many standard
+        deviations away from the mean; equal returns give exactly ``0``.
     downside : float
         ``sqrt(mean(min(r, 0) ** 2))``.
     max_drawdown : float
@@ -124,27 +121,74 @@ def equity_stats_nb(equity, ts, timeframe_ms, initial_cash):
         Longest time under water: from the close of the latest peak (``ts[0] - timeframe_ms``
         for the initial cash) to the close of a bar below it.
 
-    A ``nan`` return (``0 / 0``) propagates to ``mean``, ``std`` and ``downside`` as in numpy.
+    A ``nan`` return (``0 / 0``) propagates to ``mean``, ``std`` and ``downside`` as in numpy;
+    a ``nan`` equity makes ``max_drawdown`` ``nan``.
     """
-    acc = stats_start_nb(initial_cash, ts[0], timeframe_ms)
-    for i in range(len(equity)):
-        acc = stats_add_nb(acc, equity[i], ts[i])
-    return stats_finish_nb(acc, equity, initial_cash)
-
-
-@njit(**_INLINED)
-def accumulator_tuple_nb(acc):
-    """The accumulator array (``A_*`` slots) as a tuple."""
-    return (acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7], acc[8], acc[9])
-
-
-@njit(**_INLINED)
-def store_accumulator_nb(out, acc):
-    """Write the accumulator tuple ``acc`` into the array ``out``."""
-    for slot in range(N_ACCUMULATOR):
-        out[slot] = acc[slot]
-
-
-def new_accumulator(initial_cash: float, first_ts: int, timeframe_ms: int) -> np.ndarray:
-    """The accumulator before the first bar, as an array (see :func:`stats_start_nb`)."""
-    return np.array(stats_start_nb(float(initial_cash), int(first_ts), int(timeframe_ms)))
+    n = len(equity)
+    returns = np.empty(BLOCK)
+    total = total_compensation = 0.0
+    shifted = shifted_compensation = 0.0
+    squares = squares_compensation = 0.0
+    downside = downside_compensation = 0.0
+    shift = equity[0] / initial_cash - 1.0  # the first return (see ``std``)
+    previous = initial_cash
+    peak = initial_cash
+    peak_ts = float(ts[0] - timeframe_ms)
+    trough = initial_cash  # lowest equity since the peak
+    max_drawdown = -math.inf
+    underwater = 0.0
+    for start in range(0, n, BLOCK):
+        block = equity[start:start + BLOCK]
+        m = len(block)
+        _returns_nb(block, previous, returns)
+        previous = block[m - 1]
+        a, b, c, d = _block_sums_nb(returns[:m], shift)
+        total, total_compensation = _add_nb(total, total_compensation, a)
+        shifted, shifted_compensation = _add_nb(shifted, shifted_compensation, b)
+        squares, squares_compensation = _add_nb(squares, squares_compensation, c)
+        downside, downside_compensation = _add_nb(downside, downside_compensation, d)
+        # drawdown: for a fixed peak, 1 - v / peak is largest at the lowest v, so the division
+        # runs only at a new low; a block entirely under the peak is one minimum away
+        # (a nan or inf equity makes the block's sum of returns non-finite: bar by bar below)
+        if math.isfinite(a):
+            low, high = _block_range_nb(block)
+        else:
+            low, high = -math.inf, math.inf
+        if high < peak:
+            if ts[start + m - 1] - peak_ts > underwater:
+                underwater = ts[start + m - 1] - peak_ts
+            if low < trough:
+                trough = low
+                drawdown = 1.0 - low / peak
+                if drawdown > max_drawdown:
+                    max_drawdown = drawdown
+            continue
+        for j in range(m):
+            v = block[j]
+            if v >= peak:
+                peak = v
+                trough = v
+                peak_ts = float(ts[start + j])
+                if max_drawdown < 0.0:  # 1 - peak / peak
+                    max_drawdown = 0.0
+            else:
+                if ts[start + j] - peak_ts > underwater:
+                    underwater = ts[start + j] - peak_ts
+                if v < trough:
+                    trough = v
+                    drawdown = 1.0 - v / peak
+                    if drawdown > max_drawdown:
+                        max_drawdown = drawdown
+                elif v != v:
+                    max_drawdown = v  # nan: stays (no comparison replaces it)
+    sum_returns = total + total_compensation
+    mean = sum_returns / n
+    std = math.nan
+    if n > 1:
+        sum_shifted = shifted + shifted_compensation
+        variance = ((squares + squares_compensation) - sum_shifted * (sum_shifted / n)) / (n - 1)
+        if variance < 0.0:
+            variance = 0.0
+        std = math.sqrt(variance)
+    downside_deviation = math.sqrt((downside + downside_compensation) / n)
+    return mean, std, downside_deviation, max_drawdown, int(underwater)

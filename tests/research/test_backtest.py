@@ -215,9 +215,9 @@ def test_plot_delegates_to_the_chart_module(result):
 @pytest.mark.parametrize("stops", [Stops(), Stops(stop_loss=0.01, take_profit=0.03,
                                                   trailing_stop=0.015)])
 def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, stops, broken_bar):
-    """``research.backtest`` records only the equity and accumulates the stats inside the
-    loop; cash and position come from the fills. All must equal what the kernel that records
-    every series produces, and the stats what the two-pass ``compute_stats`` gives."""
+    """``research.backtest`` records only the equity, and cash and position come from the
+    fills: all must equal what the kernel that records every series produces, and the stats
+    what ``compute_stats`` gives on those series."""
     from research.kernels import execution as ex
     from research.kernels.backtest import run_backtest
     from research.kernels.trades import closed_trade_arrays_nb

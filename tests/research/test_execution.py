@@ -437,3 +437,46 @@ def test_ruined_account_closes_and_opens_nothing():
     assert eq[1] == pytest.approx(-2_000.0)
     assert close[FILL_BAR] == 2 and close[ex.F_SIDE] == -1 and close[ex.F_POSITION_AFTER] == 0.0
     assert pos[-1] == 0.0 and cash[-1] == pytest.approx(-2_000.0)
+
+
+@pytest.mark.parametrize("stops_off", [True, False], ids=["no_stops", "stops"])
+@pytest.mark.parametrize("limits_off", [True, False], ids=["no_limits", "limits"])
+@COMMON
+@given(seed=st.integers(0, 2**31), n=st.integers(2, 300), s=SETTINGS)
+def test_compiled_out_steps_change_nothing(stops_off, limits_off, seed, n, s):
+    """The loop compiles out the protective exits and the risk-limit checks that the
+    configuration disables (``feature_switches``); the runner's ``step_nb`` always runs them.
+    Bar by bar they give the same fills, equity and state (trailing extreme and day start
+    included), bit for bit, in each of the four combinations."""
+    stop_keys = ("stop_loss", "take_profit", "trailing_stop")
+    limit_keys = ("daily_loss_limit", "max_drawdown")
+    s = dict(s)
+    for keys, off, fallback in ((stop_keys, stops_off, ("stop_loss", 0.03)),
+                                (limit_keys, limits_off, ("max_drawdown", 0.3))):
+        if off:
+            s.update({key: math.nan for key in keys})
+        elif all(math.isnan(s[key]) for key in keys):
+            s[fallback[0]] = fallback[1]
+    bars = synthetic_bars(n, seed, volatility=0.04)
+    target = random_targets(n, seed, levels=(-2.0, -1.0, 0.0, 0.5, 1.0, math.nan))
+    fills, _, _, eq, status, final = kernel_run(bars, target, s)
+    config = ex.make_config(Costs(s["fee_rate"], s["slippage_bps"]),
+                            Stops(s["stop_loss"], s["take_profit"], s["trailing_stop"]),
+                            RiskLimits(s["max_position"], s["daily_loss_limit"],
+                                       s["max_drawdown"]))
+    stops_on, limits_on = ex.feature_switches(config)
+    assert (stops_on is None) == stops_off and (limits_on is None) == limits_off
+    state = ex.new_state(10_000.0)
+    out = np.empty((ex.MAX_FILLS_PER_BAR, ex.N_FILL))
+    collected, equity = [], []
+    for i in range(n):
+        k = ex.step_nb(state, config, bars[0][i], bars[1][i], bars[2][i], bars[3][i],
+                       bars[4][i], target[i], out)
+        assert k >= 0
+        collected.extend(out[:k].copy())
+        equity.append(state[ex.S_EQUITY])
+    assert status == ex.STATUS_OK
+    np.testing.assert_array_equal(np.array(collected).reshape(-1, ex.N_FILL),
+                                  fills[:, :ex.N_FILL])
+    np.testing.assert_array_equal(np.array(equity), eq)
+    np.testing.assert_array_equal(state, final)

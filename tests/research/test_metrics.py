@@ -16,9 +16,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from market_files import read_ohlcv_csv
 from research.backtesting import backtest
+from research.kernels.stats import equity_stats_nb
 from research.metrics import compute_stats, periods_per_year
 from research.types import Costs
 
@@ -135,3 +138,56 @@ def test_bad_inputs_raise():
         compute_stats(np.ones(2), np.zeros(3), ts, HOUR, np.empty(0), np.empty(0), 1.0)
     with pytest.raises(ValueError, match="at least one bar"):
         compute_stats(np.empty(0), np.empty(0), ts[:0], HOUR, np.empty(0), np.empty(0), 1.0)
+
+
+# ----------------------------------------------------------------------------- equity_stats_nb
+
+
+def reference_equity_stats(equity, ts, timeframe_ms, initial):
+    """:func:`equity_stats_nb` bar by bar from its docstring: exact sums (``math.fsum``), a
+    two-pass standard deviation, and the drawdown and time under water of every bar."""
+    previous = [initial, *equity[:-1]]
+    returns = [v / p - 1.0 for v, p in zip(equity, previous)]
+    n = len(returns)
+    mean = math.fsum(returns) / n
+    std = math.sqrt(math.fsum((r - mean) ** 2 for r in returns) / (n - 1)) if n > 1 else math.nan
+    downside = math.sqrt(math.fsum(min(r, 0.0) ** 2 for r in returns) / n)
+    peak, peak_ts, max_drawdown, underwater = initial, ts[0] - timeframe_ms, -math.inf, 0
+    for value, t in zip(equity, ts):
+        if value >= peak:
+            peak, peak_ts = value, t
+        else:  # a nan equity counts as under water
+            underwater = max(underwater, t - peak_ts)
+        if math.isnan(value):
+            max_drawdown = math.nan
+        elif not math.isnan(max_drawdown):
+            max_drawdown = max(max_drawdown, 1.0 - value / peak)
+    return mean, std, downside, max_drawdown, int(underwater)
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.sampled_from([1, 2, 7, 2047, 2048, 2049, 5000]),
+       drift=st.sampled_from([-1e-3, 0.0, 2e-4, 1e-3]), volatility=st.sampled_from([0.0, 1e-4, 1e-2]),
+       nan_at=st.one_of(st.none(), st.floats(0.0, 1.0)))
+def test_equity_stats_match_a_bar_by_bar_reference(seed, n, drift, volatility, nan_at):
+    """Blocks, lanes, the skipped blocks of the drawdown pass and the one-pass variance give
+    the textbook numbers: rising curves (a new peak in most blocks), falling ones (none),
+    flat ones, and a nan anywhere."""
+    rng = np.random.default_rng(seed)
+    equity = 100.0 * np.cumprod(1.0 + drift + volatility * rng.standard_normal(n))
+    if nan_at is not None:
+        equity[int(nan_at * (n - 1))] = math.nan
+    ts = HOUR * np.arange(1, n + 1, dtype=np.int64)
+    got = equity_stats_nb(equity, ts, HOUR, 100.0)
+    expected = reference_equity_stats(equity.tolist(), ts.tolist(), HOUR, 100.0)
+    for name, a, b in zip(("mean", "std", "downside"), got[:3], expected[:3]):
+        if math.isnan(b):
+            assert math.isnan(a), name
+        else:
+            # equal returns (volatility 0) have a std of pure rounding noise, ~1e-16 * mean
+            assert a == pytest.approx(b, rel=1e-12, abs=1e-13 * abs(expected[0])), name
+    if math.isnan(expected[3]):
+        assert math.isnan(got[3])
+    else:
+        assert got[3] == expected[3]
+    assert got[4] == expected[4]
