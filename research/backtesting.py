@@ -240,18 +240,34 @@ def backtest(
     indicators = {name: np.asarray(values) for name, values in raw_indicators.items()}
 
     equity = np.empty(len(bars))
-    fills, processed, exposed, status = run_equity(
-        ex.new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low, bars.close,
-        target, equity)
+    fills, processed, status, values = run_target(bars, target, config, initial_cash,
+                                                  timeframe_ms, equity)
     equity[processed:] = np.nan
-    stats = pd.Series(run_stats_values(equity[:processed], exposed, bars.ts[:processed],
-                                       timeframe_ms, fills, initial_cash),
-                      dtype=np.float64, name=spec.name)
+    stats = pd.Series(values, dtype=np.float64, name=spec.name)
     return Result(
         spec_name=spec.name, params=params, costs=costs, stops=stops, risk=risk,
         initial_cash=initial_cash, bars=bars, target=target, indicators=indicators, ts=bars.ts,
         fill_rows=fills, equity_values=equity, stats=stats, status=int(status),
         timeframe_ms=timeframe_ms)
+
+
+def run_target(bars: Bars, target: np.ndarray, config: np.ndarray, initial_cash: float,
+               timeframe_ms: int, equity: np.ndarray,
+               fills: np.ndarray | None = None) -> tuple[np.ndarray, int, int, dict[str, float]]:
+    """The execution loop over ``target`` from a fresh account, then the run's stats: what
+    :func:`backtest` and a sweep row (:func:`research.sweeps.run_stats`) share.
+
+    ``equity`` (at least as long as ``bars``) receives the equity of the processed bars;
+    ``fills`` is a fill table to reuse (see :func:`research.kernels.backtest.simulate`).
+    Returns ``(fill rows, bars processed, status, stats dict)``; the stats are ``{}`` when the
+    first bar was rejected.
+    """
+    fills, processed, exposed, status = run_equity(
+        ex.new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low, bars.close,
+        target, equity, fills)
+    stats = run_stats_values(equity[:processed], exposed, bars.ts[:processed], timeframe_ms,
+                             fills, initial_cash)
+    return fills, processed, status, stats
 
 
 def run_stats_values(equity: np.ndarray, exposed: int, ts: np.ndarray, timeframe_ms: int,

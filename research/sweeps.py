@@ -468,9 +468,8 @@ def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: 
     (a sweep reuses both per batch: fresh bars-long arrays cost page faults); by default they
     are allocated.
     """
-    from research.backtesting import infer_timeframe_ms, run_stats_values, strategy_target
+    from research.backtesting import infer_timeframe_ms, run_target, strategy_target
     from research.kernels import execution
-    from research.kernels.backtest import run_equity
 
     stops = spec.stops if stops is None else stops
     config = execution.make_config(costs, stops, risk)
@@ -478,13 +477,9 @@ def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: 
     target = strategy_target(spec, bars, params)
     if equity_buffer is None or len(equity_buffer) < len(bars):
         equity_buffer = np.empty(len(bars))
-    fills, processed, exposed, _ = run_equity(
-        execution.new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low,
-        bars.close, target, equity_buffer, fill_buffer)
-    if not processed:
-        return {}
-    return run_stats_values(equity_buffer[:processed], exposed, bars.ts[:processed], timeframe_ms,
-                            fills, initial_cash)
+    *_, stats = run_target(bars, target, config, initial_cash, timeframe_ms, equity_buffer,
+                           fill_buffer)
+    return stats
 
 
 def equity_curve(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,
