@@ -871,10 +871,11 @@ def indicator_cache(max_bytes: int = DEFAULT_CACHE_BYTES) -> Iterator[IndicatorM
     a fresh call returns. Since callers share them, results from inside a scope are
     **read-only** arrays (writing to one raises "assignment destination is read-only": copy it
     first, ``np.array(value)``); a copy per call would cost a sweep about as much as the
-    moving averages themselves. Inputs must not be modified in place inside the scope. Inputs that need a
-    conversion (another dtype, non-contiguous) are not remembered. The memo holds at most
-    ``max_bytes`` of results (least recently used dropped first), lives in the current thread
-    / context only, and is dropped when the block ends; scopes nest (the inner one is used).
+    moving averages themselves. Inputs must not be modified in place inside the scope. Inputs
+    that need a conversion (another dtype, non-contiguous) are not remembered. The memo holds at
+    most ``max_bytes`` of results (least recently used dropped first), lives in the current
+    thread / context only, and is dropped when the block ends; scopes nest (the inner one is
+    used).
 
     Used by :func:`research.backtest` and by each worker batch of :func:`research.sweep`.
     """

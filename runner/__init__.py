@@ -7,8 +7,8 @@ window, fills it with :func:`research.kernels.execution.step_nb` (the very funct
 backtest loops) and records signal, trades, state and equity atomically (:mod:`runner.bot`,
 :mod:`runner.ledger`); then it publishes on the bus. The bots of one market take each bar
 together: one transaction and one publish for all of them (:mod:`runner.market_group`).
-Startup is recovery (:mod:`runner.process`). Replay (:mod:`runner.process`, ``replay=``) feeds stored bars through
-the same path.
+Startup is recovery (:mod:`runner.process`). Replay (:mod:`runner.process`, ``replay=``) feeds
+stored bars through the same path.
 
 Keep this module light: it imports nothing.
 """

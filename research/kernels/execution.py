@@ -439,9 +439,9 @@ def advance_nb(st, cfg, stops_on, limits_on, ts, open_price, high, low, close, t
     elif position < 0.0:
         extreme = min(extreme, low)
     halt_reason = -1.0
-    max_drawdown = cfg[C_MAX_DRAWDOWN]
-    daily_limit = cfg[C_DAILY_LOSS_LIMIT]
     if limits_on is not None:  # compiled out with limits_on=None
+        max_drawdown = cfg[C_MAX_DRAWDOWN]
+        daily_limit = cfg[C_DAILY_LOSS_LIMIT]
         if halt != HALT_MAX_DRAWDOWN and not math.isnan(max_drawdown):
             if equity <= peak * (1.0 - max_drawdown):
                 halt = HALT_MAX_DRAWDOWN
