@@ -37,4 +37,4 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean-db:
-	rm -f data/candela.db data/candela.db-*
+	rm -f data/candela.core.db data/candela.core.db-*

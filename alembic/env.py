@@ -1,9 +1,9 @@
-"""Alembic environment: migrations run on the engine Candela hands over (see candela.db)."""
+"""Alembic environment: migrations run on the engine Candela hands over (see candela.core.db)."""
 
 from alembic import context
 
-from candela.db import create_database_engine
-from candela.schema import metadata
+from candela.core.db import create_database_engine
+from candela.core.schema import metadata
 
 target_metadata = metadata
 

@@ -2,7 +2,7 @@
 
 Run with ``.venv/bin/python -m bench.backfill_speed``. The loopback exchange
 (``tests/data_pipeline/mock_exchange.py``) serves real Binance BTC/USDT 1m candles (the 999-bar
-2018-06-18 segment of ``../shared/data``) tiled end to end 200 times with shifted timestamps:
+2018-06-18 segment of the wider market-data collection, ``CANDELA_SHARED_DATA``) tiled end to end 200 times with shifted timestamps:
 199,800 bars. The real ccxt async client pages through them 1000 at a time, every row is
 validated and stored, and the gap ledger is checked, on SQLite and on PostgreSQL (when
 reachable). A second run over the same window shows the cost of a no-op resume.
@@ -26,7 +26,7 @@ def _mock():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data_pipeline"))
     from mock_exchange import MockExchange, read_candle_file
 
-    from candela.paths import shared_data_dir
+    from candela.core.paths import shared_data_dir
 
     rows = read_candle_file(shared_data_dir() / "ohlcv" / "binance_BTC-USDT_1m.csv.gz")
     segment = [row for row in rows if row[0] >= 1_529_297_280_000]  # one contiguous 999-bar run
@@ -55,7 +55,7 @@ def _postgres_url():
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    from candela.db import create_database_engine
+    from candela.core.db import create_database_engine
 
     admin_url = os.environ.get("CANDELA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     admin = create_database_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
@@ -76,7 +76,7 @@ def _postgres_url():
 
 
 def main() -> None:
-    from candela.db import connect, create_database_engine, upgrade
+    from candela.core.db import connect, create_database_engine, upgrade
 
     mock, since, until = _mock()
     with mock, tempfile.TemporaryDirectory() as folder:

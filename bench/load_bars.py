@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 
 from bench.synthetic import synthetic_bars
 from bench.timing import best_of
-from candela.db import create_database_engine, upgrade
+from candela.core.db import create_database_engine, upgrade
 from data_pipeline.importer import import_candles
 from data_pipeline.store import store_bars
 from research.data import load_bars

@@ -21,6 +21,7 @@ Creates and drops its own database. Not a test: prints figures, asserts nothing.
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import os
 import threading
@@ -38,7 +39,7 @@ WORKERS = int(os.environ.get('CANDELA_BENCH_WORKERS', '10'))
 
 
 def _sample_bars():
-    from candela.paths import SAMPLE_DIR
+    from candela.core.paths import SAMPLE_DIR
 
     with gzip.open(SAMPLE_DIR / "ohlcv" / "bittrex_ADA-BTC_1m.csv.gz", "rt") as handle:
         data = np.loadtxt(handle, delimiter=",", skiprows=1, max_rows=HISTORY + max(BARS.values()) + WARM_UP_BARS + 10)
@@ -47,8 +48,8 @@ def _sample_bars():
 
 
 def _store(engine, market, rows) -> None:
-    from candela import schema
-    from candela.db import insert_ignoring_duplicates
+    from candela.core import schema
+    from candela.core.db import insert_ignoring_duplicates
 
     exchange, symbol, timeframe = market
     with engine.begin() as connection:
@@ -63,8 +64,8 @@ def measure(n_bots: int, n_bars: int, admin_url: str = ADMIN_URL, redis_url: str
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    from candela.bus import RedisBus, market_channel
-    from candela.db import connect, create_database_engine, upgrade
+    from candela.core.bus import RedisBus, market_channel
+    from candela.core.db import connect, create_database_engine, upgrade
     from runner.config import parse_bot_config
     from runner.process import Runner, RunnerSettings
     from strategies.registry import names
@@ -103,6 +104,7 @@ def measure(n_bots: int, n_bars: int, admin_url: str = ADMIN_URL, redis_url: str
     listener = RedisBus(redis_url)
     listener.subscribe([f"signals:bench-{tag}-*"], on_signal)
     runner = Runner(engine, bus, configs, settings=RunnerSettings(poll_interval=5.0, heartbeat_interval=5.0, workers=WORKERS))
+    gc.freeze()  # as `candela run` does before it starts the runner
     thread = threading.Thread(target=lambda: asyncio.run(runner.run()), daemon=True)
     thread.start()
     time.sleep(1.0 + 0.02 * n_bots)  # bots recover (no bars to catch up: they start at the next bar)

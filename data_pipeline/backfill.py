@@ -41,10 +41,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 from sqlalchemy import Engine, func, select
+from tqdm.auto import tqdm
 
-from candela.markets import validate_symbol
-from candela.schema import ohlcv
-from candela.timeframes import timeframe_to_ms
+from candela.core.db import now_ms
+from candela.core.markets import validate_symbol
+from candela.core.schema import ohlcv
+from candela.core.timeframes import timeframe_to_ms
 from data_pipeline import gaps as ledger
 from data_pipeline.exchanges import page_limit
 from data_pipeline.publish import Publisher, publish_bars
@@ -121,8 +123,6 @@ def iso(ms: int) -> str:
 
 async def exchange_now(exchange, policy: RetryPolicy) -> int:
     """The exchange's clock (``fetch_time``) in ms, or the local clock if it has none."""
-    from candela.db import now_ms
-
     if not exchange.has.get("fetchTime"):
         return now_ms()
     value = await call_with_retry(exchange.fetch_time, policy=policy, exchange=exchange,
@@ -170,7 +170,7 @@ async def backfill(
     exchange : ccxt.async_support.Exchange
         See :func:`data_pipeline.exchanges.create_exchange`; not closed here.
     engine : sqlalchemy.Engine
-        A migrated database (:func:`candela.db.connect`).
+        A migrated database (:func:`candela.core.db.connect`).
     symbols, timeframes : list of str
         Unified symbols (``"BTC/USDT"``) and timeframes (``"1m"``).
     since_ms : int
@@ -259,8 +259,6 @@ class _MarketBackfill:
         self.previous_newest = None if newest is None else int(newest)
         missing, _ = self._missing(first, last)
         if self.progress:
-            from tqdm.auto import tqdm
-
             total = sum(ledger.count_bars(a, b, self.tf) for a, b in missing)
             self.bar = tqdm(total=total, desc=self.label, unit="bar", position=self.position, leave=True)
         try:

@@ -40,12 +40,13 @@ from collections.abc import Callable
 
 import ccxt
 import numpy as np
-from sqlalchemy import Engine, and_, select, update
+from sqlalchemy import Engine, and_, func, select, update
 
-from candela.db import insert_ignoring_duplicates, now_ms
-from candela.schema import collector_state, raw_trades
-from candela.timeframes import timeframe_to_ms
+from candela.core.db import insert_ignoring_duplicates, now_ms
+from candela.core.schema import collector_state, ohlcv, raw_trades
+from candela.core.timeframes import timeframe_to_ms
 from data_pipeline.aggregate import CandleAggregator
+from data_pipeline.backfill import backfill, exchange_now
 from data_pipeline.publish import Publisher, publish_bars
 from data_pipeline.retry import RetryPolicy, call_with_retry
 from data_pipeline.store import store_bars
@@ -351,11 +352,6 @@ async def poll_candles(exchange, engine: Engine, symbols: list[str], timeframes:
     previous newest are published after their commit. Stops when ``should_stop()`` is true or
     after ``max_rounds`` rounds; returns the number of rounds run.
     """
-    from sqlalchemy import func
-
-    from candela.schema import ohlcv
-    from data_pipeline.backfill import backfill, exchange_now
-
     policy = policy or RetryPolicy()
     rounds = 0
     while not should_stop():

@@ -7,7 +7,8 @@ WebSocket) instance for an exchange id with the settings a data collector wants:
 * spot markets only (``options.fetchMarkets.types = ['spot']``: one request in ``load_markets``
   instead of one per market type), no ``fetchCurrencies``/``fetchMargins`` calls;
 * **strict JSON**: stock ccxt turns a ``200`` with an HTML, empty or malformed body into garbage
-  rows without raising (``../shared/guides/ccxt-offline.md`` §3). The subclass made here raises
+  rows without raising (its async client parses whatever JSON it can and returns the rest as
+  data). The subclass made here raises
   :class:`ccxt.BadResponse` instead, and raises on unmapped ``4xx/5xx`` statuses that the async
   client would otherwise return as data.
 
@@ -23,6 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import ccxt
+import ccxt.async_support
+import ccxt.pro
 
 PAGE_LIMITS = {"binance": 1000, "okx": 100}
 """Candles per ``fetch_ohlcv`` page. OKX documents a cap of 100 for ``history-candles``; asking
@@ -117,10 +120,7 @@ def exchange_class(exchange_id: str, *, streaming: bool = False) -> type:
         If ccxt does not know the exchange (or has no WebSocket support for it when
         ``streaming``); the message says which ids exist.
     """
-    if streaming:
-        import ccxt.pro as module
-    else:
-        import ccxt.async_support as module
+    module = ccxt.pro if streaming else ccxt.async_support
     base = getattr(module, exchange_id, None)
     if not isinstance(base, type):
         known = "ccxt.pro.exchanges" if streaming else "ccxt.exchanges"

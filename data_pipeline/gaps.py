@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Connection, and_, select, update
 
-from candela.db import now_ms
-from candela.schema import gaps as gaps_table
-from candela.schema import ohlcv
+from candela.core.db import now_ms
+from candela.core.schema import gaps as gaps_table
+from candela.core.schema import ohlcv
 
 SETTLED = ("confirmed_empty", "partially_refetched")
 """Statuses whose ranges are not asked for again (what is still missing there was confirmed empty)."""

@@ -1,13 +1,14 @@
 """Import OHLCV candles from CSV or CSV.gz files into the database (issue 2, point 5).
 
-The file format is that of ``../shared/data/ohlcv/`` and ``data/sample/ohlcv/``: a header
+The file format is that of ``data/sample/ohlcv/`` (and of the freqtrade/OctoBot exports it comes
+from): a header
 ``open_time_ms,open,high,low,close,volume`` (any column order) and one candle per line, the
 time being the bar's **open** time in milliseconds UTC. The importer
 
 1. reads and parses the whole file (plain or gzip; a truncated or malformed file is an error
    naming the line, and nothing is written; a file whose last line lacks its line ending counts
    as truncated, since its last value may be cut short),
-2. converts open times to close times once, ``ts = open_time_ms + timeframe`` (DESIGN.md §2),
+2. converts open times to close times once, ``ts = open_time_ms + timeframe`` (docs/architecture.md §2),
 3. validates every row (:func:`data_pipeline.validation.validate_candles`); rejected rows are
    counted per reason and reported with their line numbers, the rest are stored,
 4. stores the accepted rows in **one transaction** (:func:`data_pipeline.store.store_bars`):
@@ -29,8 +30,8 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from candela.markets import validate_exchange, validate_symbol
-from candela.timeframes import timeframe_to_ms
+from candela.core.markets import validate_exchange, validate_symbol
+from candela.core.timeframes import timeframe_to_ms
 from data_pipeline.store import StoreResult, store_bars
 from data_pipeline.validation import validate_candles
 
@@ -296,7 +297,7 @@ def import_candles(
     Parameters
     ----------
     engine : sqlalchemy.Engine
-        A database at the current schema (see :func:`candela.db.connect`).
+        A database at the current schema (see :func:`candela.core.db.connect`).
     path : str or Path
         CSV or CSV.gz with header ``open_time_ms,open,high,low,close,volume`` (open times).
     exchange, symbol, timeframe : str

@@ -1,4 +1,4 @@
-"""Announce newly stored closed bars on ``market:{exchange}:{symbol}:{timeframe}`` (DESIGN.md §5).
+"""Announce newly stored closed bars on ``market:{exchange}:{symbol}:{timeframe}`` (docs/architecture.md §5).
 
 Redis notifies, the database remembers: callers publish **after** the transaction that stored
 the bars has committed. A bar's payload is::
@@ -6,8 +6,8 @@ the bars has committed. A bar's payload is::
     {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1m", "ts": <close ms>,
      "open": .., "high": .., "low": .., "close": .., "volume": ..}
 
-(JSON-encoded with :func:`candela.bus.encode` on the wire). A publisher is anything with
-``publish(channel, payload)`` — the buses of :mod:`candela.bus` (``make_bus()``) qualify too.
+(JSON-encoded with :func:`candela.core.bus.encode` on the wire). A publisher is anything with
+``publish(channel, payload)`` — the buses of :mod:`candela.core.bus` (``make_bus()``) qualify too.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import logging
 from typing import Protocol
 
 import numpy as np
+import redis
 
-from candela.bus import encode, market_channel, redis_url
+from candela.core.bus import encode, market_channel, redis_url
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,6 @@ class RedisPublisher:
     """Publish synchronously through redis-py to the server at ``url`` (errors surface at once)."""
 
     def __init__(self, url: str):
-        import redis
-
         self.url = url
         self._client = redis.Redis.from_url(url)
 

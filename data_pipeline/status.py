@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Connection, func, select
 
-from candela.schema import collector_state, gaps, ohlcv
+from candela.core.schema import collector_state, gaps, ohlcv
+from candela.core.timeframes import timeframe_to_ms
 from data_pipeline.gaps import Gap
 
 
@@ -50,8 +51,6 @@ class MarketStatus:
 
 def market_status(connection: Connection, exchange: str | None = None) -> list[MarketStatus]:
     """Every stored market (optionally of one exchange), ordered by exchange, symbol, timeframe."""
-    from candela.timeframes import timeframe_to_ms
-
     query = select(ohlcv.c.exchange, ohlcv.c.symbol, ohlcv.c.timeframe, func.count(),
                    func.min(ohlcv.c.ts), func.max(ohlcv.c.ts)).group_by(
         ohlcv.c.exchange, ohlcv.c.symbol, ohlcv.c.timeframe)

@@ -1,4 +1,4 @@
-"""Idempotent bulk writes of OHLCV bars into ``candela.schema.ohlcv`` (DESIGN.md §4).
+"""Idempotent bulk writes of OHLCV bars into ``candela.core.schema.ohlcv`` (docs/architecture.md §4).
 
 :func:`store_bars` inserts the bars whose key ``(exchange, symbol, timeframe, ts)`` is new and
 never touches a stored row. A bar whose key is already stored is *unchanged* when all its values
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Connection
 
-from candela.markets import validate_exchange, validate_symbol
-from candela.timeframes import timeframe_to_ms
+from candela.core.markets import validate_exchange, validate_symbol
+from candela.core.timeframes import timeframe_to_ms
 
 CONFLICT_EXAMPLES = 5
 """How many conflicting close times :class:`StoreResult` keeps as examples."""

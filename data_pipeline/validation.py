@@ -1,4 +1,4 @@
-"""Candle validation at the edge (DESIGN.md §2): bad candles never reach a strategy.
+"""Candle validation at the edge (docs/architecture.md §2): bad candles never reach a strategy.
 
 One vectorized pass (numpy, no Python loop over rows) decides for every candle whether it is
 accepted and, if not, why. The reasons are stable strings that importers, the pipeline and tests

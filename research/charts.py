@@ -8,7 +8,7 @@ draws one stat of a sweep over two parameters. Both return a ``plotly.graph_obje
     fig.write_html("backtest.html", include_plotlyjs=True)
 
 writes a standalone file with plotly.js embedded, which opens offline (no CDN).
-All times on the x axis are UTC; a bar is drawn at its close time (DESIGN.md §2).
+All times on the x axis are UTC; a bar is drawn at its close time (docs/architecture.md §2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Look-ahead and warm-up checks: the parity contract of DESIGN.md §3, offered to users.
+"""Look-ahead and warm-up checks: the parity contract of docs/architecture.md §3, offered to users.
 
 * :func:`lookahead` recomputes the target on truncated histories ``bars[:t+1]`` at sampled
   ``t`` and reports every bar ``i <= t`` (past the warm-up) whose target differs from the

@@ -1,14 +1,14 @@
 """Reading stored bars: what is stored, gaps, loading as arrays or frames, resampling.
 
 Everything here reads the ``ohlcv`` table written by the data pipeline and the importer. Bar
-timestamps are **close** times (DESIGN.md §2): the bar labelled ``T`` holds the trades with
+timestamps are **close** times (docs/architecture.md §2): the bar labelled ``T`` holds the trades with
 ``T - timeframe <= t < T``. Arrays carry int64 milliseconds UTC; frames carry a tz-aware UTC
 ``DatetimeIndex`` named ``ts`` with lower-case columns ``open, high, low, close, volume``.
 
 Loading is built for speed: PostgreSQL streams a binary ``COPY (SELECT ...) TO STDOUT`` straight
 into numpy (fixed-width rows, no per-row Python); SQLite fills numpy from the raw cursor.
 
->>> engine = candela.db.connect()
+>>> engine = candela.core.db.connect()
 >>> inventory(engine)                                              # doctest: +SKIP
 >>> bars = load_bars(engine, "binance", "BTC/USDT", "1m", start="2018-06-18")  # doctest: +SKIP
 >>> hourly = resample(bars, "1h")                                   # doctest: +SKIP
@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, text
 
-from candela.markets import validate_exchange, validate_symbol
-from candela.timeframes import SUPPORTED_TIMEFRAMES, ms_to_timeframe, timeframe_to_ms
+from candela.core.db import connect
+from candela.core.markets import validate_exchange, validate_symbol
+from candela.core.timeframes import SUPPORTED_TIMEFRAMES, ms_to_timeframe, timeframe_to_ms
 from research.kernels.resample import resample_nb
 from research.types import Bars
 
@@ -41,8 +42,6 @@ def _engine(engine: Engine | str | None) -> Engine:
     if isinstance(engine, Engine):
         return engine
     if engine is None or isinstance(engine, str):
-        from candela.db import connect
-
         return connect(engine)
     raise TypeError(f"expected a SQLAlchemy Engine or a database URL, got {type(engine).__name__}")
 

@@ -25,7 +25,7 @@ class ReportFiles:
 
 def default_notebook() -> Path:
     """The bundled report notebook, ``notebooks/02_report.ipynb``."""
-    from candela.paths import REPO_ROOT
+    from candela.core.paths import REPO_ROOT
 
     return REPO_ROOT / "notebooks" / REPORT_NOTEBOOK
 
@@ -81,7 +81,7 @@ def run_report(
     """
     import papermill
 
-    from candela.db import database_url as resolve_database_url
+    from candela.core.db import database_url as resolve_database_url
 
     source = Path(notebook) if notebook is not None else default_notebook()
     if not source.is_file():

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from candela.db import now_ms
-from candela.schema import strategy_runs, strategy_signals, strategy_trades
+from candela.core.db import now_ms
+from candela.core.schema import strategy_runs, strategy_signals, strategy_trades
 from research.backtesting import Result, assemble_result
 from research.kernels import execution as ex
 from research.kernels.backtest import FILL_BAR, N_FILL_ROW
@@ -41,7 +41,7 @@ def save_result(engine: sa.Engine, result: Result, *, exchange: str | None = Non
     if not isinstance(result, Result):
         raise TypeError(f"expected a research Result, got {type(result).__name__}")
     if timeframe is None and result.timeframe_ms:
-        from candela.timeframes import ms_to_timeframe
+        from candela.core.timeframes import ms_to_timeframe
 
         try:
             timeframe = ms_to_timeframe(result.timeframe_ms)

@@ -4,7 +4,7 @@ Pure core: numpy only. A strategy is a **pure, causal, vectorized** function fro
 :class:`Bars` to a target position level per bar (``+1.0`` fully long, ``0.0`` flat,
 ``-1.0`` fully short, fractions in between; a fraction of equity), with declared parameters,
 sweep ranges, a warm-up length and the indicators it wants recorded and plotted
-(DESIGN.md §3). The same :class:`StrategySpec` drives ``research.backtest`` and the runner.
+(docs/architecture.md §3). The same :class:`StrategySpec` drives ``research.backtest`` and the runner.
 
 Timing rule everywhere: the target computed at bar ``t``'s close is filled at bar ``t+1``'s
 open.

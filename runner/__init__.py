@@ -1,4 +1,4 @@
-"""The paper-trading runner: bots that run research strategies unchanged (DESIGN.md §6).
+"""The paper-trading runner: bots that run research strategies unchanged (docs/architecture.md §6).
 
 An asyncio process hosts many bots. Each bot is a strategy, its parameters, a market, costs,
 stops and risk limits, read from a JSON file in ``config/bots/`` (:mod:`runner.config`). For

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Connection, Engine
 
-from candela.bus import signals_channel, status_channel, trades_channel
-from candela.db import now_ms
+from candela.core.bus import signals_channel, status_channel, trades_channel
+from candela.core.db import now_ms
 from research.kernels.execution import (
     F_AT_OPEN,
     F_CASH_AFTER,

@@ -1,6 +1,6 @@
 """The runner's database records: bots, their state, signals, trades, equity and events.
 
-The database is the truth (DESIGN.md §5). :func:`write_bars` commits everything one bar changes
+The database is the truth (docs/architecture.md §5). :func:`write_bars` commits everything one bar changes
 for a bot (signal, fills, state, equity) atomically, for a batch of bots (one bar each) in ONE
 transaction, guarded by the ``uq_signals_bot_ts`` unique key: a bar that was already recorded (a
 retry after an ambiguous commit, a second runner) writes nothing for its bot, and the bot is left
@@ -16,16 +16,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
-from candela import schema
-from candela.db import now_ms
+from candela.core import schema
+from candela.core.db import now_ms
 
 BOT_STATUSES = ("active", "stopped", "failed")
 
 
 @dataclass
 class BarRecord:
-    """Rows one bar produces for one bot (see :mod:`candela.schema` for the columns)."""
+    """Rows one bar produces for one bot (see :mod:`candela.core.schema` for the columns)."""
 
     bot_id: str
     bar_ts: int
@@ -36,10 +37,7 @@ class BarRecord:
 
 
 def _insert(connection: Connection, table):
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     return insert(table)
 
 

@@ -14,7 +14,7 @@ import time
 import numpy as np
 from sqlalchemy import Connection, select
 
-from candela import schema
+from candela.core import schema
 
 _COLUMNS = (
     schema.ohlcv.c.ts,

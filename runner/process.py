@@ -1,4 +1,4 @@
-"""The runner process: an asyncio loop hosting many bots (DESIGN.md §6).
+"""The runner process: an asyncio loop hosting many bots (docs/architecture.md §6).
 
 Each bot has a supervisor task. Its life is one loop:
 
@@ -32,7 +32,6 @@ Failures:
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import threading
 import time
@@ -42,8 +41,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from candela.bus import SYSTEM_EVENTS, market_channel, status_channel
-from candela.db import DatabaseUnavailableError, now_ms
+from candela.core.bus import SYSTEM_EVENTS, Bus, market_channel, status_channel
+from candela.core.db import DatabaseUnavailableError, now_ms
 from runner import ledger
 from runner.bot import Bot, StrategyError, ThreadConnections
 from runner.config import BotConfig
@@ -76,7 +75,7 @@ class RunnerSettings:
         Worker threads: each market's passes, the bots' recoveries and the status poll run
         there (one market never runs two passes at once). Each keeps one database connection,
         and the status poll borrows more: size the engine's pool above it
-        (``candela.db.connect(url, pool_size=workers + 5)``, as ``candela run`` does).
+        (``candela.core.db.connect(url, pool_size=workers + 5)``, as ``candela run`` does).
     chunk : int
         Bars read from the database per query while catching up.
     """
@@ -132,7 +131,7 @@ class Runner:
     ----------
     engine : Engine
         The database (migrated).
-    bus : InProcessBus or RedisBus
+    bus : Bus
         Where signals, trades and status are published and ``market:`` messages come from.
     configs : list of BotConfig
         The bots (validated, strategies resolved).
@@ -141,7 +140,7 @@ class Runner:
         Replay stored bars and return when every bot reached the end, instead of following live.
     """
 
-    def __init__(self, engine: Engine, bus, configs: list[BotConfig], *, settings: RunnerSettings = RunnerSettings(),
+    def __init__(self, engine: Engine, bus: Bus, configs: list[BotConfig], *, settings: RunnerSettings = RunnerSettings(),
                  replay: Replay | None = None) -> None:
         ids = [config.bot_id for config in configs]
         if len(set(ids)) != len(ids):
@@ -177,10 +176,6 @@ class Runner:
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="bot")
         subscription = None
-        # Keep what exists by now (imported modules, numba and SQLAlchemy internals: over
-        # 100,000 objects) out of the garbage collector's full collections, which would
-        # otherwise stall every bot for 30-100 ms now and then; unfrozen when the run ends.
-        gc.freeze()
         try:
             await self._retry_database(self._register)
             self._notice("runner_started", bots=sorted(self.slots), replay=self.replay is not None)
@@ -204,7 +199,6 @@ class Runner:
                 subscription.close()
             self._executor.shutdown(wait=True)
             self._connections.close_all()
-            gc.unfreeze()
         return {bot_id: slot.report for bot_id, slot in self.slots.items()}
 
     # ------------------------------------------------------------------ setup

@@ -10,6 +10,7 @@ import importlib
 from collections.abc import Callable
 
 from research.types import StrategySpec
+from strategies.registry import get_strategy
 
 StrategyResolver = Callable[[str], StrategySpec]
 
@@ -41,6 +42,4 @@ def resolve_strategy(name: str) -> StrategySpec:
                 "holds one, e.g. 'my_package.my_module:SPEC'"
             )
         return spec
-    from strategies.registry import get_strategy
-
     return get_strategy(name)

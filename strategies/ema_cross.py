@@ -10,7 +10,7 @@ Rules (decided at bar ``t``'s close, filled at ``t+1``'s open):
   ``target[t]`` computed on ``bars[t - warmup : t + 1]`` equals the full-history value bit for
   bit — the runner's parity contract. (Caveat: if the close stays exactly unchanged for longer
   than the warm-up, a window starting inside that stretch seeds both EMAs at the constant
-  while the full history may sit an ulp away from it; no series in ``../shared/data`` comes
+  while the full history may sit an ulp away from it; no series in the market data the tests read comes
   close — the longest unchanged stretch there is 35 bars.)
 """
 

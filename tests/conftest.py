@@ -1,6 +1,6 @@
 """Shared fixtures: databases (SQLite and PostgreSQL), Redis, and the shared market data.
 
-Services and ``../shared/data`` are required under ``CI=true``: a missing one **fails** the
+Services and the wider market-data collection (``CANDELA_SHARED_DATA``) are required under ``CI=true``: a missing one **fails** the
 test there. On a user's machine without them the test is skipped with the reason.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from candela.paths import REPO_ROOT, SAMPLE_DIR, shared_data_dir
+from candela.core.paths import REPO_ROOT, SAMPLE_DIR, shared_data_dir
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -41,7 +41,7 @@ def sample_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data``: present in CI and on developer machines, not in a user's clone."""
+    """the wider market-data collection (``CANDELA_SHARED_DATA``): present in CI and on developer machines, not in a user's clone."""
     path = shared_data_dir()
     if not (path / "ohlcv").is_dir():
         unavailable(f"shared market data not found at {path} (set CANDELA_SHARED_DATA)")
@@ -53,7 +53,7 @@ def postgres_admin_url() -> str:
     """URL of a PostgreSQL maintenance database we may CREATE/DROP databases from."""
     import sqlalchemy as sa
 
-    from candela.db import create_database_engine
+    from candela.core.db import create_database_engine
 
     engine = create_database_engine(POSTGRES_ADMIN_URL)
     try:
@@ -71,7 +71,7 @@ def _postgres_database(admin_url: str):
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    from candela.db import create_database_engine
+    from candela.core.db import create_database_engine
 
     name = f"candela_test_{uuid.uuid4().hex[:12]}"
     admin = create_database_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
@@ -98,7 +98,7 @@ def postgres_url(postgres_admin_url):
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     """A fresh SQLite file for one test."""
-    return f"sqlite:///{tmp_path / 'candela.db'}"
+    return f"sqlite:///{tmp_path / 'candela.core.db'}"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -112,7 +112,7 @@ def empty_database_url(request) -> str:
 @pytest.fixture
 def database_url(empty_database_url) -> str:
     """A fresh database migrated to the newest schema, on SQLite and on PostgreSQL."""
-    from candela.db import create_database_engine, upgrade
+    from candela.core.db import create_database_engine, upgrade
 
     engine = create_database_engine(empty_database_url)
     upgrade(engine)
@@ -123,7 +123,7 @@ def database_url(empty_database_url) -> str:
 @pytest.fixture
 def engine(database_url):
     """An engine on :func:`database_url` (SQLite and PostgreSQL)."""
-    from candela.db import connect
+    from candela.core.db import connect
 
     engine = connect(database_url)
     yield engine

@@ -1,4 +1,4 @@
-"""Test-side reader of the market-data CSV files (``../shared/data/ohlcv``, ``data/sample``).
+"""Test-side reader of the market-data CSV files (the wider market-data collection (``CANDELA_SHARED_DATA``), ``data/sample``).
 
 Independent of Candela's importer, so tests can use it as the oracle's view of a file.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from candela.timeframes import timeframe_to_ms
+from candela.core.timeframes import timeframe_to_ms
 from research.types import Bars
 
 

@@ -3,7 +3,7 @@
 :func:`step_nb` is the single function that turns a strategy's target into virtual fills. The
 backtest kernel loops it over history; the paper-trading runner calls it for each live bar with
 the persisted state. Fees, slippage, stops and risk limits live here and nowhere else, so the
-backtest and the runner cannot disagree about a fill (DESIGN.md §3).
+backtest and the runner cannot disagree about a fill (docs/architecture.md §3).
 
 State, configuration and fills are flat float64 arrays (Numba-friendly and trivially
 persisted); the ``S_*``, ``C_*`` and ``F_*`` constants name their slots.

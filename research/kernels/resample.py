@@ -1,6 +1,6 @@
 """Resampling kernel: right-aligned aggregation of bars into coarser buckets (pure core).
 
-Bucket rule (DESIGN.md §2, close-time labels): with target length ``T`` and grid offset ``D``,
+Bucket rule (docs/architecture.md §2, close-time labels): with target length ``T`` and grid offset ``D``,
 the bucket labelled ``L`` (``L ≡ D mod T``) holds the source bars whose close time ``ts``
 satisfies ``L - T < ts <= L``, i.e. the trades with ``L - T <= t < L``.
 

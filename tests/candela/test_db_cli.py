@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from candela.cli import main
-from candela.db import DatabaseConfigError, create_database_engine, current_revision, head_revision
+from candela.core.db import DatabaseConfigError, create_database_engine, current_revision, head_revision
 
 
 def free_port() -> int:

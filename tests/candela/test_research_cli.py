@@ -8,9 +8,9 @@ import re
 import pytest
 
 from candela.cli import main
-from candela.commands import CommandError
-from candela.commands.research import parse_assignments, parse_grid
-from candela.db import connect, upgrade
+from candela.cli.commands import CommandError
+from candela.cli.commands.research import parse_assignments, parse_grid
+from candela.core.db import connect, upgrade
 from data_pipeline.importer import import_candles
 from research.backtesting import backtest
 from research.data import load_bars

@@ -1,4 +1,4 @@
-"""The Alembic migrations create exactly the schema of candela.schema, on both engines."""
+"""The Alembic migrations create exactly the schema of candela.core.schema, on both engines."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from candela.db import (
+from candela.core.db import (
     SchemaOutdatedError,
     connect,
     create_database_engine,
@@ -15,7 +15,7 @@ from candela.db import (
     head_revision,
     upgrade,
 )
-from candela.schema import metadata
+from candela.core.schema import metadata
 
 
 def test_migrated_database_matches_metadata(database_url):

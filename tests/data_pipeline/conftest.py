@@ -72,11 +72,11 @@ def module_engine(request, tmp_path_factory):
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    from candela.db import connect, create_database_engine, upgrade
+    from candela.core.db import connect, create_database_engine, upgrade
 
     drop = None
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('pipeline') / 'candela.db'}"
+        url = f"sqlite:///{tmp_path_factory.mktemp('pipeline') / 'candela.core.db'}"
     else:
         admin_url = request.getfixturevalue("postgres_admin_url")
         name = f"candela_test_{uuid.uuid4().hex[:12]}"
@@ -103,7 +103,7 @@ def module_engine(request, tmp_path_factory):
 @pytest.fixture
 def db(module_engine):
     """:func:`module_engine` with the market-data tables emptied for this test."""
-    from candela.schema import collector_state, gaps, ohlcv, raw_trades
+    from candela.core.schema import collector_state, gaps, ohlcv, raw_trades
 
     with module_engine.begin() as connection:
         for table in (ohlcv, gaps, collector_state, raw_trades):

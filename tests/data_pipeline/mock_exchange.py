@@ -1,9 +1,9 @@
 """A loopback exchange for the pipeline tests: Binance spot and OKX v5 wire protocols.
 
 An aiohttp server on ``127.0.0.1`` and an ephemeral port, run in a daemon thread so both async
-and sync clients can use it. It speaks the protocols **the real ccxt library** talks (see
-``../shared/guides/ccxt-offline.md``) and serves real market data loaded from
-``../shared/data`` (candles and trades as recorded; nothing synthetic unless a test adds it):
+and sync clients can use it. It speaks the protocols **the real ccxt library** talks and serves real market data loaded from
+the wider market-data collection (``CANDELA_SHARED_DATA``): candles and trades as recorded,
+nothing synthetic unless a test adds it.
 
 Binance spot REST (``/api/v3/...``)
     ``exchangeInfo`` (the real 2021 response, filtered to the served symbols), ``klines``
@@ -473,7 +473,7 @@ def _real_exchange_info_symbol() -> dict:
     """The real ``BTCUSDT`` entry of Binance's 2021 ``exchangeInfo`` (filters, permissions)."""
     global _EXCHANGE_INFO_SYMBOL
     if _EXCHANGE_INFO_SYMBOL is None:
-        from candela.paths import shared_data_dir
+        from candela.core.paths import shared_data_dir
 
         path = shared_data_dir() / "exchange_samples" / "binance_spot_rest_exchangeInfo_2021-10-12.json.gz"
         with gzip.open(path, "rt") as handle:

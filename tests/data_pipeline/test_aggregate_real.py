@@ -1,4 +1,4 @@
-"""Aggregation checked against real exchange data (``../shared/data``).
+"""Aggregation checked against real exchange data (the wider market-data collection (``CANDELA_SHARED_DATA``)).
 
 1. The recorded Binance kline + aggTrade WebSocket streams: every in-progress kline snapshot whose
    trade-id range ``f..L`` is fully covered by recorded aggregate trades is rebuilt from those

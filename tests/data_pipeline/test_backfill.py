@@ -1,6 +1,6 @@
 """Backfill through the real ccxt async client against the loopback exchange (Binance and OKX).
 
-Oracle: the real candle files the mock serves (``../shared/data/ohlcv``), converted from open to
+Oracle: the real candle files the mock serves (the wider market-data collection (``CANDELA_SHARED_DATA``)), converted from open to
 close times by the test; the database must hold exactly those rows in the requested window.
 """
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from candela.bus import InProcessBus
-from candela.schema import gaps, ohlcv
+from candela.core.bus import InProcessBus
+from candela.core.schema import gaps, ohlcv
 from data_pipeline.backfill import BackfillError, backfill
 from data_pipeline.exchanges import Endpoints, create_exchange
 from data_pipeline.gaps import list_gaps

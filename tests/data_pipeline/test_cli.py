@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from candela.cli import main
-from candela.schema import gaps, ohlcv
+from candela.core.schema import gaps, ohlcv
 from mock_exchange import agg_trade_event
 
 

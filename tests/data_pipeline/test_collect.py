@@ -1,6 +1,6 @@
 """Live collection through ccxt.pro against the loopback exchange's WebSocket and REST.
 
-The trades are real (Binance BTC/USDT, 2023-04-05, ``../shared/data/trades``). The oracle for
+The trades are real (Binance BTC/USDT, 2023-04-05, the wider market-data collection (``CANDELA_SHARED_DATA``)). The oracle for
 the stored candles is :func:`aggregate_trades` over the full recorded trade list, which is itself
 checked against pandas and against Binance's own klines in the other test modules.
 """
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from candela.bus import decode, market_channel
-from candela.schema import collector_state, ohlcv, raw_trades
+from candela.core.bus import decode, market_channel
+from candela.core.schema import collector_state, ohlcv, raw_trades
 from data_pipeline.aggregate import aggregate_trades
 from data_pipeline.collect import TradeCollector, poll_candles
 from data_pipeline.exchanges import Endpoints, create_exchange

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from candela.cli import main
-from candela.db import connect
+from candela.core.db import connect
 from data_pipeline.importer import ImportFailedError, import_candles, infer_market, read_candle_file
 
 MINUTE = 60_000
@@ -197,7 +197,7 @@ def test_failure_halfway_through_the_write_leaves_nothing(database_url, real_fil
 
 def test_postgres_writes_with_one_set_based_insert_per_chunk(postgres_url, real_file):
     """The PostgreSQL path COPYs into a staging table and inserts with one statement per chunk."""
-    from candela.db import upgrade
+    from candela.core.db import upgrade
 
     engine = connect(postgres_url, require_schema=False)
     upgrade(engine)
@@ -338,7 +338,7 @@ def test_large_float_precision_round_trips(database_url, tmp_path):
 
 @pytest.mark.slow
 def test_demo_step_imports_the_sample_and_then_nothing_new(engine, tmp_path, capsys, sample_dir):
-    from candela.demo import DemoContext, foundation
+    from candela.cli.demo import DemoContext, foundation
 
     manifest = foundation.sample_files(sample_dir)
     total = sum(entry["rows"] for entry in manifest)

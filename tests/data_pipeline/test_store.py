@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from candela.schema import ohlcv
+from candela.core.schema import ohlcv
 from data_pipeline.store import StoreResult, store_bars
 
 MINUTE = 60_000

@@ -15,7 +15,7 @@ MINUTE = 60_000
 
 
 def reference(ts, o, h, l, c, v, timeframe_ms, after_ts=None):  # noqa: E741
-    """Row by row, exactly as DESIGN.md §2 and the module table say."""
+    """Row by row, exactly as docs/architecture.md §2 and the module table say."""
     verdicts = []
     last = after_ts
     seen = set()

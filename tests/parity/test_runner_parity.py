@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import research
-from candela import schema
-from candela.bus import RedisBus
+from candela.core import schema
+from candela.core.bus import RedisBus
 from research.types import RiskLimits, Stops
 from runner_support import (
     ADA_BTC,
@@ -92,7 +92,7 @@ def test_risk_limits_halt_at_the_same_bar_in_runner_and_backtest(any_engine, ada
     """Daily-loss limit and drawdown kill switch fire at the same bar, with the same fills."""
     from sqlalchemy import select
 
-    from candela.bus import InProcessBus
+    from candela.core.bus import InProcessBus
 
     bars = ada_btc_bars[:3000]
     store_bars(any_engine, ADA_BTC, bars)

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market_files import read_ohlcv_csv
-from candela.timeframes import timeframe_to_ms
+from candela.core.timeframes import timeframe_to_ms
 from data_pipeline.store import store_bars
 from research.data import gaps, inventory, load_bars, load_frame, resample
 from research.types import Bars
@@ -380,7 +380,7 @@ def test_load_errors_say_what_is_stored(engine):
 
 
 def test_load_accepts_a_database_url(database_url):
-    from candela.db import connect
+    from candela.core.db import connect
 
     engine = connect(database_url)
     with engine.begin() as connection:

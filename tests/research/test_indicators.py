@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from candela.paths import SAMPLE_DIR
+from candela.core.paths import SAMPLE_DIR
 from research import indicators as ind
 
 REAL_FILES = [

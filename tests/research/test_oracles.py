@@ -1,7 +1,7 @@
 """Oracle agreement on real market data: Candela vs vectorbt vs backtesting.py vs a plain loop.
 
 Every shipped strategy (and a numpy SMA cross defined here) runs on several real symbols and
-timeframes from ``../shared/data/ohlcv``, without stops, and must give the same trades and the
+timeframes from the wider market-data collection (``CANDELA_SHARED_DATA``), without stops, and must give the same trades and the
 same final equity (within 1e-9 relative) as:
 
 * **vectorbt** ``Portfolio.from_signals``, configured to Candela's convention: the target

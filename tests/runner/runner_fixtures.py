@@ -10,7 +10,7 @@ from runner_support import ADA_BTC_FILE, MINUTE_MS, read_csv_bars
 def _migrated_engine(url: str, *, fast_commits: bool = False):
     import sqlalchemy as sa
 
-    from candela.db import connect, create_database_engine, upgrade
+    from candela.core.db import connect, create_database_engine, upgrade
 
     engine = create_database_engine(url)
     upgrade(engine)

@@ -1,6 +1,6 @@
 """Helpers shared by the runner, parity and fault tests (imported as ``runner_support``).
 
-Bars come from the real shared data (``/work/shared/data/ohlcv``); close ts = open + timeframe.
+Bars come from the wider market-data collection (``CANDELA_SHARED_DATA``); close ts = open + timeframe.
 Nothing here fakes our own code: tests run the real runner on a real database.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from market_files import read_ohlcv_csv
-from candela.db import insert_ignoring_duplicates
-from candela import schema
+from candela.core.db import insert_ignoring_duplicates
+from candela.core import schema
 from research.types import Bars
 from runner.config import BotConfig, parse_bot_config
 from runner.process import Replay, Runner, RunnerSettings

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from candela.paths import BOT_CONFIG_DIR
+from candela.core.paths import BOT_CONFIG_DIR
 from research.types import Costs, RiskLimits, Stops
 from runner.config import BotConfigError, config_from_json, load_bot_config, load_bot_configs, parse_bot_config
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 import research
-from candela import schema
-from candela.bus import InProcessBus, market_channel
+from candela.core import schema
+from candela.core.bus import InProcessBus, market_channel
 from candela.cli import main as candela
 from runner_support import (
     ADA_BTC,

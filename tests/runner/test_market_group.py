@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import research
-from candela import schema
+from candela.core import schema
 from runner import ledger
 from runner.bot import Bot, StrategyError
 from runner.ledger import BarRecord

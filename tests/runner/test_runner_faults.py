@@ -30,9 +30,9 @@ import pytest
 from sqlalchemy import func, select
 
 import research
-from candela import schema
-from candela.bus import InProcessBus, RedisBus, market_channel
-from candela.db import connect
+from candela.core import schema
+from candela.core.bus import InProcessBus, RedisBus, market_channel
+from candela.core.db import connect
 from runner_support import (
     ADA_BTC,
     FAST_SETTINGS,

@@ -1,4 +1,4 @@
-"""Real bars for the strategy tests: long enough files from ``../shared/data/ohlcv``."""
+"""Real bars for the strategy tests: long enough files from the wider market-data collection (``CANDELA_SHARED_DATA``)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 """The repository root (the folder that holds ``pyproject.toml``)."""
 
 DATA_DIR = REPO_ROOT / "data"
@@ -24,7 +24,8 @@ BOT_CONFIG_DIR = REPO_ROOT / "config" / "bots"
 def shared_data_dir() -> Path:
     """Return the folder of the shared market-data collection.
 
-    ``CANDELA_SHARED_DATA`` wins when set; otherwise ``../shared/data`` next to the repository.
+    ``CANDELA_SHARED_DATA`` wins when set; otherwise ``shared/data`` beside the repository folder,
+    where the CI machine keeps it.
     The folder may not exist (a user's clone has only the bundled sample).
     """
     override = os.environ.get("CANDELA_SHARED_DATA")

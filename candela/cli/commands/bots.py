@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from candela.commands import CommandError
+from candela.cli.commands import CommandError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,9 +34,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _bot_summaries(engine) -> list[dict]:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
     from sqlalchemy import func, select
 
-    from candela import schema
+    from candela.core import schema
 
     with engine.connect() as connection:
         states = {row.bot_id: row for row in connection.execute(select(schema.bot_state))}
@@ -68,6 +69,7 @@ def _bot_summaries(engine) -> list[dict]:
 
 
 def _time(ms) -> str:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
     from datetime import datetime, timezone
 
     if ms is None:
@@ -76,8 +78,9 @@ def _time(ms) -> str:
 
 
 def _list(arguments: argparse.Namespace) -> int:
-    from candela.db import connect, now_ms
-    from candela.paths import BOT_CONFIG_DIR
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.db import connect, now_ms
+    from candela.core.paths import BOT_CONFIG_DIR
 
     engine = connect(arguments.database_url)
     try:
@@ -94,6 +97,7 @@ def _list(arguments: argparse.Namespace) -> int:
         equity = "-" if s["equity"] is None else f"{s['equity']:.6g}"
         print(f"{s['bot_id']:<24} {s['status']:<8} {s['strategy'][:20]:<20} {market:<28} "
               f"{_time(s['cursor_ts']):<20} {equity:>14} {s['trades']:>7} {age}")
+    # imported when the command runs, not at start-up: keeps `candela --help` light
     from pathlib import Path
 
     folder = Path(arguments.bots) if arguments.bots else BOT_CONFIG_DIR
@@ -109,7 +113,8 @@ def _list(arguments: argparse.Namespace) -> int:
 
 
 def _set(arguments: argparse.Namespace, status: str, event: str) -> int:
-    from candela.db import connect
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.db import connect
     from runner.ledger import set_status
 
     engine = connect(arguments.database_url)
@@ -134,7 +139,8 @@ def _stop(arguments: argparse.Namespace) -> int:
 
 
 def _status(arguments: argparse.Namespace) -> int:
-    from candela.db import connect
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.db import connect
 
     engine = connect(arguments.database_url)
     try:

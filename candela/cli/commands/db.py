@@ -15,7 +15,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _upgrade(arguments: argparse.Namespace) -> int:
-    from candela.db import connect, redacted, upgrade
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.db import connect, redacted, upgrade
 
     engine = connect(arguments.database_url, require_schema=False)
     before, after = upgrade(engine)
@@ -28,7 +29,8 @@ def _upgrade(arguments: argparse.Namespace) -> int:
 
 
 def _current(arguments: argparse.Namespace) -> int:
-    from candela.db import connect, current_revision, head_revision
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.db import connect, current_revision, head_revision
 
     engine = connect(arguments.database_url, require_schema=False)
     current, head = current_revision(engine), head_revision()

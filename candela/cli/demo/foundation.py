@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from candela.core.paths import SAMPLE_DIR
+from data_pipeline.importer import import_candles
+from research.data import inventory
 
 TITLE = "foundation: import the bundled sample, inventory"
 
@@ -16,8 +19,6 @@ TITLE = "foundation: import the bundled sample, inventory"
 def sample_files(sample_dir: Path | None = None) -> list[dict]:
     """The sample's manifest entries: ``file`` (relative to the sample folder), ``exchange``,
     ``symbol`` (unified, ``BTC/USDT``), ``timeframe`` and ``path`` (absolute)."""
-    from candela.paths import SAMPLE_DIR
-
     folder = Path(sample_dir or SAMPLE_DIR)
     manifest = folder / "manifest.json"
     if not manifest.is_file():
@@ -28,9 +29,6 @@ def sample_files(sample_dir: Path | None = None) -> list[dict]:
 
 def run(context) -> None:
     """Import every sample file into ``context.engine`` and print what happened."""
-    from data_pipeline.importer import import_candles
-    from research.data import inventory
-
     entries = sample_files()
     width = max(len(entry["file"]) for entry in entries)
     print(f"{'file':<{width}}  {'new':>6}  {'stored':>6}  {'conflict':>8}  {'rejected':>8}")

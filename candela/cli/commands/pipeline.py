@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 
-from candela.commands import CommandError
+from candela.cli.commands import CommandError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -90,8 +90,9 @@ def _split(text: str) -> list[str]:
 
 
 def _market(arguments):
-    from candela.markets import validate_exchange, validate_symbol
-    from candela.timeframes import timeframe_to_ms
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.markets import validate_exchange, validate_symbol
+    from candela.core.timeframes import timeframe_to_ms
 
     exchange = validate_exchange(arguments.exchange)
     symbols = [validate_symbol(s) for s in _split(arguments.symbols)]
@@ -104,6 +105,7 @@ def _market(arguments):
 
 
 def _create(arguments, exchange_id: str, streaming: bool):
+    # imported when the command runs, not at start-up: keeps `candela --help` light
     from data_pipeline.exchanges import Endpoints, create_exchange
 
     endpoints = Endpoints(arguments.rest_url, arguments.ws_url) if arguments.rest_url else None
@@ -114,9 +116,10 @@ def _create(arguments, exchange_id: str, streaming: bool):
 
 
 def _backfill(arguments: argparse.Namespace) -> int:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
     import asyncio
 
-    from candela.db import connect
+    from candela.core.db import connect
     from data_pipeline.backfill import BackfillError, backfill, iso
     from data_pipeline.publish import default_publisher
     from data_pipeline.retry import RetryPolicy
@@ -160,10 +163,11 @@ def _print_report(report, iso) -> None:
 
 
 def _collect(arguments: argparse.Namespace) -> int:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
     import asyncio
     import time
 
-    from candela.db import connect
+    from candela.core.db import connect
     from data_pipeline.collect import TradeCollector, poll_candles
     from data_pipeline.publish import default_publisher
 
@@ -176,6 +180,7 @@ def _collect(arguments: argparse.Namespace) -> int:
         return deadline is not None and time.monotonic() >= deadline
 
     async def run():
+        # imported when the command runs, not at start-up: keeps `candela --help` light
         import ccxt.pro
 
         streaming = not arguments.poll and exchange_id in ccxt.pro.exchanges
@@ -202,7 +207,8 @@ def _collect(arguments: argparse.Namespace) -> int:
 
 
 def _status(arguments: argparse.Namespace) -> int:
-    from candela.db import connect
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.db import connect
     from data_pipeline.status import format_status, market_status
 
     engine = connect(arguments.database_url)
@@ -215,7 +221,8 @@ def _status(arguments: argparse.Namespace) -> int:
 
 
 def _gaps(arguments: argparse.Namespace) -> int:
-    from candela.db import connect
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.db import connect
     from data_pipeline.gaps import list_gaps
     from data_pipeline.status import format_gaps
 

@@ -1,7 +1,7 @@
 """Time frames: names such as ``"5m"`` and their length in milliseconds.
 
 All timestamps inside Candela are int64 milliseconds UTC, and a bar's timestamp is its
-**close** time (DESIGN.md §2).
+**close** time (docs/architecture.md §2).
 """
 
 from __future__ import annotations

@@ -10,6 +10,14 @@ windows over a small grid and prints the best rows.
 from __future__ import annotations
 
 import time
+import pandas as pd
+from candela.cli.commands.research import SUMMARY_STATS, format_stats
+from research.backtesting import backtest
+from research.data import inventory, load_bars
+from research.sweeps import sweep
+from research.types import Costs
+from strategies.registry import get_strategy
+from candela.core.timeframes import timeframe_to_ms
 
 TITLE = "research: backtest, offline chart, parameter sweep"
 
@@ -21,14 +29,6 @@ SWEEP_GRID = {"fast": range(5, 40, 5), "slow": range(20, 140, 20)}
 
 def run(context) -> None:
     """Run the step on ``context.engine``; files go to ``context.out_dir``."""
-    import pandas as pd
-
-    from candela.commands.research import SUMMARY_STATS, format_stats
-    from research.backtesting import backtest
-    from research.data import inventory, load_bars
-    from research.sweeps import sweep
-    from research.types import Costs
-    from strategies.registry import get_strategy
 
     exchange, symbol, timeframe = choose_market(inventory(context.engine))
     bars = load_bars(context.engine, exchange, symbol, timeframe)
@@ -71,8 +71,6 @@ def choose_market(markets) -> tuple[str, str, str]:
     ValueError
         If the database holds no bars (run the foundation step or ``candela data import``).
     """
-    from candela.timeframes import timeframe_to_ms
-
     if markets is None or len(markets) == 0:
         raise ValueError("the database holds no bars: import the sample first "
                          "('candela demo' does it in its first step)")

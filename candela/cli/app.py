@@ -1,6 +1,6 @@
 """``candela``: the one command-line entry point, with subcommands.
 
-Each group lives in its own module under :mod:`candela.commands`, whose ``register`` adds its
+Each group lives in its own module under :mod:`candela.cli.commands`, whose ``register`` adds its
 subcommands. Handlers import heavy libraries only when they run, so ``candela --help`` is fast.
 Nothing imports this module.
 
@@ -14,8 +14,8 @@ import argparse
 import logging
 import sys
 
-from candela.commands import CommandError, bots, data_import, db, demo, pipeline, research, run
-from candela.db import DatabaseConfigError, DatabaseUnavailableError, SchemaOutdatedError
+from candela.cli.commands import CommandError, bots, data_import, db, demo, pipeline, research, run
+from candela.core.db import DatabaseConfigError, DatabaseUnavailableError, SchemaOutdatedError
 
 USER_ERRORS = (
     CommandError,
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--database-url",
         default=None,
-        help="database URL (default: $CANDELA_DATABASE_URL, else sqlite:///data/candela.db)",
+        help="database URL (default: $CANDELA_DATABASE_URL, else sqlite:///data/candela.core.db)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -73,6 +73,3 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

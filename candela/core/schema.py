@@ -1,4 +1,4 @@
-"""The one database schema, for PostgreSQL and SQLite (DESIGN.md §4).
+"""The one database schema, for PostgreSQL and SQLite (docs/architecture.md §4).
 
 SQLAlchemy 2 Core tables. Alembic migrations in ``alembic/versions`` create exactly these tables;
 ``tests/candela/test_schema.py`` checks that a migrated database matches this metadata on both

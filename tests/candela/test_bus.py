@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import socket
 import threading
 import time
@@ -9,7 +10,7 @@ import uuid
 
 import pytest
 
-from candela.bus import InProcessBus, RedisBus, make_bus
+from candela.core.bus import Bus, InProcessBus, RedisBus, make_bus
 
 
 def test_in_process_bus_delivers_to_matching_subscribers_and_survives_a_bad_one():
@@ -27,6 +28,35 @@ def test_in_process_bus_delivers_to_matching_subscribers_and_survives_a_bad_one(
     subscription.close()
     bus.publish("signals:a", {"n": 4})
     assert got == [("signals:a", {"x": None, "n": 1}), ("system:events", {"n": 3}), ("signals:b", {"n": 6})]
+
+
+@pytest.mark.parametrize("bus_class", [InProcessBus, RedisBus])
+def test_both_buses_satisfy_the_bus_protocol(bus_class):
+    """Every method of :class:`Bus` exists on both buses and accepts the protocol's arguments."""
+    protocol_methods = ["publish", "publish_many", "subscribe", "flush", "close"]
+    for name in protocol_methods:
+        expected = inspect.signature(getattr(Bus, name))
+        actual = inspect.signature(getattr(bus_class, name))
+        for parameter in expected.parameters.values():
+            assert parameter.name in actual.parameters, f"{bus_class.__name__}.{name} lacks {parameter.name}"
+            if parameter.default is not inspect.Parameter.empty:
+                assert actual.parameters[parameter.name].default == parameter.default
+        required = [p.name for p in actual.parameters.values()
+                    if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+        assert set(required) <= set(expected.parameters), f"{bus_class.__name__}.{name} needs more"
+
+
+def test_an_in_process_bus_is_a_bus():
+    assert isinstance(InProcessBus(), Bus)
+
+
+@pytest.mark.redis
+def test_a_redis_bus_is_a_bus(redis_url):
+    bus = RedisBus(redis_url)
+    try:
+        assert isinstance(bus, Bus)
+    finally:
+        bus.close()
 
 
 def test_make_bus_picks_redis_only_when_configured(monkeypatch):

@@ -1,6 +1,6 @@
 """``candela demo``: the main job on the embedded defaults.
 
-Steps run in order; each lives in a module of :mod:`candela.demo` with a ``run(context)``
+Steps run in order; each lives in a module of :mod:`candela.cli.demo` with a ``run(context)``
 function, so every part of the platform adds its own step.
 """
 
@@ -10,9 +10,9 @@ import argparse
 import importlib
 
 DEMO_STEPS = (
-    "candela.demo.foundation",  # upgrade the database, import the sample, print the inventory
-    "candela.demo.research",  # backtest, plot to HTML, sweep
-    "candela.demo.paper",  # replay the sample through two bots, compare with the backtest
+    "candela.cli.demo.foundation",  # upgrade the database, import the sample, print the inventory
+    "candela.cli.demo.research",  # backtest, plot to HTML, sweep
+    "candela.cli.demo.paper",  # replay the sample through two bots, compare with the backtest
 )
 
 
@@ -23,7 +23,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _demo(arguments: argparse.Namespace) -> int:
-    from candela.demo import DemoContext
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.cli.demo import DemoContext
 
     context = DemoContext.create(arguments.database_url, arguments.out)
     for name in DEMO_STEPS:

@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from candela.commands import CommandError
+from candela.cli.commands import CommandError
 
 SUMMARY_STATS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "trade_count",
                  "win_rate", "profit_factor", "exposure")
@@ -98,6 +98,7 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _backtest(arguments: argparse.Namespace) -> int:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
     import pandas as pd
 
     from research.backtesting import backtest
@@ -125,6 +126,7 @@ def _backtest(arguments: argparse.Namespace) -> int:
 
 
 def _sweep(arguments: argparse.Namespace) -> int:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
     import pandas as pd
 
     from research.sweeps import sweep
@@ -161,6 +163,7 @@ def _sweep(arguments: argparse.Namespace) -> int:
 
 
 def _report(arguments: argparse.Namespace) -> int:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
     from research.report import run_report
 
     spec = resolve_strategy(arguments.strategy)
@@ -179,6 +182,7 @@ def _report(arguments: argparse.Namespace) -> int:
 def format_stats(stats) -> str:
     """Render a stats Series as aligned ``name  value`` lines: times as UTC dates, durations
     as days/hours, fractions as percentages."""
+    # imported when the command runs, not at start-up: keeps `candela --help` light
     import pandas as pd
 
     lines = []
@@ -205,6 +209,7 @@ def format_stats(stats) -> str:
 
 def resolve_strategy(name: str):
     """Return the :class:`~research.types.StrategySpec` registered as ``name``."""
+    # imported when the command runs, not at start-up: keeps `candela --help` light
     from strategies.registry import get_strategy
 
     return get_strategy(name)
@@ -266,7 +271,8 @@ def _parse_range(item: str, text: str) -> list[Any]:
 
 
 def _load_bars(arguments: argparse.Namespace):
-    from candela.db import connect
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.db import connect
     from research.data import load_bars
 
     engine = connect(arguments.database_url)
@@ -286,6 +292,7 @@ def _load_bars(arguments: argparse.Namespace):
 def _to_ms(text: str | None) -> int | None:
     if text is None:
         return None
+    # imported when the command runs, not at start-up: keeps `candela --help` light
     import pandas as pd
 
     try:

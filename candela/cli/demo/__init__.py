@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
+from candela.core.db import connect, upgrade
 
 
 @dataclass
@@ -17,8 +18,6 @@ class DemoContext:
 
     @classmethod
     def create(cls, database_url: str | None, out_dir: str) -> "DemoContext":
-        from candela.db import connect, upgrade
-
         engine = connect(database_url, require_schema=False)
         upgrade(engine)
         path = Path(out_dir)

@@ -1,6 +1,6 @@
 """Message bus: Redis pub/sub when ``CANDELA_REDIS_URL`` is set, an in-process bus otherwise.
 
-Redis notifies, the database remembers (DESIGN.md §5): every message is published **after** the
+Redis notifies, the database remembers (docs/architecture.md §5): every message is published **after** the
 commit of the data it announces, and a subscriber that missed messages catches up from the
 database. Payloads are JSON objects.
 
@@ -30,7 +30,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+import redis
 
 SYSTEM_EVENTS = "system:events"
 
@@ -183,10 +185,7 @@ class RedisBus:
     """Most messages sent in one pipelined round trip."""
 
     def __init__(self, url: str, *, max_queue: int = 100_000, max_backoff: float = 2.0) -> None:
-        import redis
-
         self.url = url
-        self._redis = redis
         self._client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0)
         self._queue: deque[tuple[str, str]] = deque()
         self._max_queue = max_queue
@@ -251,7 +250,7 @@ class RedisBus:
                     for channel, message in batch:
                         pipeline.publish(channel, message)
                     pipeline.execute()
-            except self._redis.RedisError as exc:
+            except redis.RedisError as exc:
                 with self._condition:
                     self._sending = 0
                     if self._closed:
@@ -306,7 +305,7 @@ class RedisBus:
         backoff = 0.05
         warned = False
         while not stop.is_set():
-            client = self._redis.Redis.from_url(self.url, socket_connect_timeout=1.0, socket_timeout=None)
+            client = redis.Redis.from_url(self.url, socket_connect_timeout=1.0, socket_timeout=None)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 if plain:
@@ -328,7 +327,7 @@ class RedisBus:
                         callback(channel, decode(message["data"]))
                     except Exception:  # noqa: BLE001 - a subscriber's bug must not kill the thread
                         _log.exception("subscriber of %s raised", channel)
-            except self._redis.RedisError as exc:
+            except redis.RedisError as exc:
                 if not warned:
                     _log.warning("Redis subscription to %s lost (%s): reconnecting", ", ".join(channels), exc)
                     warned = True
@@ -355,7 +354,32 @@ class RedisBus:
         self._client.close()
 
 
-Bus = InProcessBus | RedisBus
+@runtime_checkable
+class Bus(Protocol):
+    """What every message bus offers; :class:`InProcessBus` and :class:`RedisBus` both satisfy it.
+
+    Code that publishes or subscribes takes a ``Bus``, so a test can hand it either bus (or its
+    own) without patching.
+    """
+
+    published: int
+    """Messages handed to subscribers (in-process) or sent to Redis so far."""
+
+    def publish(self, channel: str, payload: dict[str, Any]) -> None:
+        """Send ``payload`` on ``channel``; never blocks on the transport."""
+
+    def publish_many(self, messages: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Send each ``(channel, payload)`` of ``messages``, in order."""
+
+    def subscribe(self, channels: Iterable[str], callback: Callback) -> Subscription:
+        """Call ``callback(channel, payload)`` for every message on ``channels`` (``*`` patterns
+        allowed) until the returned subscription is closed."""
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything published was sent; ``False`` if ``timeout`` seconds passed."""
+
+    def close(self) -> None:
+        """Send what is queued, then release the bus's connections and threads."""
 
 
 def make_bus(url: str | None = None) -> Bus:

@@ -12,6 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
+import pandas as pd
+from candela.core.bus import InProcessBus
+from candela.core.paths import BOT_CONFIG_DIR
+from research.backtesting import backtest
+from research.data import load_bars
+from runner.config import load_bot_configs
+from runner.ledger import trade_rows
+from runner.process import Replay, Runner
+from runner.market_data import first_bar_ts
+from sqlalchemy import select
+from candela.core import schema
 
 TITLE = "paper: replay the sample through two bots, trades next to the backtest's"
 SHOWN = 4  # fills printed from the start and the end of each list
@@ -19,17 +31,7 @@ SHOWN = 4  # fills printed from the start and the end of each list
 
 def run(context) -> None:
     """Replay, backtest and print; the database is ``context.engine``."""
-    from dataclasses import replace
 
-    import pandas as pd
-
-    from candela.bus import InProcessBus
-    from candela.paths import BOT_CONFIG_DIR
-    from research.backtesting import backtest
-    from research.data import load_bars
-    from runner.config import load_bot_configs
-    from runner.ledger import trade_rows
-    from runner.process import Replay, Runner
 
     configs = [replace(config, bot_id=f"demo-{config.bot_id}") for config in load_bot_configs(BOT_CONFIG_DIR)][:2]
     configs = [config for config in configs if _has_bars(context.engine, config.market)]
@@ -72,15 +74,11 @@ def run(context) -> None:
 
 
 def _has_bars(engine, market) -> bool:
-    from runner.market_data import first_bar_ts
-
     with engine.connect() as connection:
         return first_bar_ts(connection, market) is not None
 
 
 def _side_by_side(paper, backtested):
-    import pandas as pd
-
     rows = max(len(paper), len(backtested))
     table = pd.DataFrame(index=range(rows))
     if len(paper):
@@ -110,9 +108,6 @@ def _side_by_side(paper, backtested):
 
 
 def _final_equity(engine, bot_id: str) -> float:
-    from sqlalchemy import select
-
-    from candela import schema
 
     with engine.connect() as connection:
         value = connection.execute(

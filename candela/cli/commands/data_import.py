@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from candela.commands import CommandError
+from candela.cli.commands import CommandError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -28,9 +28,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _import(arguments: argparse.Namespace) -> int:
-    from candela.db import connect
-    from candela.markets import validate_exchange, validate_symbol
-    from candela.timeframes import timeframe_to_ms
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.db import connect
+    from candela.core.markets import validate_exchange, validate_symbol
+    from candela.core.timeframes import timeframe_to_ms
     from data_pipeline.importer import ImportFailedError, import_candles, infer_market
 
     guess = infer_market(arguments.file) or (None, None, None)

@@ -1,7 +1,7 @@
 """Database access: one URL, one engine factory, schema version checks, idempotent inserts.
 
 ``CANDELA_DATABASE_URL`` picks the database; without it Candela uses the embedded SQLite file
-``data/candela.db``. Every entry point opens the database through :func:`connect`, which refuses
+``data/candela.core.db``. Every entry point opens the database through :func:`connect`, which refuses
 a database whose schema is behind the code and says how to upgrade it (``candela db upgrade``).
 """
 
@@ -14,12 +14,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from candela.paths import ALEMBIC_DIR, DATA_DIR
+from candela.core.paths import ALEMBIC_DIR, DATA_DIR
 
-DEFAULT_DATABASE_URL = f"sqlite:///{DATA_DIR / 'candela.db'}"
+DEFAULT_DATABASE_URL = f"sqlite:///{DATA_DIR / 'candela.core.db'}"
 """The embedded default: a SQLite file under the repository's ``data/`` folder."""
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
@@ -73,7 +74,7 @@ def create_database_engine(url: str | None = None, *, pool_size: int = 5) -> Eng
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseConfigError(
-            f"cannot parse database URL {url!r}: use e.g. 'sqlite:///data/candela.db' or "
+            f"cannot parse database URL {url!r}: use e.g. 'sqlite:///data/candela.core.db' or "
             "'postgresql://user@127.0.0.1:5432/dbname' (set CANDELA_DATABASE_URL)"
         ) from exc
     backend = parsed.get_backend_name()
@@ -126,6 +127,7 @@ def check_reachable(engine: Engine) -> None:
 
 
 def _alembic_config(engine: Engine):
+    # alembic loads only to migrate or check the schema: keeps `candela --help` light
     from alembic.config import Config
 
     config = Config()
@@ -136,6 +138,7 @@ def _alembic_config(engine: Engine):
 
 def head_revision() -> str:
     """The newest migration revision the code knows."""
+    # alembic loads only to migrate or check the schema: keeps `candela --help` light
     from alembic.script import ScriptDirectory
 
     config = _alembic_config(None)  # type: ignore[arg-type]
@@ -144,6 +147,7 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The migration revision the database is at, or ``None`` for an empty database."""
+    # alembic loads only to migrate or check the schema: keeps `candela --help` light
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as connection:
@@ -152,6 +156,7 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Migrate the database to ``revision``; return ``(revision before, revision after)``."""
+    # alembic loads only to migrate or check the schema: keeps `candela --help` light
     from alembic import command
 
     check_reachable(engine)
@@ -216,10 +221,7 @@ def insert_ignoring_duplicates(
     if not rows:
         return 0
     dialect = connection.dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table).on_conflict_do_nothing()
     inserted = 0
     per_chunk = max(1, 30_000 // len(table.columns))  # stay under SQLite's bound-variable limit
