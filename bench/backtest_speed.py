@@ -41,7 +41,7 @@ REPEATS = 7  # best of 7 (as timeit): this VM's speed swings from one second to 
 
 def candela(bars) -> dict[str, float]:
     from research.backtesting import backtest, strategy_target
-    from research.kernels import execution
+    from research.kernels import records
     from research.kernels.backtest import run_equity
     from research.kernels.stats import equity_stats_nb
     from research.sweeps import run_stats
@@ -55,11 +55,11 @@ def candela(bars) -> dict[str, float]:
     compile_seconds, _ = first_call(run)
     seconds, result = best_of(run, REPEATS)
     target_seconds, target = best_of(lambda: strategy_target(spec, bars, params), REPEATS)
-    config = execution.make_config(costs, spec.stops, RiskLimits())
+    config = records.make_config(costs, spec.stops, RiskLimits())
     equity = np.empty(len(bars))
 
     def kernel():
-        run_equity(execution.new_state(CASH), config, bars.ts, bars.open, bars.high, bars.low,
+        run_equity(records.new_state(CASH), config, bars.ts, bars.open, bars.high, bars.low,
                    bars.close, target, equity)
 
     kernel_seconds, _ = best_of(kernel, REPEATS)

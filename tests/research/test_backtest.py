@@ -218,7 +218,7 @@ def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, st
     """``research.backtest`` records only the equity, and cash and position come from the
     fills: all must equal what the kernel that records every series produces, and the stats
     what ``compute_stats`` gives on those series."""
-    from research.kernels import execution as ex
+    from research.kernels import records as rc
     from research.kernels.backtest import run_backtest
     from research.kernels.trades import closed_trade_arrays_nb
     from research.metrics import compute_stats
@@ -232,8 +232,8 @@ def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, st
                         warmup=lambda p: 1, indicators=lambda b, p: {})
     costs = Costs(0.001, 2.0)
     result = backtest(spec, run_bars, costs=costs, stops=stops, initial_cash=5_000.0)
-    fills, cash, position, equity, status = run_backtest(
-        ex.new_state(5_000.0), ex.make_config(costs, stops, RiskLimits()), run_bars.ts,
+    fills, cash, position, equity, status, _ = run_backtest(
+        rc.new_state(5_000.0), rc.make_config(costs, stops, RiskLimits()), run_bars.ts,
         run_bars.open, run_bars.high, run_bars.low, run_bars.close, levels)
     assert result.status == status
     np.testing.assert_array_equal(result.fill_rows, fills)
@@ -241,9 +241,9 @@ def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, st
                          (result.position, position)):
         np.testing.assert_array_equal(ours.to_numpy(), kernel)
     processed = len(bars) if broken_bar is None else broken_bar
-    pnls, durations = closed_trade_arrays_nb(fills, run_bars.ts, HOUR)
+    pnls, durations = closed_trade_arrays_nb(fills, HOUR)
     expected = compute_stats(equity[:processed], position[:processed], run_bars.ts[:processed],
-                             HOUR, pnls, durations, 5_000.0, float(fills[:, ex.F_FEE].sum()))
+                             HOUR, pnls, durations, 5_000.0, float(fills["fee"].sum()))
     assert len(expected) == len(result.stats)
     for name, value in expected.items():
         assert result.stats[name] == value or (math.isnan(value) and math.isnan(
