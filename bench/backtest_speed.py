@@ -40,6 +40,8 @@ REPEATS = 7  # best of 7 (as timeit): this VM's speed swings from one second to 
 
 
 def candela(bars) -> dict[str, float]:
+    # each engine is imported where it runs: ``python -m bench`` imports every benchmark
+    # module to list them, which should not load three backtesting libraries
     from research.backtesting import backtest, strategy_target
     from research.kernels import records
     from research.kernels.backtest import run_equity
@@ -76,7 +78,7 @@ def candela(bars) -> dict[str, float]:
 
 
 def vectorbt(bars) -> dict[str, float]:
-    import vectorbt as vbt
+    import vectorbt as vbt  # imported where it runs (see candela())
 
     # tz-naive UTC index: vectorbt converts a tz-aware index to an object array of Timestamps
     # on every call (seconds per million bars), which would not be a fair comparison
@@ -102,7 +104,7 @@ def vectorbt(bars) -> dict[str, float]:
 
 def same_result_check(bars) -> dict[str, float]:
     """Run both engines on ``bars`` and return their trade counts and final equities."""
-    import vectorbt as vbt
+    import vectorbt as vbt  # engines imported where they run (see candela())
 
     from research.backtesting import backtest
     from research.types import Costs
@@ -122,7 +124,7 @@ def same_result_check(bars) -> dict[str, float]:
 
 
 def backtesting_py(bars, n_bars: int) -> dict[str, float]:
-    from backtesting import Backtest, Strategy
+    from backtesting import Backtest, Strategy  # imported where it runs (see candela())
 
     frame = pd.DataFrame({"Open": bars.open, "High": bars.high, "Low": bars.low,
                           "Close": bars.close, "Volume": bars.volume},

@@ -10,8 +10,12 @@ import pandas as pd
 import pytest
 
 import research
-from reference import random_targets, synthetic_bars
+from reference import random_targets, simulate, synthetic_bars
 from research.backtesting import Result, backtest
+from research.kernels import records as rc
+from research.kernels.backtest import run_backtest
+from research.kernels.trades import closed_trade_arrays_nb
+from research.metrics import compute_stats
 from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
 
 HOUR = 3_600_000
@@ -197,8 +201,6 @@ def test_result_matches_a_fresh_kernel_run_with_random_levels(bars):
     levels = random_targets(len(bars), 9, levels=(-0.7, 0.0, 0.3, 1.0, math.nan))
     spec = StrategySpec(name="levels", params=Params, target=lambda b, p: levels[: len(b)],
                         warmup=lambda p: 1, indicators=lambda b, p: {})
-    from reference import simulate
-
     result = backtest(spec, bars, costs=Costs(0.002, 1.0))
     fills, cash, position, equity = simulate(bars.ts, bars.open, bars.high, bars.low, bars.close,
                                              levels, fee_rate=0.002, slippage_bps=1.0)
@@ -218,11 +220,6 @@ def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, st
     """``research.backtest`` records only the equity, and cash and position come from the
     fills: all must equal what the kernel that records every series produces, and the stats
     what ``compute_stats`` gives on those series."""
-    from research.kernels import records as rc
-    from research.kernels.backtest import run_backtest
-    from research.kernels.trades import closed_trade_arrays_nb
-    from research.metrics import compute_stats
-
     high = bars.high.copy()
     if broken_bar is not None:
         high[broken_bar] = np.nan
