@@ -1,9 +1,11 @@
 """``research.backtest``: run one strategy over bars and return a :class:`Result`.
 
 The strategy's target is computed once, vectorized, over all bars; the execution kernel
-(:func:`~research.kernels.backtest.run_equity`, i.e. the runner's own ``step_nb`` in a loop)
-turns it into fills: decided at bar ``t``'s close, filled at bar ``t+1``'s open, with fees,
-slippage, stops and risk limits exactly as documented in :mod:`research.kernels.execution`.
+(:func:`~research.kernels.backtest.run_equity`: in a loop, the execution function the runner
+calls for each bar) turns it into fills: decided at bar ``t``'s close, filled at bar ``t+1``'s
+open, with fees, slippage, stops and risk limits exactly as documented in
+:mod:`research.kernels.execution`. The :class:`~research.result.Result` it returns is defined
+in :mod:`research.result`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One bot's per-bar path: decide on the warm-up window, fill with ``step_nb``, record, publish.
+"""One bot's per-bar path: decide on the warm-up window, fill with ``step``, record, publish.
 
 For every closed bar ``t`` (in stored order, gaps simply skipped as in the backtest):
 

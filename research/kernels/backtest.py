@@ -1,7 +1,7 @@
 """The backtest kernel: the execution function looped over history.
 
 :func:`simulate_span_nb` runs :func:`~research.kernels.execution.advance_nb` (what the
-paper-trading runner's :func:`~research.kernels.execution.step_nb` runs on one bar) over the
+paper-trading runner's :func:`~research.kernels.execution.step` runs on one bar) over the
 bars. Two entry points share it through :func:`simulate` (plain Python: it allocates the arrays
 and grows the fill table between calls of the compiled loop):
 
