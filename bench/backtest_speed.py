@@ -40,8 +40,10 @@ REPEATS = 7  # best of 7 (as timeit): this VM's speed swings from one second to 
 
 
 def candela(bars) -> dict[str, float]:
+    # each engine is imported where it runs: ``python -m bench`` imports every benchmark
+    # module to list them, which should not load three backtesting libraries
     from research.backtesting import backtest, strategy_target
-    from research.kernels import execution
+    from research.kernels import records
     from research.kernels.backtest import run_equity
     from research.kernels.stats import equity_stats_nb
     from research.sweeps import run_stats
@@ -55,11 +57,11 @@ def candela(bars) -> dict[str, float]:
     compile_seconds, _ = first_call(run)
     seconds, result = best_of(run, REPEATS)
     target_seconds, target = best_of(lambda: strategy_target(spec, bars, params), REPEATS)
-    config = execution.make_config(costs, spec.stops, RiskLimits())
+    config = records.make_config(costs, spec.stops, RiskLimits())
     equity = np.empty(len(bars))
 
     def kernel():
-        run_equity(execution.new_state(CASH), config, bars.ts, bars.open, bars.high, bars.low,
+        run_equity(records.new_state(CASH), config, bars.ts, bars.open, bars.high, bars.low,
                    bars.close, target, equity)
 
     kernel_seconds, _ = best_of(kernel, REPEATS)
@@ -76,7 +78,7 @@ def candela(bars) -> dict[str, float]:
 
 
 def vectorbt(bars) -> dict[str, float]:
-    import vectorbt as vbt
+    import vectorbt as vbt  # imported where it runs (see candela())
 
     # tz-naive UTC index: vectorbt converts a tz-aware index to an object array of Timestamps
     # on every call (seconds per million bars), which would not be a fair comparison
@@ -102,7 +104,7 @@ def vectorbt(bars) -> dict[str, float]:
 
 def same_result_check(bars) -> dict[str, float]:
     """Run both engines on ``bars`` and return their trade counts and final equities."""
-    import vectorbt as vbt
+    import vectorbt as vbt  # engines imported where they run (see candela())
 
     from research.backtesting import backtest
     from research.types import Costs
@@ -122,7 +124,7 @@ def same_result_check(bars) -> dict[str, float]:
 
 
 def backtesting_py(bars, n_bars: int) -> dict[str, float]:
-    from backtesting import Backtest, Strategy
+    from backtesting import Backtest, Strategy  # imported where it runs (see candela())
 
     frame = pd.DataFrame({"Open": bars.open, "High": bars.high, "Low": bars.low,
                           "Close": bars.close, "Volume": bars.volume},

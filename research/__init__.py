@@ -17,7 +17,7 @@ from typing import Any
 
 _LAZY = {
     "backtest": ("research.backtesting", "backtest"),
-    "Result": ("research.backtesting", "Result"),
+    "Result": ("research.result", "Result"),
     "sweep": ("research.sweeps", "sweep"),
     "load_bars": ("research.data", "load_bars"),
     "load_frame": ("research.data", "load_frame"),
@@ -26,6 +26,7 @@ _LAZY = {
     "lookahead": ("research.checks", "lookahead"),
     "warmup_check": ("research.checks", "warmup_check"),
     "load_run": ("research.storage", "load_run"),
+    "save_result": ("research.storage", "save_result"),
 }
 
 __all__ = sorted(_LAZY)

@@ -19,13 +19,14 @@ import uuid
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
 from candela.core.db import now_ms
 from candela.core.schema import strategy_runs, strategy_signals, strategy_trades
-from research.backtesting import Result, assemble_result
-from research.kernels import execution as ex
-from research.kernels.backtest import FILL_BAR, N_FILL_ROW
+from candela.core.timeframes import ms_to_timeframe
+from research.kernels.records import REASON_NAMES, new_fills
+from research.result import Result
 from research.types import Costs, RiskLimits, Stops
 
 _SIDES = {"buy": 1.0, "sell": -1.0}
@@ -41,8 +42,6 @@ def save_result(engine: sa.Engine, result: Result, *, exchange: str | None = Non
     if not isinstance(result, Result):
         raise TypeError(f"expected a research Result, got {type(result).__name__}")
     if timeframe is None and result.timeframe_ms:
-        from candela.core.timeframes import ms_to_timeframe
-
         try:
             timeframe = ms_to_timeframe(result.timeframe_ms)
         except ValueError:
@@ -100,8 +99,6 @@ def load_run(engine: sa.Engine, run_id: str) -> Result:
     KeyError
         If no run has this ``run_id``.
     """
-    import pandas as pd
-
     with engine.connect() as connection:
         run = connection.execute(
             sa.select(strategy_runs).where(strategy_runs.c.run_id == run_id)).mappings().first()
@@ -123,42 +120,46 @@ def load_run(engine: sa.Engine, run_id: str) -> Result:
     column = lambda name: np.array([row[name] for row in signals], dtype=np.float64)  # noqa: E731
     fill_array = _fill_array(fills, ts, initial_cash)
     stats = pd.Series(_loads(run["stats_json"]), dtype=np.float64, name=run["strategy"])
-    result = assemble_result(
-        run["strategy"], _loads(run["params_json"]), costs, stops, risk, initial_cash, None,
-        column("target"), {}, fill_array, column("cash"), column("position"), column("equity"),
-        int(settings.get("status", 0)), timeframe_ms, ts=ts, stats=stats)
-    result.extra = {"run_id": run_id, "exchange": run["exchange"], "symbol": run["symbol"],
-                    "timeframe": run["timeframe"], "created_at": run["created_at"]}
-    return result
+    extra = {"run_id": run_id, "exchange": run["exchange"], "symbol": run["symbol"],
+             "timeframe": run["timeframe"], "created_at": run["created_at"]}
+    return Result(
+        spec_name=run["strategy"], params=_loads(run["params_json"]), costs=costs, stops=stops,
+        risk=risk, initial_cash=initial_cash, bars=None, target=column("target"), indicators={},
+        ts=ts, fill_rows=fill_array, equity_values=column("equity"), stats=stats,
+        status=int(settings.get("status", 0)), timeframe_ms=timeframe_ms, extra=extra,
+        cash_values=column("cash"), position_values=column("position"))
 
 
 def _fill_array(rows, ts: np.ndarray, initial_cash: float) -> np.ndarray:
-    """Rebuild kernel fill rows; cash and position replay the kernel's own arithmetic."""
-    out = np.empty((len(rows), N_FILL_ROW))
+    """Rebuild the kernel's fill records; cash and position replay the kernel's own
+    arithmetic."""
+    sides = [_SIDES[row["side"]] for row in rows]
+    cash_after, position_after = [], []
     cash, position = initial_cash, 0.0
-    for i, row in enumerate(rows):
-        side = _SIDES[row["side"]]
+    for side, row in zip(sides, rows):
         delta = side * row["size"]
         cash = cash - delta * row["price"] - row["fee"]
         position = position + delta
         if abs(position) <= 1e-12 * max(abs(position - delta), 1.0):
             position = 0.0
-        out[i, ex.F_SIDE] = side
-        out[i, ex.F_SIZE] = row["size"]
-        out[i, ex.F_PRICE] = row["price"]
-        out[i, ex.F_FEE] = row["fee"]
-        out[i, ex.F_REASON] = ex.REASON_NAMES.index(row["reason"])
-        out[i, ex.F_REALIZED_PNL] = row["realized_pnl"]
-        out[i, ex.F_AT_OPEN] = 1.0 if row["ts"] != row["bar_ts"] else 0.0
-        out[i, ex.F_CASH_AFTER] = cash
-        out[i, ex.F_POSITION_AFTER] = position
-        out[i, FILL_BAR] = np.searchsorted(ts, row["bar_ts"])
+        cash_after.append(cash)
+        position_after.append(position)
+    out = new_fills(len(rows))
+    bar_ts = np.array([row["bar_ts"] for row in rows], dtype=np.int64)
+    out["bar"] = np.searchsorted(ts, bar_ts)
+    out["bar_ts"] = bar_ts
+    out["side"] = sides
+    out["reason"] = [REASON_NAMES.index(row["reason"]) for row in rows]
+    # only a fill at the bar's open carries an earlier time than its bar
+    out["at_open"] = [row["ts"] != row["bar_ts"] for row in rows]
+    for name in ("size", "price", "fee", "realized_pnl"):
+        out[name] = [row[name] for row in rows]
+    out["cash_after"] = cash_after
+    out["position_after"] = position_after
     return out
 
 
 def _index_ms(values) -> np.ndarray:
-    import pandas as pd
-
     return pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("ms").asi8
 
 

@@ -41,7 +41,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
 
+from research.backtesting import backtest, infer_timeframe_ms, run_target, strategy_target
+from research.charts import plot_heatmap
+from research.indicators import indicator_cache
+from research.kernels.records import make_config, new_fills
 from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
 
 DEFAULT_INITIAL_CASH = 10_000.0
@@ -53,7 +59,8 @@ PROCESS_BACKENDS = ("loky", "multiprocessing")
 # plus the current and previous value of the outer one), and a bound that does not depend on
 # the batch size or the number of combinations.
 BATCH_CACHE_ARRAYS = 12
-# Rows of the fill table a worker reuses for a batch (5 MiB; a run with more fills grows its own)
+# Records of the fill table a worker reuses for a batch (4.5 MiB; a run with more fills grows
+# its own)
 BATCH_FILL_ROWS = 65_536
 LOWER_IS_BETTER = frozenset({"max_drawdown", "max_drawdown_duration_ms", "annual_volatility",
                              "total_fees"})
@@ -108,8 +115,6 @@ class SweepResult:
 
     def heatmap(self, x: str, y: str, metric: str | None = None):
         """Plot ``metric`` over parameters ``x`` and ``y`` (see :func:`research.charts.plot_heatmap`)."""
-        from research.charts import plot_heatmap
-
         return plot_heatmap(self.frame, x, y, metric or self.metric)
 
     def __repr__(self) -> str:
@@ -279,8 +284,6 @@ def _split_index(n_bars: int, oos_fraction: float | None) -> int | None:
 
 def _check_settings(spec, costs, stops, risk, initial_cash) -> None:
     """Fail in the caller, before any work, on settings every run would reject."""
-    from research.kernels.execution import make_config
-
     for value, kind, name in ((costs, Costs, "costs"), (risk, RiskLimits, "risk")):
         if not isinstance(value, kind):
             raise TypeError(f"{name} must be research.types.{kind.__name__}, got "
@@ -359,8 +362,6 @@ def _describe_reasons(reasons: Mapping[str, int]) -> str:
 def _evaluate_all(spec, bars, candidates, run_settings, n_jobs, backend, batch_size, progress,
                   split=None, grid=None):
     """Return the stats dict of every candidate, in candidate order."""
-    from tqdm.auto import tqdm
-
     n = len(candidates)
     workers = _worker_count(n_jobs)
     size = batch_size or max(1, min(MAX_BATCH_SIZE, math.ceil(n / (4 * workers))))
@@ -413,8 +414,6 @@ def _batches(candidates, grid: Mapping[str, Sequence[Any]], size: int) -> list[l
 
 
 def _parallel_batches(spec, bars, batches, candidates, run_settings, n_jobs, backend, split):
-    from joblib import Parallel, delayed
-
     options = {"n_jobs": n_jobs, "return_as": "generator_unordered"}
     if backend is not None:
         options["backend"] = backend
@@ -435,13 +434,10 @@ def _run_batch(spec, bars, indices, params_list, run_settings, split=None):
     distinct indicator is computed about once, and no per-bar array is allocated per candidate
     beyond the strategy's own.
     """
-    from research.indicators import indicator_cache
-    from research.kernels.backtest import N_FILL_ROW
-
     bars = _plain_bars(bars)
     with indicator_cache(max_bytes=BATCH_CACHE_ARRAYS * len(bars) * 8):
         buffers = {"equity_buffer": np.empty(len(bars)),
-                   "fill_buffer": np.empty((BATCH_FILL_ROWS, N_FILL_ROW))}
+                   "fill_buffer": new_fills(BATCH_FILL_ROWS)}
         if split is None:
             return [(index, run_stats(spec, bars, params, *run_settings, **buffers))
                     for index, params in zip(indices, params_list)]
@@ -464,15 +460,12 @@ def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: 
     same code), a fraction of the time and memory.
 
     ``equity_buffer``, a float64 array at least as long as ``bars``, is used as scratch space
-    for the equity curve, and ``fill_buffer`` (shape ``(rows, N_FILL + 1)``) for the fill table
-    (a sweep reuses both per batch: fresh bars-long arrays cost page faults); by default they
-    are allocated.
+    for the equity curve, and ``fill_buffer`` (from :func:`~research.kernels.records.new_fills`)
+    for the fill table (a sweep reuses both per batch: fresh bars-long arrays cost page
+    faults); by default they are allocated.
     """
-    from research.backtesting import infer_timeframe_ms, run_target, strategy_target
-    from research.kernels import execution
-
     stops = spec.stops if stops is None else stops
-    config = execution.make_config(costs, stops, risk)
+    config = make_config(costs, stops, risk)
     timeframe_ms = infer_timeframe_ms(bars)
     target = strategy_target(spec, bars, params)
     if equity_buffer is None or len(equity_buffer) < len(bars):
@@ -486,8 +479,6 @@ def equity_curve(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stop
                  risk: RiskLimits, initial_cash: float) -> pd.Series:
     """The equity Series of one backtest: ``research.backtest(...).equity`` (its tables are
     built only when read, so nothing else is paid for)."""
-    from research.backtesting import backtest
-
     return backtest(spec, bars, params, costs, stops=stops, risk=risk,
                     initial_cash=initial_cash).equity
 

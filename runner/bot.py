@@ -1,14 +1,15 @@
-"""One bot's per-bar path: decide on the warm-up window, fill with ``step_nb``, record, publish.
+"""One bot's per-bar path: decide on the warm-up window, fill with ``step``, record, publish.
 
 For every closed bar ``t`` (in stored order, gaps simply skipped as in the backtest):
 
 1. :meth:`Bot.prepare`: the strategy's ``target`` (and ``indicators``) run on the last
    ``spec.required_bars(params)`` bars ending at ``t`` (fewer at the very start of the history);
    its last value is the decision at ``t``'s close. Then
-   :func:`research.kernels.execution.step_nb` advances a **copy** of the persisted state with
-   bar ``t`` and that decision: it fills the decision of bar ``t-1`` at ``t``'s open, checks the
-   stops intrabar and applies the risk limits, exactly as the backtest loop does. The result is
-   a :class:`PreparedBar`: the rows to record and the new state;
+   :func:`research.kernels.execution.step` advances the persisted state with bar ``t`` and
+   that decision (into a new :class:`~research.kernels.records.State`: the bot's own is left
+   as it is): it fills the decision of bar ``t-1`` at ``t``'s open, checks the stops intrabar
+   and applies the risk limits, exactly as the backtest loop does. The result is a
+   :class:`PreparedBar`: the rows to record and the new state;
 2. :func:`runner.ledger.write_bars` commits the signal, the fills, the state and an equity
    snapshot atomically (together with the same bar's records of the market's other bots, see
    :mod:`runner.market_group`);
@@ -36,33 +37,18 @@ from sqlalchemy import Connection, Engine
 
 from candela.core.bus import signals_channel, status_channel, trades_channel
 from candela.core.db import now_ms
-from research.kernels.execution import (
-    F_AT_OPEN,
-    F_CASH_AFTER,
-    F_FEE,
-    F_POSITION_AFTER,
-    F_PRICE,
-    F_REALIZED_PNL,
-    F_REASON,
-    F_SIDE,
-    F_SIZE,
+from research.kernels.execution import step
+from research.kernels.records import (
     HALT_NONE,
     MAX_FILLS_PER_BAR,
-    N_FILL,
-    REASON_NAMES,
-    S_CASH,
-    S_EQUITY,
-    S_HALT,
-    S_ORDERED_TARGET,
-    S_PENDING_REASON,
-    S_PENDING_TARGET,
-    S_POSITION,
     REASON_SIGNAL,
     STATUS_BAD_BAR,
     STATUS_OUT_OF_ORDER,
+    State,
+    fill_rows,
     make_config,
+    new_fills,
     new_state,
-    step_nb,
 )
 from research.types import Bars, StrategySpec
 from runner.config import BotConfig
@@ -154,14 +140,14 @@ class PreparedBar:
     ----------
     record : BarRecord
         The rows to write (signal, fills, state, equity snapshot).
-    state : ndarray
+    state : State
         The execution state after the bar; the bot adopts it once ``record`` is committed.
     indicators : dict
         The decision's indicator values (also in ``record.signal["indicators_json"]``).
     """
 
     record: BarRecord
-    state: np.ndarray
+    state: State
     indicators: dict[str, float | str | None]
 
 
@@ -190,7 +176,7 @@ class Bot:
         self.bars_processed = 0
         self.window_stale = True  # until recover() loads the state and the warm-up window
         self.begin_ts = 0
-        self._fills = np.empty((MAX_FILLS_PER_BAR, N_FILL))
+        self._fills = new_fills(MAX_FILLS_PER_BAR)
 
     @property
     def after(self) -> int:
@@ -241,7 +227,7 @@ class Bot:
         return Decision(float(target[-1]), indicators)
 
     def prepare(self, bar: tuple) -> PreparedBar | None:
-        """Decide and fill ``bar`` (``(ts, open, high, low, close, volume)``) on a copy of the state.
+        """Decide and fill ``bar`` (``(ts, open, high, low, close, volume)``) from the bot's state.
 
         Returns ``None`` when the state is already past ``bar`` (the caller must then
         :meth:`recover`). The bot is stale until the result is committed and :meth:`adopt`-ed,
@@ -255,8 +241,8 @@ class Bot:
         self.window.append(bar)
         window_ts, o, h, l, c, v = self.window.arrays()
         decision = self.decide(Bars(window_ts, o, h, l, c, v, self.timeframe_ms), ts)
-        state = self.state.copy()
-        status = step_nb(state, self.execution_config, ts, open_, high, low, close, decision.raw_target, self._fills)
+        status, state = step(self.state, self.execution_config, ts, open_, high, low, close,
+                             decision.raw_target, self._fills)
         if status == STATUS_OUT_OF_ORDER:  # the state is past this bar: trust the database
             _log.warning("bot %s: bar %s is not after the last processed bar; reloading", self.bot_id, ts)
             return None
@@ -269,17 +255,17 @@ class Bot:
         self.bars_processed += 1
         self.window_stale = False
 
-    def _prepared(self, ts: int, close: float, decision: Decision, state: np.ndarray, status: int) -> PreparedBar:
+    def _prepared(self, ts: int, close: float, decision: Decision, state: State, status: int) -> PreparedBar:
         created = now_ms()
-        pending = state[S_PENDING_TARGET]
+        pending = state.pending_target
         executed = status >= 0 and not math.isnan(pending)
-        ordered = state[S_ORDERED_TARGET]
+        ordered = state.ordered_target
         if executed:
-            halted = state[S_HALT] != HALT_NONE and state[S_PENDING_REASON] != REASON_SIGNAL
+            halted = state.halt != HALT_NONE and state.pending_reason != REASON_SIGNAL
             action = "halt" if halted else ("buy" if pending > ordered else "sell")
             target = pending
         else:
-            action = "halt" if state[S_HALT] != HALT_NONE else "hold"
+            action = "halt" if state.halt != HALT_NONE else "hold"
             target = ordered
         indicators = dict(decision.indicators)
         if status == STATUS_BAD_BAR:
@@ -296,26 +282,10 @@ class Bot:
             indicators_json=json.dumps(indicators, sort_keys=True),
             created_at=created,
         )
-        trades = []
-        for seq in range(max(status, 0)):
-            fill = self._fills[seq]
-            at_open = fill[F_AT_OPEN] == 1.0
-            trades.append(dict(
-                bot_id=self.bot_id,
-                bar_ts=ts,
-                seq=seq,
-                ts=ts - self.timeframe_ms if at_open else ts,
-                side="buy" if fill[F_SIDE] > 0 else "sell",
-                size=float(fill[F_SIZE]),
-                price=float(fill[F_PRICE]),
-                fee=float(fill[F_FEE]),
-                reason=REASON_NAMES[int(fill[F_REASON])],
-                realized_pnl=float(fill[F_REALIZED_PNL]),
-                cash_after=float(fill[F_CASH_AFTER]),
-                position_after=float(fill[F_POSITION_AFTER]),
-                created_at=created,
-            ))
-        equity = float(state[S_EQUITY]) if status >= 0 else float(self.state[S_EQUITY])
+        trades = [
+            dict(bot_id=self.bot_id, seq=seq, **row, created_at=created)
+            for seq, row in enumerate(fill_rows(self._fills[:max(status, 0)], self.timeframe_ms))
+        ]
         record = BarRecord(
             bot_id=self.bot_id,
             bar_ts=ts,
@@ -323,8 +293,8 @@ class Bot:
             trades=trades,
             state=dict(
                 bot_id=self.bot_id,
-                cash=float(state[S_CASH]),
-                position=float(state[S_POSITION]),
+                cash=float(state.cash),
+                position=float(state.position),
                 cursor_ts=ts,
                 state_json=encode_state(state),
                 updated_at=created,
@@ -332,9 +302,9 @@ class Bot:
             performance=dict(
                 bot_id=self.bot_id,
                 ts=ts,
-                equity=equity,
-                cash=float(state[S_CASH]),
-                position=float(state[S_POSITION]),
+                equity=float(state.equity),
+                cash=float(state.cash),
+                position=float(state.position),
                 price=float(close),
             ),
         )

@@ -47,7 +47,7 @@ from typing import Any
 
 from candela.core.markets import validate_exchange, validate_symbol
 from candela.core.timeframes import SUPPORTED_TIMEFRAMES, timeframe_to_ms
-from research.kernels.execution import make_config
+from research.kernels.records import make_config
 from research.types import Costs, RiskLimits, Stops, StrategySpec
 from runner.strategy_source import StrategyResolver, resolve_strategy
 

@@ -14,12 +14,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from candela.core import schema
 from candela.core.db import now_ms
+from research.kernels.records import State
 
 BOT_STATUSES = ("active", "stopped", "failed")
 
@@ -37,8 +37,8 @@ class BarRecord:
 
 
 def _insert(connection: Connection, table):
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    return insert(table)
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
 
 
 def write_bars(connection: Connection, records: Sequence[BarRecord]) -> set[str]:
@@ -167,21 +167,33 @@ def _array_literal(values: list, kind: str) -> str:
     return "{" + ",".join(items) + "}"
 
 
-# --------------------------------------------------------------------------- state vectors
+# --------------------------------------------------------------------------- states
 
 
-def encode_state(state: np.ndarray) -> str:
-    """JSON list of the state vector; ``nan`` as ``null``; floats round-trip exactly."""
-    return json.dumps([None if math.isnan(value) else float(value) for value in state.tolist()])
+def encode_state(state: State) -> str:
+    """The JSON list of the state's values, in field order; ``nan`` as ``null``; floats
+    round-trip exactly. (The format of the state vector this replaced, whose slots were these
+    fields in this order: rows written before load unchanged.)"""
+    return json.dumps([None if math.isnan(value) else float(value) for value in state])
 
 
-def decode_state(text: str) -> np.ndarray:
-    """Inverse of :func:`encode_state`."""
-    return np.array([math.nan if value is None else value for value in json.loads(text)], dtype=np.float64)
+def decode_state(text: str) -> State:
+    """Inverse of :func:`encode_state`.
+
+    Raises
+    ------
+    ValueError
+        If ``text`` does not hold one number (or ``null``) per field of :class:`State`.
+    """
+    values = json.loads(text)
+    if not isinstance(values, list) or len(values) != len(State._fields):
+        raise ValueError(f"a stored bot state must be a JSON list of {len(State._fields)} numbers "
+                         f"({', '.join(State._fields)}), got {text[:200]!r}")
+    return State._make(math.nan if value is None else float(value) for value in values)
 
 
-def load_state(connection: Connection, bot_id: str) -> tuple[np.ndarray, int] | None:
-    """Return ``(state vector, cursor_ts)`` of ``bot_id``, or ``None`` if it never processed a bar."""
+def load_state(connection: Connection, bot_id: str) -> tuple[State, int] | None:
+    """Return ``(state, cursor_ts)`` of ``bot_id``, or ``None`` if it never processed a bar."""
     row = connection.execute(
         select(schema.bot_state.c.state_json, schema.bot_state.c.cursor_ts).where(
             schema.bot_state.c.bot_id == bot_id

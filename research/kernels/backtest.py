@@ -1,7 +1,7 @@
 """The backtest kernel: the execution function looped over history.
 
 :func:`simulate_span_nb` runs :func:`~research.kernels.execution.advance_nb` (what the
-paper-trading runner's :func:`~research.kernels.execution.step_nb` runs on one bar) over the
+paper-trading runner's :func:`~research.kernels.execution.step` runs on one bar) over the
 bars. Two entry points share it through :func:`simulate` (plain Python: it allocates the arrays
 and grows the fill table between calls of the compiled loop):
 
@@ -15,57 +15,43 @@ and grows the fill table between calls of the compiled loop):
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
-from research.kernels.execution import (
-    F_CASH_AFTER,
-    F_POSITION_AFTER,
+from research.kernels.execution import advance_nb
+from research.kernels.records import (
+    FILL_DTYPE,
     MAX_FILLS_PER_BAR,
-    N_FILL,
-    S_CASH,
-    S_EQUITY,
-    S_POSITION,
     STATUS_OK,
-    advance_nb,
-    config_tuple_nb,
+    Config,
+    State,
     feature_switches,
-    state_tuple_nb,
-    store_state_nb,
+    new_fills,
 )
-
-FILL_BAR = N_FILL  # extra column in the backtest's fill table: index of the bar of the fill
-N_FILL_ROW = N_FILL + 1
-
-
-# ---- progress vector of :func:`simulate_span_nb` (int64)
-P_NEXT_BAR = 0  # index of the next bar to process
-P_FILLS = 1  # fill rows written
-P_EXPOSED = 2  # processed bars that ended with a non-zero position
-P_STATUS = 3  # STATUS_OK, or the rejected bar's negative status
-N_PROGRESS = 4
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
 def simulate_span_nb(state, config, stops_on, limits_on, ts, open_, high, low, close, target,
-                     equity, cash, position, fills, progress):
-    """Loop the execution function over the bars from ``progress[P_NEXT_BAR]`` on, in place.
+                     equity, cash, position, fills, start, n_fills, exposed):
+    """Loop the execution function over the bars from ``start`` on.
 
-    Stops at the end of the bars, at a rejected bar (its status in ``progress[P_STATUS]``, the
-    bar itself unprocessed), or when ``fills`` has fewer than ``MAX_FILLS_PER_BAR`` free rows
-    (the caller grows it and calls again). It allocates nothing, so it is compiled without
-    reference counting, and :func:`~research.kernels.execution.advance_nb` is inlined into it:
-    the whole loop is one function, with the account state held as values, in registers, from
-    the first bar to the last, and written back to ``state`` at the end. It writes nothing per
-    bar but what the caller asks for.
+    Stops at the end of the bars, at a rejected bar (the bar itself unprocessed), or when
+    ``fills`` has fewer than ``MAX_FILLS_PER_BAR`` free records (the caller grows it and calls
+    again). It allocates nothing, so it is compiled without reference counting, and
+    :func:`~research.kernels.execution.advance_nb` is inlined into it: the whole loop is one
+    function, with the account held as values, in registers, from the first bar to the last.
+    It writes nothing per bar but what the caller asks for.
 
     Parameters
     ----------
-    state, config
-        As for :func:`run_backtest`.
+    state, config : State, Config or plain tuples of their values
+        The account before bar ``start``, and its configuration (plain tuples are faster to
+        pass, see :func:`~research.kernels.execution.step_nb`).
     stops_on, limits_on : True or None
         The switches of :func:`~research.kernels.execution.advance_nb`, from
-        :func:`~research.kernels.execution.feature_switches` (Numba compiles one loop per
+        :func:`~research.kernels.records.feature_switches` (Numba compiles one loop per
         combination).
     ts, open_, high, low, close, target
         As for :func:`run_backtest`.
@@ -73,50 +59,62 @@ def simulate_span_nb(state, config, stops_on, limits_on, ts, open_, high, low, c
         Output: equity marked at each processed bar's close.
     cash, position : ndarray, shape (n_bars,) or (0,)
         Output like ``equity``; empty arrays skip recording them.
-    fills : ndarray, shape (capacity, N_FILL + 1)
-        Output: fill records from row ``progress[P_FILLS]`` on (``F_*`` fields, then the bar
-        index in column ``FILL_BAR``).
-    progress : ndarray of int64, shape (N_PROGRESS,)
-        ``P_*`` counters, read and advanced.
+    fills : ndarray of FILL_DTYPE
+        Output: fill records from record ``n_fills`` on.
+    start, n_fills, exposed : int
+        The first bar to process, the fill records already written and the processed bars
+        that ended with a non-zero position so far.
+
+    Returns
+    -------
+    state : State
+        The account after the last processed bar.
+    next_bar, n_fills, exposed : int
+        ``start``, ``n_fills`` and ``exposed`` advanced past the processed bars.
+    status : int
+        ``STATUS_OK``, or the rejected bar's negative status.
     """
     n = len(ts)
     record = len(cash) > 0
     capacity = len(fills)
-    i = progress[P_NEXT_BAR]
-    n_fills = progress[P_FILLS]
-    exposed = progress[P_EXPOSED]
-    st = state_tuple_nb(state)
-    cfg = config_tuple_nb(config)
+    st = State(*state)
+    cfg = Config(*config)
+    i = start
+    status = STATUS_OK
     while i < n and n_fills + MAX_FILLS_PER_BAR <= capacity:
         u = np.uint64(i)  # an unsigned index: no negative-index wraparound code per read
         k, st = advance_nb(st, cfg, stops_on, limits_on, ts[u], open_[u], high[u], low[u],
                            close[u], target[u], fills, n_fills)
         if k < 0:
-            progress[P_STATUS] = k
+            status = k
             break
-        for j in range(n_fills, k):
-            fills[j, FILL_BAR] = i
         n_fills = k
-        units = st[S_POSITION]
-        value = st[S_EQUITY]
-        equity[u] = value
-        if units != 0.0:
+        equity[u] = st.equity
+        if st.position != 0.0:
             exposed += 1
         if record:
-            cash[u] = st[S_CASH]
-            position[u] = units
+            cash[u] = st.cash
+            position[u] = st.position
         i += 1
-    store_state_nb(state, st)
-    progress[P_NEXT_BAR] = i
-    progress[P_FILLS] = n_fills
-    progress[P_EXPOSED] = exposed
+    return st, i, n_fills, exposed, status
 
 
 INITIAL_FILL_ROWS = 4096
+_RAW_FILL = np.dtype((np.void, FILL_DTYPE.itemsize))
+
+
+class Simulation(NamedTuple):
+    """What :func:`simulate` returns."""
+
+    fills: np.ndarray  #: the fill records (a view of the fill table)
+    processed: int  #: bars processed (all of them unless a bar was rejected)
+    exposed: int  #: processed bars that ended with a non-zero position
+    status: int  #: ``STATUS_OK``, or the first negative status (its bar and later unprocessed)
+    state: State  #: the account after the last processed bar
 
 
 def simulate(state, config, ts, open_, high, low, close, target, equity, cash, position,
-             fills=None):
+             fills=None) -> Simulation:
     """Run :func:`simulate_span_nb` over all the bars, growing the fill table as needed; the
     one loop behind both entry points.
 
@@ -128,37 +126,27 @@ def simulate(state, config, ts, open_, high, low, close, target, equity, cash, p
     ----------
     state, config, ts, open_, high, low, close, target, equity, cash, position
         As for :func:`simulate_span_nb`.
-    fills : ndarray, shape (capacity, N_FILL + 1), optional
+    fills : ndarray of FILL_DTYPE, optional
         Fill table to write into (a sweep reuses one); a bigger one replaces it when it fills
-        up. By default one of ``INITIAL_FILL_ROWS`` rows is allocated.
-
-    Returns
-    -------
-    fills : ndarray, shape (n_fills, N_FILL + 1)
-        Fill records (``F_*`` fields) with the bar index in the last column: a view of the
-        fill table.
-    processed : int
-        Bars processed (all of them unless a bar was rejected).
-    exposed : int
-        Processed bars that ended with a non-zero position.
-    status : int
-        ``STATUS_OK``, or the first negative status (its bar and all later ones unprocessed).
+        up. By default one of ``INITIAL_FILL_ROWS`` records is allocated.
     """
     if fills is None or len(fills) < MAX_FILLS_PER_BAR:
-        fills = np.empty((INITIAL_FILL_ROWS, N_FILL_ROW))
-    progress = np.zeros(N_PROGRESS, dtype=np.int64)
-    progress[P_STATUS] = STATUS_OK
+        fills = new_fills(INITIAL_FILL_ROWS)
     stops_on, limits_on = feature_switches(config)
+    state, config = tuple(state), tuple(config)  # plain tuples: typed in C by the dispatcher
+    i = n_fills = exposed = 0
     while True:
-        simulate_span_nb(state, config, stops_on, limits_on, ts, open_, high, low, close,
-                         target, equity, cash, position, fills, progress)
-        if progress[P_NEXT_BAR] >= len(ts) or progress[P_STATUS] < 0:
+        state, i, n_fills, exposed, status = simulate_span_nb(
+            state, config, stops_on, limits_on, ts, open_, high, low, close, target, equity,
+            cash, position, fills, i, n_fills, exposed)
+        state = tuple(state)
+        if i >= len(ts) or status < 0:
             break
-        grown = np.empty((2 * len(fills), N_FILL_ROW))
-        grown[:progress[P_FILLS]] = fills[:progress[P_FILLS]]
+        grown = new_fills(2 * len(fills))
+        # copied as raw records: numpy copies a structured array field by field, 20x slower
+        grown[:n_fills].view(_RAW_FILL)[...] = fills[:n_fills].view(_RAW_FILL)
         fills = grown
-    return (fills[:progress[P_FILLS]], int(progress[P_NEXT_BAR]), int(progress[P_EXPOSED]),
-            int(progress[P_STATUS]))
+    return Simulation(fills[:n_fills], i, exposed, status, State._make(state))
 
 
 def run_backtest(state, config, ts, open_, high, low, close, target):
@@ -166,9 +154,9 @@ def run_backtest(state, config, ts, open_, high, low, close, target):
 
     Parameters
     ----------
-    state : ndarray, shape (N_STATE,)
-        Initial account state, advanced in place to the state after the last bar.
-    config : ndarray, shape (N_CONFIG,)
+    state : State
+        Initial account.
+    config : Config
         Costs, stops and risk limits.
     ts, open_, high, low, close : ndarray
         The bars (``ts`` int64 close times).
@@ -177,26 +165,29 @@ def run_backtest(state, config, ts, open_, high, low, close, target):
 
     Returns
     -------
-    fills : ndarray, shape (n_fills, N_FILL + 1)
-        Fill records (``F_*`` fields) with the bar index in the last column.
+    fills : ndarray of FILL_DTYPE
+        The fill records.
     cash, position, equity : ndarray, shape (n_bars,)
         Account after each bar's close (equity marked at the close).
     status : int
         ``STATUS_OK``, or the first negative status; the bars from there on are not processed
         and their series are ``nan``.
+    state : State
+        The account after the last processed bar.
     """
     n = len(ts)
     cash = np.empty(n)
     position = np.empty(n)
     equity = np.empty(n)
-    fills, processed, _, status = simulate(state, config, ts, open_, high, low, close, target,
-                                           equity, cash, position)
-    cash[processed:] = position[processed:] = equity[processed:] = np.nan
-    return fills, cash, position, equity, status
+    run = simulate(state, config, ts, open_, high, low, close, target, equity, cash, position)
+    cash[run.processed:] = position[run.processed:] = equity[run.processed:] = np.nan
+    return run.fills, cash, position, equity, run.status, run.state
 
 
-def run_equity(state, config, ts, open_, high, low, close, target, equity, fills=None):
-    """:func:`run_backtest` recording only the equity, into ``equity[:n_bars]``.
+def run_equity(state, config, ts, open_, high, low, close, target, equity,
+               fills=None) -> Simulation:
+    """:func:`run_backtest` recording only the equity, into ``equity[:n_bars]`` (the rest is
+    untouched).
 
     Parameters
     ----------
@@ -204,18 +195,8 @@ def run_equity(state, config, ts, open_, high, low, close, target, equity, fills
         As for :func:`run_backtest`.
     equity : ndarray, at least n_bars long
         Output; the caller's buffer (a sweep reuses one).
-    fills : ndarray, optional
+    fills : ndarray of FILL_DTYPE, optional
         Fill table to reuse (see :func:`simulate`).
-
-    Returns
-    -------
-    fills : ndarray, shape (n_fills, N_FILL + 1)
-        A view of the fill table.
-    processed : int
-        Bars processed; ``equity[:processed]`` holds their equity (the rest is untouched).
-    exposed : int
-        Processed bars that ended with a non-zero position.
-    status : int
     """
     return simulate(state, config, ts, open_, high, low, close, target, equity, _NONE, _NONE,
                     fills)
@@ -239,9 +220,9 @@ def account_from_fills_nb(fills, n_bars, processed, initial_cash):
     current_position = 0.0
     j = 0
     for i in range(processed):
-        while j < len(fills) and fills[j, FILL_BAR] <= i:
-            current_cash = fills[j, F_CASH_AFTER]
-            current_position = fills[j, F_POSITION_AFTER]
+        while j < len(fills) and fills[j].bar <= i:
+            current_cash = fills[j].cash_after
+            current_position = fills[j].position_after
             j += 1
         cash[i] = current_cash
         position[i] = current_position

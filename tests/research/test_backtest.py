@@ -10,8 +10,12 @@ import pandas as pd
 import pytest
 
 import research
-from reference import random_targets, synthetic_bars
+from reference import random_targets, simulate, synthetic_bars
 from research.backtesting import Result, backtest
+from research.kernels import records as rc
+from research.kernels.backtest import run_backtest
+from research.kernels.trades import closed_trade_arrays_nb
+from research.metrics import compute_stats
 from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
 
 HOUR = 3_600_000
@@ -197,8 +201,6 @@ def test_result_matches_a_fresh_kernel_run_with_random_levels(bars):
     levels = random_targets(len(bars), 9, levels=(-0.7, 0.0, 0.3, 1.0, math.nan))
     spec = StrategySpec(name="levels", params=Params, target=lambda b, p: levels[: len(b)],
                         warmup=lambda p: 1, indicators=lambda b, p: {})
-    from reference import simulate
-
     result = backtest(spec, bars, costs=Costs(0.002, 1.0))
     fills, cash, position, equity = simulate(bars.ts, bars.open, bars.high, bars.low, bars.close,
                                              levels, fee_rate=0.002, slippage_bps=1.0)
@@ -218,11 +220,6 @@ def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, st
     """``research.backtest`` records only the equity, and cash and position come from the
     fills: all must equal what the kernel that records every series produces, and the stats
     what ``compute_stats`` gives on those series."""
-    from research.kernels import execution as ex
-    from research.kernels.backtest import run_backtest
-    from research.kernels.trades import closed_trade_arrays_nb
-    from research.metrics import compute_stats
-
     high = bars.high.copy()
     if broken_bar is not None:
         high[broken_bar] = np.nan
@@ -232,8 +229,8 @@ def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, st
                         warmup=lambda p: 1, indicators=lambda b, p: {})
     costs = Costs(0.001, 2.0)
     result = backtest(spec, run_bars, costs=costs, stops=stops, initial_cash=5_000.0)
-    fills, cash, position, equity, status = run_backtest(
-        ex.new_state(5_000.0), ex.make_config(costs, stops, RiskLimits()), run_bars.ts,
+    fills, cash, position, equity, status, _ = run_backtest(
+        rc.new_state(5_000.0), rc.make_config(costs, stops, RiskLimits()), run_bars.ts,
         run_bars.open, run_bars.high, run_bars.low, run_bars.close, levels)
     assert result.status == status
     np.testing.assert_array_equal(result.fill_rows, fills)
@@ -241,9 +238,9 @@ def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, st
                          (result.position, position)):
         np.testing.assert_array_equal(ours.to_numpy(), kernel)
     processed = len(bars) if broken_bar is None else broken_bar
-    pnls, durations = closed_trade_arrays_nb(fills, run_bars.ts, HOUR)
+    pnls, durations = closed_trade_arrays_nb(fills, HOUR)
     expected = compute_stats(equity[:processed], position[:processed], run_bars.ts[:processed],
-                             HOUR, pnls, durations, 5_000.0, float(fills[:, ex.F_FEE].sum()))
+                             HOUR, pnls, durations, 5_000.0, float(fills["fee"].sum()))
     assert len(expected) == len(result.stats)
     for name, value in expected.items():
         assert result.stats[name] == value or (math.isnan(value) and math.isnan(

@@ -13,6 +13,7 @@ import pytest
 from market_files import read_ohlcv_csv
 from research.backtesting import backtest
 from research.charts import plot_heatmap, plot_result
+from research.storage import load_run, save_result
 from research.sweeps import sweep
 from research.types import Bars, Costs, Stops
 from strategies.registry import get_strategy
@@ -99,9 +100,7 @@ def test_long_histories_draw_only_their_last_bars(sma_result, bars):
 
 
 def test_a_run_loaded_from_the_database_plots_without_candles(sma_result, engine):
-    from research.storage import load_run
-
-    loaded = load_run(engine, sma_result.save(engine))
+    loaded = load_run(engine, save_result(engine, sma_result))
     figure = plot_result(loaded)
     assert not any(isinstance(t, go.Candlestick) for t in figure.data)
     entries = next(t for t in figure.data if t.name == "entries")

@@ -1,4 +1,5 @@
-"""The execution function ``step_nb`` and the backtest loop, rule by rule.
+"""The execution function (``advance_nb``, the runner's ``step``) and the backtest loop, rule by
+rule.
 
 Every rule of the :mod:`research.kernels.execution` docstring has a hand-computed scenario
 here; then hypothesis checks the kernel against the plain-Python reference loop
@@ -17,7 +18,8 @@ from hypothesis import strategies as st
 
 from reference import random_targets, simulate, synthetic_bars
 from research.kernels import execution as ex
-from research.kernels.backtest import FILL_BAR, run_backtest
+from research.kernels import records as rc
+from research.kernels.backtest import run_backtest
 from research.types import Costs, RiskLimits, Stops
 
 HOUR = 3_600_000
@@ -28,9 +30,9 @@ assert T0 % DAY == 0
 
 def run(bars, target, costs=Costs(0.0, 0.0), stops=Stops(), risk=RiskLimits(), cash=10_000.0):
     ts, o, h, l, c = (np.asarray(a) for a in bars)
-    state = ex.new_state(cash)
-    config = ex.make_config(costs, stops, risk)
-    fills, cash_s, pos_s, eq_s, status = run_backtest(
+    state = rc.new_state(cash)
+    config = rc.make_config(costs, stops, risk)
+    fills, cash_s, pos_s, eq_s, status, state = run_backtest(
         state, config, ts.astype(np.int64), o.astype(float), h.astype(float), l.astype(float),
         c.astype(float), np.asarray(target, dtype=float))
     return fills, cash_s, pos_s, eq_s, status, state
@@ -53,10 +55,10 @@ FLAT_BARS = make_bars([(100, 101, 99, 100), (102, 103, 101, 102), (104, 105, 103
 def test_decision_at_close_fills_at_next_open():
     fills, *_ = run(FLAT_BARS, [1, 1, 1, 1, 1])
     assert len(fills) == 1
-    assert fills[0, FILL_BAR] == 1
-    assert fills[0, ex.F_PRICE] == 102.0
-    assert fills[0, ex.F_AT_OPEN] == 1.0
-    assert fills[0, ex.F_SIDE] == 1.0
+    assert fills[0]["bar"] == 1
+    assert fills[0]["price"] == 102.0
+    assert fills[0]["at_open"] == 1.0
+    assert fills[0]["side"] == 1.0
 
 
 def test_target_on_last_bar_is_never_filled():
@@ -68,24 +70,24 @@ def test_slippage_is_against_the_trader_and_fee_is_on_notional():
     costs = Costs(fee_rate=0.002, slippage_bps=25.0)
     fills, cash, *_ = run(FLAT_BARS, [1, 1, 0, 0, 0], costs)
     buy, sell = fills
-    assert buy[ex.F_PRICE] == pytest.approx(102.0 * 1.0025, rel=1e-15)
-    assert sell[ex.F_PRICE] == pytest.approx(106.0 * 0.9975, rel=1e-15)
+    assert buy["price"] == pytest.approx(102.0 * 1.0025, rel=1e-15)
+    assert sell["price"] == pytest.approx(106.0 * 0.9975, rel=1e-15)
     for fill in (buy, sell):
-        assert fill[ex.F_FEE] == pytest.approx(fill[ex.F_SIZE] * fill[ex.F_PRICE] * 0.002, rel=1e-14)
+        assert fill["fee"] == pytest.approx(fill["size"] * fill["price"] * 0.002, rel=1e-14)
     # full equity spent on the entry: value + fee == cash
-    assert buy[ex.F_SIZE] * buy[ex.F_PRICE] + buy[ex.F_FEE] == pytest.approx(10_000.0, rel=1e-14)
-    assert buy[ex.F_CASH_AFTER] == pytest.approx(0.0, abs=1e-9)
-    expected_cash = sell[ex.F_SIZE] * sell[ex.F_PRICE] * (1 - 0.002)
+    assert buy["size"] * buy["price"] + buy["fee"] == pytest.approx(10_000.0, rel=1e-14)
+    assert buy["cash_after"] == pytest.approx(0.0, abs=1e-9)
+    expected_cash = sell["size"] * sell["price"] * (1 - 0.002)
     assert cash[-1] == pytest.approx(expected_cash, rel=1e-14)
-    assert sell[ex.F_REALIZED_PNL] == pytest.approx(
-        (sell[ex.F_PRICE] - buy[ex.F_PRICE]) * buy[ex.F_SIZE] - sell[ex.F_FEE], rel=1e-12)
+    assert sell["realized_pnl"] == pytest.approx(
+        (sell["price"] - buy["price"]) * buy["size"] - sell["fee"], rel=1e-12)
 
 
 def test_fractional_level_sizes_from_equity():
     costs = Costs(fee_rate=0.001)
     fills, cash, pos, eq, *_ = run(FLAT_BARS, [0.5, 0.5, 0.5, 0.5, 0.5], costs)
     (buy,) = fills
-    assert buy[ex.F_SIZE] == pytest.approx(0.5 * 10_000 / (102.0 * 1.001), rel=1e-14)
+    assert buy["size"] == pytest.approx(0.5 * 10_000 / (102.0 * 1.001), rel=1e-14)
     assert cash[1] == pytest.approx(10_000 - 0.5 * 10_000, rel=1e-14)
 
 
@@ -93,9 +95,9 @@ def test_short_level_sizes_symmetrically():
     costs = Costs(fee_rate=0.001)
     fills, cash, pos, eq, *_ = run(FLAT_BARS, [-1, -1, -1, -1, -1], costs)
     (sell,) = fills
-    assert sell[ex.F_SIDE] == -1.0
-    assert sell[ex.F_SIZE] * 102.0 * 1.001 == pytest.approx(10_000.0, rel=1e-14)
-    assert pos[1] == pytest.approx(-sell[ex.F_SIZE])
+    assert sell["side"] == -1.0
+    assert sell["size"] * 102.0 * 1.001 == pytest.approx(10_000.0, rel=1e-14)
+    assert pos[1] == pytest.approx(-sell["size"])
     # equity of a short moves against the price: bar 2 closes at 104
     assert eq[2] == pytest.approx(cash[2] + pos[2] * 104.0)
     assert eq[2] < eq[1]
@@ -106,30 +108,30 @@ def test_flip_is_a_close_then_an_open_from_the_resulting_cash():
     fills, cash, pos, *_ = run(FLAT_BARS, [1, -1, -1, -1, -1], costs)
     assert len(fills) == 3
     buy, close, short = fills
-    assert close[FILL_BAR] == short[FILL_BAR] == 2
-    assert close[ex.F_SIDE] == short[ex.F_SIDE] == -1
-    assert close[ex.F_SIZE] == buy[ex.F_SIZE]
-    assert close[ex.F_POSITION_AFTER] == 0.0
-    cash_after_close = close[ex.F_CASH_AFTER]
+    assert close["bar"] == short["bar"] == 2
+    assert close["side"] == short["side"] == -1
+    assert close["size"] == buy["size"]
+    assert close["position_after"] == 0.0
+    cash_after_close = close["cash_after"]
     sell_price = 104.0 * (1 - 10e-4)
-    assert short[ex.F_PRICE] == pytest.approx(sell_price)
-    assert short[ex.F_SIZE] * sell_price * 1.001 == pytest.approx(cash_after_close, rel=1e-14)
-    assert short[ex.F_REALIZED_PNL] == pytest.approx(-short[ex.F_FEE])
+    assert short["price"] == pytest.approx(sell_price)
+    assert short["size"] * sell_price * 1.001 == pytest.approx(cash_after_close, rel=1e-14)
+    assert short["realized_pnl"] == pytest.approx(-short["fee"])
 
 
 def test_nan_target_means_flat_and_max_position_clips():
     fills, *_ = run(FLAT_BARS, [np.nan, 3.0, 3.0, np.nan, np.nan], risk=RiskLimits(max_position=0.5))
     buy, sell = fills
-    assert buy[FILL_BAR] == 2 and sell[FILL_BAR] == 4
-    assert buy[ex.F_SIZE] * 104.0 == pytest.approx(0.5 * 10_000, rel=1e-14)
+    assert buy["bar"] == 2 and sell["bar"] == 4
+    assert buy["size"] * 104.0 == pytest.approx(0.5 * 10_000, rel=1e-14)
     fills, *_ = run(FLAT_BARS, [-3.0] * 5, risk=RiskLimits(max_position=0.25))
-    assert fills[0, ex.F_SIZE] * 102.0 == pytest.approx(0.25 * 10_000, rel=1e-14)
+    assert fills[0]["size"] * 102.0 == pytest.approx(0.25 * 10_000, rel=1e-14)
 
 
 def test_changing_level_rebalances_with_one_fill():
     fills, *_ = run(FLAT_BARS, [1, 0.5, 0.5, 0.5, 0.5])
     assert len(fills) == 2
-    assert fills[1, ex.F_SIDE] == -1 and fills[1, ex.F_POSITION_AFTER] > 0
+    assert fills[1]["side"] == -1 and fills[1]["position_after"] > 0
 
 
 def test_rebalance_marks_equity_at_its_own_fill_price():
@@ -137,9 +139,9 @@ def test_rebalance_marks_equity_at_its_own_fill_price():
     fills, cash, pos, *_ = run(FLAT_BARS, [1, 0.5, 0.5, 0.5, 0.5], costs)
     buy, sell = fills
     sell_price = 104.0 * (1 - 50e-4)
-    assert sell[ex.F_PRICE] == pytest.approx(sell_price, rel=1e-15)
-    equity = buy[ex.F_CASH_AFTER] + buy[ex.F_POSITION_AFTER] * sell_price
-    assert sell[ex.F_POSITION_AFTER] == pytest.approx(0.5 * equity / (sell_price * 1.001), rel=1e-12)
+    assert sell["price"] == pytest.approx(sell_price, rel=1e-15)
+    equity = buy["cash_after"] + buy["position_after"] * sell_price
+    assert sell["position_after"] == pytest.approx(0.5 * equity / (sell_price * 1.001), rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- protective exits
@@ -155,9 +157,9 @@ def long_then(rows, stops, costs=Costs(0.0, 0.0), target=None):
 def test_stop_loss_fills_at_the_level_when_the_low_reaches_it():
     fills, *_ = long_then([(99, 99.5, 94, 97)], Stops(stop_loss=0.05))
     buy, stop = fills
-    assert stop[ex.F_REASON] == ex.REASON_STOP_LOSS
-    assert stop[ex.F_PRICE] == pytest.approx(95.0)
-    assert stop[ex.F_AT_OPEN] == 0.0 and stop[FILL_BAR] == 2
+    assert stop["reason"] == rc.REASON_STOP_LOSS
+    assert stop["price"] == pytest.approx(95.0)
+    assert stop["at_open"] == 0.0 and stop["bar"] == 2
 
 
 def test_stop_not_reached_does_not_fire():
@@ -167,29 +169,29 @@ def test_stop_not_reached_does_not_fire():
 
 def test_gap_through_the_stop_fills_at_the_open():
     fills, *_ = long_then([(90, 92, 89, 91)], Stops(stop_loss=0.05))
-    assert fills[1, ex.F_PRICE] == 90.0 and fills[1, ex.F_AT_OPEN] == 1.0
+    assert fills[1]["price"] == 90.0 and fills[1]["at_open"] == 1.0
 
 
 def test_take_profit_and_its_gap():
     fills, *_ = long_then([(101, 111, 100, 105)], Stops(take_profit=0.1))
-    assert fills[1, ex.F_REASON] == ex.REASON_TAKE_PROFIT and fills[1, ex.F_PRICE] == pytest.approx(110)
+    assert fills[1]["reason"] == rc.REASON_TAKE_PROFIT and fills[1]["price"] == pytest.approx(110)
     fills, *_ = long_then([(115, 116, 91, 95)], Stops(stop_loss=0.05, take_profit=0.1))
-    assert fills[1, ex.F_REASON] == ex.REASON_TAKE_PROFIT and fills[1, ex.F_PRICE] == 115.0
+    assert fills[1]["reason"] == rc.REASON_TAKE_PROFIT and fills[1]["price"] == 115.0
 
 
 def test_both_reachable_in_one_bar_assumes_the_stop():
     fills, *_ = long_then([(100, 120, 80, 100)], Stops(stop_loss=0.05, take_profit=0.1))
-    assert fills[1, ex.F_REASON] == ex.REASON_STOP_LOSS and fills[1, ex.F_PRICE] == pytest.approx(95)
+    assert fills[1]["reason"] == rc.REASON_STOP_LOSS and fills[1]["price"] == pytest.approx(95)
 
 
 def test_short_stops_mirror_the_long_ones():
     bars = make_bars([(100, 100, 100, 100), (100, 100, 100, 100), (101, 106, 99, 103)])
     fills, *_ = run(bars, [-1.0] * 3, stops=Stops(stop_loss=0.05, take_profit=0.1))
-    assert fills[1, ex.F_REASON] == ex.REASON_STOP_LOSS and fills[1, ex.F_SIDE] == 1
-    assert fills[1, ex.F_PRICE] == pytest.approx(105)
+    assert fills[1]["reason"] == rc.REASON_STOP_LOSS and fills[1]["side"] == 1
+    assert fills[1]["price"] == pytest.approx(105)
     bars = make_bars([(100, 100, 100, 100), (100, 100, 100, 100), (99, 100, 85, 95)])
     fills, *_ = run(bars, [-1.0] * 3, stops=Stops(stop_loss=0.05, take_profit=0.1))
-    assert fills[1, ex.F_REASON] == ex.REASON_TAKE_PROFIT and fills[1, ex.F_PRICE] == pytest.approx(90)
+    assert fills[1]["reason"] == rc.REASON_TAKE_PROFIT and fills[1]["price"] == pytest.approx(90)
 
 
 def test_trailing_stop_follows_the_high_of_completed_bars_and_the_open():
@@ -198,32 +200,32 @@ def test_trailing_stop_follows_the_high_of_completed_bars_and_the_open():
             (111, 112, 107, 108)]  # low 107 <= 108: out at 108
     fills, *_ = long_then(rows, Stops(trailing_stop=0.1))
     assert len(fills) == 2
-    assert fills[1, ex.F_REASON] == ex.REASON_TRAILING_STOP
-    assert fills[1, ex.F_PRICE] == pytest.approx(108.0)
-    assert fills[1, FILL_BAR] == 4
+    assert fills[1]["reason"] == rc.REASON_TRAILING_STOP
+    assert fills[1]["price"] == pytest.approx(108.0)
+    assert fills[1]["bar"] == 4
     # the tighter of stop-loss and trailing stop wins
     fills, *_ = long_then(rows, Stops(stop_loss=0.02, trailing_stop=0.1))
-    assert fills[1, ex.F_REASON] == ex.REASON_TRAILING_STOP
+    assert fills[1]["reason"] == rc.REASON_TRAILING_STOP
 
 
 def test_stop_fill_pays_slippage_and_fee():
     costs = Costs(fee_rate=0.001, slippage_bps=20)
     fills, *_ = long_then([(99, 99.5, 90, 97)], Stops(stop_loss=0.05), costs)
     buy, stop = fills
-    level = buy[ex.F_PRICE] * 0.95  # from the entry price, which includes slippage
-    assert stop[ex.F_PRICE] == pytest.approx(level * (1 - 20e-4), rel=1e-14)
-    assert stop[ex.F_FEE] == pytest.approx(stop[ex.F_SIZE] * stop[ex.F_PRICE] * 0.001, rel=1e-14)
+    level = buy["price"] * 0.95  # from the entry price, which includes slippage
+    assert stop["price"] == pytest.approx(level * (1 - 20e-4), rel=1e-14)
+    assert stop["fee"] == pytest.approx(stop["size"] * stop["price"] * 0.001, rel=1e-14)
 
 
 def test_after_a_stop_stay_flat_until_the_target_changes():
     rows = [(99, 99.5, 94, 97)] + [(97, 98, 96, 97)] * 4
     target = [1, 1, 1, 1, 0, 1, 1]
     fills, cash, pos, *_ = long_then(rows, Stops(stop_loss=0.05), target=target)
-    assert [int(f[FILL_BAR]) for f in fills] == [1, 2, 6]  # re-entry only after 1 -> 0 -> 1
+    assert [int(f["bar"]) for f in fills] == [1, 2, 6]  # re-entry only after 1 -> 0 -> 1
     assert pos[3] == pos[4] == pos[5] == 0.0
     # a change to another non-zero level also re-enters
     fills, *_ = long_then(rows, Stops(stop_loss=0.05), target=[1, 1, 1, 0.5, 0.5, 0.5, 0.5])
-    assert [int(f[FILL_BAR]) for f in fills] == [1, 2, 4]
+    assert [int(f["bar"]) for f in fills] == [1, 2, 4]
 
 
 # ----------------------------------------------------------------------------- risk limits
@@ -235,15 +237,15 @@ def test_daily_loss_halts_until_the_next_utc_day():
     bars = make_bars(rows)
     fills, cash, pos, eq, status, state = run(bars, [1.0] * len(rows),
                                               risk=RiskLimits(daily_loss_limit=0.1))
-    reasons = [int(f[ex.F_REASON]) for f in fills]
-    bar_of = [int(f[FILL_BAR]) for f in fills]
-    assert reasons[:2] == [ex.REASON_SIGNAL, ex.REASON_DAILY_LOSS]
+    reasons = [int(f["reason"]) for f in fills]
+    bar_of = [int(f["bar"]) for f in fills]
+    assert reasons[:2] == [rc.REASON_SIGNAL, rc.REASON_DAILY_LOSS]
     assert bar_of[1] == 3
     # the bar closing at 24:00 still belongs to the halted day; the first bar of the new day
     # (close 01:00) lifts the halt and its close decides the re-entry, filled at 02:00's open
     ts = bars[0]
     first_new_day = int(np.flatnonzero((ts - 1) // DAY > (ts[0] - 1) // DAY)[0])
-    assert bar_of[2] == first_new_day + 1 and reasons[2] == ex.REASON_SIGNAL
+    assert bar_of[2] == first_new_day + 1 and reasons[2] == rc.REASON_SIGNAL
     assert np.all(pos[4:first_new_day + 1] == 0.0)
 
 
@@ -260,8 +262,8 @@ def test_max_drawdown_kill_switch_is_permanent():
     target = [1.0, 1.0, 1.0] + [0.0, 1.0] * 30
     fills, cash, pos, eq, status, state = run(bars, target, risk=RiskLimits(max_drawdown=0.2))
     assert len(fills) == 2
-    assert fills[1, ex.F_REASON] == ex.REASON_MAX_DRAWDOWN and fills[1, FILL_BAR] == 3
-    assert state[ex.S_HALT] == ex.HALT_MAX_DRAWDOWN
+    assert fills[1]["reason"] == rc.REASON_MAX_DRAWDOWN and fills[1]["bar"] == 3
+    assert state.halt == rc.HALT_MAX_DRAWDOWN
     assert np.all(pos[3:] == 0.0)
 
 
@@ -273,16 +275,17 @@ def test_max_drawdown_kill_switch_is_permanent():
     (-1, 1, -2, 0.5), (100, np.inf, 99, 100),
 ])
 def test_bad_bar_returns_status_and_leaves_state_unchanged(bar):
-    state = ex.new_state(1000.0)
-    config = ex.make_config(Costs(), Stops(), RiskLimits())
-    fills = np.zeros((ex.MAX_FILLS_PER_BAR, ex.N_FILL))
-    assert ex.step_nb(state, config, T0 + HOUR, 100.0, 101.0, 99.0, 100.0, 1.0, fills) == 0
-    before = state.copy()
-    status = ex.step_nb(state, config, T0 + 2 * HOUR, *map(float, bar), 1.0, fills)
-    assert status == ex.STATUS_BAD_BAR
+    state = rc.new_state(1000.0)
+    config = rc.make_config(Costs(), Stops(), RiskLimits())
+    fills = rc.new_fills(rc.MAX_FILLS_PER_BAR)
+    status, state = ex.step(state, config, T0 + HOUR, 100.0, 101.0, 99.0, 100.0, 1.0, fills)
+    assert status == 0
+    before = state
+    status, state = ex.step(state, config, T0 + 2 * HOUR, *map(float, bar), 1.0, fills)
+    assert status == rc.STATUS_BAD_BAR
     np.testing.assert_array_equal(state, before)
-    status = ex.step_nb(state, config, T0 + HOUR, 100.0, 101.0, 99.0, 100.0, 1.0, fills)
-    assert status == ex.STATUS_OUT_OF_ORDER
+    status, state = ex.step(state, config, T0 + HOUR, 100.0, 101.0, 99.0, 100.0, 1.0, fills)
+    assert status == rc.STATUS_OUT_OF_ORDER
     np.testing.assert_array_equal(state, before)
 
 
@@ -290,7 +293,7 @@ def test_backtest_loop_stops_at_the_first_bad_bar():
     ts, o, h, l, c = (a.copy() for a in FLAT_BARS)
     c[3] = np.nan
     fills, cash, pos, eq, status, _ = run((ts, o, h, l, c), [1.0] * 5)
-    assert status == ex.STATUS_BAD_BAR
+    assert status == rc.STATUS_BAD_BAR
     assert np.isfinite(eq[:3]).all() and np.isnan(eq[3:]).all()
 
 
@@ -305,7 +308,7 @@ def test_backtest_loop_stops_at_the_first_bad_bar():
 def test_make_config_names_the_bad_field(field, kwargs):
     arguments = dict(costs=Costs(), stops=Stops(), risk=RiskLimits()) | kwargs
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
-        ex.make_config(**arguments)
+        rc.make_config(**arguments)
 
 
 # ----------------------------------------------------------------------------- properties
@@ -338,18 +341,18 @@ def test_kernel_agrees_with_the_reference_loop(seed, n, s):
     target = random_targets(n, seed, levels=(-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, math.nan))
     fills, cash, pos, eq, status, _ = kernel_run(bars, target, s)
     ref_fills, ref_cash, ref_pos, ref_eq = simulate(*bars, target, **s)
-    assert status == ex.STATUS_OK
+    assert status == rc.STATUS_OK
     assert len(fills) == len(ref_fills)
     for fill, ref in zip(fills, ref_fills):
-        assert int(fill[FILL_BAR]) == ref.bar
-        assert fill[ex.F_SIDE] == ref.side
-        assert ex.REASON_NAMES[int(fill[ex.F_REASON])] == ref.reason
-        assert bool(fill[ex.F_AT_OPEN]) == ref.at_open
+        assert int(fill["bar"]) == ref.bar
+        assert fill["side"] == ref.side
+        assert rc.REASON_NAMES[int(fill["reason"])] == ref.reason
+        assert bool(fill["at_open"]) == ref.at_open
         np.testing.assert_allclose(
-            fill[[ex.F_SIZE, ex.F_PRICE, ex.F_FEE, ex.F_CASH_AFTER, ex.F_POSITION_AFTER]],
+            [fill[name] for name in ("size", "price", "fee", "cash_after", "position_after")],
             [ref.size, ref.price, ref.fee, ref.cash_after, ref.position_after], rtol=1e-9,
             atol=1e-9)
-        assert fill[ex.F_REALIZED_PNL] == pytest.approx(ref.realized_pnl, rel=1e-9, abs=1e-7)
+        assert fill["realized_pnl"] == pytest.approx(ref.realized_pnl, rel=1e-9, abs=1e-7)
     np.testing.assert_allclose(eq, ref_eq, rtol=1e-9)
     np.testing.assert_allclose(pos, ref_pos, rtol=1e-9, atol=1e-12)
 
@@ -361,19 +364,19 @@ def test_value_is_conserved_net_of_fees_across_every_fill(seed, n, s):
     fills, cash, pos, eq, status, _ = kernel_run(bars, random_targets(n, seed), s)
     cash_before, position_before = 10_000.0, 0.0
     for fill in fills:
-        price = fill[ex.F_PRICE]
+        price = fill["price"]
         before = cash_before + position_before * price
-        after = fill[ex.F_CASH_AFTER] + fill[ex.F_POSITION_AFTER] * price
-        assert after == pytest.approx(before - fill[ex.F_FEE], rel=1e-12, abs=1e-8)
-        delta = fill[ex.F_POSITION_AFTER] - position_before
-        assert np.sign(delta) == fill[ex.F_SIDE]
-        assert abs(delta) == pytest.approx(fill[ex.F_SIZE], rel=1e-12)
-        cash_before, position_before = fill[ex.F_CASH_AFTER], fill[ex.F_POSITION_AFTER]
+        after = fill["cash_after"] + fill["position_after"] * price
+        assert after == pytest.approx(before - fill["fee"], rel=1e-12, abs=1e-8)
+        delta = fill["position_after"] - position_before
+        assert np.sign(delta) == fill["side"]
+        assert abs(delta) == pytest.approx(fill["size"], rel=1e-12)
+        cash_before, position_before = fill["cash_after"], fill["position_after"]
     # and between fills, equity is exactly cash + position * close
     np.testing.assert_allclose(eq, np.asarray(cash) + np.asarray(pos) * bars[4], rtol=1e-14)
     assert np.isfinite(eq).all()
-    total_fees = fills[:, ex.F_FEE].sum() if len(fills) else 0.0
-    realized = fills[:, ex.F_REALIZED_PNL].sum() if len(fills) else 0.0
+    total_fees = fills["fee"].sum() if len(fills) else 0.0
+    realized = fills["realized_pnl"].sum() if len(fills) else 0.0
     if pos[-1] == 0.0:  # flat at the end: the P&L of all fills is the change in cash
         assert cash[-1] - 10_000.0 == pytest.approx(realized, rel=1e-9, abs=1e-6)
         assert total_fees >= 0
@@ -392,39 +395,38 @@ def test_no_fill_uses_a_later_bar(seed, n, cut, s):
                              for a, b in zip(bars[1:], other[1:])]
     other_target = np.concatenate([target[: t + 1], random_targets(n, seed + 1)[t + 1:]])
     fills2, _, _, eq2, _, _ = kernel_run(perturbed, other_target, s)
-    upto = fills[fills[:, FILL_BAR] <= t]
-    upto2 = fills2[fills2[:, FILL_BAR] <= t]
+    upto = fills[fills["bar"] <= t]
+    upto2 = fills2[fills2["bar"] <= t]
     np.testing.assert_array_equal(upto, upto2)
     np.testing.assert_array_equal(eq[: t + 1], eq2[: t + 1])
     # every fill price lies within its own bar's range (widened by slippage)
     for fill in fills:
-        i = int(fill[FILL_BAR])
+        i = int(fill["bar"])
         slip = s["slippage_bps"] * 1e-4
-        assert bars[3][i] * (1 - slip) * (1 - 1e-12) <= fill[ex.F_PRICE]
-        assert fill[ex.F_PRICE] <= bars[2][i] * (1 + slip) * (1 + 1e-12)
-        if fill[ex.F_AT_OPEN]:
-            assert fill[ex.F_PRICE] == pytest.approx(bars[1][i] * (1 + fill[ex.F_SIDE] * slip))
+        assert bars[3][i] * (1 - slip) * (1 - 1e-12) <= fill["price"]
+        assert fill["price"] <= bars[2][i] * (1 + slip) * (1 + 1e-12)
+        if fill["at_open"]:
+            assert fill["price"] == pytest.approx(bars[1][i] * (1 + fill["side"] * slip))
 
 
 def test_runner_style_bar_by_bar_equals_the_loop():
-    """Calling step_nb per bar with the persisted state reproduces run_backtest exactly."""
+    """Calling step per bar with the persisted state reproduces run_backtest exactly."""
     bars = synthetic_bars(500, 3)
     target = random_targets(500, 3)
     s = dict(fee_rate=0.001, slippage_bps=5.0, stop_loss=0.03, take_profit=math.nan,
              trailing_stop=0.05, max_position=1.0, daily_loss_limit=0.05, max_drawdown=0.5)
     fills, cash, pos, eq, status, final = kernel_run(bars, target, s)
-    config = ex.make_config(Costs(0.001, 5.0), Stops(0.03, math.nan, 0.05),
+    config = rc.make_config(Costs(0.001, 5.0), Stops(0.03, math.nan, 0.05),
                             RiskLimits(1.0, 0.05, 0.5))
-    state = ex.new_state(10_000.0)
-    out = np.empty((ex.MAX_FILLS_PER_BAR, ex.N_FILL))
+    state = rc.new_state(10_000.0)
+    out = rc.new_fills(rc.MAX_FILLS_PER_BAR)
     collected = []
     for i in range(500):
-        persisted = state.tolist()  # round-trip through plain floats, as a database would
-        state = np.array(persisted)
-        k = ex.step_nb(state, config, bars[0][i], bars[1][i], bars[2][i], bars[3][i],
-                       bars[4][i], target[i], out)
+        persisted = [float(value) for value in state]  # plain floats, as a database holds them
+        k, state = ex.step(rc.State(*persisted), config, bars[0][i], bars[1][i], bars[2][i],
+                           bars[3][i], bars[4][i], target[i], out)
         collected.extend(out[:k].copy())
-    np.testing.assert_array_equal(np.array(collected), fills[:, :ex.N_FILL])
+    np.testing.assert_array_equal(np.array(collected, dtype=rc.FILL_DTYPE), fills)
     np.testing.assert_array_equal(state, final)
 
 
@@ -433,9 +435,9 @@ def test_ruined_account_closes_and_opens_nothing():
                       (60, 61, 59, 60)])
     fills, cash, pos, eq, *_ = run(bars, [3.0, 2.0, 2.0, 2.0], risk=RiskLimits(max_position=3.0))
     buy, close = fills
-    assert buy[ex.F_SIZE] == pytest.approx(300.0)
+    assert buy["size"] == pytest.approx(300.0)
     assert eq[1] == pytest.approx(-2_000.0)
-    assert close[FILL_BAR] == 2 and close[ex.F_SIDE] == -1 and close[ex.F_POSITION_AFTER] == 0.0
+    assert close["bar"] == 2 and close["side"] == -1 and close["position_after"] == 0.0
     assert pos[-1] == 0.0 and cash[-1] == pytest.approx(-2_000.0)
 
 
@@ -445,7 +447,7 @@ def test_ruined_account_closes_and_opens_nothing():
 @given(seed=st.integers(0, 2**31), n=st.integers(2, 300), s=SETTINGS)
 def test_compiled_out_steps_change_nothing(stops_off, limits_off, seed, n, s):
     """The loop compiles out the protective exits and the risk-limit checks that the
-    configuration disables (``feature_switches``); the runner's ``step_nb`` always runs them.
+    configuration disables (``feature_switches``); the runner's ``step`` always runs them.
     Bar by bar they give the same fills, equity and state (trailing extreme and day start
     included), bit for bit, in each of the four combinations."""
     stop_keys = ("stop_loss", "take_profit", "trailing_stop")
@@ -460,23 +462,22 @@ def test_compiled_out_steps_change_nothing(stops_off, limits_off, seed, n, s):
     bars = synthetic_bars(n, seed, volatility=0.04)
     target = random_targets(n, seed, levels=(-2.0, -1.0, 0.0, 0.5, 1.0, math.nan))
     fills, _, _, eq, status, final = kernel_run(bars, target, s)
-    config = ex.make_config(Costs(s["fee_rate"], s["slippage_bps"]),
+    config = rc.make_config(Costs(s["fee_rate"], s["slippage_bps"]),
                             Stops(s["stop_loss"], s["take_profit"], s["trailing_stop"]),
                             RiskLimits(s["max_position"], s["daily_loss_limit"],
                                        s["max_drawdown"]))
-    stops_on, limits_on = ex.feature_switches(config)
+    stops_on, limits_on = rc.feature_switches(config)
     assert (stops_on is None) == stops_off and (limits_on is None) == limits_off
-    state = ex.new_state(10_000.0)
-    out = np.empty((ex.MAX_FILLS_PER_BAR, ex.N_FILL))
+    state = rc.new_state(10_000.0)
+    out = rc.new_fills(rc.MAX_FILLS_PER_BAR)
     collected, equity = [], []
     for i in range(n):
-        k = ex.step_nb(state, config, bars[0][i], bars[1][i], bars[2][i], bars[3][i],
-                       bars[4][i], target[i], out)
+        k, state = ex.step(state, config, bars[0][i], bars[1][i], bars[2][i], bars[3][i],
+                           bars[4][i], target[i], out)
         assert k >= 0
         collected.extend(out[:k].copy())
-        equity.append(state[ex.S_EQUITY])
-    assert status == ex.STATUS_OK
-    np.testing.assert_array_equal(np.array(collected).reshape(-1, ex.N_FILL),
-                                  fills[:, :ex.N_FILL])
+        equity.append(state.equity)
+    assert status == rc.STATUS_OK
+    np.testing.assert_array_equal(np.array(collected, dtype=rc.FILL_DTYPE), fills)
     np.testing.assert_array_equal(np.array(equity), eq)
     np.testing.assert_array_equal(state, final)

@@ -58,7 +58,7 @@ import pytest
 from reference import simulate
 from market_files import read_ohlcv_csv
 from research.backtesting import backtest
-from research.kernels import execution as ex
+from research.kernels import records as rc
 from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
@@ -128,7 +128,7 @@ def vbt():
 
 def run_ours(spec, bars, costs, **kwargs):
     result = backtest(spec, bars, costs=costs, stops=Stops(), initial_cash=INITIAL_CASH, **kwargs)
-    assert result.status == ex.STATUS_OK
+    assert result.status == rc.STATUS_OK
     levels = set(np.unique(np.nan_to_num(result.target)))
     assert levels <= {-1.0, 0.0, 1.0}, f"{spec.name}: signal oracles need levels -1/0/1"
     return result

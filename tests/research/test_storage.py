@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from reference import random_targets, synthetic_bars
 from research.backtesting import backtest
-from research.storage import load_run
+from research.storage import load_run, save_result
 from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
 from typing import NamedTuple
 
@@ -45,7 +45,7 @@ def result():
 
 def test_round_trip_preserves_everything(engine, result):
     assert len(result.fills) > 10 and (result.fills["reason"] != "signal").any()
-    run_id = result.save(engine, exchange="binance", symbol="BTC/USDT")
+    run_id = save_result(engine, result, exchange="binance", symbol="BTC/USDT")
     loaded = load_run(engine, run_id)
     assert loaded.spec_name == "stored_levels"
     assert loaded.params == {"seed": 5, "scale": 0.8}
@@ -64,8 +64,8 @@ def test_round_trip_preserves_everything(engine, result):
 
 
 def test_runs_are_kept_apart_and_stats_are_valid_json(engine, result):
-    first = result.save(engine)
-    second = result.save(engine)
+    first = save_result(engine, result)
+    second = save_result(engine, result)
     assert first != second
     with engine.connect() as connection:
         counts = dict(connection.execute(sa.text(
