@@ -71,11 +71,16 @@ WINDOWED_PAGES = {"okx"}
 
 
 class BackfillError(RuntimeError):
-    """One or more markets failed; :attr:`report` holds what every market did."""
+    """One or more markets failed; :attr:`report` holds what every market did.
+
+    :attr:`unreachable` is true when every failed market failed on the network (see
+    :attr:`data_pipeline.retry.FetchError.unreachable`).
+    """
 
     def __init__(self, message: str, report: BackfillReport):
         super().__init__(message)
         self.report = report
+        self.unreachable = all(m.unreachable for m in report.markets if m.error)
 
 
 @dataclass
@@ -97,6 +102,7 @@ class MarketReport:
     gaps: list[tuple[int, int, str]] = field(default_factory=list)
     published: int = 0
     error: str | None = None
+    unreachable: bool = False
 
 
 @dataclass
@@ -270,7 +276,7 @@ class _MarketBackfill:
                 await self._fetch_range(range_first, range_last)
             await self._settle_gaps(first, last)
         except FetchError as error:
-            self.report.error = str(error)
+            self.report.error, self.report.unreachable = str(error), error.unreachable
             log.error("%s", error)
         finally:
             if self.bar is not None:
