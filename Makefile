@@ -1,39 +1,57 @@
 # Candela: every target installs what it needs into .venv from pyproject.toml.
+#
+# First, always: `check-python` checks $(PYTHON) against requires-python in pyproject.toml (and
+# creates nothing if it does not fit), and removes a .venv made by another interpreter. Then the
+# target installs its part of pyproject.toml through a sub-make, so the stamps are looked at only
+# after the check (a stamp inside a removed .venv is gone by then):
+#   demo: the runtime alone; test, lint, install: the dev extras (notebooks, oracles, test tools);
+#   lab: notebooks; bench: oracles.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SUM := $(shell cksum < pyproject.toml | cut -d' ' -f1)
+STAMP = $(VENV)/.installed-$(SUM)-$(1)
 
-.PHONY: demo test lint lab bench clean-db install
+.PHONY: check-python install demo test lint lab bench clean-db
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else 1)' 2>/dev/null || { echo "error: Candela needs Python 3.11; install it or run 'make PYTHON=/path/to/python3.11 ...'" >&2; exit 1; }
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+check-python:
+	@test -n "$(PYTHON)" && command -v "$(PYTHON)" >/dev/null 2>&1 || { echo "error: no Python interpreter '$(PYTHON)' found: install one that fits requires-python in pyproject.toml and run 'make PYTHON=/path/to/python3.x ...'" >&2; exit 1; }
+	@"$(PYTHON)" tools/check_python.py pyproject.toml $(VENV)
+
+# $* is the extra to install ("runtime": none). The dev extras include every other one.
+$(VENV)/.installed-$(SUM)-%: pyproject.toml
+	@test -x $(PY) || "$(PYTHON)" -m venv $(VENV)
+	@find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '.installed-$(SUM)-*' -delete
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	@rm -f $(VENV)/.installed-*
-	@touch $(STAMP)
+	$(PY) -m pip install --quiet -e ".$(if $(filter runtime,$*),,[$*])"
+	@touch $@ $(if $(filter dev,$*),$(foreach extra,runtime notebooks oracles,$(call STAMP,$(extra))))
 
-install: $(STAMP)
+install: check-python
+	@$(MAKE) --no-print-directory $(call STAMP,dev)
 
 ## Run the main job on the embedded defaults (SQLite under data/, in-process bus).
-demo: $(STAMP)
+demo: check-python
+	@$(MAKE) --no-print-directory $(call STAMP,runtime)
 	$(VENV)/bin/candela demo
 
 ## Run the whole test suite, including the import-linter contracts.
-test: $(STAMP)
+test: check-python
+	@$(MAKE) --no-print-directory $(call STAMP,dev)
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: check-python
+	@$(MAKE) --no-print-directory $(call STAMP,dev)
 	$(VENV)/bin/lint-imports --no-cache
 
 ## Open JupyterLab on notebooks/.
-lab: $(STAMP)
+lab: check-python
+	@$(MAKE) --no-print-directory $(call STAMP,notebooks)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## Benchmarks against vectorbt and backtesting.py (not tests; prints ratios).
-bench: $(STAMP)
+bench: check-python
+	@$(MAKE) --no-print-directory $(call STAMP,oracles)
 	$(PY) -m bench
 
 clean-db:

@@ -13,7 +13,8 @@ spaces all requests:
    are converted to close times here, once (``ts = open + timeframe``). Every page is checked:
    rows must be complete, inside the requested window, aligned and strictly increasing, and pass
    :func:`data_pipeline.validation.validate_candles`; rejected rows are counted and logged with
-   their reason, never stored. Each page's accepted bars are stored in their own transaction
+   their reason, never stored. A candle is counted once however often it arrives (its page,
+   then the gap pass that asks for it again): the count is of distinct rows as received. Each page's accepted bars are stored in their own transaction
    (:func:`data_pipeline.store.store_bars`).
 4. **Gaps.** Holes left after step 3 (with a stored bar after them) are gaps: each is asked for
    again and written to the ledger as ``refetched``, ``partially_refetched``,
@@ -70,11 +71,16 @@ WINDOWED_PAGES = {"okx"}
 
 
 class BackfillError(RuntimeError):
-    """One or more markets failed; :attr:`report` holds what every market did."""
+    """One or more markets failed; :attr:`report` holds what every market did.
+
+    :attr:`unreachable` is true when every failed market failed on the network (see
+    :attr:`data_pipeline.retry.FetchError.unreachable`).
+    """
 
     def __init__(self, message: str, report: BackfillReport):
         super().__init__(message)
         self.report = report
+        self.unreachable = all(m.unreachable for m in report.markets if m.error)
 
 
 @dataclass
@@ -92,9 +98,11 @@ class MarketReport:
     conflicting: int = 0
     still_open: int = 0
     rejected: Counter = field(default_factory=Counter)
+    """Distinct rejected candles per reason (a candle received twice is counted once)."""
     gaps: list[tuple[int, int, str]] = field(default_factory=list)
     published: int = 0
     error: str | None = None
+    unreachable: bool = False
 
 
 @dataclass
@@ -226,6 +234,8 @@ class _MarketBackfill:
         self.progress, self.position = progress, position
         self.bar = None
         self.previous_newest: int | None = None
+        self.rejected_seen: set[bytes] = set()  # rows as received (6 float64), rejected so far
+        self.rejected_rows = 0  # every rejected row, repeats included
 
     @property
     def label(self) -> str:
@@ -266,7 +276,7 @@ class _MarketBackfill:
                 await self._fetch_range(range_first, range_last)
             await self._settle_gaps(first, last)
         except FetchError as error:
-            self.report.error = str(error)
+            self.report.error, self.report.unreachable = str(error), error.unreachable
             log.error("%s", error)
         finally:
             if self.bar is not None:
@@ -291,9 +301,9 @@ class _MarketBackfill:
                 log.info("%s: no bars from %s on yet (too recent to call a gap; asked again next run)",
                          self.label, iso(range_first))
                 continue
-            rejected_before = sum(self.report.rejected.values())
+            rejected_before = self.rejected_rows
             inserted = await self._fetch_range(range_first, range_last)
-            rejected = sum(self.report.rejected.values()) - rejected_before
+            rejected = self.rejected_rows - rejected_before
             wanted = ledger.count_bars(range_first, range_last, self.tf)
             if rejected:
                 status = "open"
@@ -354,7 +364,7 @@ class _MarketBackfill:
         in_window = complete & (opens >= since) & (opens <= last_open)
         if (~complete).any():
             count = int(np.count_nonzero(~complete))
-            self.report.rejected["incomplete_row"] += count
+            self._count_rejected(table[~complete], ["incomplete_row"] * count)
             log.warning("%s: rejected %d incomplete row(s) (missing fields) in page from %s",
                         self.label, count, iso(since))
         table = table[in_window]
@@ -366,7 +376,8 @@ class _MarketBackfill:
         o, h, low, c, v = (table[:, i] for i in range(1, 6))
         check = validate_candles(close_ts, o, h, low, c, v, tf, after_ts=since)
         if check.rejected:
-            self.report.rejected.update(check.counts)
+            rows_at = [row for row, _ in check.rejected]
+            self._count_rejected(table[rows_at], [reason for _, reason in check.rejected])
             for row, reason in check.rejected[:10]:
                 log.warning("%s: rejected bar closing %s (%d): %s", self.label, iso(int(close_ts[row])),
                             int(close_ts[row]), reason)
@@ -392,6 +403,16 @@ class _MarketBackfill:
                     *(column[fresh] for column in columns),
                 )
         return result.inserted
+
+
+    def _count_rejected(self, received: np.ndarray, reasons: list[str]) -> None:
+        """Count rejected rows: all in :attr:`rejected_rows`, distinct ones in the report."""
+        self.rejected_rows += len(reasons)
+        for row, reason in zip(received, reasons):
+            key = np.ascontiguousarray(row, dtype=np.float64).tobytes()
+            if key not in self.rejected_seen:
+                self.rejected_seen.add(key)
+                self.report.rejected[reason] += 1
 
 
 def _as_table(rows: list) -> np.ndarray:

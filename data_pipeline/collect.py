@@ -46,7 +46,7 @@ from candela.core.db import insert_ignoring_duplicates, now_ms
 from candela.core.schema import collector_state, ohlcv, raw_trades
 from candela.core.timeframes import timeframe_to_ms
 from data_pipeline.aggregate import CandleAggregator
-from data_pipeline.backfill import backfill, exchange_now
+from data_pipeline.backfill import backfill, check_markets, exchange_now
 from data_pipeline.publish import Publisher, publish_bars
 from data_pipeline.retry import RetryPolicy, call_with_retry
 from data_pipeline.store import store_bars
@@ -122,8 +122,8 @@ class TradeCollector:
 
     async def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Collect until ``should_stop()`` returns true (checked at least every ``tick``)."""
-        await call_with_retry(self.exchange.load_markets, policy=self.policy, exchange=self.exchange,
-                              describe=f"{self.exchange.id} markets")
+        # candles are built here from trades: any timeframe will do, the symbols must exist
+        await check_markets(self.exchange, self.symbols, [], self.policy)
         self._load_state()
         await asyncio.gather(*(self._follow(symbol, should_stop) for symbol in self.symbols),
                              self._clock_loop(should_stop))

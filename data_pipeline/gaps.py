@@ -168,3 +168,86 @@ def list_gaps(connection: Connection, exchange: str | None = None, symbol: str |
             None if row.resolved_at is None else int(row.resolved_at))
         for row in connection.execute(query)
     ]
+
+
+def _overlapping_rows(connection: Connection, exchange: str, symbol: str, timeframe: str,
+                      first_ts: int, last_ts: int) -> list:
+    return connection.execute(select(gaps_table).where(
+        gaps_table.c.exchange == exchange, gaps_table.c.symbol == symbol,
+        gaps_table.c.timeframe == timeframe, gaps_table.c.first_missing_ts <= last_ts,
+        gaps_table.c.last_missing_ts >= first_ts,
+    )).all()
+
+
+def record_stored_holes(connection: Connection, exchange: str, symbol: str, timeframe: str,
+                        first_ts: int, last_ts: int, timeframe_ms: int, source: str) -> list[tuple[int, int]]:
+    """Bring the ledger in line with the holes now stored between ``first_ts`` and ``last_ts``.
+
+    Used after bars were written from somewhere other than the exchange (an imported file), so
+    that ``candela data gaps`` lists every hole ``candela data status`` counts.
+
+    Parameters
+    ----------
+    connection : sqlalchemy.Connection
+        In the transaction that wrote the bars.
+    exchange, symbol, timeframe : str
+        The market.
+    first_ts, last_ts : int
+        Inclusive window of close times to examine; both should be stored bars (the window is
+        widened to cover any ledger row that overlaps it).
+    timeframe_ms : int
+        The timeframe's length.
+    source : str
+        Where the bars came from, for the ledger's ``detail`` (e.g. the file name).
+
+    Returns
+    -------
+    list of (int, int)
+        The holes newly written to the ledger, as ``open`` rows: asked for again by the next
+        backfill that covers them. Holes already in the ledger keep their row; an ``open`` row
+        whose bars are now all stored becomes ``refetched``; an ``open`` row now partly filled is
+        replaced by rows for the holes left in it (keeping its ``found_at`` and detail).
+        Rows of other statuses are left alone.
+    """
+    market = (exchange, symbol, timeframe)
+    rows = _overlapping_rows(connection, *market, first_ts, last_ts)
+    first_ts = min([first_ts, *(int(row.first_missing_ts) for row in rows)])
+    last_ts = max([last_ts, *(int(row.last_missing_ts) for row in rows)])
+    holes = missing_ranges(stored_close_times(connection, *market, first_ts, last_ts), first_ts, last_ts,
+                           timeframe_ms)
+    starts = np.array([first for first, _ in holes], dtype=np.int64)
+    ends = np.array([last for _, last in holes], dtype=np.int64)
+    covered: list[tuple[int, int]] = []
+    for row in rows:
+        span = (int(row.first_missing_ts), int(row.last_missing_ts))
+        if row.status != "open":
+            covered.append(span)
+            continue
+        low, high = np.searchsorted(ends, span[0]), np.searchsorted(starts, span[1], side="right")
+        inside = [(max(int(a), span[0]), min(int(b), span[1])) for a, b in zip(starts[low:high], ends[low:high])]
+        if not inside:
+            record_gap(connection, *market, *span, timeframe_ms, "refetched",
+                       f"every missing bar arrived with {source}")
+        elif inside != [span]:
+            connection.execute(gaps_table.delete().where(gaps_table.c.id == row.id))
+            _insert_open(connection, market, inside, timeframe_ms, row.detail, int(row.found_at))
+        covered.extend(inside)
+    exact, hole_set = set(covered), set(holes)
+    new = subtract_ranges([hole for hole in holes if hole not in exact],
+                          [span for span in covered if span not in hole_set], timeframe_ms)
+    _insert_open(connection, market, new, timeframe_ms,
+                 f"not stored after importing {source}; a backfill asks the exchange for these bars", now_ms())
+    return new
+
+
+def _insert_open(connection: Connection, market: tuple[str, str, str], ranges: list[tuple[int, int]],
+                 timeframe_ms: int, detail: str | None, found_at: int) -> None:
+    if not ranges:
+        return
+    exchange, symbol, timeframe = market
+    connection.execute(gaps_table.insert(), [
+        {"exchange": exchange, "symbol": symbol, "timeframe": timeframe, "first_missing_ts": first,
+         "last_missing_ts": last, "missing_bars": count_bars(first, last, timeframe_ms), "status": "open",
+         "detail": detail, "found_at": found_at, "resolved_at": None}
+        for first, last in ranges
+    ])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -26,7 +27,43 @@ THROTTLED = (ccxt.DDoSProtection, ccxt.RateLimitExceeded)
 
 
 class FetchError(RuntimeError):
-    """A request failed for good; the message names exchange, market and time window."""
+    """A request failed for good; the message names exchange, market and time window.
+
+    Attributes
+    ----------
+    unreachable : bool
+        The last failure was on the network, below HTTP: connection refused, host name not
+        found, no answer in time (the message says which).
+    """
+
+    def __init__(self, message: str, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+def network_cause(error: BaseException, timeout_ms: float | None = None) -> str | None:
+    """Name the network failure under a ccxt ``NetworkError``, or ``None`` if there was none.
+
+    ccxt wraps the transport's exception (``raise ExchangeNotAvailable(url) from error``) and
+    says only which URL failed; the wrapped exception says why. Returns ``"connection
+    refused"``, ``"host name not found"``, ``"no answer within 10 s"`` (``timeout_ms`` given),
+    ``"no answer in time"``, or the text of another ``OSError`` (``"network unreachable"`` ...).
+    """
+    if not isinstance(error, ccxt.NetworkError):
+        return None
+    if isinstance(error, ccxt.RequestTimeout):
+        return f"no answer within {timeout_ms / 1000:g} s" if timeout_ms else "no answer in time"
+    chain: list[BaseException] = []
+    cause = error.__cause__ or error.__context__
+    while cause is not None and all(cause is not seen for seen in chain):
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for kind, text in ((socket.gaierror, "host name not found"), (ConnectionRefusedError, "connection refused"),
+                       (TimeoutError, "no answer in time")):
+        if any(isinstance(cause, kind) for cause in chain):
+            return text
+    os_errors = [cause for cause in chain if isinstance(cause, OSError) and cause.strerror]
+    return os_errors[-1].strerror.lower() if os_errors else None
 
 
 @dataclass(frozen=True)
@@ -114,9 +151,11 @@ async def call_with_retry(
             return await make_call()
         except ccxt.OperationFailed as error:
             if attempt == policy.attempts:
+                cause = network_cause(error, getattr(exchange, "timeout", None))
                 raise FetchError(
-                    f"{describe}: gave up after {attempt} attempts; last error "
-                    f"{type(error).__name__}: {_short(error)}"
+                    f"{describe}: gave up after {attempt} attempt{'s' if attempt > 1 else ''}; last error "
+                    f"{type(error).__name__}: {_short(error)}" + (f" ({cause})" if cause else ""),
+                    unreachable=cause is not None,
                 ) from error
             wait = policy.delay(attempt, error, _retry_after(exchange) if exchange is not None else None)
             log.warning("%s: %s (%s), retry %d/%d in %.2f s", describe, type(error).__name__,

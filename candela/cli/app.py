@@ -28,9 +28,41 @@ USER_ERRORS = (
 )
 
 
+def installed_version() -> str:
+    """The version of the installed ``candela`` distribution (its package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("candela")
+    except PackageNotFoundError:
+        raise CommandError("candela is not installed as a package, so it has no version: run "
+                           "'make install' (or pip install -e .) in the repository") from None
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: reads the metadata only when asked, so other commands do not pay for it."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            print(f"candela {installed_version()}")
+        except CommandError as exc:
+            parser.exit(2, f"error: {exc}\n")
+        parser.exit(0)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error convention: one line, exit status 2 (subparsers inherit it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``candela`` argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="candela",
         description="Crypto research, backtesting and paper trading.",
     )
@@ -40,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="database URL (default: $CANDELA_DATABASE_URL, else sqlite:///data/candela.core.db)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action=_VersionAction, help="print the installed Candela version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     db.register(commands)

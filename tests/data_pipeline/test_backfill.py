@@ -175,6 +175,20 @@ def test_a_persistently_bad_candle_stays_an_open_gap(mock, db, shared_candles):
     assert gap.status == "refetched"
 
 
+def test_a_bad_candle_received_twice_is_counted_once(mock, db, shared_candles):
+    rows = shared_candles("BTC-USDT", "1m")
+    bad = rows[620][0]
+    mock.corrupt_candle("binance", "BTCUSDT", "1m", bad)
+    report = run_backfill(mock, db, since=rows[600][0], until=rows[650][0])
+    served = [q for q in klines_requests(mock)
+              if int(q["startTime"]) <= bad <= int(q.get("endTime", bad))]
+    assert len(served) == 2  # its page, then the gap pass asking for it again
+    [(reason, count)] = report.markets[0].rejected.items()
+    assert count == 1 and reason in ("high_below_open_close", "low_above_open_close", "high_below_low")
+    assert report.rejected == 1
+    assert report.markets[0].gaps == [(bad + 60_000, bad + 60_000, "open")]  # still asked again next run
+
+
 def test_publishes_only_bars_newer_than_the_previous_newest(mock, db, shared_candles):
     rows = shared_candles("BTC-USDT", "1m")
     publisher = MemoryPublisher()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 
 import numpy as np
 import pytest
@@ -107,3 +109,96 @@ def test_collect_command_streams_trades_into_candles(db, mock, capsys):
     assert len(stored) >= 2
     for close_ts, volume in stored:
         assert volume == pytest.approx(amount[(ts >= close_ts - 60_000) & (ts < close_ts)].sum(), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- unreachable exchange
+
+
+@contextlib.contextmanager
+def unreachable_url(kind):
+    """A REST base URL that fails as ``kind`` says, on this machine, without the internet."""
+    if kind == "refused":  # a loopback port nobody listens on
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    elif kind == "dns":  # RFC 6761: names under .invalid never resolve
+        yield "http://candela-test.invalid"
+    else:  # a loopback port that accepts connections and never answers
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(8)
+            yield f"http://127.0.0.1:{silent.getsockname()[1]}"
+
+
+COMMANDS = {
+    "backfill": ["backfill", "--since", "2024-01-01", "--no-progress"],
+    "collect": ["collect", "--duration", "5"],
+    "collect --poll": ["collect", "--poll", "--duration", "5"],
+}
+CAUSES = {"refused": "connection refused", "dns": "host name not found", "timeout": "no answer within 0.5 s"}
+
+
+@pytest.mark.parametrize("kind", sorted(CAUSES))
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_unreachable_exchange_is_one_line_with_exit_2(sqlite_database_url, command, kind, capsys):
+    with unreachable_url(kind) as url:
+        status = main(["--database-url", sqlite_database_url, "data", *COMMANDS[command], "--exchange", "binance",
+                       "--symbols", "BTC/USDT", "--timeframes", "1m", "--rest-url", url, "--retries", "0",
+                       "--timeout", "0.5"])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1, err
+    what = "server time" if command == "collect --poll" else "markets"
+    assert err.startswith(f"error: binance {what}: gave up after 1 attempt; last error ")
+    assert err.endswith(f" ({CAUSES[kind]}): check the network connection and --rest-url {url}\n")
+
+
+@pytest.fixture
+def sqlite_database_url(sqlite_url):
+    from candela.core.db import create_database_engine, upgrade
+
+    engine = create_database_engine(sqlite_url)
+    upgrade(engine)
+    engine.dispose()
+    return sqlite_url
+
+
+# --------------------------------------------------------------------------- other bad input
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        (["collect", "--exchange", "binance", "--symbols", "DOGE/USDT", "--timeframes", "1m", "--duration", "5",
+          "@ws"], "binance has no spot market 'DOGE/USDT'"),
+        (["collect", "--poll", "--exchange", "binance", "--symbols", "DOGE/USDT", "--timeframes", "1m",
+          "--duration", "5", "@rest"], "binance has no spot market 'DOGE/USDT'"),
+        (["backfill", "--exchange", "binanse", "--symbols", "BTC/USDT", "--timeframes", "1m", "--since",
+          "2024-01-01", "@rest"], "ccxt has no exchange 'binanse'"),
+        (["backfill", "--exchange", "binance", "--symbols", "BTC/USDT", "--timeframes", "1m", "--since",
+          "2024-01-01", "--retries", "x", "@rest"], "argument --retries: invalid int value: 'x'"),
+        (["backfill", "--exchange", "binance", "--symbols", "BTC/USDT", "--timeframes", "1m", "--since",
+          "2024-01-01", "--rest-url", "localhost:9"], "--rest-url 'localhost:9' must start with http://"),
+        (["backfill", "--exchange", "binance", "--symbols", "BTC/USDT", "--timeframes", "1m", "--since",
+          "2024-01-01", "--timeout", "0", "@rest"], "--timeout must be more than 0 seconds"),
+        (["collect", "--poll", "--exchange", "binance", "--symbols", "BTC/USDT", "--timeframes", "1m",
+          "--poll-interval", "-1", "@rest"], "--poll-interval must be more than 0 seconds"),
+        (["gaps", "--timeframe", "7m"], "unknown timeframe '7m'"),
+        (["gaps", "--symbol", "BTCUSDT"], "unified BASE/QUOTE"),
+        (["gaps", "--status", "closed"], "argument --status: invalid choice: 'closed'"),
+        (["status", "--exchange", "Bin ance"], "exchange 'Bin ance' is not a ccxt exchange id"),
+        ([], "the following arguments are required: SUBCOMMAND (see 'candela data --help')"),
+    ],
+)
+def test_bad_input_to_data_commands_is_one_line_with_exit_2(db, mock, arguments, words, capsys):
+    endpoints = {"@rest": mock_options(mock), "@ws": mock_options(mock, ws=True)}
+    flat = [item for argument in arguments for item in endpoints.get(argument, [argument])]
+    try:
+        status = cli(db, mock, *flat)
+    except SystemExit as exit:  # argparse's own errors
+        status = exit.code
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert words in err

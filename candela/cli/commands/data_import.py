@@ -32,7 +32,7 @@ def _import(arguments: argparse.Namespace) -> int:
     from candela.core.db import connect
     from candela.core.markets import validate_exchange, validate_symbol
     from candela.core.timeframes import timeframe_to_ms
-    from data_pipeline.importer import ImportFailedError, import_candles, infer_market
+    from data_pipeline.importer import ImportFailedError, SpacingError, import_candles, infer_market
 
     guess = infer_market(arguments.file) or (None, None, None)
     exchange = arguments.exchange or guess[0]
@@ -54,6 +54,10 @@ def _import(arguments: argparse.Namespace) -> int:
         report = import_candles(engine, arguments.file, exchange, symbol, timeframe)
     except ImportFailedError as exc:
         raise CommandError(str(exc)) from exc
+    except SpacingError as exc:
+        given = (f"--timeframe {timeframe}" if arguments.timeframe else
+                 f"the timeframe {timeframe} in the file's name")
+        raise CommandError(exc.describe(given, option="--timeframe")) from exc
     finally:
         engine.dispose()
     print(report.summary())

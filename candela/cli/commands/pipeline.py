@@ -42,6 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     collect.add_argument("--poll-interval", type=float, default=10.0, help="seconds between polls (default 10)")
     collect.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     collect.add_argument("--redis-url", default=None, help="Redis URL (default: $CANDELA_REDIS_URL)")
+    collect.add_argument("--retries", type=int, default=5, help="retries per REST request (default 5)")
     _endpoint_arguments(collect)
     collect.set_defaults(handler=_collect)
 
@@ -69,6 +70,8 @@ def _endpoint_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ms per request-cost unit (default: the exchange's own)")
     parser.add_argument("--rest-url", default=None, help="replace the exchange's REST host (a local mock)")
     parser.add_argument("--ws-url", default=None, help="replace the exchange's WebSocket host (a local mock)")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for each answer from the exchange (default 10)")
 
 
 def parse_time(text: str, option: str) -> int:
@@ -104,15 +107,37 @@ def _market(arguments):
     return exchange, symbols, timeframes
 
 
+def _check_endpoint_arguments(arguments) -> None:
+    if arguments.ws_url and not arguments.rest_url:
+        raise CommandError("--ws-url needs --rest-url too (markets load over REST)")
+    for option, url in (("--rest-url", arguments.rest_url), ("--ws-url", arguments.ws_url)):
+        schemes = ("http://", "https://") if option == "--rest-url" else ("ws://", "wss://")
+        if url and not url.startswith(schemes):
+            raise CommandError(f"{option} {url!r} must start with {' or '.join(schemes)}, e.g. {schemes[0]}127.0.0.1:8080")
+    if not arguments.timeout > 0:
+        raise CommandError(f"--timeout must be more than 0 seconds, got {arguments.timeout:g}")
+    if arguments.rate_limit_ms is not None and not arguments.rate_limit_ms >= 0:
+        raise CommandError(f"--rate-limit-ms must be 0 or more, got {arguments.rate_limit_ms:g}")
+    if arguments.retries < 0:
+        raise CommandError("--retries must be 0 or more")
+
+
 def _create(arguments, exchange_id: str, streaming: bool):
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from data_pipeline.exchanges import Endpoints, create_exchange
 
     endpoints = Endpoints(arguments.rest_url, arguments.ws_url) if arguments.rest_url else None
-    if arguments.ws_url and not arguments.rest_url:
-        raise CommandError("--ws-url needs --rest-url too (markets load over REST)")
     return create_exchange(exchange_id, streaming=streaming, endpoints=endpoints,
-                           rate_limit_ms=arguments.rate_limit_ms)
+                           rate_limit_ms=arguments.rate_limit_ms, timeout_ms=int(arguments.timeout * 1000))
+
+
+def _exchange_error(error: Exception, arguments) -> CommandError:
+    """One line for a request that failed for good; says what to check when the exchange was unreachable."""
+    message = str(error)
+    if getattr(error, "unreachable", False):
+        where = f"--rest-url {arguments.rest_url}" if arguments.rest_url else f"{arguments.exchange}'s status"
+        message += f": check the network connection and {where}"
+    return CommandError(message)
 
 
 def _backfill(arguments: argparse.Namespace) -> int:
@@ -122,13 +147,12 @@ def _backfill(arguments: argparse.Namespace) -> int:
     from candela.core.db import connect
     from data_pipeline.backfill import BackfillError, backfill, iso
     from data_pipeline.publish import default_publisher
-    from data_pipeline.retry import RetryPolicy
+    from data_pipeline.retry import FetchError, RetryPolicy
 
     exchange_id, symbols, timeframes = _market(arguments)
     since = parse_time(arguments.since, "--since")
     until = parse_time(arguments.until, "--until") if arguments.until else None
-    if arguments.retries < 0:
-        raise CommandError("--retries must be 0 or more")
+    _check_endpoint_arguments(arguments)
     engine = connect(arguments.database_url)
     publisher = default_publisher()
 
@@ -146,6 +170,8 @@ def _backfill(arguments: argparse.Namespace) -> int:
     except BackfillError as error:
         _print_report(error.report, iso)
         raise CommandError(str(error)) from error
+    except FetchError as error:  # before any market started: markets or the exchange's clock
+        raise _exchange_error(error, arguments) from error
     finally:
         engine.dispose()
     _print_report(report, iso)
@@ -168,10 +194,18 @@ def _collect(arguments: argparse.Namespace) -> int:
     import time
 
     from candela.core.db import connect
+    from data_pipeline.backfill import BackfillError
     from data_pipeline.collect import TradeCollector, poll_candles
     from data_pipeline.publish import default_publisher
+    from data_pipeline.retry import FetchError, RetryPolicy
 
     exchange_id, symbols, timeframes = _market(arguments)
+    _check_endpoint_arguments(arguments)
+    if not arguments.poll_interval > 0:
+        raise CommandError(f"--poll-interval must be more than 0 seconds, got {arguments.poll_interval:g}")
+    if arguments.duration is not None and not arguments.duration > 0:
+        raise CommandError(f"--duration must be more than 0 seconds, got {arguments.duration:g}")
+    policy = RetryPolicy(attempts=arguments.retries + 1)
     engine = connect(arguments.database_url)
     publisher = default_publisher(arguments.redis_url)
     deadline = None if arguments.duration is None else time.monotonic() + arguments.duration
@@ -188,22 +222,39 @@ def _collect(arguments: argparse.Namespace) -> int:
         try:
             if streaming and exchange.has.get("watchTrades"):
                 collector = TradeCollector(exchange, engine, symbols, timeframes, publisher=publisher,
-                                           store_trades=arguments.store_trades)
+                                           store_trades=arguments.store_trades, policy=policy)
                 await collector.run(should_stop)
                 print(f"collected {collector.stats['trades']} trades, stored {collector.stats['candles']} "
                       f"candles, fetched {collector.stats['refetched']} missed trades over REST")
             else:
                 rounds = await poll_candles(exchange, engine, symbols, timeframes, publisher=publisher,
-                                            interval=arguments.poll_interval, should_stop=should_stop)
+                                            interval=arguments.poll_interval, should_stop=should_stop,
+                                            policy=policy)
                 print(f"polled {rounds} round(s)")
         finally:
             await exchange.close()
 
     try:
         asyncio.run(run())
+    except (FetchError, BackfillError) as error:
+        raise _exchange_error(error, arguments) from error
     finally:
         engine.dispose()
     return 0
+
+
+def _check_filters(arguments: argparse.Namespace) -> None:
+    """Refuse a malformed --exchange/--symbol/--timeframe filter instead of listing nothing."""
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.markets import validate_exchange, validate_symbol
+    from candela.core.timeframes import timeframe_to_ms
+
+    if arguments.exchange is not None:
+        validate_exchange(arguments.exchange)
+    if getattr(arguments, "symbol", None) is not None:
+        validate_symbol(arguments.symbol)
+    if getattr(arguments, "timeframe", None) is not None:
+        timeframe_to_ms(arguments.timeframe)
 
 
 def _status(arguments: argparse.Namespace) -> int:
@@ -211,6 +262,7 @@ def _status(arguments: argparse.Namespace) -> int:
     from candela.core.db import connect
     from data_pipeline.status import format_status, market_status
 
+    _check_filters(arguments)
     engine = connect(arguments.database_url)
     try:
         with engine.connect() as connection:
@@ -226,6 +278,7 @@ def _gaps(arguments: argparse.Namespace) -> int:
     from data_pipeline.gaps import list_gaps
     from data_pipeline.status import format_gaps
 
+    _check_filters(arguments)
     engine = connect(arguments.database_url)
     try:
         with engine.connect() as connection:
