@@ -29,7 +29,7 @@ from research.types import Bars, Costs, RiskLimits, Stops
 
 STATUS_NAMES = {STATUS_OK: "ok", STATUS_BAD_BAR: "bad_bar", STATUS_OUT_OF_ORDER: "out_of_order"}
 TRADE_COLUMNS = ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "fees",
-                 "pnl", "return_pct", "exit_reason", "duration"]
+                 "pnl", "return", "exit_reason", "duration"]
 _EXIT_REASONS = np.array(REASON_NAMES + ("open",), dtype=object)  # "open": no exit yet
 
 
@@ -89,7 +89,7 @@ class Result:
         Round trips, flat to flat (a flip ends one and starts another): ``entry_time``,
         ``exit_time`` (``NaT`` while open), ``side`` (``long``/``short``), ``size`` (units
         entered), ``entry_price``/``exit_price`` (size-weighted averages), ``fees`` (all fills),
-        ``pnl`` (net of every fee), ``return_pct`` (``pnl / (entry_price * size) * 100``),
+        ``pnl`` (net of every fee), ``return`` (``pnl / (entry_price * size)``, a fraction),
         ``exit_reason`` (``open`` while open), ``duration``.
     equity, cash, position : Series
         After each bar's close, on a UTC close-time index (equity marked at the close).
@@ -202,7 +202,7 @@ def trades_frame(fills: np.ndarray, timeframe_ms: int) -> pd.DataFrame:
         "exit_price": rows["exit_price"],
         "fees": rows["fees"],
         "pnl": rows["pnl"],
-        "return_pct": rows["pnl"] / (rows["entry_price"] * rows["size"]) * 100.0,
+        "return": rows["pnl"] / (rows["entry_price"] * rows["size"]),
         "exit_reason": _EXIT_REASONS[exit_reason],
     })
     frame["exit_time"] = pd.to_datetime(frame["exit_time"], utc=True)

@@ -22,9 +22,7 @@ from typing import Any
 from candela.cli.commands import CommandError
 
 SUMMARY_STATS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "trade_count",
-                 "win_rate", "profit_factor", "exposure")
-PERCENT_STATS = frozenset({"total_return", "cagr", "annual_volatility", "max_drawdown",
-                           "win_rate", "exposure"})
+                 "win_rate", "profit_factor", "exposure", "excess_return")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -39,6 +37,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                           help="how many of the last trades to print (default: 10)")
     backtest.add_argument("--html", default=None, metavar="PATH",
                           help="also write the chart as a standalone offline HTML file")
+    backtest.add_argument("--csv", default=None, metavar="DIR",
+                          help="also write stats.csv, trades.csv, fills.csv and equity.csv "
+                               "into DIR (fractions, ISO times in UTC, durations in ms)")
+    backtest.add_argument("--json", default=None, metavar="FILE",
+                          help="also write the run, its stats and its trades as JSON")
     backtest.set_defaults(handler=_backtest)
 
     sweep = commands.add_parser(
@@ -56,6 +59,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--seed", type=int, default=0, help="seed of --sample (default: 0)")
     sweep.add_argument("--metric", default="sharpe", help="stat to rank by (default: sharpe)")
     sweep.add_argument("--top", type=int, default=10, help="rows to print (default: 10)")
+    sweep.add_argument("--min-trades", type=int, default=None, metavar="N",
+                       help="rank only parameter sets with at least N closed trades "
+                            "(default: 10; 0 ranks all)")
     sweep.add_argument("--oos-fraction", type=float, default=None, metavar="F",
                        help="hold out the last F of the bars (e.g. 0.3): rank on the rest, "
                             "report oos_ stats too")
@@ -83,6 +89,8 @@ def _market_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeframe", required=True, help="bar timeframe, e.g. 1h")
     parser.add_argument("--start", default=None, help="first bar close time (ISO date/time, UTC)")
     parser.add_argument("--end", default=None, help="last bar close time (ISO date/time, UTC)")
+    parser.add_argument("--resample", default=None, metavar="TIMEFRAME",
+                        help="aggregate the bars to a coarser timeframe first, e.g. 1h")
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,9 +107,8 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _backtest(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
-    import pandas as pd
-
     from research.backtesting import backtest
+    from research.formatting import stats_text, trades_table
     from research.types import Costs
 
     spec = resolve_strategy(arguments.strategy)
@@ -109,26 +116,35 @@ def _backtest(arguments: argparse.Namespace) -> int:
     bars = _load_bars(arguments)
     costs = Costs(fee_rate=arguments.fee, slippage_bps=arguments.slippage_bps)
     result = backtest(spec, bars, params, costs, initial_cash=arguments.cash)
-    print(f"{spec.name} {_format_params(params)} on {arguments.exchange} {arguments.symbol} "
-          f"{arguments.timeframe}: {len(bars)} bars")
-    print(format_stats(result.stats))
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        trades = result.trades
-        print(f"\nlast {min(arguments.trades, len(trades))} of {len(trades)} trades:")
-        if len(trades):
-            print(trades.tail(arguments.trades).to_string(index=False))
+    print(f"{spec.name} {_format_params(params)} on {_market(arguments)}: {len(bars):,} bars; "
+          f"fee {100 * arguments.fee:g} %, slippage {arguments.slippage_bps:g} bp")
+    print("(returns and rates in %, of the quote currency; see the basis of each figure)\n")
+    print(stats_text(result.stats))
+    trades = result.trades
+    print(f"\nlast {min(arguments.trades, len(trades))} of {len(trades)} trades:")
+    if len(trades) and arguments.trades > 0:
+        table = trades_table(trades.tail(arguments.trades), scale=result.initial_cash)
+        print(table.to_string(index=False))
+    if arguments.csv:
+        for path in _export_csv(result, Path(arguments.csv)):
+            print(f"\nwritten: {path}", end="")
+        print()
+    if arguments.json:
+        path = _export_json(result, arguments, Path(arguments.json))
+        print(f"\nrun written to {path}")
     if arguments.html:
         path = Path(arguments.html)
         path.parent.mkdir(parents=True, exist_ok=True)
-        result.plot().write_html(path, include_plotlyjs=True)
+        _write_atomically(path, lambda temporary: result.plot().write_html(
+            temporary, include_plotlyjs=True))
         print(f"\nchart written to {path}")
     return 0
 
 
 def _sweep(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
-    import pandas as pd
-
+    from research.formatting import format_frame
+    from research.metrics import DEFAULT_MIN_TRADES
     from research.sweeps import sweep
     from research.types import Costs
 
@@ -138,26 +154,29 @@ def _sweep(arguments: argparse.Namespace) -> int:
     grid.update(parse_grid(arguments.grid) if arguments.grid else dict(spec.sweep))
     if not grid:
         raise CommandError(f"strategy {spec.name!r} declares no sweep ranges: pass --grid NAME=SPEC")
+    min_trades = DEFAULT_MIN_TRADES if arguments.min_trades is None else arguments.min_trades
     bars = _load_bars(arguments)
     costs = Costs(fee_rate=arguments.fee, slippage_bps=arguments.slippage_bps)
     result = sweep(spec, bars, grid, costs, initial_cash=arguments.cash, n_jobs=arguments.n_jobs,
                    sample=arguments.sample, seed=arguments.seed, metric=arguments.metric,
                    keep_best=0, progress=not arguments.no_progress,
-                   oos_fraction=arguments.oos_fraction)
-    print(f"{spec.name} on {arguments.exchange} {arguments.symbol} {arguments.timeframe} "
-          f"({len(bars)} bars): {result.n_evaluated} parameter sets evaluated of "
-          f"{result.n_combinations} combinations ({result.n_invalid} invalid)")
-    with pd.option_context("display.width", 160, "display.max_columns", 30):
-        print(f"best {arguments.top} by {result.metric}:")
-        best = result.best(arguments.top)
-        columns = list(result.param_names) + [c for c in SUMMARY_STATS if c in best.columns]
-        columns += [f"oos_{c}" for c in ("total_return", "sharpe", "max_drawdown")
-                    if f"oos_{c}" in best.columns]
-        print(best[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+                   oos_fraction=arguments.oos_fraction, min_trades=min_trades)
+    print(f"{spec.name} on {_market(arguments)} ({len(bars):,} bars): {result.n_evaluated} "
+          f"parameter sets evaluated of {result.n_combinations} combinations "
+          f"({result.n_invalid} invalid)")
+    best = result.best(arguments.top)
+    print(f"best {len(best)} by {result.metric}, among the parameter sets with at least "
+          f"{min_trades} closed trades ({result.n_too_few_trades} had fewer; --min-trades):")
+    columns = list(result.param_names) + [c for c in SUMMARY_STATS if c in best.columns]
+    columns += [f"oos_{c}" for c in ("total_return", "sharpe", "max_drawdown")
+                if f"oos_{c}" in best.columns]
+    if len(best):
+        table = format_frame(best[columns], scale=arguments.cash)
+        print(table.to_string(index=False))
     if arguments.csv:
         path = Path(arguments.csv)
         path.parent.mkdir(parents=True, exist_ok=True)
-        result.frame.to_csv(path, index=False)
+        _write_atomically(path, lambda temporary: result.frame.to_csv(temporary, index=False))
         print(f"\nall rows written to {path}")
     return 0
 
@@ -168,11 +187,13 @@ def _report(arguments: argparse.Namespace) -> int:
 
     spec = resolve_strategy(arguments.strategy)
     params = spec.make_params(parse_assignments(arguments.param))
+    bars = _load_bars(arguments)  # user errors (market, dates, resample) end here, in one line
+    spec.check_enough_bars(len(bars), params)
     files = run_report(spec.name, params._asdict(), arguments.exchange, arguments.symbol,
                        arguments.timeframe, start=arguments.start, end=arguments.end,
                        fee=arguments.fee, slippage_bps=arguments.slippage_bps,
                        database_url=arguments.database_url, out_dir=arguments.out,
-                       notebook=arguments.notebook)
+                       notebook=arguments.notebook, resample=arguments.resample)
     print(f"report notebook written to {files.notebook}")
     if files.html is not None:
         print(f"report HTML written to {files.html}")
@@ -180,28 +201,92 @@ def _report(arguments: argparse.Namespace) -> int:
 
 
 def format_stats(stats) -> str:
-    """Render a stats Series as aligned ``name  value`` lines: times as UTC dates, durations
-    as days/hours, fractions as percentages."""
+    """The stats as aligned ``name  value  basis`` lines (:func:`research.formatting.stats_text`)."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
+    from research.formatting import stats_text
+
+    return stats_text(stats)
+
+
+# --------------------------------------------------------------------------- exports
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Call ``write(temporary path)`` next to ``path``, then rename it to ``path``: a failed
+    write leaves nothing behind."""
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        write(temporary)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _export_csv(result, folder: Path) -> list[Path]:
+    """Write ``stats.csv``, ``trades.csv``, ``fills.csv`` and ``equity.csv`` into ``folder``."""
     import pandas as pd
 
-    lines = []
-    width = max((len(str(name)) for name in stats.index), default=0)
-    for name, value in stats.items():
-        if pd.isna(value):
-            text = "nan"
-        elif name in ("start_ts", "end_ts"):
-            text = str(pd.Timestamp(int(value), unit="ms", tz="UTC"))
-        elif str(name).endswith("_ms"):
-            text = str(pd.Timedelta(milliseconds=float(value)).round("s"))
-        elif name in PERCENT_STATS:
-            text = f"{100 * float(value):.2f} %"
-        elif name in ("n_bars", "trade_count"):
-            text = f"{int(value)}"
-        else:
-            text = f"{float(value):,.4f}"
-        lines.append(f"{str(name):<{width}}  {text}")
-    return "\n".join(lines)
+    folder.mkdir(parents=True, exist_ok=True)
+    stats = result.stats.rename_axis("stat").rename("value").to_frame()
+    equity = pd.DataFrame({"equity": result.equity, "cash": result.cash,
+                           "position": result.position})
+    tables = {"stats.csv": (stats, True), "trades.csv": (_machine_table(result.trades), False),
+              "fills.csv": (_machine_table(result.fills), False),
+              "equity.csv": (_machine_table(equity.reset_index()), False)}
+    written = []
+    for name, (table, index) in tables.items():
+        path = folder / name
+        _write_atomically(path, lambda temporary, t=table, i=index: t.to_csv(temporary, index=i))
+        written.append(path)
+    return written
+
+
+def _machine_table(frame):
+    """``frame`` for files: times as ISO 8601 UTC text, durations as ``<name>_ms`` integers."""
+    import pandas as pd
+
+    out = frame.copy()
+    for name in list(out.columns):
+        column = out[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype):
+            out[name] = column.map(lambda t: t.isoformat() if pd.notna(t) else None)
+        elif pd.api.types.is_timedelta64_dtype(column):
+            out[name] = (column / pd.Timedelta(milliseconds=1)).astype("Int64")
+            out = out.rename(columns={name: f"{name}_ms"})
+    return out
+
+
+def _export_json(result, arguments: argparse.Namespace, path: Path) -> Path:
+    """Write the run (strategy, parameters, market, costs), its stats and its trades as JSON:
+    fractions and ms as in ``research.metrics``; ``nan`` is ``null``, infinities are the
+    strings ``"inf"`` and ``"-inf"``."""
+    import json
+
+    def plain(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        if hasattr(value, "item"):  # numpy scalars
+            return plain(value.item())
+        return value
+
+    trades = _machine_table(result.trades)
+    document = {
+        "strategy": result.spec_name,
+        "params": {key: plain(value) for key, value in result.params._asdict().items()},
+        "market": {"exchange": arguments.exchange, "symbol": arguments.symbol,
+                   "timeframe": arguments.resample or arguments.timeframe},
+        "costs": {"fee_rate": arguments.fee, "slippage_bps": arguments.slippage_bps},
+        "initial_cash": result.initial_cash,
+        "stats": {name: plain(value) for name, value in result.stats.items()},
+        "trades": [{key: plain(value) if value is not None else None
+                    for key, value in row.items()}
+                   for row in trades.astype(object).where(trades.notna(), None)
+                   .to_dict(orient="records")],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, lambda temporary: temporary.write_text(
+        json.dumps(document, indent=1, allow_nan=False), encoding="utf-8"))
+    return path
 
 
 # --------------------------------------------------------------------------- parsing
@@ -273,7 +358,7 @@ def _parse_range(item: str, text: str) -> list[Any]:
 def _load_bars(arguments: argparse.Namespace):
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.core.db import connect
-    from research.data import load_bars
+    from research.data import load_bars, resample
 
     engine = connect(arguments.database_url)
     try:
@@ -286,7 +371,21 @@ def _load_bars(arguments: argparse.Namespace):
             f"no {arguments.timeframe} bars of {arguments.exchange} {arguments.symbol} in the "
             "database for that period: import some with 'candela data import' or "
             "'candela data backfill' (see 'candela data inventory')")
+    if getattr(arguments, "resample", None):
+        source = len(bars)
+        bars = resample(bars, arguments.resample)
+        if len(bars) == 0:
+            raise CommandError(f"no whole {arguments.resample} bar in the {source} "
+                               f"{arguments.timeframe} bars of that period: widen --start/--end")
     return bars
+
+
+def _market(arguments: argparse.Namespace) -> str:
+    """``exchange symbol timeframe``, with the resampling if any."""
+    text = f"{arguments.exchange} {arguments.symbol} {arguments.timeframe}"
+    if getattr(arguments, "resample", None):
+        text += f" resampled to {arguments.resample}"
+    return text
 
 
 def _to_ms(text: str | None) -> int | None:
