@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from market_files import read_ohlcv_csv
+from market_files import read_market_bars
 from research.backtesting import backtest
 from research.charts import plot_heatmap, plot_result
 from research.storage import load_run, save_result
@@ -22,8 +22,8 @@ HOUR_MS = 3_600_000
 
 
 @pytest.fixture(scope="module")
-def bars(shared_data) -> Bars:
-    return read_ohlcv_csv(shared_data / "ohlcv" / "binance_ETH-USDT_1h.csv.gz", HOUR_MS)
+def bars() -> Bars:
+    return read_market_bars("binance_ETH-USDT_1h.csv.gz", HOUR_MS)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from candela.core.paths import SAMPLE_DIR
+from market_files import market_file
 from research import indicators as ind
 
 REAL_FILES = [
@@ -36,8 +37,8 @@ def read_frame(path: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module", params=REAL_FILES)
-def real(request, shared_data) -> pd.DataFrame:
-    return read_frame(shared_data / "ohlcv" / request.param)
+def real(request) -> pd.DataFrame:
+    return read_frame(market_file(f"ohlcv/{request.param}"))
 
 
 @pytest.fixture(scope="module", params=SAMPLE_FILES or [pytest.param(None, marks=pytest.mark.skip(

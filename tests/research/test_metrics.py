@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market_files import read_ohlcv_csv
+from market_files import read_market_bars
 from research.backtesting import backtest
 from research.kernels.stats import equity_stats_nb
 from research.metrics import compute_stats, periods_per_year
@@ -66,15 +66,14 @@ def pandas_stats(equity: pd.Series, position: pd.Series, initial: float, timefra
     }
 
 
-@pytest.mark.shared_data
 @pytest.mark.parametrize("dataset, timeframe_ms", [
     ("binance_BTC-USDT_1h", HOUR), ("binance_ETH-USDT_4h", 4 * HOUR),
     ("bittrex_ETH-BTC_5m", 300_000)])
 @pytest.mark.parametrize("strategy", ["sma_cross", "ema_cross"])
-def test_stats_match_pandas_on_real_backtests(shared_data, dataset, timeframe_ms, strategy):
+def test_stats_match_pandas_on_real_backtests(dataset, timeframe_ms, strategy):
     from strategies.registry import get_strategy
 
-    bars = read_ohlcv_csv(shared_data / "ohlcv" / f"{dataset}.csv.gz", timeframe_ms)
+    bars = read_market_bars(f"{dataset}.csv.gz", timeframe_ms)
     result = backtest(get_strategy(strategy), bars, costs=Costs(0.001, 2.0))
     assert result.stats["trade_count"] >= 3
     expected = pandas_stats(result.equity, result.position, 10_000.0, timeframe_ms,
