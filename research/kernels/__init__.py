@@ -5,11 +5,10 @@ Numba's on-disk cache (``cache=True``) is keyed on each function's own source fi
 loops in :mod:`research.kernels.backtest` inline :func:`~research.kernels.execution.advance_nb`
 (and the records of ``records.py``): after an edit of ``execution.py`` the cached loops would
 silently keep the old execution code.
-(So keep a kernel that other modules' compiled code calls in this package:
-:mod:`research.indicators` calls :mod:`research.kernels.window_sums` from Python only.)
 On import this package therefore compares a hash of its source files with the one recorded in
 its ``__pycache__`` and, when they differ, drops the package's cached kernels so that they are
-compiled afresh.
+compiled afresh. (So a kernel that other modules' compiled code calls belongs in this package;
+:mod:`research.indicators` calls :mod:`research.kernels.window_sums` from Python only.)
 """
 
 from __future__ import annotations
