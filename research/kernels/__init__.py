@@ -1,4 +1,5 @@
-"""Numba kernels: the execution function and the backtest loop (pure core: numpy + numba).
+"""Numba kernels: the execution function, the backtest loop, the exact window sums behind the
+moving averages, and their helpers (pure core: numpy + numba).
 
 Numba's on-disk cache (``cache=True``) is keyed on each function's own source file, but the
 loops in :mod:`research.kernels.backtest` inline :func:`~research.kernels.execution.advance_nb`
@@ -6,7 +7,8 @@ loops in :mod:`research.kernels.backtest` inline :func:`~research.kernels.execut
 silently keep the old execution code.
 On import this package therefore compares a hash of its source files with the one recorded in
 its ``__pycache__`` and, when they differ, drops the package's cached kernels so that they are
-compiled afresh.
+compiled afresh. (So a kernel that other modules' compiled code calls belongs in this package;
+:mod:`research.indicators` calls :mod:`research.kernels.window_sums` from Python only.)
 """
 
 from __future__ import annotations

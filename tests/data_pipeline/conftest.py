@@ -1,4 +1,4 @@
-"""Fixtures for the pipeline tests: the loopback exchange loaded with real shared data."""
+"""Fixtures for the pipeline tests: the loopback exchange loaded with real market data (``market_files``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from market_files import market_file  # noqa: E402
 from mock_exchange import MockExchange, read_candle_file, read_trade_file  # noqa: E402
 
 BINANCE_CANDLES = {
@@ -21,24 +22,24 @@ TRADES = {("BTCUSDT", "BTC", "USDT"): "trades_binance_BTC-USDT.csv.gz",
 
 
 @pytest.fixture(scope="session")
-def shared_candles(shared_data):
+def shared_candles():
     """Real candle rows by (exchange file symbol, timeframe) as the mock serves them."""
     cache = {}
 
     def load(symbol: str, timeframe: str) -> list[list]:
         key = (symbol, timeframe)
         if key not in cache:
-            cache[key] = read_candle_file(shared_data / "ohlcv" / f"binance_{symbol}_{timeframe}.csv.gz")
+            cache[key] = read_candle_file(market_file(f"ohlcv/binance_{symbol}_{timeframe}.csv.gz"))
         return cache[key]
 
     return load
 
 
 @pytest.fixture(scope="session")
-def mock_server(shared_data, shared_candles):
+def mock_server(shared_candles):
     """One loopback exchange for the session, serving real Binance candles and trades.
 
-    The OKX endpoints serve the same real Binance BTC/USDT candles (the shared data holds no OKX
+    The OKX endpoints serve the same real Binance BTC/USDT candles (the data hold no OKX
     candle history), in OKX's wire format.
     """
     mock = MockExchange()
@@ -49,7 +50,7 @@ def mock_server(shared_data, shared_candles):
         for timeframe in timeframes:
             mock.add_okx_candles(inst_id, timeframe, shared_candles(inst_id, timeframe))
     for (symbol_id, base, quote), name in TRADES.items():
-        mock.add_trades(symbol_id, read_trade_file(shared_data / "trades" / name), base, quote)
+        mock.add_trades(symbol_id, read_trade_file(market_file(f"trades/{name}")), base, quote)
     with mock:
         yield mock
 

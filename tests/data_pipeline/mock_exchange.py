@@ -2,7 +2,7 @@
 
 An aiohttp server on ``127.0.0.1`` and an ephemeral port, run in a daemon thread so both async
 and sync clients can use it. It speaks the protocols **the real ccxt library** talks and serves real market data loaded from
-the wider market-data collection (``CANDELA_SHARED_DATA``): candles and trades as recorded,
+the repository's real market-data files (``market_files``): candles and trades as recorded,
 nothing synthetic unless a test adds it.
 
 Binance spot REST (``/api/v3/...``)
@@ -52,7 +52,7 @@ OKX_BARS = {"1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1H"
 
 
 def read_candle_file(path: Path) -> list[list]:
-    """Rows ``[open_ms, "o", "h", "l", "c", "v"]`` (decimal text as recorded) of a shared file."""
+    """Rows ``[open_ms, "o", "h", "l", "c", "v"]`` (decimal text as recorded) of a market-data file."""
     with gzip.open(path, "rt", newline="") as handle:
         reader = csv.reader(handle)
         next(reader)
@@ -60,7 +60,7 @@ def read_candle_file(path: Path) -> list[list]:
 
 
 def read_trade_file(path: Path) -> list[dict]:
-    """Trades ``{id, ts, price, amount, maker}`` of a shared trade file (``maker``: buyer is maker)."""
+    """Trades ``{id, ts, price, amount, maker}`` of a market-data trade file (``maker``: buyer is maker)."""
     with gzip.open(path, "rt", newline="") as handle:
         reader = csv.DictReader(handle)
         return [
@@ -473,9 +473,9 @@ def _real_exchange_info_symbol() -> dict:
     """The real ``BTCUSDT`` entry of Binance's 2021 ``exchangeInfo`` (filters, permissions)."""
     global _EXCHANGE_INFO_SYMBOL
     if _EXCHANGE_INFO_SYMBOL is None:
-        from candela.core.paths import shared_data_dir
+        from market_files import market_file
 
-        path = shared_data_dir() / "exchange_samples" / "binance_spot_rest_exchangeInfo_2021-10-12.json.gz"
+        path = market_file("exchange_samples/binance_spot_rest_exchangeInfo_2021-10-12.json.gz")
         with gzip.open(path, "rt") as handle:
             info = json.load(handle)
         _EXCHANGE_INFO_SYMBOL = next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT")

@@ -1,11 +1,12 @@
-"""Aggregation checked against real exchange data (the wider market-data collection (``CANDELA_SHARED_DATA``)).
+"""Aggregation checked against real exchange data (``market_files``).
 
 1. The recorded Binance kline + aggTrade WebSocket streams: every in-progress kline snapshot whose
    trade-id range ``f..L`` is fully covered by recorded aggregate trades is rebuilt from those
    trades, and must equal the exchange's candle in open, high, low, close, volume, trade count,
-   quote volume and taker-buy volume (the shared README counts 17 such snapshots).
+   quote volume and taker-buy volume (the collection's README counts 17 such snapshots).
 2. Binance's own 1m/5m/1h candles rolled up to 5m/1h/4h/1d must equal Binance's own coarser
-   candles wherever the coarser candle and all its parts are in the files.
+   candles wherever the coarser candle and all its parts are in the files: the Binance files
+   shipped with the repository (any clone), and every Binance file of the wider collection.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from data_pipeline.aggregate import aggregate_trades, resample_candles
+from market_files import REPOSITORY_DIRS, market_file
 from mock_exchange import read_candle_file
 
 RECORDINGS = (
@@ -48,10 +50,10 @@ def covered_snapshots(path):
             yield kline, mine
 
 
-def test_recorded_binance_streams_are_rebuilt_exactly(shared_data):
+def test_recorded_binance_streams_are_rebuilt_exactly():
     checked = 0
     for name in RECORDINGS:
-        for kline, trades in covered_snapshots(shared_data / "exchange_samples" / name):
+        for kline, trades in covered_snapshots(market_file(f"exchange_samples/{name}")):
             trades.sort(key=lambda t: (t["T"], t["a"]))
             candles = aggregate_trades(
                 [t["T"] for t in trades], [float(t["p"]) for t in trades], [float(t["q"]) for t in trades],
@@ -70,27 +72,37 @@ def test_recorded_binance_streams_are_rebuilt_exactly(shared_data):
     assert checked == 17
 
 
-def binance_files(shared_data):
-    names = sorted(p.name for p in (shared_data / "ohlcv").glob("binance_*.csv.gz") if "_lean" not in p.name)
-    symbols = sorted({name.split("_")[1] for name in names})
-    return names, symbols
+@pytest.fixture(params=["repository", "collection"])
+def binance_klines(request):
+    """Binance's own kline files by name (LEAN-built ones left out): those shipped with the
+    repository, or all of the wider collection's."""
+    if request.param == "repository":
+        roots = REPOSITORY_DIRS
+    else:
+        roots = (request.getfixturevalue("shared_data"),)
+    files = {}
+    for root in roots:
+        for path in sorted((root / "ohlcv").glob("binance_*.csv.gz")):
+            if "_lean" not in path.name:
+                files.setdefault(path.name, path)
+    return files
 
 
-def candles_of(shared_data, symbol, timeframe):
-    rows = read_candle_file(shared_data / "ohlcv" / f"binance_{symbol}_{timeframe}.csv.gz")
+def candles_of(binance_klines, symbol, timeframe):
+    rows = read_candle_file(binance_klines[f"binance_{symbol}_{timeframe}.csv.gz"])
     table = np.array([[float(x) for x in row] for row in rows])
     return table[:, 0].astype(np.int64) + TF_MS[timeframe], table[:, 1:]
 
 
 @pytest.mark.parametrize("source,target", [("1m", "5m"), ("5m", "1h"), ("1h", "4h"), ("1h", "1d")])
-def test_rolled_up_binance_candles_equal_binance_coarser_candles(shared_data, source, target):
-    names, symbols = binance_files(shared_data)
+def test_rolled_up_binance_candles_equal_binance_coarser_candles(binance_klines, source, target):
+    names = binance_klines
     compared = naive_mismatches = 0
-    for symbol in symbols:
+    for symbol in sorted({name.split("_")[1] for name in names}):
         if f"binance_{symbol}_{source}.csv.gz" not in names or f"binance_{symbol}_{target}.csv.gz" not in names:
             continue
-        fine_ts, fine = candles_of(shared_data, symbol, source)
-        coarse_ts, coarse = candles_of(shared_data, symbol, target)
+        fine_ts, fine = candles_of(binance_klines, symbol, source)
+        coarse_ts, coarse = candles_of(binance_klines, symbol, target)
         rolled = resample_candles(fine_ts, *fine.T, TF_MS[source], TF_MS[target])
         common, mine, theirs = np.intersect1d(rolled.ts, coarse_ts, return_indices=True)
         got = np.column_stack([rolled.open, rolled.high, rolled.low, rolled.close])[mine]

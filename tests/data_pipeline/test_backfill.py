@@ -1,6 +1,6 @@
 """Backfill through the real ccxt async client against the loopback exchange (Binance and OKX).
 
-Oracle: the real candle files the mock serves (the wider market-data collection (``CANDELA_SHARED_DATA``)), converted from open to
+Oracle: the real candle files the mock serves (shipped with the repository, ``market_files``), converted from open to
 close times by the test; the database must hold exactly those rows in the requested window.
 """
 

@@ -1,6 +1,6 @@
 """Live collection through ccxt.pro against the loopback exchange's WebSocket and REST.
 
-The trades are real (Binance BTC/USDT, 2023-04-05, the wider market-data collection (``CANDELA_SHARED_DATA``)). The oracle for
+The trades are real (Binance BTC/USDT, 2023-04-05, shipped in ``tests/fixtures/market``). The oracle for
 the stored candles is :func:`aggregate_trades` over the full recorded trade list, which is itself
 checked against pandas and against Binance's own klines in the other test modules.
 """

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_pipeline.validation import REASONS, validate_candles
+from market_files import market_file
 
 MINUTE = 60_000
 
@@ -127,10 +128,10 @@ def test_bad_arguments_raise_with_a_fix():
         validate_candles(np.array([60000]), [1.0], [1.0], [1.0], [1.0], [1.0], 0)
 
 
-def test_real_file_rows_are_all_accepted(shared_data):
+def test_real_file_rows_are_all_accepted():
     import pandas as pd
 
-    frame = pd.read_csv(shared_data / "ohlcv" / "bittrex_ADA-BTC_1m.csv.gz")
+    frame = pd.read_csv(market_file("ohlcv/bittrex_ADA-BTC_1m.csv.gz"))
     ts = frame["open_time_ms"].to_numpy() + MINUTE
     result = validate_candles(ts, *(frame[name].to_numpy() for name in ("open", "high", "low", "close", "volume")), MINUTE)
     assert result.accepted == len(frame)

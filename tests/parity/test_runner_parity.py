@@ -45,7 +45,6 @@ EXTRAS = {  # stops / risk per strategy, to cover protective exits and halts as 
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.redis
-@pytest.mark.shared_data
 def test_replayed_runner_records_the_backtests_trades(pg_engine, redis_url, ada_btc_bars):
     bars = ada_btc_bars[:N_BARS]
     store_bars(pg_engine, ADA_BTC, bars)

@@ -10,9 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from market_files import read_ohlcv_csv
-from research.backtesting import backtest
+from market_files import read_market_bars
 from research import charts
+from research.backtesting import backtest
 from research.charts import plot_heatmap, plot_result
 from research.storage import load_run, save_result
 from research.sweeps import sweep
@@ -23,9 +23,9 @@ HOUR_MS = 3_600_000
 
 
 @pytest.fixture(scope="module")
-def bars(sample_dir) -> Bars:
-    """Real hourly bars with four gaps (163 missing bars)."""
-    return read_ohlcv_csv(sample_dir / "ohlcv" / "binance_ETH-USDT_1h.csv.gz", HOUR_MS)
+def bars() -> Bars:
+    """Real hourly bars with four gaps (163 missing bars), from the bundled sample."""
+    return read_market_bars("binance_ETH-USDT_1h.csv.gz", HOUR_MS)
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +123,8 @@ def test_lines_break_at_gaps_instead_of_ramping_across_them(sma_result, bars):
         assert trace.connectgaps is False
 
 
-def test_long_gaps_are_cut_out_of_the_time_axis_and_marked(sample_dir):
-    bars = read_ohlcv_csv(sample_dir / "ohlcv" / "binance_ETH-USDT_4h.csv.gz")
+def test_long_gaps_are_cut_out_of_the_time_axis_and_marked():
+    bars = read_market_bars("binance_ETH-USDT_4h.csv.gz")
     result = backtest(get_strategy("ema_cross"), bars, None, Costs())
     figure = plot_result(result)
     steps = np.diff(bars.ts)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from reference import synthetic_bars
-from market_files import read_ohlcv_csv
+from market_files import read_market_bars
 from research.checks import lookahead, warmup_check
 from research.types import Bars, StrategySpec
 
@@ -128,11 +128,10 @@ SHIPPED = ["bollinger_breakout", "donchian_breakout", "ema_cross", "rsi_reversio
 
 
 @pytest.fixture(scope="module", params=["binance_BTC-USDT_1h", "bittrex_LTC-BTC_5m"])
-def real_bars(request, shared_data) -> Bars:
-    return read_ohlcv_csv(shared_data / "ohlcv" / f"{request.param}.csv.gz")
+def real_bars(request) -> Bars:
+    return read_market_bars(f"{request.param}.csv.gz")
 
 
-@pytest.mark.shared_data
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_strategy_passes(real_bars, name):
     from strategies.registry import all_specs, get_strategy
@@ -145,7 +144,6 @@ def test_every_shipped_strategy_passes(real_bars, name):
     assert warm.ok, str(warm)
 
 
-@pytest.mark.shared_data
 def test_every_registered_strategy_passes(real_bars):
     """Strategies added to the registry later are checked too (with their defaults)."""
     from strategies.registry import all_specs

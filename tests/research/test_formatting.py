@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from market_files import read_ohlcv_csv
+from market_files import read_market_bars
 from research import formatting as fmt
 from research.backtesting import backtest
 from research.metrics import STAT_NAMES
@@ -23,10 +23,10 @@ SCIENTIFIC = re.compile(r"\d[eE][+-]?\d")
 
 
 @pytest.fixture(scope="module")
-def gappy_run(sample_dir):
+def gappy_run():
     """The bundled Bittrex ADA/BTC 1m sample: 26,703 bars over half a year (10 % coverage),
     prices around 0.00002 BTC, sizes in the hundreds of millions of ADA."""
-    bars = read_ohlcv_csv(sample_dir / "ohlcv" / "bittrex_ADA-BTC_1m.csv.gz")
+    bars = read_market_bars("bittrex_ADA-BTC_1m.csv.gz")
     return backtest(get_strategy("sma_cross"), bars, {"fast": 10, "slow": 50}, Costs(0.001))
 
 

@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from candela.core.paths import SAMPLE_DIR
+from market_files import market_file
 from research import indicators as ind
+from research.kernels.window_sums import window_sums
 
 REAL_FILES = [
     "bittrex_ADA-BTC_1m.csv.gz",  # 26,703 bars of satoshi prices, flat runs
@@ -36,8 +38,8 @@ def read_frame(path: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module", params=REAL_FILES)
-def real(request, shared_data) -> pd.DataFrame:
-    return read_frame(shared_data / "ohlcv" / request.param)
+def real(request) -> pd.DataFrame:
+    return read_frame(market_file(f"ohlcv/{request.param}"))
 
 
 @pytest.fixture(scope="module", params=SAMPLE_FILES or [pytest.param(None, marks=pytest.mark.skip(
@@ -261,8 +263,8 @@ price_like = st.floats(1e-6, 1e5, allow_nan=False).map(lambda v: float(np.float3
        st.integers(1, 25))
 def test_window_sum_is_the_correctly_rounded_sum_of_each_window(x, n):
     """Sliding exact accumulation equals math.fsum (correct rounding) of every window, with
-    the two-word accumulator (price-like ranges) and the limb one (exponents far apart)."""
-    got = ind.window_sum_nb(x, n)
+    the fixed-point accumulators (price-like ranges) and the limb one (exponents far apart)."""
+    got = window_sums(x, n)
     assert np.isnan(got[: n - 1]).all()
     for t in range(n - 1, len(x)):
         assert got[t] == math.fsum(x[t - n + 1: t + 1])

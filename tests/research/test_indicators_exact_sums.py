@@ -1,12 +1,13 @@
-"""The exact moving sums behind ``sma`` and ``window_sum_nb``, bit for bit against a reference.
+"""The exact moving sums behind ``sma`` (:mod:`research.kernels.window_sums`), bit for bit
+against a reference.
 
 The reference is written here from the documented semantics, not from the implementation: a
 window's sum is the correctly rounded sum of its values (``math.fsum``, or exact fractions
 where fsum overflows midway), ``nan`` if the window holds an inf or a nan; the SMA is that sum
 over ``n``, except that a window of ``n`` equal values gives that value. The kernels pick an
 accumulator per block of windows from the values' binary exponents (one int64 per window, two,
-or the sliding two-word / limb kernels); the data below is chosen to take each of them, and
-long series cross several blocks.
+or base-2**32 limbs); the data below is chosen to take each of them, and long series cross
+several blocks.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from research import indicators as ind
+from research.kernels import window_sums as ws
 
 
 def exact_sum(values: np.ndarray) -> float:
@@ -61,7 +63,7 @@ def assert_same_bits(actual: np.ndarray, expected: np.ndarray) -> None:
 
 def check_against_reference(x: np.ndarray, n: int, at=None) -> None:
     x = np.ascontiguousarray(x, dtype=np.float64)
-    sums, means = ind.window_sum_nb(x, n), ind.sma(x, n)
+    sums, means = ws.window_sums(x, n), ind.sma(x, n)
     if at is None:
         assert_same_bits(sums, reference_window_sums(x, n))
         assert_same_bits(means, reference_sma(x, n))
@@ -80,7 +82,7 @@ value_kinds = [
     st.floats(100.0, 1600.0),  # prices: one word, or two for long windows
     st.integers(900_000, 900_400).map(lambda c: c / 100),  # cent ticks: flat runs, ties
     st.floats(-1e3, 1e3, allow_subnormal=True),  # signed, with values near zero
-    st.floats(-1e300, 1e300),  # exponents far apart: two-word and limb kernels
+    st.floats(-1e300, 1e300),  # exponents far apart: limbs
     st.floats(-1e-300, 1e-300, allow_subnormal=True),  # tiny and subnormal values
     special,
 ]
@@ -122,26 +124,21 @@ def regimes() -> dict[str, tuple[np.ndarray, int, int]]:
     rng = np.random.default_rng(RNG_SEED)
     size = 6000
     return {
-        "prices, one word": (price_walk(size, 9000.0, 9500.0), 50, ind._ONE_WORD),
-        "prices around 1024, long window, split words": (price_walk(size, 1024.0, 1024.0), 700,
-                                                         ind._SPLIT_WORD),
-        "exponents 20 apart, two words": (
-            rng.uniform(1, 2, size) * 2.0 ** rng.integers(0, 20, size), 30, ind._WIDE),
+        "prices, one word": (price_walk(size, 9000.0, 9500.0), 50, ws._ONE_WORD),
+        "prices around 1024, long window, two words": (price_walk(size, 1024.0, 1024.0), 700,
+                                                       ws._TWO_WORDS),
+        "exponents 20 apart, limbs": (
+            rng.uniform(1, 2, size) * 2.0 ** rng.integers(0, 20, size), 30, ws._LIMBS),
         "exponents far apart, limbs": (
-            rng.normal(0, 1, size) * 10.0 ** rng.integers(-200, 200, size), 30, ind._WIDE),
-        "subnormal values": (rng.normal(0, 1, size) * 2.0 ** -1070, 40, ind._WIDE),
-        "constant 0.1 (0.1 * 3 / 3 != 0.1)": (np.full(size, 0.1), 3, ind._ONE_WORD),
+            rng.normal(0, 1, size) * 10.0 ** rng.integers(-200, 200, size), 30, ws._LIMBS),
+        "subnormal values, limbs": (rng.normal(0, 1, size) * 2.0 ** -1070, 40, ws._LIMBS),
+        "constant 0.1 (0.1 * 3 / 3 != 0.1)": (np.full(size, 0.1), 3, ws._ONE_WORD),
     }
 
 
 def block_modes(x: np.ndarray, n: int) -> set[int]:
-    """The accumulators the blocks of ``x`` take (as :func:`ind._window_means_nb` cuts them)."""
-    block = max(1024, 4 * n)
-    modes = set()
-    for start in range(n - 1, len(x), block):
-        lowest, highest, _ = ind._survey_nb(x[start - n + 1:start + block])
-        modes.add(ind._sum_mode_nb(lowest, highest, n))
-    return modes
+    """The accumulators the blocks of ``x`` take."""
+    return set(ws.block_accumulators(x, n).tolist())
 
 
 @pytest.mark.parametrize("name", list(regimes()))
@@ -158,10 +155,10 @@ def test_each_accumulator_matches_the_reference_across_blocks(name):
 @pytest.mark.parametrize("name", list(regimes()))
 def test_a_window_gives_the_same_bits_as_the_full_history(name):
     x, n, _ = regimes()[name]
-    full_sums, full_means = ind.window_sum_nb(x, n), ind.sma(x, n)
+    full_sums, full_means = ws.window_sums(x, n), ind.sma(x, n)
     for t in range(n - 1, len(x), 97):
         window = x[t - n + 1:t + 1]
-        assert_same_bits(ind.window_sum_nb(window, n)[-1:], full_sums[t:t + 1])
+        assert_same_bits(ws.window_sums(window, n)[-1:], full_sums[t:t + 1])
         assert_same_bits(ind.sma(window, n)[-1:], full_means[t:t + 1])
 
 
@@ -169,8 +166,17 @@ def test_a_long_price_history_takes_the_integer_accumulators_block_by_block():
     """Prices from 1,000 to 100,000 span 7 binary exponents, too many for one int64 per window
     over the whole series; each block only sees nearby prices."""
     x = price_walk(40_000, 1000.0, 100_000.0)
-    assert block_modes(x, 200) <= {ind._ONE_WORD, ind._SPLIT_WORD}
+    assert block_modes(x, 200) <= {ws._ONE_WORD, ws._TWO_WORDS}
     check_against_reference(x, 200, np.linspace(199, len(x) - 1, 400).astype(int))
+
+
+def test_windows_of_two_million_values_take_the_limbs_and_stay_exact():
+    """From 2**21 values on, the two words' sums could exceed 2**53: such windows take the
+    limbs, whose lazy carries are also normalised during the long first window."""
+    n = 2**21
+    x = price_walk(n + 3000, 9000.0, 9500.0)
+    assert block_modes(x, n) == {ws._LIMBS}
+    check_against_reference(x, n, [n - 1, n, n + 1234, n + 2999])
 
 
 # --------------------------------------------------------------------------- special windows
@@ -181,18 +187,18 @@ def test_constant_windows_give_their_value_and_nonfinite_windows_nan():
     assert ind.sma(np.full(5, 0.1), 3)[-1] == 0.1
     assert np.signbit(ind.sma(np.full(4, -0.0), 2)[-1])
     assert np.signbit(ind.sma(np.array([0.0, -0.0]), 2)[-1])  # 0.0 == -0.0: the last one
-    assert not np.signbit(ind.window_sum_nb(np.full(4, -0.0), 2)[-1])  # a zero sum is +0.0
+    assert not np.signbit(ws.window_sums(np.full(4, -0.0), 2)[-1])  # a zero sum is +0.0
     inf_run = ind.sma(np.array([1.0, np.inf, np.inf]), 2)
     assert np.isnan(inf_run[1]) and inf_run[2] == np.inf
-    assert np.isnan(ind.window_sum_nb(np.array([np.inf, np.inf]), 2)[-1])
+    assert np.isnan(ws.window_sums(np.array([np.inf, np.inf]), 2)[-1])
     assert np.isnan(ind.sma(np.array([np.nan, np.nan, 1.0]), 2)).all()
     assert ind.sma(np.array([3.0, 4.0, np.nan, 5.0]), 1).tolist()[:2] == [3.0, 4.0]
-    assert np.isnan(ind.sma_nb(np.arange(4.0), 0)).all()
+    assert np.isnan(ws.window_means(np.arange(4.0), 0)).all()
     assert np.isnan(ind.sma(np.arange(4.0), 5)).all()
 
 
 def test_overflowing_window_sums_round_to_infinity():
     big = np.finfo(np.float64).max
     x = np.array([big, big, -big, -big, -big])
-    assert ind.window_sum_nb(x, 2).tolist()[1:] == [np.inf, 0.0, -np.inf, -np.inf]
-    assert ind.window_sum_nb(x, 3).tolist()[2:] == [big, -big, -np.inf]
+    assert ws.window_sums(x, 2).tolist()[1:] == [np.inf, 0.0, -np.inf, -np.inf]
+    assert ws.window_sums(x, 3).tolist()[2:] == [big, -big, -np.inf]

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market_files import read_ohlcv_csv
+from market_files import read_market_bars
 from research.backtesting import backtest
 from research.kernels.stats import equity_stats_nb
 from research.metrics import compute_stats, periods_per_year
@@ -89,15 +89,14 @@ def pandas_stats(equity: pd.Series, position: pd.Series, initial: float, timefra
     return expected
 
 
-@pytest.mark.shared_data
 @pytest.mark.parametrize("dataset, timeframe_ms", [
     ("binance_BTC-USDT_1h", HOUR), ("binance_ETH-USDT_4h", 4 * HOUR),
     ("bittrex_ETH-BTC_5m", 300_000)])
 @pytest.mark.parametrize("strategy", ["sma_cross", "ema_cross"])
-def test_stats_match_pandas_on_real_backtests(shared_data, dataset, timeframe_ms, strategy):
+def test_stats_match_pandas_on_real_backtests(dataset, timeframe_ms, strategy):
     from strategies.registry import get_strategy
 
-    bars = read_ohlcv_csv(shared_data / "ohlcv" / f"{dataset}.csv.gz", timeframe_ms)
+    bars = read_market_bars(f"{dataset}.csv.gz", timeframe_ms)
     result = backtest(get_strategy(strategy), bars, costs=Costs(0.001, 2.0))
     assert result.stats["trade_count"] >= 3
     expected = pandas_stats(result.equity, result.position, 10_000.0, timeframe_ms,
@@ -245,12 +244,12 @@ def test_gaps_coverage_and_calendar_annualisation_by_hand():
     assert math.isnan(no_prices["buy_hold_return"]) and math.isnan(no_prices["excess_return"])
 
 
-def test_gaps_held_from_the_fills_equal_those_from_the_positions(sample_dir):
+def test_gaps_held_from_the_fills_equal_those_from_the_positions():
     """A backtest counts the gaps crossed in a position from its fills (it has no position
     series); on the gappy Bittrex sample that must equal the count from the positions."""
     from strategies.registry import get_strategy
 
-    bars = read_ohlcv_csv(sample_dir / "ohlcv" / "bittrex_ADA-BTC_1m.csv.gz")
+    bars = read_market_bars("bittrex_ADA-BTC_1m.csv.gz")
     result = backtest(get_strategy("sma_cross"), bars, {"fast": 10, "slow": 50}, Costs(0.001))
     from_positions = compute_stats(
         result.equity.to_numpy(), result.position.to_numpy(), bars.ts, bars.timeframe_ms,

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_files import read_ohlcv_csv
+from market_files import read_market_bars
 from research.backtesting import backtest
 from research.metrics import buy_and_hold
 from research.tearsheet import monthly_returns, rolling_sharpe
@@ -61,9 +61,9 @@ CASES = [  # (sample file, strategy, parameters): complete and gappy data, long 
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[case[0] for case in CASES])
-def run(request, sample_dir):
+def run(request):
     name, strategy, params = request.param
-    bars = read_ohlcv_csv(sample_dir / "ohlcv" / f"{name}.csv.gz")
+    bars = read_market_bars(f"{name}.csv.gz")
     return backtest(get_strategy(strategy), bars, params, Costs(0.001, 2.0))
 
 
@@ -137,8 +137,8 @@ def test_monthly_and_yearly_returns_agree_with_empyrical(run):
         assert table.loc[year, "year"] == pytest.approx(value, rel=1e-9, abs=1e-12), year
 
 
-def test_rolling_sharpe_agrees_with_empyrical_on_bars_without_gaps(sample_dir):
-    bars = read_ohlcv_csv(sample_dir / "ohlcv" / "binance_NEO-USDT_1h.csv.gz")
+def test_rolling_sharpe_agrees_with_empyrical_on_bars_without_gaps():
+    bars = read_market_bars("binance_NEO-USDT_1h.csv.gz")
     assert np.all(np.diff(bars.ts) == bars.timeframe_ms)
     result = backtest(get_strategy("sma_cross"), bars, {"fast": 5, "slow": 20}, Costs(0.001))
     ours = rolling_sharpe(result, "7D")["strategy"].to_numpy()

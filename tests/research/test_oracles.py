@@ -1,8 +1,8 @@
 """Oracle agreement on real market data: Candela vs vectorbt vs backtesting.py vs a plain loop.
 
 Every shipped strategy (and a numpy SMA cross defined here) runs on several real symbols and
-timeframes from the wider market-data collection (``CANDELA_SHARED_DATA``), without stops, and must give the same trades and the
-same final equity (within 1e-9 relative) as:
+timeframes shipped with the repository (``market_files``), without stops, and must give the
+same trades and the same final equity (within 1e-9 relative) as:
 
 * **vectorbt** ``Portfolio.from_signals``, configured to Candela's convention: the target
   decided at bar ``t``'s close becomes a signal on bar ``t+1`` (signals shifted one bar),
@@ -57,12 +57,12 @@ import pandas as pd
 import pytest
 
 from reference import simulate
-from market_files import read_ohlcv_csv
+from market_files import market_file, read_ohlcv_csv
 from research.backtesting import backtest
 from research.kernels import records as rc
 from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
 
-pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 DATASETS = ["binance_BTC-USDT_1h", "binance_ETH-USDT_4h", "bittrex_ADA-BTC_5m",
             "bittrex_ETH-BTC_1m"]
@@ -116,8 +116,8 @@ def load(path: str) -> Bars:
 
 
 @pytest.fixture(params=DATASETS)
-def bars(request, shared_data) -> Bars:
-    return load(str(shared_data / "ohlcv" / f"{request.param}.csv.gz"))
+def bars(request) -> Bars:
+    return load(str(market_file(f"ohlcv/{request.param}.csv.gz")))
 
 
 @pytest.fixture(scope="module")

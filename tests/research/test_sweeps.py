@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market_files import read_ohlcv_csv
+from market_files import read_market_bars
 from research.backtesting import backtest
 from research.sweeps import SweepResult, sweep
 from research.types import Bars, Costs
@@ -22,14 +22,14 @@ HOUR_MS = 3_600_000
 
 
 @pytest.fixture(scope="module")
-def hourly_bars(shared_data) -> Bars:
-    return read_ohlcv_csv(shared_data / "ohlcv" / "binance_BTC-USDT_1h.csv.gz", HOUR_MS)
+def hourly_bars() -> Bars:
+    return read_market_bars("binance_BTC-USDT_1h.csv.gz", HOUR_MS)
 
 
 @pytest.fixture(scope="module")
-def long_bars(shared_data) -> Bars:
+def long_bars() -> Bars:
     """26,703 real 1m bars: large enough (> 1 MiB of arrays) to be shipped memory-mapped."""
-    return read_ohlcv_csv(shared_data / "ohlcv" / "bittrex_ADA-BTC_1m.csv.gz", MINUTE_MS)
+    return read_market_bars("bittrex_ADA-BTC_1m.csv.gz", MINUTE_MS)
 
 
 SMA = get_strategy("sma_cross")
@@ -196,10 +196,10 @@ def test_rank_leaves_out_rows_with_too_few_trades():
     assert list(rank(frame, "max_drawdown", min_trades=10)["fast"]) == [15, 10]  # lower first
 
 
-def test_a_one_trade_parameter_set_does_not_rank_by_default(sample_dir):
+def test_a_one_trade_parameter_set_does_not_rank_by_default():
     """On real bars a slow enough average makes a handful of trades, and a lucky one has a
     profit factor of inf: it must not reach the top 5, by default and at any metric."""
-    bars = read_ohlcv_csv(sample_dir / "ohlcv" / "bittrex_ADA-BTC_1d.csv.gz")
+    bars = read_market_bars("bittrex_ADA-BTC_1d.csv.gz")
     grid = {"fast": [2, 3, 5, 10, 60], "slow": [5, 10, 20, 200]}
     result = sweep(SMA, bars, grid, COSTS, progress=False, keep_best=3,
                    metric="profit_factor")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from market_files import market_file
 from runner_support import ADA_BTC_FILE, MINUTE_MS, read_csv_bars
 
 
@@ -49,6 +50,6 @@ def any_engine(database_url):
 
 
 @pytest.fixture(scope="session")
-def ada_btc_bars(shared_data):
+def ada_btc_bars():
     """The first 12,000 real Bittrex ADA/BTC 1m bars (with the exchange's own gaps)."""
-    return read_csv_bars(shared_data / ADA_BTC_FILE, MINUTE_MS, limit=12_000)
+    return read_csv_bars(market_file(ADA_BTC_FILE), MINUTE_MS, limit=12_000)

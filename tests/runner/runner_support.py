@@ -1,6 +1,6 @@
 """Helpers shared by the runner, parity and fault tests (imported as ``runner_support``).
 
-Bars come from the wider market-data collection (``CANDELA_SHARED_DATA``); close ts = open + timeframe.
+Bars come from the real files shipped with the repository (``market_files``); close ts = open + timeframe.
 Nothing here fakes our own code: tests run the real runner on a real database.
 """
 
@@ -33,7 +33,7 @@ FAST_SETTINGS = RunnerSettings(
 
 
 def read_csv_bars(path: Path, timeframe_ms: int, limit: int | None = None) -> Bars:
-    """Read a shared-data CSV (open times) into :class:`Bars` with close times."""
+    """Read a market-data CSV (open times) into :class:`Bars` with close times."""
     return read_ohlcv_csv(path, timeframe_ms, limit)
 
 

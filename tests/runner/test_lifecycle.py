@@ -29,7 +29,6 @@ from runner_support import (
 from strategies.registry import get_strategy
 
 
-@pytest.mark.shared_data
 def test_bots_commands_stop_and_start_a_running_bot(any_engine, ada_btc_bars, capsys):
     url = any_engine.url.render_as_string(hide_password=False)
     bars = ada_btc_bars[:400]
@@ -68,7 +67,6 @@ def test_bots_commands_stop_and_start_a_running_bot(any_engine, ada_btc_bars, ca
     np.testing.assert_array_equal(runner_fills(any_engine, "managed"), backtest_fills(result))
 
 
-@pytest.mark.shared_data
 def test_a_restarted_runner_continues_exactly_where_it_stopped(any_engine, sqlite_url, ada_btc_bars):
     from runner_fixtures import _migrated_engine
 
@@ -90,7 +88,6 @@ def test_a_restarted_runner_continues_exactly_where_it_stopped(any_engine, sqlit
     reference.dispose()
 
 
-@pytest.mark.shared_data
 def test_replay_command_feeds_only_the_requested_window(sqlite_url, ada_btc_bars, tmp_path, capsys):
     import json
 

@@ -66,7 +66,6 @@ def _signal_ts(published, bot_id: str) -> list[int]:
     return [payload["ts"] for channel, payload in published if channel == f"signals:{bot_id}"]
 
 
-@pytest.mark.shared_data
 def test_a_bot_whose_bar_is_already_recorded_reloads_while_the_others_commit(any_engine, ada_btc_bars):
     bars = ada_btc_bars[:600]
     store_bars(any_engine, ADA_BTC, bars)
@@ -96,7 +95,6 @@ def test_a_bot_whose_bar_is_already_recorded_reloads_while_the_others_commit(any
     assert _signal_ts(published, "batch-sma") == bars.ts.tolist()
 
 
-@pytest.mark.shared_data
 def test_a_bot_whose_strategy_raises_leaves_alone_and_the_others_commit_that_bar(any_engine, ada_btc_bars):
     bars = ada_btc_bars[:300]
     store_bars(any_engine, ADA_BTC, bars)

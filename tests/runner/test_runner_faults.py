@@ -81,7 +81,6 @@ def _ledger(engine, bot_id):
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.shared_data
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(pg_url, sqlite_url, ada_btc_bars, tmp_path):
     bars = ada_btc_bars[:1000]
     folder = tmp_path / "bots"
@@ -181,7 +180,6 @@ def _pings(client) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.shared_data
 def test_redis_outage_bars_still_processed_and_publishing_resumes(pg_engine, own_redis, ada_btc_bars):
     bars = ada_btc_bars[:700]
     config = bot_config("redis-outage", "sma_cross", start=int(bars.ts[0]))
@@ -242,7 +240,6 @@ def test_redis_outage_bars_still_processed_and_publishing_resumes(pg_engine, own
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.shared_data
 def test_postgres_outage_retries_writes_nothing_partial_and_catches_up(pg_url, ada_btc_bars):
     from sqlalchemy.engine import make_url
 
@@ -302,7 +299,6 @@ def test_postgres_outage_retries_writes_nothing_partial_and_catches_up(pg_url, a
     direct.dispose()
 
 
-@pytest.mark.shared_data
 def test_a_failing_strategy_restarts_then_fails_alone(any_engine, ada_btc_bars):
     import runner_test_strategies
 

@@ -1,10 +1,10 @@
-"""Real bars for the strategy tests: long enough files from the wider market-data collection (``CANDELA_SHARED_DATA``)."""
+"""Real bars for the strategy tests: long enough files shipped with the repository (``market_files``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from market_files import read_ohlcv_csv
+from market_files import read_market_bars
 from research.types import Bars
 
 #: Several exchanges, symbols and timeframes, each with thousands of bars (warm-ups reach ~1,000).
@@ -17,5 +17,5 @@ STRATEGY_FILES = [
 
 
 @pytest.fixture(scope="session", params=STRATEGY_FILES)
-def real_bars(request, shared_data) -> Bars:
-    return read_ohlcv_csv(shared_data / "ohlcv" / request.param)
+def real_bars(request) -> Bars:
+    return read_market_bars(request.param)
