@@ -14,7 +14,8 @@ import argparse
 import logging
 import sys
 
-from candela.cli.commands import CommandError, bots, data_import, db, demo, pipeline, research, run
+from candela.cli.commands import (CommandError, bots, data_import, db, demo, pipeline, research, run,
+                                  warmup)
 from candela.core.db import DatabaseConfigError, DatabaseUnavailableError, SchemaOutdatedError
 
 USER_ERRORS = (
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(commands)
     bots.register(commands)
     demo.register(commands)
+    warmup.register(commands)
     return parser
 
 

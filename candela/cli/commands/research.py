@@ -107,6 +107,7 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _backtest(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.cli.commands.warmup import compile_notice
     from research.backtesting import backtest
     from research.formatting import stats_text, trades_table
     from research.types import Costs
@@ -115,7 +116,8 @@ def _backtest(arguments: argparse.Namespace) -> int:
     params = spec.make_params(parse_assignments(arguments.param))
     bars = _load_bars(arguments)
     costs = Costs(fee_rate=arguments.fee, slippage_bps=arguments.slippage_bps)
-    result = backtest(spec, bars, params, costs, initial_cash=arguments.cash)
+    with compile_notice():
+        result = backtest(spec, bars, params, costs, initial_cash=arguments.cash)
     print(f"{spec.name} {_format_params(params)} on {_market(arguments)}: {len(bars):,} bars; "
           f"fee {100 * arguments.fee:g} %, slippage {arguments.slippage_bps:g} bp")
     print("(returns and rates in %, of the quote currency; see the basis of each figure)\n")
