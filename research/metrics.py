@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from research.kernels.stats import equity_stats_nb
+from research.kernels.stats import equity_stats_nb, gaps_nb
 
 YEAR_MS = 365 * 86_400_000
 #: Closed trades below which trade statistics (win rate, profit factor, expectancy) say
@@ -120,29 +120,23 @@ def bars_context(ts: np.ndarray, timeframe_ms: int, open_: np.ndarray | None = N
     periods_per_year(timeframe_ms)  # validates the timeframe
     elapsed = int(ts[-1] - ts[0]) + timeframe_ms
     per_year = n * YEAR_MS / elapsed
-    steps = np.diff(ts)
-    gap_after = np.flatnonzero(steps > timeframe_ms).astype(np.int64)
-    missing = steps[gap_after] // timeframe_ms - 1
-    # a step that is no whole multiple of the timeframe still leaves at least one bar out
-    missing = np.maximum(missing, 1) if len(missing) else missing
-    missing_bars = int(missing.sum())
+    gap_after, missing_bars, longest = gaps_nb(ts, timeframe_ms)
     coverage = {
         "start_ts": int(ts[0]),
         "end_ts": int(ts[-1]),
         "n_bars": n,
         "elapsed_ms": elapsed,
         "bars_per_year": per_year,
-        "missing_bars": missing_bars,
-        "coverage": n / (n + missing_bars),
+        "missing_bars": int(missing_bars),
+        "coverage": n / (n + int(missing_bars)),
         "gaps": len(gap_after),
-        "longest_gap_ms": int(steps[gap_after].max() - timeframe_ms) if len(gap_after) else 0,
+        "longest_gap_ms": int(longest),
     }
     if open_ is None or close is None:
         benchmark = dict.fromkeys(("buy_hold_return", "buy_hold_sharpe", "buy_hold_max_drawdown"),
                                   math.nan)
     else:
-        benchmark = buy_hold_stats(np.asarray(open_, dtype=np.float64),
-                                   np.asarray(close, dtype=np.float64), ts, timeframe_ms, per_year)
+        benchmark = buy_hold_stats(open_, close, ts, timeframe_ms, per_year)
     return BarsContext(n_bars=n, timeframe_ms=timeframe_ms, ts=ts, coverage=coverage,
                        benchmark=benchmark, gap_after=gap_after)
 
@@ -159,12 +153,18 @@ def buy_and_hold(open_: np.ndarray, close: np.ndarray, initial_cash: float) -> n
 def buy_hold_stats(open_: np.ndarray, close: np.ndarray, ts: np.ndarray, timeframe_ms: int,
                    bars_per_year: float) -> dict[str, float]:
     """``buy_hold_return``, ``buy_hold_sharpe`` and ``buy_hold_max_drawdown`` of
-    :func:`buy_and_hold` (scale-free: computed on one unit of cash)."""
-    equity = np.ascontiguousarray(buy_and_hold(open_, close, 1.0))
-    mean, std, _, max_drawdown, _ = equity_stats_nb(equity, np.ascontiguousarray(ts),
-                                                    int(timeframe_ms), 1.0)
+    :func:`buy_and_hold`.
+
+    Scale-free, so computed on the closes themselves with the first open as the "initial
+    cash": the returns ``close[i] / close[i-1] - 1`` (``close[0] / open[0] - 1`` first) and the
+    drawdowns are those of ``initial_cash * close / open[0]``, without building that array.
+    """
+    close = np.ascontiguousarray(close, dtype=np.float64)
+    first_open = float(open_[0])
+    mean, std, _, max_drawdown, _ = equity_stats_nb(close, np.ascontiguousarray(ts),
+                                                    int(timeframe_ms), first_open)
     return {
-        "buy_hold_return": float(equity[-1]) - 1.0,
+        "buy_hold_return": float(close[-1]) / first_open - 1.0,
         "buy_hold_sharpe": mean / std * math.sqrt(bars_per_year) if std > 0 else math.nan,
         "buy_hold_max_drawdown": float(max_drawdown),
     }
