@@ -28,6 +28,12 @@ Keys
                   is at or after ``start``. Without it a bot trades the bars that close after
                   it was first registered (replays start at ``--from`` or the first stored bar).
 ``description``   free text.
+``version``       the config's version, an integer from 1 (default 1). A bot's config is
+                  immutable once the bot has recorded a decision: the runner refuses a changed
+                  file, naming the changed fields. To trade a changed config under the same id,
+                  raise ``version``: the runner then keeps the old version's records under the
+                  id ``ID@vN`` and starts the new version with fresh state (see
+                  :func:`runner.ledger.register_bots`).
 
 Unknown keys are rejected with a "did you mean" hint; every error names the file, the field path
 and the fix.
@@ -36,6 +42,7 @@ and the fix.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 import re
@@ -49,11 +56,11 @@ from candela.core.markets import validate_exchange, validate_symbol
 from candela.core.timeframes import SUPPORTED_TIMEFRAMES, timeframe_to_ms
 from research.kernels.records import make_config
 from research.types import Costs, RiskLimits, Stops, StrategySpec
-from runner.strategy_source import StrategyResolver, resolve_strategy
+from runner.strategy_source import StrategyReferenceError, StrategyResolver, resolve_strategy
 
 TOP_LEVEL_KEYS = (
     "id", "strategy", "params", "exchange", "symbol", "timeframe", "initial_cash",
-    "costs", "stops", "risk", "start", "description",
+    "costs", "stops", "risk", "start", "description", "version",
 )
 REQUIRED_KEYS = ("strategy", "exchange", "symbol", "timeframe")
 SECTIONS = {"costs": Costs, "stops": Stops, "risk": RiskLimits}
@@ -88,6 +95,10 @@ class BotConfig:
     start : int or None
         Close time (ms UTC) of the first bar to trade, if given.
     description : str
+    version : int
+        The config's version (see the module docstring).
+    source : str
+        Where the config came from (its file), for messages; not part of the config.
     """
 
     bot_id: str
@@ -102,7 +113,9 @@ class BotConfig:
     risk: RiskLimits = RiskLimits()
     start: int | None = None
     description: str = ""
+    version: int = 1
     spec: StrategySpec | None = field(default=None, compare=False, repr=False)
+    source: str = field(default="bot config", compare=False, repr=False)
 
     @property
     def timeframe_ms(self) -> int:
@@ -130,11 +143,17 @@ class BotConfig:
             "risk": {key: none(value) for key, value in self.risk._asdict().items()},
             "start": self.start,
             "description": self.description,
+            "version": self.version,
         }
 
     def to_json(self) -> str:
         """Canonical JSON text of :meth:`to_dict` (sorted keys), as stored in ``bots.config_json``."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def config_hash(self) -> str:
+        """SHA-256 (hex) of :meth:`to_json`: stored with every decision (``signals.config_hash``)."""
+        return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
 
 def parse_bot_config(
@@ -180,8 +199,8 @@ def parse_bot_config(
     strategy = data["strategy"]
     try:
         spec = resolve(strategy)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise fail("strategy", str(exc.args[0]) if exc.args else str(exc)) from exc
+    except StrategyReferenceError as exc:
+        raise fail("strategy", str(exc)) from exc
 
     raw_params = data.get("params", {})
     if raw_params is None:
@@ -231,6 +250,9 @@ def parse_bot_config(
     description = data.get("description", "")
     if not isinstance(description, str):
         raise fail("description", "must be a string")
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise fail("version", f"must be a whole number from 1, got {version!r}")
     return BotConfig(
         bot_id=identifier,
         strategy=strategy,
@@ -244,7 +266,9 @@ def parse_bot_config(
         risk=sections["risk"],
         start=start,
         description=description,
+        version=version,
         spec=spec,
+        source=source,
     )
 
 
