@@ -58,6 +58,8 @@ from runner.strategy_source import strategy_source_hash
 
 _log = logging.getLogger(__name__)
 
+_NOT_PUBLISHED = ("indicators_json", "config_hash", "strategy_hash")  # signal columns kept off the bus
+
 
 class ThreadConnections:
     """One database connection per worker thread, kept between bars (no pool checkout per bar).
@@ -319,7 +321,7 @@ class Bot:
         """``(channel, payload)`` to publish once ``prepared`` is committed: the signal, each
         fill, and a ``traded`` status when the bar had fills."""
         record = prepared.record
-        signal = {key: value for key, value in record.signal.items() if key != "indicators_json"}
+        signal = {key: value for key, value in record.signal.items() if key not in _NOT_PUBLISHED}
         signal["indicators"] = prepared.indicators
         signal["published_at"] = time.time_ns() // 1_000_000
         messages = [(signals_channel(self.bot_id), signal)]

@@ -16,7 +16,8 @@ A bot file looks like::
 Keys
 ----
 ``id``            bot id (default: the file name without ``.json``); letters, digits, ``_.-``.
-``strategy``      registry name, or ``module:ATTRIBUTE`` of a ``StrategySpec`` (required).
+``strategy``      a strategy reference (required): a shipped name, the name of a strategy in a
+                  user strategy folder, or ``module:ATTRIBUTE`` (see :mod:`runner.strategy_source`).
 ``params``        strategy parameters; missing ones take the strategy's defaults.
 ``exchange``, ``symbol``, ``timeframe``  the market (required).
 ``initial_cash``  quote currency (default 10000).
@@ -84,7 +85,7 @@ class BotConfig:
     ----------
     bot_id : str
     strategy : str
-        The name the config used (registry name or ``module:ATTRIBUTE``).
+        The reference the config used (a strategy name or ``module:ATTRIBUTE``).
     params : dict
         Every parameter of the strategy, defaults filled in (JSON-ready).
     exchange, symbol, timeframe : str

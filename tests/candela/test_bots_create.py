@@ -214,6 +214,12 @@ def test_backtest_bot_without_a_start_begins_at_its_first_recorded_decision(data
     np.testing.assert_array_equal(backtest_fills(result), recorded)
     assert f"of {len(result.trades)} trades:" in out
 
+    edited = json.loads((bots / "from-replay.json").read_text())  # not the config that traded
+    edited["params"]["fast"] = 12
+    (bots / "from-replay.json").write_text(json.dumps(edited))
+    assert main(["--database-url", database, "backtest", "--bot", str(bots / "from-replay.json")]) == 0
+    assert "trading from the first bar (the first stored bar)" in capsys.readouterr().out
+
 
 def test_backtest_bot_takes_everything_from_the_file(database, tmp_path, capsys):
     bots = tmp_path / "bots"

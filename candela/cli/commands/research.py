@@ -194,7 +194,7 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
     if start is None and config.start is not None:
         start, origin = config.start, "the config's start"
     if start is None:
-        start = _first_decision(arguments.database_url, config.bot_id)
+        start = _first_decision(arguments.database_url, config)
         origin = "the bot's first recorded decision"
     if start is None:
         origin = "the first stored bar"
@@ -205,19 +205,23 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
                      config.risk, config.initial_cash, start, _to_ms(arguments.end), note)
 
 
-def _first_decision(database_url: str | None, bot_id: str) -> int | None:
-    """Close time of the first decision ``bot_id`` recorded (its current version), if any."""
+def _first_decision(database_url: str | None, config) -> int | None:
+    """Close time of the first decision the bot recorded under this very config, if any."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from sqlalchemy import func, select
 
     from candela.core import schema
     from candela.core.db import connect
+    from runner.ledger import bot_row, changed_fields, stored_config
 
     engine = connect(database_url)
     try:
         with engine.connect() as connection:
+            row = bot_row(connection, config.bot_id)
+            if row is None or changed_fields(stored_config(row.config_json), config.to_dict()):
+                return None  # never run, or its records belong to another config
             return connection.execute(select(func.min(schema.signals.c.ts))
-                                      .where(schema.signals.c.bot_id == bot_id)).scalar()
+                                      .where(schema.signals.c.bot_id == config.bot_id)).scalar()
     finally:
         engine.dispose()
 
