@@ -171,8 +171,9 @@ def user_strategies(dirs: Iterable[str | Path] | None = None) -> list[StrategyEn
 
 
 def strategy_function(spec: StrategySpec) -> Callable:
-    """The function that holds the strategy's own code (today's model: ``evaluate``, else ``target``)."""
-    return spec.evaluate or spec.target
+    """The function that holds the strategy's own code: today's model's ``evaluate``, else its
+    ``target``, unwrapped (``__wrapped__``) when a decorator wrapped the author's function."""
+    return inspect.unwrap(spec.evaluate or spec.target)
 
 
 def strategy_file(spec: StrategySpec) -> Path | None:

@@ -1,8 +1,7 @@
 """User strategy folders for tests (imported as ``strategy_folders``).
 
-:func:`strategy_folder` is a fixture: an empty folder that ``CANDELA_STRATEGY_PATH`` points at;
-afterwards the modules imported from it are forgotten and ``sys.path`` is restored, so the next
-test starts clean. :func:`write_strategy` writes a strategy module into it.
+:func:`write_strategy` writes a strategy module into a folder, e.g. the one of the
+``strategy_folder`` fixture (``tests/conftest.py``).
 
 The strategies are real ones written the way a user writes them (today's ``StrategySpec``):
 
@@ -16,10 +15,7 @@ The strategies are real ones written the way a user writes them (today's ``Strat
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
-import pytest
 
 HEADER = '''\
 from typing import NamedTuple
@@ -85,19 +81,3 @@ def write_strategy(folder: Path, file_name: str, kind: str = "above_sma", name: 
     path = folder / file_name
     path.write_text(strategy_code(kind, name, **options), encoding="utf-8")
     return path
-
-
-@pytest.fixture
-def strategy_folder(tmp_path, monkeypatch) -> Path:
-    """An empty user strategy folder, the only one on ``CANDELA_STRATEGY_PATH``."""
-    folder = tmp_path / "user_strategies"
-    folder.mkdir()
-    monkeypatch.setenv("CANDELA_STRATEGY_PATH", str(folder))
-    modules, path = set(sys.modules), list(sys.path)
-    yield folder
-    for name in set(sys.modules) - modules:
-        file = getattr(sys.modules[name], "__file__", None) or ""
-        if file.startswith(str(tmp_path)):
-            del sys.modules[name]
-    sys.path[:] = path
-

@@ -19,7 +19,7 @@ from data_pipeline.importer import import_candles
 from research.data import load_bars
 from runner.config import load_bot_config
 from runner.ledger import trade_rows
-from strategy_folders import strategy_folder, write_strategy  # noqa: F401 - a fixture
+from strategy_folders import write_strategy
 
 MARKET = ["--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1h"]
 SAMPLE_FILES = ("binance_BTC-USDT_1h.csv.gz", "binance_BTC-USDT_1d.csv.gz")

@@ -11,26 +11,13 @@ import sys
 import pytest
 
 from candela.cli import main
-from candela.core.db import connect, upgrade
-from data_pipeline.importer import import_candles
 from research.backtesting import backtest
 from research.data import load_bars
 from research.types import Costs
 from runner.strategy_source import resolve_strategy
-from strategy_folders import strategy_folder, write_strategy  # noqa: F401 - a fixture
+from strategy_folders import write_strategy
 
 MARKET = ["--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1h"]
-
-
-@pytest.fixture(scope="module")
-def database(tmp_path_factory, repo_root) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('refs') / 'refs.db'}"
-    engine = connect(url, require_schema=False)
-    upgrade(engine)
-    import_candles(engine, repo_root / "data" / "sample" / "ohlcv" / "binance_BTC-USDT_1h.csv.gz",
-                   "binance", "BTC/USDT", "1h")
-    engine.dispose()
-    return url
 
 
 def run(database: str, *arguments: str) -> int:

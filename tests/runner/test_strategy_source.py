@@ -19,7 +19,7 @@ from runner.strategy_source import (
     strategy_source_hash,
 )
 from strategies.registry import get_strategy, names
-from strategy_folders import strategy_folder, write_strategy  # noqa: F401 - a fixture
+from strategy_folders import write_strategy
 
 BASE = {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1h"}
 

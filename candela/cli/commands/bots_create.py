@@ -84,6 +84,8 @@ def _create(arguments: argparse.Namespace) -> int:
     from candela.core.paths import BOT_CONFIG_DIR
     from runner.config import BotConfigError, parse_bot_config
 
+    if arguments.check_bars < 1:
+        raise CommandError(f"--check-bars must be at least 1, got {arguments.check_bars}")
     spec = resolve_strategy(arguments.strategy)
     data = _config_data(arguments, spec, parse_assignments(arguments.param))
     with user_errors(BotConfigError):
@@ -92,7 +94,7 @@ def _create(arguments: argparse.Namespace) -> int:
     path = folder / f"{config.bot_id}.json"
     _check_new_id(config.bot_id, folder, path, arguments.database_url)
     bars = _checked_bars(arguments, config)
-    _run_checks(config, bars, arguments)
+    _run_checks(config, bars)
     data = config.to_dict()
     if config.start is not None:  # readable in the file; it reads back as the same ms
         data["start"] = datetime.fromtimestamp(config.start / 1000, tz=timezone.utc).isoformat()
@@ -150,15 +152,16 @@ def _check_new_id(bot_id: str, folder: Path, path: Path, database_url: str | Non
     finally:
         engine.dispose()
     if decisions:
-        raise CommandError(f"bot {bot_id!r} has {decisions} decision(s) recorded in the database "
-                           "under another config: choose another id (see 'candela bots status "
-                           f"{bot_id}')")
+        raise CommandError(f"bot {bot_id!r} has {decisions} decision(s) recorded in the database: "
+                           "the id belongs to the config that made them; choose another id (see "
+                           f"'candela bots status {bot_id}')")
 
 
 def _checked_bars(arguments: argparse.Namespace, config):
     """The most recent stored bars of the bot's market for the checks; refuse too few."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.cli import strategy_model as model
+    from candela.cli.commands.research import format_params
     from candela.core.db import connect
     from research.data import load_bars
 
@@ -173,21 +176,20 @@ def _checked_bars(arguments: argparse.Namespace, config):
     if len(bars) < needed:
         raise CommandError(
             f"{' '.join(config.market)} has {len(bars)} stored bars, but checking "
-            f"{config.spec.name} with {_format(params)} needs at least {needed} (history window "
+            f"{config.spec.name} with {format_params(params)} needs at least {needed} (history window "
             f"{model.history_window(config.spec, params)} + 1): import or backfill more bars "
             "('candela data backfill') or use shorter parameters; nothing written")
-    if arguments.check_bars < 1:
-        raise CommandError(f"--check-bars must be at least 1, got {arguments.check_bars}")
     return bars[-max(arguments.check_bars, 2 * needed):]
 
 
-def _run_checks(config, bars, arguments: argparse.Namespace) -> None:
+def _run_checks(config, bars) -> None:
     """Run both checks, print their reports; refuse (nothing written) if one fails."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.cli import strategy_model as model
+    from candela.cli.commands.research import format_params
 
     spec, params = config.spec, config.spec.make_params(config.params)
-    print(f"checking {spec.name} {_format(params)} on the last {len(bars)} stored bars of "
+    print(f"checking {spec.name} {format_params(params)} on the last {len(bars)} stored bars of "
           f"{' '.join(config.market)}:")
     failed = []
     for check in (model.lookahead_check, model.history_check):
@@ -211,7 +213,3 @@ def write_config(path: Path, data: dict[str, Any]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-def _format(params) -> str:
-    return "(" + ", ".join(f"{key}={value}" for key, value in params._asdict().items()) + ")"

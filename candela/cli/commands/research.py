@@ -167,7 +167,7 @@ def _command_line_backtest(arguments: argparse.Namespace) -> _Backtest:
     spec = resolve_strategy(arguments.strategy)
     params = make_params(spec, parse_assignments(arguments.param))
     costs, cash = _run_settings(arguments, spec)
-    return _Backtest(f"{spec.name} {_format_params(params)}", spec, params,
+    return _Backtest(f"{spec.name} {format_params(params)}", spec, params,
                      (arguments.exchange, arguments.symbol, arguments.timeframe), costs, None,
                      RiskLimits(), cash, _to_ms(arguments.start), _to_ms(arguments.end))
 
@@ -199,7 +199,7 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
     if start is None:
         origin = "the first stored bar"
     title = (f"bot {config.bot_id} (version {config.version}): {config.spec.name} "
-             f"{_format_params(params)}")
+             f"{format_params(params)}")
     note = f"; trading from {_time(start) if start is not None else 'the first bar'} ({origin})"
     return _Backtest(title, config.spec, params, config.market, config.costs, config.stops,
                      config.risk, config.initial_cash, start, _to_ms(arguments.end), note)
@@ -478,5 +478,6 @@ def _time(ms: int) -> str:
     return str(pd.Timestamp(int(ms), unit="ms", tz="UTC"))
 
 
-def _format_params(params: Any) -> str:
+def format_params(params: Any) -> str:
+    """``(fast=10, slow=50)``."""
     return "(" + ", ".join(f"{key}={value}" for key, value in params._asdict().items()) + ")"
