@@ -52,7 +52,8 @@ def run_report(
     Parameters
     ----------
     strategy : str
-        Registry name of the strategy (resolved inside the notebook).
+        Strategy reference: a registry or user strategy name, or ``module:ATTRIBUTE``
+        (resolved inside the notebook by :func:`runner.strategy_source.resolve_strategy`).
     params : dict
         Strategy parameters; missing ones keep their defaults.
     exchange, symbol, timeframe : str
@@ -88,7 +89,7 @@ def run_report(
         raise FileNotFoundError(f"report notebook {source} does not exist")
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    slug = "_".join([strategy, exchange, symbol.replace("/", "-"), timeframe])
+    slug = "_".join([strategy.replace(":", "-"), exchange, symbol.replace("/", "-"), timeframe])
     output = folder / f"report_{slug}.ipynb"
     parameters = {
         "strategy": strategy, "params": dict(params), "exchange": exchange, "symbol": symbol,

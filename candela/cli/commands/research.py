@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from candela.cli.commands import CommandError
+from candela.cli.commands import CommandError, user_errors
 
 SUMMARY_STATS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "trade_count",
                  "win_rate", "profit_factor", "exposure")
@@ -30,8 +31,12 @@ PERCENT_STATS = frozenset({"total_return", "cagr", "annual_volatility", "max_dra
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``backtest``, ``sweep`` and ``report`` to the top-level commands."""
     backtest = commands.add_parser(
-        "backtest", help="backtest one strategy on stored bars; print stats and the last trades")
-    _market_arguments(backtest)
+        "backtest", help="backtest one strategy (or a bot's config) on stored bars; print stats "
+                         "and the last trades")
+    backtest.add_argument("--bot", default=None, metavar="FILE",
+                          help="backtest exactly what this bot config trades: its strategy, "
+                               "parameters, market, costs, stops, risk limits, cash and start")
+    _market_arguments(backtest, required=False)
     _run_arguments(backtest)
     backtest.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                           help="strategy parameter (repeatable), e.g. --param fast=10")
@@ -76,41 +81,67 @@ def register(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=_report)
 
 
-def _market_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--strategy", required=True, help="strategy name, e.g. sma_cross")
-    parser.add_argument("--exchange", required=True, help="exchange id, e.g. binance")
-    parser.add_argument("--symbol", required=True, help="unified symbol, e.g. BTC/USDT")
-    parser.add_argument("--timeframe", required=True, help="bar timeframe, e.g. 1h")
+def _market_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument("--strategy", required=required, default=None,
+                        help="strategy: a name (see 'candela strategies list') or module:ATTRIBUTE")
+    parser.add_argument("--exchange", required=required, default=None, help="exchange id, e.g. binance")
+    parser.add_argument("--symbol", required=required, default=None, help="unified symbol, e.g. BTC/USDT")
+    parser.add_argument("--timeframe", required=required, default=None, help="bar timeframe, e.g. 1h")
     parser.add_argument("--start", default=None, help="first bar close time (ISO date/time, UTC)")
     parser.add_argument("--end", default=None, help="last bar close time (ISO date/time, UTC)")
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fee", type=float, default=0.001,
-                        help="fee as a fraction of notional (default: 0.001 = 0.1 %%)")
-    parser.add_argument("--slippage-bps", type=float, default=0.0,
+    # None marks "not given" (``backtest --bot`` takes them from the file); see _run_settings
+    parser.add_argument("--fee", type=float, default=None,
+                        help=f"fee as a fraction of notional (default: {DEFAULT_FEE} = 0.1 %%)")
+    parser.add_argument("--slippage-bps", type=float, default=None,
                         help="slippage in basis points against the trader (default: 0)")
-    parser.add_argument("--cash", type=float, default=10_000.0,
-                        help="initial cash in the quote currency (default: 10000)")
+    parser.add_argument("--cash", type=float, default=None,
+                        help=f"initial cash in the quote currency (default: {DEFAULT_CASH:.0f})")
+
+
+DEFAULT_FEE, DEFAULT_SLIPPAGE_BPS, DEFAULT_CASH = 0.001, 0.0, 10_000.0
 
 
 # --------------------------------------------------------------------------- handlers
+
+
+@dataclass(frozen=True)
+class _Backtest:
+    """Everything one backtest needs, from the command line or from a bot config."""
+
+    title: str
+    spec: Any
+    params: Any
+    market: tuple[str, str, str]
+    costs: Any
+    stops: Any
+    risk: Any
+    initial_cash: float
+    start_ms: int | None  # first bar to trade (the earlier ones are history only)
+    end_ms: int | None
+    note: str = ""
 
 
 def _backtest(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     import pandas as pd
 
-    from research.backtesting import backtest
-    from research.types import Costs
+    from candela.cli import strategy_model as model
 
-    spec = resolve_strategy(arguments.strategy)
-    params = spec.make_params(parse_assignments(arguments.param))
-    bars = _load_bars(arguments)
-    costs = Costs(fee_rate=arguments.fee, slippage_bps=arguments.slippage_bps)
-    result = backtest(spec, bars, params, costs, initial_cash=arguments.cash)
-    print(f"{spec.name} {_format_params(params)} on {arguments.exchange} {arguments.symbol} "
-          f"{arguments.timeframe}: {len(bars)} bars")
+    run = _bot_backtest(arguments) if arguments.bot else _command_line_backtest(arguments)
+    start_load = None if arguments.bot else run.start_ms  # a bot's history before its start
+    bars = _load_bars(arguments.database_url, run.market, start_load, run.end_ms)
+    if run.start_ms is not None and bars.ts[-1] < run.start_ms:
+        raise CommandError(f"no stored bar closes at or after the start {_time(run.start_ms)}: "
+                           "import more bars or pick an earlier start")
+    with user_errors(ValueError):
+        run.spec.check_enough_bars(len(bars), run.params)
+    result = model.backtest_from(run.spec, bars, run.params, run.costs, stops=run.stops,
+                                 risk=run.risk, initial_cash=run.initial_cash,
+                                 start_ts=run.start_ms if arguments.bot else None)
+    print(f"{run.title} on {' '.join(run.market)}: {len(bars)} bars{run.note}")
     print(format_stats(result.stats))
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         trades = result.trades
@@ -125,12 +156,98 @@ def _backtest(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _command_line_backtest(arguments: argparse.Namespace) -> _Backtest:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from research.types import RiskLimits
+
+    missing = [f"--{name}" for name in ("strategy", "exchange", "symbol", "timeframe")
+               if getattr(arguments, name) is None]
+    if missing:
+        raise CommandError(f"give {' '.join(missing)} (or --bot FILE to backtest a bot's config)")
+    spec = resolve_strategy(arguments.strategy)
+    params = make_params(spec, parse_assignments(arguments.param))
+    costs, cash = _run_settings(arguments, spec)
+    return _Backtest(f"{spec.name} {format_params(params)}", spec, params,
+                     (arguments.exchange, arguments.symbol, arguments.timeframe), costs, None,
+                     RiskLimits(), cash, _to_ms(arguments.start), _to_ms(arguments.end))
+
+
+def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
+    """The backtest of the bot config ``--bot``: its strategy, parameters, market, costs, stops,
+    risk limits, cash, and its start (the config's, else its first recorded decision, else the
+    first stored bar; ``--start`` overrides)."""
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from runner.config import BotConfigError, load_bot_config
+
+    given = [option for option, value in (
+        ("--strategy", arguments.strategy), ("--exchange", arguments.exchange),
+        ("--symbol", arguments.symbol), ("--timeframe", arguments.timeframe),
+        ("--param", arguments.param or None), ("--fee", arguments.fee),
+        ("--slippage-bps", arguments.slippage_bps), ("--cash", arguments.cash)) if value is not None]
+    if given:
+        raise CommandError(f"--bot takes the strategy, parameters, market, costs, stops, risk "
+                           f"limits and cash from {arguments.bot}: drop {', '.join(given)}")
+    with user_errors(BotConfigError, FileNotFoundError, IsADirectoryError):
+        config = load_bot_config(arguments.bot)
+    params = make_params(config.spec, config.params)
+    start, origin = _to_ms(arguments.start), "--start"
+    if start is None and config.start is not None:
+        start, origin = config.start, "the config's start"
+    if start is None:
+        start = _first_decision(arguments.database_url, config)
+        origin = "the bot's first recorded decision"
+    if start is None:
+        origin = "the first stored bar"
+    title = (f"bot {config.bot_id} (version {config.version}): {config.spec.name} "
+             f"{format_params(params)}")
+    note = f"; trading from {_time(start) if start is not None else 'the first bar'} ({origin})"
+    return _Backtest(title, config.spec, params, config.market, config.costs, config.stops,
+                     config.risk, config.initial_cash, start, _to_ms(arguments.end), note)
+
+
+def _first_decision(database_url: str | None, config) -> int | None:
+    """Close time of the first decision the bot recorded under this very config, if any."""
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from sqlalchemy import func, select
+
+    from candela.core import schema
+    from candela.core.db import connect
+    from runner.ledger import bot_row, changed_fields, stored_config
+
+    engine = connect(database_url)
+    try:
+        with engine.connect() as connection:
+            row = bot_row(connection, config.bot_id)
+            if row is None or changed_fields(stored_config(row.config_json), config.to_dict()):
+                return None  # never run, or its records belong to another config
+            return connection.execute(select(func.min(schema.signals.c.ts))
+                                      .where(schema.signals.c.bot_id == config.bot_id)).scalar()
+    finally:
+        engine.dispose()
+
+
+def _run_settings(arguments: argparse.Namespace, spec) -> tuple[Any, float]:
+    """Costs and initial cash of the command line, validated (defaults for those not given)."""
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from research.kernels.records import make_config
+    from research.types import Costs, RiskLimits
+
+    fee = DEFAULT_FEE if arguments.fee is None else arguments.fee
+    slippage = DEFAULT_SLIPPAGE_BPS if arguments.slippage_bps is None else arguments.slippage_bps
+    cash = DEFAULT_CASH if arguments.cash is None else arguments.cash
+    costs = Costs(fee_rate=fee, slippage_bps=slippage)
+    with user_errors(ValueError):
+        make_config(costs, spec.stops, RiskLimits())
+    if not (math.isfinite(cash) and cash > 0):
+        raise CommandError(f"--cash must be a positive amount of quote currency, got {cash:g}")
+    return costs, cash
+
+
 def _sweep(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     import pandas as pd
 
     from research.sweeps import sweep
-    from research.types import Costs
 
     spec = resolve_strategy(arguments.strategy)
     fixed = parse_assignments(arguments.param)
@@ -138,9 +255,11 @@ def _sweep(arguments: argparse.Namespace) -> int:
     grid.update(parse_grid(arguments.grid) if arguments.grid else dict(spec.sweep))
     if not grid:
         raise CommandError(f"strategy {spec.name!r} declares no sweep ranges: pass --grid NAME=SPEC")
-    bars = _load_bars(arguments)
-    costs = Costs(fee_rate=arguments.fee, slippage_bps=arguments.slippage_bps)
-    result = sweep(spec, bars, grid, costs, initial_cash=arguments.cash, n_jobs=arguments.n_jobs,
+    costs, cash = _run_settings(arguments, spec)
+    bars = _load_bars(arguments.database_url, (arguments.exchange, arguments.symbol, arguments.timeframe),
+                      _to_ms(arguments.start), _to_ms(arguments.end))
+    _check_sweep(spec, bars, grid, arguments)
+    result = sweep(spec, bars, grid, costs, initial_cash=cash, n_jobs=arguments.n_jobs,
                    sample=arguments.sample, seed=arguments.seed, metric=arguments.metric,
                    keep_best=0, progress=not arguments.no_progress,
                    oos_fraction=arguments.oos_fraction)
@@ -162,13 +281,47 @@ def _sweep(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _check_sweep(spec, bars, grid: dict[str, list[Any]], arguments: argparse.Namespace) -> None:
+    """Refuse, before any backtest, what the sweep would refuse: the options, the grid's names,
+    a grid without a valid combination, a metric that is not a stat."""
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from research.metrics import STAT_NAMES
+    from research.sweeps import normalize_grid, valid_combinations
+
+    if arguments.n_jobs == 0:
+        raise CommandError("--n-jobs must be a positive number of workers or -1 (all cores), got 0")
+    if arguments.sample is not None and arguments.sample < 1:
+        raise CommandError(f"--sample must be a positive number of combinations, got {arguments.sample}")
+    shortest = len(bars)
+    if arguments.oos_fraction is not None:
+        held_out = round(len(bars) * arguments.oos_fraction)
+        if not 0 < arguments.oos_fraction < 1 or not 1 <= held_out < len(bars):
+            raise CommandError(f"--oos-fraction must leave bars on both sides, e.g. 0.3; got "
+                               f"{arguments.oos_fraction:g} of {len(bars)} bars")
+        shortest = min(held_out, len(bars) - held_out)
+    metrics = set(STAT_NAMES) | {f"oos_{name}" for name in STAT_NAMES}
+    if arguments.metric not in metrics:
+        raise CommandError(f"--metric {arguments.metric!r} is not a stat; choose one of "
+                           f"{', '.join(STAT_NAMES)}")
+    with user_errors(ValueError):
+        candidates, total, reasons = valid_combinations(spec, normalize_grid(spec, grid), shortest)
+    if not candidates:
+        listed = "; ".join(f"{count} x {reason}" for reason, count in reasons.items())
+        raise CommandError(f"none of the {total} combinations of the grid is valid for strategy "
+                           f"{spec.name!r} on {shortest} bars ({listed}); widen the grid or load more bars")
+
+
 def _report(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from research.report import run_report
 
     spec = resolve_strategy(arguments.strategy)
-    params = spec.make_params(parse_assignments(arguments.param))
-    files = run_report(spec.name, params._asdict(), arguments.exchange, arguments.symbol,
+    params = make_params(spec, parse_assignments(arguments.param))
+    with user_errors(ValueError):
+        _market_checks(arguments.exchange, arguments.symbol, arguments.timeframe)
+    if arguments.notebook is not None and not Path(arguments.notebook).is_file():
+        raise CommandError(f"--notebook {arguments.notebook}: no such notebook file")
+    files = run_report(arguments.strategy, params._asdict(), arguments.exchange, arguments.symbol,
                        arguments.timeframe, start=arguments.start, end=arguments.end,
                        fee=arguments.fee, slippage_bps=arguments.slippage_bps,
                        database_url=arguments.database_url, out_dir=arguments.out,
@@ -177,6 +330,16 @@ def _report(arguments: argparse.Namespace) -> int:
     if files.html is not None:
         print(f"report HTML written to {files.html}")
     return 0
+
+
+def _market_checks(exchange: str, symbol: str, timeframe: str) -> None:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.markets import validate_exchange, validate_symbol
+    from candela.core.timeframes import timeframe_to_ms
+
+    validate_exchange(exchange)
+    validate_symbol(symbol)
+    timeframe_to_ms(timeframe)
 
 
 def format_stats(stats) -> str:
@@ -207,12 +370,21 @@ def format_stats(stats) -> str:
 # --------------------------------------------------------------------------- parsing
 
 
-def resolve_strategy(name: str):
-    """Return the :class:`~research.types.StrategySpec` registered as ``name``."""
+def resolve_strategy(reference: str):
+    """Return the :class:`~research.types.StrategySpec` that ``reference`` names (a registry
+    or user strategy name, or ``module:ATTRIBUTE``; see :mod:`runner.strategy_source`)."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
-    from strategies.registry import get_strategy
+    from runner.strategy_source import StrategyReferenceError
+    from runner.strategy_source import resolve_strategy as resolve
 
-    return get_strategy(name)
+    with user_errors(StrategyReferenceError):
+        return resolve(reference)
+
+
+def make_params(spec, values: Any):
+    """``spec.make_params(values)``; its ``ValueError``/``TypeError`` become one-line errors."""
+    with user_errors(ValueError, TypeError):
+        return spec.make_params(values)
 
 
 def parse_value(text: str) -> Any:
@@ -270,23 +442,18 @@ def _parse_range(item: str, text: str) -> list[Any]:
     return [round(start + i * step, 12) for i in range(count)]
 
 
-def _load_bars(arguments: argparse.Namespace):
+def _load_bars(database_url: str | None, market: tuple[str, str, str], start_ms: int | None,
+               end_ms: int | None):
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.core.db import connect
     from research.data import load_bars
 
-    engine = connect(arguments.database_url)
+    engine = connect(database_url)
     try:
-        bars = load_bars(engine, arguments.exchange, arguments.symbol, arguments.timeframe,
-                         _to_ms(arguments.start), _to_ms(arguments.end))
+        with user_errors(ValueError):  # a malformed market, or no bars stored in that period
+            return load_bars(engine, *market, start_ms, end_ms)
     finally:
         engine.dispose()
-    if len(bars) == 0:
-        raise CommandError(
-            f"no {arguments.timeframe} bars of {arguments.exchange} {arguments.symbol} in the "
-            "database for that period: import some with 'candela data import' or "
-            "'candela data backfill' (see 'candela data inventory')")
-    return bars
 
 
 def _to_ms(text: str | None) -> int | None:
@@ -304,5 +471,13 @@ def _to_ms(text: str | None) -> int | None:
     return int(stamp.value // 1_000_000)
 
 
-def _format_params(params: Any) -> str:
+def _time(ms: int) -> str:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    import pandas as pd
+
+    return str(pd.Timestamp(int(ms), unit="ms", tz="UTC"))
+
+
+def format_params(params: Any) -> str:
+    """``(fast=10, slow=50)``."""
     return "(" + ", ".join(f"{key}={value}" for key, value in params._asdict().items()) + ")"
