@@ -33,10 +33,25 @@ __all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
-    try:
+    if name in _LAZY:
         module_name, attribute = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'research' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module_name), attribute)
+        value = getattr(importlib.import_module(module_name), attribute)
+    elif name in _submodules():  # research.indicators etc. without importing them first
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module 'research' has no attribute {name!r}")
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The lazy API and the submodules (tab completion in a notebook offers ``research.backtest``,
+    ``research.indicators``, ...), with the module's dunder names."""
+    dunders = {name for name in globals() if name.startswith("__")}
+    return sorted(set(_LAZY) | _submodules() | dunders)
+
+
+def _submodules() -> set[str]:
+    import pkgutil
+
+    return {module.name for module in pkgutil.iter_modules(__path__)}

@@ -61,7 +61,8 @@ def run_report(
     Parameters
     ----------
     strategy : str
-        Registry name of the strategy (resolved inside the notebook).
+        Strategy reference: a registry or user strategy name, or ``module:ATTRIBUTE``
+        (resolved inside the notebook by :func:`runner.strategy_source.resolve_strategy`).
     params : dict
         Strategy parameters; missing ones keep their defaults.
     exchange, symbol, timeframe : str
@@ -108,7 +109,8 @@ def run_report(
         resample_bars(bars, resample)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    slug = "_".join([strategy, exchange, symbol.replace("/", "-"), resample or timeframe])
+    slug = "_".join([strategy.replace(":", "-"), exchange, symbol.replace("/", "-"),
+                     resample or timeframe])
     output = folder / f"report_{slug}.ipynb"
     page = output.with_suffix(".html")
     partial = folder / f".report_{slug}.{uuid.uuid4().hex[:8]}.partial.ipynb"

@@ -54,8 +54,11 @@ from research.types import Bars, StrategySpec
 from runner.config import BotConfig
 from runner.ledger import BarRecord, encode_state, load_state
 from runner.market_data import BarWindow, bars_through
+from runner.strategy_source import strategy_source_hash
 
 _log = logging.getLogger(__name__)
+
+_NOT_PUBLISHED = ("indicators_json", "config_hash", "strategy_hash")  # signal columns kept off the bus
 
 
 class ThreadConnections:
@@ -169,6 +172,8 @@ class Bot:
         self.params = self.spec.make_params(config.params)
         self.required_bars = self.spec.required_bars(self.params)
         self.execution_config = make_config(config.costs, config.stops, config.risk)
+        self.config_hash = config.config_hash  # recorded with every decision
+        self.strategy_hash = strategy_source_hash(self.spec)
         self.timeframe_ms = config.timeframe_ms
         self.state = new_state(config.initial_cash)
         self.cursor: int | None = None
@@ -281,6 +286,8 @@ class Bot:
             executed=bool(executed),
             indicators_json=json.dumps(indicators, sort_keys=True),
             created_at=created,
+            config_hash=self.config_hash,
+            strategy_hash=self.strategy_hash,
         )
         trades = [
             dict(bot_id=self.bot_id, seq=seq, **row, created_at=created)
@@ -314,7 +321,7 @@ class Bot:
         """``(channel, payload)`` to publish once ``prepared`` is committed: the signal, each
         fill, and a ``traded`` status when the bar had fills."""
         record = prepared.record
-        signal = {key: value for key, value in record.signal.items() if key != "indicators_json"}
+        signal = {key: value for key, value in record.signal.items() if key not in _NOT_PUBLISHED}
         signal["indicators"] = prepared.indicators
         signal["published_at"] = time.time_ns() // 1_000_000
         messages = [(signals_channel(self.bot_id), signal)]

@@ -16,7 +16,8 @@ A bot file looks like::
 Keys
 ----
 ``id``            bot id (default: the file name without ``.json``); letters, digits, ``_.-``.
-``strategy``      registry name, or ``module:ATTRIBUTE`` of a ``StrategySpec`` (required).
+``strategy``      a strategy reference (required): a shipped name, the name of a strategy in a
+                  user strategy folder, or ``module:ATTRIBUTE`` (see :mod:`runner.strategy_source`).
 ``params``        strategy parameters; missing ones take the strategy's defaults.
 ``exchange``, ``symbol``, ``timeframe``  the market (required).
 ``initial_cash``  quote currency (default 10000).
@@ -28,6 +29,12 @@ Keys
                   is at or after ``start``. Without it a bot trades the bars that close after
                   it was first registered (replays start at ``--from`` or the first stored bar).
 ``description``   free text.
+``version``       the config's version, an integer from 1 (default 1). A bot's config is
+                  immutable once the bot has recorded a decision: the runner refuses a changed
+                  file, naming the changed fields. To trade a changed config under the same id,
+                  raise ``version``: the runner then keeps the old version's records under the
+                  id ``ID@vN`` and starts the new version with fresh state (see
+                  :func:`runner.ledger.register_bots`).
 
 Unknown keys are rejected with a "did you mean" hint; every error names the file, the field path
 and the fix.
@@ -36,6 +43,7 @@ and the fix.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 import re
@@ -49,11 +57,11 @@ from candela.core.markets import validate_exchange, validate_symbol
 from candela.core.timeframes import SUPPORTED_TIMEFRAMES, timeframe_to_ms
 from research.kernels.records import make_config
 from research.types import Costs, RiskLimits, Stops, StrategySpec
-from runner.strategy_source import StrategyResolver, resolve_strategy
+from runner.strategy_source import StrategyReferenceError, StrategyResolver, resolve_strategy
 
 TOP_LEVEL_KEYS = (
     "id", "strategy", "params", "exchange", "symbol", "timeframe", "initial_cash",
-    "costs", "stops", "risk", "start", "description",
+    "costs", "stops", "risk", "start", "description", "version",
 )
 REQUIRED_KEYS = ("strategy", "exchange", "symbol", "timeframe")
 SECTIONS = {"costs": Costs, "stops": Stops, "risk": RiskLimits}
@@ -77,7 +85,7 @@ class BotConfig:
     ----------
     bot_id : str
     strategy : str
-        The name the config used (registry name or ``module:ATTRIBUTE``).
+        The reference the config used (a strategy name or ``module:ATTRIBUTE``).
     params : dict
         Every parameter of the strategy, defaults filled in (JSON-ready).
     exchange, symbol, timeframe : str
@@ -88,6 +96,10 @@ class BotConfig:
     start : int or None
         Close time (ms UTC) of the first bar to trade, if given.
     description : str
+    version : int
+        The config's version (see the module docstring).
+    source : str
+        Where the config came from (its file), for messages; not part of the config.
     """
 
     bot_id: str
@@ -102,7 +114,9 @@ class BotConfig:
     risk: RiskLimits = RiskLimits()
     start: int | None = None
     description: str = ""
+    version: int = 1
     spec: StrategySpec | None = field(default=None, compare=False, repr=False)
+    source: str = field(default="bot config", compare=False, repr=False)
 
     @property
     def timeframe_ms(self) -> int:
@@ -130,11 +144,17 @@ class BotConfig:
             "risk": {key: none(value) for key, value in self.risk._asdict().items()},
             "start": self.start,
             "description": self.description,
+            "version": self.version,
         }
 
     def to_json(self) -> str:
         """Canonical JSON text of :meth:`to_dict` (sorted keys), as stored in ``bots.config_json``."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def config_hash(self) -> str:
+        """SHA-256 (hex) of :meth:`to_json`: stored with every decision (``signals.config_hash``)."""
+        return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
 
 def parse_bot_config(
@@ -180,8 +200,8 @@ def parse_bot_config(
     strategy = data["strategy"]
     try:
         spec = resolve(strategy)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise fail("strategy", str(exc.args[0]) if exc.args else str(exc)) from exc
+    except StrategyReferenceError as exc:
+        raise fail("strategy", str(exc)) from exc
 
     raw_params = data.get("params", {})
     if raw_params is None:
@@ -231,6 +251,9 @@ def parse_bot_config(
     description = data.get("description", "")
     if not isinstance(description, str):
         raise fail("description", "must be a string")
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise fail("version", f"must be a whole number from 1, got {version!r}")
     return BotConfig(
         bot_id=identifier,
         strategy=strategy,
@@ -244,7 +267,9 @@ def parse_bot_config(
         risk=sections["risk"],
         start=start,
         description=description,
+        version=version,
         spec=spec,
+        source=source,
     )
 
 

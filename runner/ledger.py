@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -98,7 +99,8 @@ _STATE_UPDATES = ("cash", "position", "cursor_ts", "state_json", "updated_at")
 # (column, PostgreSQL array type) of each table, in insert order
 _SIGNAL_COLUMNS = (("bot_id", "text"), ("ts", "bigint"), ("action", "text"), ("target", "float8"),
                    ("raw_target", "float8"), ("price", "float8"), ("executed", "boolean"),
-                   ("indicators_json", "text"), ("created_at", "bigint"))
+                   ("indicators_json", "text"), ("created_at", "bigint"), ("config_hash", "text"),
+                   ("strategy_hash", "text"))
 _TRADE_COLUMNS = (("bot_id", "text"), ("bar_ts", "bigint"), ("seq", "integer"), ("ts", "bigint"),
                   ("side", "text"), ("size", "float8"), ("price", "float8"), ("fee", "float8"),
                   ("reason", "text"), ("realized_pnl", "float8"), ("cash_after", "float8"),
@@ -144,12 +146,12 @@ def _postgres_batch_params(records: Sequence[BarRecord]) -> dict[str, str]:
         ("t", _TRADE_COLUMNS, [trade for record in records for trade in record.trades]),
     ):
         for name, kind in columns:
-            params[f"{prefix}_{name}"] = _array_literal([row[name] for row in rows], kind)
+            params[f"{prefix}_{name}"] = _array_literal([row.get(name) for row in rows], kind)
     return params
 
 
 def _array_literal(values: list, kind: str) -> str:
-    """PostgreSQL array literal (``'{...}'``) of non-null ``values`` of type ``kind``.
+    """PostgreSQL array literal (``'{...}'``) of ``values`` of type ``kind`` (``None``: NULL, text only).
 
     Sent as one string per column, which the server parses with the element type's own input
     function: much cheaper on both sides than an ``ARRAY[...]`` of SQL constants. Floats are
@@ -157,7 +159,8 @@ def _array_literal(values: list, kind: str) -> str:
     ``inf`` included), so every value is stored bit for bit.
     """
     if kind == "text":
-        items = ['"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values]
+        items = ["NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                 for value in values]
     elif kind == "boolean":
         items = ["t" if value else "f" for value in values]
     elif kind == "float8":
@@ -207,14 +210,39 @@ def load_state(connection: Connection, bot_id: str) -> tuple[State, int] | None:
 # --------------------------------------------------------------------------- bots
 
 
-def register_bots(engine: Engine, configs: Iterable, *, now: int | None = None) -> list[str]:
-    """Insert or update the ``bots`` rows of ``configs``; return the ids whose config changed.
+class BotConfigChangedError(ValueError):
+    """A bot that has recorded decisions was given another config; the message names the changed
+    fields and the ways on (restore, a new bot id, or a new version)."""
 
-    A new bot starts ``active``. An existing bot keeps its status (a bot stopped from another
-    terminal stays stopped); its stored config is replaced by the file's.
+
+ARCHIVED_STATUS = "retired"
+"""Status of the ``bots`` row that keeps an old version's records (``ID@vN``)."""
+
+
+def register_bots(engine: Engine, configs: Iterable, *, now: int | None = None) -> dict[str, str]:
+    """Insert or update the ``bots`` rows of ``configs``, refusing a changed config of a bot
+    that has traded; return ``{bot_id: what happened}`` for the bots whose stored config changed.
+
+    * a new bot is inserted ``active``; an unchanged one keeps its row (and its status: a bot
+      stopped from another terminal stays stopped);
+    * a changed config of a bot that has recorded no decision replaces the stored one
+      (``"reconfigured"``): nothing was traded under it;
+    * a changed config of a bot that has recorded decisions is refused with
+      :class:`BotConfigChangedError`, unless its ``version`` is higher than the stored one: then
+      the stored version's rows (``bots``, ``bot_state``, ``signals``, ``trades``,
+      ``bot_performance``, ``bot_events``) move to the id ``ID@vN`` (status ``retired``, still
+      queryable, never mixed with the new state) and the bot starts afresh with the new config
+      (``"new_version"``).
+
+    Everything happens in one transaction: a refusal changes nothing, for any bot.
+
+    Raises
+    ------
+    BotConfigChangedError
+        Naming the config's source, the changed fields and how to proceed.
     """
     now = now_ms() if now is None else now
-    changed = []
+    changes: dict[str, str] = {}
     with engine.begin() as connection:
         for config in configs:
             text = config.to_json()
@@ -235,12 +263,111 @@ def register_bots(engine: Engine, configs: Iterable, *, now: int | None = None) 
                         bot_id=config.bot_id, status="active", restarts=0, created_at=now, **values
                     )
                 )
-            elif row.config_json != text:
-                connection.execute(
-                    schema.bots.update().where(schema.bots.c.bot_id == config.bot_id).values(**values)
-                )
-                changed.append(config.bot_id)
-    return changed
+                continue
+            if row.config_json == text:
+                continue
+            stored = stored_config(row.config_json)
+            changed = changed_fields(stored, config.to_dict())
+            decisions = decision_count(connection, config.bot_id)
+            if changed and decisions and config.version <= stored["version"]:
+                raise BotConfigChangedError(_refusal(config, stored, changed, decisions))
+            if changed and decisions:
+                archived = archive_version(connection, config.bot_id, stored["version"], now=now)
+                values.update(status="active", restarts=0, last_error=None, heartbeat_at=None,
+                              created_at=now)
+                connection.execute(schema.bots.insert().values(bot_id=config.bot_id, **values))
+                connection.execute(schema.bot_events.insert().values(
+                    bot_id=config.bot_id, ts=now, event="new_version",
+                    detail=f"version {config.version} replaces version {stored['version']}, whose "
+                           f"records are kept as bot {archived!r}"))
+                changes[config.bot_id] = "new_version"
+                continue
+            connection.execute(
+                schema.bots.update().where(schema.bots.c.bot_id == config.bot_id).values(**values)
+            )
+            if changed:
+                changes[config.bot_id] = "reconfigured"
+    return changes
+
+
+def stored_config(text: str) -> dict:
+    """A stored ``bots.config_json`` as a dict, with the defaults of keys added since it was
+    written (``version``: 1)."""
+    data = json.loads(text)
+    data.setdefault("version", 1)
+    return data
+
+
+def changed_fields(old: Mapping, new: Mapping, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(field path, old value, new value)`` of every difference, nested sections flattened
+    (``params.slow``, ``stops.stop_loss``); an absent key's value is :data:`ABSENT`."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, ABSENT), new.get(key, ABSENT)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            changes += changed_fields(before, after, f"{prefix}{key}.")
+        elif before != after:
+            changes.append((f"{prefix}{key}", before, after))
+    return changes
+
+
+ABSENT = "(absent)"
+
+
+def decision_count(connection: Connection, bot_id: str) -> int:
+    """How many decisions (``signals`` rows) ``bot_id`` has recorded."""
+    return int(connection.execute(
+        select(func.count()).select_from(schema.signals).where(schema.signals.c.bot_id == bot_id)
+    ).scalar_one())
+
+
+def archive_version(connection: Connection, bot_id: str, version: int, *, now: int | None = None) -> str:
+    """Move every row of ``bot_id`` to the id ``{bot_id}@v{version}`` (status ``retired``) inside
+    the caller's transaction; return that id. The ``bots`` row of ``bot_id`` is gone afterwards.
+
+    Raises
+    ------
+    BotConfigChangedError
+        If the archive id is taken or longer than a bot id may be (64 characters).
+    """
+    archived = f"{bot_id}@v{version}"
+    if len(archived) > schema.bots.c.bot_id.type.length:
+        raise BotConfigChangedError(
+            f"bot id {bot_id!r} is too long to keep its version {version} as {archived!r} "
+            f"(at most {schema.bots.c.bot_id.type.length} characters): give the new config a new, "
+            "shorter bot id instead")
+    if bot_row(connection, archived) is not None:
+        raise BotConfigChangedError(
+            f"cannot keep version {version} of bot {bot_id!r} as {archived!r}: that id exists "
+            "already; give the new config a new bot id instead")
+    row = bot_row(connection, bot_id)._asdict()
+    row.update(bot_id=archived, status=ARCHIVED_STATUS, updated_at=now_ms() if now is None else now)
+    connection.execute(schema.bots.insert().values(**row))
+    for table in (schema.bot_state, schema.signals, schema.trades, schema.bot_performance,
+                  schema.bot_events):
+        connection.execute(table.update().where(table.c.bot_id == bot_id).values(bot_id=archived))
+    connection.execute(schema.bots.delete().where(schema.bots.c.bot_id == bot_id))
+    return archived
+
+
+def _refusal(config, stored: dict, changed: list, decisions: int) -> str:
+    version = stored["version"]
+    listed = ", ".join(f"{path} {_shown(before)} -> {_shown(after)}" for path, before, after in changed)
+    if config.version < version:
+        return (f"{config.source}: version {config.version} of bot {config.bot_id!r} is older than "
+                f"its recorded version {version}: versions only go up; set \"version\": {version + 1} "
+                "to start a new one")
+    return (
+        f"{config.source}: bot {config.bot_id!r} has recorded {decisions} decision(s) with another "
+        f"config, and a bot's config cannot change once it has traded; changed: {listed}. Either "
+        "restore the recorded values, or give the new config a new bot id (\"id\" or the file "
+        f"name), or start version {version + 1} of this bot with fresh state by setting "
+        f"\"version\": {version + 1} in the file (version {version}'s records stay in the "
+        f"database as bot '{config.bot_id}@v{version}')")
+
+
+def _shown(value: Any) -> str:
+    return value if value is ABSENT else json.dumps(value)
 
 
 def bot_row(connection: Connection, bot_id: str):

@@ -204,9 +204,10 @@ class Runner:
     # ------------------------------------------------------------------ setup
 
     def _register(self) -> None:
-        changed = ledger.register_bots(self.engine, [slot.config for slot in self.slots.values()])
-        for bot_id in changed:
-            self._notice("bot_reconfigured", bot_id=bot_id)
+        changes = ledger.register_bots(self.engine, [slot.config for slot in self.slots.values()])
+        for bot_id, change in changes.items():
+            self._notice("bot_new_version" if change == "new_version" else "bot_reconfigured",
+                         bot_id=bot_id)
         with self.engine.connect() as connection:
             for slot in self.slots.values():
                 row = ledger.bot_row(connection, slot.config.bot_id)

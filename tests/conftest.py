@@ -11,6 +11,7 @@ those tests run in any clone; only what the repository does not ship comes from 
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -140,3 +141,21 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_TEST_URL
+
+
+@pytest.fixture
+def strategy_folder(tmp_path, monkeypatch) -> Path:
+    """An empty user strategy folder, the only one on ``CANDELA_STRATEGY_PATH``; afterwards the
+    modules imported from it are forgotten and ``sys.path`` is restored (``strategy_folders``
+    writes strategies into it)."""
+    folder = tmp_path / "user_strategies"
+    folder.mkdir()
+    monkeypatch.setenv("CANDELA_STRATEGY_PATH", str(folder))
+    modules, path = set(sys.modules), list(sys.path)  # user strategy modules are imported by name
+    yield folder
+    for name in set(sys.modules) - modules:
+        file = getattr(sys.modules[name], "__file__", None) or ""
+        if file.startswith(str(tmp_path)):
+            del sys.modules[name]
+    sys.path[:] = path
+

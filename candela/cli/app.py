@@ -5,7 +5,9 @@ subcommands. Handlers import heavy libraries only when they run, so ``candela --
 Nothing imports this module.
 
 Errors a user can fix (bad input, unreachable database, outdated schema) print one line,
-``error: <what is wrong and how to fix it>``, and exit with status 2.
+``error: <what is wrong and how to fix it>``, and exit with status 2. Handlers raise
+:class:`~candela.cli.commands.CommandError` for them (converting the ``ValueError`` of the
+validation they call); every other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,19 +16,27 @@ import argparse
 import logging
 import sys
 
-from candela.cli.commands import (CommandError, bots, data_import, db, demo, pipeline, research, run,
-                                  warmup)
+from candela.cli.commands import (
+    CommandError,
+    bots,
+    data_import,
+    db,
+    demo,
+    pipeline,
+    research,
+    run,
+    strategies,
+    warmup,
+)
 from candela.core.db import DatabaseConfigError, DatabaseUnavailableError, SchemaOutdatedError
 
 USER_ERRORS = (
     CommandError,
-    ValueError,
-    TypeError,
-    FileNotFoundError,
     DatabaseConfigError,
     DatabaseUnavailableError,
     SchemaOutdatedError,
 )
+"""Printed as one line with exit status 2; anything else propagates with its traceback."""
 
 
 def installed_version() -> str:
@@ -82,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_import.register(data_commands)
     pipeline.register(data_commands)
     research.register(commands)
+    strategies.register(commands)
     run.register(commands)
     bots.register(commands)
     demo.register(commands)

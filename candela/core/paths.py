@@ -32,3 +32,19 @@ def shared_data_dir() -> Path:
     if override:
         return Path(override)
     return REPO_ROOT.parent / "shared" / "data"
+
+USER_STRATEGY_DIR = REPO_ROOT / "user_strategies"
+"""The default folder of user strategy modules (nothing creates it; see :func:`strategy_dirs`)."""
+
+
+def strategy_dirs() -> list[Path]:
+    """Return the folders whose ``*.py`` modules hold user strategies, in search order.
+
+    ``CANDELA_STRATEGY_PATH`` wins when set: folders separated by ``os.pathsep`` (``:`` on Linux
+    and macOS, ``;`` on Windows), empty entries ignored. Otherwise the one folder
+    ``user_strategies/`` at the repository root. The folders may not exist.
+    """
+    setting = os.environ.get("CANDELA_STRATEGY_PATH")
+    if setting is None:
+        return [USER_STRATEGY_DIR]
+    return [Path(part).expanduser() for part in setting.split(os.pathsep) if part.strip()]

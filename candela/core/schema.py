@@ -143,6 +143,10 @@ signals = Table(
     Column("executed", Boolean, nullable=False, comment="whether the decision changes the position"),
     Column("indicators_json", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("config_hash", String(64), nullable=True,
+           comment="SHA-256 of the bot's config (canonical JSON) that made the decision"),
+    Column("strategy_hash", String(64), nullable=True,
+           comment="SHA-256 of the source file of the strategy that made the decision"),
     UniqueConstraint("bot_id", "ts", name="uq_signals_bot_ts"),
 )
 

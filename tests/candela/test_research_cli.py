@@ -13,8 +13,6 @@ import pytest
 from candela.cli import main
 from candela.cli.commands import CommandError
 from candela.cli.commands.research import parse_assignments, parse_grid
-from candela.core.db import connect, upgrade
-from data_pipeline.importer import import_candles
 from research.backtesting import backtest
 from research.data import load_bars, resample
 from research.types import Costs
@@ -22,17 +20,6 @@ from strategies.registry import get_strategy
 
 MARKET = ["--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1h"]
 SCIENTIFIC = re.compile(r"\d[eE][+-]?\d")
-
-
-@pytest.fixture(scope="module")
-def database(tmp_path_factory, repo_root) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'cli.db'}"
-    engine = connect(url, require_schema=False)
-    upgrade(engine)
-    import_candles(engine, repo_root / "data" / "sample" / "ohlcv" / "binance_BTC-USDT_1h.csv.gz",
-                   "binance", "BTC/USDT", "1h")
-    engine.dispose()
-    return url
 
 
 def run(database: str, *arguments: str) -> int:

@@ -1,8 +1,11 @@
-"""``candela bots list | start ID | stop ID | status [ID]``: manage bots from any terminal.
+"""``candela bots create | list | start ID | stop ID | status [ID]``: manage bots from any terminal.
 
-The state lives in the database (``bots.status``), so these commands work while a runner is
-running elsewhere: the runner polls the status and stops or (re)starts the bot within its poll
-interval. ``start`` also clears a ``failed`` bot (it restarts from its last committed bar).
+``create`` checks a strategy on a market's stored bars and writes a new bot config
+(:mod:`candela.cli.commands.bots_create`). The state lives in the database (``bots.status``),
+so the other commands work while a runner is running elsewhere: the runner polls the status and
+stops or (re)starts the bot within its poll interval. ``start`` also clears a ``failed`` bot (it
+restarts from its last committed bar). A ``retired`` bot (``ID@vN``, an old version kept when a
+new one started) can be inspected but not started.
 """
 
 from __future__ import annotations
@@ -10,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from candela.cli.commands import CommandError
+from candela.cli.commands import CommandError, bots_create
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``bots`` and its subcommands to the top-level commands."""
     parser = commands.add_parser("bots", help="list, start, stop and inspect paper-trading bots")
     sub = parser.add_subparsers(dest="bots_command", metavar="SUBCOMMAND", required=True)
+    bots_create.register(sub)
     listing = sub.add_parser("list", help="every bot: status, market, cursor, equity, heartbeat")
     listing.add_argument("--bots", default=None, metavar="DIR",
                          help="also list configs of this folder not yet registered (default: config/bots/)")
@@ -115,10 +119,15 @@ def _list(arguments: argparse.Namespace) -> int:
 def _set(arguments: argparse.Namespace, status: str, event: str) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.core.db import connect
-    from runner.ledger import set_status
+    from runner.ledger import ARCHIVED_STATUS, bot_row, set_status
 
     engine = connect(arguments.database_url)
     try:
+        with engine.connect() as connection:
+            row = bot_row(connection, arguments.bot_id)
+        if row is not None and row.status == ARCHIVED_STATUS:
+            raise CommandError(f"bot {arguments.bot_id!r} is a retired version of a bot: its "
+                               "records are kept for reading, it does not run again")
         if not set_status(engine, arguments.bot_id, status, event=event, detail="from the command line"):
             raise CommandError(
                 f"no bot {arguments.bot_id!r} in the database: 'candela bots list' shows the bots; "

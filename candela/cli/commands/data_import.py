@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from candela.cli.commands import CommandError
+from candela.cli.commands import CommandError, user_errors
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -45,9 +45,10 @@ def _import(arguments: argparse.Namespace) -> int:
             f"cannot tell the market of {arguments.file} from its name: pass {' '.join(absent)} "
             "(e.g. --exchange binance --symbol BTC/USDT --timeframe 1m)"
         )
-    validate_exchange(exchange)
-    validate_symbol(symbol)
-    timeframe_to_ms(timeframe)
+    with user_errors(ValueError):
+        validate_exchange(exchange)
+        validate_symbol(symbol)
+        timeframe_to_ms(timeframe)
 
     engine = connect(arguments.database_url)
     try:
@@ -58,6 +59,8 @@ def _import(arguments: argparse.Namespace) -> int:
         given = (f"--timeframe {timeframe}" if arguments.timeframe else
                  f"the timeframe {timeframe} in the file's name")
         raise CommandError(exc.describe(given, option="--timeframe")) from exc
+    except (FileNotFoundError, ValueError) as exc:  # a missing, unreadable or malformed file
+        raise CommandError(str(exc)) from exc
     finally:
         engine.dispose()
     print(report.summary())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 
-from candela.cli.commands import CommandError
+from candela.cli.commands import CommandError, user_errors
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -97,11 +97,12 @@ def _market(arguments):
     from candela.core.markets import validate_exchange, validate_symbol
     from candela.core.timeframes import timeframe_to_ms
 
-    exchange = validate_exchange(arguments.exchange)
-    symbols = [validate_symbol(s) for s in _split(arguments.symbols)]
-    timeframes = _split(arguments.timeframes)
-    for timeframe in timeframes:
-        timeframe_to_ms(timeframe)
+    with user_errors(ValueError):
+        exchange = validate_exchange(arguments.exchange)
+        symbols = [validate_symbol(s) for s in _split(arguments.symbols)]
+        timeframes = _split(arguments.timeframes)
+        for timeframe in timeframes:
+            timeframe_to_ms(timeframe)
     if not symbols or not timeframes:
         raise CommandError("give at least one symbol and one timeframe, e.g. --symbols BTC/USDT --timeframes 1m")
     return exchange, symbols, timeframes
@@ -127,8 +128,10 @@ def _create(arguments, exchange_id: str, streaming: bool):
     from data_pipeline.exchanges import Endpoints, create_exchange
 
     endpoints = Endpoints(arguments.rest_url, arguments.ws_url) if arguments.rest_url else None
-    return create_exchange(exchange_id, streaming=streaming, endpoints=endpoints,
-                           rate_limit_ms=arguments.rate_limit_ms, timeout_ms=int(arguments.timeout * 1000))
+    with user_errors(ValueError):  # an exchange ccxt does not know
+        return create_exchange(exchange_id, streaming=streaming, endpoints=endpoints,
+                               rate_limit_ms=arguments.rate_limit_ms,
+                               timeout_ms=int(arguments.timeout * 1000))
 
 
 def _exchange_error(error: Exception, arguments) -> CommandError:
@@ -138,6 +141,15 @@ def _exchange_error(error: Exception, arguments) -> CommandError:
         where = f"--rest-url {arguments.rest_url}" if arguments.rest_url else f"{arguments.exchange}'s status"
         message += f": check the network connection and {where}"
     return CommandError(message)
+
+
+async def _check_markets(exchange, symbols, timeframes, policy) -> None:
+    """The exchange's markets must list every symbol (and timeframe): else one line (exit 2)."""
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from data_pipeline.backfill import check_markets
+
+    with user_errors(ValueError):
+        await check_markets(exchange, symbols, timeframes, policy)
 
 
 def _backfill(arguments: argparse.Namespace) -> int:
@@ -152,16 +164,19 @@ def _backfill(arguments: argparse.Namespace) -> int:
     exchange_id, symbols, timeframes = _market(arguments)
     since = parse_time(arguments.since, "--since")
     until = parse_time(arguments.until, "--until") if arguments.until else None
+    if until is not None and until < since:
+        raise CommandError(f"--until ({iso(until)}) is before --since ({iso(since)}): swap them")
     _check_endpoint_arguments(arguments)
     engine = connect(arguments.database_url)
     publisher = default_publisher()
+    policy = RetryPolicy(attempts=arguments.retries + 1)
 
     async def run():
         exchange = _create(arguments, exchange_id, streaming=False)
         try:
+            await _check_markets(exchange, symbols, timeframes, policy)
             return await backfill(exchange, engine, symbols, timeframes, since, until, publisher=publisher,
-                                  policy=RetryPolicy(attempts=arguments.retries + 1),
-                                  progress=not arguments.no_progress)
+                                  policy=policy, progress=not arguments.no_progress)
         finally:
             await exchange.close()
 
@@ -194,7 +209,7 @@ def _collect(arguments: argparse.Namespace) -> int:
     import time
 
     from candela.core.db import connect
-    from data_pipeline.backfill import BackfillError
+    from data_pipeline.backfill import BackfillError, exchange_now
     from data_pipeline.collect import TradeCollector, poll_candles
     from data_pipeline.publish import default_publisher
     from data_pipeline.retry import FetchError, RetryPolicy
@@ -220,7 +235,12 @@ def _collect(arguments: argparse.Namespace) -> int:
         streaming = not arguments.poll and exchange_id in ccxt.pro.exchanges
         exchange = _create(arguments, exchange_id, streaming=streaming)
         try:
-            if streaming and exchange.has.get("watchTrades"):
+            from_trades = streaming and exchange.has.get("watchTrades")
+            if not from_trades:  # polling starts from the exchange's clock: ask it first
+                await exchange_now(exchange, policy)
+            # candles built from trades may have any timeframe; polled ones must be the exchange's
+            await _check_markets(exchange, symbols, [] if from_trades else timeframes, policy)
+            if from_trades:
                 collector = TradeCollector(exchange, engine, symbols, timeframes, publisher=publisher,
                                            store_trades=arguments.store_trades, policy=policy)
                 await collector.run(should_stop)
@@ -249,12 +269,13 @@ def _check_filters(arguments: argparse.Namespace) -> None:
     from candela.core.markets import validate_exchange, validate_symbol
     from candela.core.timeframes import timeframe_to_ms
 
-    if arguments.exchange is not None:
-        validate_exchange(arguments.exchange)
-    if getattr(arguments, "symbol", None) is not None:
-        validate_symbol(arguments.symbol)
-    if getattr(arguments, "timeframe", None) is not None:
-        timeframe_to_ms(arguments.timeframe)
+    with user_errors(ValueError):
+        if arguments.exchange is not None:
+            validate_exchange(arguments.exchange)
+        if getattr(arguments, "symbol", None) is not None:
+            validate_symbol(arguments.symbol)
+        if getattr(arguments, "timeframe", None) is not None:
+            timeframe_to_ms(arguments.timeframe)
 
 
 def _status(arguments: argparse.Namespace) -> int:

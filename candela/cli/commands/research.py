@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from candela.cli.commands import CommandError
+from candela.cli.commands import CommandError, user_errors
 
 SUMMARY_STATS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "trade_count",
                  "win_rate", "profit_factor", "exposure", "excess_return")
@@ -28,8 +29,12 @@ SUMMARY_STATS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "t
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``backtest``, ``sweep`` and ``report`` to the top-level commands."""
     backtest = commands.add_parser(
-        "backtest", help="backtest one strategy on stored bars; print stats and the last trades")
-    _market_arguments(backtest)
+        "backtest", help="backtest one strategy (or a bot's config) on stored bars; print stats "
+                         "and the last trades")
+    backtest.add_argument("--bot", default=None, metavar="FILE",
+                          help="backtest exactly what this bot config trades: its strategy, "
+                               "parameters, market, costs, stops, risk limits, cash and start")
+    _market_arguments(backtest, required=False)
     _run_arguments(backtest)
     backtest.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                           help="strategy parameter (repeatable), e.g. --param fast=10")
@@ -82,45 +87,74 @@ def register(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=_report)
 
 
-def _market_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--strategy", required=True, help="strategy name, e.g. sma_cross")
-    parser.add_argument("--exchange", required=True, help="exchange id, e.g. binance")
-    parser.add_argument("--symbol", required=True, help="unified symbol, e.g. BTC/USDT")
-    parser.add_argument("--timeframe", required=True, help="bar timeframe, e.g. 1h")
+def _market_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument("--strategy", required=required, default=None,
+                        help="strategy: a name (see 'candela strategies list') or module:ATTRIBUTE")
+    parser.add_argument("--exchange", required=required, default=None, help="exchange id, e.g. binance")
+    parser.add_argument("--symbol", required=required, default=None, help="unified symbol, e.g. BTC/USDT")
+    parser.add_argument("--timeframe", required=required, default=None, help="bar timeframe, e.g. 1h")
     parser.add_argument("--start", default=None, help="first bar close time (ISO date/time, UTC)")
     parser.add_argument("--end", default=None, help="last bar close time (ISO date/time, UTC)")
     parser.add_argument("--resample", default=None, metavar="TIMEFRAME",
-                        help="aggregate the bars to a coarser timeframe first, e.g. 1h")
+                        help="aggregate the bars to a coarser timeframe first, e.g. 4h")
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fee", type=float, default=0.001,
-                        help="fee as a fraction of notional (default: 0.001 = 0.1 %%)")
-    parser.add_argument("--slippage-bps", type=float, default=0.0,
+    # None marks "not given" (``backtest --bot`` takes them from the file); see _run_settings
+    parser.add_argument("--fee", type=float, default=None,
+                        help=f"fee as a fraction of notional (default: {DEFAULT_FEE} = 0.1 %%)")
+    parser.add_argument("--slippage-bps", type=float, default=None,
                         help="slippage in basis points against the trader (default: 0)")
-    parser.add_argument("--cash", type=float, default=10_000.0,
-                        help="initial cash in the quote currency (default: 10000)")
+    parser.add_argument("--cash", type=float, default=None,
+                        help=f"initial cash in the quote currency (default: {DEFAULT_CASH:.0f})")
+
+
+DEFAULT_FEE, DEFAULT_SLIPPAGE_BPS, DEFAULT_CASH = 0.001, 0.0, 10_000.0
 
 
 # --------------------------------------------------------------------------- handlers
 
 
+@dataclass(frozen=True)
+class _Backtest:
+    """Everything one backtest needs, from the command line or from a bot config."""
+
+    title: str
+    spec: Any
+    params: Any
+    market: tuple[str, str, str]
+    costs: Any
+    stops: Any
+    risk: Any
+    initial_cash: float
+    start_ms: int | None  # first bar to trade (the earlier ones are history only)
+    end_ms: int | None
+    note: str = ""
+
+
 def _backtest(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.cli import strategy_model as model
     from candela.cli.commands.warmup import compile_notice
-    from research.backtesting import backtest
     from research.formatting import stats_text, trades_table
-    from research.types import Costs
 
-    spec = resolve_strategy(arguments.strategy)
-    params = spec.make_params(parse_assignments(arguments.param))
-    bars = _load_bars(arguments)
-    costs = Costs(fee_rate=arguments.fee, slippage_bps=arguments.slippage_bps)
+    run = _bot_backtest(arguments) if arguments.bot else _command_line_backtest(arguments)
+    start_load = None if arguments.bot else run.start_ms  # a bot's history before its start
+    bars = _load_bars(arguments.database_url, run.market, start_load, run.end_ms,
+                      arguments.resample)
+    if run.start_ms is not None and bars.ts[-1] < run.start_ms:
+        raise CommandError(f"no stored bar closes at or after the start {_time(run.start_ms)}: "
+                           "import more bars or pick an earlier start")
+    with user_errors(ValueError):
+        run.spec.check_enough_bars(len(bars), run.params)
     with compile_notice():
-        result = backtest(spec, bars, params, costs, initial_cash=arguments.cash)
-    print(f"{spec.name} {_format_params(params)} on {_market(arguments)}: {len(bars):,} bars; "
-          f"fee {100 * arguments.fee:g} %, slippage {arguments.slippage_bps:g} bp")
-    print("(returns and rates in %, of the quote currency; see the basis of each figure)\n")
+        result = model.backtest_from(run.spec, bars, run.params, run.costs, stops=run.stops,
+                                     risk=run.risk, initial_cash=run.initial_cash,
+                                     start_ts=run.start_ms if arguments.bot else None)
+    print(f"{run.title} on {_market(run.market, arguments.resample)}: {len(bars):,} bars; "
+          f"fee {100 * run.costs.fee_rate:g} %, slippage {run.costs.slippage_bps:g} bp{run.note}")
+    print("(returns and rates in %, amounts in the quote currency; the basis of each figure "
+          "follows it)\n")
     print(stats_text(result.stats))
     trades = result.trades
     print(f"\nlast {min(arguments.trades, len(trades))} of {len(trades)} trades:")
@@ -132,7 +166,7 @@ def _backtest(arguments: argparse.Namespace) -> int:
             print(f"\nwritten: {path}", end="")
         print()
     if arguments.json:
-        path = _export_json(result, arguments, Path(arguments.json))
+        path = _export_json(result, run, arguments.resample, Path(arguments.json))
         print(f"\nrun written to {path}")
     if arguments.html:
         path = Path(arguments.html)
@@ -143,12 +177,99 @@ def _backtest(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _command_line_backtest(arguments: argparse.Namespace) -> _Backtest:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from research.types import RiskLimits
+
+    missing = [f"--{name}" for name in ("strategy", "exchange", "symbol", "timeframe")
+               if getattr(arguments, name) is None]
+    if missing:
+        raise CommandError(f"give {' '.join(missing)} (or --bot FILE to backtest a bot's config)")
+    spec = resolve_strategy(arguments.strategy)
+    params = make_params(spec, parse_assignments(arguments.param))
+    costs, cash = _run_settings(arguments, spec)
+    return _Backtest(f"{spec.name} {format_params(params)}", spec, params,
+                     (arguments.exchange, arguments.symbol, arguments.timeframe), costs, None,
+                     RiskLimits(), cash, _to_ms(arguments.start), _to_ms(arguments.end))
+
+
+def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
+    """The backtest of the bot config ``--bot``: its strategy, parameters, market, costs, stops,
+    risk limits, cash, and its start (the config's, else its first recorded decision, else the
+    first stored bar; ``--start`` overrides)."""
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from runner.config import BotConfigError, load_bot_config
+
+    given = [option for option, value in (
+        ("--strategy", arguments.strategy), ("--exchange", arguments.exchange),
+        ("--symbol", arguments.symbol), ("--timeframe", arguments.timeframe),
+        ("--param", arguments.param or None), ("--fee", arguments.fee),
+        ("--slippage-bps", arguments.slippage_bps), ("--cash", arguments.cash),
+        ("--resample", arguments.resample)) if value is not None]
+    if given:
+        raise CommandError(f"--bot takes the strategy, parameters, market, costs, stops, risk "
+                           f"limits and cash from {arguments.bot}: drop {', '.join(given)}")
+    with user_errors(BotConfigError, FileNotFoundError, IsADirectoryError):
+        config = load_bot_config(arguments.bot)
+    params = make_params(config.spec, config.params)
+    start, origin = _to_ms(arguments.start), "--start"
+    if start is None and config.start is not None:
+        start, origin = config.start, "the config's start"
+    if start is None:
+        start = _first_decision(arguments.database_url, config)
+        origin = "the bot's first recorded decision"
+    if start is None:
+        origin = "the first stored bar"
+    title = (f"bot {config.bot_id} (version {config.version}): {config.spec.name} "
+             f"{format_params(params)}")
+    note = f"; trading from {_time(start) if start is not None else 'the first bar'} ({origin})"
+    return _Backtest(title, config.spec, params, config.market, config.costs, config.stops,
+                     config.risk, config.initial_cash, start, _to_ms(arguments.end), note)
+
+
+def _first_decision(database_url: str | None, config) -> int | None:
+    """Close time of the first decision the bot recorded under this very config, if any."""
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from sqlalchemy import func, select
+
+    from candela.core import schema
+    from candela.core.db import connect
+    from runner.ledger import bot_row, changed_fields, stored_config
+
+    engine = connect(database_url)
+    try:
+        with engine.connect() as connection:
+            row = bot_row(connection, config.bot_id)
+            if row is None or changed_fields(stored_config(row.config_json), config.to_dict()):
+                return None  # never run, or its records belong to another config
+            return connection.execute(select(func.min(schema.signals.c.ts))
+                                      .where(schema.signals.c.bot_id == config.bot_id)).scalar()
+    finally:
+        engine.dispose()
+
+
+def _run_settings(arguments: argparse.Namespace, spec) -> tuple[Any, float]:
+    """Costs and initial cash of the command line, validated (defaults for those not given)."""
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from research.kernels.records import make_config
+    from research.types import Costs, RiskLimits
+
+    fee = DEFAULT_FEE if arguments.fee is None else arguments.fee
+    slippage = DEFAULT_SLIPPAGE_BPS if arguments.slippage_bps is None else arguments.slippage_bps
+    cash = DEFAULT_CASH if arguments.cash is None else arguments.cash
+    costs = Costs(fee_rate=fee, slippage_bps=slippage)
+    with user_errors(ValueError):
+        make_config(costs, spec.stops, RiskLimits())
+    if not (math.isfinite(cash) and cash > 0):
+        raise CommandError(f"--cash must be a positive amount of quote currency, got {cash:g}")
+    return costs, cash
+
+
 def _sweep(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from research.formatting import format_frame
     from research.metrics import DEFAULT_MIN_TRADES
     from research.sweeps import sweep
-    from research.types import Costs
 
     spec = resolve_strategy(arguments.strategy)
     fixed = parse_assignments(arguments.param)
@@ -156,16 +277,21 @@ def _sweep(arguments: argparse.Namespace) -> int:
     grid.update(parse_grid(arguments.grid) if arguments.grid else dict(spec.sweep))
     if not grid:
         raise CommandError(f"strategy {spec.name!r} declares no sweep ranges: pass --grid NAME=SPEC")
+    costs, cash = _run_settings(arguments, spec)
     min_trades = DEFAULT_MIN_TRADES if arguments.min_trades is None else arguments.min_trades
-    bars = _load_bars(arguments)
-    costs = Costs(fee_rate=arguments.fee, slippage_bps=arguments.slippage_bps)
-    result = sweep(spec, bars, grid, costs, initial_cash=arguments.cash, n_jobs=arguments.n_jobs,
+    if min_trades < 0:
+        raise CommandError(f"--min-trades must be 0 or more, got {min_trades}")
+    market = (arguments.exchange, arguments.symbol, arguments.timeframe)
+    bars = _load_bars(arguments.database_url, market, _to_ms(arguments.start),
+                      _to_ms(arguments.end), arguments.resample)
+    _check_sweep(spec, bars, grid, arguments)
+    result = sweep(spec, bars, grid, costs, initial_cash=cash, n_jobs=arguments.n_jobs,
                    sample=arguments.sample, seed=arguments.seed, metric=arguments.metric,
                    keep_best=0, progress=not arguments.no_progress,
                    oos_fraction=arguments.oos_fraction, min_trades=min_trades)
-    print(f"{spec.name} on {_market(arguments)} ({len(bars):,} bars): {result.n_evaluated} "
-          f"parameter sets evaluated of {result.n_combinations} combinations "
-          f"({result.n_invalid} invalid)")
+    print(f"{spec.name} on {_market(market, arguments.resample)} ({len(bars):,} bars): "
+          f"{result.n_evaluated} parameter sets evaluated of {result.n_combinations} "
+          f"combinations ({result.n_invalid} invalid)")
     best = result.best(arguments.top)
     print(f"best {len(best)} by {result.metric}, among the parameter sets with at least "
           f"{min_trades} closed trades ({result.n_too_few_trades} had fewer; --min-trades):")
@@ -173,8 +299,7 @@ def _sweep(arguments: argparse.Namespace) -> int:
     columns += [f"oos_{c}" for c in ("total_return", "sharpe", "max_drawdown")
                 if f"oos_{c}" in best.columns]
     if len(best):
-        table = format_frame(best[columns], scale=arguments.cash)
-        print(table.to_string(index=False))
+        print(format_frame(best[columns], scale=cash).to_string(index=False))
     if arguments.csv:
         path = Path(arguments.csv)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,15 +308,54 @@ def _sweep(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _check_sweep(spec, bars, grid: dict[str, list[Any]], arguments: argparse.Namespace) -> None:
+    """Refuse, before any backtest, what the sweep would refuse: the options, the grid's names,
+    a grid without a valid combination, a metric that is not a stat."""
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from research.metrics import STAT_NAMES
+    from research.sweeps import normalize_grid, valid_combinations
+
+    if arguments.n_jobs == 0:
+        raise CommandError("--n-jobs must be a positive number of workers or -1 (all cores), got 0")
+    if arguments.sample is not None and arguments.sample < 1:
+        raise CommandError(f"--sample must be a positive number of combinations, got {arguments.sample}")
+    shortest = len(bars)
+    if arguments.oos_fraction is not None:
+        held_out = round(len(bars) * arguments.oos_fraction)
+        if not 0 < arguments.oos_fraction < 1 or not 1 <= held_out < len(bars):
+            raise CommandError(f"--oos-fraction must leave bars on both sides, e.g. 0.3; got "
+                               f"{arguments.oos_fraction:g} of {len(bars)} bars")
+        shortest = min(held_out, len(bars) - held_out)
+    metrics = set(STAT_NAMES) | {f"oos_{name}" for name in STAT_NAMES}
+    if arguments.metric not in metrics:
+        raise CommandError(f"--metric {arguments.metric!r} is not a stat; choose one of "
+                           f"{', '.join(STAT_NAMES)}")
+    with user_errors(ValueError):
+        candidates, total, reasons = valid_combinations(spec, normalize_grid(spec, grid), shortest)
+    if not candidates:
+        listed = "; ".join(f"{count} x {reason}" for reason, count in reasons.items())
+        raise CommandError(f"none of the {total} combinations of the grid is valid for strategy "
+                           f"{spec.name!r} on {shortest} bars ({listed}); widen the grid or load more bars")
+
+
 def _report(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from research.report import run_report
 
     spec = resolve_strategy(arguments.strategy)
-    params = spec.make_params(parse_assignments(arguments.param))
-    bars = _load_bars(arguments)  # user errors (market, dates, resample) end here, in one line
-    spec.check_enough_bars(len(bars), params)
-    files = run_report(spec.name, params._asdict(), arguments.exchange, arguments.symbol,
+    params = make_params(spec, parse_assignments(arguments.param))
+    with user_errors(ValueError):
+        _market_checks(arguments.exchange, arguments.symbol, arguments.timeframe)
+    if arguments.notebook is not None and not Path(arguments.notebook).is_file():
+        raise CommandError(f"--notebook {arguments.notebook}: no such notebook file")
+    # the user's mistakes (market, dates, resampling, too few bars) end here, in one line,
+    # before the notebook runs
+    market = (arguments.exchange, arguments.symbol, arguments.timeframe)
+    bars = _load_bars(arguments.database_url, market, _to_ms(arguments.start),
+                      _to_ms(arguments.end), arguments.resample)
+    with user_errors(ValueError):
+        spec.check_enough_bars(len(bars), params)
+    files = run_report(arguments.strategy, params._asdict(), arguments.exchange, arguments.symbol,
                        arguments.timeframe, start=arguments.start, end=arguments.end,
                        fee=arguments.fee, slippage_bps=arguments.slippage_bps,
                        database_url=arguments.database_url, out_dir=arguments.out,
@@ -200,6 +364,16 @@ def _report(arguments: argparse.Namespace) -> int:
     if files.html is not None:
         print(f"report HTML written to {files.html}")
     return 0
+
+
+def _market_checks(exchange: str, symbol: str, timeframe: str) -> None:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.markets import validate_exchange, validate_symbol
+    from candela.core.timeframes import timeframe_to_ms
+
+    validate_exchange(exchange)
+    validate_symbol(symbol)
+    timeframe_to_ms(timeframe)
 
 
 def format_stats(stats) -> str:
@@ -258,7 +432,7 @@ def _machine_table(frame):
     return out
 
 
-def _export_json(result, arguments: argparse.Namespace, path: Path) -> Path:
+def _export_json(result, run: _Backtest, resample: str | None, path: Path) -> Path:
     """Write the run (strategy, parameters, market, costs), its stats and its trades as JSON:
     fractions and ms as in ``research.metrics``; ``nan`` is ``null``, infinities are the
     strings ``"inf"`` and ``"-inf"``."""
@@ -275,9 +449,9 @@ def _export_json(result, arguments: argparse.Namespace, path: Path) -> Path:
     document = {
         "strategy": result.spec_name,
         "params": {key: plain(value) for key, value in result.params._asdict().items()},
-        "market": {"exchange": arguments.exchange, "symbol": arguments.symbol,
-                   "timeframe": arguments.resample or arguments.timeframe},
-        "costs": {"fee_rate": arguments.fee, "slippage_bps": arguments.slippage_bps},
+        "market": {"exchange": run.market[0], "symbol": run.market[1],
+                   "timeframe": resample or run.market[2]},
+        "costs": {"fee_rate": run.costs.fee_rate, "slippage_bps": run.costs.slippage_bps},
         "initial_cash": result.initial_cash,
         "stats": {name: plain(value) for name, value in result.stats.items()},
         "trades": [{key: plain(value) if value is not None else None
@@ -294,12 +468,21 @@ def _export_json(result, arguments: argparse.Namespace, path: Path) -> Path:
 # --------------------------------------------------------------------------- parsing
 
 
-def resolve_strategy(name: str):
-    """Return the :class:`~research.types.StrategySpec` registered as ``name``."""
+def resolve_strategy(reference: str):
+    """Return the :class:`~research.types.StrategySpec` that ``reference`` names (a registry
+    or user strategy name, or ``module:ATTRIBUTE``; see :mod:`runner.strategy_source`)."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
-    from strategies.registry import get_strategy
+    from runner.strategy_source import StrategyReferenceError
+    from runner.strategy_source import resolve_strategy as resolve
 
-    return get_strategy(name)
+    with user_errors(StrategyReferenceError):
+        return resolve(reference)
+
+
+def make_params(spec, values: Any):
+    """``spec.make_params(values)``; its ``ValueError``/``TypeError`` become one-line errors."""
+    with user_errors(ValueError, TypeError):
+        return spec.make_params(values)
 
 
 def parse_value(text: str) -> Any:
@@ -357,37 +540,34 @@ def _parse_range(item: str, text: str) -> list[Any]:
     return [round(start + i * step, 12) for i in range(count)]
 
 
-def _load_bars(arguments: argparse.Namespace):
+def _load_bars(database_url: str | None, market: tuple[str, str, str], start_ms: int | None,
+               end_ms: int | None, resample: str | None = None):
+    """The stored bars of ``market`` in the period, aggregated to ``resample`` if given."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.core.db import connect
-    from research.data import load_bars, resample
+    from research.data import load_bars
+    from research.data import resample as resample_bars
 
-    engine = connect(arguments.database_url)
+    engine = connect(database_url)
     try:
-        bars = load_bars(engine, arguments.exchange, arguments.symbol, arguments.timeframe,
-                         _to_ms(arguments.start), _to_ms(arguments.end))
+        with user_errors(ValueError):  # a malformed market, or no bars stored in that period
+            bars = load_bars(engine, *market, start_ms, end_ms)
     finally:
         engine.dispose()
-    if len(bars) == 0:
-        raise CommandError(
-            f"no {arguments.timeframe} bars of {arguments.exchange} {arguments.symbol} in the "
-            "database for that period: import some with 'candela data import' or "
-            "'candela data backfill' (see 'candela data inventory')")
-    if getattr(arguments, "resample", None):
-        source = len(bars)
-        bars = resample(bars, arguments.resample)
-        if len(bars) == 0:
-            raise CommandError(f"no whole {arguments.resample} bar in the {source} "
-                               f"{arguments.timeframe} bars of that period: widen --start/--end")
+    if resample:
+        with user_errors(ValueError):  # an unknown or finer timeframe
+            coarse = resample_bars(bars, resample)
+        if len(coarse) == 0:
+            raise CommandError(f"no whole {resample} bar in the {len(bars)} {market[2]} bars of "
+                               "that period: widen --start/--end")
+        return coarse
     return bars
 
 
-def _market(arguments: argparse.Namespace) -> str:
+def _market(market: tuple[str, str, str], resample: str | None) -> str:
     """``exchange symbol timeframe``, with the resampling if any."""
-    text = f"{arguments.exchange} {arguments.symbol} {arguments.timeframe}"
-    if getattr(arguments, "resample", None):
-        text += f" resampled to {arguments.resample}"
-    return text
+    text = " ".join(market)
+    return text + (f" resampled to {resample}" if resample else "")
 
 
 def _to_ms(text: str | None) -> int | None:
@@ -405,5 +585,13 @@ def _to_ms(text: str | None) -> int | None:
     return int(stamp.value // 1_000_000)
 
 
-def _format_params(params: Any) -> str:
+def _time(ms: int) -> str:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    import pandas as pd
+
+    return str(pd.Timestamp(int(ms), unit="ms", tz="UTC"))
+
+
+def format_params(params: Any) -> str:
+    """``(fast=10, slow=50)``."""
     return "(" + ", ".join(f"{key}={value}" for key, value in params._asdict().items()) + ")"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 
-from candela.cli.commands import CommandError
+from candela.cli.commands import CommandError, user_errors
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -70,7 +70,8 @@ def _run(arguments: argparse.Namespace) -> int:
     from candela.core.bus import make_bus
     from candela.core.db import connect
     from candela.core.paths import BOT_CONFIG_DIR
-    from runner.config import load_bot_configs
+    from runner.config import BotConfigError, load_bot_configs
+    from runner.ledger import BotConfigChangedError
     from runner.process import Replay, Runner, RunnerSettings
 
     if not arguments.replay and (arguments.from_ or arguments.to):
@@ -80,7 +81,8 @@ def _run(arguments: argparse.Namespace) -> int:
         replay = Replay(parse_time(arguments.from_, "--from"), parse_time(arguments.to, "--to"))
         if replay.from_ts is not None and replay.to_ts is not None and replay.from_ts > replay.to_ts:
             raise CommandError("--from is after --to: swap them")
-    configs = load_bot_configs(arguments.bots or BOT_CONFIG_DIR)
+    with user_errors(BotConfigError, FileNotFoundError):
+        configs = load_bot_configs(arguments.bots or BOT_CONFIG_DIR)
     if arguments.bot:
         known = {config.bot_id for config in configs}
         missing = [bot for bot in arguments.bot if bot not in known]
@@ -111,7 +113,8 @@ def _run(arguments: argparse.Namespace) -> int:
     # every bot for 30-100 ms now and then. The process ends with the run: nothing to unfreeze.
     gc.freeze()
     try:
-        reports = asyncio.run(main())
+        with user_errors(BotConfigChangedError):  # a changed config of a bot that has traded
+            reports = asyncio.run(main())
     finally:
         bus.close()
         engine.dispose()

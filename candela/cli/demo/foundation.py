@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from candela.cli.commands import CommandError
 from candela.core.paths import SAMPLE_DIR
 from data_pipeline.importer import import_candles
 from research.data import inventory
@@ -22,7 +23,7 @@ def sample_files(sample_dir: Path | None = None) -> list[dict]:
     folder = Path(sample_dir or SAMPLE_DIR)
     manifest = folder / "manifest.json"
     if not manifest.is_file():
-        raise FileNotFoundError(f"sample manifest {manifest} is missing: restore data/sample/ from the repository")
+        raise CommandError(f"sample manifest {manifest} is missing: restore data/sample/ from the repository")
     entries = json.loads(manifest.read_text())["files"]
     return [{**entry, "path": folder / entry["file"]} for entry in entries]
 

@@ -14,12 +14,13 @@ import asyncio
 import time
 from dataclasses import replace
 import pandas as pd
+from candela.cli.commands import user_errors
 from candela.core.bus import InProcessBus
 from candela.core.paths import BOT_CONFIG_DIR
 from research.backtesting import backtest
 from research.data import load_bars
-from runner.config import load_bot_configs
-from runner.ledger import trade_rows
+from runner.config import BotConfigError, load_bot_configs
+from runner.ledger import BotConfigChangedError, trade_rows
 from runner.process import Replay, Runner
 from runner.market_data import first_bar_ts
 from sqlalchemy import select
@@ -33,7 +34,8 @@ def run(context) -> None:
     """Replay, backtest and print; the database is ``context.engine``."""
 
 
-    configs = [replace(config, bot_id=f"demo-{config.bot_id}") for config in load_bot_configs(BOT_CONFIG_DIR)][:2]
+    with user_errors(BotConfigError, FileNotFoundError):  # an edited file of config/bots/
+        configs = [replace(config, bot_id=f"demo-{config.bot_id}") for config in load_bot_configs(BOT_CONFIG_DIR)][:2]
     configs = [config for config in configs if _has_bars(context.engine, config.market)]
     if not configs:
         print("no bars for the bots' markets: run the foundation step (sample import) first")
@@ -46,7 +48,8 @@ def run(context) -> None:
 
     bus.subscribe(["signals:*", "trades:*"], count)
     started = time.perf_counter()
-    reports = asyncio.run(Runner(context.engine, bus, configs, replay=Replay()).run())
+    with user_errors(BotConfigChangedError):  # an edited config of a demo bot that has traded
+        reports = asyncio.run(Runner(context.engine, bus, configs, replay=Replay()).run())
     elapsed = time.perf_counter() - started
     bars_done = sum(report.bars for report in reports.values())
     print(f"replayed {bars_done} new bar(s) through {len(configs)} bots in {elapsed:.1f} s "

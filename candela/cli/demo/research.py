@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from candela.cli.commands import CommandError
 from candela.cli.commands.research import SUMMARY_STATS, format_stats
 from research.backtesting import backtest
 from research.data import inventory, load_bars
@@ -69,11 +70,11 @@ def choose_market(markets) -> tuple[str, str, str]:
 
     Raises
     ------
-    ValueError
+    CommandError
         If the database holds no bars (run the foundation step or ``candela data import``).
     """
     if markets is None or len(markets) == 0:
-        raise ValueError("the database holds no bars: import the sample first "
+        raise CommandError("the database holds no bars: import the sample first "
                          "('candela demo' does it in its first step)")
     rows = list(markets[["exchange", "symbol", "timeframe", "bars"]].itertuples(index=False))
     for exchange, symbol, timeframe, _ in rows:
