@@ -5,7 +5,8 @@
 # target installs its part of pyproject.toml through a sub-make, so the stamps are looked at only
 # after the check (a stamp inside a removed .venv is gone by then):
 #   demo: the runtime alone; test, lint, install: the dev extras (notebooks, oracles, test tools);
-#   lab: notebooks; bench: oracles.
+#   lab: notebooks; bench: oracles. install and demo then compile the Numba kernels once, with a
+#   progress line per step (candela warmup), so that the first backtest does not wait for them.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -26,12 +27,15 @@ $(VENV)/.installed-$(SUM)-%: pyproject.toml
 	$(PY) -m pip install --quiet -e ".$(if $(filter runtime,$*),,[$*])"
 	@touch $@ $(if $(filter dev,$*),$(foreach extra,runtime notebooks oracles,$(call STAMP,$(extra))))
 
+## Install everything (dev extras), then compile the kernels once (candela warmup).
 install: check-python
 	@$(MAKE) --no-print-directory $(call STAMP,dev)
+	$(VENV)/bin/candela warmup
 
 ## Run the main job on the embedded defaults (SQLite under data/, in-process bus).
 demo: check-python
 	@$(MAKE) --no-print-directory $(call STAMP,runtime)
+	$(VENV)/bin/candela warmup
 	$(VENV)/bin/candela demo
 
 ## Run the whole test suite, including the import-linter contracts.

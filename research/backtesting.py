@@ -21,7 +21,7 @@ from research.indicators import indicator_cache
 from research.kernels.backtest import run_equity
 from research.kernels.records import Config, make_config, new_state
 from research.kernels.trades import closed_trade_arrays_nb
-from research.metrics import stats_of_run
+from research.metrics import BarsContext, bars_context, gaps_held_by_fills, stats_of_run
 from research.result import Result
 from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
 
@@ -98,36 +98,44 @@ def backtest(
 
 
 def run_target(bars: Bars, target: np.ndarray, config: Config, initial_cash: float,
-               timeframe_ms: int, equity: np.ndarray,
-               fills: np.ndarray | None = None) -> tuple[np.ndarray, int, int, dict[str, float]]:
+               timeframe_ms: int, equity: np.ndarray, fills: np.ndarray | None = None,
+               context: BarsContext | None = None,
+               ) -> tuple[np.ndarray, int, int, dict[str, float]]:
     """The execution loop over ``target`` from a fresh account, then the run's stats: what
     :func:`backtest` and a sweep row (:func:`research.sweeps.run_stats`) share.
 
     ``equity`` (at least as long as ``bars``) receives the equity of the processed bars;
-    ``fills`` is a fill table to reuse (see :func:`research.kernels.backtest.simulate`).
-    Returns ``(fill rows, bars processed, status, stats dict)``; the stats are ``{}`` when the
-    first bar was rejected.
+    ``fills`` is a fill table to reuse (see :func:`research.kernels.backtest.simulate`);
+    ``context`` is :func:`research.metrics.bars_context` of ``bars`` if already known (a sweep
+    computes it once). Returns ``(fill rows, bars processed, status, stats dict)``; the stats
+    are ``{}`` when the first bar was rejected.
     """
     fills, processed, exposed, status, _ = run_equity(
         new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low, bars.close,
         target, equity, fills)
-    stats = run_stats_values(equity[:processed], exposed, bars.ts[:processed], timeframe_ms,
-                             fills, initial_cash)
+    stats = run_stats_values(equity[:processed], exposed, bars, timeframe_ms, fills,
+                             initial_cash, context)
     return fills, processed, status, stats
 
 
-def run_stats_values(equity: np.ndarray, exposed: int, ts: np.ndarray, timeframe_ms: int,
-                     fills: np.ndarray, initial_cash: float) -> dict[str, float]:
-    """The stats of a run: :func:`research.metrics.stats_of_run` over the processed bars
-    (``equity``, ``ts``) and the closed round trips of ``fills``; ``{}`` without a bar."""
-    if len(equity) == 0:
+def run_stats_values(equity: np.ndarray, exposed: int, bars: Bars, timeframe_ms: int,
+                     fills: np.ndarray, initial_cash: float,
+                     context: BarsContext | None = None) -> dict[str, float]:
+    """The stats of a run: :func:`research.metrics.stats_of_run` over the processed bars (the
+    first ``len(equity)`` of ``bars``) and the closed round trips of ``fills``; ``{}`` without
+    a bar. ``context`` is reused when it describes exactly the processed bars."""
+    n = len(equity)
+    if n == 0:
         return {}
+    if context is None or context.n_bars != n:
+        context = bars_context(bars.ts[:n], timeframe_ms, bars.open[:n], bars.close[:n])
     if len(fills):
         pnls, durations = closed_trade_arrays_nb(fills, timeframe_ms)
         fees = float(fills["fee"].sum())
+        gaps_held = gaps_held_by_fills(context, fills["bar"], fills["position_after"])
     else:
-        pnls, durations, fees = np.empty(0), np.empty(0), 0.0
-    return stats_of_run(equity, exposed, ts, timeframe_ms, pnls, durations, initial_cash, fees)
+        pnls, durations, fees, gaps_held = np.empty(0), np.empty(0), 0.0, 0
+    return stats_of_run(equity, exposed, gaps_held, context, pnls, durations, initial_cash, fees)
 
 
 def strategy_target(spec: StrategySpec, bars: Bars, params: Any) -> np.ndarray:

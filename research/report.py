@@ -2,17 +2,25 @@
 
 :func:`run_report` runs ``notebooks/02_report.ipynb`` (or another notebook with a cell tagged
 ``parameters``) for one strategy, parameter set and market, writes the executed notebook and,
-when nbconvert is installed, a standalone HTML rendering next to it. ``candela report`` is a
-thin wrapper around it.
+when nbconvert is installed, a standalone HTML page next to it: the outputs only (no code),
+with plotly.js embedded and nothing fetched from the network, so it opens offline
+(:func:`export_html`). Nothing half-written is left behind: both files are written under
+temporary names and renamed at the end. ``candela report`` is a thin wrapper around it.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPORT_NOTEBOOK = "02_report.ipynb"
+TEMPLATES = Path(__file__).parent / "templates"
+#: The nbconvert template of the HTML page (``research/templates/candela_report``).
+REPORT_TEMPLATE = "candela_report"
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ def run_report(
     out_dir: str | Path = "out",
     notebook: str | Path | None = None,
     html: bool = True,
+    resample: str | None = None,
 ) -> ReportFiles:
     """Execute the report notebook for one strategy and market.
 
@@ -72,45 +81,91 @@ def run_report(
         The notebook to execute (default :func:`default_notebook`).
     html : bool
         Also export HTML (skipped silently when nbconvert is not installed).
+    resample : str, optional
+        Aggregate the bars to this coarser timeframe first (``research.resample``).
 
     Raises
     ------
     FileNotFoundError
         If the notebook does not exist.
+    ValueError
+        If the market, the period or ``resample`` gives no bars (checked before the notebook
+        runs, with ``research.load_bars``' message).
     papermill.PapermillExecutionError
-        If a cell fails; the executed notebook is still written and shows the error.
+        If a cell fails. Nothing is left in ``out_dir`` then.
     """
     import papermill
 
     from candela.core.db import database_url as resolve_database_url
+    from research.data import load_bars
+    from research.data import resample as resample_bars
 
     source = Path(notebook) if notebook is not None else default_notebook()
     if not source.is_file():
         raise FileNotFoundError(f"report notebook {source} does not exist")
+    url = resolve_database_url(database_url)
+    bars = load_bars(url, exchange, symbol, timeframe, start, end)  # user errors: before running
+    if resample:
+        resample_bars(bars, resample)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    slug = "_".join([strategy.replace(":", "-"), exchange, symbol.replace("/", "-"), timeframe])
+    slug = "_".join([strategy.replace(":", "-"), exchange, symbol.replace("/", "-"),
+                     resample or timeframe])
     output = folder / f"report_{slug}.ipynb"
+    page = output.with_suffix(".html")
+    partial = folder / f".report_{slug}.{uuid.uuid4().hex[:8]}.partial.ipynb"
+    partial_page = partial.with_suffix(".html")
     parameters = {
         "strategy": strategy, "params": dict(params), "exchange": exchange, "symbol": symbol,
         "timeframe": timeframe, "start": start, "end": end, "fee": float(fee),
         "slippage_bps": float(slippage_bps), "initial_cash": float(initial_cash),
-        "database_url": resolve_database_url(database_url),
+        "database_url": url, "resample": resample,
     }
-    papermill.execute_notebook(str(source), str(output), parameters=parameters,
-                               kernel_name="python3", cwd=str(source.parent), progress_bar=False)
-    return ReportFiles(notebook=output, html=export_html(output) if html else None)
+    chatter = logging.getLogger("papermill")  # its INFO lines are not the user's business
+    level = chatter.level
+    chatter.setLevel(max(level, logging.WARNING))
+    try:
+        papermill.execute_notebook(str(source), str(partial), parameters=parameters,
+                                   kernel_name="python3", cwd=str(source.parent),
+                                   progress_bar=False)
+        rendered = export_html(partial, partial_page) if html else None
+        partial.replace(output)
+        if rendered is not None:
+            partial_page.replace(page)
+    finally:
+        chatter.setLevel(level)
+        partial.unlink(missing_ok=True)
+        partial_page.unlink(missing_ok=True)
+    return ReportFiles(notebook=output, html=page if html and rendered is not None else None)
 
 
-def export_html(notebook: str | Path) -> Path | None:
-    """Render an executed notebook as HTML next to it; ``None`` if nbconvert is missing."""
+def export_html(notebook: str | Path, path: str | Path | None = None) -> Path | None:
+    """Render an executed notebook as a standalone HTML page; ``None`` if nbconvert is missing.
+
+    The page shows the outputs only (no code cells, no prompts) and loads nothing from the
+    network (template ``research/templates/candela_report``): the plotly figures carry
+    plotly.js themselves. Written to ``path`` (default: the notebook's name with ``.html``).
+    """
     try:
         import nbformat
         from nbconvert import HTMLExporter
     except ImportError:
         return None
     notebook = Path(notebook)
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
-    path = notebook.with_suffix(".html")
-    path.write_text(body, encoding="utf-8")
+    exporter = HTMLExporter(template_name=REPORT_TEMPLATE,
+                            extra_template_basedirs=[str(TEMPLATES)], exclude_input=True,
+                            exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    path = Path(path) if path is not None else notebook.with_suffix(".html")
+    path.write_text(_without_mathjax(body), encoding="utf-8")
     return path
+
+
+#: The MathJax script plotly's notebook renderer puts before every figure (the figures use no
+#: LaTeX; offline the tag only fails to load, but the page should not reach for the network).
+_PLOTLY_MATHJAX = re.compile(
+    r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*"></script>')
+
+
+def _without_mathjax(html: str) -> str:
+    return _PLOTLY_MATHJAX.sub("", html)

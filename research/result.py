@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from research.charts import plot_result
 from research.kernels.backtest import account_from_fills_nb
 from research.kernels.records import (
     FILL_COLUMNS,
@@ -29,7 +28,7 @@ from research.types import Bars, Costs, RiskLimits, Stops
 
 STATUS_NAMES = {STATUS_OK: "ok", STATUS_BAD_BAR: "bad_bar", STATUS_OUT_OF_ORDER: "out_of_order"}
 TRADE_COLUMNS = ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "fees",
-                 "pnl", "return_pct", "exit_reason", "duration"]
+                 "pnl", "return", "exit_reason", "duration"]
 _EXIT_REASONS = np.array(REASON_NAMES + ("open",), dtype=object)  # "open": no exit yet
 
 
@@ -89,7 +88,7 @@ class Result:
         Round trips, flat to flat (a flip ends one and starts another): ``entry_time``,
         ``exit_time`` (``NaT`` while open), ``side`` (``long``/``short``), ``size`` (units
         entered), ``entry_price``/``exit_price`` (size-weighted averages), ``fees`` (all fills),
-        ``pnl`` (net of every fee), ``return_pct`` (``pnl / (entry_price * size) * 100``),
+        ``pnl`` (net of every fee), ``return`` (``pnl / (entry_price * size)``, a fraction),
         ``exit_reason`` (``open`` while open), ``duration``.
     equity, cash, position : Series
         After each bar's close, on a UTC close-time index (equity marked at the close).
@@ -158,7 +157,11 @@ class Result:
         return STATUS_NAMES.get(self.status, str(self.status))
 
     def plot(self, **kwargs: Any):
-        """Plotly figure: candles with indicators and trades, equity and drawdown panes."""
+        """Plotly figure: candles with the strategy's series and trades, volume, equity against
+        buy and hold, drawdown (:func:`research.charts.plot_result`)."""
+        # imported on first use: plotly adds 0.2 s to the first backtest of a process
+        from research.charts import plot_result
+
         return plot_result(self, **kwargs)
 
     def __repr__(self) -> str:
@@ -202,7 +205,7 @@ def trades_frame(fills: np.ndarray, timeframe_ms: int) -> pd.DataFrame:
         "exit_price": rows["exit_price"],
         "fees": rows["fees"],
         "pnl": rows["pnl"],
-        "return_pct": rows["pnl"] / (rows["entry_price"] * rows["size"]) * 100.0,
+        "return": rows["pnl"] / (rows["entry_price"] * rows["size"]),
         "exit_reason": _EXIT_REASONS[exit_reason],
     })
     frame["exit_time"] = pd.to_datetime(frame["exit_time"], utc=True)

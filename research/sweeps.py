@@ -48,6 +48,7 @@ from research.backtesting import backtest, infer_timeframe_ms, run_target, strat
 from research.charts import plot_heatmap
 from research.indicators import indicator_cache
 from research.kernels.records import make_config, new_fills
+from research.metrics import DEFAULT_MIN_TRADES, LOWER_IS_BETTER, BarsContext, bars_context
 from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
 
 DEFAULT_INITIAL_CASH = 10_000.0
@@ -62,8 +63,6 @@ BATCH_CACHE_ARRAYS = 12
 # Records of the fill table a worker reuses for a batch (4.5 MiB; a run with more fills grows
 # its own)
 BATCH_FILL_ROWS = 65_536
-LOWER_IS_BETTER = frozenset({"max_drawdown", "max_drawdown_duration_ms", "annual_volatility",
-                             "total_fees"})
 
 
 @dataclass
@@ -96,6 +95,9 @@ class SweepResult:
         ``{reason: count}`` of the skipped combinations.
     split_ts : int or None
         With ``oos_fraction``: close time (ms UTC) of the first out-of-sample bar.
+    min_trades : int
+        Rows with fewer closed (in-sample) trades are kept in :attr:`frame` but left out of
+        :meth:`best` and of the kept equity curves.
     """
 
     frame: pd.DataFrame
@@ -108,14 +110,24 @@ class SweepResult:
     n_evaluated: int
     invalid_reasons: dict[str, int] = field(default_factory=dict)
     split_ts: int | None = None
+    min_trades: int = 0
 
-    def best(self, n: int = 5, metric: str | None = None) -> pd.DataFrame:
-        """Return the ``n`` best rows by ``metric`` (default: the sweep's metric), best first."""
-        return rank(self.frame, metric or self.metric).head(n)
+    def best(self, n: int = 5, metric: str | None = None,
+             min_trades: int | None = None) -> pd.DataFrame:
+        """Return the ``n`` best rows by ``metric`` (default: the sweep's metric), best first,
+        among those with at least ``min_trades`` closed trades (default: the sweep's)."""
+        return rank(self.frame, metric or self.metric,
+                    self.min_trades if min_trades is None else min_trades).head(n)
+
+    @property
+    def n_too_few_trades(self) -> int:
+        """Rows left out of the ranking for having fewer than :attr:`min_trades` trades."""
+        return int((self.frame["trade_count"] < self.min_trades).sum())
 
     def heatmap(self, x: str, y: str, metric: str | None = None):
         """Plot ``metric`` over parameters ``x`` and ``y`` (see :func:`research.charts.plot_heatmap`)."""
-        return plot_heatmap(self.frame, x, y, metric or self.metric)
+        return plot_heatmap(self.frame, x, y, metric or self.metric,
+                            min_trades=self.min_trades)
 
     def __repr__(self) -> str:
         return (
@@ -125,8 +137,9 @@ class SweepResult:
         )
 
 
-def rank(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Sort ``frame`` best first by ``metric``; NaN last; stable among ties.
+def rank(frame: pd.DataFrame, metric: str, min_trades: int = 0) -> pd.DataFrame:
+    """Sort ``frame`` best first by ``metric``; NaN last; stable among ties; rows with fewer
+    than ``min_trades`` closed trades (column ``trade_count``) left out.
 
     Higher is better, except for the stats in ``LOWER_IS_BETTER`` (drawdown, its duration,
     volatility, fees).
@@ -141,7 +154,9 @@ def rank(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
             f"unknown metric {metric!r}; choose one of the stats columns: "
             f"{', '.join(map(str, frame.columns))}"
         )
-    ascending = metric in LOWER_IS_BETTER
+    if min_trades > 0:
+        frame = frame[frame["trade_count"] >= min_trades]
+    ascending = metric.removeprefix("oos_") in LOWER_IS_BETTER
     return frame.sort_values(metric, ascending=ascending, na_position="last", kind="stable")
 
 
@@ -163,6 +178,7 @@ def sweep(
     batch_size: int | None = None,
     progress: bool = True,
     oos_fraction: float | None = None,
+    min_trades: int = DEFAULT_MIN_TRADES,
 ) -> SweepResult:
     """Backtest ``spec`` on ``bars`` for every parameter set of ``grid``.
 
@@ -207,6 +223,9 @@ def sweep(
         cash on the first held-out bar and computes its indicators from held-out bars only
         (no look-back into the in-sample part), so its first warm-up bars are flat. A
         combination is invalid when either part is too short for its warm-up.
+    min_trades : int
+        Rank only rows with at least this many closed (in-sample) trades
+        (:data:`DEFAULT_MIN_TRADES`); the others stay in the frame. ``0`` ranks every row.
 
     Returns
     -------
@@ -228,6 +247,8 @@ def sweep(
         raise ValueError("n_jobs must be a positive number of workers or -1 (all cores), got 0")
     if sample is not None and sample < 1:
         raise ValueError(f"sample must be a positive number of combinations, got {sample}")
+    if min_trades < 0:
+        raise ValueError(f"min_trades must be 0 or more, got {min_trades}")
     _check_settings(spec, costs, stops, risk, initial_cash)
     grid = normalize_grid(spec, spec.sweep if grid is None else grid)
     split = _split_index(len(bars), oos_fraction)
@@ -248,7 +269,7 @@ def sweep(
                                batch_size, progress, split, grid)
     names = tuple(grid)
     frame = _tidy_frame(candidates, names, stats_rows)
-    ranked = rank(frame, metric)
+    ranked = rank(frame, metric, min_trades)
     in_sample = bars if split is None else bars[:split]
     equity: dict[Any, pd.Series] = {}
     for index in ranked.index[:keep_best]:
@@ -265,6 +286,7 @@ def sweep(
         n_evaluated=len(candidates),
         invalid_reasons=invalid_reasons,
         split_ts=None if split is None else int(bars.ts[split]),
+        min_trades=int(min_trades),
     )
 
 
@@ -439,13 +461,18 @@ def _run_batch(spec, bars, indices, params_list, run_settings, split=None):
         buffers = {"equity_buffer": np.empty(len(bars)),
                    "fill_buffer": new_fills(BATCH_FILL_ROWS)}
         if split is None:
-            return [(index, run_stats(spec, bars, params, *run_settings, **buffers))
+            context = _context(bars)
+            return [(index, run_stats(spec, bars, params, *run_settings, **buffers,
+                                      context=context))
                     for index, params in zip(indices, params_list)]
         in_sample, held_out = bars[:split], bars[split:]
+        contexts = _context(in_sample), _context(held_out)
         out = []
         for index, params in zip(indices, params_list):
-            stats = run_stats(spec, in_sample, params, *run_settings, **buffers)
-            held_out_stats = run_stats(spec, held_out, params, *run_settings, **buffers)
+            stats = run_stats(spec, in_sample, params, *run_settings, **buffers,
+                              context=contexts[0])
+            held_out_stats = run_stats(spec, held_out, params, *run_settings, **buffers,
+                                       context=contexts[1])
             stats.update({f"oos_{name}": value for name, value in held_out_stats.items()})
             out.append((index, stats))
         return out
@@ -454,7 +481,8 @@ def _run_batch(spec, bars, indices, params_list, run_settings, split=None):
 def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,
               risk: RiskLimits, initial_cash: float, *,
               equity_buffer: np.ndarray | None = None,
-              fill_buffer: np.ndarray | None = None) -> dict[str, float]:
+              fill_buffer: np.ndarray | None = None,
+              context: BarsContext | None = None) -> dict[str, float]:
     """Stats of one backtest, without building its tables: same numbers as
     ``research.backtest(...).stats`` (the target, the execution loop and the stats are the
     same code), a fraction of the time and memory.
@@ -462,7 +490,8 @@ def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: 
     ``equity_buffer``, a float64 array at least as long as ``bars``, is used as scratch space
     for the equity curve, and ``fill_buffer`` (from :func:`~research.kernels.records.new_fills`)
     for the fill table (a sweep reuses both per batch: fresh bars-long arrays cost page
-    faults); by default they are allocated.
+    faults); by default they are allocated. ``context`` is
+    :func:`research.metrics.bars_context` of ``bars`` (computed when not given).
     """
     stops = spec.stops if stops is None else stops
     config = make_config(costs, stops, risk)
@@ -471,8 +500,13 @@ def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: 
     if equity_buffer is None or len(equity_buffer) < len(bars):
         equity_buffer = np.empty(len(bars))
     *_, stats = run_target(bars, target, config, initial_cash, timeframe_ms, equity_buffer,
-                           fill_buffer)
+                           fill_buffer, context)
     return stats
+
+
+def _context(bars: Bars) -> BarsContext:
+    """The :func:`~research.metrics.bars_context` every run of a batch over ``bars`` shares."""
+    return bars_context(bars.ts, infer_timeframe_ms(bars), bars.open, bars.close)
 
 
 def equity_curve(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,

@@ -26,6 +26,7 @@ from candela.cli.commands import (
     research,
     run,
     strategies,
+    warmup,
 )
 from candela.core.db import DatabaseConfigError, DatabaseUnavailableError, SchemaOutdatedError
 
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(commands)
     bots.register(commands)
     demo.register(commands)
+    warmup.register(commands)
     return parser
 
 

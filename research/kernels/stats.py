@@ -193,3 +193,41 @@ def equity_stats_nb(equity, ts, timeframe_ms, initial_cash):
         std = math.sqrt(variance)
     downside_deviation = math.sqrt((downside + downside_compensation) / n)
     return mean, std, downside_deviation, max_drawdown, int(underwater)
+
+
+@njit(cache=True)
+def gaps_nb(ts, timeframe_ms):
+    """The gaps of increasing bar close times ``ts``: consecutive bars more than
+    ``timeframe_ms`` apart.
+
+    Returns
+    -------
+    gap_after : ndarray of int64
+        Index of the last bar before each gap.
+    missing : int
+        Bars missing in all gaps: ``(ts[i] - ts[i-1]) // timeframe_ms - 1`` per gap, at least 1
+        (a step that is no whole multiple of the timeframe still leaves a bar out).
+    longest : int
+        The longest gap's missing time, ``ts[i] - ts[i-1] - timeframe_ms`` (0 without a gap).
+
+    Two passes over ``ts`` and no other allocation than the result (about 1 ms per million
+    bars): every backtest pays for it.
+    """
+    count = 0
+    for i in range(1, len(ts)):
+        if ts[i] - ts[i - 1] > timeframe_ms:
+            count += 1
+    gap_after = np.empty(count, dtype=np.int64)
+    missing = 0
+    longest = 0
+    k = 0
+    for i in range(1, len(ts)):
+        step = ts[i] - ts[i - 1]
+        if step > timeframe_ms:
+            gap_after[k] = i - 1
+            k += 1
+            bars = step // timeframe_ms - 1
+            missing += bars if bars > 0 else 1
+            if step - timeframe_ms > longest:
+                longest = step - timeframe_ms
+    return gap_after, missing, longest

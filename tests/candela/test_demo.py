@@ -36,6 +36,9 @@ def test_demo_runs_twice_on_an_empty_database_and_paper_matches_backtest(tmp_pat
     assert "plotly" in chart.lower()
     assert not re.search(r"<script[^>]+src=\"https?://", chart), "the chart must open offline"
     assert "best 5 by sharpe" in output
+    research_step = output.split("=== research")[1].split("=== paper")[0]
+    assert not re.search(r"\d[eE][+-]?\d", research_step)  # no scientific notation
+    assert re.search(r"^sharpe\s+-?[\d.]+  mean / std", research_step, re.MULTILINE)
 
     comparisons = re.findall(r"(\d+) paper fills, (\d+) backtest fills, identical: (True|False)", output)
     assert len(comparisons) == 2

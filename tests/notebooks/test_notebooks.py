@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import nbformat
 import numpy as np
@@ -13,6 +14,7 @@ import plotly.io as pio
 import pytest
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
+SCIENTIFIC = re.compile(r"\d[eE][+-]?\d")
 
 
 def execute(repo_root, tmp_path, name: str, **parameters) -> nbformat.NotebookNode:
@@ -45,6 +47,23 @@ def figures(notebook) -> list:
 def html_tables(notebook) -> list[str]:
     return [output["data"]["text/html"] for output in outputs(notebook)
             if "text/html" in output.get("data", {}) and "<table" in output["data"]["text/html"]]
+
+
+def markdown_outputs(notebook) -> str:
+    return "".join(output["data"]["text/markdown"] for output in outputs(notebook)
+                   if "text/markdown" in output.get("data", {}))
+
+
+def stream_text(notebook) -> str:
+    return "".join(output.get("text", "") for output in outputs(notebook)
+                   if output.get("output_type") == "stream")
+
+
+def assert_no_scientific_notation(notebook) -> None:
+    """Tables, printed text and markdown show plain numbers (1.2e-05 nowhere)."""
+    for text in html_tables(notebook) + [stream_text(notebook), markdown_outputs(notebook)]:
+        cells = re.sub(r"<[^>]+>", " ", text)  # the tables' cell text, not their markup
+        assert not SCIENTIFIC.search(cells), SCIENTIFIC.search(cells).group(0)
 
 
 def assert_no_errors(notebook) -> None:
@@ -81,7 +100,11 @@ def test_research_notebook_runs_on_the_sample(repo_root, tmp_path):
     assert np.isnan(z[0, 2]) and np.isfinite(z[1]).all()  # fast=20, slow=20 is invalid
     assert 1 <= len(curves.data) <= 3
     tables = html_tables(notebook)
-    assert any("sharpe" in table and "total_return" in table for table in tables)
+    assert any("sharpe" in table and "total_return" in table and "basis" in table
+               for table in tables)
+    assert any("entry_price" in table for table in tables)
+    assert "evaluated" in stream_text(notebook) and "not ranked" in stream_text(notebook)
+    assert_no_scientific_notation(notebook)
     assert (tmp_path / "research.db").exists()
 
 
@@ -89,16 +112,24 @@ def test_research_notebook_runs_on_the_sample(repo_root, tmp_path):
 def test_report_notebook_is_parameterised(repo_root, tmp_path):
     database = f"sqlite:///{tmp_path / 'report.db'}"
     notebook = execute(repo_root, tmp_path, "02_report.ipynb", database_url=database,
-                       strategy="ema_cross", params={"fast": 8}, exchange="binance",
-                       symbol="ETH/USDT", timeframe="4h")
+                       strategy="sma_cross", params={"fast": 8}, exchange="binance",
+                       symbol="ETH/USDT", timeframe="1h", resample="4h")
     assert_no_errors(notebook)
     injected = [cell for cell in notebook.cells if "injected-parameters" in cell.metadata.get("tags", [])]
     assert len(injected) == 1
-    text = "".join(output.get("text", "") for output in outputs(notebook)
-                   if output.get("output_type") == "stream")
-    assert "ema_cross" in text and "'fast': 8" in text and "binance ETH/USDT 4h" in text
-    (chart,) = figures(notebook)
+    heading = markdown_outputs(notebook)
+    assert "# sma_cross on binance ETH/USDT 1h resampled to 4h" in heading
+    assert "fast=8" in heading and "slow=50" in heading
+    chart, monthly, rolling, trade_returns = figures(notebook)
     assert "candlestick" in trace_types(chart)
+    assert trace_types(monthly) == ["heatmap"] and monthly.data[0].zmid == 0
+    assert [trace.name for trace in rolling.data] == ["buy and hold", "strategy"]
+    assert trace_types(trade_returns) == ["histogram", "histogram"]
     tables = html_tables(notebook)
-    assert any("sharpe" in table and "max_drawdown" in table for table in tables)
-    assert any("entry_time" in table for table in tables)  # the trades table
+    assert any("sharpe" in table and "max_drawdown" in table and "basis" in table
+               for table in tables)
+    assert any("Jan" in table and "year" in table for table in tables)  # monthly returns
+    assert any("depth" in table and "recovered" in table for table in tables)  # drawdowns
+    assert any("win_rate" in table and "payoff_ratio" in table for table in tables)
+    assert any("entry_time" in table for table in tables)  # the last trades
+    assert_no_scientific_notation(notebook)

@@ -150,13 +150,13 @@ def test_trades_table_adds_up(result, bars):
     trades = result.trades
     fills = result.fills
     assert list(trades.columns) == ["entry_time", "exit_time", "side", "size", "entry_price",
-                                    "exit_price", "fees", "pnl", "return_pct", "exit_reason",
+                                    "exit_price", "fees", "pnl", "return", "exit_reason",
                                     "duration"]
     assert set(trades["side"]) == {"long", "short"}
     assert trades["fees"].sum() == pytest.approx(fills["fee"].sum(), rel=1e-12)
     assert (trades["duration"].dropna() == (trades["exit_time"] - trades["entry_time"]).dropna()).all()
-    np.testing.assert_allclose(trades["return_pct"],
-                               trades["pnl"] / (trades["entry_price"] * trades["size"]) * 100)
+    np.testing.assert_allclose(trades["return"],  # a fraction, like every stat
+                               trades["pnl"] / (trades["entry_price"] * trades["size"]))
     # accounting identity: realised P&L of all trades plus the open position's mark-to-market
     # equals the change in equity
     open_value = 0.0
@@ -240,7 +240,8 @@ def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, st
     processed = len(bars) if broken_bar is None else broken_bar
     pnls, durations = closed_trade_arrays_nb(fills, HOUR)
     expected = compute_stats(equity[:processed], position[:processed], run_bars.ts[:processed],
-                             HOUR, pnls, durations, 5_000.0, float(fills["fee"].sum()))
+                             HOUR, pnls, durations, 5_000.0, float(fills["fee"].sum()),
+                             open_=run_bars.open[:processed], close=run_bars.close[:processed])
     assert len(expected) == len(result.stats)
     for name, value in expected.items():
         assert result.stats[name] == value or (math.isnan(value) and math.isnan(

@@ -29,12 +29,19 @@ HOUR = 3_600_000
 
 
 def pandas_stats(equity: pd.Series, position: pd.Series, initial: float, timeframe_ms: int,
-                 trades: pd.DataFrame) -> dict:
-    """The same statistics, written with pandas idioms from their textbook definitions."""
-    per_year = pd.Timedelta(days=365) / pd.Timedelta(milliseconds=timeframe_ms)
+                 trades: pd.DataFrame, bars=None) -> dict:
+    """The same statistics, written with pandas idioms from their textbook definitions:
+    calendar years from the first bar's open to the last close, gaps included; moments
+    annualised by the bars present per calendar year."""
+    bar = pd.Timedelta(milliseconds=timeframe_ms)
+    elapsed = equity.index[-1] - equity.index[0] + bar
+    years = elapsed / pd.Timedelta(days=365)
+    per_year = len(equity) / years
     with_start = pd.concat([pd.Series([initial]), equity.reset_index(drop=True)])
     returns = with_start.pct_change().iloc[1:]
-    years = len(equity) * pd.Timedelta(milliseconds=timeframe_ms) / pd.Timedelta(days=365)
+    steps = pd.Series(equity.index).diff().iloc[1:]
+    gap_steps = steps[steps > bar]
+    held_before_gap = position.reset_index(drop=True).shift(1).iloc[1:][steps > bar]
     peak = with_start.cummax().iloc[1:]
     drawdown = 1 - equity.reset_index(drop=True) / peak.reset_index(drop=True)
     # longest time under water: group bars by the peak they are below
@@ -47,7 +54,14 @@ def pandas_stats(equity: pd.Series, position: pd.Series, initial: float, timefra
     pnl = closed["pnl"]
     cagr = (equity.iloc[-1] / initial) ** (1 / years) - 1
     max_dd = drawdown.max()
-    return {
+    expected = {
+        "elapsed_ms": elapsed / pd.Timedelta(milliseconds=1),
+        "bars_per_year": per_year,
+        "missing_bars": int(sum(step // bar - 1 for step in gap_steps)),
+        "gaps": len(gap_steps),
+        "longest_gap_ms": ((gap_steps.max() - bar) / pd.Timedelta(milliseconds=1)
+                           if len(gap_steps) else 0),
+        "gaps_held": int((held_before_gap != 0).sum()),
         "total_return": equity.iloc[-1] / initial - 1,
         "cagr": cagr,
         "annual_volatility": returns.std() * math.sqrt(per_year),
@@ -64,6 +78,15 @@ def pandas_stats(equity: pd.Series, position: pd.Series, initial: float, timefra
         "average_holding_ms": (closed["duration"].mean()) / pd.Timedelta(milliseconds=1),
         "exposure": (position != 0).mean(),
     }
+    if bars is not None:  # bought at the first open, no costs
+        holding = pd.Series(bars.close / bars.open[0])
+        held_returns = pd.concat([pd.Series([1.0]), holding]).pct_change().iloc[1:]
+        expected["buy_hold_return"] = holding.iloc[-1] - 1
+        expected["buy_hold_sharpe"] = (held_returns.mean() / held_returns.std()
+                                       * math.sqrt(per_year))
+        expected["buy_hold_max_drawdown"] = (1 - holding / holding.clip(lower=1.0).cummax()).max()
+        expected["excess_return"] = expected["total_return"] - expected["buy_hold_return"]
+    return expected
 
 
 @pytest.mark.parametrize("dataset, timeframe_ms", [
@@ -77,7 +100,7 @@ def test_stats_match_pandas_on_real_backtests(dataset, timeframe_ms, strategy):
     result = backtest(get_strategy(strategy), bars, costs=Costs(0.001, 2.0))
     assert result.stats["trade_count"] >= 3
     expected = pandas_stats(result.equity, result.position, 10_000.0, timeframe_ms,
-                            result.trades)
+                            result.trades, bars)
     for key, value in expected.items():
         assert result.stats[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
 
@@ -190,3 +213,48 @@ def test_equity_stats_match_a_bar_by_bar_reference(seed, n, drift, volatility, n
     else:
         assert got[3] == expected[3]
     assert got[4] == expected[4]
+
+
+# ----------------------------------------------------------------------------- calendar time, gaps
+
+
+def test_gaps_coverage_and_calendar_annualisation_by_hand():
+    # bars at hours 1, 2, 3, then 7, 8 (3 missing), then 10 (1 missing): 6 bars over 10 hours
+    ts = HOUR * np.array([1, 2, 3, 7, 8, 10], dtype=np.int64)
+    equity = np.array([100.0, 101.0, 102.0, 99.0, 100.0, 103.0])
+    position = np.array([0.0, 1.0, 1.0, 0.0, 0.0, 1.0])  # held across the first gap only
+    opens = np.array([10.0, 10.0, 10.5, 11.0, 10.0, 10.0])
+    closes = np.array([10.0, 10.5, 11.0, 10.0, 10.0, 12.0])
+    stats = compute_stats(equity, position, ts, HOUR, np.empty(0), np.empty(0), 100.0,
+                          open_=opens, close=closes)
+    assert stats["elapsed_ms"] == 10 * HOUR  # first open (hour 0) to last close (hour 10)
+    assert stats["missing_bars"] == 4 and stats["gaps"] == 2
+    assert stats["coverage"] == pytest.approx(6 / 10)
+    assert stats["longest_gap_ms"] == 3 * HOUR
+    assert stats["gaps_held"] == 1
+    years = 10 * HOUR / (365 * 86_400_000)
+    assert stats["bars_per_year"] == pytest.approx(6 / years)
+    assert stats["cagr"] == pytest.approx(1.03 ** (1 / years) - 1)
+    returns = equity / np.concatenate([[100.0], equity[:-1]]) - 1
+    assert stats["annual_volatility"] == pytest.approx(returns.std(ddof=1) * math.sqrt(6 / years))
+    assert stats["buy_hold_return"] == pytest.approx(0.2)
+    assert stats["buy_hold_max_drawdown"] == pytest.approx(1 - 10 / 11)
+    assert stats["excess_return"] == pytest.approx(0.03 - 0.2)
+    no_prices = compute_stats(equity, position, ts, HOUR, np.empty(0), np.empty(0), 100.0)
+    assert math.isnan(no_prices["buy_hold_return"]) and math.isnan(no_prices["excess_return"])
+
+
+def test_gaps_held_from_the_fills_equal_those_from_the_positions():
+    """A backtest counts the gaps crossed in a position from its fills (it has no position
+    series); on the gappy Bittrex sample that must equal the count from the positions."""
+    from strategies.registry import get_strategy
+
+    bars = read_market_bars("bittrex_ADA-BTC_1m.csv.gz")
+    result = backtest(get_strategy("sma_cross"), bars, {"fast": 10, "slow": 50}, Costs(0.001))
+    from_positions = compute_stats(
+        result.equity.to_numpy(), result.position.to_numpy(), bars.ts, bars.timeframe_ms,
+        np.empty(0), np.empty(0), 10_000.0, open_=bars.open, close=bars.close)
+    assert result.stats["gaps"] == 1436 and result.stats["missing_bars"] == 237_753
+    assert 0 < result.stats["gaps_held"] == from_positions["gaps_held"] < 1436
+    for name in ("bars_per_year", "cagr", "sharpe", "buy_hold_sharpe", "coverage"):
+        assert result.stats[name] == from_positions[name], name

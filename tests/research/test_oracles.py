@@ -11,7 +11,8 @@ same trades and the same final equity (within 1e-9 relative) as:
   reversal sizes the new position from the cash left after closing, with fees, exactly like
   Candela's close-then-open; its positions (flat to flat) are Candela's trades. Its
   ``Portfolio.stats()`` is also compared with :func:`research.metrics.compute_stats` where the
-  definitions coincide (see ``test_stats_agree_with_vectorbt``).
+  definitions coincide (see ``test_stats_agree_with_vectorbt``), with vectorbt's year set to
+  Candela's ``bars_per_year`` bars (vectorbt annualises by bar count, Candela by calendar time).
 * **backtesting.py** with ``trade_on_close=False`` (market orders fill at the next open),
   ``commission=fee_rate``, ``exclusive_orders=True`` and ``FractionalBacktest``.
 
@@ -203,8 +204,13 @@ def test_stats_agree_with_vectorbt(vbt, bars, name):
     costs = Costs(fee_rate=0.001)
     ours = run_ours(spec, bars, costs)
     portfolio = vectorbt_portfolio(vbt, spec, bars, np.nan_to_num(ours.target), costs)
-    theirs = portfolio.stats(settings=dict(year_freq="365 days"))
     s = ours.stats
+    # vectorbt annualises by bar count (factor ``year_freq / freq``); Candela by the bars the
+    # data holds per calendar year (``bars_per_year``, research.metrics). A year of
+    # ``bars_per_year`` bars makes the factors equal, and with them Sharpe, Sortino and the
+    # CAGR under Calmar; on bars without gaps it is 365 days.
+    year = pd.Timedelta(milliseconds=bars.timeframe_ms * s["bars_per_year"])
+    theirs = portfolio.stats(settings=dict(year_freq=year))
     assert s["total_return"] * 100 == pytest.approx(theirs["Total Return [%]"], rel=1e-9)
     assert s["max_drawdown"] * 100 == pytest.approx(theirs["Max Drawdown [%]"], rel=1e-9)
     assert s["total_fees"] == pytest.approx(theirs["Total Fees Paid"], rel=1e-9)

@@ -180,3 +180,43 @@ def test_threads_give_the_same_table_as_one_process(hourly_bars):
     threaded = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=0, n_jobs=2,
                      backend="threading", batch_size=1)
     pd.testing.assert_frame_equal(serial.frame, threaded.frame)
+
+
+# ----------------------------------------------------------------------------- minimum trades
+
+
+def test_rank_leaves_out_rows_with_too_few_trades():
+    from research.sweeps import rank
+
+    frame = pd.DataFrame({"fast": [5, 10, 15, 20], "trade_count": [1, 12, 30, 9],
+                          "profit_factor": [np.inf, 1.4, 1.1, 3.0],
+                          "max_drawdown": [0.01, 0.2, 0.1, 0.05]})
+    assert list(rank(frame, "profit_factor")["fast"]) == [5, 20, 10, 15]  # no filter: inf first
+    assert list(rank(frame, "profit_factor", min_trades=10)["fast"]) == [10, 15]
+    assert list(rank(frame, "max_drawdown", min_trades=10)["fast"]) == [15, 10]  # lower first
+
+
+def test_a_one_trade_parameter_set_does_not_rank_by_default():
+    """On real bars a slow enough average makes a handful of trades, and a lucky one has a
+    profit factor of inf: it must not reach the top 5, by default and at any metric."""
+    bars = read_market_bars("bittrex_ADA-BTC_1d.csv.gz")
+    grid = {"fast": [2, 3, 5, 10, 60], "slow": [5, 10, 20, 200]}
+    result = sweep(SMA, bars, grid, COSTS, progress=False, keep_best=3,
+                   metric="profit_factor")
+    frame = result.frame
+    few = frame["trade_count"] < 10
+    assert result.min_trades == 10 and result.n_too_few_trades == few.sum() > 0
+    assert (frame.loc[few, "profit_factor"] == np.inf).any()  # the trap is there
+    best = result.best(5)
+    assert len(best) and (best["trade_count"] >= 10).all()
+    assert np.isfinite(best["profit_factor"]).all()
+    for params in result.equity:  # the kept equity curves are those of ranked rows
+        row = frame[(frame["fast"] == params.fast) & (frame["slow"] == params.slow)]
+        assert int(row["trade_count"].iloc[0]) >= 10
+    everything = result.best(5, min_trades=0)
+    assert everything["profit_factor"].iloc[0] == np.inf
+    unfiltered = sweep(SMA, bars, grid, COSTS, progress=False, keep_best=0,
+                       metric="profit_factor", min_trades=0)
+    assert unfiltered.best(1)["profit_factor"].iloc[0] == np.inf
+    with pytest.raises(ValueError, match="min_trades"):
+        sweep(SMA, bars, grid, COSTS, progress=False, min_trades=-1)

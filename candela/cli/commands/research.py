@@ -23,9 +23,7 @@ from typing import Any
 from candela.cli.commands import CommandError, user_errors
 
 SUMMARY_STATS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "trade_count",
-                 "win_rate", "profit_factor", "exposure")
-PERCENT_STATS = frozenset({"total_return", "cagr", "annual_volatility", "max_drawdown",
-                           "win_rate", "exposure"})
+                 "win_rate", "profit_factor", "exposure", "excess_return")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -44,6 +42,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                           help="how many of the last trades to print (default: 10)")
     backtest.add_argument("--html", default=None, metavar="PATH",
                           help="also write the chart as a standalone offline HTML file")
+    backtest.add_argument("--csv", default=None, metavar="DIR",
+                          help="also write stats.csv, trades.csv, fills.csv and equity.csv "
+                               "into DIR (fractions, ISO times in UTC, durations in ms)")
+    backtest.add_argument("--json", default=None, metavar="FILE",
+                          help="also write the run, its stats and its trades as JSON")
     backtest.set_defaults(handler=_backtest)
 
     sweep = commands.add_parser(
@@ -61,6 +64,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--seed", type=int, default=0, help="seed of --sample (default: 0)")
     sweep.add_argument("--metric", default="sharpe", help="stat to rank by (default: sharpe)")
     sweep.add_argument("--top", type=int, default=10, help="rows to print (default: 10)")
+    sweep.add_argument("--min-trades", type=int, default=None, metavar="N",
+                       help="rank only parameter sets with at least N closed trades "
+                            "(default: 10; 0 ranks all)")
     sweep.add_argument("--oos-fraction", type=float, default=None, metavar="F",
                        help="hold out the last F of the bars (e.g. 0.3): rank on the rest, "
                             "report oos_ stats too")
@@ -89,6 +95,8 @@ def _market_arguments(parser: argparse.ArgumentParser, *, required: bool = True)
     parser.add_argument("--timeframe", required=required, default=None, help="bar timeframe, e.g. 1h")
     parser.add_argument("--start", default=None, help="first bar close time (ISO date/time, UTC)")
     parser.add_argument("--end", default=None, help="last bar close time (ISO date/time, UTC)")
+    parser.add_argument("--resample", default=None, metavar="TIMEFRAME",
+                        help="aggregate the bars to a coarser timeframe first, e.g. 4h")
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,32 +134,45 @@ class _Backtest:
 
 def _backtest(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
-    import pandas as pd
-
     from candela.cli import strategy_model as model
+    from candela.cli.commands.warmup import compile_notice
+    from research.formatting import stats_text, trades_table
 
     run = _bot_backtest(arguments) if arguments.bot else _command_line_backtest(arguments)
     start_load = None if arguments.bot else run.start_ms  # a bot's history before its start
-    bars = _load_bars(arguments.database_url, run.market, start_load, run.end_ms)
+    bars = _load_bars(arguments.database_url, run.market, start_load, run.end_ms,
+                      arguments.resample)
     if run.start_ms is not None and bars.ts[-1] < run.start_ms:
         raise CommandError(f"no stored bar closes at or after the start {_time(run.start_ms)}: "
                            "import more bars or pick an earlier start")
     with user_errors(ValueError):
         run.spec.check_enough_bars(len(bars), run.params)
-    result = model.backtest_from(run.spec, bars, run.params, run.costs, stops=run.stops,
-                                 risk=run.risk, initial_cash=run.initial_cash,
-                                 start_ts=run.start_ms if arguments.bot else None)
-    print(f"{run.title} on {' '.join(run.market)}: {len(bars)} bars{run.note}")
-    print(format_stats(result.stats))
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        trades = result.trades
-        print(f"\nlast {min(arguments.trades, len(trades))} of {len(trades)} trades:")
-        if len(trades):
-            print(trades.tail(arguments.trades).to_string(index=False))
+    with compile_notice():
+        result = model.backtest_from(run.spec, bars, run.params, run.costs, stops=run.stops,
+                                     risk=run.risk, initial_cash=run.initial_cash,
+                                     start_ts=run.start_ms if arguments.bot else None)
+    print(f"{run.title} on {_market(run.market, arguments.resample)}: {len(bars):,} bars; "
+          f"fee {100 * run.costs.fee_rate:g} %, slippage {run.costs.slippage_bps:g} bp{run.note}")
+    print("(returns and rates in %, amounts in the quote currency; the basis of each figure "
+          "follows it)\n")
+    print(stats_text(result.stats))
+    trades = result.trades
+    print(f"\nlast {min(arguments.trades, len(trades))} of {len(trades)} trades:")
+    if len(trades) and arguments.trades > 0:
+        table = trades_table(trades.tail(arguments.trades), scale=result.initial_cash)
+        print(table.to_string(index=False))
+    if arguments.csv:
+        for path in _export_csv(result, Path(arguments.csv)):
+            print(f"\nwritten: {path}", end="")
+        print()
+    if arguments.json:
+        path = _export_json(result, run, arguments.resample, Path(arguments.json))
+        print(f"\nrun written to {path}")
     if arguments.html:
         path = Path(arguments.html)
         path.parent.mkdir(parents=True, exist_ok=True)
-        result.plot().write_html(path, include_plotlyjs=True)
+        _write_atomically(path, lambda temporary: result.plot().write_html(
+            temporary, include_plotlyjs=True))
         print(f"\nchart written to {path}")
     return 0
 
@@ -183,7 +204,8 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
         ("--strategy", arguments.strategy), ("--exchange", arguments.exchange),
         ("--symbol", arguments.symbol), ("--timeframe", arguments.timeframe),
         ("--param", arguments.param or None), ("--fee", arguments.fee),
-        ("--slippage-bps", arguments.slippage_bps), ("--cash", arguments.cash)) if value is not None]
+        ("--slippage-bps", arguments.slippage_bps), ("--cash", arguments.cash),
+        ("--resample", arguments.resample)) if value is not None]
     if given:
         raise CommandError(f"--bot takes the strategy, parameters, market, costs, stops, risk "
                            f"limits and cash from {arguments.bot}: drop {', '.join(given)}")
@@ -245,8 +267,8 @@ def _run_settings(arguments: argparse.Namespace, spec) -> tuple[Any, float]:
 
 def _sweep(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
-    import pandas as pd
-
+    from research.formatting import format_frame
+    from research.metrics import DEFAULT_MIN_TRADES
     from research.sweeps import sweep
 
     spec = resolve_strategy(arguments.strategy)
@@ -256,27 +278,32 @@ def _sweep(arguments: argparse.Namespace) -> int:
     if not grid:
         raise CommandError(f"strategy {spec.name!r} declares no sweep ranges: pass --grid NAME=SPEC")
     costs, cash = _run_settings(arguments, spec)
-    bars = _load_bars(arguments.database_url, (arguments.exchange, arguments.symbol, arguments.timeframe),
-                      _to_ms(arguments.start), _to_ms(arguments.end))
+    min_trades = DEFAULT_MIN_TRADES if arguments.min_trades is None else arguments.min_trades
+    if min_trades < 0:
+        raise CommandError(f"--min-trades must be 0 or more, got {min_trades}")
+    market = (arguments.exchange, arguments.symbol, arguments.timeframe)
+    bars = _load_bars(arguments.database_url, market, _to_ms(arguments.start),
+                      _to_ms(arguments.end), arguments.resample)
     _check_sweep(spec, bars, grid, arguments)
     result = sweep(spec, bars, grid, costs, initial_cash=cash, n_jobs=arguments.n_jobs,
                    sample=arguments.sample, seed=arguments.seed, metric=arguments.metric,
                    keep_best=0, progress=not arguments.no_progress,
-                   oos_fraction=arguments.oos_fraction)
-    print(f"{spec.name} on {arguments.exchange} {arguments.symbol} {arguments.timeframe} "
-          f"({len(bars)} bars): {result.n_evaluated} parameter sets evaluated of "
-          f"{result.n_combinations} combinations ({result.n_invalid} invalid)")
-    with pd.option_context("display.width", 160, "display.max_columns", 30):
-        print(f"best {arguments.top} by {result.metric}:")
-        best = result.best(arguments.top)
-        columns = list(result.param_names) + [c for c in SUMMARY_STATS if c in best.columns]
-        columns += [f"oos_{c}" for c in ("total_return", "sharpe", "max_drawdown")
-                    if f"oos_{c}" in best.columns]
-        print(best[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+                   oos_fraction=arguments.oos_fraction, min_trades=min_trades)
+    print(f"{spec.name} on {_market(market, arguments.resample)} ({len(bars):,} bars): "
+          f"{result.n_evaluated} parameter sets evaluated of {result.n_combinations} "
+          f"combinations ({result.n_invalid} invalid)")
+    best = result.best(arguments.top)
+    print(f"best {len(best)} by {result.metric}, among the parameter sets with at least "
+          f"{min_trades} closed trades ({result.n_too_few_trades} had fewer; --min-trades):")
+    columns = list(result.param_names) + [c for c in SUMMARY_STATS if c in best.columns]
+    columns += [f"oos_{c}" for c in ("total_return", "sharpe", "max_drawdown")
+                if f"oos_{c}" in best.columns]
+    if len(best):
+        print(format_frame(best[columns], scale=cash).to_string(index=False))
     if arguments.csv:
         path = Path(arguments.csv)
         path.parent.mkdir(parents=True, exist_ok=True)
-        result.frame.to_csv(path, index=False)
+        _write_atomically(path, lambda temporary: result.frame.to_csv(temporary, index=False))
         print(f"\nall rows written to {path}")
     return 0
 
@@ -321,11 +348,18 @@ def _report(arguments: argparse.Namespace) -> int:
         _market_checks(arguments.exchange, arguments.symbol, arguments.timeframe)
     if arguments.notebook is not None and not Path(arguments.notebook).is_file():
         raise CommandError(f"--notebook {arguments.notebook}: no such notebook file")
+    # the user's mistakes (market, dates, resampling, too few bars) end here, in one line,
+    # before the notebook runs
+    market = (arguments.exchange, arguments.symbol, arguments.timeframe)
+    bars = _load_bars(arguments.database_url, market, _to_ms(arguments.start),
+                      _to_ms(arguments.end), arguments.resample)
+    with user_errors(ValueError):
+        spec.check_enough_bars(len(bars), params)
     files = run_report(arguments.strategy, params._asdict(), arguments.exchange, arguments.symbol,
                        arguments.timeframe, start=arguments.start, end=arguments.end,
                        fee=arguments.fee, slippage_bps=arguments.slippage_bps,
                        database_url=arguments.database_url, out_dir=arguments.out,
-                       notebook=arguments.notebook)
+                       notebook=arguments.notebook, resample=arguments.resample)
     print(f"report notebook written to {files.notebook}")
     if files.html is not None:
         print(f"report HTML written to {files.html}")
@@ -343,28 +377,92 @@ def _market_checks(exchange: str, symbol: str, timeframe: str) -> None:
 
 
 def format_stats(stats) -> str:
-    """Render a stats Series as aligned ``name  value`` lines: times as UTC dates, durations
-    as days/hours, fractions as percentages."""
+    """The stats as aligned ``name  value  basis`` lines (:func:`research.formatting.stats_text`)."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
+    from research.formatting import stats_text
+
+    return stats_text(stats)
+
+
+# --------------------------------------------------------------------------- exports
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Call ``write(temporary path)`` next to ``path``, then rename it to ``path``: a failed
+    write leaves nothing behind."""
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        write(temporary)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _export_csv(result, folder: Path) -> list[Path]:
+    """Write ``stats.csv``, ``trades.csv``, ``fills.csv`` and ``equity.csv`` into ``folder``."""
     import pandas as pd
 
-    lines = []
-    width = max((len(str(name)) for name in stats.index), default=0)
-    for name, value in stats.items():
-        if pd.isna(value):
-            text = "nan"
-        elif name in ("start_ts", "end_ts"):
-            text = str(pd.Timestamp(int(value), unit="ms", tz="UTC"))
-        elif str(name).endswith("_ms"):
-            text = str(pd.Timedelta(milliseconds=float(value)).round("s"))
-        elif name in PERCENT_STATS:
-            text = f"{100 * float(value):.2f} %"
-        elif name in ("n_bars", "trade_count"):
-            text = f"{int(value)}"
-        else:
-            text = f"{float(value):,.4f}"
-        lines.append(f"{str(name):<{width}}  {text}")
-    return "\n".join(lines)
+    folder.mkdir(parents=True, exist_ok=True)
+    stats = result.stats.rename_axis("stat").rename("value").to_frame()
+    equity = pd.DataFrame({"equity": result.equity, "cash": result.cash,
+                           "position": result.position})
+    tables = {"stats.csv": (stats, True), "trades.csv": (_machine_table(result.trades), False),
+              "fills.csv": (_machine_table(result.fills), False),
+              "equity.csv": (_machine_table(equity.reset_index()), False)}
+    written = []
+    for name, (table, index) in tables.items():
+        path = folder / name
+        _write_atomically(path, lambda temporary, t=table, i=index: t.to_csv(temporary, index=i))
+        written.append(path)
+    return written
+
+
+def _machine_table(frame):
+    """``frame`` for files: times as ISO 8601 UTC text, durations as ``<name>_ms`` integers."""
+    import pandas as pd
+
+    out = frame.copy()
+    for name in list(out.columns):
+        column = out[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype):
+            out[name] = column.map(lambda t: t.isoformat() if pd.notna(t) else None)
+        elif pd.api.types.is_timedelta64_dtype(column):
+            out[name] = (column / pd.Timedelta(milliseconds=1)).astype("Int64")
+            out = out.rename(columns={name: f"{name}_ms"})
+    return out
+
+
+def _export_json(result, run: _Backtest, resample: str | None, path: Path) -> Path:
+    """Write the run (strategy, parameters, market, costs), its stats and its trades as JSON:
+    fractions and ms as in ``research.metrics``; ``nan`` is ``null``, infinities are the
+    strings ``"inf"`` and ``"-inf"``."""
+    import json
+
+    def plain(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        if hasattr(value, "item"):  # numpy scalars
+            return plain(value.item())
+        return value
+
+    trades = _machine_table(result.trades)
+    document = {
+        "strategy": result.spec_name,
+        "params": {key: plain(value) for key, value in result.params._asdict().items()},
+        "market": {"exchange": run.market[0], "symbol": run.market[1],
+                   "timeframe": resample or run.market[2]},
+        "costs": {"fee_rate": run.costs.fee_rate, "slippage_bps": run.costs.slippage_bps},
+        "initial_cash": result.initial_cash,
+        "stats": {name: plain(value) for name, value in result.stats.items()},
+        "trades": [{key: plain(value) if value is not None else None
+                    for key, value in row.items()}
+                   for row in trades.astype(object).where(trades.notna(), None)
+                   .to_dict(orient="records")],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, lambda temporary: temporary.write_text(
+        json.dumps(document, indent=1, allow_nan=False), encoding="utf-8"))
+    return path
 
 
 # --------------------------------------------------------------------------- parsing
@@ -443,17 +541,33 @@ def _parse_range(item: str, text: str) -> list[Any]:
 
 
 def _load_bars(database_url: str | None, market: tuple[str, str, str], start_ms: int | None,
-               end_ms: int | None):
+               end_ms: int | None, resample: str | None = None):
+    """The stored bars of ``market`` in the period, aggregated to ``resample`` if given."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.core.db import connect
     from research.data import load_bars
+    from research.data import resample as resample_bars
 
     engine = connect(database_url)
     try:
         with user_errors(ValueError):  # a malformed market, or no bars stored in that period
-            return load_bars(engine, *market, start_ms, end_ms)
+            bars = load_bars(engine, *market, start_ms, end_ms)
     finally:
         engine.dispose()
+    if resample:
+        with user_errors(ValueError):  # an unknown or finer timeframe
+            coarse = resample_bars(bars, resample)
+        if len(coarse) == 0:
+            raise CommandError(f"no whole {resample} bar in the {len(bars)} {market[2]} bars of "
+                               "that period: widen --start/--end")
+        return coarse
+    return bars
+
+
+def _market(market: tuple[str, str, str], resample: str | None) -> str:
+    """``exchange symbol timeframe``, with the resampling if any."""
+    text = " ".join(market)
+    return text + (f" resampled to {resample}" if resample else "")
 
 
 def _to_ms(text: str | None) -> int | None:

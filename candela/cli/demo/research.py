@@ -10,11 +10,12 @@ windows over a small grid and prints the best rows.
 from __future__ import annotations
 
 import time
-import pandas as pd
+
 from candela.cli.commands import CommandError
 from candela.cli.commands.research import SUMMARY_STATS, format_stats
 from research.backtesting import backtest
 from research.data import inventory, load_bars
+from research.formatting import format_frame, trades_table
 from research.sweeps import sweep
 from research.types import Costs
 from strategies.registry import get_strategy
@@ -43,11 +44,11 @@ def run(context) -> None:
     print(f"{spec.name} {dict(params._asdict())} on {exchange} {symbol} {timeframe}: "
           f"{len(bars)} bars, fee 0.1 %, slippage 1 bp ({elapsed:.2f} s incl. compile)")
     print(format_stats(result.stats))
-    with pd.option_context("display.width", 140, "display.max_columns", 12):
-        columns = [c for c in ("entry_time", "exit_time", "side", "entry_price", "exit_price",
-                               "pnl", "exit_reason") if c in result.trades.columns]
-        print(f"\nlast 3 of {len(result.trades)} trades:")
-        print(result.trades[columns].tail(3).to_string(index=False))
+    columns = [c for c in ("entry_time", "exit_time", "side", "entry_price", "exit_price",
+                           "pnl", "return", "exit_reason") if c in result.trades.columns]
+    print(f"\nlast 3 of {len(result.trades)} trades:")
+    print(trades_table(result.trades[columns].tail(3), scale=result.initial_cash)
+          .to_string(index=False))
 
     path = context.out_dir / "backtest.html"
     result.plot().write_html(path, include_plotlyjs=True)
@@ -57,11 +58,11 @@ def run(context) -> None:
     table = sweep(spec, bars, SWEEP_GRID, costs, n_jobs=1, keep_best=3, progress=False)
     elapsed = time.perf_counter() - started
     print(f"\nsweep fast x slow: {table.n_evaluated} parameter sets "
-          f"({table.n_invalid} invalid skipped) in {elapsed:.2f} s; best 5 by sharpe:")
+          f"({table.n_invalid} invalid skipped) in {elapsed:.2f} s; best 5 by sharpe among "
+          f"those with at least {table.min_trades} trades:")
     best = table.best(5)
     columns = list(table.param_names) + [name for name in SUMMARY_STATS if name in best.columns]
-    with pd.option_context("display.width", 160, "display.max_columns", 14):
-        print(best[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(format_frame(best[columns], scale=result.initial_cash).to_string(index=False))
 
 
 def choose_market(markets) -> tuple[str, str, str]:
