@@ -2,8 +2,8 @@
 
 A sweep runs one strategy with many parameter sets over the same bars; most of them share
 indicators (the same ``sma(close, 20)`` for every ``slow``). Inside ``with indicator_cache():``
-the wrappers of :mod:`research.indicators` remember their results, keyed by the memory of their
-input arrays and their parameters, so that each distinct indicator is computed once per scope.
+the wrappers of :mod:`research.indicators` remember their results, keyed by their array objects and their parameters, so that each distinct indicator is computed once per
+scope.
 Outside a scope nothing is remembered.
 """
 
@@ -24,7 +24,7 @@ DEFAULT_CACHE_BYTES = 256 * 2**20
 class IndicatorMemo:
     """The results remembered by one :func:`indicator_cache` scope (least recently used first).
 
-    Each entry keeps a reference to its input arrays, so their memory cannot be reused by
+    Each entry keeps a reference to its input arrays, so their ``id`` cannot be reused by
     another array while the entry lives.
     """
 
@@ -63,10 +63,10 @@ _ACTIVE_MEMO: ContextVar[IndicatorMemo | None] = ContextVar("candela_indicator_m
 def indicator_cache(max_bytes: int = DEFAULT_CACHE_BYTES) -> Iterator[IndicatorMemo]:
     """Scope in which the indicator wrappers remember their results.
 
-    Within the ``with`` block, a wrapper called again on the **same input memory** (``bars.close``
-    or a view of all of it, such as the Line the strategy receives; not a copy or a new slice)
-    with the same parameters returns the values it computed the first time, instead of
-    recomputing them; results are bit for bit what a fresh call returns. Since callers share
+    Within the ``with`` block, a wrapper called again with the **same input array objects**
+    (``bars.close`` itself, or the Line a strategy receives for it, which is the same object at
+    every evaluation over the same bars; not a copy or a new slice) and the same parameters
+    returns the values it computed the first time, instead of recomputing them; results are bit for bit what a fresh call returns. Since callers share
     them, results from inside a scope are **read-only** arrays (writing to one raises
     "assignment destination is read-only": copy it first, ``np.array(value)``); a copy per call
     would cost a sweep about as much as the moving averages themselves. Inputs must not be
@@ -95,17 +95,21 @@ def _read_only(value: Any) -> Any:
     return value
 
 
-def _memoized(name: str, inputs: tuple[tuple[np.ndarray, bool], ...], params: tuple,
+def _memoized(name: str, inputs: tuple[tuple[np.ndarray, Any], ...], params: tuple,
               compute: Callable[[], Any]) -> Any:
     """``compute()``, remembered in the active :func:`indicator_cache` scope if there is one
-    and every input is the caller's own memory (``(array, own)`` from :func:`_as_series`)."""
+    and every input is the caller's own array: ``inputs`` holds ``(array, original)`` pairs
+    from the wrappers, ``original`` being the object the caller passed when ``array`` is its
+    memory unconverted, else ``None``."""
     memo = _ACTIVE_MEMO.get()
-    if memo is None or not all(own for _, own in inputs):
+    if memo is None:
         return compute()
-    arrays = tuple(array for array, _ in inputs)
-    key = (name, tuple((a.__array_interface__["data"][0], len(a)) for a in arrays), params)
+    originals = tuple(original for _, original in inputs)
+    if any(original is None for original in originals):
+        return compute()
+    key = (name, tuple(map(id, originals)), params)
     value = memo.get(key)
     if value is None:
         value = _read_only(compute())
-        memo.put(key, arrays, value)
+        memo.put(key, originals, value)
     return value

@@ -37,7 +37,7 @@ Conventions (each matches the pandas formulation named in its docstring):
   + 1`` bars on prices).
 
 **Scoped memo.** Inside ``with indicator_cache():`` the wrappers remember their results, keyed
-by the memory of their input arrays and their parameters, so that a sweep computes each
+by their input array objects and their parameters, so that a sweep computes each
 distinct window once per batch instead of once per parameter set. Outside such a scope
 (strategies in the runner, plain calls) nothing is remembered. See :func:`indicator_cache`.
 """
@@ -106,9 +106,10 @@ def converged_warmup(alpha: float) -> int:
     return int(math.ceil(SEED_DECAY / alpha - 1e-9))
 
 
-def _as_series(name: str, values) -> tuple[np.ndarray, bool]:
-    """``values`` as a contiguous float64 plain array, and whether it is the caller's own
-    memory (no conversion was needed: the result may be remembered, see :func:`_memoized`)."""
+def _as_series(name: str, values) -> tuple[np.ndarray, Any]:
+    """``(array, original)``: ``values`` as a contiguous float64 plain array, and ``values``
+    itself when that array is its memory unconverted (the result may then be remembered, see
+    :func:`research.indicator_memo._memoized`), else ``None``."""
     array = np.asarray(values)
     if array.ndim != 1:
         raise TypeError(
@@ -116,9 +117,9 @@ def _as_series(name: str, values) -> tuple[np.ndarray, bool]:
         )
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{name} must be numeric, got dtype {array.dtype}")
-    if array.dtype == np.float64 and array.flags.c_contiguous:
-        return array.view(np.ndarray), True
-    return np.ascontiguousarray(array, dtype=np.float64), False
+    if array.dtype == np.float64 and array.flags.c_contiguous and isinstance(values, np.ndarray):
+        return array, values
+    return np.ascontiguousarray(array, dtype=np.float64), None
 
 
 def _as_window(name: str, value) -> int:
@@ -140,9 +141,15 @@ def _lines(value: Any, inputs: tuple, lookback: int, history: int) -> Any:
     """``value`` (an array, or a NamedTuple / tuple of arrays) as Lines whose numbers add
     ``lookback`` and ``history - 1`` to the largest of the ``inputs``' (see the module
     docstring); unchanged (plain) unless the inputs are Lines (and scalars)."""
-    numbers = combined(inputs) if any(isinstance(x, Line) for x in inputs) else None
-    if numbers is None:
-        return value
+    if len(inputs) == 1:
+        source = inputs[0]
+        if type(source) is not Line or source.history < 1:
+            return value
+        numbers = source.lookback, source.history
+    else:
+        numbers = combined(inputs) if any(type(x) is Line for x in inputs) else None
+        if numbers is None:
+            return value
     out_lookback, out_history = numbers[0] + lookback, numbers[1] + history - 1
     if isinstance(value, tuple):
         parts = [as_line(part, out_lookback, out_history) for part in value]
@@ -402,7 +409,8 @@ def crossed_below(a, b) -> np.ndarray:
 
 def _events(name: str, values, size: int | None = None) -> np.ndarray:
     """Event flags as a contiguous bool array; a scalar (``False``) is broadcast to ``size``."""
-    if size is not None and np.ndim(values) == 0:
+    if size is not None and not isinstance(values, np.ndarray) or \
+            isinstance(values, np.ndarray) and values.ndim == 0:
         return np.full(size, bool(values))
     return np.ascontiguousarray(values, dtype=np.bool_)
 

@@ -62,8 +62,8 @@ class Line(np.ndarray):
         (``>= 1``).
     """
 
-    lookback: int
-    history: int
+    lookback: int = 0
+    history: int = 1
 
     def __new__(cls, values: Any, lookback: int = 0, history: int = 1) -> Line:
         line = np.asarray(values).view(cls)
@@ -75,9 +75,11 @@ class Line(np.ndarray):
         return line
 
     def __array_finalize__(self, obj: Any) -> None:
-        # views, copies and astype of a Line keep its numbers; indexing is handled below
-        self.lookback = getattr(obj, "lookback", 0)
-        self.history = getattr(obj, "history", 1)
+        # views, copies and astype of a Line keep its numbers (indexing is handled below); a
+        # view of a plain array has the class defaults until as_line sets them
+        if type(obj) is Line:
+            self.lookback = obj.lookback
+            self.history = obj.history
 
     def __getitem__(self, index: Any) -> Any:
         result = np.ndarray.__getitem__(self.view(np.ndarray), index)
@@ -86,8 +88,30 @@ class Line(np.ndarray):
         return result
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        if not kwargs and method == "__call__" and ufunc.signature is None:
-            return _elementwise_call(ufunc, inputs)
+        if not kwargs and method == "__call__":
+            # the common case, kept short: a strategy in a sweep makes many such calls
+            lookback, history = 0, 1
+            plain = []
+            for value in inputs:
+                if type(value) is Line:
+                    if value.history < 1:
+                        break
+                    if value.lookback > lookback:
+                        lookback = value.lookback
+                    if value.history > history:
+                        history = value.history
+                    plain.append(value.view(np.ndarray))
+                elif _is_scalar(value):
+                    plain.append(value)
+                else:
+                    break
+            else:
+                result = ufunc(*plain)
+                if type(result) is np.ndarray and result.ndim == 1:
+                    line = result.view(Line)
+                    line.lookback, line.history = lookback, history
+                    return line
+                return _wrap(result, (lookback, history))
         out = kwargs.get("out")
         if out is not None:
             kwargs["out"] = tuple(_plain(array) for array in out)
@@ -128,43 +152,15 @@ class Line(np.ndarray):
         return f"Line({body}, lookback={self.lookback}, history={self.history})"
 
 
-def _elementwise_call(ufunc: np.ufunc, inputs: tuple) -> Any:
-    """``ufunc(*inputs)`` without keywords: the common case, kept short (a strategy in a sweep
-    makes many such calls)."""
-    lookback, history, known = 0, 1, True
-    plain = []
-    for value in inputs:
-        if isinstance(value, Line):
-            if value.history < 1:
-                known = False
-            else:
-                lookback = max(lookback, value.lookback)
-                history = max(history, value.history)
-            plain.append(value.view(np.ndarray))
-        else:
-            if known and not _is_scalar(value):
-                known = False
-            plain.append(value)
-    result = ufunc(*plain)
-    if not known:
-        return result
-    if isinstance(result, tuple):  # np.modf, np.frexp, np.divmod
-        return tuple(as_line(item, lookback, history) if isinstance(item, np.ndarray)
-                     and item.ndim == 1 else item for item in result)
-    if isinstance(result, np.ndarray) and result.ndim == 1:
-        return as_line(result, lookback, history)
-    return result
-
-
 #: The numbers of an array whose history is not known: a strategy refuses it.
 _UNKNOWN = (-1, -1)
 
 
 def as_line(values: Any, lookback: int, history: int) -> Line:
     """``values`` viewed as a :class:`Line` with the given numbers (no copy, no checks)."""
-    line = np.asarray(values).view(Line)
-    line.lookback = int(lookback)
-    line.history = int(history)
+    line = (values if type(values) is np.ndarray else np.asarray(values)).view(Line)
+    line.lookback = lookback
+    line.history = history
     return line
 
 
@@ -195,8 +191,11 @@ def combined(values: Iterable[Any]) -> tuple[int, int] | None:
     return lookback, history
 
 
+_SCALARS = (int, float, bool, complex, np.generic)
+
+
 def _is_scalar(value: Any) -> bool:
-    if isinstance(value, (int, float, bool, complex, np.generic)):
+    if isinstance(value, _SCALARS):
         return True
     return isinstance(value, np.ndarray) and value.ndim == 0
 

@@ -40,6 +40,7 @@ import inspect
 import math
 import operator
 import sys
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -58,6 +59,14 @@ _COMPARISONS = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
 FIXES = ("use research.indicators.shift(x, k) instead of slicing or np.roll, wrap your own array "
          "function with @indicator(lookback=..., history=...), or declare lookback= and "
          "history= on @strategy (numbers, or functions of the parameters)")
+
+
+class ConstraintError(ValueError):
+    """A parameter set breaks one of the strategy's constraints (``constraint`` is its text)."""
+
+    def __init__(self, message: str, constraint: str):
+        super().__init__(message)
+        self.constraint = constraint
 
 
 class UnknownHistoryError(TypeError):
@@ -153,7 +162,7 @@ class StrategySpec:
         ------
         ValueError
             For an unknown parameter name (with a "did you mean" suggestion), a value of the
-            wrong type, or a parameter set that breaks a constraint.
+            wrong type, or a parameter set that breaks a constraint (:class:`ConstraintError`).
         """
         fields = self.params._fields
         if isinstance(values, self.params) and not overrides:
@@ -178,8 +187,9 @@ class StrategySpec:
             if not constraint.holds(params):
                 values_text = ", ".join(f"{name}={getattr(params, name)!r}"
                                         for name in dict.fromkeys(constraint.names()))
-                raise ValueError(f"constraint {constraint.text!r} of strategy {self.name!r} "
-                                 f"does not hold for {values_text}: choose values that satisfy it")
+                raise ConstraintError(
+                    f"constraint {constraint.text!r} of strategy {self.name!r} does not hold "
+                    f"for {values_text}: choose values that satisfy it", constraint.text)
         return params
 
     def _params(self, params: Any) -> Any:
@@ -201,33 +211,37 @@ class StrategySpec:
             If the function returns something else than a target of one number per bar (and
             panes of such series). Exceptions of the strategy's own code propagate unchanged.
         """
-        params = self._params(params)
+        params = params if type(params) is self.params else self._params(params)
         output = self.function(_line_bars(bars), **params._asdict())
         target, panes = self._parts(output)
         n = len(bars)
-        _check_series(self.name, "target", target, n)
+        if not _is_series(target, n):
+            _refuse_series(self.name, "target", target, n)
         series: dict[str, np.ndarray] = {}
         groups: dict[str, list[str]] = {}
         for pane, members in panes.items():
-            if not isinstance(members, Mapping):
+            if not isinstance(members, (dict, Mapping)):
                 raise TypeError(f"strategy {self.name!r}: pane {pane!r} must map series names "
                                 f"to series, got {type(members).__name__}")
+            names = groups.setdefault(str(pane), [])
             for name, values in members.items():
                 if name in series:
                     raise ValueError(f"strategy {self.name!r}: series {name!r} appears in two "
                                      "panes; give each series its own name")
-                _check_series(self.name, f"series {name!r}", values, n)
+                if not _is_series(values, n):
+                    _refuse_series(self.name, f"series {name!r}", values, n)
                 series[name] = values
-                groups.setdefault(str(pane), []).append(str(name))
+                names.append(str(name))
         lookback, history = self._numbers_of(params, target, series)
         levels = np.array(target, dtype=np.float64)
         levels[:lookback] = np.nan
-        indicators = {name: np.asarray(values, dtype=np.float64) for name, values in series.items()}
+        indicators = {name: values.view(np.ndarray) if values.dtype == np.float64
+                      else values.astype(np.float64) for name, values in series.items()}
         return Evaluation(levels, indicators, groups, lookback, max(history, lookback + 1))
 
     def _parts(self, output: Any) -> tuple[Any, Mapping]:
-        if isinstance(output, tuple) and not isinstance(output, np.ndarray):
-            if len(output) != 2 or not isinstance(output[1], Mapping):
+        if isinstance(output, tuple):
+            if len(output) != 2 or not isinstance(output[1], (dict, Mapping)):
                 raise TypeError(f"strategy {self.name!r} must return the target or (target, "
                                 f"panes) with panes a dict, got a tuple of {len(output)} items")
             return output
@@ -248,14 +262,15 @@ class StrategySpec:
         if self.declared_history is not None:
             return lookback, _declared(self, "history", self.declared_history, params, 1)
         history = 1
-        for label, values in (("target", target), *((f"series {k!r}", v) for k, v in series.items())):
-            numbers = numbers_of(values)
-            if numbers is None:
+        for label, values in (("target", target), *series.items()):
+            if type(values) is not Line or values.history < 1:
+                what = "target" if values is target else f"series {label!r}"
                 raise UnknownHistoryError(
-                    f"strategy {self.name!r}: history window unknown: its {label} is a plain "
+                    f"strategy {self.name!r}: history window unknown: its {what} is a plain "
                     f"array, computed with something the library cannot follow (slicing, "
                     f"np.roll, np.concatenate, a reduction, a plain array); {FIXES}")
-            history = max(history, numbers[1])
+            if values.history > history:
+                history = values.history
         return lookback, history
 
     def target(self, bars: Bars, params: Any = None) -> np.ndarray:
@@ -352,25 +367,39 @@ def _declared(spec: StrategySpec, what: str, value: Any, params: Any, least: int
     return int(number)
 
 
-def _check_series(strategy: str, label: str, values: Any, n: int) -> None:
+def _is_series(values: Any, n: int) -> bool:
+    """Whether ``values`` is one number (or bool) per bar."""
+    return isinstance(values, np.ndarray) and values.shape == (n,) \
+        and values.dtype.kind in "biuf"
+
+
+def _refuse_series(strategy: str, label: str, values: Any, n: int) -> None:
+    """Raise the error that says what is wrong with ``values`` (not :func:`_is_series`)."""
     if not isinstance(values, np.ndarray):
         raise TypeError(f"strategy {strategy!r} must return numpy arrays; its {label} is a "
                         f"{type(values).__name__}")
     if values.shape != (n,):
         raise ValueError(f"strategy {strategy!r} returned a {label} of shape {values.shape}; "
                          f"expected ({n},), one value per bar")
-    if values.dtype.kind not in "biuf":
-        raise TypeError(f"strategy {strategy!r} returned a {label} of dtype {values.dtype}; "
-                        "return numbers (float64, nan = undefined) or booleans")
+    raise TypeError(f"strategy {strategy!r} returned a {label} of dtype {values.dtype}; "
+                    "return numbers (float64, nan = undefined) or booleans")
+
+
+_LINE_BARS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _line_bars(bars: Bars) -> Bars:
-    """``bars`` with every column viewed as a Line of look-back 0 and history 1."""
-    if not isinstance(bars, Bars):
-        raise TypeError(f"bars must be research.types.Bars (see research.load_bars), got "
-                        f"{type(bars).__name__}")
-    return Bars(*(as_line(getattr(bars, name), 0, 1) for name in ("ts",) + Bars.COLUMNS),
-                bars.timeframe_ms)
+    """``bars`` with every column viewed as a Line of look-back 0 and history 1; the same
+    object for the same ``bars`` (the indicator memo of a sweep recognises its columns)."""
+    lines = _LINE_BARS.get(bars)
+    if lines is None:
+        if not isinstance(bars, Bars):
+            raise TypeError(f"bars must be research.types.Bars (see research.load_bars), got "
+                            f"{type(bars).__name__}")
+        lines = Bars(*(as_line(getattr(bars, name), 0, 1) for name in ("ts",) + Bars.COLUMNS),
+                     bars.timeframe_ms)
+        _LINE_BARS[bars] = lines
+    return lines
 
 
 EMPTY_BARS = Bars(np.empty(0, np.int64), *(np.empty(0) for _ in Bars.COLUMNS))
@@ -567,5 +596,5 @@ def _convert_param(strategy_name: str, key: str, value: Any, kind: type) -> Any:
     )
 
 
-__all__ = ["Constraint", "Evaluation", "Line", "StrategySpec", "UnknownHistoryError",
+__all__ = ["Constraint", "ConstraintError", "Evaluation", "Line", "StrategySpec", "UnknownHistoryError",
            "parse_constraint", "strategy"]

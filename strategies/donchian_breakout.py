@@ -17,6 +17,6 @@ def donchian_breakout(bars, entry_window: int = 20, exit_window: int = 10, max_h
                 "exit_high": shift(leave.upper), "exit_low": shift(leave.lower)}
     close = bars.close
     position = event_position(close > channels["entry_high"], close < channels["exit_low"],
-                              allow_short & (close < channels["entry_low"]),
-                              allow_short & (close > channels["exit_high"]), max_hold)
+                              allow_short and close < channels["entry_low"],
+                              allow_short and close > channels["exit_high"], max_hold)
     return position, {"price": channels}

@@ -16,6 +16,6 @@ def rsi_reversion(bars, window: int = 14, lower: float = 30.0, exit_level: float
     strength = rsi(bars.close, window)
     live = ~unchanged(bars.close, window)
     position = event_position(live & (strength < lower), live & (strength > exit_level),
-                              allow_short & live & (strength > upper),
-                              allow_short & live & (strength < exit_level), max_hold)
+                              allow_short and live & (strength > upper),
+                              allow_short and live & (strength < exit_level), max_hold)
     return position, {"rsi": {"rsi": strength}}

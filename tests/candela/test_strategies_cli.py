@@ -78,7 +78,7 @@ def test_show_and_list_refuse_bad_references_in_one_line(strategy_folder, capsys
 def test_backtest_takes_user_names_and_module_references(database, strategy_folder, capsys):
     write_strategy(strategy_folder, "mine.py", name="mine")
     bars = load_bars(database, "binance", "BTC/USDT", "1h")
-    for reference in ("mine", "strategies.sma_cross:SPEC"):
+    for reference in ("mine", "strategies.sma_cross:sma_cross"):
         assert run(database, "backtest", "--strategy", reference, *MARKET) == 0
         out = capsys.readouterr().out
         expected = backtest(resolve_strategy(reference), bars, None, Costs())
