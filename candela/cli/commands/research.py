@@ -146,6 +146,7 @@ def _backtest(arguments: argparse.Namespace) -> int:
     if run.start_ms is not None and bars.ts[-1] < run.start_ms:
         raise CommandError(f"no stored bar closes at or after the start {_time(run.start_ms)}: "
                            "import more bars or pick an earlier start")
+    model.lookback(run.spec, run.params)  # the strategy's code runs: its errors keep a traceback
     with user_errors(ValueError):
         run.spec.check_enough_bars(len(bars), run.params)
     with compile_notice():
@@ -364,6 +365,7 @@ def _report(arguments: argparse.Namespace) -> int:
     market = (arguments.exchange, arguments.symbol, arguments.timeframe)
     bars = _load_bars(arguments.database_url, market, _to_ms(arguments.start),
                       _to_ms(arguments.end), arguments.resample)
+    spec.lookback(params)  # the strategy's code runs: its errors keep their traceback
     with user_errors(ValueError):
         spec.check_enough_bars(len(bars), params)
     files = run_report(arguments.strategy, params._asdict(), arguments.exchange, arguments.symbol,
