@@ -309,15 +309,26 @@ class StrategySpec:
                 pass
         return cached
 
+    def _both_declared(self, params: Any) -> tuple[int, int] | None:
+        if self.declared_lookback is None or self.declared_history is None:
+            return None
+        params = self._params(params)
+        lookback = _declared(self, "lookback", self.declared_lookback, params, 0)
+        history = _declared(self, "history", self.declared_history, params, 1)
+        return lookback, max(history, lookback + 1)
+
     def lookback(self, params: Any = None) -> int:
         """Bars before the first defined target for ``params``: the backtest trades from the
-        bar after them."""
-        return self._empty_evaluation(params)[0]
+        bar after them (declared, or read by evaluating the strategy on zero bars)."""
+        declared = self._both_declared(params)
+        return declared[0] if declared else self._empty_evaluation(params)[0]
 
     def history_window(self, params: Any = None) -> int:
         """Bars the runner loads for each decision with ``params`` so that it equals the
-        full-history decision bit for bit (at least ``lookback + 1``)."""
-        return self._empty_evaluation(params)[1]
+        full-history decision bit for bit: ``max(history of the target and of every series,
+        lookback + 1)``, or the declared history (at least ``lookback + 1``)."""
+        declared = self._both_declared(params)
+        return declared[1] if declared else self._empty_evaluation(params)[1]
 
     def panes(self, params: Any = None) -> dict[str, list[str]]:
         """``{pane: [series names]}`` of the strategy's series for ``params``."""
@@ -532,6 +543,12 @@ def parse_constraint(text: str, fields: Sequence[str], spec_name: str = "") -> C
     if not isinstance(node, ast.Compare):
         raise ValueError(f"strategy {spec_name!r}: constraint {text!r} must compare parameters "
                          f"and numbers with <, <=, >, >=, == or !=, {example}")
+    comparisons = []
+    for op in node.ops:
+        if type(op) not in _COMPARISONS:
+            raise ValueError(f"strategy {spec_name!r}: constraint {text!r} may only use <, <=, "
+                             f">, >=, == and !=, {example}")
+        comparisons.append(_COMPARISONS[type(op)])
     operands: list[str | float] = []
     for operand in (node.left, *node.comparators):
         if isinstance(operand, ast.Name):
@@ -540,12 +557,6 @@ def parse_constraint(text: str, fields: Sequence[str], spec_name: str = "") -> C
             operands.append(operand.id)
         else:
             operands.append(_number(operand, text, spec_name, example))
-    comparisons = []
-    for op in node.ops:
-        if type(op) not in _COMPARISONS:
-            raise ValueError(f"strategy {spec_name!r}: constraint {text!r} may only use <, <=, "
-                             f">, >=, == and !=, {example}")
-        comparisons.append(_COMPARISONS[type(op)])
     if not any(isinstance(x, str) for x in operands):
         raise ValueError(f"strategy {spec_name!r}: constraint {text!r} names no parameter")
     return Constraint(text.strip(), tuple(operands), tuple(comparisons))
