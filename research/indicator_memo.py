@@ -2,8 +2,8 @@
 
 A sweep runs one strategy with many parameter sets over the same bars; most of them share
 indicators (the same ``sma(close, 20)`` for every ``slow``). Inside ``with indicator_cache():``
-the wrappers of :mod:`research.indicators` remember their results, keyed by their array objects and their parameters, so that each distinct indicator is computed once per
-scope.
+the wrappers of :mod:`research.indicators` remember their results, keyed by their input array
+objects and their parameters, so that each distinct indicator is computed once per scope.
 Outside a scope nothing is remembered.
 """
 
@@ -66,8 +66,9 @@ def indicator_cache(max_bytes: int = DEFAULT_CACHE_BYTES) -> Iterator[IndicatorM
     Within the ``with`` block, a wrapper called again with the **same input array objects**
     (``bars.close`` itself, or the Line a strategy receives for it, which is the same object at
     every evaluation over the same bars; not a copy or a new slice) and the same parameters
-    returns the values it computed the first time, instead of recomputing them; results are bit for bit what a fresh call returns. Since callers share
-    them, results from inside a scope are **read-only** arrays (writing to one raises
+    returns the values it computed the first time, instead of recomputing them; results are bit
+    for bit what a fresh call returns. Since callers share them, results from inside a scope
+    are **read-only** arrays (writing to one raises
     "assignment destination is read-only": copy it first, ``np.array(value)``); a copy per call
     would cost a sweep about as much as the moving averages themselves. Inputs must not be
     modified in place inside the scope. Inputs that need a conversion (another dtype,

@@ -51,6 +51,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from research.indicator_memo import (  # noqa: F401 - the memo's scope is part of this API
+    DEFAULT_CACHE_BYTES,
+    IndicatorMemo,
+    _memoized,
+    indicator_cache,
+)
 from research.kernels.indicators import (  # noqa: F401 - the kernels are part of this API
     atr_nb,
     crossed_above_nb,
@@ -65,12 +71,6 @@ from research.kernels.indicators import (  # noqa: F401 - the kernels are part o
     rsi_nb,
     trailing_exit_position_nb,
     true_range_nb,
-)
-from research.indicator_memo import (  # noqa: F401 - the memo's scope is part of this API
-    DEFAULT_CACHE_BYTES,
-    IndicatorMemo,
-    _memoized,
-    indicator_cache,
 )
 from research.kernels.window_sums import window_means
 from research.lines import Line, as_line, combined

@@ -108,7 +108,8 @@ class Constraint(NamedTuple):
 
     def holds(self, params: Any) -> bool:
         values = [getattr(params, x) if isinstance(x, str) else x for x in self.operands]
-        return all(compare(a, b) for compare, a, b in zip(self.comparisons, values, values[1:]))
+        pairs = zip(self.comparisons, values, values[1:], strict=False)
+        return all(compare(a, b) for compare, a, b in pairs)
 
     def names(self) -> list[str]:
         return [x for x in self.operands if isinstance(x, str)]
@@ -607,5 +608,5 @@ def _convert_param(strategy_name: str, key: str, value: Any, kind: type) -> Any:
     )
 
 
-__all__ = ["Constraint", "ConstraintError", "Evaluation", "Line", "StrategySpec", "UnknownHistoryError",
-           "parse_constraint", "strategy"]
+__all__ = ["Constraint", "ConstraintError", "Evaluation", "Line", "StrategySpec",
+           "UnknownHistoryError", "parse_constraint", "strategy"]

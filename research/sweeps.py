@@ -400,7 +400,7 @@ def expand_grid(spec: StrategySpec, grid: Mapping[str, Sequence[Any]]
     reasons: dict[str, int] = {}
     for values in itertools.product(*(grid[name] for name in names)):
         try:
-            rows.append(Row(values, spec.make_params(dict(zip(names, values)))))
+            rows.append(Row(values, spec.make_params(dict(zip(names, values, strict=True)))))
         except ConstraintError as exc:
             invalid = Invalid(f"constraint {exc.constraint!r}", f"constraint {exc.constraint!r}")
         except ValueError as exc:

@@ -33,7 +33,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
 from sqlalchemy import Connection, Engine
 
 from candela.core.bus import signals_channel, status_channel, trades_channel

@@ -48,8 +48,8 @@ def _window_deviation_nb(x, n, ddof, t):
 def _rolling_deviation_nb(x, n, ddof):
     """``(x[t] - mean, std)`` of the last ``n`` values at every ``t``.
 
-    Both are ``nan`` in warm-up and for windows holding a ``nan``; a window of identical values
-    has ``std == 0.0`` exactly and deviation ``nan`` (it is never divided by).
+    Both are ``nan`` before ``n`` values and for windows holding a ``nan``; a window of
+    identical values has ``std == 0.0`` exactly and deviation ``nan`` (it is never divided by).
     """
     size = len(x)
     deviation = np.full(size, np.nan)
@@ -204,7 +204,7 @@ def rolling_min_nb(x, n):
 @njit(cache=True)
 def crossed_above_nb(a, b):
     """``out[t] = a[t] > b[t] and a[t-1] <= b[t-1]``; ``False`` at ``t = 0`` and wherever a
-    ``nan`` is involved (leaving warm-up is not a cross)."""
+    ``nan`` is involved (leaving the look-back is not a cross)."""
     size = len(a)
     out = np.zeros(size, dtype=np.bool_)
     for t in range(1, size):

@@ -20,11 +20,6 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
-
-import research
-from candela.core import schema
-from candela.core.bus import RedisBus
-from research.types import RiskLimits, Stops
 from runner_support import (
     ADA_BTC,
     backtest_fills,
@@ -35,6 +30,11 @@ from runner_support import (
     runner_fills,
     store_bars,
 )
+
+import research
+from candela.core import schema
+from candela.core.bus import RedisBus
+from research.types import RiskLimits, Stops
 from strategies.registry import all_specs
 
 N_BARS = 10_000
@@ -104,7 +104,8 @@ def test_risk_limits_halt_at_the_same_bar_in_runner_and_backtest(any_engine, ada
                         costs={"fee_rate": 0.003, "slippage_bps": 10}, risk=risk)
     replay(any_engine, InProcessBus(), [config])
     result = research.backtest(all_specs()["ema_cross"], bars, config.params, config.costs,
-                               risk=RiskLimits(**risk), stops=Stops(), initial_cash=config.initial_cash)
+                               risk=RiskLimits(**risk), stops=Stops(),
+                               initial_cash=config.initial_cash)
     np.testing.assert_array_equal(runner_fills(any_engine, "halting"), backtest_fills(result))
     fills = result.fills
     reasons = set(fills["reason"])

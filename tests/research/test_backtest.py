@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pandas as pd
 import pytest
+from reference import random_targets, simulate, synthetic_bars
 
 import research
-from reference import random_targets, simulate, synthetic_bars
 from research.backtesting import Result, backtest
+from research.indicators import sma
 from research.kernels import records as rc
 from research.kernels.backtest import run_backtest
 from research.kernels.trades import closed_trade_arrays_nb
 from research.metrics import compute_stats
-from research.indicators import sma
 from research.strategy_model import strategy
 from research.types import Bars, Costs, RiskLimits, Stops
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from reference import synthetic_bars
 from market_files import read_market_bars
+from reference import synthetic_bars
+
 from research.checks import history_check, lookahead
 from research.indicators import ema
 from research.strategy_model import strategy

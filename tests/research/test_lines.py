@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
 from market_files import market_file
+
 from research import indicators as ind
 from research.lines import Line
 
@@ -43,7 +43,8 @@ def test_element_wise_operations_keep_the_largest_numbers(expression):
 @pytest.mark.parametrize("expression", [
     lambda: B[1:], lambda: B[::-1], lambda: B[B > 2], lambda: np.roll(B, 1),
     lambda: np.concatenate([A, B]), lambda: np.diff(B), lambda: np.cumsum(B), lambda: B.cumsum(),
-    lambda: np.maximum.accumulate(B), lambda: B + np.arange(10.0), lambda: np.where(A > 3, B, A.view(np.ndarray)),
+    lambda: np.maximum.accumulate(B), lambda: B + np.arange(10.0),
+    lambda: np.where(A > 3, B, A.view(np.ndarray)),
     lambda: np.sort(B), lambda: np.asarray(B), lambda: B + [1.0] * 10,
 ])
 def test_anything_else_gives_a_plain_array(expression):

@@ -9,9 +9,9 @@ import pickle
 import cloudpickle
 import numpy as np
 import pytest
+from market_files import read_market_bars
 
 import research
-from market_files import read_market_bars
 from research.checks import history_check, lookahead
 from research.indicators import converged_warmup, ema, ema_alpha, rsi, shift, sma, wilder_alpha
 from research.strategy_model import (

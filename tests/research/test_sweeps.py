@@ -10,8 +10,8 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 import pytest
-
 from market_files import read_market_bars
+
 from research.backtesting import backtest
 from research.sweeps import SweepResult, sweep
 from research.types import Bars, Costs
@@ -52,10 +52,10 @@ def valid_rows(result: SweepResult) -> pd.DataFrame:
 def test_every_row_equals_an_individual_backtest(hourly_bars):
     grid = {"fast": [5, 10, 20, 40], "slow": [20, 30, 60]}
     result = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=2)
-    assert list(zip(result.frame["fast"], result.frame["slow"])) == list(
+    assert list(zip(result.frame["fast"], result.frame["slow"], strict=True)) == list(
         itertools.product(grid["fast"], grid["slow"]))
     valid = [(f, s) for f, s in itertools.product(grid["fast"], grid["slow"]) if f < s]
-    assert list(zip(valid_rows(result)["fast"], valid_rows(result)["slow"])) == valid
+    assert list(zip(valid_rows(result)["fast"], valid_rows(result)["slow"], strict=True)) == valid
     for _, row in valid_rows(result).iterrows():
         params = SMA.make_params(fast=int(row["fast"]), slow=int(row["slow"]))
         assert_stats_equal(row, backtest(SMA, hourly_bars, params, COSTS).stats)
@@ -116,7 +116,8 @@ def test_a_strategy_that_raises_makes_invalid_rows_not_a_crash(hourly_bars, n_jo
                                       "ZeroDivisionError raised by the strategy": 2}
     for fast, slow in [(5, 30), (5, 60), (40, 60)]:
         params = spec.make_params(fast=fast, slow=slow)
-        assert_stats_equal(frame.loc[(fast, slow)], backtest(spec, hourly_bars, params, COSTS).stats)
+        expected = backtest(spec, hourly_bars, params, COSTS).stats
+        assert_stats_equal(frame.loc[(fast, slow)], expected)
     assert [params.fast for params in result.equity] != [13]
 
 
