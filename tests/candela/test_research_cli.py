@@ -128,8 +128,9 @@ def test_sweep_prints_the_best_rows_and_counts_invalid_combinations(database, tm
     invalid = sum(1 for f, s in pairs if f >= s)
     assert (f"{len(pairs) - invalid} parameter sets evaluated of {len(pairs)} combinations "
             f"({invalid} invalid)") in out
-    rows = pd.read_csv(csv)
-    assert len(rows) == len(pairs) - invalid
+    rows = pd.read_csv(csv)  # every combination, the invalid ones marked with their reason
+    assert len(rows) == len(pairs) and (~rows["valid"]).sum() == invalid
+    assert set(rows.loc[~rows["valid"], "invalid_reason"]) == {"constraint '1 <= fast < slow'"}
     ranked = rows[rows["trade_count"] >= 10].sort_values("sharpe", ascending=False).head(4)
     few = int((rows["trade_count"] < 10).sum())
     assert (f"best {len(ranked)} by sharpe, among the parameter sets with at least 10 closed "
