@@ -1,7 +1,9 @@
-"""``candela bots create | list | start ID | stop ID | status [ID]``: manage bots from any terminal.
+"""``candela bots create | list | start ID | stop ID | status [ID] | reconcile ID``: manage bots
+from any terminal.
 
 ``create`` checks a strategy on a market's stored bars and writes a new bot config
-(:mod:`candela.cli.commands.bots_create`). The state lives in the database (``bots.status``),
+(:mod:`candela.cli.commands.bots_create`); ``reconcile`` compares a bot's paper fills with its
+backtest (:mod:`candela.cli.commands.bots_reconcile`). The state lives in the database (``bots.status``),
 so the other commands work while a runner is running elsewhere: the runner polls the status and
 stops or (re)starts the bot within its poll interval. ``start`` also clears a ``failed`` bot (it
 restarts from its last committed bar). A ``retired`` bot (``ID@vN``, an old version kept when a
@@ -13,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from candela.cli.commands import CommandError, bots_create
+from candela.cli.commands import CommandError, bots_create, bots_reconcile
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -21,6 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("bots", help="list, start, stop and inspect paper-trading bots")
     sub = parser.add_subparsers(dest="bots_command", metavar="SUBCOMMAND", required=True)
     bots_create.register(sub)
+    bots_reconcile.register(sub)
     listing = sub.add_parser("list", help="every bot: status, market, cursor, equity, heartbeat")
     listing.add_argument("--bots", default=None, metavar="DIR",
                          help="also list configs of this folder not yet registered (default: config/bots/)")
