@@ -21,10 +21,14 @@ MAX_LISTED = 20
 
 def headline(rec: Reconciliation) -> str:
     """``bot ID: strategy (params) on market, version N``."""
+    return f"bot {rec.records.bot_id}: {bot_line(rec)}"
+
+
+def bot_line(rec: Reconciliation) -> str:
+    """``strategy (params) on market, version N``."""
     config = rec.records.config
     params = ", ".join(f"{name}={value}" for name, value in config.params.items())
-    return (f"bot {rec.records.bot_id}: {config.strategy} ({params}) on {config.exchange} "
-            f"{config.symbol} {config.timeframe}, version {config.version}")
+    return f"{config.strategy} ({params}) on {config.exchange} {config.symbol} {config.timeframe}, version {config.version}"
 
 
 def agrees_line(rec: Reconciliation) -> str | None:
@@ -132,6 +136,16 @@ def describe(cause: Cause | None) -> str:
             "(a parity breach: please report it)")
 
 
+def label(cause: Cause | None) -> str:
+    """A few words for a cause (the tables' ``cause`` column; :func:`describe` says it all)."""
+    if cause is None:
+        return "no cause found"
+    if isinstance(cause, BarEvent):
+        return f"bar {fmt_time(cause.ts)} {cause.kind}"
+    return {"strategy_changed": "strategy code changed", "config_changed": "config changed",
+            "unexplained_fill": "unexplained"}.get(cause.kind, f"unexplained decision at {fmt_time(cause.ts)}")
+
+
 def _short(digest: str | None) -> str:
     return "(none)" if digest is None else digest[:12]
 
@@ -211,15 +225,18 @@ def late_run_line(run) -> str:
 
 
 def differences_frame(rec: Reconciliation) -> pd.DataFrame:
-    """One row per differing fill: time, side, difference, paper and backtest size/price, cause."""
+    """One row per differing fill: time, side, difference, paper and backtest fill, its primary
+    cause (and the others that changed it along the chain)."""
     rows = []
     for difference in rec.differences:
         paper, backtest = difference.paper or {}, difference.backtest or {}
         fill = difference.paper or difference.backtest
+        others = [label(cause) for cause in difference.causes if cause is not difference.primary]
+        kind = "size and fee (knock-on)" if difference.knock_on else difference.kind
         rows.append({
-            "fill time": fmt_time(fill["ts"]), "side": fill["side"], "difference": difference.kind,
+            "fill time": fmt_time(fill["ts"]), "side": fill["side"], "difference": kind,
             "paper": _fill_text(paper), "backtest": _fill_text(backtest),
-            "cause": "; ".join(describe(cause) for cause in difference.causes) or describe(None),
+            "cause": label(difference.primary) + (f" (also {', '.join(others)})" if others else ""),
         })
     return pd.DataFrame(rows, columns=["fill time", "side", "difference", "paper", "backtest", "cause"])
 
@@ -234,7 +251,7 @@ def events_frame(rec: Reconciliation) -> pd.DataFrame:
     """One row per bar that differs from what the bot used."""
     changed = _changed_fills(rec)
     rows = [{"bar": fmt_time(event.ts), "kind": event.kind, "fills changed": fmt_count(changed.get(event, 0)),
-             "what happened": describe(event)} for event in rec.events]
+             "what happened": describe(event).split(": ", 1)[1]} for event in rec.events]
     return pd.DataFrame(rows, columns=["bar", "kind", "fills changed", "what happened"])
 
 
