@@ -1,0 +1,474 @@
+"""The live monitor of ``notebooks/04_live_monitor.ipynb``: ipywidgets and a plotly ``FigureWidget``.
+
+:class:`Monitor` shows
+
+* a banner: red when a bot's heartbeat is stale or its market's bars stopped (the conditions a
+  live runner records and announces on ``system:events``, :mod:`runner.health`), green otherwise;
+* a table of bots: status, heartbeat age, position, equity, P&L, last decision, bars behind,
+  flags (:func:`candela.cli.live.snapshot.bot_rows`);
+* for the chosen bot, start and stop buttons that run what ``candela bots start|stop`` runs
+  (:func:`candela.cli.commands.bots.change_status`), and a chart of its market's candles with
+  its fills and, below, its equity.
+
+Where the data comes from: with ``CANDELA_REDIS_URL`` set, the monitor subscribes to
+``market:*``, ``signals:*``, ``trades:*``, ``status:*`` and ``system:events``; a message is
+applied at once (the live feed): a closed bar that follows the chart's last candle is appended,
+a fill is drawn, a decision moves the chart on. Whatever the messages cannot supply (bars
+missed while disconnected, bars a replay never announces, the equity line) is read from the
+database (the catch-up), and every ``refresh`` seconds the table and the chart are brought up to
+the database anyway, so a lost message only delays an update. :attr:`Monitor.counts` says how
+much came from where.
+
+In JupyterLab, ``monitor.start()`` follows in the background (until ``monitor.stop()``);
+``await monitor.run(seconds)`` follows for a while and returns (papermill, tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import math
+import threading
+from collections import Counter, deque
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from candela.cli.commands import CommandError
+from candela.cli.commands.bots import change_status
+from candela.cli.live import snapshot
+from candela.core.bus import SYSTEM_EVENTS, RedisBus, redis_url
+from candela.core.db import connect, database_url, now_ms
+from candela.core.timeframes import timeframe_to_ms
+from research.formatting import fmt_count, fmt_duration, fmt_money, fmt_number, fmt_percent, fmt_time
+
+CHANNELS = ("market:*", "signals:*", "trades:*", "status:*", SYSTEM_EVENTS)
+RED, GREEN, GREY = "#c62828", "#2e7d32", "#757575"
+
+
+class Monitor:
+    """Watch paper bots live; see the module docstring.
+
+    Parameters
+    ----------
+    database_url : str, optional
+        Default: ``CANDELA_DATABASE_URL``, else the embedded SQLite.
+    redis : str, optional
+        Redis URL for the live feed; default ``CANDELA_REDIS_URL``. Without one, the monitor
+        reads everything from the database every ``refresh`` seconds.
+    bots : list of str, optional
+        The bots to show (default: every bot but retired versions).
+    bars : int
+        Candles in the chart.
+    stale_after : float
+        Seconds after which an active bot's heartbeat counts as stale.
+    refresh : float
+        Seconds between two reads of the database.
+    """
+
+    def __init__(self, database_url: str | None = None, *, redis: str | None = None,
+                 bots: list[str] | None = None, bars: int = 120, stale_after: float = 15.0,
+                 refresh: float = 1.0) -> None:
+        self.url = _resolved(database_url)
+        self.bot_ids = bots
+        self.bars = int(bars)
+        self.stale_after_ms = int(stale_after * 1000)
+        self.refresh_seconds = float(refresh)
+        self.counts: Counter = Counter()
+        """``messages``, ``refreshes``, ``bars_from_redis``, ``bars_from_database``,
+        ``fills_from_redis``, ``fills_from_database``, ``chart_updates``."""
+        self.notices: deque = deque(maxlen=5)
+        self.rows: list[snapshot.BotRow] = []
+        self._queue: deque = deque()
+        self._lock = threading.RLock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._chart = _ChartState()
+
+        self.banner = widgets.HTML()
+        self.table = widgets.HTML()
+        self.choice = widgets.Dropdown(description="bot", layout=widgets.Layout(width="320px"))
+        spaced = dict(width="90px", margin="0 0 0 8px")
+        self.start_button = widgets.Button(description="start", button_style="success", icon="play",
+                                           tooltip="candela bots start (the runner starts it)",
+                                           layout=widgets.Layout(**spaced))
+        self.stop_button = widgets.Button(description="stop", button_style="danger", icon="stop",
+                                          tooltip="candela bots stop (the runner stops it after its bar)",
+                                          layout=widgets.Layout(**spaced))
+        self.message = widgets.HTML(layout=widgets.Layout(margin="0 0 0 12px"))
+        self.figure = _figure()
+        self.widget = widgets.VBox([
+            self.banner, self.table,
+            widgets.HBox([self.choice, self.start_button, self.stop_button, self.message],
+                          layout=widgets.Layout(align_items="center")),
+            self.figure,
+        ])
+        self.start_button.on_click(lambda _button: self._act("start"))
+        self.stop_button.on_click(lambda _button: self._act("stop"))
+        self.choice.observe(lambda _change: self._chose(), names="value")
+
+        self._bus = None
+        self._subscription = None
+        url = redis_url(redis)
+        if url:  # listening first: nothing published after the first read is missed
+            self._bus = RedisBus(url)
+            self._subscription = self._bus.subscribe(CHANNELS, self._receive)
+        self.engine = connect(self.url)
+        self.refresh()
+
+    # ------------------------------------------------------------------ following
+
+    def start(self) -> None:
+        """Follow in the background on the running event loop (JupyterLab) until :meth:`stop`."""
+        self.stop()
+        self._task = asyncio.get_event_loop().create_task(self.run())
+
+    def stop(self) -> None:
+        """Stop following (the widgets stay as they are)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def run(self, seconds: float | None = None, *, until_caught_up: bool = False) -> None:
+        """Refresh every ``refresh`` seconds for ``seconds`` (forever when ``None``); with
+        ``until_caught_up``, return earlier once every bot with a live heartbeat has processed
+        its market's newest bar."""
+        self._loop = asyncio.get_running_loop()
+        deadline = math.inf if seconds is None else self._loop.time() + seconds
+        try:
+            while self._loop.time() < deadline:
+                self.refresh()
+                if until_caught_up and self.caught_up:
+                    return
+                await asyncio.sleep(self.refresh_seconds)
+        finally:
+            self._loop = None
+
+    @property
+    def caught_up(self) -> bool:
+        """Every bot with a live heartbeat has processed its market's newest stored bar."""
+        live = [row for row in self.rows if row.status == "active" and "heartbeat stale" not in row.flags]
+        return bool(live) and all(row.bars_behind == 0 for row in live)
+
+    def summary(self) -> str:
+        """One line: what the monitor did and where its data came from."""
+        counts = self.counts
+        return (f"{fmt_count(counts['refreshes'])} refreshes, {fmt_count(counts['messages'])} messages from Redis; "
+                f"candles: {fmt_count(counts['bars_from_redis'])} from Redis, "
+                f"{fmt_count(counts['bars_from_database'])} from the database; fills: "
+                f"{fmt_count(counts['fills_from_redis'])} from Redis, {fmt_count(counts['fills_from_database'])} "
+                f"from the database; the chart was updated {fmt_count(counts['chart_updates'])} times")
+
+    def close(self) -> None:
+        """Stop following and release Redis and the database."""
+        self.stop()
+        if self._subscription is not None:
+            self._subscription.close()
+        if self._bus is not None:
+            self._bus.close()
+        self.engine.dispose()
+
+    def _receive(self, channel: str, payload: dict) -> None:
+        """From the subscriber's thread: queue the message and wake the monitor."""
+        self._queue.append((channel, payload))
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._apply_messages)
+
+    # ------------------------------------------------------------------ updates
+
+    def refresh(self) -> None:
+        """Apply the queued messages, then read the table and catch the chart up from the database."""
+        with self._lock:
+            self.counts["refreshes"] += 1
+            self._drain()
+            self.rows = snapshot.bot_rows(self.engine, self.bot_ids, stale_after_ms=self.stale_after_ms)
+            self.banner.value = _banner(self.rows, list(self.notices))
+            self.table.value = _table(self.rows, self.choice.value)
+            options = [row.bot_id for row in self.rows]
+            if list(self.choice.options) != options:
+                chosen = self.choice.value if self.choice.value in options else (options[0] if options else None)
+                self.choice.options = options
+                self.choice.value = chosen
+            row = self._row(self.choice.value)
+            if row is not None:
+                self._catch_up(row.cursor_ts)
+
+    def _apply_messages(self) -> None:
+        with self._lock:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Apply every queued message: notices, and the chosen bot's bars, fills and decisions."""
+        chart = self._chart
+        decided = None
+        changed = False
+        while self._queue:
+            channel, payload = self._queue.popleft()
+            self.counts["messages"] += 1
+            kind, _, key = channel.partition(":")
+            if channel == SYSTEM_EVENTS:
+                if payload.get("event") not in ("runner_started", "runner_stopped"):
+                    self.notices.append(payload)
+                continue
+            if chart.bot is None:
+                continue
+            if kind == "market" and key == chart.market_key and "open" in payload:
+                changed |= chart.add_bar(payload, self.counts, source="redis")
+            elif kind == "trades" and key == chart.bot:
+                changed |= chart.add_fill(payload, self.counts, source="redis")
+            elif kind == "signals" and key == chart.bot:
+                decided = max(decided or payload["ts"], payload["ts"])
+        if decided is not None:
+            changed |= self._catch_up(decided, draw=False)
+        if changed:
+            self._draw()
+
+    def _catch_up(self, through: int | None, *, draw: bool = True) -> bool:
+        """Read from the database what the chart lacks up to the bar ``through`` (a gap)."""
+        chart = self._chart
+        if chart.bot is None or through is None:
+            return False
+        changed = False
+        if chart.last_ts is None or through > chart.last_ts:
+            bars = snapshot.bars_between(self.engine, chart.market, chart.last_ts, through, last=self.bars)
+            for index in range(len(bars["ts"])):
+                changed |= chart.add_bar({name: bars[name][index] for name in bars}, self.counts,
+                                         source="database", contiguous=False)
+            after = chart.fills_through
+            if after is None and len(bars["ts"]):
+                after = int(bars["ts"][0]) - 1
+            for fill in snapshot.fills_between(self.engine, chart.bot, after, through):
+                changed |= chart.add_fill(fill, self.counts, source="database")
+            chart.fills_through = through
+        if chart.equity_ts is None or through > chart.equity_ts:
+            equity = snapshot.equity_between(self.engine, chart.bot, chart.equity_ts, through, last=self.bars)
+            if len(equity["ts"]):
+                chart.equity.extend(zip(equity["ts"].tolist(), equity["equity"].tolist()))
+                chart.equity_ts = int(equity["ts"][-1])
+                changed = True
+        if changed and draw:
+            self._draw()
+        return changed
+
+    def _draw(self) -> None:
+        chart = self._chart
+        chart.trim(self.bars)
+        self.counts["chart_updates"] += 1
+        ts = np.array(chart.ts, dtype=np.int64)
+        times = _times(ts)
+        buys = [fill for fill in chart.fills.values() if fill["side"] == "buy"]
+        sells = [fill for fill in chart.fills.values() if fill["side"] == "sell"]
+        with self.figure.batch_update():
+            candles = self.figure.data[0]
+            candles.x, candles.open, candles.high, candles.low, candles.close = (
+                times, chart.open, chart.high, chart.low, chart.close)
+            for trace, fills in ((self.figure.data[1], buys), (self.figure.data[2], sells)):
+                trace.x = _times([fill["ts"] for fill in fills])
+                trace.y = [fill["price"] for fill in fills]
+                trace.text = [f"{fill['side']} {fmt_number(fill['size'])} at {fmt_number(fill['price'])} "
+                              f"({fill['reason']})" for fill in fills]
+            self.figure.data[3].x = _times([point[0] for point in chart.equity])
+            self.figure.data[3].y = [point[1] for point in chart.equity]
+            row = self._row(chart.bot)
+            title = f"{chart.bot}: {row.strategy} on {' '.join(row.market)}" if row else chart.bot
+            if len(ts):
+                title += f", last bar {fmt_time(int(ts[-1]))}"
+            self.figure.layout.title.text = title
+
+    # ------------------------------------------------------------------ the chosen bot
+
+    def _row(self, bot_id):
+        return next((row for row in self.rows if row.bot_id == bot_id), None)
+
+    def _chose(self) -> None:
+        row = self._row(self.choice.value)
+        with self._lock:
+            self._chart = _ChartState(row)
+            if row is not None:
+                self.table.value = _table(self.rows, row.bot_id)
+                self._catch_up(row.cursor_ts, draw=False)
+                self._draw()
+
+    def _act(self, action: str) -> None:
+        bot_id = self.choice.value
+        if bot_id is None:
+            return
+        try:
+            line = change_status(self.url, bot_id, action, source="from the live monitor")
+            self.message.value = f"<span style='color:{GREEN}'>{html.escape(line)}</span>"
+        except CommandError as exc:
+            self.message.value = f"<span style='color:{RED}'>error: {html.escape(str(exc))}</span>"
+        self.refresh()
+
+
+class _ChartState:
+    """The chosen bot's chart data: candles, fills by (bar_ts, seq), equity points."""
+
+    def __init__(self, row: snapshot.BotRow | None = None) -> None:
+        self.bot = None if row is None else row.bot_id
+        self.market = None if row is None else row.market
+        self.market_key = None if row is None else ":".join(row.market)
+        self.timeframe_ms = None if row is None else timeframe_to_ms(row.market[2])
+        self.ts: list[int] = []
+        self.open: list[float] = []
+        self.high: list[float] = []
+        self.low: list[float] = []
+        self.close: list[float] = []
+        self.fills: dict[tuple[int, int], dict] = {}
+        self.fills_through: int | None = None
+        self.equity: list[tuple[int, float]] = []
+        self.equity_ts: int | None = None
+
+    @property
+    def last_ts(self) -> int | None:
+        return self.ts[-1] if self.ts else None
+
+    def add_bar(self, bar: dict, counts: Counter, *, source: str, contiguous: bool = True) -> bool:
+        """Append ``bar`` if it is newer than the last candle (from Redis: only if it is the very
+        next bar; otherwise the database fills the gap)."""
+        ts = int(bar["ts"])
+        if self.ts and ts <= self.ts[-1]:
+            return False
+        if contiguous and self.ts and ts != self.ts[-1] + self.timeframe_ms:
+            return False  # a gap: the catch-up reads it from the database
+        self.ts.append(ts)
+        for name in ("open", "high", "low", "close"):
+            getattr(self, name).append(float(bar[name]))
+        counts[f"bars_from_{source}"] += 1
+        return True
+
+    def add_fill(self, fill: dict, counts: Counter, *, source: str) -> bool:
+        key = (int(fill["bar_ts"]), int(fill["seq"]))
+        if key in self.fills:
+            return False
+        self.fills[key] = {name: fill[name] for name in ("bar_ts", "ts", "side", "size", "price", "reason")}
+        counts[f"fills_from_{source}"] += 1
+        return True
+
+    def trim(self, bars: int) -> None:
+        """Keep the last ``bars`` candles and what lies within them."""
+        if len(self.ts) <= bars:
+            return
+        cut = len(self.ts) - bars
+        for name in ("ts", "open", "high", "low", "close"):
+            setattr(self, name, getattr(self, name)[cut:])
+        first = self.ts[0]
+        self.fills = {key: fill for key, fill in self.fills.items() if key[0] >= first}
+        self.equity = [point for point in self.equity if point[0] >= first]
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _resolved(url: str | None) -> str:
+    return database_url(url)
+
+
+def _times(values):
+    import pandas as pd
+
+    return pd.to_datetime(np.asarray(values, dtype=np.int64), unit="ms", utc=True)
+
+
+def _figure() -> go.FigureWidget:
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.04)
+    figure.add_trace(go.Candlestick(name="bars", showlegend=False, increasing_line_color="#26a69a",
+                                    decreasing_line_color="#ef5350"), row=1, col=1)
+    figure.add_trace(go.Scatter(name="buy", mode="markers", hovertemplate="%{text}<extra></extra>",
+                                marker=dict(symbol="triangle-up", size=12, color="#1565c0",
+                                            line=dict(color="white", width=1))), row=1, col=1)
+    figure.add_trace(go.Scatter(name="sell", mode="markers", hovertemplate="%{text}<extra></extra>",
+                                marker=dict(symbol="triangle-down", size=12, color="#ef6c00",
+                                            line=dict(color="white", width=1))), row=1, col=1)
+    figure.add_trace(go.Scatter(name="equity", mode="lines", line=dict(color="#6a1b9a", width=1.5)),
+                     row=2, col=1)
+    figure.update_layout(height=520, margin=dict(l=70, r=20, t=50, b=30), xaxis_rangeslider_visible=False,
+                         legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
+                         title=dict(text="no bot yet", x=0.01, font=dict(size=14)), template="plotly_white")
+    figure.update_yaxes(title_text="price", tickformat=",.8~f", row=1, col=1)
+    figure.update_yaxes(title_text="equity", tickformat=",.2f", row=2, col=1)
+    return go.FigureWidget(figure)
+
+
+def _banner(rows: list[snapshot.BotRow], notices: list[dict]) -> str:
+    flagged = [row for row in rows if row.flags]
+    if not rows:
+        text, color = "no bot in the database yet: 'candela run' registers the bots of config/bots/", GREY
+        lines = []
+    elif flagged:
+        text, color = f"{len(flagged)} of {len(rows)} bot(s) need attention", RED
+        lines = [_flag_text(row) for row in flagged]
+    else:
+        text, color = f"all {len(rows)} bot(s) healthy: heartbeats fresh, markets delivering bars", GREEN
+        lines = []
+    lines += [f"notice at {fmt_time(notice.get('at'))}: {_notice_text(notice)}" for notice in notices[-3:]]
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return (f"<div style='border-left:6px solid {color};background:{color}14;padding:6px 12px;margin:4px 0'>"
+            f"<b style='color:{color}'>{html.escape(text)}</b>"
+            + (f"<ul style='margin:4px 0 0 0'>{items}</ul>" if items else "") + "</div>")
+
+
+def _flag_text(row: snapshot.BotRow) -> str:
+    parts = []
+    for flag in row.flags:
+        if flag == "heartbeat stale":
+            age = "never" if row.heartbeat_age_ms is None else f"last {fmt_duration(row.heartbeat_age_ms)} ago"
+            parts.append(f"heartbeat stale ({age}): is its runner running?")
+        elif flag == "market stalled":
+            condition = row.market_condition or {}
+            parts.append(f"bars of {' '.join(row.market)} stopped (last bar {fmt_time(condition.get('last_bar_ts'))},"
+                         f" noticed {fmt_time(condition.get('at'))})")
+        else:
+            parts.append(flag)
+    return f"{row.bot_id}: " + "; ".join(parts)
+
+
+def _notice_text(notice: dict) -> str:
+    details = {key: value for key, value in notice.items() if key not in ("event", "at")}
+    subject = details.pop("bot_id", None) or " ".join(
+        str(details.pop(key)) for key in ("exchange", "symbol", "timeframe") if key in details)
+    return f"{notice.get('event')} {subject}".strip()
+
+
+_COLUMNS = ("bot", "status", "heartbeat", "position", "equity", "P&L", "last decision", "bars behind", "flags")
+
+
+def _table(rows: list[snapshot.BotRow], chosen: str | None) -> str:
+    head = "".join(f"<th style='text-align:{'left' if i < 2 or i > 5 else 'right'};padding:3px 10px'>{name}</th>"
+                   for i, name in enumerate(_COLUMNS))
+    body = []
+    for row in rows:
+        cells = _cells(row)
+        style = f"background:{RED}1a" if row.flags else ("background:#e3f2fd" if row.bot_id == chosen else "")
+        body.append(f"<tr style='{style}'>" + "".join(
+            f"<td style='text-align:{'left' if i < 2 or i > 5 else 'right'};padding:3px 10px;white-space:nowrap'>"
+            f"{cell}</td>" for i, cell in enumerate(cells)) + "</tr>")
+    return ("<table style='border-collapse:collapse;font-size:13px'>"
+            f"<thead><tr style='border-bottom:1px solid #999'>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _cells(row: snapshot.BotRow) -> list[str]:
+    heartbeat = "-" if row.heartbeat_age_ms is None else f"{fmt_duration(row.heartbeat_age_ms)} ago"
+    pnl = "-"
+    if row.pnl is not None:
+        color = GREEN if row.pnl >= 0 else RED
+        pnl = (f"<span style='color:{color}'>{fmt_money(row.pnl, row.initial_cash)} "
+               f"({fmt_percent(row.pnl_fraction, signed=True)})</span>")
+    decision = "-" if row.last_action is None else (
+        f"{row.last_action} {fmt_number(row.last_target)} at {fmt_time(row.last_signal_ts)}")
+    flags = ", ".join(row.flags)
+    return [
+        f"<b>{html.escape(row.bot_id)}</b><br><span style='color:{GREY};font-size:11px'>"
+        f"{html.escape(row.strategy)} {html.escape(' '.join(row.market))}</span>",
+        html.escape(row.status),
+        heartbeat,
+        "-" if row.position is None else fmt_number(row.position),
+        "-" if row.equity is None else fmt_money(row.equity, row.initial_cash),
+        pnl,
+        html.escape(decision),
+        "-" if row.bars_behind is None else fmt_count(row.bars_behind),
+        f"<b style='color:{RED}'>{html.escape(flags)}</b>" if flags else "",
+    ]
