@@ -189,12 +189,12 @@ class Monitor:
             self.table.value = _table(self.rows, self.choice.value)
             options = [row.bot_id for row in self.rows]
             if list(self.choice.options) != options:
-                chosen = self.choice.value if self.choice.value in options else (options[0] if options else None)
+                chosen = self.choice.value if self.choice.value in options else _first_choice(self.rows)
                 self.choice.options = options
                 self.choice.value = chosen
             row = self._row(self.choice.value)
             if row is not None:
-                self._catch_up(row.cursor_ts)
+                self._catch_up(_chart_end(row))
 
     def _apply_messages(self) -> None:
         with self._lock:
@@ -289,7 +289,7 @@ class Monitor:
             self._chart = _ChartState(row)
             if row is not None:
                 self.table.value = _table(self.rows, row.bot_id)
-                self._catch_up(row.cursor_ts, draw=False)
+                self._catch_up(_chart_end(row), draw=False)
                 self._draw()
 
     def _act(self, action: str) -> None:
@@ -360,6 +360,17 @@ class _ChartState:
         self.equity = [point for point in self.equity if point[0] >= first]
 
 
+def _chart_end(row: snapshot.BotRow) -> int | None:
+    """The last bar to chart: the bot's last decision, else (it has none) its market's newest bar."""
+    return row.cursor_ts if row.cursor_ts is not None else row.newest_bar_ts
+
+
+def _first_choice(rows: list[snapshot.BotRow]) -> str | None:
+    """The bot charted first: the first that trades without a flag, else the first one."""
+    healthy = [row for row in rows if row.cursor_ts is not None and not row.flags]
+    return (healthy or rows)[0].bot_id if rows else None
+
+
 # --------------------------------------------------------------------------- rendering
 
 
@@ -378,14 +389,15 @@ def _figure() -> go.FigureWidget:
     figure.add_trace(go.Candlestick(name="bars", showlegend=False, increasing_line_color="#26a69a",
                                     decreasing_line_color="#ef5350"), row=1, col=1)
     figure.add_trace(go.Scatter(name="buy", mode="markers", hovertemplate="%{text}<extra></extra>",
-                                marker=dict(symbol="triangle-up", size=12, color="#1565c0",
-                                            line=dict(color="white", width=1))), row=1, col=1)
+                                marker=dict(symbol="triangle-up", size=15, color="#1565c0",
+                                            line=dict(color="#0d2a4f", width=1.5))), row=1, col=1)
     figure.add_trace(go.Scatter(name="sell", mode="markers", hovertemplate="%{text}<extra></extra>",
-                                marker=dict(symbol="triangle-down", size=12, color="#ef6c00",
-                                            line=dict(color="white", width=1))), row=1, col=1)
+                                marker=dict(symbol="triangle-down", size=15, color="#ef6c00",
+                                            line=dict(color="#5a2900", width=1.5))), row=1, col=1)
     figure.add_trace(go.Scatter(name="equity", mode="lines", line=dict(color="#6a1b9a", width=1.5)),
                      row=2, col=1)
-    figure.update_layout(height=520, margin=dict(l=70, r=20, t=50, b=30), xaxis_rangeslider_visible=False,
+    figure.update_layout(height=520, width=1000, margin=dict(l=80, r=20, t=50, b=30),
+                         xaxis_rangeslider_visible=False,
                          legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
                          title=dict(text="no bot yet", x=0.01, font=dict(size=14)), template="plotly_white")
     figure.update_yaxes(title_text="price", tickformat=",.8~f", row=1, col=1)
@@ -415,12 +427,12 @@ def _flag_text(row: snapshot.BotRow) -> str:
     parts = []
     for flag in row.flags:
         if flag == "heartbeat stale":
-            age = "never" if row.heartbeat_age_ms is None else f"last {fmt_duration(row.heartbeat_age_ms)} ago"
+            age = "none yet" if row.heartbeat_age_ms is None else f"last {fmt_duration(row.heartbeat_age_ms)} ago"
             parts.append(f"heartbeat stale ({age}): is its runner running?")
         elif flag == "market stalled":
             condition = row.market_condition or {}
-            parts.append(f"bars of {' '.join(row.market)} stopped (last bar {fmt_time(condition.get('last_bar_ts'))},"
-                         f" noticed {fmt_time(condition.get('at'))})")
+            parts.append(f"the bars of {' '.join(row.market)} stopped (last bar "
+                         f"{fmt_time(condition.get('last_bar_ts'))}, noticed {fmt_time(condition.get('at'))})")
         else:
             parts.append(flag)
     return f"{row.bot_id}: " + "; ".join(parts)
@@ -433,42 +445,49 @@ def _notice_text(notice: dict) -> str:
     return f"{notice.get('event')} {subject}".strip()
 
 
-_COLUMNS = ("bot", "status", "heartbeat", "position", "equity", "P&L", "last decision", "bars behind", "flags")
+_COLUMNS = ("bot", "status", "heartbeat", "position", "equity", "P&L", "last decision", "behind")
+_LEFT = {"bot", "status", "last decision"}
 
 
 def _table(rows: list[snapshot.BotRow], chosen: str | None) -> str:
-    head = "".join(f"<th style='text-align:{'left' if i < 2 or i > 5 else 'right'};padding:3px 10px'>{name}</th>"
-                   for i, name in enumerate(_COLUMNS))
+    head = "".join(f"<th style='text-align:{'left' if name in _LEFT else 'right'};padding:3px 10px'"
+                   f"{_HELP.get(name, '')}>{name}</th>" for name in _COLUMNS)
     body = []
     for row in rows:
         cells = _cells(row)
         style = f"background:{RED}1a" if row.flags else ("background:#e3f2fd" if row.bot_id == chosen else "")
-        body.append(f"<tr style='{style}'>" + "".join(
-            f"<td style='text-align:{'left' if i < 2 or i > 5 else 'right'};padding:3px 10px;white-space:nowrap'>"
-            f"{cell}</td>" for i, cell in enumerate(cells)) + "</tr>")
+        body.append(f"<tr style='{style};border-bottom:1px solid #e0e0e0'>" + "".join(
+            f"<td style='text-align:{'left' if name in _LEFT else 'right'};padding:4px 10px;white-space:nowrap;"
+            f"vertical-align:top'>{cell}</td>" for name, cell in zip(_COLUMNS, cells)) + "</tr>")
     return ("<table style='border-collapse:collapse;font-size:13px'>"
             f"<thead><tr style='border-bottom:1px solid #999'>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
+_HELP = {"behind": " title='stored bars of its market the bot has not processed yet'",
+         "heartbeat": " title='time since the runner last confirmed the bot is running'"}
+
+
+def _small(text: str) -> str:
+    return f"<br><span style='color:{GREY};font-size:11px'>{html.escape(text)}</span>"
+
+
 def _cells(row: snapshot.BotRow) -> list[str]:
-    heartbeat = "-" if row.heartbeat_age_ms is None else f"{fmt_duration(row.heartbeat_age_ms)} ago"
+    heartbeat = "none yet" if row.heartbeat_age_ms is None else f"{fmt_duration(row.heartbeat_age_ms)} ago"
     pnl = "-"
     if row.pnl is not None:
         color = GREEN if row.pnl >= 0 else RED
-        pnl = (f"<span style='color:{color}'>{fmt_money(row.pnl, row.initial_cash)} "
-               f"({fmt_percent(row.pnl_fraction, signed=True)})</span>")
+        pnl = (f"<span style='color:{color}'>{fmt_money(row.pnl, row.initial_cash)}</span>"
+               + _small(fmt_percent(row.pnl_fraction, signed=True)))
     decision = "-" if row.last_action is None else (
-        f"{row.last_action} {fmt_number(row.last_target)} at {fmt_time(row.last_signal_ts)}")
-    flags = ", ".join(row.flags)
+        f"{html.escape(row.last_action)} {fmt_number(row.last_target, 3)}" + _small(fmt_time(row.last_signal_ts)))
+    flags = "".join(f"<br><b style='color:{RED}'>{html.escape(flag)}</b>" for flag in row.flags)
     return [
-        f"<b>{html.escape(row.bot_id)}</b><br><span style='color:{GREY};font-size:11px'>"
-        f"{html.escape(row.strategy)} {html.escape(' '.join(row.market))}</span>",
-        html.escape(row.status),
+        f"<b>{html.escape(row.bot_id)}</b>" + _small(f"{row.strategy} {' '.join(row.market)}"),
+        html.escape(row.status) + flags,
         heartbeat,
         "-" if row.position is None else fmt_number(row.position),
         "-" if row.equity is None else fmt_money(row.equity, row.initial_cash),
         pnl,
-        html.escape(decision),
+        decision,
         "-" if row.bars_behind is None else fmt_count(row.bars_behind),
-        f"<b style='color:{RED}'>{html.escape(flags)}</b>" if flags else "",
     ]

@@ -5,8 +5,10 @@ P&L, last decision, bars behind its market, and the red flags:
 
 * ``heartbeat stale``: the bot is ``active`` but its heartbeat is older than ``stale_after_ms``
   (or it never had one): no runner is running it;
-* ``market stalled``: the latest market condition a runner recorded for the bot
-  (:mod:`runner.health`, ``bot_events``) is ``market_stalled``: its bars stopped;
+* ``market stalled``: the latest market condition any runner recorded for the bot's market
+  (:mod:`runner.health`, in ``bot_events`` of the bots it hosts there) is ``market_stalled``:
+  its bars stopped (a runner that died after recording it is overruled by a live one that
+  recorded ``market_resumed`` since);
 * ``failed``: the bot was marked failed after repeated crashes.
 
 The other readers serve the monitor's chart: :func:`bars_between`, :func:`fills_between`,
@@ -49,6 +51,9 @@ class BotRow:
     newest_bar_ts: int | None
     bars_behind: int | None
     market_condition: dict | None = None
+    """The latest ``market_stalled``/``market_resumed`` payload recorded for its market."""
+    behind_condition: dict | None = None
+    """The latest ``bot_behind``/``bot_caught_up`` payload recorded for it."""
     flags: list[str] = field(default_factory=list)
 
     @property
@@ -87,6 +92,7 @@ def bot_rows(engine: Engine, bot_ids: list[str] | None = None, *, now: int | Non
         markets = {(row.exchange, row.symbol, row.timeframe) for row in rows}
         newest = {market: _newest(connection, market) for market in markets}
         conditions = _conditions(connection, ids)
+        by_market = _market_conditions(connection, markets)
         result = []
         for row in rows:
             market = (row.exchange, row.symbol, row.timeframe)
@@ -108,17 +114,18 @@ def bot_rows(engine: Engine, bot_ids: list[str] | None = None, *, now: int | Non
                 last_signal_ts=None if signal is None else int(signal.ts),
                 last_target=None if signal is None else float(signal.target),
                 newest_bar_ts=newest[market], bars_behind=behind,
-                market_condition=conditions.get(row.bot_id, {}).get("market"))
-            bot.flags = _flags(bot, conditions.get(row.bot_id, {}), stale_after_ms)
+                market_condition=by_market.get(market))
+            bot.flags = _flags(bot, stale_after_ms)
+            bot.behind_condition = conditions.get(row.bot_id)
             result.append(bot)
     return result
 
 
-def _flags(bot: BotRow, conditions: dict, stale_after_ms: int) -> list[str]:
+def _flags(bot: BotRow, stale_after_ms: int) -> list[str]:
     flags = []
     if bot.status == "active" and (bot.heartbeat_age_ms is None or bot.heartbeat_age_ms > stale_after_ms):
         flags.append("heartbeat stale")
-    if (conditions.get("market") or {}).get("event") == MARKET_EVENTS[0]:
+    if (bot.market_condition or {}).get("event") == MARKET_EVENTS[0]:
         flags.append("market stalled")
     if bot.status == "failed":
         flags.append("failed")
@@ -126,17 +133,28 @@ def _flags(bot: BotRow, conditions: dict, stale_after_ms: int) -> list[str]:
 
 
 def _conditions(connection, bot_ids: list[str]) -> dict[str, dict]:
-    """``{bot_id: {"market": payload, "behind": payload}}`` of the latest condition events."""
+    """``{bot_id: payload}`` of each bot's latest ``bot_behind``/``bot_caught_up`` event."""
     events = schema.bot_events
-    names = MARKET_EVENTS + BEHIND_EVENTS
-    latest = select(events.c.bot_id, events.c.event, func.max(events.c.id).label("id")).where(
-        events.c.bot_id.in_(bot_ids), events.c.event.in_(names)).group_by(events.c.bot_id, events.c.event).subquery()
-    rows = connection.execute(select(events.c.bot_id, events.c.id, events.c.event, events.c.detail).join(
-        latest, events.c.id == latest.c.id).order_by(events.c.id)).all()
-    found: dict[str, dict] = {}
-    for row in rows:  # in id order: the later of a pair wins
-        kind = "market" if row.event in MARKET_EVENTS else "behind"
-        found.setdefault(row.bot_id, {})[kind] = json.loads(row.detail) if row.detail else {"event": row.event}
+    latest = select(events.c.bot_id, func.max(events.c.id).label("id")).where(
+        events.c.bot_id.in_(bot_ids), events.c.event.in_(BEHIND_EVENTS)).group_by(events.c.bot_id).subquery()
+    rows = connection.execute(select(events.c.bot_id, events.c.event, events.c.detail).join(
+        latest, events.c.id == latest.c.id)).all()
+    return {row.bot_id: json.loads(row.detail) if row.detail else {"event": row.event} for row in rows}
+
+
+def _market_conditions(connection, markets) -> dict[tuple[str, str, str], dict]:
+    """``{market: payload}`` of the latest ``market_stalled``/``market_resumed`` recorded for it
+    (by any runner, in the events of any of its bots)."""
+    events, bots = schema.bot_events, schema.bots
+    found = {}
+    for market in markets:
+        exchange, symbol, timeframe = market
+        row = connection.execute(
+            select(events.c.event, events.c.detail).join(bots, bots.c.bot_id == events.c.bot_id).where(
+                bots.c.exchange == exchange, bots.c.symbol == symbol, bots.c.timeframe == timeframe,
+                events.c.event.in_(MARKET_EVENTS)).order_by(events.c.ts.desc(), events.c.id.desc()).limit(1)).first()
+        if row is not None:
+            found[market] = json.loads(row.detail) if row.detail else {"event": row.event}
     return found
 
 
