@@ -81,8 +81,14 @@ class HealthWatch:
         Wall clock in ms UTC.
     """
 
-    def __init__(self, engine: Engine, markets: dict[tuple[str, str, str], list[str]], *,
-                 settings: HealthSettings = HealthSettings(), clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        markets: dict[tuple[str, str, str], list[str]],
+        *,
+        settings: HealthSettings = HealthSettings(),
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
         self.engine = engine
         self.markets = {market: sorted(bots) for market, bots in markets.items()}
         self.hosted = {bot for bots in self.markets.values() for bot in bots}
@@ -124,16 +130,31 @@ class HealthWatch:
                 continue
             (self.stalled.add if stalled else self.stalled.discard)(market)
             exchange, symbol, timeframe = market
-            events.append(dict(event=MARKET_EVENTS[0] if stalled else MARKET_EVENTS[1], at=now,
-                               exchange=exchange, symbol=symbol, timeframe=timeframe,
-                               last_bar_ts=last, overdue_ms=max(overdue, 0), bots=self.markets[market]))
+            events.append(
+                dict(
+                    event=MARKET_EVENTS[0] if stalled else MARKET_EVENTS[1],
+                    at=now,
+                    exchange=exchange,
+                    symbol=symbol,
+                    timeframe=timeframe,
+                    last_bar_ts=last,
+                    overdue_ms=max(overdue, 0),
+                    bots=self.markets[market],
+                )
+            )
         return events
 
     def _heartbeats(self, connection: Connection, now: int) -> list[dict]:
-        rows = connection.execute(select(schema.bots.c.bot_id, schema.bots.c.heartbeat_at).where(
-            schema.bots.c.status == "active", schema.bots.c.heartbeat_at.is_not(None))).all()
-        ages = {row.bot_id: (int(row.heartbeat_at), now - int(row.heartbeat_at))
-                for row in rows if row.bot_id not in self.hosted}
+        rows = connection.execute(
+            select(schema.bots.c.bot_id, schema.bots.c.heartbeat_at).where(
+                schema.bots.c.status == "active", schema.bots.c.heartbeat_at.is_not(None)
+            )
+        ).all()
+        ages = {
+            row.bot_id: (int(row.heartbeat_at), now - int(row.heartbeat_at))
+            for row in rows
+            if row.bot_id not in self.hosted
+        }
         events = []
         for bot_id in sorted(set(ages) | self.stale):
             heartbeat_at, age = ages.get(bot_id, (None, None))
@@ -141,33 +162,65 @@ class HealthWatch:
             if stale == (bot_id in self.stale):
                 continue
             (self.stale.add if stale else self.stale.discard)(bot_id)
-            events.append(dict(event=HEARTBEAT_EVENTS[0] if stale else HEARTBEAT_EVENTS[1], at=now,
-                               bot_id=bot_id, heartbeat_at=heartbeat_at, age_ms=age))
+            events.append(
+                dict(
+                    event=HEARTBEAT_EVENTS[0] if stale else HEARTBEAT_EVENTS[1],
+                    at=now,
+                    bot_id=bot_id,
+                    heartbeat_at=heartbeat_at,
+                    age_ms=age,
+                )
+            )
         return events
 
-    def _behind(self, connection: Connection, now: int, running: set[str], newest: dict) -> list[dict]:
-        cursors = dict(connection.execute(select(schema.bot_state.c.bot_id, schema.bot_state.c.cursor_ts)
-                                          .where(schema.bot_state.c.bot_id.in_(sorted(self.hosted)))).all())
+    def _behind(
+        self, connection: Connection, now: int, running: set[str], newest: dict
+    ) -> list[dict]:
+        cursors = dict(
+            connection.execute(
+                select(schema.bot_state.c.bot_id, schema.bot_state.c.cursor_ts).where(
+                    schema.bot_state.c.bot_id.in_(sorted(self.hosted))
+                )
+            ).all()
+        )
         events = []
         for market, bots in self.markets.items():
             last = newest[market]
             for bot_id in bots:
                 cursor = cursors.get(bot_id)
-                lagging = bot_id in running and last is not None and cursor is not None and cursor < last
+                lagging = (
+                    bot_id in running and last is not None and cursor is not None and cursor < last
+                )
                 if not lagging:
                     self._behind_since.pop(bot_id, None)
                     if bot_id in self.behind:
                         self.behind.discard(bot_id)
                         if bot_id in running:  # a bot that stopped has not caught up: no news
-                            events.append(dict(event=BEHIND_EVENTS[1], at=now, bot_id=bot_id,
-                                               cursor_ts=cursor, newest_ts=last, bars_behind=0))
+                            events.append(
+                                dict(
+                                    event=BEHIND_EVENTS[1],
+                                    at=now,
+                                    bot_id=bot_id,
+                                    cursor_ts=cursor,
+                                    newest_ts=last,
+                                    bars_behind=0,
+                                )
+                            )
                     continue
                 since = self._behind_since.setdefault(bot_id, now)
                 if bot_id in self.behind or now - since <= self.settings.stale_after_ms:
                     continue
                 self.behind.add(bot_id)
-                events.append(dict(event=BEHIND_EVENTS[0], at=now, bot_id=bot_id, cursor_ts=cursor,
-                                   newest_ts=last, bars_behind=_bars_between(connection, market, cursor, last)))
+                events.append(
+                    dict(
+                        event=BEHIND_EVENTS[0],
+                        at=now,
+                        bot_id=bot_id,
+                        cursor_ts=cursor,
+                        newest_ts=last,
+                        bars_behind=_bars_between(connection, market, cursor, last),
+                    )
+                )
         return events
 
     # ------------------------------------------------------------------ records
@@ -177,24 +230,41 @@ class HealthWatch:
         for event in events:
             bots = event["bots"] if "bots" in event else [event["bot_id"]]
             detail = json.dumps(event, sort_keys=True)
-            rows += [dict(bot_id=bot_id, ts=event["at"], event=event["event"], detail=detail)
-                     for bot_id in bots]
+            rows += [
+                dict(bot_id=bot_id, ts=event["at"], event=event["event"], detail=detail)
+                for bot_id in bots
+            ]
         with self.engine.begin() as connection:
             connection.execute(schema.bot_events.insert(), rows)
 
 
 def _newest_bar(connection: Connection, market: tuple[str, str, str]) -> int | None:
     exchange, symbol, timeframe = market
-    value = connection.execute(select(func.max(schema.ohlcv.c.ts)).where(
-        schema.ohlcv.c.exchange == exchange, schema.ohlcv.c.symbol == symbol,
-        schema.ohlcv.c.timeframe == timeframe)).scalar()
+    value = connection.execute(
+        select(func.max(schema.ohlcv.c.ts)).where(
+            schema.ohlcv.c.exchange == exchange,
+            schema.ohlcv.c.symbol == symbol,
+            schema.ohlcv.c.timeframe == timeframe,
+        )
+    ).scalar()
     return None if value is None else int(value)
 
 
-def _bars_between(connection: Connection, market: tuple[str, str, str], after: int, through: int) -> int:
+def _bars_between(
+    connection: Connection, market: tuple[str, str, str], after: int, through: int
+) -> int:
     """Stored bars with ``after < ts <= through``."""
     exchange, symbol, timeframe = market
-    return int(connection.execute(select(func.count()).select_from(schema.ohlcv).where(
-        schema.ohlcv.c.exchange == exchange, schema.ohlcv.c.symbol == symbol,
-        schema.ohlcv.c.timeframe == timeframe, schema.ohlcv.c.ts > after,
-        schema.ohlcv.c.ts <= through)).scalar_one())
+    return int(
+        connection.execute(
+            select(func.count())
+            .select_from(schema.ohlcv)
+            .where(
+                schema.ohlcv.c.exchange == exchange,
+                schema.ohlcv.c.symbol == symbol,
+                schema.ohlcv.c.timeframe == timeframe,
+                schema.ohlcv.c.ts > after,
+                schema.ohlcv.c.ts <= through,
+            )
+        ).scalar_one()
+    )

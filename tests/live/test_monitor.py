@@ -13,16 +13,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import select, text, update
-
-from candela.cli import main as candela
-from candela.cli.live.monitor import RED, Monitor
-from candela.core import schema
-from candela.core.bus import InProcessBus, RedisBus
-from candela.core.db import connect, now_ms
 from market_files import market_file
-from runner.health import HealthSettings, HealthWatch
-from runner.ledger import register_bots
 from runner_support import (
     ADA_BTC,
     MINUTE_MS,
@@ -34,6 +25,15 @@ from runner_support import (
     store_bars,
     wait_for,
 )
+from sqlalchemy import select, text, update
+
+from candela.cli import main as candela
+from candela.cli.live.monitor import RED, Monitor
+from candela.core import schema
+from candela.core.bus import InProcessBus, RedisBus
+from candela.core.db import connect, now_ms
+from runner.health import HealthSettings, HealthWatch
+from runner.ledger import register_bots
 
 ADA_BTC_5M = ("bittrex", "ADA/BTC", "5m")
 PLOTLY = "application/vnd.plotly.v1+json"
@@ -45,8 +45,15 @@ def _url(engine) -> str:
 
 def _events(engine, bot_id: str) -> list[str]:
     with engine.connect() as connection:
-        return connection.execute(select(schema.bot_events.c.event).where(
-            schema.bot_events.c.bot_id == bot_id).order_by(schema.bot_events.c.id)).scalars().all()
+        return (
+            connection.execute(
+                select(schema.bot_events.c.event)
+                .where(schema.bot_events.c.bot_id == bot_id)
+                .order_by(schema.bot_events.c.id)
+            )
+            .scalars()
+            .all()
+        )
 
 
 def _outputs(notebook):
@@ -57,7 +64,9 @@ def _outputs(notebook):
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_the_monitor_notebook_follows_a_running_replay(pg_url, redis_url, ada_btc_bars, repo_root, tmp_path):
+def test_the_monitor_notebook_follows_a_running_replay(
+    pg_url, redis_url, ada_btc_bars, repo_root, tmp_path
+):
     engine = connect(pg_url)
     bars = ada_btc_bars[:4000]
     store_bars(engine, ADA_BTC, bars)
@@ -65,22 +74,55 @@ def test_the_monitor_notebook_follows_a_running_replay(pg_url, redis_url, ada_bt
     other = read_csv_bars(market_file("ohlcv/bittrex_ADA-BTC_5m.csv.gz"), 5 * MINUTE_MS, limit=300)
     store_bars(engine, ADA_BTC_5M, other)
     with LiveRunner(engine, InProcessBus(), [bot_config("stalled", "sma_cross", ADA_BTC_5M)]):
-        wait_for(lambda: "market_stalled" in _events(engine, "stalled"), 30, message="market_stalled")
-    configs = [bot_config(f"replay-{name}", name, start=int(bars.ts[0]))
-               for name in ("ema_cross", "rsi_reversion", "sma_cross")]
+        wait_for(
+            lambda: "market_stalled" in _events(engine, "stalled"), 30, message="market_stalled"
+        )
+    configs = [
+        bot_config(f"replay-{name}", name, start=int(bars.ts[0]))
+        for name in ("ema_cross", "rsi_reversion", "sma_cross")
+    ]
 
     # the notebook, executed as a user's papermill run would be, following for real
     name = f"candela-monitor-{time.time_ns()}"  # tells its database connection apart
     output = tmp_path / "monitor.ipynb"
     process = subprocess.Popen(
-        [sys.executable, "-m", "papermill", str(repo_root / "notebooks" / "04_live_monitor.ipynb"), str(output),
-         "-p", "database_url", f"{pg_url}?application_name={name}", "-p", "redis_url", redis_url,
-         "-p", "refresh", "0.2", "-p", "stale_after", "3", "-p", "run_for", "240",
-         "-p", "until_caught_up", "True", "--cwd", str(repo_root / "notebooks"), "--no-progress-bar"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(repo_root / "notebooks" / "04_live_monitor.ipynb"),
+            str(output),
+            "-p",
+            "database_url",
+            f"{pg_url}?application_name={name}",
+            "-p",
+            "redis_url",
+            redis_url,
+            "-p",
+            "refresh",
+            "0.2",
+            "-p",
+            "stale_after",
+            "3",
+            "-p",
+            "run_for",
+            "240",
+            "-p",
+            "until_caught_up",
+            "True",
+            "--cwd",
+            str(repo_root / "notebooks"),
+            "--no-progress-bar",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         # the monitor subscribes to Redis before it opens the database: once connected, it listens
-        wait_for(lambda: process.poll() is None and _connected(engine, name), 180, 0.2, "the monitor")
+        wait_for(
+            lambda: process.poll() is None and _connected(engine, name), 180, 0.2, "the monitor"
+        )
         bus = RedisBus(redis_url)
         try:
             reports = replay(engine, bus, configs)
@@ -96,20 +138,33 @@ def test_the_monitor_notebook_follows_a_running_replay(pg_url, redis_url, ada_bt
 
     notebook = nbformat.read(str(output), as_version=4)
     assert not [out for out in _outputs(notebook) if out.get("output_type") == "error"]
-    summary = "".join(out.get("text", "") for out in _outputs(notebook) if out.get("output_type") == "stream")
-    counts = {label: int(value.replace(",", "")) for value, label in re.findall(
-        r"([\d,]+) (refreshes|messages from Redis)", summary)}
-    sources = re.search(r"candles: ([\d,]+) from Redis, ([\d,]+) from the database; fills: ([\d,]+) from Redis, "
-                        r"([\d,]+) from the database; the chart was updated ([\d,]+) times", summary)
+    summary = "".join(
+        out.get("text", "") for out in _outputs(notebook) if out.get("output_type") == "stream"
+    )
+    counts = {
+        label: int(value.replace(",", ""))
+        for value, label in re.findall(r"([\d,]+) (refreshes|messages from Redis)", summary)
+    }
+    sources = re.search(
+        r"candles: ([\d,]+) from Redis, ([\d,]+) from the database; fills: ([\d,]+) from Redis, "
+        r"([\d,]+) from the database; the chart was updated ([\d,]+) times",
+        summary,
+    )
     assert sources, summary
-    _, candles_db, fills_redis, _, updates = (int(value.replace(",", "")) for value in sources.groups())
-    assert counts["messages from Redis"] > 0 and fills_redis > 0  # the live feed: decisions and fills
+    _, candles_db, fills_redis, _, updates = (
+        int(value.replace(",", "")) for value in sources.groups()
+    )
+    assert (
+        counts["messages from Redis"] > 0 and fills_redis > 0
+    )  # the live feed: decisions and fills
     assert candles_db > 0  # a replay announces no bar: the candles are caught up from the database
     assert updates >= 2  # the chart moved on while the bots replayed
 
-    page = "".join(out["data"]["text/html"] for out in _outputs(notebook) if "text/html" in out.get("data", {}))
+    page = "".join(
+        out["data"]["text/html"] for out in _outputs(notebook) if "text/html" in out.get("data", {})
+    )
     assert "need attention" in page and RED in page
-    stalled_row = page[page.index("<b>stalled</b>"):].split("</tr>")[0]
+    stalled_row = page[page.index("<b>stalled</b>") :].split("</tr>")[0]
     assert "heartbeat stale" in stalled_row and "market stalled" in stalled_row
     for config in configs:
         assert f"<b>{config.bot_id}</b>" in page
@@ -123,24 +178,42 @@ def test_the_monitor_notebook_follows_a_running_replay(pg_url, redis_url, ada_bt
     assert times[-1] == pd.Timestamp(int(bars.ts[-1]), unit="ms", tz="UTC") and len(times) == 120
     first = int(times[0].value // 1_000_000)
     with engine.connect() as connection:
-        in_view = connection.execute(select(schema.trades.c.side).where(
-            schema.trades.c.bot_id == chosen, schema.trades.c.bar_ts >= first)).scalars().all()
-        final = connection.execute(select(schema.bot_performance.c.equity).where(
-            schema.bot_performance.c.bot_id == chosen).order_by(schema.bot_performance.c.ts.desc())
-            .limit(1)).scalar_one()
-    assert (len(buys.get("x", [])), len(sells.get("x", []))) == (in_view.count("buy"), in_view.count("sell"))
+        in_view = (
+            connection.execute(
+                select(schema.trades.c.side).where(
+                    schema.trades.c.bot_id == chosen, schema.trades.c.bar_ts >= first
+                )
+            )
+            .scalars()
+            .all()
+        )
+        final = connection.execute(
+            select(schema.bot_performance.c.equity)
+            .where(schema.bot_performance.c.bot_id == chosen)
+            .order_by(schema.bot_performance.c.ts.desc())
+            .limit(1)
+        ).scalar_one()
+    assert (len(buys.get("x", [])), len(sells.get("x", []))) == (
+        in_view.count("buy"),
+        in_view.count("sell"),
+    )
     assert equity["y"][-1] == pytest.approx(final, rel=0, abs=0)
     engine.dispose()
 
 
 def _connected(engine, application_name: str) -> bool:
     with engine.connect() as connection:
-        return bool(connection.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
-                                       {"name": application_name}).scalar())
+        return bool(
+            connection.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": application_name},
+            ).scalar()
+        )
 
 
-def test_the_buttons_stop_and_start_a_bot_as_the_command_line_does(any_engine, ada_btc_bars, monkeypatch,
-                                                                     capsys):
+def test_the_buttons_stop_and_start_a_bot_as_the_command_line_does(
+    any_engine, ada_btc_bars, monkeypatch, capsys
+):
     monkeypatch.delenv("CANDELA_REDIS_URL", raising=False)
     url = _url(any_engine)
     bars = ada_btc_bars[:400]
@@ -162,24 +235,38 @@ def test_the_buttons_stop_and_start_a_bot_as_the_command_line_does(any_engine, a
             assert monitor.rows[0].status == "stopped" and "stopped" in monitor.table.value
             store_bars(any_engine, ADA_BTC, bars, 300, 400)
             monitor.start_button.click()
-            wait_for(lambda: cursor_ts(any_engine, "managed") == bars.ts[399], 30, message="the restarted bot")
+            wait_for(
+                lambda: cursor_ts(any_engine, "managed") == bars.ts[399],
+                30,
+                message="the restarted bot",
+            )
             monitor.refresh()
             assert monitor.rows[0].status == "active" and monitor.rows[0].bars_behind == 0
             # its chart caught up from the database (no Redis here) to the last bar, fills included
-            assert monitor.figure.data[0].x[-1] == pd.Timestamp(int(bars.ts[399]), unit="ms", tz="UTC")
+            assert monitor.figure.data[0].x[-1] == pd.Timestamp(
+                int(bars.ts[399]), unit="ms", tz="UTC"
+            )
         finally:
             monitor.close()
     with any_engine.connect() as connection:
-        details = connection.execute(select(schema.bot_events.c.event, schema.bot_events.c.detail).where(
-            schema.bot_events.c.bot_id == "managed",
-            schema.bot_events.c.event.in_(["stop_requested", "start_requested"]))
-            .order_by(schema.bot_events.c.id)).all()
-    assert [tuple(row) for row in details] == [("stop_requested", "from the live monitor"),
-                                               ("stop_requested", "from the command line"),
-                                               ("start_requested", "from the live monitor")]
+        details = connection.execute(
+            select(schema.bot_events.c.event, schema.bot_events.c.detail)
+            .where(
+                schema.bot_events.c.bot_id == "managed",
+                schema.bot_events.c.event.in_(["stop_requested", "start_requested"]),
+            )
+            .order_by(schema.bot_events.c.id)
+        ).all()
+    assert [tuple(row) for row in details] == [
+        ("stop_requested", "from the live monitor"),
+        ("stop_requested", "from the command line"),
+        ("start_requested", "from the live monitor"),
+    ]
 
 
-def test_the_banner_turns_red_for_a_stale_heartbeat_or_a_stalled_market(any_engine, ada_btc_bars, monkeypatch):
+def test_the_banner_turns_red_for_a_stale_heartbeat_or_a_stalled_market(
+    any_engine, ada_btc_bars, monkeypatch
+):
     monkeypatch.delenv("CANDELA_REDIS_URL", raising=False)
     bars = ada_btc_bars[:200]
     store_bars(any_engine, ADA_BTC, bars)
@@ -188,7 +275,9 @@ def test_the_banner_turns_red_for_a_stale_heartbeat_or_a_stalled_market(any_engi
 
     def beat(at: int) -> None:
         with any_engine.begin() as connection:
-            connection.execute(update(schema.bots).where(schema.bots.c.bot_id == "watched").values(heartbeat_at=at))
+            connection.execute(
+                update(schema.bots).where(schema.bots.c.bot_id == "watched").values(heartbeat_at=at)
+            )
 
     beat(now_ms() - 120_000)  # its runner died two minutes ago
     monitor = Monitor(_url(any_engine), stale_after=15)
@@ -206,12 +295,25 @@ def test_the_banner_turns_red_for_a_stale_heartbeat_or_a_stalled_market(any_engi
         assert [payload["event"] for _, payload in watch.check(["watched"])] == ["market_stalled"]
         monitor.refresh()
         assert monitor.rows[0].flags == ["market stalled"]
-        assert f"last bar {pd.Timestamp(int(bars.ts[-1]), unit='ms'):%Y-%m-%d %H:%M}" in monitor.banner.value
+        assert (
+            f"last bar {pd.Timestamp(int(bars.ts[-1]), unit='ms'):%Y-%m-%d %H:%M}"
+            in monitor.banner.value
+        )
 
         fresh = now_ms() // MINUTE_MS * MINUTE_MS
-        store_bars(any_engine, ADA_BTC, bars.__class__(np.array([fresh]), bars.open[:1], bars.high[:1],
-                                                       bars.low[:1], bars.close[:1], bars.volume[:1],
-                                                       bars.timeframe_ms))
+        store_bars(
+            any_engine,
+            ADA_BTC,
+            bars.__class__(
+                np.array([fresh]),
+                bars.open[:1],
+                bars.high[:1],
+                bars.low[:1],
+                bars.close[:1],
+                bars.volume[:1],
+                bars.timeframe_ms,
+            ),
+        )
         assert [payload["event"] for _, payload in watch.check(["watched"])] == ["market_resumed"]
         monitor.refresh()
         assert monitor.rows[0].flags == [] and "healthy" in monitor.banner.value

@@ -6,13 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from sqlalchemy import select, update
-
-from candela.core import schema
-from candela.core.bus import SYSTEM_EVENTS, InProcessBus
-from candela.core.db import now_ms
-from runner.health import CONDITION_EVENTS, HealthSettings
-from runner.ledger import register_bots
 from runner_support import (
     ADA_BTC,
     MINUTE_MS,
@@ -23,7 +16,14 @@ from runner_support import (
     store_bars,
     wait_for,
 )
+from sqlalchemy import select, update
+
+from candela.core import schema
+from candela.core.bus import SYSTEM_EVENTS, InProcessBus
+from candela.core.db import now_ms
 from research.types import Bars
+from runner.health import CONDITION_EVENTS, HealthSettings
+from runner.ledger import register_bots
 
 
 def _listen(bus) -> list[dict]:
@@ -38,16 +38,30 @@ def _named(notices, event):
 
 def _recorded(engine, bot_id):
     with engine.connect() as connection:
-        return [(row.event, json.loads(row.detail)) for row in connection.execute(
-            select(schema.bot_events).where(schema.bot_events.c.bot_id == bot_id,
-                                            schema.bot_events.c.event.in_(CONDITION_EVENTS))
-            .order_by(schema.bot_events.c.id))]
+        return [
+            (row.event, json.loads(row.detail))
+            for row in connection.execute(
+                select(schema.bot_events)
+                .where(
+                    schema.bot_events.c.bot_id == bot_id,
+                    schema.bot_events.c.event.in_(CONDITION_EVENTS),
+                )
+                .order_by(schema.bot_events.c.id)
+            )
+        ]
 
 
 def _shifted(bars: Bars, last_close: int) -> Bars:
     """The same real bars, moved in time so that the last one closes at ``last_close``."""
-    return Bars(bars.ts - bars.ts[-1] + last_close, bars.open, bars.high, bars.low, bars.close,
-                bars.volume, bars.timeframe_ms)
+    return Bars(
+        bars.ts - bars.ts[-1] + last_close,
+        bars.open,
+        bars.high,
+        bars.low,
+        bars.close,
+        bars.volume,
+        bars.timeframe_ms,
+    )
 
 
 def test_a_market_whose_bars_stop_is_announced_and_so_is_its_recovery(any_engine, ada_btc_bars):
@@ -68,7 +82,10 @@ def test_a_market_whose_bars_stop_is_announced_and_so_is_its_recovery(any_engine
         wait_for(lambda: _named(notices, "market_resumed"), 20, message="market_resumed")
         assert _named(notices, "market_resumed")[0]["last_bar_ts"] == fresh.ts[-1]
         assert len(_named(notices, "market_stalled")) == 1  # a condition is announced once
-    assert [event for event, _ in _recorded(any_engine, "watched")] == ["market_stalled", "market_resumed"]
+    assert [event for event, _ in _recorded(any_engine, "watched")] == [
+        "market_stalled",
+        "market_resumed",
+    ]
 
 
 def test_a_bot_whose_runner_died_is_announced_by_a_live_runner(any_engine, ada_btc_bars):
@@ -79,8 +96,11 @@ def test_a_bot_whose_runner_died_is_announced_by_a_live_runner(any_engine, ada_b
     register_bots(any_engine, [orphan])  # registered and run by a runner that has died since
     last_beat = now_ms() - 60_000
     with any_engine.begin() as connection:
-        connection.execute(update(schema.bots).where(schema.bots.c.bot_id == "orphan")
-                           .values(heartbeat_at=last_beat))
+        connection.execute(
+            update(schema.bots)
+            .where(schema.bots.c.bot_id == "orphan")
+            .values(heartbeat_at=last_beat)
+        )
     bus = InProcessBus()
     notices = _listen(bus)
     with LiveRunner(any_engine, bus, [hosted], health=HealthSettings(stale_after_ms=5_000)):
@@ -89,11 +109,19 @@ def test_a_bot_whose_runner_died_is_announced_by_a_live_runner(any_engine, ada_b
         assert [notice["bot_id"] for notice in stale] == ["orphan"]  # never its own bots
         assert stale[0]["heartbeat_at"] == last_beat and stale[0]["age_ms"] >= 60_000
         with any_engine.begin() as connection:  # its runner comes back
-            connection.execute(update(schema.bots).where(schema.bots.c.bot_id == "orphan")
-                               .values(heartbeat_at=now_ms()))
+            connection.execute(
+                update(schema.bots)
+                .where(schema.bots.c.bot_id == "orphan")
+                .values(heartbeat_at=now_ms())
+            )
         wait_for(lambda: _named(notices, "heartbeat_resumed"), 20, message="heartbeat_resumed")
-    assert [event for event, _ in _recorded(any_engine, "orphan")] == ["heartbeat_stale", "heartbeat_resumed"]
-    assert not [event for event, _ in _recorded(any_engine, "hosted") if event.startswith("heartbeat")]
+    assert [event for event, _ in _recorded(any_engine, "orphan")] == [
+        "heartbeat_stale",
+        "heartbeat_resumed",
+    ]
+    assert not [
+        event for event, _ in _recorded(any_engine, "hosted") if event.startswith("heartbeat")
+    ]
 
 
 def test_a_bot_catching_up_for_long_is_announced_behind_then_caught_up(any_engine, ada_btc_bars):
@@ -103,7 +131,9 @@ def test_a_bot_catching_up_for_long_is_announced_behind_then_caught_up(any_engin
     bus = InProcessBus()
     notices = _listen(bus)
     with LiveRunner(any_engine, bus, [config], health=HealthSettings(stale_after_ms=100)):
-        wait_for(lambda: cursor_ts(any_engine, "lagging") == bars.ts[-1], 120, message="the catch-up")
+        wait_for(
+            lambda: cursor_ts(any_engine, "lagging") == bars.ts[-1], 120, message="the catch-up"
+        )
         wait_for(lambda: _named(notices, "bot_caught_up"), 20, message="bot_caught_up")
     behind = _named(notices, "bot_behind")
     assert len(behind) == 1 and behind[0]["bot_id"] == "lagging"
@@ -111,7 +141,10 @@ def test_a_bot_catching_up_for_long_is_announced_behind_then_caught_up(any_engin
     # bars_behind counts the stored bars after the cursor it reports
     position = int(np.searchsorted(bars.ts, behind[0]["cursor_ts"]))
     assert behind[0]["bars_behind"] == len(bars) - 1 - position > 0
-    assert [event for event, _ in _recorded(any_engine, "lagging")] == ["bot_behind", "bot_caught_up"]
+    assert [event for event, _ in _recorded(any_engine, "lagging")] == [
+        "bot_behind",
+        "bot_caught_up",
+    ]
 
 
 def test_a_replay_announces_no_condition(any_engine, ada_btc_bars):

@@ -15,17 +15,24 @@ from candela.cli.commands import CommandError
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``reconcile`` to the ``bots`` subcommands."""
     parser = sub.add_parser(
-        "reconcile", help="paper against backtest, fill by fill, each difference with its cause",
+        "reconcile",
+        help="paper against backtest, fill by fill, each difference with its cause",
         description="Rerun the backtest of the bot's stored config on the bars it consumed and on "
-                    "the bars stored now, compare the fills one by one, and explain every "
-                    "difference (a bar revised or stored late, a strategy or config change); also "
-                    "the decisions on time, restart gaps and slippage against the next open.")
+        "the bars stored now, compare the fills one by one, and explain every "
+        "difference (a bar revised or stored late, a strategy or config change); also "
+        "the decisions on time, restart gaps and slippage against the next open.",
+    )
     parser.add_argument("bot_id", metavar="ID", help="the bot (ID@vN for a retired version)")
-    parser.add_argument("--on-time", type=float, default=5.0, metavar="SECONDS",
-                        help="a decision within this many seconds of its bar being stored is on "
-                             "time (default: 5)")
-    parser.add_argument("--report", action="store_true",
-                        help="also write an HTML report (no code) to --out")
+    parser.add_argument(
+        "--on-time",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="a decision within this many seconds of its bar being stored is on time (default: 5)",
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="also write an HTML report (no code) to --out"
+    )
     parser.add_argument("--out", default="out", metavar="DIR", help="report folder (default: out/)")
     parser.set_defaults(handler=_reconcile)
 
@@ -38,7 +45,9 @@ def _reconcile(arguments: argparse.Namespace) -> int:
     from candela.core.db import connect, database_url
 
     if not arguments.on_time > 0:
-        raise CommandError(f"--on-time must be a positive number of seconds, got {arguments.on_time:g}")
+        raise CommandError(
+            f"--on-time must be a positive number of seconds, got {arguments.on_time:g}"
+        )
     engine = connect(arguments.database_url)
     try:
         try:
@@ -52,7 +61,11 @@ def _reconcile(arguments: argparse.Namespace) -> int:
     if arguments.report:
         from candela.cli.live.report import run_reconcile_report
 
-        files = run_reconcile_report(arguments.bot_id, database_url=database_url(arguments.database_url),
-                                     out_dir=arguments.out, on_time=arguments.on_time)
+        files = run_reconcile_report(
+            arguments.bot_id,
+            database_url=database_url(arguments.database_url),
+            out_dir=arguments.out,
+            on_time=arguments.on_time,
+        )
         print(f"report: {files.html or files.notebook}")
     return 0

@@ -32,42 +32,86 @@ def fills_chart(rec: Reconciliation) -> go.Figure:
     """Close, paper fills and backtest fills over the span; differences and bar events marked."""
     bars = rec.records.bars
     figure = go.Figure()
-    figure.add_trace(go.Scatter(x=_times(bars.index), y=bars["close"], mode="lines", name="close (stored)",
-                                line=dict(color="#888888", width=1), hoverinfo="skip"))
+    figure.add_trace(
+        go.Scatter(
+            x=_times(bars.index),
+            y=bars["close"],
+            mode="lines",
+            name="close (stored)",
+            line=dict(color="#888888", width=1),
+            hoverinfo="skip",
+        )
+    )
     differing = {(d.bar_ts, d.seq) for d in rec.differences}
     for name, fills, color, symbol_buy, symbol_sell in (
-            ("paper", rec.paper_fills, PAPER, "triangle-up", "triangle-down"),
-            ("backtest", rec.backtest_fills, BACKTEST, "circle-open", "circle-open")):
+        ("paper", rec.paper_fills, PAPER, "triangle-up", "triangle-down"),
+        ("backtest", rec.backtest_fills, BACKTEST, "circle-open", "circle-open"),
+    ):
         if not fills:
             continue
         keys = _keys(fills)
         frame = pd.DataFrame(fills)
         outline = [DIFFERS if key in differing else color for key in keys]
         symbols = [symbol_buy if side == "buy" else symbol_sell for side in frame["side"]]
-        marker = (dict(color=color, size=10, symbol=symbols, line=dict(color=outline, width=2))
-                  if name == "paper" else  # an open symbol is drawn in its marker colour
-                  dict(color=outline, size=15, symbol=symbols, line=dict(width=2)))
-        figure.add_trace(go.Scatter(
-            x=_times(frame["ts"]), y=frame["price"], mode="markers", name=f"{name} fills", marker=marker,
-            text=[f"{name}: {row.side} {fmt_number(row.size)} at {fmt_number(row.price)} ({row.reason})<br>"
-                  f"{fmt_time(row.ts)}" for row in frame.itertuples()],
-            hovertemplate="%{text}<extra></extra>"))
+        marker = (
+            dict(color=color, size=10, symbol=symbols, line=dict(color=outline, width=2))
+            if name == "paper"
+            # an open symbol is drawn in its marker colour
+            else dict(color=outline, size=15, symbol=symbols, line=dict(width=2))
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=_times(frame["ts"]),
+                y=frame["price"],
+                mode="markers",
+                name=f"{name} fills",
+                marker=marker,
+                text=[
+                    f"{name}: {row.side} {fmt_number(row.size)} at {fmt_number(row.price)} "
+                    f"({row.reason})<br>"
+                    f"{fmt_time(row.ts)}"
+                    for row in frame.itertuples()
+                ],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
     for event in rec.events:
-        figure.add_vline(x=_times([event.ts])[0], line=dict(color=EVENT_COLORS[event.kind], dash="dot", width=1))
+        figure.add_vline(
+            x=_times([event.ts])[0], line=dict(color=EVENT_COLORS[event.kind], dash="dot", width=1)
+        )
     if rec.events:  # one legend entry per kind of bar event
         for kind in sorted({event.kind for event in rec.events}):
-            figure.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"bar {kind}",
-                                        line=dict(color=EVENT_COLORS[kind], dash="dot")))
+            figure.add_trace(
+                go.Scatter(
+                    x=[None],
+                    y=[None],
+                    mode="lines",
+                    name=f"bar {kind}",
+                    line=dict(color=EVENT_COLORS[kind], dash="dot"),
+                )
+            )
     step = pd.Timedelta(milliseconds=rec.records.timeframe_ms)
     for run in rec.service.late_runs:
         first, last = _times([run.first_ts, run.last_ts])
-        figure.add_vrect(x0=first - step, x1=last, fillcolor="#d62728", opacity=0.08, line_width=0,
-                         annotation_text=f"decided late ({run.cause})", annotation_position="top left")
-    figure.update_layout(title="Fills: paper (filled triangles) and backtest on the stored bars (circles); "
-                               "red outline: differs", height=460, margin=dict(l=60, r=20, t=60, b=40),
-                         legend=dict(orientation="h", y=-0.15), hovermode="closest",
-                         yaxis=dict(tickformat=",.8~f", title="price"),
-                         xaxis=dict(title="time (UTC)"))
+        figure.add_vrect(
+            x0=first - step,
+            x1=last,
+            fillcolor="#d62728",
+            opacity=0.08,
+            line_width=0,
+            annotation_text=f"decided late ({run.cause})",
+            annotation_position="top left",
+        )
+    figure.update_layout(
+        title="Fills: paper (filled triangles) and backtest on the stored bars (circles); "
+        "red outline: differs",
+        height=460,
+        margin=dict(l=60, r=20, t=60, b=40),
+        legend=dict(orientation="h", y=-0.15),
+        hovermode="closest",
+        yaxis=dict(tickformat=",.8~f", title="price"),
+        xaxis=dict(title="time (UTC)"),
+    )
     return figure
 
 
@@ -96,16 +140,32 @@ def latency_chart(rec: Reconciliation) -> go.Figure | None:
     figure = go.Figure()
     for name, mask, color in (("on time", ~late, PAPER), ("late", late, DIFFERS)):
         if mask.any():
-            figure.add_trace(go.Scatter(
-                x=_times(ts[live][mask]), y=seconds[mask], mode="markers", name=name,
-                marker=dict(color=color, size=6),
-                text=[f"bar {fmt_time(t)}: decided {fmt_duration(value)} after it was stored"
-                      for t, value in zip(ts[live][mask], latency[mask])],
-                hovertemplate="%{text}<extra></extra>"))
-    figure.add_hline(y=service.on_time_ms / 1000.0, line=dict(color="#444444", dash="dash"),
-                     annotation_text=f"on time: within {fmt_duration(service.on_time_ms)}",
-                     annotation_position="top left")
-    figure.update_layout(title="Decision latency after the bar was stored", height=320,
-                         margin=dict(l=60, r=20, t=60, b=40), legend=dict(orientation="h", y=-0.25),
-                         yaxis=dict(type="log", title="seconds"), xaxis=dict(title="bar close (UTC)"))
+            figure.add_trace(
+                go.Scatter(
+                    x=_times(ts[live][mask]),
+                    y=seconds[mask],
+                    mode="markers",
+                    name=name,
+                    marker=dict(color=color, size=6),
+                    text=[
+                        f"bar {fmt_time(t)}: decided {fmt_duration(value)} after it was stored"
+                        for t, value in zip(ts[live][mask], latency[mask], strict=True)
+                    ],
+                    hovertemplate="%{text}<extra></extra>",
+                )
+            )
+    figure.add_hline(
+        y=service.on_time_ms / 1000.0,
+        line=dict(color="#444444", dash="dash"),
+        annotation_text=f"on time: within {fmt_duration(service.on_time_ms)}",
+        annotation_position="top left",
+    )
+    figure.update_layout(
+        title="Decision latency after the bar was stored",
+        height=320,
+        margin=dict(l=60, r=20, t=60, b=40),
+        legend=dict(orientation="h", y=-0.25),
+        yaxis=dict(type="log", title="seconds"),
+        xaxis=dict(title="bar close (UTC)"),
+    )
     return figure

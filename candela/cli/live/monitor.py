@@ -1,4 +1,4 @@
-"""The live monitor of ``notebooks/04_live_monitor.ipynb``: ipywidgets and a plotly ``FigureWidget``.
+"""The live monitor of ``notebooks/04_live_monitor.ipynb``: ipywidgets, a plotly ``FigureWidget``.
 
 :class:`Monitor` shows
 
@@ -40,9 +40,16 @@ from candela.cli.commands import CommandError
 from candela.cli.commands.bots import change_status
 from candela.cli.live import snapshot
 from candela.core.bus import SYSTEM_EVENTS, RedisBus, redis_url
-from candela.core.db import connect, database_url, now_ms
+from candela.core.db import connect, database_url
 from candela.core.timeframes import timeframe_to_ms
-from research.formatting import fmt_count, fmt_duration, fmt_money, fmt_number, fmt_percent, fmt_time
+from research.formatting import (
+    fmt_count,
+    fmt_duration,
+    fmt_money,
+    fmt_number,
+    fmt_percent,
+    fmt_time,
+)
 
 CHANNELS = ("market:*", "signals:*", "trades:*", "status:*", SYSTEM_EVENTS)
 RED, GREEN, GREY = "#c62828", "#2e7d32", "#757575"
@@ -68,9 +75,16 @@ class Monitor:
         Seconds between two reads of the database.
     """
 
-    def __init__(self, database_url: str | None = None, *, redis: str | None = None,
-                 bots: list[str] | None = None, bars: int = 120, stale_after: float = 15.0,
-                 refresh: float = 1.0) -> None:
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        redis: str | None = None,
+        bots: list[str] | None = None,
+        bars: int = 120,
+        stale_after: float = 15.0,
+        refresh: float = 1.0,
+    ) -> None:
         self.url = _resolved(database_url)
         self.bot_ids = bots
         self.bars = int(bars)
@@ -91,20 +105,33 @@ class Monitor:
         self.table = widgets.HTML()
         self.choice = widgets.Dropdown(description="bot", layout=widgets.Layout(width="320px"))
         spaced = dict(width="90px", margin="0 0 0 8px")
-        self.start_button = widgets.Button(description="start", button_style="success", icon="play",
-                                           tooltip="candela bots start (the runner starts it)",
-                                           layout=widgets.Layout(**spaced))
-        self.stop_button = widgets.Button(description="stop", button_style="danger", icon="stop",
-                                          tooltip="candela bots stop (the runner stops it after its bar)",
-                                          layout=widgets.Layout(**spaced))
+        self.start_button = widgets.Button(
+            description="start",
+            button_style="success",
+            icon="play",
+            tooltip="candela bots start (the runner starts it)",
+            layout=widgets.Layout(**spaced),
+        )
+        self.stop_button = widgets.Button(
+            description="stop",
+            button_style="danger",
+            icon="stop",
+            tooltip="candela bots stop (the runner stops it after its bar)",
+            layout=widgets.Layout(**spaced),
+        )
         self.message = widgets.HTML(layout=widgets.Layout(margin="0 0 0 12px"))
         self.figure = _figure()
-        self.widget = widgets.VBox([
-            self.banner, self.table,
-            widgets.HBox([self.choice, self.start_button, self.stop_button, self.message],
-                          layout=widgets.Layout(align_items="center")),
-            self.figure,
-        ])
+        self.widget = widgets.VBox(
+            [
+                self.banner,
+                self.table,
+                widgets.HBox(
+                    [self.choice, self.start_button, self.stop_button, self.message],
+                    layout=widgets.Layout(align_items="center"),
+                ),
+                self.figure,
+            ]
+        )
         self.start_button.on_click(lambda _button: self._act("start"))
         self.stop_button.on_click(lambda _button: self._act("stop"))
         self.choice.observe(lambda _change: self._chose(), names="value")
@@ -149,17 +176,25 @@ class Monitor:
     @property
     def caught_up(self) -> bool:
         """Every bot with a live heartbeat has processed its market's newest stored bar."""
-        live = [row for row in self.rows if row.status == "active" and "heartbeat stale" not in row.flags]
+        live = [
+            row
+            for row in self.rows
+            if row.status == "active" and "heartbeat stale" not in row.flags
+        ]
         return bool(live) and all(row.bars_behind == 0 for row in live)
 
     def summary(self) -> str:
         """One line: what the monitor did and where its data came from."""
         counts = self.counts
-        return (f"{fmt_count(counts['refreshes'])} refreshes, {fmt_count(counts['messages'])} messages from Redis; "
-                f"candles: {fmt_count(counts['bars_from_redis'])} from Redis, "
-                f"{fmt_count(counts['bars_from_database'])} from the database; fills: "
-                f"{fmt_count(counts['fills_from_redis'])} from Redis, {fmt_count(counts['fills_from_database'])} "
-                f"from the database; the chart was updated {fmt_count(counts['chart_updates'])} times")
+        return (
+            f"{fmt_count(counts['refreshes'])} refreshes, "
+            f"{fmt_count(counts['messages'])} messages from Redis; "
+            f"candles: {fmt_count(counts['bars_from_redis'])} from Redis, "
+            f"{fmt_count(counts['bars_from_database'])} from the database; fills: "
+            f"{fmt_count(counts['fills_from_redis'])} from Redis, "
+            f"{fmt_count(counts['fills_from_database'])} "
+            f"from the database; the chart was updated {fmt_count(counts['chart_updates'])} times"
+        )
 
     def close(self) -> None:
         """Stop following and release Redis and the database."""
@@ -180,16 +215,20 @@ class Monitor:
     # ------------------------------------------------------------------ updates
 
     def refresh(self) -> None:
-        """Apply the queued messages, then read the table and catch the chart up from the database."""
+        """Apply the queued messages, read the table, catch the chart up from the database."""
         with self._lock:
             self.counts["refreshes"] += 1
             self._drain()
-            self.rows = snapshot.bot_rows(self.engine, self.bot_ids, stale_after_ms=self.stale_after_ms)
+            self.rows = snapshot.bot_rows(
+                self.engine, self.bot_ids, stale_after_ms=self.stale_after_ms
+            )
             self.banner.value = _banner(self.rows, list(self.notices))
             self.table.value = _table(self.rows, self.choice.value)
             options = [row.bot_id for row in self.rows]
             if list(self.choice.options) != options:
-                chosen = self.choice.value if self.choice.value in options else _first_choice(self.rows)
+                chosen = (
+                    self.choice.value if self.choice.value in options else _first_choice(self.rows)
+                )
                 self.choice.options = options
                 self.choice.value = chosen
             row = self._row(self.choice.value)
@@ -233,10 +272,16 @@ class Monitor:
             return False
         changed = False
         if chart.last_ts is None or through > chart.last_ts:
-            bars = snapshot.bars_between(self.engine, chart.market, chart.last_ts, through, last=self.bars)
+            bars = snapshot.bars_between(
+                self.engine, chart.market, chart.last_ts, through, last=self.bars
+            )
             for index in range(len(bars["ts"])):
-                changed |= chart.add_bar({name: bars[name][index] for name in bars}, self.counts,
-                                         source="database", contiguous=False)
+                changed |= chart.add_bar(
+                    {name: bars[name][index] for name in bars},
+                    self.counts,
+                    source="database",
+                    contiguous=False,
+                )
             after = chart.fills_through
             if after is None and len(bars["ts"]):
                 after = int(bars["ts"][0]) - 1
@@ -244,9 +289,13 @@ class Monitor:
                 changed |= chart.add_fill(fill, self.counts, source="database")
             chart.fills_through = through
         if chart.equity_ts is None or through > chart.equity_ts:
-            equity = snapshot.equity_between(self.engine, chart.bot, chart.equity_ts, through, last=self.bars)
+            equity = snapshot.equity_between(
+                self.engine, chart.bot, chart.equity_ts, through, last=self.bars
+            )
             if len(equity["ts"]):
-                chart.equity.extend(zip(equity["ts"].tolist(), equity["equity"].tolist()))
+                chart.equity.extend(
+                    zip(equity["ts"].tolist(), equity["equity"].tolist(), strict=True)
+                )
                 chart.equity_ts = int(equity["ts"][-1])
                 changed = True
         if changed and draw:
@@ -264,12 +313,20 @@ class Monitor:
         with self.figure.batch_update():
             candles = self.figure.data[0]
             candles.x, candles.open, candles.high, candles.low, candles.close = (
-                times, chart.open, chart.high, chart.low, chart.close)
+                times,
+                chart.open,
+                chart.high,
+                chart.low,
+                chart.close,
+            )
             for trace, fills in ((self.figure.data[1], buys), (self.figure.data[2], sells)):
                 trace.x = _times([fill["ts"] for fill in fills])
                 trace.y = [fill["price"] for fill in fills]
-                trace.text = [f"{fill['side']} {fmt_number(fill['size'])} at {fmt_number(fill['price'])} "
-                              f"({fill['reason']})" for fill in fills]
+                trace.text = [
+                    f"{fill['side']} {fmt_number(fill['size'])} at {fmt_number(fill['price'])} "
+                    f"({fill['reason']})"
+                    for fill in fills
+                ]
             self.figure.data[3].x = _times([point[0] for point in chart.equity])
             self.figure.data[3].y = [point[1] for point in chart.equity]
             row = self._row(chart.bot)
@@ -344,7 +401,9 @@ class _ChartState:
         key = (int(fill["bar_ts"]), int(fill["seq"]))
         if key in self.fills:
             return False
-        self.fills[key] = {name: fill[name] for name in ("bar_ts", "ts", "side", "size", "price", "reason")}
+        self.fills[key] = {
+            name: fill[name] for name in ("bar_ts", "ts", "side", "size", "price", "reason")
+        }
         counts[f"fills_from_{source}"] += 1
         return True
 
@@ -361,7 +420,7 @@ class _ChartState:
 
 
 def _chart_end(row: snapshot.BotRow) -> int | None:
-    """The last bar to chart: the bot's last decision, else (it has none) its market's newest bar."""
+    """The last bar to chart: the bot's last decision, else its market's newest bar."""
     return row.cursor_ts if row.cursor_ts is not None else row.newest_bar_ts
 
 
@@ -385,21 +444,61 @@ def _times(values):
 
 
 def _figure() -> go.FigureWidget:
-    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.04)
-    figure.add_trace(go.Candlestick(name="bars", showlegend=False, increasing_line_color="#26a69a",
-                                    decreasing_line_color="#ef5350"), row=1, col=1)
-    figure.add_trace(go.Scatter(name="buy", mode="markers", hovertemplate="%{text}<extra></extra>",
-                                marker=dict(symbol="triangle-up", size=15, color="#1565c0",
-                                            line=dict(color="#0d2a4f", width=1.5))), row=1, col=1)
-    figure.add_trace(go.Scatter(name="sell", mode="markers", hovertemplate="%{text}<extra></extra>",
-                                marker=dict(symbol="triangle-down", size=15, color="#ef6c00",
-                                            line=dict(color="#5a2900", width=1.5))), row=1, col=1)
-    figure.add_trace(go.Scatter(name="equity", mode="lines", line=dict(color="#6a1b9a", width=1.5)),
-                     row=2, col=1)
-    figure.update_layout(height=520, width=1000, margin=dict(l=80, r=20, t=50, b=30),
-                         xaxis_rangeslider_visible=False,
-                         legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
-                         title=dict(text="no bot yet", x=0.01, font=dict(size=14)), template="plotly_white")
+    figure = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.04
+    )
+    figure.add_trace(
+        go.Candlestick(
+            name="bars",
+            showlegend=False,
+            increasing_line_color="#26a69a",
+            decreasing_line_color="#ef5350",
+        ),
+        row=1,
+        col=1,
+    )
+    figure.add_trace(
+        go.Scatter(
+            name="buy",
+            mode="markers",
+            hovertemplate="%{text}<extra></extra>",
+            marker=dict(
+                symbol="triangle-up",
+                size=15,
+                color="#1565c0",
+                line=dict(color="#0d2a4f", width=1.5),
+            ),
+        ),
+        row=1,
+        col=1,
+    )
+    figure.add_trace(
+        go.Scatter(
+            name="sell",
+            mode="markers",
+            hovertemplate="%{text}<extra></extra>",
+            marker=dict(
+                symbol="triangle-down",
+                size=15,
+                color="#ef6c00",
+                line=dict(color="#5a2900", width=1.5),
+            ),
+        ),
+        row=1,
+        col=1,
+    )
+    figure.add_trace(
+        go.Scatter(name="equity", mode="lines", line=dict(color="#6a1b9a", width=1.5)), row=2, col=1
+    )
+    figure.update_layout(
+        height=520,
+        width=1000,
+        margin=dict(l=80, r=20, t=50, b=30),
+        xaxis_rangeslider_visible=False,
+        legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
+        title=dict(text="no bot yet", x=0.01, font=dict(size=14)),
+        template="plotly_white",
+    )
     figure.update_yaxes(title_text="price", tickformat=",.8~f", row=1, col=1)
     figure.update_yaxes(title_text="equity", tickformat=",.2f", row=2, col=1)
     return go.FigureWidget(figure)
@@ -408,31 +507,50 @@ def _figure() -> go.FigureWidget:
 def _banner(rows: list[snapshot.BotRow], notices: list[dict]) -> str:
     flagged = [row for row in rows if row.flags]
     if not rows:
-        text, color = "no bot in the database yet: 'candela run' registers the bots of config/bots/", GREY
+        text, color = (
+            "no bot in the database yet: 'candela run' registers the bots of config/bots/",
+            GREY,
+        )
         lines = []
     elif flagged:
         text, color = f"{len(flagged)} of {len(rows)} bot(s) need attention", RED
         lines = [_flag_text(row) for row in flagged]
     else:
-        text, color = f"all {len(rows)} bot(s) healthy: heartbeats fresh, markets delivering bars", GREEN
+        text, color = (
+            f"all {len(rows)} bot(s) healthy: heartbeats fresh, markets delivering bars",
+            GREEN,
+        )
         lines = []
-    lines += [f"notice at {fmt_time(notice.get('at'))}: {_notice_text(notice)}" for notice in notices[-3:]]
+    lines += [
+        f"notice at {fmt_time(notice.get('at'))}: {_notice_text(notice)}" for notice in notices[-3:]
+    ]
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-    return (f"<div style='border-left:6px solid {color};background:{color}14;padding:6px 12px;margin:4px 0'>"
-            f"<b style='color:{color}'>{html.escape(text)}</b>"
-            + (f"<ul style='margin:4px 0 0 0'>{items}</ul>" if items else "") + "</div>")
+    return (
+        f"<div style='border-left:6px solid {color};background:{color}14;"
+        "padding:6px 12px;margin:4px 0'>"
+        f"<b style='color:{color}'>{html.escape(text)}</b>"
+        + (f"<ul style='margin:4px 0 0 0'>{items}</ul>" if items else "")
+        + "</div>"
+    )
 
 
 def _flag_text(row: snapshot.BotRow) -> str:
     parts = []
     for flag in row.flags:
         if flag == "heartbeat stale":
-            age = "none yet" if row.heartbeat_age_ms is None else f"last {fmt_duration(row.heartbeat_age_ms)} ago"
+            age = (
+                "none yet"
+                if row.heartbeat_age_ms is None
+                else f"last {fmt_duration(row.heartbeat_age_ms)} ago"
+            )
             parts.append(f"heartbeat stale ({age}): is its runner running?")
         elif flag == "market stalled":
             condition = row.market_condition or {}
-            parts.append(f"the bars of {' '.join(row.market)} stopped (last bar "
-                         f"{fmt_time(condition.get('last_bar_ts'))}, noticed {fmt_time(condition.get('at'))})")
+            parts.append(
+                f"the bars of {' '.join(row.market)} stopped (last bar "
+                f"{fmt_time(condition.get('last_bar_ts'))}, "
+                f"noticed {fmt_time(condition.get('at'))})"
+            )
         else:
             parts.append(flag)
     return f"{row.bot_id}: " + "; ".join(parts)
@@ -441,7 +559,8 @@ def _flag_text(row: snapshot.BotRow) -> str:
 def _notice_text(notice: dict) -> str:
     details = {key: value for key, value in notice.items() if key not in ("event", "at")}
     subject = details.pop("bot_id", None) or " ".join(
-        str(details.pop(key)) for key in ("exchange", "symbol", "timeframe") if key in details)
+        str(details.pop(key)) for key in ("exchange", "symbol", "timeframe") if key in details
+    )
     return f"{notice.get('event')} {subject}".strip()
 
 
@@ -450,21 +569,40 @@ _LEFT = {"bot", "status", "last decision"}
 
 
 def _table(rows: list[snapshot.BotRow], chosen: str | None) -> str:
-    head = "".join(f"<th style='text-align:{'left' if name in _LEFT else 'right'};padding:3px 10px'"
-                   f"{_HELP.get(name, '')}>{name}</th>" for name in _COLUMNS)
+    head = "".join(
+        f"<th style='text-align:{'left' if name in _LEFT else 'right'};padding:3px 10px'"
+        f"{_HELP.get(name, '')}>{name}</th>"
+        for name in _COLUMNS
+    )
     body = []
     for row in rows:
         cells = _cells(row)
-        style = f"background:{RED}1a" if row.flags else ("background:#e3f2fd" if row.bot_id == chosen else "")
-        body.append(f"<tr style='{style};border-bottom:1px solid #e0e0e0'>" + "".join(
-            f"<td style='text-align:{'left' if name in _LEFT else 'right'};padding:4px 10px;white-space:nowrap;"
-            f"vertical-align:top'>{cell}</td>" for name, cell in zip(_COLUMNS, cells)) + "</tr>")
-    return ("<table style='border-collapse:collapse;font-size:13px'>"
-            f"<thead><tr style='border-bottom:1px solid #999'>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+        style = (
+            f"background:{RED}1a"
+            if row.flags
+            else ("background:#e3f2fd" if row.bot_id == chosen else "")
+        )
+        body.append(
+            f"<tr style='{style};border-bottom:1px solid #e0e0e0'>"
+            + "".join(
+                f"<td style='text-align:{'left' if name in _LEFT else 'right'};"
+                "padding:4px 10px;white-space:nowrap;"
+                f"vertical-align:top'>{cell}</td>"
+                for name, cell in zip(_COLUMNS, cells, strict=True)
+            )
+            + "</tr>"
+        )
+    return (
+        "<table style='border-collapse:collapse;font-size:13px'>"
+        f"<thead><tr style='border-bottom:1px solid #999'>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
 
 
-_HELP = {"behind": " title='stored bars of its market the bot has not processed yet'",
-         "heartbeat": " title='time since the runner last confirmed the bot is running'"}
+_HELP = {
+    "behind": " title='stored bars of its market the bot has not processed yet'",
+    "heartbeat": " title='time since the runner last confirmed the bot is running'",
+}
 
 
 def _small(text: str) -> str:
@@ -472,14 +610,23 @@ def _small(text: str) -> str:
 
 
 def _cells(row: snapshot.BotRow) -> list[str]:
-    heartbeat = "none yet" if row.heartbeat_age_ms is None else f"{fmt_duration(row.heartbeat_age_ms)} ago"
+    heartbeat = (
+        "none yet" if row.heartbeat_age_ms is None else f"{fmt_duration(row.heartbeat_age_ms)} ago"
+    )
     pnl = "-"
     if row.pnl is not None:
         color = GREEN if row.pnl >= 0 else RED
-        pnl = (f"<span style='color:{color}'>{fmt_money(row.pnl, row.initial_cash)}</span>"
-               + _small(fmt_percent(row.pnl_fraction, signed=True)))
-    decision = "-" if row.last_action is None else (
-        f"{html.escape(row.last_action)} {fmt_number(row.last_target, 3)}" + _small(fmt_time(row.last_signal_ts)))
+        pnl = f"<span style='color:{color}'>{fmt_money(row.pnl, row.initial_cash)}</span>" + _small(
+            fmt_percent(row.pnl_fraction, signed=True)
+        )
+    decision = (
+        "-"
+        if row.last_action is None
+        else (
+            f"{html.escape(row.last_action)} {fmt_number(row.last_target, 3)}"
+            + _small(fmt_time(row.last_signal_ts))
+        )
+    )
     flags = "".join(f"<br><b style='color:{RED}'>{html.escape(flag)}</b>" for flag in row.flags)
     return [
         f"<b>{html.escape(row.bot_id)}</b>" + _small(f"{row.strategy} {' '.join(row.market)}"),

@@ -1,4 +1,4 @@
-"""Paper against backtest, fill by fill, every difference with its cause (``candela bots reconcile``).
+"""Paper against backtest, fill by fill, each difference with its cause (`candela bots reconcile`).
 
 :func:`reconcile` compares the fills a bot recorded with the backtest of its stored config on
 the bars stored **now** over the same span (its first to its last decision, with the history
@@ -90,7 +90,11 @@ class BarEvent:
         """``(field, used, stored)`` of each value a revision changed."""
         if self.used is None or self.stored is None:
             return []
-        return [(name, a, b) for name, a, b in zip(VALUES, self.used, self.stored) if a != b]
+        return [
+            (name, a, b)
+            for name, a, b in zip(VALUES, self.used, self.stored, strict=True)
+            if a != b
+        ]
 
 
 @dataclass(frozen=True)
@@ -178,8 +182,9 @@ class Reconciliation:
         return not (self.differences or self.mismatches or self.events)
 
 
-def reconcile(records: BotRecords, *, on_time_ms: int = 5_000,
-              backtest: Callable | None = None) -> Reconciliation:
+def reconcile(
+    records: BotRecords, *, on_time_ms: int = 5_000, backtest: Callable | None = None
+) -> Reconciliation:
     """Reconcile a bot's records (:func:`~candela.cli.live.records.load_records`).
 
     Parameters
@@ -197,25 +202,24 @@ def reconcile(records: BotRecords, *, on_time_ms: int = 5_000,
     signals = records.signals
     paper = [_fill(row) for row in records.trades.to_dict("records")]
     if signals.empty:
-        return Reconciliation(records, paper, [], [], [], [], service_statistics(records, on_time_ms))
+        return Reconciliation(
+            records, paper, [], [], [], [], service_statistics(records, on_time_ms)
+        )
     start = int(signals["ts"].iloc[0])
-    consumed, events = _consumed_bars(records)
+    table, events = _consumed_bars(records)
+    tf = records.timeframe_ms
 
-    first = run(_bars(consumed, records.timeframe_ms), start)
+    first = run(table.bars(tf), start)
     mismatches = _mismatches(records, first)
-    chain = [_keyed(first, records.timeframe_ms)]
+    chain = [_keyed(first, tf)]
     steps = _groups([event for event in events if event.kind != "removed"])
     removed = [event for event in events if event.kind == "removed"]
     if removed:  # last: the chain cannot rebuild them, it leaves them out
         steps.append(removed)
-    bars = dict(consumed)
     for group in steps:
         for event in group:
-            if event.stored is None:
-                bars.pop(event.ts, None)
-            else:
-                bars[event.ts] = event.stored
-        chain.append(_keyed(run(_bars(bars, records.timeframe_ms), start), records.timeframe_ms))
+            table.set(event.ts, event.stored)
+        chain.append(_keyed(run(table.bars(tf), start), tf))
     final = chain[-1]
     recorded = {(fill["bar_ts"], seq): fill for fill, seq in _sequence(paper)}
     differences = []
@@ -237,57 +241,112 @@ def reconcile(records: BotRecords, *, on_time_ms: int = 5_000,
                 if not _same(before, after, ESSENTIAL):
                     essential.extend(group)
         if difference.causes:
-            difference.primary = (difference.causes[0] if difference.knock_on or not essential
-                                  else essential[-1])
+            difference.primary = (
+                difference.causes[0] if difference.knock_on or not essential else essential[-1]
+            )
         differences.append(difference)
-    return Reconciliation(records, paper, list(final.values()), differences, mismatches, events,
-                          service_statistics(records, on_time_ms), steps=len(steps))
+    return Reconciliation(
+        records,
+        paper,
+        list(final.values()),
+        differences,
+        mismatches,
+        events,
+        service_statistics(records, on_time_ms),
+        steps=len(steps),
+    )
 
 
 # --------------------------------------------------------------------------- the bars consumed
 
 
-def _consumed_bars(records: BotRecords) -> tuple[dict[int, tuple], list[BarEvent]]:
-    """The bars as the bot consumed them, and every bar event (module docstring)."""
-    signals = records.signals
+class _BarTable:
+    """Every bar of the span in close-time order: its values and whether it is in the set.
+
+    The chain of backtests changes one bar at a time (:meth:`set`) and reads the set as
+    :class:`~research.types.Bars` (:meth:`bars`) without rebuilding it from scratch.
+    """
+
+    def __init__(self, ts: np.ndarray, values: np.ndarray, present: np.ndarray) -> None:
+        self.ts, self.values, self.present = ts, values, present
+
+    def set(self, ts: int, values: tuple | None) -> None:
+        """Put bar ``ts`` in the set with ``values``, or take it out (``None``)."""
+        index = int(np.searchsorted(self.ts, ts))
+        self.present[index] = values is not None
+        if values is not None:
+            self.values[index] = values
+
+    def bars(self, timeframe_ms: int):
+        from research.types import Bars
+
+        columns = self.values[self.present]
+        return Bars(
+            self.ts[self.present],
+            *(np.ascontiguousarray(columns[:, i]) for i in range(len(VALUES))),
+            timeframe_ms,
+        )
+
+
+def _consumed_bars(records: BotRecords) -> tuple[_BarTable, list[BarEvent]]:
+    """The bars as the bot consumed them, and every bar event (module docstring).
+
+    Vectorized for the common bar (never revised, stored before the bot used it); bars with
+    revisions, bars stored after the bot passed them and bars no longer stored go one by one.
+    """
+    signals, bars = records.signals, records.bars
     decided = signals["ts"].to_numpy(dtype=np.int64)
     made = signals["created_at"].to_numpy(dtype=np.float64)
-    first_decision = float(made[0])
-    consumed: dict[int, tuple] = {}
+    stored_ts = bars.index.to_numpy(dtype=np.int64)
+    revised_ts = records.revisions["ts"].to_numpy(dtype=np.int64)
+    ts = np.union1d(stored_ts, np.union1d(revised_ts, decided))
+    stored = np.isin(ts, stored_ts)
+    values = np.full((len(ts), len(VALUES)), np.nan)
+    values[stored] = bars[list(VALUES)].to_numpy(dtype=np.float64)
+    first_stored = np.full(len(ts), np.nan)
+    first_stored[stored] = bars["first_stored_at"].to_numpy(dtype=np.float64)
+    # when the bot used each bar: its decision at it; the first decision for the history
+    # before; for a bar it never decided at, its decision at the next bar (nan: none)
+    position = np.searchsorted(decided, ts)
+    clipped = np.minimum(position, len(decided) - 1)
+    at_bar = decided[clipped] == ts
+    moment = np.where(position < len(decided), made[clipped], np.nan)
+    moment = np.where(ts < decided[0], made[0], moment)
+    simple = stored & ~np.isin(ts, revised_ts) & ~np.isnan(moment)
+    there = at_bar | np.isnan(first_stored) | (first_stored <= moment)
+    present = simple & there
     events: list[BarEvent] = []
-    candidates = sorted(set(records.bars.index.astype(int)) | set(records.revisions["ts"].astype(int))
-                        | set(decided.tolist()))
-    for ts in candidates:
-        position = int(np.searchsorted(decided, ts))
-        at_bar = position < len(decided) and decided[position] == ts
-        if at_bar:
-            moment = float(made[position])
-        elif ts < decided[0]:
-            moment = first_decision
-        else:  # never decided at: the bot passed it with its decision at the next bar
-            moment = float(made[position]) if position < len(decided) else math.nan
-        used = records.version_at(ts, moment) if not math.isnan(moment) else None
-        now = _current(records, ts)
+    for index in np.flatnonzero((simple & ~there) | (~simple & ~np.isnan(moment))):
+        bar_ts, when = int(ts[index]), float(moment[index])
+        now = tuple(values[index].tolist()) if stored[index] else None
+        if at_bar[index]:  # it decided at it, so the bar was there: which version?
+            used = _version_used(records, bar_ts, when)
+        else:
+            used = records.version_at(bar_ts, when)
         if used is not None:
-            consumed[ts] = used
-        if at_bar and used is None:
-            events.append(BarEvent(ts, "removed", moment, math.nan, None, now))
-        elif at_bar and now is None:
-            events.append(BarEvent(ts, "removed", moment, math.nan, used, None))
+            present[index] = True
+            values[index] = used
+        if at_bar[index] and (used is None or now is None):
+            events.append(BarEvent(bar_ts, "removed", when, math.nan, used, now))
         elif used is not None and now is not None and used != now:
-            events.append(BarEvent(ts, "revised", moment, _revised_at(records, ts, moment), used, now))
-        elif used is None and now is not None and not math.isnan(moment):
-            stored_at = float(records.bars.loc[ts, "first_stored_at"])
-            kind = "late" if not math.isnan(stored_at) and stored_at > moment else "missed"
-            events.append(BarEvent(ts, kind, moment, stored_at, None, now))
-    return consumed, events
+            events.append(
+                BarEvent(bar_ts, "revised", when, _revised_at(records, bar_ts, when), used, now)
+            )
+        elif used is None and now is not None:
+            stored_at = float(first_stored[index])
+            kind = "late" if not math.isnan(stored_at) and stored_at > when else "missed"
+            events.append(BarEvent(bar_ts, kind, when, stored_at, None, now))
+    return _BarTable(ts, values, present), events
 
 
-def _current(records: BotRecords, ts: int) -> tuple | None:
-    if ts not in records.bars.index:
-        return None
-    row = records.bars.loc[ts]
-    return tuple(float(row[name]) for name in VALUES)
+def _version_used(records: BotRecords, ts: int, moment: float) -> tuple | None:
+    """The version of bar ``ts`` current at ``moment`` (the first not replaced by then, whatever
+    its storage time says: clocks of two machines may differ), ``None`` if none is known."""
+    chain = records.versions(ts)
+    for values, _stored, replaced in chain:
+        if replaced > moment:
+            return values
+    return None
 
 
 def _revised_at(records: BotRecords, ts: int, moment: float) -> float:
@@ -303,15 +362,7 @@ def _groups(events: Sequence[BarEvent]) -> list[list[BarEvent]]:
     if len(events) <= MAX_STEPS:
         return [[event] for event in events]
     size = math.ceil(len(events) / MAX_STEPS)
-    return [list(events[i:i + size]) for i in range(0, len(events), size)]
-
-
-def _bars(values: dict[int, tuple], timeframe_ms: int):
-    from research.types import Bars
-
-    ts = np.array(sorted(values), dtype=np.int64)
-    columns = np.array([values[t] for t in ts.tolist()], dtype=np.float64).reshape(-1, len(VALUES))
-    return Bars(ts, *(np.ascontiguousarray(columns[:, i]) for i in range(len(VALUES))), timeframe_ms)
+    return [list(events[i : i + size]) for i in range(0, len(events), size)]
 
 
 # --------------------------------------------------------------------------- fills and decisions
@@ -323,16 +374,36 @@ def _config_backtest(config) -> Callable:
     spec = config.spec
 
     def run(bars, start_ts):
-        return strategy_model.backtest_from(spec, bars, config.params, config.costs, stops=config.stops,
-                                            risk=config.risk, initial_cash=config.initial_cash,
-                                            start_ts=start_ts)
+        return strategy_model.backtest_from(
+            spec,
+            bars,
+            config.params,
+            config.costs,
+            stops=config.stops,
+            risk=config.risk,
+            initial_cash=config.initial_cash,
+            start_ts=start_ts,
+        )
 
     return run
 
 
 def _fill(row: dict) -> dict:
-    fill = {name: row[name] for name in ("bar_ts", "ts", "side", "size", "price", "fee", "reason",
-                                         "realized_pnl", "cash_after", "position_after")}
+    fill = {
+        name: row[name]
+        for name in (
+            "bar_ts",
+            "ts",
+            "side",
+            "size",
+            "price",
+            "fee",
+            "reason",
+            "realized_pnl",
+            "cash_after",
+            "position_after",
+        )
+    }
     for name in ("bar_ts", "ts"):
         fill[name] = int(fill[name])
     return fill
@@ -364,7 +435,9 @@ def _mismatches(records: BotRecords, result) -> list[DecisionMismatch]:
     """Decisions whose recorded target the backtest on the consumed bars does not give."""
     from runner.strategy_source import strategy_source_hash
 
-    target = pd.Series(np.nan_to_num(result.target, nan=0.0), index=np.asarray(result.ts, dtype=np.int64))
+    target = pd.Series(
+        np.nan_to_num(result.target, nan=0.0), index=np.asarray(result.ts, dtype=np.int64)
+    )
     strategy_hash = strategy_source_hash(records.config.spec)
     config_hash = records.config.config_hash
     found = []
@@ -373,14 +446,38 @@ def _mismatches(records: BotRecords, result) -> list[DecisionMismatch]:
         if backtest == float(row.raw_target):
             continue
         if row.strategy_hash is not None and row.strategy_hash != strategy_hash:
-            found.append(DecisionMismatch(int(row.ts), "strategy_changed", float(row.raw_target), backtest,
-                                          row.strategy_hash, strategy_hash))
+            found.append(
+                DecisionMismatch(
+                    int(row.ts),
+                    "strategy_changed",
+                    float(row.raw_target),
+                    backtest,
+                    row.strategy_hash,
+                    strategy_hash,
+                )
+            )
         elif row.config_hash is not None and row.config_hash != config_hash:
-            found.append(DecisionMismatch(int(row.ts), "config_changed", float(row.raw_target), backtest,
-                                          row.config_hash, config_hash))
+            found.append(
+                DecisionMismatch(
+                    int(row.ts),
+                    "config_changed",
+                    float(row.raw_target),
+                    backtest,
+                    row.config_hash,
+                    config_hash,
+                )
+            )
         else:
-            found.append(DecisionMismatch(int(row.ts), "unexplained", float(row.raw_target), backtest,
-                                          row.strategy_hash, strategy_hash))
+            found.append(
+                DecisionMismatch(
+                    int(row.ts),
+                    "unexplained",
+                    float(row.raw_target),
+                    backtest,
+                    row.strategy_hash,
+                    strategy_hash,
+                )
+            )
     return found
 
 
@@ -392,9 +489,21 @@ def _decision_cause(records: BotRecords, mismatches: list[DecisionMismatch], bar
     if earlier:
         return earlier[-1]
     signals = records.signals
-    row = signals[signals["ts"] <= bar_ts].iloc[-1] if (signals["ts"] <= bar_ts).any() else signals.iloc[0]
+    row = (
+        signals[signals["ts"] <= bar_ts].iloc[-1]
+        if (signals["ts"] <= bar_ts).any()
+        else signals.iloc[0]
+    )
     current = records.config.config_hash
     if row["config_hash"] is not None and row["config_hash"] != current:
-        return DecisionMismatch(int(row["ts"]), "config_changed", float(row["raw_target"]), math.nan,
-                                row["config_hash"], current)
-    return DecisionMismatch(bar_ts, "unexplained_fill", math.nan, math.nan, row["config_hash"], current)
+        return DecisionMismatch(
+            int(row["ts"]),
+            "config_changed",
+            float(row["raw_target"]),
+            math.nan,
+            row["config_hash"],
+            current,
+        )
+    return DecisionMismatch(
+        bar_ts, "unexplained_fill", math.nan, math.nan, row["config_hash"], current
+    )

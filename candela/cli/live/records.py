@@ -1,4 +1,4 @@
-"""A bot's records and its market's bars, read once for the reconciliation (docs/architecture.md §4).
+"""A bot's records and its market's bars, read for the reconciliation (docs/architecture.md §4).
 
 :func:`load_records` returns a :class:`BotRecords`: the stored config (resolved to its
 strategy), every decision (``signals``), every fill (``trades``), the lifecycle events, and
@@ -88,12 +88,18 @@ class BotRecords:
         if not self._chains:
             for row in self.revisions.itertuples(index=False):
                 self._chains.setdefault(int(row.ts), []).append(
-                    (tuple(float(getattr(row, name)) for name in VALUES), _ms(row.stored_at),
-                     float(row.revised_at)))
+                    (
+                        tuple(float(getattr(row, name)) for name in VALUES),
+                        _ms(row.stored_at),
+                        float(row.revised_at),
+                    )
+                )
         chain = list(self._chains.get(int(ts), []))
         if ts in self.bars.index:
             row = self.bars.loc[ts]
-            chain.append((tuple(float(row[name]) for name in VALUES), _ms(row["stored_at"]), np.inf))
+            chain.append(
+                (tuple(float(row[name]) for name in VALUES), _ms(row["stored_at"]), np.inf)
+            )
         return chain
 
     def version_at(self, ts: int, moment: float) -> tuple[float, ...] | None:
@@ -133,34 +139,86 @@ def load_records(engine: Engine, bot_id: str, *, resolve=None) -> BotRecords:
     with engine.connect() as connection:
         bot = connection.execute(select(schema.bots).where(schema.bots.c.bot_id == bot_id)).first()
         if bot is None:
-            known = connection.execute(select(schema.bots.c.bot_id).order_by(schema.bots.c.bot_id)).scalars().all()
-            raise ReconcileError(f"no bot {bot_id!r} in the database (bots: {', '.join(known) or 'none'}); "
-                                 "'candela bots list' shows them")
+            known = (
+                connection.execute(select(schema.bots.c.bot_id).order_by(schema.bots.c.bot_id))
+                .scalars()
+                .all()
+            )
+            raise ReconcileError(
+                f"no bot {bot_id!r} in the database (bots: {', '.join(known) or 'none'}); "
+                "'candela bots list' shows them"
+            )
         options = {} if resolve is None else {"resolve": resolve}
         try:
-            config = parse_bot_config(json.loads(bot.config_json), source=f"bot {bot_id} (its stored config)",
-                                      **options)
+            config = parse_bot_config(
+                json.loads(bot.config_json), source=f"bot {bot_id} (its stored config)", **options
+            )
         except BotConfigError as exc:
-            raise ReconcileError(f"{exc}; the reconciliation reruns the bot's strategy, so it must "
-                                 "resolve as it did when the bot ran") from exc
-        signals = _frame(connection, select(
-            schema.signals.c.ts, schema.signals.c.created_at, schema.signals.c.raw_target,
-            schema.signals.c.target, schema.signals.c.action, schema.signals.c.executed,
-            schema.signals.c.price, schema.signals.c.config_hash, schema.signals.c.strategy_hash,
-        ).where(schema.signals.c.bot_id == bot_id).order_by(schema.signals.c.ts))
-        trades = _frame(connection, select(*[schema.trades.c[name] for name in (
-            "bar_ts", "seq", "ts", "side", "size", "price", "fee", "reason", "realized_pnl",
-            "cash_after", "position_after")]).where(schema.trades.c.bot_id == bot_id)
-            .order_by(schema.trades.c.bar_ts, schema.trades.c.seq))
-        events = _frame(connection, select(schema.bot_events.c.ts, schema.bot_events.c.event,
-                                           schema.bot_events.c.detail)
-                        .where(schema.bot_events.c.bot_id == bot_id)
-                        .order_by(schema.bot_events.c.ts, schema.bot_events.c.id))
-        history = int(strategy_model.history_window(config.spec, config.spec.make_params(config.params)))
+            raise ReconcileError(
+                f"{exc}; the reconciliation reruns the bot's strategy, so it must "
+                "resolve as it did when the bot ran"
+            ) from exc
+        signals = _frame(
+            connection,
+            select(
+                schema.signals.c.ts,
+                schema.signals.c.created_at,
+                schema.signals.c.raw_target,
+                schema.signals.c.target,
+                schema.signals.c.action,
+                schema.signals.c.executed,
+                schema.signals.c.price,
+                schema.signals.c.config_hash,
+                schema.signals.c.strategy_hash,
+            )
+            .where(schema.signals.c.bot_id == bot_id)
+            .order_by(schema.signals.c.ts),
+        )
+        trades = _frame(
+            connection,
+            select(
+                *[
+                    schema.trades.c[name]
+                    for name in (
+                        "bar_ts",
+                        "seq",
+                        "ts",
+                        "side",
+                        "size",
+                        "price",
+                        "fee",
+                        "reason",
+                        "realized_pnl",
+                        "cash_after",
+                        "position_after",
+                    )
+                ]
+            )
+            .where(schema.trades.c.bot_id == bot_id)
+            .order_by(schema.trades.c.bar_ts, schema.trades.c.seq),
+        )
+        events = _frame(
+            connection,
+            select(schema.bot_events.c.ts, schema.bot_events.c.event, schema.bot_events.c.detail)
+            .where(schema.bot_events.c.bot_id == bot_id)
+            .order_by(schema.bot_events.c.ts, schema.bot_events.c.id),
+        )
+        history = int(
+            strategy_model.history_window(config.spec, config.spec.make_params(config.params))
+        )
         bars, revisions = _bars(connection, config.market, signals, history)
-    return BotRecords(bot_id=bot_id, config=config, status=bot.status, registered_at=int(bot.created_at),
-                      signals=signals.set_index("ts", drop=False), trades=trades, events=events, bars=bars,
-                      revisions=revisions, history=history)
+    return BotRecords(
+        bot_id=bot_id,
+        config=config,
+        status=bot.status,
+        registered_at=int(bot.created_at),
+        signals=signals.set_index("ts", drop=False),
+        trades=trades,
+        events=events,
+        bars=bars,
+        revisions=revisions,
+        history=history,
+    )
 
 
 def _frame(connection, query) -> pd.DataFrame:
@@ -168,28 +226,64 @@ def _frame(connection, query) -> pd.DataFrame:
     return pd.DataFrame(result.all(), columns=list(result.keys()))
 
 
-def _bars(connection, market, signals: pd.DataFrame, history: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Current bars and replaced versions from ``history`` bars before the first decision to the last."""
+def _bars(
+    connection, market, signals: pd.DataFrame, history: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Current bars and replaced versions, from ``history`` bars before the first decision to the
+    last decision."""
     table, old = schema.ohlcv, schema.ohlcv_revisions
     exchange, symbol, timeframe = market
-    columns = [table.c.ts, *[table.c[name] for name in VALUES], table.c.ingested_at.label("stored_at")]
-    empty = pd.DataFrame(columns=["ts", *VALUES, "stored_at", "first_stored_at"]).set_index("ts", drop=False)
+    columns = [
+        table.c.ts,
+        *[table.c[name] for name in VALUES],
+        table.c.ingested_at.label("stored_at"),
+    ]
+    empty = pd.DataFrame(columns=["ts", *VALUES, "stored_at", "first_stored_at"]).set_index(
+        "ts", drop=False
+    )
     if signals.empty:
         return empty, pd.DataFrame(columns=["ts", *VALUES, "stored_at", "revised_at"])
     first, last = int(signals["ts"].iloc[0]), int(signals["ts"].iloc[-1])
     key = (table.c.exchange == exchange, table.c.symbol == symbol, table.c.timeframe == timeframe)
-    before = connection.execute(select(table.c.ts).where(*key, table.c.ts < first)
-                                .order_by(table.c.ts.desc()).limit(max(history - 1, 0))).scalars().all()
+    before = (
+        connection.execute(
+            select(table.c.ts)
+            .where(*key, table.c.ts < first)
+            .order_by(table.c.ts.desc())
+            .limit(max(history - 1, 0))
+        )
+        .scalars()
+        .all()
+    )
     begin = min(before) if before else first
-    bars = _frame(connection, select(*columns).where(*key, table.c.ts >= begin, table.c.ts <= last)
-                  .order_by(table.c.ts))
-    revisions = _frame(connection, select(
-        old.c.ts, *[old.c[name] for name in VALUES], old.c.ingested_at.label("stored_at"), old.c.revised_at,
-    ).where(old.c.exchange == exchange, old.c.symbol == symbol, old.c.timeframe == timeframe,
-            old.c.ts >= begin, old.c.ts <= last).order_by(old.c.ts, old.c.revised_at, old.c.id))
-    first_stored = revisions.groupby("ts")["stored_at"].first() if len(revisions) else pd.Series(dtype=float)
+    bars = _frame(
+        connection,
+        select(*columns).where(*key, table.c.ts >= begin, table.c.ts <= last).order_by(table.c.ts),
+    )
+    revisions = _frame(
+        connection,
+        select(
+            old.c.ts,
+            *[old.c[name] for name in VALUES],
+            old.c.ingested_at.label("stored_at"),
+            old.c.revised_at,
+        )
+        .where(
+            old.c.exchange == exchange,
+            old.c.symbol == symbol,
+            old.c.timeframe == timeframe,
+            old.c.ts >= begin,
+            old.c.ts <= last,
+        )
+        .order_by(old.c.ts, old.c.revised_at, old.c.id),
+    )
+    first_stored = (
+        revisions.groupby("ts")["stored_at"].first() if len(revisions) else pd.Series(dtype=float)
+    )
     bars["first_stored_at"] = [
-        _earliest(first_stored.get(ts), stored) for ts, stored in zip(bars["ts"], bars["stored_at"])]
+        _earliest(first_stored.get(ts), stored)
+        for ts, stored in zip(bars["ts"], bars["stored_at"], strict=True)
+    ]
     return bars.set_index("ts", drop=False), revisions
 
 
@@ -197,6 +291,10 @@ def _earliest(replaced_version_stored, current_stored) -> float:
     """When a bar was first stored: its oldest version's time (``NaN`` if not recorded)."""
     if replaced_version_stored is not None and not pd.isna(replaced_version_stored):
         return float(replaced_version_stored)
-    if replaced_version_stored is None and current_stored is not None and not pd.isna(current_stored):
+    if (
+        replaced_version_stored is None
+        and current_stored is not None
+        and not pd.isna(current_stored)
+    ):
         return float(current_stored)
     return float("nan")

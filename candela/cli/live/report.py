@@ -16,8 +16,14 @@ from research.report import ReportFiles, export_html
 RECONCILE_NOTEBOOK = "05_reconcile.ipynb"
 
 
-def run_reconcile_report(bot_id: str, *, database_url: str, out_dir: str | Path = "out",
-                         on_time: float = 5.0, notebook: str | Path | None = None) -> ReportFiles:
+def run_reconcile_report(
+    bot_id: str,
+    *,
+    database_url: str,
+    out_dir: str | Path = "out",
+    on_time: float = 5.0,
+    notebook: str | Path | None = None,
+) -> ReportFiles:
     """Execute the reconciliation notebook for ``bot_id``; write ``reconcile_<bot>.ipynb`` and
     ``.html`` into ``out_dir`` (created if missing).
 
@@ -30,10 +36,14 @@ def run_reconcile_report(bot_id: str, *, database_url: str, out_dir: str | Path 
 
     from candela.core.paths import REPO_ROOT
 
-    source = Path(notebook) if notebook is not None else REPO_ROOT / "notebooks" / RECONCILE_NOTEBOOK
+    source = (
+        Path(notebook) if notebook is not None else REPO_ROOT / "notebooks" / RECONCILE_NOTEBOOK
+    )
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    slug = "".join(character if character.isalnum() or character in "-_." else "-" for character in bot_id)
+    slug = "".join(
+        character if character.isalnum() or character in "-_." else "-" for character in bot_id
+    )
     output = folder / f"reconcile_{slug}.ipynb"
     page = output.with_suffix(".html")
     partial = folder / f".reconcile_{slug}.{uuid.uuid4().hex[:8]}.partial.ipynb"
@@ -42,10 +52,14 @@ def run_reconcile_report(bot_id: str, *, database_url: str, out_dir: str | Path 
     level = chatter.level
     chatter.setLevel(max(level, logging.WARNING))
     try:
-        papermill.execute_notebook(str(source), str(partial), kernel_name="python3",
-                                   parameters={"bot_id": bot_id, "on_time": float(on_time),
-                                               "database_url": database_url},
-                                   cwd=str(source.parent), progress_bar=False)
+        papermill.execute_notebook(
+            str(source),
+            str(partial),
+            kernel_name="python3",
+            parameters={"bot_id": bot_id, "on_time": float(on_time), "database_url": database_url},
+            cwd=str(source.parent),
+            progress_bar=False,
+        )
         rendered = export_html(partial, partial_page)
         partial.replace(output)
         if rendered is not None:

@@ -111,8 +111,11 @@ class Service:
 def service_statistics(records: BotRecords, on_time_ms: int = 5_000) -> Service:
     """Compute :class:`Service` from a bot's records."""
     signals = records.signals
-    service = Service(on_time_ms=int(on_time_ms), decisions=len(signals),
-                      configured_slippage_bps=float(records.config.costs.slippage_bps))
+    service = Service(
+        on_time_ms=int(on_time_ms),
+        decisions=len(signals),
+        configured_slippage_bps=float(records.config.costs.slippage_bps),
+    )
     if signals.empty:
         return service
     bars = records.bars
@@ -149,17 +152,40 @@ def _late_runs(records: BotRecords, ts, made, latency, late) -> list[LateRun]:
         inside = events[(events["ts"] > since) & (events["ts"] <= made[end])]
         starts = inside[inside["event"].isin(RESTART_EVENTS)]
         stops = inside[inside["event"] == "stop_requested"]
-        longest = float(latency[index:end + 1].max())
+        longest = float(latency[index : end + 1].max())
         crashed = bool((inside["event"] == "crashed").any())
         if len(stops):
-            resumed = inside[(inside["event"] == "start_requested") & (inside["ts"] >= stops["ts"].iloc[0])]
-            down_to = float(resumed["ts"].iloc[0]) if len(resumed) else float(starts["ts"].iloc[-1]) \
-                if len(starts) else math.nan
-            run = LateRun(int(ts[index]), int(ts[end]), end - index + 1, longest, "stopped",
-                          float(stops["ts"].iloc[0]), down_to, crashed)
+            resumed = inside[
+                (inside["event"] == "start_requested") & (inside["ts"] >= stops["ts"].iloc[0])
+            ]
+            down_to = (
+                float(resumed["ts"].iloc[0])
+                if len(resumed)
+                else float(starts["ts"].iloc[-1])
+                if len(starts)
+                else math.nan
+            )
+            run = LateRun(
+                int(ts[index]),
+                int(ts[end]),
+                end - index + 1,
+                longest,
+                "stopped",
+                float(stops["ts"].iloc[0]),
+                down_to,
+                crashed,
+            )
         elif len(starts):
-            run = LateRun(int(ts[index]), int(ts[end]), end - index + 1, longest, "restart",
-                          float(since), float(starts["ts"].iloc[-1]), crashed)
+            run = LateRun(
+                int(ts[index]),
+                int(ts[end]),
+                end - index + 1,
+                longest,
+                "restart",
+                float(since),
+                float(starts["ts"].iloc[-1]),
+                crashed,
+            )
         else:
             run = LateRun(int(ts[index]), int(ts[end]), end - index + 1, longest, "slow")
         runs.append(run)
@@ -174,8 +200,17 @@ def _past_open_fills(records: BotRecords, ts, made, latency, late) -> list[PastO
             continue
         position = int(np.searchsorted(ts, int(fill.bar_ts))) - 1  # the decision it executes
         if position >= 0 and late[position]:
-            found.append(PastOpenFill(int(fill.bar_ts), int(fill.ts), str(fill.side), float(fill.price),
-                                      int(ts[position]), float(made[position]), float(latency[position])))
+            found.append(
+                PastOpenFill(
+                    int(fill.bar_ts),
+                    int(fill.ts),
+                    str(fill.side),
+                    float(fill.price),
+                    int(ts[position]),
+                    float(made[position]),
+                    float(latency[position]),
+                )
+            )
     return found
 
 

@@ -67,28 +67,56 @@ class BotRow:
         return None if self.equity is None else self.equity / self.initial_cash - 1.0
 
 
-def bot_rows(engine: Engine, bot_ids: list[str] | None = None, *, now: int | None = None,
-             stale_after_ms: int = STALE_AFTER_MS) -> list[BotRow]:
+def bot_rows(
+    engine: Engine,
+    bot_ids: list[str] | None = None,
+    *,
+    now: int | None = None,
+    stale_after_ms: int = STALE_AFTER_MS,
+) -> list[BotRow]:
     """One :class:`BotRow` per bot (``bot_ids``, default every bot but retired versions), by id."""
     now = now_ms() if now is None else now
-    bots, state, signals, performance = schema.bots, schema.bot_state, schema.signals, schema.bot_performance
+    bots, state, signals, performance = (
+        schema.bots,
+        schema.bot_state,
+        schema.signals,
+        schema.bot_performance,
+    )
     with engine.connect() as connection:
         query = select(bots).order_by(bots.c.bot_id)
-        query = query.where(bots.c.bot_id.in_(bot_ids)) if bot_ids is not None else query.where(
-            bots.c.status != "retired")
+        query = (
+            query.where(bots.c.bot_id.in_(bot_ids))
+            if bot_ids is not None
+            else query.where(bots.c.status != "retired")
+        )
         rows = connection.execute(query).all()
         ids = [row.bot_id for row in rows]
-        states = {row.bot_id: row for row in connection.execute(select(state).where(state.c.bot_id.in_(ids)))}
-        latest = select(signals.c.bot_id, func.max(signals.c.ts).label("ts")).where(
-            signals.c.bot_id.in_(ids)).group_by(signals.c.bot_id).subquery()
-        last_signals = {row.bot_id: row for row in connection.execute(
-            select(signals.c.bot_id, signals.c.ts, signals.c.action, signals.c.target).join(
-                latest, and_(signals.c.bot_id == latest.c.bot_id, signals.c.ts == latest.c.ts)))}
+        states = {
+            row.bot_id: row
+            for row in connection.execute(select(state).where(state.c.bot_id.in_(ids)))
+        }
+        latest = (
+            select(signals.c.bot_id, func.max(signals.c.ts).label("ts"))
+            .where(signals.c.bot_id.in_(ids))
+            .group_by(signals.c.bot_id)
+            .subquery()
+        )
+        last_signals = {
+            row.bot_id: row
+            for row in connection.execute(
+                select(signals.c.bot_id, signals.c.ts, signals.c.action, signals.c.target).join(
+                    latest, and_(signals.c.bot_id == latest.c.bot_id, signals.c.ts == latest.c.ts)
+                )
+            )
+        }
         equities = {}
         for bot_id, cursor in ((bot_id, row.cursor_ts) for bot_id, row in states.items()):
             if cursor is not None:
-                equities[bot_id] = connection.execute(select(performance.c.equity).where(
-                    performance.c.bot_id == bot_id, performance.c.ts == cursor)).scalar()
+                equities[bot_id] = connection.execute(
+                    select(performance.c.equity).where(
+                        performance.c.bot_id == bot_id, performance.c.ts == cursor
+                    )
+                ).scalar()
         markets = {(row.exchange, row.symbol, row.timeframe) for row in rows}
         newest = {market: _newest(connection, market) for market in markets}
         conditions = _conditions(connection, ids)
@@ -102,19 +130,30 @@ def bot_rows(engine: Engine, bot_ids: list[str] | None = None, *, now: int | Non
             signal = last_signals.get(row.bot_id)
             behind = None
             if newest[market] is not None:
-                behind = (_count(connection, market, cursor, newest[market]) if cursor is not None
-                          else None)
+                behind = (
+                    _count(connection, market, cursor, newest[market])
+                    if cursor is not None
+                    else None
+                )
             age = None if row.heartbeat_at is None else now - int(row.heartbeat_at)
             bot = BotRow(
-                bot_id=row.bot_id, strategy=row.strategy, market=market, status=row.status,
-                heartbeat_at=row.heartbeat_at, heartbeat_age_ms=age, cursor_ts=cursor,
+                bot_id=row.bot_id,
+                strategy=row.strategy,
+                market=market,
+                status=row.status,
+                heartbeat_at=row.heartbeat_at,
+                heartbeat_age_ms=age,
+                cursor_ts=cursor,
                 position=None if bot_state is None else bot_state.position,
-                equity=equities.get(row.bot_id), initial_cash=float(config.get("initial_cash", 10_000.0)),
+                equity=equities.get(row.bot_id),
+                initial_cash=float(config.get("initial_cash", 10_000.0)),
                 last_action=None if signal is None else signal.action,
                 last_signal_ts=None if signal is None else int(signal.ts),
                 last_target=None if signal is None else float(signal.target),
-                newest_bar_ts=newest[market], bars_behind=behind,
-                market_condition=by_market.get(market))
+                newest_bar_ts=newest[market],
+                bars_behind=behind,
+                market_condition=by_market.get(market),
+            )
             bot.flags = _flags(bot, stale_after_ms)
             bot.behind_condition = conditions.get(row.bot_id)
             result.append(bot)
@@ -123,7 +162,9 @@ def bot_rows(engine: Engine, bot_ids: list[str] | None = None, *, now: int | Non
 
 def _flags(bot: BotRow, stale_after_ms: int) -> list[str]:
     flags = []
-    if bot.status == "active" and (bot.heartbeat_age_ms is None or bot.heartbeat_age_ms > stale_after_ms):
+    if bot.status == "active" and (
+        bot.heartbeat_age_ms is None or bot.heartbeat_age_ms > stale_after_ms
+    ):
         flags.append("heartbeat stale")
     if (bot.market_condition or {}).get("event") == MARKET_EVENTS[0]:
         flags.append("market stalled")
@@ -135,11 +176,20 @@ def _flags(bot: BotRow, stale_after_ms: int) -> list[str]:
 def _conditions(connection, bot_ids: list[str]) -> dict[str, dict]:
     """``{bot_id: payload}`` of each bot's latest ``bot_behind``/``bot_caught_up`` event."""
     events = schema.bot_events
-    latest = select(events.c.bot_id, func.max(events.c.id).label("id")).where(
-        events.c.bot_id.in_(bot_ids), events.c.event.in_(BEHIND_EVENTS)).group_by(events.c.bot_id).subquery()
-    rows = connection.execute(select(events.c.bot_id, events.c.event, events.c.detail).join(
-        latest, events.c.id == latest.c.id)).all()
-    return {row.bot_id: json.loads(row.detail) if row.detail else {"event": row.event} for row in rows}
+    latest = (
+        select(events.c.bot_id, func.max(events.c.id).label("id"))
+        .where(events.c.bot_id.in_(bot_ids), events.c.event.in_(BEHIND_EVENTS))
+        .group_by(events.c.bot_id)
+        .subquery()
+    )
+    rows = connection.execute(
+        select(events.c.bot_id, events.c.event, events.c.detail).join(
+            latest, events.c.id == latest.c.id
+        )
+    ).all()
+    return {
+        row.bot_id: json.loads(row.detail) if row.detail else {"event": row.event} for row in rows
+    }
 
 
 def _market_conditions(connection, markets) -> dict[tuple[str, str, str], dict]:
@@ -150,9 +200,17 @@ def _market_conditions(connection, markets) -> dict[tuple[str, str, str], dict]:
     for market in markets:
         exchange, symbol, timeframe = market
         row = connection.execute(
-            select(events.c.event, events.c.detail).join(bots, bots.c.bot_id == events.c.bot_id).where(
-                bots.c.exchange == exchange, bots.c.symbol == symbol, bots.c.timeframe == timeframe,
-                events.c.event.in_(MARKET_EVENTS)).order_by(events.c.ts.desc(), events.c.id.desc()).limit(1)).first()
+            select(events.c.event, events.c.detail)
+            .join(bots, bots.c.bot_id == events.c.bot_id)
+            .where(
+                bots.c.exchange == exchange,
+                bots.c.symbol == symbol,
+                bots.c.timeframe == timeframe,
+                events.c.event.in_(MARKET_EVENTS),
+            )
+            .order_by(events.c.ts.desc(), events.c.id.desc())
+            .limit(1)
+        ).first()
         if row is not None:
             found[market] = json.loads(row.detail) if row.detail else {"event": row.event}
     return found
@@ -165,24 +223,34 @@ def _market_clause(market):
 
 
 def _newest(connection, market) -> int | None:
-    value = connection.execute(select(func.max(schema.ohlcv.c.ts)).where(*_market_clause(market))).scalar()
+    value = connection.execute(
+        select(func.max(schema.ohlcv.c.ts)).where(*_market_clause(market))
+    ).scalar()
     return None if value is None else int(value)
 
 
 def _count(connection, market, after: int, through: int) -> int:
-    return int(connection.execute(select(func.count()).select_from(schema.ohlcv).where(
-        *_market_clause(market), schema.ohlcv.c.ts > after, schema.ohlcv.c.ts <= through)).scalar_one())
+    return int(
+        connection.execute(
+            select(func.count())
+            .select_from(schema.ohlcv)
+            .where(*_market_clause(market), schema.ohlcv.c.ts > after, schema.ohlcv.c.ts <= through)
+        ).scalar_one()
+    )
 
 
 # --------------------------------------------------------------------------- the chart's data
 
 
-def bars_between(engine: Engine, market, after: int | None, through: int | None, *, last: int = 300) -> dict:
+def bars_between(
+    engine: Engine, market, after: int | None, through: int | None, *, last: int = 300
+) -> dict:
     """The stored bars with ``after < ts <= through`` (either bound optional), at most the
     ``last`` of them, as arrays ``ts, open, high, low, close``."""
     table = schema.ohlcv
     query = select(table.c.ts, table.c.open, table.c.high, table.c.low, table.c.close).where(
-        *_market_clause(market))
+        *_market_clause(market)
+    )
     if after is not None:
         query = query.where(table.c.ts > after)
     if through is not None:
@@ -192,21 +260,34 @@ def bars_between(engine: Engine, market, after: int | None, through: int | None,
     return _arrays(rows, ("ts", "open", "high", "low", "close"))
 
 
-def fills_between(engine: Engine, bot_id: str, after: int | None, through: int | None) -> list[dict]:
+def fills_between(
+    engine: Engine, bot_id: str, after: int | None, through: int | None
+) -> list[dict]:
     """The bot's fills of the bars with ``after < bar_ts <= through``, in order."""
     table = schema.trades
-    query = select(table.c.bar_ts, table.c.seq, table.c.ts, table.c.side, table.c.size, table.c.price,
-                   table.c.reason).where(table.c.bot_id == bot_id)
+    query = select(
+        table.c.bar_ts,
+        table.c.seq,
+        table.c.ts,
+        table.c.side,
+        table.c.size,
+        table.c.price,
+        table.c.reason,
+    ).where(table.c.bot_id == bot_id)
     if after is not None:
         query = query.where(table.c.bar_ts > after)
     if through is not None:
         query = query.where(table.c.bar_ts <= through)
     with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(query.order_by(table.c.bar_ts, table.c.seq))]
+        return [
+            dict(row._mapping)
+            for row in connection.execute(query.order_by(table.c.bar_ts, table.c.seq))
+        ]
 
 
-def equity_between(engine: Engine, bot_id: str, after: int | None, through: int | None, *,
-                   last: int = 300) -> dict:
+def equity_between(
+    engine: Engine, bot_id: str, after: int | None, through: int | None, *, last: int = 300
+) -> dict:
     """The bot's equity after each bar with ``after < ts <= through`` (the ``last`` of them)."""
     table = schema.bot_performance
     query = select(table.c.ts, table.c.equity).where(table.c.bot_id == bot_id)
@@ -220,6 +301,8 @@ def equity_between(engine: Engine, bot_id: str, after: int | None, through: int 
 
 
 def _arrays(rows, names) -> dict:
-    columns = list(zip(*rows)) if rows else [[] for _ in names]
-    return {name: np.asarray(column, dtype=np.int64 if name == "ts" else np.float64)
-            for name, column in zip(names, columns)}
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+    return {
+        name: np.asarray(column, dtype=np.int64 if name == "ts" else np.float64)
+        for name, column in zip(names, columns, strict=True)
+    }
