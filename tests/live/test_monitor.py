@@ -319,3 +319,76 @@ def test_the_banner_turns_red_for_a_stale_heartbeat_or_a_stalled_market(
         assert monitor.rows[0].flags == [] and "healthy" in monitor.banner.value
     finally:
         monitor.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_the_chart_follows_the_bus_and_fills_a_gap_from_the_database(
+    pg_url, redis_url, ada_btc_bars
+):
+    import asyncio
+
+    from data_pipeline.publish import RedisPublisher, publish_bars
+    from data_pipeline.store import store_bars as pipeline_store
+
+    engine = connect(pg_url)
+    bars = ada_btc_bars[:300]
+    store_bars(engine, ADA_BTC, bars, 0, 200)
+    publisher = RedisPublisher(redis_url)
+    skipped = 260  # stored, never announced: a message the monitor (and the runner) missed
+
+    def collect(index: int) -> None:  # what 'candela data collect' does with a closed bar
+        part = slice(index, index + 1)
+        columns = (
+            bars.ts[part],
+            bars.open[part],
+            bars.high[part],
+            bars.low[part],
+            bars.close[part],
+            bars.volume[part],
+        )
+        with engine.begin() as connection:
+            pipeline_store(connection, *ADA_BTC, *columns)
+        if index != skipped:
+            publish_bars(publisher, *ADA_BTC, *columns)
+
+    async def follow(monitor) -> None:
+        task = asyncio.ensure_future(monitor.run(60))
+        for index in range(200, 300):
+            collect(index)
+            await asyncio.sleep(0.03)
+        for _ in range(300):
+            if (
+                monitor._chart.last_ts == bars.ts[299]
+                and cursor_ts(engine, "followed") == bars.ts[299]
+            ):
+                break
+            await asyncio.sleep(0.05)
+        monitor.refresh()
+        task.cancel()
+
+    bus = RedisBus(redis_url)
+    config = bot_config("followed", "sma_cross", start=int(bars.ts[0]))
+    try:
+        with LiveRunner(engine, bus, [config]):
+            wait_for(lambda: cursor_ts(engine, "followed") == bars.ts[199], message="the catch-up")
+            monitor = Monitor(pg_url, redis=redis_url, bots=["followed"], bars=150, refresh=0.2)
+            try:
+                asyncio.run(follow(monitor))
+            finally:
+                monitor.close()
+    finally:
+        bus.close()
+        publisher.close()
+    assert monitor.counts["bars_from_redis"] > 50  # most candles came over the bus as they closed
+    assert monitor.counts["fills_from_redis"] + monitor.counts["fills_from_database"] > 0
+    # no hole at the bar whose message was lost: the database filled it, values and all
+    shown = pd.DataFrame(
+        {
+            "ts": pd.DatetimeIndex(monitor.figure.data[0].x).as_unit("ms").asi8,
+            "close": monitor.figure.data[0].close,
+        }
+    )
+    assert shown["ts"].tolist() == bars.ts[150:300].tolist()
+    assert shown["close"].tolist() == bars.close[150:300].tolist()
+    engine.dispose()
