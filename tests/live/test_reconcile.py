@@ -319,3 +319,28 @@ def test_the_report_is_an_html_page_without_code(sqlite_url, ada_btc_bars, tmp_p
         if "application/vnd.plotly.v1+json" in output.get("data", {})
     ]
     assert len(figures) == 1  # the fills chart; a replay has no live decision to time
+
+
+def test_decisions_made_with_another_config_are_told_apart(any_engine, ada_btc_bars):
+    import json
+
+    bars = ada_btc_bars[:800]
+    store_bars(any_engine, ADA_BTC, bars)
+    config = bot_config(
+        "edited-config", "sma_cross", params={"fast": 5, "slow": 20}, start=int(bars.ts[100])
+    )
+    replay(any_engine, InProcessBus(), [config])
+    stored = config.to_dict()
+    stored["params"]["slow"] = 30  # the stored config no longer is the one that decided
+    with any_engine.begin() as connection:
+        connection.execute(
+            update(schema.bots)
+            .where(schema.bots.c.bot_id == "edited-config")
+            .values(config_json=json.dumps(stored, sort_keys=True))
+        )
+    result = reconcile(load_records(any_engine, "edited-config"))
+    assert result.mismatches and result.events == []
+    assert {mismatch.kind for mismatch in result.mismatches} == {"config_changed"}
+    assert {mismatch.recorded_hash for mismatch in result.mismatches} == {config.config_hash}
+    assert result.differences
+    assert all(difference.primary.kind == "config_changed" for difference in result.differences)
