@@ -1,31 +1,23 @@
-"""The live monitor: its notebook executed against a running replay (PostgreSQL, Redis), its
-buttons against a live runner, its red flags against the conditions a runner records."""
+"""The live monitor: its buttons against a live runner, its red flags against the conditions a
+runner records, its chart against the bus (its notebook runs in ``tests/notebooks``)."""
 
 from __future__ import annotations
 
 import html
-import re
-import subprocess
-import sys
-import time
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from market_files import market_file
 from runner_support import (
     ADA_BTC,
     MINUTE_MS,
     LiveRunner,
     bot_config,
     cursor_ts,
-    read_csv_bars,
-    replay,
     store_bars,
     wait_for,
 )
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from candela.cli import main as candela
 from candela.cli.live.monitor import RED, Monitor
@@ -35,180 +27,8 @@ from candela.core.db import connect, now_ms
 from runner.health import HealthSettings, HealthWatch
 from runner.ledger import register_bots
 
-ADA_BTC_5M = ("bittrex", "ADA/BTC", "5m")
-PLOTLY = "application/vnd.plotly.v1+json"
-
-
 def _url(engine) -> str:
     return engine.url.render_as_string(hide_password=False)
-
-
-def _events(engine, bot_id: str) -> list[str]:
-    with engine.connect() as connection:
-        return (
-            connection.execute(
-                select(schema.bot_events.c.event)
-                .where(schema.bot_events.c.bot_id == bot_id)
-                .order_by(schema.bot_events.c.id)
-            )
-            .scalars()
-            .all()
-        )
-
-
-def _outputs(notebook):
-    for cell in notebook.cells:
-        yield from cell.get("outputs", [])
-
-
-@pytest.mark.slow
-@pytest.mark.postgres
-@pytest.mark.redis
-def test_the_monitor_notebook_follows_a_running_replay(
-    pg_url, redis_url, ada_btc_bars, repo_root, tmp_path
-):
-    engine = connect(pg_url)
-    bars = ada_btc_bars[:4000]
-    store_bars(engine, ADA_BTC, bars)
-    # a bot whose runner saw its market stall (2018 bars) and then went away: two red flags
-    other = read_csv_bars(market_file("ohlcv/bittrex_ADA-BTC_5m.csv.gz"), 5 * MINUTE_MS, limit=300)
-    store_bars(engine, ADA_BTC_5M, other)
-    with LiveRunner(engine, InProcessBus(), [bot_config("stalled", "sma_cross", ADA_BTC_5M)]):
-        wait_for(
-            lambda: "market_stalled" in _events(engine, "stalled"), 30, message="market_stalled"
-        )
-    configs = [
-        bot_config(f"replay-{name}", name, start=int(bars.ts[0]))
-        for name in ("ema_cross", "rsi_reversion", "sma_cross")
-    ]
-
-    # the notebook, executed as a user's papermill run would be, following for real
-    name = f"candela-monitor-{time.time_ns()}"  # tells its database connection apart
-    output = tmp_path / "monitor.ipynb"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "papermill",
-            str(repo_root / "notebooks" / "04_live_monitor.ipynb"),
-            str(output),
-            "-p",
-            "database_url",
-            f"{pg_url}?application_name={name}",
-            "-p",
-            "redis_url",
-            redis_url,
-            "-p",
-            "refresh",
-            "0.2",
-            "-p",
-            "stale_after",
-            "3",
-            "-p",
-            "run_for",
-            "240",
-            "-p",
-            "until_caught_up",
-            "True",
-            "--cwd",
-            str(repo_root / "notebooks"),
-            "--no-progress-bar",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        # the monitor subscribes to Redis before it opens the database: once connected, it listens
-        wait_for(
-            lambda: process.poll() is None and _connected(engine, name), 180, 0.2, "the monitor"
-        )
-        bus = RedisBus(redis_url)
-        try:
-            reports = replay(engine, bus, configs)
-            assert bus.flush(10)
-        finally:
-            bus.close()
-        log, _ = process.communicate(timeout=240)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, log
-    assert {report.status for report in reports.values()} == {"finished"}
-
-    notebook = nbformat.read(str(output), as_version=4)
-    assert not [out for out in _outputs(notebook) if out.get("output_type") == "error"]
-    summary = "".join(
-        out.get("text", "") for out in _outputs(notebook) if out.get("output_type") == "stream"
-    )
-    counts = {
-        label: int(value.replace(",", ""))
-        for value, label in re.findall(r"([\d,]+) (refreshes|messages from Redis)", summary)
-    }
-    sources = re.search(
-        r"candles: ([\d,]+) from Redis, ([\d,]+) from the database; fills: ([\d,]+) from Redis, "
-        r"([\d,]+) from the database; the chart was updated ([\d,]+) times",
-        summary,
-    )
-    assert sources, summary
-    _, candles_db, fills_redis, _, updates = (
-        int(value.replace(",", "")) for value in sources.groups()
-    )
-    assert (
-        counts["messages from Redis"] > 0 and fills_redis > 0
-    )  # the live feed: decisions and fills
-    assert candles_db > 0  # a replay announces no bar: the candles are caught up from the database
-    assert updates >= 2  # the chart moved on while the bots replayed
-
-    page = "".join(
-        out["data"]["text/html"] for out in _outputs(notebook) if "text/html" in out.get("data", {})
-    )
-    assert "need attention" in page and RED in page
-    stalled_row = page[page.index("<b>stalled</b>") :].split("</tr>")[0]
-    assert "heartbeat stale" in stalled_row and "market stalled" in stalled_row
-    for config in configs:
-        assert f"<b>{config.bot_id}</b>" in page
-
-    # the chart it stopped at: the first bot, its last bar, its fills in view, its equity
-    (figure,) = [out["data"][PLOTLY] for out in _outputs(notebook) if PLOTLY in out.get("data", {})]
-    candles, buys, sells, equity = figure["data"]
-    chosen = configs[0].bot_id
-    assert chosen in figure["layout"]["title"]["text"]
-    times = pd.to_datetime(candles["x"], utc=True)
-    assert times[-1] == pd.Timestamp(int(bars.ts[-1]), unit="ms", tz="UTC") and len(times) == 120
-    first = int(times[0].value // 1_000_000)
-    with engine.connect() as connection:
-        in_view = (
-            connection.execute(
-                select(schema.trades.c.side).where(
-                    schema.trades.c.bot_id == chosen, schema.trades.c.bar_ts >= first
-                )
-            )
-            .scalars()
-            .all()
-        )
-        final = connection.execute(
-            select(schema.bot_performance.c.equity)
-            .where(schema.bot_performance.c.bot_id == chosen)
-            .order_by(schema.bot_performance.c.ts.desc())
-            .limit(1)
-        ).scalar_one()
-    assert (len(buys.get("x", [])), len(sells.get("x", []))) == (
-        in_view.count("buy"),
-        in_view.count("sell"),
-    )
-    assert equity["y"][-1] == pytest.approx(final, rel=0, abs=0)
-    engine.dispose()
-
-
-def _connected(engine, application_name: str) -> bool:
-    with engine.connect() as connection:
-        return bool(
-            connection.execute(
-                text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
-                {"name": application_name},
-            ).scalar()
-        )
 
 
 def test_the_buttons_stop_and_start_a_bot_as_the_command_line_does(

@@ -33,7 +33,6 @@ from candela.cli.live.records import load_records
 from candela.core import schema
 from candela.core.bus import InProcessBus
 from research.data import load_bars
-from research.formatting import fmt_time
 
 
 def _url(engine) -> str:
@@ -245,80 +244,6 @@ def test_bad_input_is_one_line_with_exit_2(sqlite_url, capsys):
         == 2
     )
     assert "--on-time must be a positive" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_the_report_is_an_html_page_without_code(sqlite_url, ada_btc_bars, tmp_path, capsys):
-    import nbformat
-
-    from candela.core.db import connect, upgrade
-    from data_pipeline.store import store_bars as pipeline_store
-
-    engine = connect(sqlite_url, require_schema=False)
-    upgrade(engine)
-    bars = ada_btc_bars[:900]
-    store_bars(engine, ADA_BTC, bars)
-    config = bot_config(
-        "reported", "sma_cross", params={"fast": 5, "slow": 20}, start=int(bars.ts[100])
-    )
-    replay(engine, InProcessBus(), [config])
-    fill_bar = int(
-        bars.ts.searchsorted(int(runner_fills(engine, "reported")[2, 0]) + bars.timeframe_ms)
-    )
-    opens = bars.open.copy()
-    opens[fill_bar] *= 1.01  # the open a paper fill used is corrected afterwards
-    with engine.begin() as connection:
-        pipeline_store(
-            connection,
-            *ADA_BTC,
-            bars.ts,
-            opens,
-            np.maximum(bars.high, opens),
-            bars.low,
-            bars.close,
-            bars.volume,
-            revise=True,
-        )
-    engine.dispose()
-    out = tmp_path / "out"
-    capsys.readouterr()
-    assert (
-        candela(
-            [
-                "--database-url",
-                sqlite_url,
-                "bots",
-                "reconcile",
-                "reported",
-                "--report",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    assert capsys.readouterr().out.rstrip().endswith(f"report: {out / 'reconcile_reported.html'}")
-    assert sorted(path.name for path in out.iterdir()) == [
-        "reconcile_reported.html",
-        "reconcile_reported.ipynb",
-    ]
-    page = (out / "reconcile_reported.html").read_text()
-    assert "load_records(" not in page and "from candela" not in page  # outputs only, no code
-    assert '<script src="http' not in page and "plotly" in page  # plotly.js is in the page itself
-    notebook = nbformat.read(str(out / "reconcile_reported.ipynb"), as_version=4)
-    html = "".join(
-        output.get("data", {}).get("text/html", "")
-        for cell in notebook.cells
-        for output in cell.get("outputs", [])
-    )
-    assert f"bar {fmt_time(int(bars.ts[fill_bar]))} revised" in html
-    figures = [
-        output
-        for cell in notebook.cells
-        for output in cell.get("outputs", [])
-        if "application/vnd.plotly.v1+json" in output.get("data", {})
-    ]
-    assert len(figures) == 1  # the fills chart; a replay has no live decision to time
 
 
 def test_decisions_made_with_another_config_are_told_apart(any_engine, ada_btc_bars):
