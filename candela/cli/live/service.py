@@ -12,7 +12,8 @@ Definitions (all times ms UTC, wall clock for ``created_at``/``stored``):
 * a bar's **delay** is ``first stored - close time``: how late the pipeline stored it;
 * a **late run** is a sequence of consecutive late live decisions, explained by the bot's
   events in between: a runner start (``started``/``restarted``: the runner was down, a
-  *restart gap*), a stop from the command line (``stop_requested``), else slow decisions;
+  *restart gap*), a stop (``stop_requested``), else slow decisions; late first decisions are
+  the runner's *startup*;
 * a **fill against a past open** executes a late live decision (reason ``signal``): paper
   trading fills it at the open of the bar after the decision's bar, as the backtest does, but
   that open (the decision bar's close) had passed by more than the decision's latency when the
@@ -26,7 +27,7 @@ Definitions (all times ms UTC, wall clock for ``created_at``/``stored``):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -48,7 +49,8 @@ class LateRun:
         The largest latency in the run.
     cause : str
         ``restart`` (the runner was down: a restart gap), ``stopped`` (the bot was stopped from
-        the command line) or ``slow``.
+        the command line or the monitor), ``startup`` (the bot's first decisions, while its
+        runner was starting) or ``slow``.
     down_from, down_to : float
         The restart gap or the stop: from the last decision before the run (or the stop
         request) to the runner's start (or the start request); ``nan`` for ``slow``.
@@ -138,7 +140,7 @@ def service_statistics(records: BotRecords, on_time_ms: int = 5_000) -> Service:
 
 
 def _late_runs(records: BotRecords, ts, made, latency, late) -> list[LateRun]:
-    events = records.events
+    """Runs of consecutive late decisions, each explained by the bot's events in between."""
     runs = []
     index = 0
     while index < len(ts):
@@ -148,49 +150,39 @@ def _late_runs(records: BotRecords, ts, made, latency, late) -> list[LateRun]:
         end = index
         while end + 1 < len(ts) and late[end + 1]:
             end += 1
-        since = made[index - 1] if index > 0 else -math.inf
-        inside = events[(events["ts"] > since) & (events["ts"] <= made[end])]
-        starts = inside[inside["event"].isin(RESTART_EVENTS)]
-        stops = inside[inside["event"] == "stop_requested"]
-        longest = float(latency[index : end + 1].max())
-        crashed = bool((inside["event"] == "crashed").any())
-        if len(stops):
-            resumed = inside[
-                (inside["event"] == "start_requested") & (inside["ts"] >= stops["ts"].iloc[0])
-            ]
-            down_to = (
-                float(resumed["ts"].iloc[0])
-                if len(resumed)
-                else float(starts["ts"].iloc[-1])
-                if len(starts)
-                else math.nan
-            )
-            run = LateRun(
-                int(ts[index]),
-                int(ts[end]),
-                end - index + 1,
-                longest,
-                "stopped",
-                float(stops["ts"].iloc[0]),
-                down_to,
-                crashed,
-            )
-        elif len(starts):
-            run = LateRun(
-                int(ts[index]),
-                int(ts[end]),
-                end - index + 1,
-                longest,
-                "restart",
-                float(since),
-                float(starts["ts"].iloc[-1]),
-                crashed,
-            )
-        else:
-            run = LateRun(int(ts[index]), int(ts[end]), end - index + 1, longest, "slow")
-        runs.append(run)
+        # since the decision before the run (or the bot's registration) until the run's last one
+        since = float(made[index - 1]) if index > 0 else float(records.registered_at)
+        run = LateRun(
+            int(ts[index]),
+            int(ts[end]),
+            end - index + 1,
+            float(latency[index : end + 1].max()),
+            "slow" if index else "startup",
+        )
+        runs.append(run if index == 0 else _explained(records.events, since, float(made[end]), run))
         index = end + 1
     return runs
+
+
+def _explained(events, since: float, until: float, run: LateRun) -> LateRun:
+    """``run`` with its cause: a stop from the command line, else a runner start, else slow."""
+    inside = events[(events["ts"] > since) & (events["ts"] <= until)]
+    starts = inside.loc[inside["event"].isin(RESTART_EVENTS), "ts"]
+    stops = inside.loc[inside["event"] == "stop_requested", "ts"]
+    crashed = bool((inside["event"] == "crashed").any())
+    if len(stops):
+        stopped = float(stops.iloc[0])
+        resumed = inside.loc[
+            (inside["event"] == "start_requested") & (inside["ts"] >= stopped), "ts"
+        ]
+        back = resumed if len(resumed) else starts
+        down_to = float(back.iloc[0]) if len(back) else math.nan
+        return replace(run, cause="stopped", down_from=stopped, down_to=down_to, crashed=crashed)
+    if len(starts):
+        return replace(
+            run, cause="restart", down_from=since, down_to=float(starts.iloc[-1]), crashed=crashed
+        )
+    return run
 
 
 def _past_open_fills(records: BotRecords, ts, made, latency, late) -> list[PastOpenFill]:

@@ -284,10 +284,13 @@ def service_lines(service: Service) -> list[str]:
 
 def late_run_line(run) -> str:
     """One late run and its cause."""
+    span = (
+        f"bar {fmt_time(run.first_ts)}"
+        if run.first_ts == run.last_ts
+        else f"bars {fmt_time(run.first_ts)} to {fmt_time(run.last_ts)}"
+    )
     bars = (
-        f"{run.decisions} decision(s) late "
-        f"(bars {fmt_time(run.first_ts)} to {fmt_time(run.last_ts)}), "
-        f"the latest by {fmt_duration(run.longest_ms)}"
+        f"{run.decisions} decision(s) late ({span}), the latest by {fmt_duration(run.longest_ms)}"
     )
     if run.cause == "restart":
         crash = " after a crash" if run.crashed else ""
@@ -298,7 +301,9 @@ def late_run_line(run) -> str:
         )
     if run.cause == "stopped":
         until = "" if math.isnan(run.down_to) else f" to {fmt_time(run.down_to)}"
-        return f"bot stopped from the command line from {fmt_time(run.down_from)}{until}: {bars}"
+        return f"bot stopped from {fmt_time(run.down_from)}{until}: {bars}"
+    if run.cause == "startup":
+        return f"the bot's first decisions, while its runner was starting: {bars}"
     return f"slow decisions (no restart or stop in between): {bars}"
 
 
