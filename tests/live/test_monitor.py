@@ -4,6 +4,7 @@ runner records, its chart against the bus (its notebook runs in ``tests/notebook
 from __future__ import annotations
 
 import html
+import time
 
 import numpy as np
 import pandas as pd
@@ -21,11 +22,14 @@ from sqlalchemy import select, update
 
 from candela.cli import main as candela
 from candela.cli.live.monitor import RED, Monitor
+from candela.cli.live.reconcile import reconcile
+from candela.cli.live.records import load_records
 from candela.core import schema
 from candela.core.bus import InProcessBus, RedisBus
 from candela.core.db import connect, now_ms
 from runner.health import HealthSettings, HealthWatch
 from runner.ledger import register_bots
+
 
 def _url(engine) -> str:
     return engine.url.render_as_string(hide_password=False)
@@ -54,6 +58,7 @@ def test_the_buttons_stop_and_start_a_bot_as_the_command_line_does(
             assert html.escape(line) in monitor.message.value
             assert monitor.rows[0].status == "stopped" and "stopped" in monitor.table.value
             store_bars(any_engine, ADA_BTC, bars, 300, 400)
+            time.sleep(1.5)  # the bars wait for the bot: decided late, because it was stopped
             monitor.start_button.click()
             wait_for(
                 lambda: cursor_ts(any_engine, "managed") == bars.ts[399],
@@ -77,6 +82,11 @@ def test_the_buttons_stop_and_start_a_bot_as_the_command_line_does(
             )
             .order_by(schema.bot_events.c.id)
         ).all()
+    # the reconciliation tells those late decisions apart: the bot was stopped
+    late = reconcile(load_records(any_engine, "managed"), on_time_ms=1000).service.late_runs
+    assert [(run.cause, run.first_ts, run.last_ts) for run in late if run.cause != "slow"] == [
+        ("stopped", bars.ts[300], bars.ts[399])
+    ]
     assert [tuple(row) for row in details] == [
         ("stop_requested", "from the live monitor"),
         ("stop_requested", "from the command line"),
