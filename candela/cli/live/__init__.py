@@ -4,7 +4,8 @@
 * :mod:`candela.cli.live.reconcile`: paper against the backtest, every difference with its
   cause (``candela bots reconcile``, ``notebooks/05_reconcile.ipynb``);
 * :mod:`candela.cli.live.service`: decision timeliness and slippage against the next open;
-* :mod:`candela.cli.live.snapshot` and :mod:`candela.cli.live.monitor`: the live monitor of
+* :mod:`candela.cli.live.snapshot`, :mod:`~candela.cli.live.monitor` and
+  :mod:`~candela.cli.live.monitor_view`: the live monitor of
   ``notebooks/04_live_monitor.ipynb`` (ipywidgets and plotly ``FigureWidget``).
 
 They belong to the roof (docs/architecture.md §1): they read the runner's records and call

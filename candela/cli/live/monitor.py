@@ -33,26 +33,23 @@ from collections import Counter, deque
 
 import ipywidgets as widgets
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from candela.cli.commands import CommandError
 from candela.cli.commands.bots import change_status
+from candela.cli.live import monitor_view as view
 from candela.cli.live import snapshot
+from candela.cli.live.monitor_view import GREEN, RED
 from candela.core.bus import SYSTEM_EVENTS, RedisBus, redis_url
-from candela.core.db import connect, database_url
+from candela.core.db import connect
+from candela.core.db import database_url as resolve_database_url
 from candela.core.timeframes import timeframe_to_ms
 from research.formatting import (
     fmt_count,
-    fmt_duration,
-    fmt_money,
     fmt_number,
-    fmt_percent,
     fmt_time,
 )
 
 CHANNELS = ("market:*", "signals:*", "trades:*", "status:*", SYSTEM_EVENTS)
-RED, GREEN, GREY = "#c62828", "#2e7d32", "#757575"
 
 
 class Monitor:
@@ -85,7 +82,7 @@ class Monitor:
         stale_after: float = 15.0,
         refresh: float = 1.0,
     ) -> None:
-        self.url = _resolved(database_url)
+        self.url = resolve_database_url(database_url)
         self.bot_ids = bots
         self.bars = int(bars)
         self.stale_after_ms = int(stale_after * 1000)
@@ -120,7 +117,7 @@ class Monitor:
             layout=widgets.Layout(**spaced),
         )
         self.message = widgets.HTML(layout=widgets.Layout(margin="0 0 0 12px"))
-        self.figure = _figure()
+        self.figure = view.figure()
         self.widget = widgets.VBox(
             [
                 self.banner,
@@ -222,8 +219,8 @@ class Monitor:
             self.rows = snapshot.bot_rows(
                 self.engine, self.bot_ids, stale_after_ms=self.stale_after_ms
             )
-            self.banner.value = _banner(self.rows, list(self.notices))
-            self.table.value = _table(self.rows, self.choice.value)
+            self.banner.value = view.banner(self.rows, list(self.notices))
+            self.table.value = view.table(self.rows, self.choice.value)
             options = [row.bot_id for row in self.rows]
             if list(self.choice.options) != options:
                 chosen = (
@@ -307,7 +304,7 @@ class Monitor:
         chart.trim(self.bars)
         self.counts["chart_updates"] += 1
         ts = np.array(chart.ts, dtype=np.int64)
-        times = _times(ts)
+        times = view.times(ts)
         buys = [fill for fill in chart.fills.values() if fill["side"] == "buy"]
         sells = [fill for fill in chart.fills.values() if fill["side"] == "sell"]
         with self.figure.batch_update():
@@ -320,14 +317,14 @@ class Monitor:
                 chart.close,
             )
             for trace, fills in ((self.figure.data[1], buys), (self.figure.data[2], sells)):
-                trace.x = _times([fill["ts"] for fill in fills])
+                trace.x = view.times([fill["ts"] for fill in fills])
                 trace.y = [fill["price"] for fill in fills]
                 trace.text = [
                     f"{fill['side']} {fmt_number(fill['size'])} at {fmt_number(fill['price'])} "
                     f"({fill['reason']})"
                     for fill in fills
                 ]
-            self.figure.data[3].x = _times([point[0] for point in chart.equity])
+            self.figure.data[3].x = view.times([point[0] for point in chart.equity])
             self.figure.data[3].y = [point[1] for point in chart.equity]
             row = self._row(chart.bot)
             title = f"{chart.bot}: {row.strategy} on {' '.join(row.market)}" if row else chart.bot
@@ -345,7 +342,7 @@ class Monitor:
         with self._lock:
             self._chart = _ChartState(row)
             if row is not None:
-                self.table.value = _table(self.rows, row.bot_id)
+                self.table.value = view.table(self.rows, row.bot_id)
                 self._catch_up(_chart_end(row), draw=False)
                 self._draw()
 
@@ -428,213 +425,3 @@ def _first_choice(rows: list[snapshot.BotRow]) -> str | None:
     """The bot charted first: the first that trades without a flag, else the first one."""
     healthy = [row for row in rows if row.cursor_ts is not None and not row.flags]
     return (healthy or rows)[0].bot_id if rows else None
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def _resolved(url: str | None) -> str:
-    return database_url(url)
-
-
-def _times(values):
-    import pandas as pd
-
-    return pd.to_datetime(np.asarray(values, dtype=np.int64), unit="ms", utc=True)
-
-
-def _figure() -> go.FigureWidget:
-    figure = make_subplots(
-        rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.04
-    )
-    figure.add_trace(
-        go.Candlestick(
-            name="bars",
-            showlegend=False,
-            increasing_line_color="#26a69a",
-            decreasing_line_color="#ef5350",
-        ),
-        row=1,
-        col=1,
-    )
-    figure.add_trace(
-        go.Scatter(
-            name="buy",
-            mode="markers",
-            hovertemplate="%{text}<extra></extra>",
-            marker=dict(
-                symbol="triangle-up",
-                size=15,
-                color="#1565c0",
-                line=dict(color="#0d2a4f", width=1.5),
-            ),
-        ),
-        row=1,
-        col=1,
-    )
-    figure.add_trace(
-        go.Scatter(
-            name="sell",
-            mode="markers",
-            hovertemplate="%{text}<extra></extra>",
-            marker=dict(
-                symbol="triangle-down",
-                size=15,
-                color="#ef6c00",
-                line=dict(color="#5a2900", width=1.5),
-            ),
-        ),
-        row=1,
-        col=1,
-    )
-    figure.add_trace(
-        go.Scatter(name="equity", mode="lines", line=dict(color="#6a1b9a", width=1.5)), row=2, col=1
-    )
-    figure.update_layout(
-        height=520,
-        width=1000,
-        margin=dict(l=80, r=20, t=50, b=30),
-        xaxis_rangeslider_visible=False,
-        legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
-        title=dict(text="no bot yet", x=0.01, font=dict(size=14)),
-        template="plotly_white",
-    )
-    figure.update_yaxes(title_text="price", tickformat=",.8~f", row=1, col=1)
-    figure.update_yaxes(title_text="equity", tickformat=",.2f", row=2, col=1)
-    return go.FigureWidget(figure)
-
-
-def _banner(rows: list[snapshot.BotRow], notices: list[dict]) -> str:
-    flagged = [row for row in rows if row.flags]
-    if not rows:
-        text, color = (
-            "no bot in the database yet: 'candela run' registers the bots of config/bots/",
-            GREY,
-        )
-        lines = []
-    elif flagged:
-        text, color = f"{len(flagged)} of {len(rows)} bot(s) need attention", RED
-        lines = [_flag_text(row) for row in flagged]
-    else:
-        text, color = (
-            f"all {len(rows)} bot(s) healthy: heartbeats fresh, markets delivering bars",
-            GREEN,
-        )
-        lines = []
-    lines += [
-        f"notice at {fmt_time(notice.get('at'))}: {_notice_text(notice)}" for notice in notices[-3:]
-    ]
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-    return (
-        f"<div style='border-left:6px solid {color};background:{color}14;"
-        "padding:6px 12px;margin:4px 0'>"
-        f"<b style='color:{color}'>{html.escape(text)}</b>"
-        + (f"<ul style='margin:4px 0 0 0'>{items}</ul>" if items else "")
-        + "</div>"
-    )
-
-
-def _flag_text(row: snapshot.BotRow) -> str:
-    parts = []
-    for flag in row.flags:
-        if flag == "heartbeat stale":
-            age = (
-                "none yet"
-                if row.heartbeat_age_ms is None
-                else f"last {fmt_duration(row.heartbeat_age_ms)} ago"
-            )
-            parts.append(f"heartbeat stale ({age}): is its runner running?")
-        elif flag == "market stalled":
-            condition = row.market_condition or {}
-            parts.append(
-                f"the bars of {' '.join(row.market)} stopped (last bar "
-                f"{fmt_time(condition.get('last_bar_ts'))}, "
-                f"noticed {fmt_time(condition.get('at'))})"
-            )
-        else:
-            parts.append(flag)
-    return f"{row.bot_id}: " + "; ".join(parts)
-
-
-def _notice_text(notice: dict) -> str:
-    details = {key: value for key, value in notice.items() if key not in ("event", "at")}
-    subject = details.pop("bot_id", None) or " ".join(
-        str(details.pop(key)) for key in ("exchange", "symbol", "timeframe") if key in details
-    )
-    return f"{notice.get('event')} {subject}".strip()
-
-
-_COLUMNS = ("bot", "status", "heartbeat", "position", "equity", "P&L", "last decision", "behind")
-_LEFT = {"bot", "status", "last decision"}
-
-
-def _table(rows: list[snapshot.BotRow], chosen: str | None) -> str:
-    head = "".join(
-        f"<th style='text-align:{'left' if name in _LEFT else 'right'};padding:3px 10px'"
-        f"{_HELP.get(name, '')}>{name}</th>"
-        for name in _COLUMNS
-    )
-    body = []
-    for row in rows:
-        cells = _cells(row)
-        style = (
-            f"background:{RED}1a"
-            if row.flags
-            else ("background:#e3f2fd" if row.bot_id == chosen else "")
-        )
-        body.append(
-            f"<tr style='{style};border-bottom:1px solid #e0e0e0'>"
-            + "".join(
-                f"<td style='text-align:{'left' if name in _LEFT else 'right'};"
-                "padding:4px 10px;white-space:nowrap;"
-                f"vertical-align:top'>{cell}</td>"
-                for name, cell in zip(_COLUMNS, cells, strict=True)
-            )
-            + "</tr>"
-        )
-    return (
-        "<table style='border-collapse:collapse;font-size:13px'>"
-        f"<thead><tr style='border-bottom:1px solid #999'>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>"
-    )
-
-
-_HELP = {
-    "behind": " title='stored bars of its market the bot has not processed yet'",
-    "heartbeat": " title='time since the runner last confirmed the bot is running'",
-}
-
-
-def _small(text: str) -> str:
-    return f"<br><span style='color:{GREY};font-size:11px'>{html.escape(text)}</span>"
-
-
-def _cells(row: snapshot.BotRow) -> list[str]:
-    heartbeat = (
-        "none yet" if row.heartbeat_age_ms is None else f"{fmt_duration(row.heartbeat_age_ms)} ago"
-    )
-    pnl = "-"
-    if row.pnl is not None:
-        color = GREEN if row.pnl >= 0 else RED
-        pnl = f"<span style='color:{color}'>{fmt_money(row.pnl, row.initial_cash)}</span>" + _small(
-            fmt_percent(row.pnl_fraction, signed=True)
-        )
-    decision = (
-        "-"
-        if row.last_action is None
-        else (
-            f"{html.escape(row.last_action)} {fmt_number(row.last_target, 3)}"
-            + _small(fmt_time(row.last_signal_ts))
-        )
-    )
-    flags = "".join(f"<br><b style='color:{RED}'>{html.escape(flag)}</b>" for flag in row.flags)
-    return [
-        f"<b>{html.escape(row.bot_id)}</b>" + _small(f"{row.strategy} {' '.join(row.market)}"),
-        html.escape(row.status) + flags,
-        heartbeat,
-        "-" if row.position is None else fmt_number(row.position),
-        "-" if row.equity is None else fmt_money(row.equity, row.initial_cash),
-        pnl,
-        decision,
-        "-" if row.bars_behind is None else fmt_count(row.bars_behind),
-    ]
