@@ -165,7 +165,7 @@ def latency_chart(rec: Reconciliation) -> go.Figure | None:
         height=320,
         margin=dict(l=60, r=20, t=60, b=40),
         legend=dict(orientation="h", y=-0.25),
-        yaxis=dict(type="log", title="seconds"),
+        yaxis=dict(type="log", title="seconds", exponentformat="none", separatethousands=True),
         xaxis=dict(title="bar close (UTC)"),
     )
     return figure
