@@ -136,7 +136,11 @@ class ImportReport:
         Data rows read from the file.
     inserted, unchanged, conflicting : int
         Accepted rows that were new, already stored with equal values, already stored with
-        different values (the stored values were kept), see :class:`data_pipeline.store.StoreResult`.
+        different values (the stored values were kept unless ``revise``), see
+        :class:`data_pipeline.store.StoreResult`.
+    revised : int
+        Conflicting rows whose stored values were replaced (``revise=True``); the replaced
+        versions are kept in ``ohlcv_revisions``.
     rejected : dict of str to int
         Rejected rows per validation reason (see :mod:`data_pipeline.validation`).
     rejected_examples : list of (int, str)
@@ -167,6 +171,7 @@ class ImportReport:
     last_ts: int | None = None
     new_gaps: tuple[tuple[int, int], ...] = ()
     timeframe_ms: int = 0
+    revised: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -182,8 +187,10 @@ class ImportReport:
         """One line: ``binance BTC/USDT 1m: 0 new, 1500 already stored, 0 rejected (file.csv.gz)``."""
         text = (f"{self.exchange} {self.symbol} {self.timeframe}: {self.inserted} new, "
                 f"{self.unchanged} already stored")
-        if self.conflicting:
-            text += f", {self.conflicting} conflicting (stored values kept)"
+        if self.revised:
+            text += f", {self.revised} revised (previous values kept in ohlcv_revisions)"
+        if self.conflicting > self.revised:
+            text += f", {self.conflicting - self.revised} conflicting (stored values kept)"
         text = f"{text}, {self.rejected_total} rejected ({self.rows} rows in {self.path.name})"
         if self.new_gaps:
             text += (f"; {len(self.new_gaps)} gap(s), {self.new_gap_bars} missing bar(s), recorded in the "
@@ -395,6 +402,7 @@ def import_candles(
     timeframe: str,
     *,
     chunk_rows: int = 200_000,
+    revise: bool = False,
 ) -> ImportReport:
     """Import one candle file into ``engine``'s ``ohlcv`` table, in one transaction.
 
@@ -410,6 +418,9 @@ def import_candles(
     chunk_rows : int
         Rows per :func:`~data_pipeline.store.store_bars` call; every chunk is written in the
         same transaction, so this bounds memory, not atomicity.
+    revise : bool
+        Replace stored bars whose values differ from the file's, keeping the replaced versions
+        in ``ohlcv_revisions`` (default: keep the stored values and count the conflicts).
 
     Returns
     -------
@@ -443,10 +454,11 @@ def import_candles(
         with engine.begin() as connection:
             for start in range(0, len(columns[0]), chunk_rows):
                 part = [column[start : start + chunk_rows] for column in columns]
-                result = store_bars(connection, exchange, symbol, timeframe, *part)
+                result = store_bars(connection, exchange, symbol, timeframe, *part, revise=revise)
                 totals = StoreResult(totals.inserted + result.inserted,
                                      totals.unchanged + result.unchanged,
-                                     totals.conflicting + result.conflicting)
+                                     totals.conflicting + result.conflicting,
+                                     revised=totals.revised + result.revised)
                 conflicts.extend(result.conflict_examples)
             new_gaps = _record_gaps(connection, (exchange, symbol, timeframe), columns[0], timeframe_ms,
                                     Path(path).name)
@@ -472,6 +484,7 @@ def import_candles(
         last_ts=int(accepted_ts.max()) if len(accepted_ts) else None,
         new_gaps=tuple(new_gaps),
         timeframe_ms=timeframe_ms,
+        revised=totals.revised,
     )
 
 

@@ -1,9 +1,12 @@
 """Idempotent bulk writes of OHLCV bars into ``candela.core.schema.ohlcv`` (docs/architecture.md §4).
 
-:func:`store_bars` inserts the bars whose key ``(exchange, symbol, timeframe, ts)`` is new and
-never touches a stored row. A bar whose key is already stored is *unchanged* when all its values
-are equal to the stored ones, *conflicting* otherwise; conflicts are counted and reported (with
-example timestamps), never overwritten silently.
+:func:`store_bars` inserts the bars whose key ``(exchange, symbol, timeframe, ts)`` is new,
+stamping each with ``ingested_at`` (when it was stored). A bar whose key is already stored is
+*unchanged* when all its values are equal to the stored ones, *conflicting* otherwise; conflicts
+are counted and reported (with example timestamps), never overwritten silently: by default the
+stored row is kept; with ``revise=True`` the new values replace it (a *revision*) and the
+version they replace is kept in ``ohlcv_revisions`` with the time it was replaced, so that what
+a bot saw at its decision can still be rebuilt (``candela bots reconcile``).
 
 PostgreSQL gets a binary ``COPY`` into a temporary table and one
 ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``; SQLite compares against the stored rows of the
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Connection
 
+from candela.core.db import now_ms
 from candela.core.markets import validate_exchange, validate_symbol
 from candela.core.timeframes import timeframe_to_ms
 
@@ -44,15 +48,20 @@ class StoreResult:
     unchanged : int
         Bars whose key was stored already with exactly the same values (nothing to do).
     conflicting : int
-        Bars whose key was stored already with different values; the stored row was kept.
+        Bars whose key was stored already with different values: kept as stored, or replaced
+        when ``revise=True`` (then also counted in ``revised``).
     conflict_examples : tuple of int
         Close times ``ts`` of up to :data:`CONFLICT_EXAMPLES` conflicting bars, ascending.
+    revised : int
+        Conflicting bars whose stored values were replaced (``revise=True``); their previous
+        version is in ``ohlcv_revisions``.
     """
 
     inserted: int
     unchanged: int
     conflicting: int
     conflict_examples: tuple[int, ...] = ()
+    revised: int = 0
 
     @property
     def total(self) -> int:
@@ -96,8 +105,10 @@ def store_bars(
     low,
     close,
     volume,
+    *,
+    revise: bool = False,
 ) -> StoreResult:
-    """Insert new bars of one market, keep stored ones, and report what happened to each bar.
+    """Insert new bars of one market, keep (or revise) stored ones, and report what happened.
 
     Parameters
     ----------
@@ -110,6 +121,10 @@ def store_bars(
         Bar **close** times, int64 ms UTC, unique (any order). Pass validated bars only.
     open, high, low, close, volume : array_like of float
         Finite bar values aligned with ``ts``.
+    revise : bool
+        Replace stored bars whose values differ (default: keep them). The replaced version
+        goes to ``ohlcv_revisions`` (its values, its ``ingested_at``, and ``revised_at`` = now);
+        the new one gets ``ingested_at`` = now.
 
     Returns
     -------
@@ -132,8 +147,8 @@ def store_bars(
         return StoreResult(0, 0, 0)
     market = (exchange, symbol, timeframe)
     if connection.dialect.name == "postgresql":
-        return _store_postgresql(connection, market, ts_array, values)
-    return _store_sqlite(connection, market, ts_array, values)
+        return _store_postgresql(connection, market, ts_array, values, revise)
+    return _store_sqlite(connection, market, ts_array, values, revise)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -158,8 +173,13 @@ def _pgcopy_binary(ts: np.ndarray, values: list[np.ndarray]) -> bytes:
     return _PGCOPY_HEADER + rows.tobytes() + _PGCOPY_TRAILER
 
 
-def _store_postgresql(connection: Connection, market, ts: np.ndarray, values) -> StoreResult:
+_VALUES = ", ".join(_VALUE_COLUMNS)
+_REVISION_COLUMNS = f"exchange, symbol, timeframe, ts, {_VALUES}, ingested_at, revised_at"
+
+
+def _store_postgresql(connection: Connection, market, ts: np.ndarray, values, revise: bool) -> StoreResult:
     staging = f"candela_staging_ohlcv_{uuid.uuid4().hex[:12]}"
+    now = now_ms()
     cursor = connection.connection.dbapi_connection.cursor()
     try:
         cursor.execute(
@@ -178,11 +198,29 @@ def _store_postgresql(connection: Connection, market, ts: np.ndarray, values) ->
             (*market, int(ts.min()), int(ts.max())),
         )
         existing = cursor.fetchall()
+        revised = 0
+        if revise and any(different for _, different in existing):
+            match = (f"FROM {staging} s WHERE o.exchange = %s AND o.symbol = %s AND o.timeframe = %s "
+                     f"AND o.ts = s.ts AND ({differs})")
+            cursor.execute(
+                f"INSERT INTO ohlcv_revisions ({_REVISION_COLUMNS}) SELECT o.exchange, o.symbol, "
+                f"o.timeframe, o.ts, {', '.join(f'o.{name}' for name in _VALUE_COLUMNS)}, "
+                f"o.ingested_at, %s FROM ohlcv o JOIN {staging} s ON o.exchange = %s "
+                "AND o.symbol = %s AND o.timeframe = %s AND o.ts = s.ts "
+                f"WHERE {differs}",
+                (now, *market),
+            )
+            cursor.execute(
+                "UPDATE ohlcv o SET " + ", ".join(f"{name} = s.{name}" for name in _VALUE_COLUMNS)
+                + f", ingested_at = %s {match}",
+                (now, *market),
+            )
+            revised = max(cursor.rowcount, 0)
         cursor.execute(
-            "INSERT INTO ohlcv (exchange, symbol, timeframe, ts, open, high, low, close, volume) "
-            f"SELECT %s, %s, %s, ts, open, high, low, close, volume FROM {staging} "
+            f"INSERT INTO ohlcv (exchange, symbol, timeframe, ts, {_VALUES}, ingested_at) "
+            f"SELECT %s, %s, %s, ts, {_VALUES}, %s FROM {staging} "
             "ON CONFLICT DO NOTHING",
-            market,
+            (*market, now),
         )
         inserted = max(cursor.rowcount, 0)
         cursor.execute(f"DROP TABLE {staging}")
@@ -194,14 +232,16 @@ def _store_postgresql(connection: Connection, market, ts: np.ndarray, values) ->
         unchanged=len(existing) - len(conflicts),
         conflicting=len(conflicts),
         conflict_examples=tuple(int(value) for value in conflicts[:CONFLICT_EXAMPLES]),
+        revised=revised,
     )
 
 
 # --------------------------------------------------------------------------- SQLite
 
 
-def _store_sqlite(connection: Connection, market, ts: np.ndarray, values) -> StoreResult:
+def _store_sqlite(connection: Connection, market, ts: np.ndarray, values, revise: bool) -> StoreResult:
     cursor = connection.connection.dbapi_connection.cursor()
+    now = now_ms()
     try:
         cursor.execute(
             "SELECT ts, open, high, low, close, volume FROM ohlcv WHERE exchange = ? AND symbol = ? "
@@ -218,15 +258,31 @@ def _store_sqlite(connection: Connection, market, ts: np.ndarray, values) -> Sto
         different = (stored[position[exists], 1:] != incoming).any(axis=1)
         conflicts = np.sort(ts[exists][different])
 
+        revised = 0
+        if revise and len(conflicts):
+            replaced = np.flatnonzero(exists)[different]
+            key = "exchange = ? AND symbol = ? AND timeframe = ? AND ts = ?"
+            cursor.executemany(
+                f"INSERT INTO ohlcv_revisions ({_REVISION_COLUMNS}) SELECT exchange, symbol, "
+                f"timeframe, ts, {_VALUES}, ingested_at, ? FROM ohlcv WHERE {key}",
+                [(now, *market, int(ts[i])) for i in replaced],
+            )
+            cursor.executemany(
+                "UPDATE ohlcv SET " + ", ".join(f"{name} = ?" for name in _VALUE_COLUMNS)
+                + f", ingested_at = ? WHERE {key}",
+                [(*(float(column[i]) for column in values), now, *market, int(ts[i])) for i in replaced],
+            )
+            revised = len(replaced)
         new = ~exists
         rows = zip(
             *(itertools.repeat(part) for part in market),
             ts[new].tolist(),
             *(column[new].tolist() for column in values),
+            itertools.repeat(now),
         )
         cursor.executemany(
-            "INSERT INTO ohlcv (exchange, symbol, timeframe, ts, open, high, low, close, volume) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            f"INSERT INTO ohlcv (exchange, symbol, timeframe, ts, {_VALUES}, ingested_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             rows,
         )
         inserted = max(cursor.rowcount, 0)
@@ -237,4 +293,5 @@ def _store_sqlite(connection: Connection, market, ts: np.ndarray, values) -> Sto
         unchanged=int(np.count_nonzero(exists)) - len(conflicts),
         conflicting=len(conflicts),
         conflict_examples=tuple(int(value) for value in conflicts[:CONFLICT_EXAMPLES]),
+        revised=revised,
     )

@@ -46,6 +46,7 @@ from candela.core.db import DatabaseUnavailableError, now_ms
 from runner import ledger
 from runner.bot import Bot, StrategyError, ThreadConnections
 from runner.config import BotConfig
+from runner.health import HealthSettings, HealthWatch
 from runner.market_data import MarketFeed
 from runner.market_group import MarketGroup, Member
 
@@ -138,10 +139,13 @@ class Runner:
     settings : RunnerSettings
     replay : Replay, optional
         Replay stored bars and return when every bot reached the end, instead of following live.
+    health : HealthSettings, optional
+        Thresholds of the conditions a live runner announces on ``system:events`` at each
+        heartbeat (:mod:`runner.health`; default: :meth:`HealthSettings.for_heartbeat`).
     """
 
     def __init__(self, engine: Engine, bus: Bus, configs: list[BotConfig], *, settings: RunnerSettings = RunnerSettings(),
-                 replay: Replay | None = None) -> None:
+                 replay: Replay | None = None, health: HealthSettings | None = None) -> None:
         ids = [config.bot_id for config in configs]
         if len(set(ids)) != len(ids):
             raise ValueError("bot ids must be unique")
@@ -162,6 +166,11 @@ class Runner:
             for market in {config.market for config in configs}
         }
         self._connections = ThreadConnections(engine)
+        by_market: dict[tuple[str, str, str], list[str]] = {}
+        for config in configs:
+            by_market.setdefault(config.market, []).append(config.bot_id)
+        self._health = None if replay is not None else HealthWatch(
+            engine, by_market, settings=health or HealthSettings.for_heartbeat(settings.heartbeat_interval))
 
     # ------------------------------------------------------------------ public
 
@@ -396,6 +405,8 @@ class Runner:
                     await self._in_thread(ledger.touch_heartbeats, self.engine, running)
                     self.bus.publish_many([_status_message(bot_id, "heartbeat") for bot_id in running])
                     last_heartbeat = time.monotonic()
+                    if self._health is not None:  # stalled markets, stale heartbeats (runner.health)
+                        self.bus.publish_many(await self._in_thread(self._health.check, running))
             except DATABASE_ERRORS as exc:
                 _log.warning("status poll failed: %s", _first_line(exc))
             await asyncio.sleep(self.settings.poll_interval)

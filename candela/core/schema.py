@@ -9,10 +9,17 @@ Conventions
 * ``ts`` columns are int64 milliseconds UTC. For bars, ``ts`` is the bar's **close** time.
 * Prices, sizes and money are double precision.
 * ``*_json`` columns hold JSON text (portable across both engines).
-* ``created_at``/``updated_at``/``heartbeat_at`` are int64 milliseconds UTC wall-clock times.
+* ``created_at``/``updated_at``/``heartbeat_at``/``ingested_at``/``revised_at`` are int64
+  milliseconds UTC wall-clock times.
+* A bar's values may be **revised** (``data_pipeline.store.store_bars(..., revise=True)``): the
+  new values replace the row of ``ohlcv`` and the version they replace moves to
+  ``ohlcv_revisions``, so what any bar looked like at any moment can be rebuilt
+  (``ingested_at`` of a version up to the ``revised_at`` that ended it).
 """
 
 from __future__ import annotations
+
+import time
 
 from sqlalchemy import (
     BigInteger,
@@ -53,7 +60,30 @@ ohlcv = Table(
     Column("low", Double, nullable=False),
     Column("close", Double, nullable=False),
     Column("volume", Double, nullable=False),
+    Column("ingested_at", BigInteger, nullable=True, default=lambda: time.time_ns() // 1_000_000,
+           comment="wall-clock ms UTC when this version of the bar was stored (NULL: not recorded)"),
 )
+
+ohlcv_revisions = Table(
+    "ohlcv_revisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("exchange", String(32), nullable=False),
+    Column("symbol", String(40), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    Column("ts", BigInteger, nullable=False, comment="bar close time, ms UTC"),
+    Column("open", Double, nullable=False),
+    Column("high", Double, nullable=False),
+    Column("low", Double, nullable=False),
+    Column("close", Double, nullable=False),
+    Column("volume", Double, nullable=False),
+    Column("ingested_at", BigInteger, nullable=True,
+           comment="when this superseded version had been stored (NULL: not recorded)"),
+    Column("revised_at", BigInteger, nullable=False,
+           comment="wall-clock ms UTC when a new version replaced this one"),
+)
+Index("ix_ohlcv_revisions_market_ts", ohlcv_revisions.c.exchange, ohlcv_revisions.c.symbol,
+      ohlcv_revisions.c.timeframe, ohlcv_revisions.c.ts)
 
 raw_trades = Table(
     "raw_trades",

@@ -149,3 +149,92 @@ def test_counts_match_a_dictionary_model(engine, batches):
             model[t] = rows[t]
     table = {row[0]: tuple(row[1:]) for row in stored(engine, market)}
     assert table == model
+
+
+def versions(engine, ts, market=MARKET):
+    """``(current row, [superseded versions oldest first])`` of the bar closing at ``ts``."""
+    from candela.core.schema import ohlcv_revisions
+
+    exchange, symbol, timeframe = market
+    key = (exchange, symbol, timeframe, ts)
+    with engine.connect() as connection:
+        current = connection.execute(sa.select(ohlcv).where(
+            ohlcv.c.exchange == key[0], ohlcv.c.symbol == key[1], ohlcv.c.timeframe == key[2],
+            ohlcv.c.ts == key[3])).mappings().one()
+        old = connection.execute(sa.select(ohlcv_revisions).where(
+            ohlcv_revisions.c.exchange == key[0], ohlcv_revisions.c.symbol == key[1],
+            ohlcv_revisions.c.timeframe == key[2], ohlcv_revisions.c.ts == key[3])
+            .order_by(ohlcv_revisions.c.revised_at, ohlcv_revisions.c.id)).mappings().all()
+    return current, old
+
+
+def test_every_stored_bar_records_when_it_was_ingested(engine):
+    from candela.core.db import now_ms
+
+    before = now_ms()
+    with engine.begin() as connection:
+        store_bars(connection, *MARKET, *bars(np.arange(1, 51) * MINUTE))
+    after = now_ms()
+    with engine.begin() as connection:  # stored again: unchanged rows keep their first ingest time
+        store_bars(connection, *MARKET, *bars(np.arange(1, 61) * MINUTE))
+    with engine.connect() as connection:
+        rows = dict(connection.execute(sa.select(ohlcv.c.ts, ohlcv.c.ingested_at)).all())
+    first = [rows[int(ts)] for ts in np.arange(1, 51) * MINUTE]
+    assert all(before <= value <= after for value in first)
+    assert all(rows[int(ts)] >= after for ts in np.arange(51, 61) * MINUTE)
+
+
+def test_revise_replaces_differing_bars_and_keeps_each_replaced_version(engine):
+    ts = np.arange(1, 21) * MINUTE
+    original = bars(ts)
+    with engine.begin() as connection:
+        store_bars(connection, *MARKET, *original)
+    first_current, _ = versions(engine, int(ts[4]))
+
+    corrected = [column.copy() for column in original]
+    corrected[4][4] = corrected[4][4] + 0.5  # close of bar 5
+    corrected[2][4] = max(corrected[2][4], corrected[4][4])
+    with engine.begin() as connection:  # without revise: reported, kept
+        kept = store_bars(connection, *MARKET, *corrected)
+    assert (kept.conflicting, kept.revised) == (1, 0)
+    assert versions(engine, int(ts[4]))[1] == []
+
+    with engine.begin() as connection:
+        revised = store_bars(connection, *MARKET, *corrected, revise=True)
+    assert (revised.inserted, revised.unchanged, revised.conflicting, revised.revised) == (0, 19, 1, 1)
+    current, old = versions(engine, int(ts[4]))
+    assert current["close"] == corrected[4][4] and current["high"] == corrected[2][4]
+    assert len(old) == 1
+    assert (old[0]["close"], old[0]["high"]) == (original[4][4], original[2][4])
+    assert old[0]["ingested_at"] == first_current["ingested_at"]
+    assert old[0]["revised_at"] == current["ingested_at"] >= first_current["ingested_at"]
+
+    again = [column.copy() for column in corrected]
+    again[5][4] += 7.0  # a second revision of the same bar (its volume)
+    with engine.begin() as connection:
+        store_bars(connection, *MARKET, *again, revise=True)
+    latest, chain = versions(engine, int(ts[4]))
+    assert latest["volume"] == again[5][4]
+    assert [(row["close"], row["volume"]) for row in chain] == [
+        (original[4][4], original[5][4]), (corrected[4][4], corrected[5][4])]
+    assert chain[1]["ingested_at"] == chain[0]["revised_at"] <= chain[1]["revised_at"]
+    others = [row for row in stored(engine) if row[0] != int(ts[4])]
+    assert np.array_equal(np.array([row[1:] for row in others]),
+                          np.delete(np.column_stack(original[1:]), 4, axis=0))
+
+
+def test_a_failed_revision_leaves_no_trace(engine):
+    from candela.core.schema import ohlcv_revisions
+
+    ts = np.arange(1, 11) * MINUTE
+    original = bars(ts)
+    with engine.begin() as connection:
+        store_bars(connection, *MARKET, *original)
+    corrected = [column.copy() for column in original]
+    corrected[5][2] += 3.0
+    with pytest.raises(RuntimeError, match="abort"), engine.begin() as connection:
+        store_bars(connection, *MARKET, *corrected, revise=True)
+        raise RuntimeError("abort")
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(ohlcv_revisions)).scalar_one() == 0
+    assert np.array_equal(np.array([row[1:] for row in stored(engine)]), np.column_stack(original[1:]))

@@ -113,10 +113,10 @@ def count_rows(engine, table, bot_id: str) -> int:
 class LiveRunner:
     """The real runner following live bars in a background thread (a context manager)."""
 
-    def __init__(self, engine, bus, configs, *, settings=FAST_SETTINGS) -> None:
+    def __init__(self, engine, bus, configs, *, settings=FAST_SETTINGS, **options) -> None:
         import threading
 
-        self.runner = Runner(engine, bus, configs, settings=settings)
+        self.runner = Runner(engine, bus, configs, settings=settings, **options)
         self.reports = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._main, name="live-runner", daemon=True)

@@ -1,7 +1,9 @@
-"""``candela bots create | list | start ID | stop ID | status [ID]``: manage bots from any terminal.
+"""``candela bots create | list | start ID | stop ID | status [ID] | reconcile ID``: manage bots
+from any terminal.
 
 ``create`` checks a strategy on a market's stored bars and writes a new bot config
-(:mod:`candela.cli.commands.bots_create`). The state lives in the database (``bots.status``),
+(:mod:`candela.cli.commands.bots_create`); ``reconcile`` compares a bot's paper fills with its
+backtest (:mod:`candela.cli.commands.bots_reconcile`). The state lives in the database (``bots.status``),
 so the other commands work while a runner is running elsewhere: the runner polls the status and
 stops or (re)starts the bot within its poll interval. ``start`` also clears a ``failed`` bot (it
 restarts from its last committed bar). A ``retired`` bot (``ID@vN``, an old version kept when a
@@ -13,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from candela.cli.commands import CommandError, bots_create
+from candela.cli.commands import CommandError, bots_create, bots_reconcile
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -21,6 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("bots", help="list, start, stop and inspect paper-trading bots")
     sub = parser.add_subparsers(dest="bots_command", metavar="SUBCOMMAND", required=True)
     bots_create.register(sub)
+    bots_reconcile.register(sub)
     listing = sub.add_parser("list", help="every bot: status, market, cursor, equity, heartbeat")
     listing.add_argument("--bots", default=None, metavar="DIR",
                          help="also list configs of this folder not yet registered (default: config/bots/)")
@@ -116,35 +119,48 @@ def _list(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _set(arguments: argparse.Namespace, status: str, event: str) -> int:
+ACTIONS = {"start": ("active", "start_requested"), "stop": ("stopped", "stop_requested")}
+"""``candela bots start|stop``: the status each sets and the event it records."""
+
+
+def change_status(database_url: str | None, bot_id: str, action: str, *,
+                  source: str = "from the command line") -> str:
+    """Do what ``candela bots start|stop ID`` does and return the line it prints.
+
+    ``action`` is ``"start"`` or ``"stop"``; ``source`` is recorded as the event's detail (the
+    live monitor's buttons call this too). Raises :class:`CommandError` for an unknown or
+    retired bot.
+    """
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.core.db import connect
     from runner.ledger import ARCHIVED_STATUS, bot_row, set_status
 
-    engine = connect(arguments.database_url)
+    status, event = ACTIONS[action]
+    engine = connect(database_url)
     try:
         with engine.connect() as connection:
-            row = bot_row(connection, arguments.bot_id)
+            row = bot_row(connection, bot_id)
         if row is not None and row.status == ARCHIVED_STATUS:
-            raise CommandError(f"bot {arguments.bot_id!r} is a retired version of a bot: its "
+            raise CommandError(f"bot {bot_id!r} is a retired version of a bot: its "
                                "records are kept for reading, it does not run again")
-        if not set_status(engine, arguments.bot_id, status, event=event, detail="from the command line"):
+        if not set_status(engine, bot_id, status, event=event, detail=source):
             raise CommandError(
-                f"no bot {arguments.bot_id!r} in the database: 'candela bots list' shows the bots; "
+                f"no bot {bot_id!r} in the database: 'candela bots list' shows the bots; "
                 "a new config is registered when 'candela run' starts"
             )
     finally:
         engine.dispose()
-    print(f"bot {arguments.bot_id}: {status} (a running runner picks this up within its poll interval)")
-    return 0
+    return f"bot {bot_id}: {status} (a running runner picks this up within its poll interval)"
 
 
 def _start(arguments: argparse.Namespace) -> int:
-    return _set(arguments, "active", "start_requested")
+    print(change_status(arguments.database_url, arguments.bot_id, "start"))
+    return 0
 
 
 def _stop(arguments: argparse.Namespace) -> int:
-    return _set(arguments, "stopped", "stop_requested")
+    print(change_status(arguments.database_url, arguments.bot_id, "stop"))
+    return 0
 
 
 def _status(arguments: argparse.Namespace) -> int:

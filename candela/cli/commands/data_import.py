@@ -24,6 +24,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--exchange", help="ccxt exchange id, e.g. binance")
     parser.add_argument("--symbol", help="unified symbol, e.g. BTC/USDT")
     parser.add_argument("--timeframe", help="bar timeframe, e.g. 1m, 1h, 1d")
+    parser.add_argument("--revise", action="store_true",
+                        help="replace stored bars whose values differ (corrections); the replaced "
+                             "versions are kept in the database for 'candela bots reconcile'")
     parser.set_defaults(handler=_import)
 
 
@@ -52,7 +55,8 @@ def _import(arguments: argparse.Namespace) -> int:
 
     engine = connect(arguments.database_url)
     try:
-        report = import_candles(engine, arguments.file, exchange, symbol, timeframe)
+        report = import_candles(engine, arguments.file, exchange, symbol, timeframe,
+                                revise=arguments.revise)
     except ImportFailedError as exc:
         raise CommandError(str(exc)) from exc
     except SpacingError as exc:
@@ -66,11 +70,12 @@ def _import(arguments: argparse.Namespace) -> int:
     print(report.summary())
     if report.rejected:
         print(format_rejections(report))
-    if report.conflicting:
+    if report.conflicting > report.revised:
         examples = ", ".join(str(ts) for ts in report.conflict_examples)
         print(
             f"warning: {report.conflicting} bars differ from the stored ones and were NOT "
-            f"overwritten (close ts e.g. {examples}); delete them first to replace them",
+            f"overwritten (close ts e.g. {examples}); import again with --revise to replace "
+            "them (the stored versions are kept as revisions)",
             file=sys.stderr,
         )
     return 0
