@@ -405,12 +405,14 @@ class _ChartState:
         return True
 
     def trim(self, bars: int) -> None:
-        """Keep the last ``bars`` candles and what lies within them."""
-        if len(self.ts) <= bars:
+        """Keep the last ``bars`` candles and what lies within them (fills and equity points
+        older than the first candle kept go too, also those that came in before any trim)."""
+        if len(self.ts) > bars:
+            cut = len(self.ts) - bars
+            for name in ("ts", "open", "high", "low", "close"):
+                setattr(self, name, getattr(self, name)[cut:])
+        if not self.ts:
             return
-        cut = len(self.ts) - bars
-        for name in ("ts", "open", "high", "low", "close"):
-            setattr(self, name, getattr(self, name)[cut:])
         first = self.ts[0]
         self.fills = {key: fill for key, fill in self.fills.items() if key[0] >= first}
         self.equity = [point for point in self.equity if point[0] >= first]
