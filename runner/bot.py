@@ -52,13 +52,14 @@ from research.kernels.records import (
 )
 from research.types import Bars, StrategySpec
 from runner.config import BotConfig
-from runner.ledger import BarRecord, encode_state, load_state
+from runner.ledger import BarRecord, load_state
 from runner.market_data import BarWindow, bars_through
 from runner.strategy_source import strategy_source_hash
 
 _log = logging.getLogger(__name__)
 
 _NOT_PUBLISHED = ("indicators_json", "config_hash", "strategy_hash")  # signal columns kept off the bus
+_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(..., sort_keys=True), built once
 
 
 class ThreadConnections:
@@ -284,7 +285,7 @@ class Bot:
             raw_target=0.0 if math.isnan(raw) else raw,
             price=float(close),
             executed=bool(executed),
-            indicators_json=json.dumps(indicators, sort_keys=True),
+            indicators_json=_SORTED_JSON(indicators),
             created_at=created,
             config_hash=self.config_hash,
             strategy_hash=self.strategy_hash,
@@ -303,7 +304,7 @@ class Bot:
                 cash=float(state.cash),
                 position=float(state.position),
                 cursor_ts=ts,
-                state_json=encode_state(state),
+                state_json=state,  # encoded when written (only a batch's last state is)
                 updated_at=created,
             ),
             performance=dict(
@@ -314,6 +315,7 @@ class Bot:
                 position=float(state.position),
                 price=float(close),
             ),
+            previous_ts=self.cursor,
         )
         return PreparedBar(record, state, indicators)
 

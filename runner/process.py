@@ -47,7 +47,7 @@ from runner import ledger
 from runner.bot import Bot, StrategyError, ThreadConnections
 from runner.config import BotConfig
 from runner.market_data import MarketFeed
-from runner.market_group import MarketGroup, Member
+from runner.market_group import BATCH_BARS, BATCH_SECONDS, MarketGroup, Member
 
 _log = logging.getLogger(__name__)
 
@@ -78,6 +78,12 @@ class RunnerSettings:
         (``candela.core.db.connect(url, pool_size=workers + 5)``, as ``candela run`` does).
     chunk : int
         Bars read from the database per query while catching up.
+    batch_bars : int
+        Most bars of each bot committed in one transaction while catching up or replaying
+        (:mod:`runner.market_group`; 1 commits every bar on its own). A live bar is committed
+        as soon as it is processed, whatever this is.
+    batch_seconds : float
+        Longest time a processed bar waits for its batch's commit.
     """
 
     poll_interval: float = 1.0
@@ -87,6 +93,8 @@ class RunnerSettings:
     database_retry: tuple[float, float] = (0.2, 5.0)
     workers: int = 10
     chunk: int = 2000
+    batch_bars: int = BATCH_BARS
+    batch_seconds: float = BATCH_SECONDS
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,8 @@ class Runner:
             market_channel(*market): _Market(MarketGroup(
                 MarketFeed(market), bus.publish_many, follow=replay is None,
                 until_ts=replay.to_ts if replay is not None else None, chunk=settings.chunk,
-                write_lock=write_lock))
+                write_lock=write_lock, batch_bars=settings.batch_bars,
+                batch_seconds=settings.batch_seconds))
             for market in {config.market for config in configs}
         }
         self._connections = ThreadConnections(engine)

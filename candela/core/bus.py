@@ -62,12 +62,18 @@ def redis_url(url: str | None = None) -> str | None:
     return url or os.environ.get("CANDELA_REDIS_URL") or None
 
 
+_STRICT = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False).encode
+_LENIENT = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+# built once: json.dumps with options builds a new encoder per call, which costs as much as the
+# encoding of a small payload
+
+
 def encode(payload: dict[str, Any]) -> str:
     """Encode a payload as compact JSON (NaN is written as ``null``)."""
     try:  # the common case, without a walk through the payload
-        return json.dumps(payload, separators=(",", ":"), sort_keys=True, allow_nan=False)
+        return _STRICT(payload)
     except ValueError:  # a NaN (or an infinity) somewhere
-        return json.dumps(_nan_to_none(payload), separators=(",", ":"), sort_keys=True)
+        return _LENIENT(_nan_to_none(payload))
 
 
 def decode(message: str | bytes) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from runner_support import (
     cursor_ts,
     runner_fills,
     store_bars,
+    table_rows,
 )
 from strategies.registry import get_strategy
 
@@ -118,7 +119,7 @@ def test_a_bot_whose_strategy_raises_leaves_alone_and_the_others_commit_that_bar
     np.testing.assert_array_equal(runner_fills(any_engine, "healthy"), backtest_fills(result))
 
 
-def _record(bot_id: str, ts: int, value: float, text: str) -> BarRecord:
+def _record(bot_id: str, ts: int, value: float, text: str, previous_ts: int | None = None) -> BarRecord:
     return BarRecord(
         bot_id=bot_id,
         bar_ts=ts,
@@ -129,6 +130,7 @@ def _record(bot_id: str, ts: int, value: float, text: str) -> BarRecord:
                      created_at=ts) for seq in range(2)],
         state=dict(bot_id=bot_id, cash=value, position=-value, cursor_ts=ts, state_json=text, updated_at=ts),
         performance=dict(bot_id=bot_id, ts=ts, equity=value, cash=value, position=-value, price=value),
+        previous_ts=previous_ts,
     )
 
 
@@ -150,8 +152,9 @@ def test_write_bars_commits_each_new_bar_exactly_once_and_values_round_trip(any_
         batch = [_record(bot_id, 1000, value, awkward) for bot_id, value in values.items()]
         assert ledger.write_bars(connection, batch) == {"writer-1", "writer-2"}  # writer-0 had it
         assert ledger.write_bars(connection, []) == set()
-        with pytest.raises(ValueError, match="one bar per bot"):
-            ledger.write_bars(connection, [_record("writer-1", 2000, 1.0, "x"), _record("writer-1", 3000, 1.0, "x")])
+        with pytest.raises(ValueError, match="consecutive"):
+            ledger.write_bars(connection, [_record("writer-1", 2000, 1.0, "x", 1000),
+                                           _record("writer-1", 3000, 1.0, "x", 1000)])
 
     for bot_id, value in values.items():
         assert count_rows(any_engine, schema.signals, bot_id) == 1
@@ -165,3 +168,37 @@ def test_write_bars_commits_each_new_bar_exactly_once_and_values_round_trip(any_
         assert (trade.realized_pnl, trade.ts) == (-value, 1000 - 60_000)
         assert not math.isnan(state.cash)
 
+
+
+def test_write_bars_commits_a_bots_bars_only_from_its_stored_cursor_all_or_none(any_engine):
+    """Several bars per bot in one batch: written only if the bot's stored cursor is the one the
+    batch continues; a stale batch writes nothing for that bot and the others still commit."""
+    configs = [bot_config(f"chain-{index}", "sma_cross") for index in range(2)]
+    ledger.register_bots(any_engine, configs)
+
+    def chain(bot_id, first_ts, count, previous_ts):
+        records, previous = [], previous_ts
+        for ts in range(first_ts, first_ts + 1000 * count, 1000):
+            records.append(_record(bot_id, ts, ts / 7, f"{bot_id} {ts}", previous))
+            previous = ts
+        return records
+
+    connection = any_engine.connect()
+    if connection.dialect.name == "postgresql":
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+    with connection:
+        # interleaved in bar order, as the market group batches them
+        first = [r for pair in zip(chain("chain-0", 1000, 3, None), chain("chain-1", 1000, 3, None)) for r in pair]
+        assert ledger.write_bars(connection, first) == {"chain-0", "chain-1"}
+        assert ledger.write_bars(connection, chain("chain-0", 4000, 2, 3000)
+                                 + chain("chain-1", 2000, 2, 1000)) == {"chain-0"}  # chain-1 is stale
+        assert ledger.write_bars(connection, chain("chain-1", 1000, 1, None)) == set()  # not its first bar
+
+    assert [ts for ts, in table_rows(any_engine, schema.signals, "chain-0", ("ts",))] == [1000, 2000, 3000, 4000, 5000]
+    assert [ts for ts, in table_rows(any_engine, schema.signals, "chain-1", ("ts",))] == [1000, 2000, 3000]
+    assert count_rows(any_engine, schema.bot_performance, "chain-1") == 3
+    assert count_rows(any_engine, schema.trades, "chain-0") == 10
+    assert cursor_ts(any_engine, "chain-0") == 5000 and cursor_ts(any_engine, "chain-1") == 3000
+    with any_engine.connect() as connection:
+        state = connection.execute(schema.bot_state.select().where(schema.bot_state.c.bot_id == "chain-0")).one()
+    assert (state.cash, state.state_json) == (5000 / 7, "chain-0 5000")  # the batch's last state

@@ -39,6 +39,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="worker threads: each runs one market's pass (all its bots on a "
                              "bar) or a bot's recovery at a time, with one database connection "
                              "(default: 10, at most 64)")
+    parser.add_argument("--batch-bars", type=int, default=None, metavar="N",
+                        help="replay and catch-up: most bars of each bot committed in one "
+                             "transaction (default: 500). A crash loses only the uncommitted "
+                             "batch, which the restarted runner processes again; live bars are "
+                             "committed at once")
     parser.set_defaults(handler=_run)
 
 
@@ -64,6 +69,7 @@ def parse_time(value: str | None, option: str) -> int | None:
 def _run(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     import asyncio
+    import dataclasses
     import gc
     import signal
 
@@ -93,10 +99,14 @@ def _run(arguments: argparse.Namespace) -> int:
         raise CommandError("no bot configs found: add JSON files to config/bots/ or pass --bots DIR")
     if not 1 <= arguments.workers <= 64:
         raise CommandError(f"--workers must be between 1 and 64, got {arguments.workers}")
+    if arguments.batch_bars is not None and arguments.batch_bars < 1:
+        raise CommandError(f"--batch-bars must be at least 1, got {arguments.batch_bars}")
     engine = connect(arguments.database_url, pool_size=arguments.workers + 5)
     bus = make_bus()
     settings = RunnerSettings(poll_interval=arguments.poll, heartbeat_interval=arguments.heartbeat,
                               workers=arguments.workers)
+    if arguments.batch_bars is not None:
+        settings = dataclasses.replace(settings, batch_bars=arguments.batch_bars)
     runner = Runner(engine, bus, configs, settings=settings, replay=replay)
 
     async def main():
