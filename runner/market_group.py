@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -104,6 +105,12 @@ class MarketGroup:
         Most rounds committed in one transaction (1: every bar its own transaction).
     batch_seconds : float
         Longest time the oldest bar of a batch waits for the commit.
+    writer : callable, optional
+        ``writer()`` returns a database connection for the calling thread (like
+        :meth:`runner.bot.ThreadConnections.get`). When given, a full batch is committed by the
+        group's own writer thread while the next batch is being decided (at most one commit in
+        flight; the next batch's commit waits for it, and only then are the earlier batch's
+        messages published). Without it every commit happens in the pass's thread.
     on_commit : callable, optional
         ``on_commit({bot_id: bars written})`` after every commit (progress reports).
     """
@@ -111,7 +118,7 @@ class MarketGroup:
     def __init__(self, feed: MarketFeed, publish_many: Callable[[Iterable[tuple[str, dict]]], None], *,
                  follow: bool = True, until_ts: int | None = None, chunk: int = 2000,
                  write_lock: AbstractContextManager | None = None, batch_bars: int = BATCH_BARS,
-                 batch_seconds: float = BATCH_SECONDS,
+                 batch_seconds: float = BATCH_SECONDS, writer: Callable[[], Connection] | None = None,
                  on_commit: Callable[[dict[str, int]], None] | None = None) -> None:
         if batch_bars < 1:
             raise ValueError(f"batch_bars must be at least 1, got {batch_bars}")
@@ -131,6 +138,9 @@ class MarketGroup:
         self._batch: list[tuple[Member, PreparedBar]] = []
         self._rounds = 0
         self._batch_started = 0.0
+        self._writer = writer
+        self._writer_thread: ThreadPoolExecutor | None = None
+        self._in_flight: tuple[list[tuple[Member, PreparedBar]], Future] | None = None
 
     def join(self, member: Member) -> None:
         """Add ``member`` before the next round (thread-safe); the caller wakes the runner's pass."""
@@ -141,11 +151,17 @@ class MarketGroup:
         """No member and nobody joining: a pass would have nothing to do."""
         return not self.members and not self._joining
 
+    def close(self) -> None:
+        """Stop the writer thread (after the last pass)."""
+        if self._writer_thread is not None:
+            self._writer_thread.shutdown(wait=True)
+            self._writer_thread = None
+
     def run_pass(self, connection: Connection) -> None:
         """Advance every member until no stored bar is left for any of them.
 
         ``connection`` is the calling thread's own (not in a transaction). Database errors
-        propagate, with the uncommitted batch dropped (then call :meth:`fail_all`); a member's
+        propagate, with the uncommitted work dropped (then call :meth:`fail_all`); a member's
         own failure only ends that member.
         """
         started = time.monotonic()  # a read that starts after this includes every bar announced so far
@@ -164,14 +180,15 @@ class MarketGroup:
                     return
                 self._round(connection, batch)
                 if self._due(batch):
-                    self._commit(connection)
+                    # a full batch while catching up goes to the writer; a live bar is answered now
+                    self._commit(connection, wait=self.follow and any(not m.pending for m in batch))
         except BaseException:
-            self._drop_batch()
+            self._abandon()
             raise
 
     def fail_all(self, error: BaseException) -> None:
         """Make every member leave with ``error`` (after a pass raised it)."""
-        self._drop_batch()
+        self._abandon()
         for member in list(self.members):
             self._leave(member, error)
 
@@ -224,17 +241,58 @@ class MarketGroup:
             return True
         return self.follow and any(not member.pending for member in batch)
 
-    def _commit(self, connection: Connection) -> None:
-        """Commit the batch, then publish its messages; reload the bots that were refused."""
+    # ------------------------------------------------------------------ commits
+
+    def _commit(self, connection: Connection, *, wait: bool = True) -> None:
+        """Commit the batch, publish its messages and reload the bots that were refused.
+
+        With ``wait=False`` and a writer, the commit is handed to the writer thread and settled
+        by the next call. Either way the batch in flight before is settled first.
+        """
+        self._settle(connection)
         batch, self._batch, self._rounds = self._batch, [], 0
         if not batch:
             return
+        records = [prepared.record for _, prepared in batch]
+        if wait or self._writer is None:
+            try:
+                written = self._write(connection, records)
+            except BaseException:
+                self._batch = batch  # dropped by run_pass's handler
+                raise
+            self._committed(connection, batch, written)
+            return
+        if self._writer_thread is None:
+            self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bot-writer")
+        self._in_flight = (batch, self._writer_thread.submit(self._write_in_thread, records))
+
+    def _write(self, connection: Connection, records: list) -> set[str]:
+        with self.write_lock:
+            return write_bars(connection, records)
+
+    def _write_in_thread(self, records: list) -> set[str]:
+        connection = self._writer()
         try:
-            with self.write_lock:
-                written = write_bars(connection, [prepared.record for _, prepared in batch])
+            return self._write(connection, records)
         except BaseException:
-            self._batch = batch  # dropped by run_pass's handler
+            connection.invalidate()  # after an error the connection may be broken
             raise
+
+    def _settle(self, connection: Connection) -> None:
+        """Wait for the commit in flight (raising its error) and finish it."""
+        if self._in_flight is None:
+            return
+        batch, future = self._in_flight
+        self._in_flight = None
+        try:
+            written = future.result()
+        except BaseException:
+            _drop(batch)
+            raise
+        self._committed(connection, batch, written)
+
+    def _committed(self, connection: Connection, batch: list, written: set[str]) -> None:
+        """After the commit of ``batch``: publish the written bots' messages, reload the others."""
         messages, refused, counts = [], {}, {}
         for member, prepared in batch:
             bot_id = prepared.record.bot_id
@@ -251,13 +309,28 @@ class MarketGroup:
         for member in refused.values():
             self._reload(connection, member)
 
-    def _drop_batch(self) -> None:
-        """Forget the uncommitted batch (its bots are stale now: they recover before going on)."""
-        for member, _ in self._batch:
-            member.bot.bars_processed -= 1
+    def _abandon(self) -> None:
+        """After an error: settle the commit in flight (publishing it if it went through) and
+        forget the uncommitted batch (its bots are stale now: they recover before going on)."""
+        if self._in_flight is not None:
+            batch, future = self._in_flight
+            self._in_flight = None
+            try:
+                written = future.result()
+            except BaseException:  # noqa: BLE001 - the error being raised already says enough
+                _drop(batch)
+            else:
+                self.publish_many([message for member, prepared in batch if prepared.record.bot_id in written
+                                   for message in member.bot.messages(prepared)])
+        _drop(self._batch)
         self._batch, self._rounds = [], 0
 
     def _reload(self, connection: Connection, member: Member) -> None:
+        """Reload ``member`` from the database, forgetting its uncommitted bars."""
+        mine = [entry for entry in self._batch if entry[0] is member]
+        if mine:
+            _drop(mine)
+            self._batch = [entry for entry in self._batch if entry[0] is not member]
         member.pending.clear()
         member.bot.recover(connection, member.bot.begin_ts)
         if connection.in_transaction():
@@ -267,3 +340,9 @@ class MarketGroup:
         self.members.remove(member)
         member.pending.clear()
         member.on_leave(error)
+
+
+def _drop(batch: list[tuple[Member, PreparedBar]]) -> None:
+    """Undo the provisional count of ``batch``'s bars (they were not committed)."""
+    for member, _ in batch:
+        member.bot.bars_processed -= 1

@@ -334,8 +334,8 @@ def test_a_failing_strategy_restarts_then_fails_alone(any_engine, ada_btc_bars):
         }
         broken = connection.execute(select(schema.bots).where(schema.bots.c.bot_id == "broken")).one()
     assert events["broken"] == ["started"] + ["crashed", "restarted"] * 3 + ["crashed", "failed"]
-    assert events["flaky"] == ["started"] + ["crashed", "restarted"] * 2
-    assert events["healthy-sma"] == ["started"]
+    assert events["flaky"] == ["started"] + ["crashed", "restarted"] * 2 + ["finished"]
+    assert events["healthy-sma"] == ["started", "finished"]
     assert broken.status == "failed" and broken.restarts == 3 and "deliberate failure" in broken.last_error
     assert ("broken", "failed") in statuses and ("broken", "crashed") in statuses
     # the failing bot kept every bar before the failure, and none after
