@@ -112,14 +112,14 @@ class MarketGroup:
         flight; the next batch's commit waits for it, and only then are the earlier batch's
         messages published). Without it every commit happens in the pass's thread.
     on_commit : callable, optional
-        ``on_commit({bot_id: bars written})`` after every commit (progress reports).
+        ``on_commit({bot_id: bars written}, fills written)`` after every commit (progress).
     """
 
     def __init__(self, feed: MarketFeed, publish_many: Callable[[Iterable[tuple[str, dict]]], None], *,
                  follow: bool = True, until_ts: int | None = None, chunk: int = 2000,
                  write_lock: AbstractContextManager | None = None, batch_bars: int = BATCH_BARS,
                  batch_seconds: float = BATCH_SECONDS, writer: Callable[[], Connection] | None = None,
-                 on_commit: Callable[[dict[str, int]], None] | None = None) -> None:
+                 on_commit: Callable[[dict[str, int], int], None] | None = None) -> None:
         if batch_bars < 1:
             raise ValueError(f"batch_bars must be at least 1, got {batch_bars}")
         self.feed = feed
@@ -293,19 +293,20 @@ class MarketGroup:
 
     def _committed(self, connection: Connection, batch: list, written: set[str]) -> None:
         """After the commit of ``batch``: publish the written bots' messages, reload the others."""
-        messages, refused, counts = [], {}, {}
+        messages, refused, counts, fills = [], {}, {}, 0
         for member, prepared in batch:
             bot_id = prepared.record.bot_id
             if bot_id in written:
                 messages.extend(member.bot.messages(prepared))
                 counts[bot_id] = counts.get(bot_id, 0) + 1
+                fills += len(prepared.record.trades)
             else:  # its cursor had moved (a retry, another runner): the database wins
                 member.bot.bars_processed -= 1
                 refused[bot_id] = member
         if messages:
             self.publish_many(messages)
         if self.on_commit is not None and counts:
-            self.on_commit(counts)
+            self.on_commit(counts, fills)
         for member in refused.values():
             self._reload(connection, member)
 

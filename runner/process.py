@@ -193,6 +193,16 @@ class Runner:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake_all)
 
+    def bot_states(self) -> dict[str, str]:
+        """``{bot_id: state}``: ``running`` (in its market's group), ``waiting`` (active, but
+        recovering, restarting after a crash or waiting for the database), ``stopped``,
+        ``failed`` or ``finished`` (its replay is done)."""
+        states = {}
+        for bot_id, slot in self.slots.items():
+            status = slot.report.status
+            states[bot_id] = "running" if slot.running else "waiting" if status == "active" else status
+        return states
+
     async def run(self) -> dict[str, BotReport]:
         """Run until every bot finished its replay, or until :meth:`request_stop` (live)."""
         self._loop = asyncio.get_running_loop()

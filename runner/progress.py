@@ -60,6 +60,8 @@ class Progress:
     def __init__(self, bot_ids) -> None:
         self._lock = threading.Lock()
         self._bots = {bot_id: BotProgress() for bot_id in bot_ids}
+        self.fills = 0
+        """Fills committed since the runner started (all bots)."""
 
     def recovered(self, bot_id: str, bars_left: int) -> None:
         """``bot_id`` recovered with ``bars_left`` stored bars after its cursor."""
@@ -67,9 +69,10 @@ class Progress:
             bot = self._bots[bot_id]
             bot.expected = bot.committed + bars_left
 
-    def committed(self, counts: dict[str, int]) -> None:
-        """``counts[bot_id]`` more bars of each bot were committed."""
+    def committed(self, counts: dict[str, int], fills: int = 0) -> None:
+        """``counts[bot_id]`` more bars of each bot, and ``fills`` fills, were committed."""
         with self._lock:
+            self.fills += fills
             for bot_id, count in counts.items():
                 bot = self._bots[bot_id]
                 bot.committed += count

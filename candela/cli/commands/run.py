@@ -39,6 +39,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="worker threads: each runs one market's pass (all its bots on a "
                              "bar) or a bot's recovery at a time, with one database connection "
                              "(default: 10, at most 64)")
+    parser.add_argument("--summary", type=float, default=60.0, metavar="SECONDS",
+                        help="live: print a one-line summary every SECONDS (default: 60; 0: never)")
     parser.add_argument("--batch-bars", type=int, default=None, metavar="N",
                         help="replay and catch-up: most bars of each bot committed in one "
                              "transaction (default: 500). A crash loses only the uncommitted "
@@ -72,12 +74,14 @@ def _run(arguments: argparse.Namespace) -> int:
     import dataclasses
     import gc
     import signal
+    import time
 
     from candela.core.bus import make_bus
     from candela.core.db import connect
     from candela.core.paths import BOT_CONFIG_DIR
     from runner.config import BotConfigError, load_bot_configs
     from runner.ledger import BotConfigChangedError
+    from candela.cli.commands.run_report import ProgressReporter, describe, final_report, stored_bars
     from runner.process import Replay, Runner, RunnerSettings
 
     if not arguments.replay and (arguments.from_ or arguments.to):
@@ -101,13 +105,23 @@ def _run(arguments: argparse.Namespace) -> int:
         raise CommandError(f"--workers must be between 1 and 64, got {arguments.workers}")
     if arguments.batch_bars is not None and arguments.batch_bars < 1:
         raise CommandError(f"--batch-bars must be at least 1, got {arguments.batch_bars}")
+    if arguments.summary < 0:
+        raise CommandError(f"--summary must be 0 (never) or more seconds, got {arguments.summary:g}")
     engine = connect(arguments.database_url, pool_size=arguments.workers + 5)
+    markets = stored_bars(engine, sorted({config.market for config in configs}))
+    if replay is not None and not any(bars.count for bars in markets.values()):
+        engine.dispose()
+        raise CommandError(
+            f"nothing to replay: no stored bar for {', '.join(' '.join(m) for m in markets)}; store "
+            "some first with 'candela data backfill' or 'candela data import'")
     bus = make_bus()
     settings = RunnerSettings(poll_interval=arguments.poll, heartbeat_interval=arguments.heartbeat,
                               workers=arguments.workers)
     if arguments.batch_bars is not None:
         settings = dataclasses.replace(settings, batch_bars=arguments.batch_bars)
     runner = Runner(engine, bus, configs, settings=settings, replay=replay)
+
+    reporter = ProgressReporter(runner, replay=replay is not None, summary_every=arguments.summary)
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -116,7 +130,15 @@ def _run(arguments: argparse.Namespace) -> int:
                 loop.add_signal_handler(signum, runner.request_stop)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
                 pass
-        return await runner.run()
+        reporting = asyncio.create_task(reporter.run())
+        try:
+            return await runner.run()
+        finally:
+            reporting.cancel()
+            await asyncio.gather(reporting, return_exceptions=True)
+
+    print("\n".join(describe(engine, bus, configs, replay, markets)), flush=True)
+    started = time.monotonic()
 
     # Keep what exists by now (imported modules, numba and SQLAlchemy internals: over 100,000
     # objects) out of the garbage collector's full collections, which would otherwise stall
@@ -125,10 +147,10 @@ def _run(arguments: argparse.Namespace) -> int:
     try:
         with user_errors(BotConfigChangedError):  # a changed config of a bot that has traded
             reports = asyncio.run(main())
+        seconds = time.monotonic() - started
+        bus.close()
+        print("\n".join(final_report(engine, configs, reports, replay, markets, seconds)))
     finally:
         bus.close()
         engine.dispose()
-    for report in reports.values():
-        error = f"  error: {report.last_error}" if report.last_error else ""
-        print(f"{report.bot_id:<24} {report.status:<9} bars={report.bars:<7} restarts={report.restarts}{error}")
     return 1 if any(report.status == "failed" for report in reports.values()) else 0
