@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -185,7 +186,7 @@ def _pings(client) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_redis_outage_bars_still_processed_and_publishing_resumes(pg_engine, own_redis, ada_btc_bars):
+def test_redis_outage_bars_still_processed_and_publishing_resumes(pg_engine, own_redis, ada_btc_bars, caplog):
     bars = ada_btc_bars[:700]
     config = bot_config("redis-outage", "sma_cross", start=int(bars.ts[0]))
     channel = market_channel(*ADA_BTC)
@@ -238,6 +239,15 @@ def test_redis_outage_bars_still_processed_and_publishing_resumes(pg_engine, own
         for client in (listener, pipeline, bus):
             client.close(timeout=0.5)
     assert {s["ts"] for s in signals} >= set(bars.ts[450:700].tolist())
+    # each bus said once that Redis was gone and once that it was back, however many retries
+    said = [record.getMessage() for record in caplog.records if record.name == "candela.core.bus"]
+    gone = [m for m in said if m.startswith(f"Redis unreachable at {own_redis.url}")]
+    back = [m for m in said if m == f"Redis at {own_redis.url} is back: publishing resumed"]
+    assert 1 <= len(gone) == len(back) <= 2  # the two publishing buses: the runner's, the pipeline's
+    lost = sorted(m.split(" lost")[0] for m in said if " lost (" in m)
+    restored = sorted(m.removesuffix(" restored") for m in said if m.endswith(" restored"))
+    assert lost == restored == [f"Redis subscription to {channel}"  # the runner's and the listener's
+                                for channel in sorted([f"signals:{config.bot_id}", channel])]
     assert count_rows(pg_engine, schema.signals, config.bot_id) == 700
     result = research.backtest(get_strategy("sma_cross"), bars, config.params, config.costs)
     np.testing.assert_array_equal(runner_fills(pg_engine, config.bot_id), backtest_fills(result))
@@ -245,7 +255,7 @@ def test_redis_outage_bars_still_processed_and_publishing_resumes(pg_engine, own
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_postgres_outage_retries_writes_nothing_partial_and_catches_up(pg_url, ada_btc_bars):
+def test_postgres_outage_retries_writes_nothing_partial_and_catches_up(pg_url, ada_btc_bars, caplog):
     from sqlalchemy.engine import make_url
 
     bars = ada_btc_bars[:900]
@@ -297,7 +307,13 @@ def test_postgres_outage_retries_writes_nothing_partial_and_catches_up(pg_url, a
     finally:
         proxy.close()
         proxied.dispose()
-    assert any(notice["event"] == "database_unavailable" for notice in notices)
+    # the outage is said once, and its end once, however many bots and polls met it
+    outage = [notice["event"] for notice in notices if notice["event"].startswith("database_")]
+    assert outage == ["database_unavailable", "database_recovered"]
+    said = [record.getMessage() for record in caplog.records if record.name == "runner.outage"]
+    assert len(said) == 2
+    assert said[0].startswith("database unreachable (") and "every bot waits at its last committed bar" in said[0]
+    assert re.fullmatch(r"database reachable again after \d+\.\d s", said[1])
     assert count_rows(direct, schema.signals, config.bot_id) == 900
     result = research.backtest(get_strategy("ema_cross"), bars, config.params, config.costs)
     np.testing.assert_array_equal(runner_fills(direct, config.bot_id), backtest_fills(result))

@@ -39,6 +39,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="worker threads: each runs one market's pass (all its bots on a "
                              "bar) or a bot's recovery at a time, with one database connection "
                              "(default: 10, at most 64)")
+    parser.add_argument("--progress", type=float, default=10.0, metavar="SECONDS",
+                        help="replay, when stderr is not a terminal: a progress line every SECONDS "
+                             "(default: 10; on a terminal a progress bar)")
     parser.add_argument("--summary", type=float, default=60.0, metavar="SECONDS",
                         help="live: print a one-line summary every SECONDS (default: 60; 0: never)")
     parser.add_argument("--batch-bars", type=int, default=None, metavar="N",
@@ -105,6 +108,8 @@ def _run(arguments: argparse.Namespace) -> int:
         raise CommandError(f"--workers must be between 1 and 64, got {arguments.workers}")
     if arguments.batch_bars is not None and arguments.batch_bars < 1:
         raise CommandError(f"--batch-bars must be at least 1, got {arguments.batch_bars}")
+    if not arguments.progress > 0:
+        raise CommandError(f"--progress must be more than 0 seconds, got {arguments.progress:g}")
     if arguments.summary < 0:
         raise CommandError(f"--summary must be 0 (never) or more seconds, got {arguments.summary:g}")
     engine = connect(arguments.database_url, pool_size=arguments.workers + 5)
@@ -121,7 +126,8 @@ def _run(arguments: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, batch_bars=arguments.batch_bars)
     runner = Runner(engine, bus, configs, settings=settings, replay=replay)
 
-    reporter = ProgressReporter(runner, replay=replay is not None, summary_every=arguments.summary)
+    reporter = ProgressReporter(runner, replay=replay is not None, line_every=arguments.progress,
+                                summary_every=arguments.summary)
 
     async def main():
         loop = asyncio.get_running_loop()

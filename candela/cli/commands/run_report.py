@@ -207,12 +207,17 @@ class ProgressReporter:
                 f"database {database}, bus {bus}")
 
     def close(self) -> None:
-        """Finish the progress bar (if any)."""
+        """Finish the progress bar, or (not on a terminal) print the last progress line."""
+        if not self.replay:
+            return
+        done, total = self.runner.progress.totals()
         if self._bar is not None:
-            done, _ = self.runner.progress.totals()
             self._bar.update(done - self._bar.n)
             self._bar.close()
             self._bar = None
+        elif total and not self.stream.isatty():
+            self.stream.write(self.progress_line(done, total, time.monotonic() - self.started) + "\n")
+            self.stream.flush()
 
 
 def final_report(engine, configs, reports, replay, markets: dict, seconds: float) -> list[str]:
