@@ -215,6 +215,7 @@ class MockExchange:
             self._loop.run_until_complete(self._start_site())
             started.set()
             self._loop.run_forever()
+            self._loop.close()  # an unclosed loop is a ResourceWarning (an error in the tests)
 
         self._thread = threading.Thread(target=serve, name="mock-exchange", daemon=True)
         self._thread.start()
