@@ -80,7 +80,7 @@ def _run(arguments: argparse.Namespace) -> int:
     import time
 
     from candela.core.bus import make_bus
-    from candela.core.db import connect
+    from candela.core.db import connect, database_url
     from candela.core.paths import BOT_CONFIG_DIR
     from runner.config import BotConfigError, load_bot_configs
     from runner.ledger import BotConfigChangedError
@@ -143,7 +143,8 @@ def _run(arguments: argparse.Namespace) -> int:
             reporting.cancel()
             await asyncio.gather(reporting, return_exceptions=True)
 
-    print("\n".join(describe(engine, bus, configs, replay, markets)), flush=True)
+    print("\n".join(describe(engine, bus, configs, replay, markets, database_url(arguments.database_url))),
+          flush=True)
     started = time.monotonic()
 
     # Keep what exists by now (imported modules, numba and SQLAlchemy internals: over 100,000

@@ -72,8 +72,9 @@ def bus_description(bus) -> str:
             "see no signals; the database records everything)")
 
 
-def describe(engine, bus, configs, replay, markets: dict) -> list[str]:
-    """The lines ``candela run`` prints before it starts (see the module docstring)."""
+def describe(engine, bus, configs, replay, markets: dict, url: str | None = None) -> list[str]:
+    """The lines ``candela run`` prints before it starts (see the module docstring); ``url``
+    is the database URL as the user gave it (default: the engine's)."""
     from research.formatting import fmt_count, fmt_time
 
     n_markets = len({config.market for config in configs})
@@ -86,7 +87,7 @@ def describe(engine, bus, configs, replay, markets: dict) -> list[str]:
         window.append(f"to {fmt_time(replay.to_ts)}" if replay.to_ts is not None else "to the newest")
         mode = f"replaying stored bars {' '.join(window)}"
     lines = [f"candela run: {len(configs)} bot(s) on {n_markets} market(s), {mode}",
-             f"  database  {redacted(engine.url.render_as_string(hide_password=False))}",
+             f"  database  {redacted(url or engine.url.render_as_string(hide_password=False))}",
              f"  bus       {bus_description(bus)}"]
     for market, bars in sorted(markets.items()):
         if bars.count:
