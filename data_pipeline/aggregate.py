@@ -342,8 +342,8 @@ class CandleAggregator:
         self._open[name] = groups.take(slice(-1, None))
         return self._emit(name, tf, groups.take(slice(0, -1)))
 
-    def resume(self, timeframe: str, *, open_from_ms: int, previous: tuple[int, float] | None = None,
-               partial: Candles | None = None) -> None:
+    def resume(self, timeframe: str, *, open_from_ms: int,
+               previous: tuple[int, float] | None = None, partial: Candles | None = None) -> None:
         """Continue ``timeframe`` where an earlier aggregator of the same market stopped.
 
         Parameters
@@ -360,7 +360,8 @@ class CandleAggregator:
         """
         self._emit_from[timeframe] = int(open_from_ms)
         if previous is not None:
-            self._last_emitted_ts[timeframe], self._last_close[timeframe] = int(previous[0]), float(previous[1])
+            self._last_emitted_ts[timeframe] = int(previous[0])
+            self._last_close[timeframe] = float(previous[1])
         self._open[timeframe] = partial
 
     def close_until(self, now_ms: int, *, fill_empty: bool | None = None) -> dict[str, Candles]:

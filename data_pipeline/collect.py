@@ -142,7 +142,8 @@ class TradeCollector:
         for row in rows:
             if row.symbol in self.last_trade_ids and row.last_trade_id is not None:
                 self.last_trade_ids[row.symbol] = int(row.last_trade_id)
-                self.latest_trade_ts[row.symbol] = None if row.last_trade_ts is None else int(row.last_trade_ts)
+                if row.last_trade_ts is not None:
+                    self.latest_trade_ts[row.symbol] = int(row.last_trade_ts)
 
     async def _follow(self, symbol: str, should_stop: Callable[[], bool]) -> None:
         watch: asyncio.Future | None = None

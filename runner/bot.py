@@ -59,7 +59,7 @@ from runner.strategy_source import strategy_source_hash
 _log = logging.getLogger(__name__)
 
 _NOT_PUBLISHED = ("indicators_json", "config_hash", "strategy_hash")  # signal columns kept off the bus
-_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(..., sort_keys=True), built once
+_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(sort_keys=True), made once
 
 
 class ThreadConnections:

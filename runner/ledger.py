@@ -81,7 +81,8 @@ def write_bars(connection: Connection, records: Sequence[BarRecord]) -> set[str]
     bots = _by_bot(records)
     with connection.begin():
         if connection.dialect.name == "postgresql":
-            result = connection.exec_driver_sql(_POSTGRES_BATCH, _postgres_batch_params(records, bots))
+            params = _postgres_batch_params(records, bots)
+            result = connection.exec_driver_sql(_POSTGRES_BATCH, params)
             return {row[0] for row in result}
         return {bot_id for bot_id, chain in bots.items() if _write_chain(connection, chain)}
 
@@ -164,7 +165,7 @@ def _insert_written(table: str, prefix: str, columns) -> str:
 _STATE_NAMES = ", ".join(name for name in ("bot_id", *_STATE_UPDATES))
 _POSTGRES_BATCH = (
     # a bot that has a cursor moves it on only from the batch's previous_ts...
-    f"WITH moved AS (UPDATE bot_state SET "
+    "WITH moved AS (UPDATE bot_state SET "
     + ", ".join(f"{name} = s.{name}" for name in _STATE_UPDATES)
     + f" FROM {_unnest('s', _STATE_COLUMNS)} WHERE s.previous_ts IS NOT NULL "
     "AND bot_state.bot_id = s.bot_id AND bot_state.cursor_ts = s.previous_ts RETURNING s.bot_id), "
@@ -183,9 +184,11 @@ _POSTGRES_BATCH = (
 """The one-round-trip batch write (plain driver SQL: no statement compilation per batch)."""
 
 
-def _postgres_batch_params(records: Sequence[BarRecord], bots: dict[str, list[BarRecord]]) -> dict[str, str]:
+def _postgres_batch_params(records: Sequence[BarRecord],
+                           bots: dict[str, list[BarRecord]]) -> dict[str, str]:
     """Column arrays of :data:`_POSTGRES_BATCH`: ``{prefix_column: array literal}``."""
-    states = [dict(_state_row(chain[-1]), previous_ts=chain[0].previous_ts) for chain in bots.values()]
+    states = [dict(_state_row(chain[-1]), previous_ts=chain[0].previous_ts)
+              for chain in bots.values()]
     params = {}
     for prefix, columns, rows in (
         ("g", _SIGNAL_COLUMNS, [record.signal for record in records]),

@@ -40,8 +40,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
@@ -118,7 +118,8 @@ class MarketGroup:
     def __init__(self, feed: MarketFeed, publish_many: Callable[[Iterable[tuple[str, dict]]], None], *,
                  follow: bool = True, until_ts: int | None = None, chunk: int = 2000,
                  write_lock: AbstractContextManager | None = None, batch_bars: int = BATCH_BARS,
-                 batch_seconds: float = BATCH_SECONDS, writer: Callable[[], Connection] | None = None,
+                 batch_seconds: float = BATCH_SECONDS,
+                 writer: Callable[[], Connection] | None = None,
                  on_commit: Callable[[dict[str, int], int], None] | None = None) -> None:
         if batch_bars < 1:
             raise ValueError(f"batch_bars must be at least 1, got {batch_bars}")
@@ -169,7 +170,8 @@ class MarketGroup:
             while True:
                 self._admit(connection)
                 fresh_since = max(started, self.notified_at)
-                batch = [member for member in self.members if self._has_next(connection, member, fresh_since)]
+                batch = [member for member in self.members
+                         if self._has_next(connection, member, fresh_since)]
                 if not batch:
                     if self._joining:
                         continue
@@ -237,7 +239,8 @@ class MarketGroup:
 
     def _due(self, batch: list[Member]) -> bool:
         """Whether the batch should be committed now (see the module docstring, step 3)."""
-        if self._rounds >= self.batch_bars or time.monotonic() - self._batch_started >= self.batch_seconds:
+        waited = time.monotonic() - self._batch_started
+        if self._rounds >= self.batch_bars or waited >= self.batch_seconds:
             return True
         return self.follow and any(not member.pending for member in batch)
 
@@ -321,7 +324,8 @@ class MarketGroup:
             except BaseException:  # noqa: BLE001 - the error being raised already says enough
                 _drop(batch)
             else:
-                self.publish_many([message for member, prepared in batch if prepared.record.bot_id in written
+                self.publish_many([message for member, prepared in batch
+                                   if prepared.record.bot_id in written
                                    for message in member.bot.messages(prepared)])
         _drop(self._batch)
         self._batch, self._rounds = [], 0

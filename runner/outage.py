@@ -54,7 +54,8 @@ class Outage:
                 return
             self.since = self.clock()
             self.outages += 1
-        _log.warning("%s unreachable (%s): %s; retrying until it is back", self.name, error, self.consequence)
+        _log.warning("%s unreachable (%s): %s; retrying until it is back", self.name, error,
+                     self.consequence)
         if self.notice is not None:
             self.notice(f"{self.name}_unavailable", error=error)
 

@@ -169,7 +169,8 @@ class Runner:
         self._stopping = False
         self.progress = Progress(ids)
         """Bars committed and left per bot (:class:`runner.progress.Progress`)."""
-        self.database = Outage("database", "every bot waits at its last committed bar", notice=self._notice)
+        self.database = Outage("database", "every bot waits at its last committed bar",
+                               notice=self._notice)
         """Whether the database is reachable: one warning per outage, one line when it is back."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -200,7 +201,8 @@ class Runner:
         states = {}
         for bot_id, slot in self.slots.items():
             status = slot.report.status
-            states[bot_id] = "running" if slot.running else "waiting" if status == "active" else status
+            waiting = "waiting" if status == "active" else status
+            states[bot_id] = "running" if slot.running else waiting
         return states
 
     async def run(self) -> dict[str, BotReport]:
@@ -291,7 +293,8 @@ class Runner:
                 await self._follow(bot, slot)
                 if self.replay is not None and not self._stopping and not slot.stop_requested:
                     slot.report.status = "finished"
-                    await self._lifecycle_event(bot_id, "finished", f"replay done; last bar {bot.cursor}")
+                    await self._lifecycle_event(bot_id, "finished",
+                                                f"replay done; last bar {bot.cursor}")
                     return
             except DATABASE_ERRORS as exc:
                 self.database.failed(_first_line(exc))
@@ -332,8 +335,8 @@ class Runner:
         try:
             bot.recover(connection, begin)
             until = self.replay.to_ts if self.replay is not None else None
-            self.progress.recovered(slot.config.bot_id,
-                                    count_bars_after(connection, slot.config.market, bot.after, until))
+            left = count_bars_after(connection, slot.config.market, bot.after, until)
+            self.progress.recovered(slot.config.bot_id, left)
             if connection.in_transaction():
                 connection.rollback()
         except BaseException:

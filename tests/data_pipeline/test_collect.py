@@ -200,5 +200,6 @@ def test_a_restarted_collector_finishes_the_candles_left_open_and_loses_none(moc
     second = asyncio.run(collect(mock, db, window[-1]["id"]))
     in_minute = [t for t in window[: stop_at + 1] if t["ts"] >= minute]
     assert second.stats["resumed"] == len(in_minute)  # that minute's trades, fetched again
-    assert any(path.endswith("/aggTrades") and "startTime" in query for path, query in mock.requests)
+    assert any(path.endswith("/aggTrades") and "startTime" in query
+               for path, query in mock.requests)
     check_candles(db, window)

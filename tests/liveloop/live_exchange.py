@@ -116,7 +116,8 @@ class LiveExchange(MockExchange):
         while index < len(trades) and not ws.closed:
             due = bisect.bisect_right(times, self.now_ms)
             if due == index:
-                wait = (times[index] - self.now_ms) / 1000 / self.speed if self._started_at else 0.05
+                wait = 0.05 if self._started_at is None else \
+                    (times[index] - self.now_ms) / 1000 / self.speed
                 await asyncio.sleep(min(max(wait, 0.001), 0.05))
                 continue
             try:

@@ -71,8 +71,8 @@ BOTS = {  # short windows: the recorded stream makes ten closed 1m bars per mark
 class Loop:
     """One live loop: the exchange, the two processes, a Redis listener, the bots' configs."""
 
-    def __init__(self, exchange: LiveExchange, url: str, redis_url: str, folder: Path, start_ms: int,
-                 trades: dict[str, list[dict]], prefix: str) -> None:
+    def __init__(self, exchange: LiveExchange, url: str, redis_url: str, folder: Path,
+                 start_ms: int, trades: dict[str, list[dict]], prefix: str) -> None:
         self.exchange, self.url, self.redis_url, self.folder = exchange, url, redis_url, folder
         self.start_ms, self.trades, self.prefix = start_ms, trades, prefix
         self.engine = connect(url)
@@ -91,7 +91,7 @@ class Loop:
 
     def _on_bar(self, first_ms: int, last_ms: int):
         def record(_channel, payload):
-            if first_ms <= payload.get("ts", 0) <= last_ms:  # ours: the shared Redis carries others' too
+            if first_ms <= payload.get("ts", 0) <= last_ms:  # ours (the shared Redis carries more)
                 with self._lock:
                     self.announced.append(payload)
         return record
@@ -104,20 +104,22 @@ class Loop:
 
     def start_collector(self) -> None:
         command = [sys.executable, "-m", "candela.cli", "data", "collect", "--exchange", "binance",
-                   "--symbols", ",".join(MARKETS), "--timeframes", "1m", "--rest-url", self.exchange.http_url,
-                   "--ws-url", self.exchange.ws_url, "--rate-limit-ms", "1", "--timeout", "5"]
+                   "--symbols", ",".join(MARKETS), "--timeframes", "1m",
+                   "--rest-url", self.exchange.http_url, "--ws-url", self.exchange.ws_url,
+                   "--rate-limit-ms", "1", "--timeout", "5"]
         self.collector = self._spawn("collector", command)
 
     def start_runner(self) -> None:
-        command = [sys.executable, "-m", "candela.cli", "run", "--bots", str(self.folder), "--poll", "0.2",
-                   "--heartbeat", "0.5"]
+        command = [sys.executable, "-m", "candela.cli", "run", "--bots", str(self.folder),
+                   "--poll", "0.2", "--heartbeat", "0.5"]
         self.runner = self._spawn("runner", command)
 
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
-        log = open(self.folder.parent / f"{name}-{len(self.logs)}.log", "w")  # noqa: SIM115 - closed in close()
-        self._files.append(log)
+        log = open(self.folder.parent / f"{name}-{len(self.logs)}.log", "w")  # noqa: SIM115
+        self._files.append(log)  # closed in close()
         self.logs.append((name, log.name))
-        return subprocess.Popen(command, cwd=REPO, env=self.environment, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, cwd=REPO, env=self.environment, stdout=log,
+                                stderr=subprocess.STDOUT)
 
     def kill(self, name: str) -> None:
         """SIGKILL the ``collector`` or the ``runner`` (no warning, no cleanup)."""
@@ -148,7 +150,8 @@ class Loop:
             log.close()
 
     def output(self) -> str:
-        return "\n".join(f"----- {name}\n{Path(path).read_text()[-3000:]}" for name, path in self.logs)
+        return "\n".join(f"----- {name}\n{Path(path).read_text()[-3000:]}"
+                         for name, path in self.logs)
 
     def alive(self) -> None:
         """Fail if a process that should run has exited."""
@@ -160,10 +163,12 @@ class Loop:
     def stored(self, symbol: str) -> np.ndarray:
         ohlcv = schema.ohlcv
         with self.engine.connect() as connection:
-            rows = connection.execute(select(ohlcv.c.ts, ohlcv.c.open, ohlcv.c.high, ohlcv.c.low, ohlcv.c.close,
-                                             ohlcv.c.volume).where(ohlcv.c.exchange == "binance",
-                                                                   ohlcv.c.symbol == symbol, ohlcv.c.timeframe == "1m")
-                                      .order_by(ohlcv.c.ts)).all()
+            rows = connection.execute(
+                select(ohlcv.c.ts, ohlcv.c.open, ohlcv.c.high, ohlcv.c.low, ohlcv.c.close,
+                       ohlcv.c.volume)
+                .where(ohlcv.c.exchange == "binance", ohlcv.c.symbol == symbol,
+                       ohlcv.c.timeframe == "1m")
+                .order_by(ohlcv.c.ts)).all()
         return np.array(rows, dtype=np.float64).reshape(-1, 6)
 
     def cursor(self, bot_id: str) -> int | None:
@@ -174,7 +179,8 @@ class Loop:
     def heartbeats(self) -> int:
         with self.engine.connect() as connection:
             return connection.execute(select(func.count()).select_from(schema.bots).where(
-                schema.bots.c.heartbeat_at.is_not(None), schema.bots.c.bot_id.like(f"{self.prefix}-%"))).scalar_one()
+                schema.bots.c.heartbeat_at.is_not(None),
+                schema.bots.c.bot_id.like(f"{self.prefix}-%"))).scalar_one()
 
     def wait_until_exchange(self, ms: int) -> None:
         while self.exchange.now_ms < ms:
@@ -187,7 +193,8 @@ class Loop:
         trades = self.trades[symbol]
         candles = aggregate_trades([t["ts"] for t in trades], [float(t["price"]) for t in trades],
                                    [float(t["amount"]) for t in trades], MINUTE_MS)
-        table = np.column_stack([candles.ts, candles.open, candles.high, candles.low, candles.close, candles.volume])
+        table = np.column_stack([candles.ts, candles.open, candles.high, candles.low,
+                                 candles.close, candles.volume])
         return table[1:-1]
 
 
@@ -203,7 +210,8 @@ def loop(pg_url, redis_url, tmp_path):
     exchange = LiveExchange(start_ms, SPEED)
     trades = {}
     for symbol, (symbol_id, base, quote, name) in MARKETS.items():
-        recorded = [trade for trade in read_trade_file(market_file(name)) if trade["ts"] > RECORDED_FROM]
+        recorded = [trade for trade in read_trade_file(market_file(name))
+                    if trade["ts"] > RECORDED_FROM]
         trades[symbol] = moved(recorded, shift)
         exchange.add_trades(symbol_id, trades[symbol], base, quote)
     prefix = f"live-{uuid.uuid4().hex[:6]}"
@@ -227,7 +235,8 @@ def _start(loop: Loop) -> None:
     loop.start_runner()
     wait_for(lambda: len(loop.exchange.ws_subscriptions) >= len(MARKETS), 120, interval=0.1,
              message=f"the collector's subscriptions\n{loop.output()}")
-    wait_for(lambda: loop.heartbeats() == len(BOTS), 120, interval=0.1, message=f"the runner's bots\n{loop.output()}")
+    wait_for(lambda: loop.heartbeats() == len(BOTS), 120, interval=0.1,
+             message=f"the runner's bots\n{loop.output()}")
     loop.exchange.start_clock()
 
 
@@ -237,12 +246,13 @@ def _finish(loop: Loop) -> dict[str, np.ndarray]:
     loop.wait_until_exchange(last_trade + 1000)
     expected = {symbol: loop.closed_candles(symbol) for symbol in MARKETS}
     for symbol, table in expected.items():
-        wait_for(lambda: len(loop.stored(symbol)) >= len(table), 120, interval=0.2,
-                 message=f"the collector to store {symbol}'s bars\n{loop.output()}")
+        count = len(table)
+        wait_for(lambda symbol=symbol, count=count: len(loop.stored(symbol)) >= count, 120,
+                 interval=0.2, message=f"the collector to store {symbol}'s bars\n{loop.output()}")
     for bot_id, (symbol, *_rest) in BOTS.items():
         last = int(expected[symbol][-1, 0])
-        wait_for(lambda: loop.cursor(f"{loop.prefix}-{bot_id}") == last, 120, interval=0.2,
-                 message=f"{bot_id} to process the last bar\n{loop.output()}")
+        wait_for(lambda bot=f"{loop.prefix}-{bot_id}", last=last: loop.cursor(bot) == last, 120,
+                 interval=0.2, message=f"{bot_id} to process the last bar\n{loop.output()}")
     loop.alive()
     loop.stop()
     return expected
@@ -262,8 +272,10 @@ def _check_bars_and_bots(loop: Loop, expected: dict[str, np.ndarray]) -> dict[st
         bot = f"{loop.prefix}-{bot_id}"
         table = stored[symbol]
         bars = Bars(table[:, 0].astype(np.int64), *table[:, 1:].T, MINUTE_MS)
-        result = research.backtest(get_strategy(strategy), bars, params, COSTS, stops=Stops(**stops))
-        np.testing.assert_array_equal(runner_fills(loop.engine, bot), backtest_fills(result), err_msg=bot)
+        result = research.backtest(get_strategy(strategy), bars, params, COSTS,
+                                   stops=Stops(**stops))
+        np.testing.assert_array_equal(runner_fills(loop.engine, bot), backtest_fills(result),
+                                      err_msg=bot)
         assert final_equity(loop.engine, bot) == float(result.equity.iloc[-1])
         with loop.engine.connect() as connection:
             decided = connection.execute(select(schema.signals.c.ts).where(
@@ -280,11 +292,12 @@ def test_live_loop_collects_announces_and_trades_like_the_backtest(loop):
     stored = _check_bars_and_bots(loop, expected)
     # every stored bar was announced once, with its values, after its commit
     for symbol, table in stored.items():
-        announced = sorted((a for a in loop.announced if a["symbol"] == symbol), key=lambda a: a["ts"])
+        announced = sorted((a for a in loop.announced if a["symbol"] == symbol),
+                           key=lambda a: a["ts"])
         assert [a["ts"] for a in announced] == table[:, 0].astype(int).tolist()
         assert [a["close"] for a in announced] == table[:, 4].tolist()
     # and every decision was published
-    decisions = sum(len(table) for symbol, table in stored.items() for bot in BOTS.values() if bot[0] == symbol)
+    decisions = sum(len(stored[symbol]) for symbol, *_rest in BOTS.values())
     assert len(loop.signals) == decisions
     assert loop.exchange.ws_connections == {"BTCUSDT": 1, "ETHUSDT": 1}  # nothing dropped here
 
@@ -312,13 +325,14 @@ def test_live_loop_survives_a_dropped_websocket_a_killed_collector_and_a_killed_
     # the candles its predecessor left open (startTime)
     assert any(path.endswith("/aggTrades") and "fromId" in query for path, query in requests)
     assert any(path.endswith("/aggTrades") and "startTime" in query for path, query in requests)
-    assert min(loop.exchange.ws_connections.values()) >= 3  # first, after the drop, after the restart
+    assert min(loop.exchange.ws_connections.values()) >= 3  # at first, after the drop and restart
     # what was announced and published is what was stored and recorded (a killed process may
     # take its last messages with it: the database remembers, the runner polls it)
     engine = connect(loop.url)
     with engine.connect() as connection:
-        rows = connection.execute(select(schema.ohlcv.c.symbol, schema.ohlcv.c.ts, schema.ohlcv.c.close)).all()
-        recorded = set(connection.execute(select(schema.signals.c.bot_id, schema.signals.c.ts)).all())
+        ohlcv, signals = schema.ohlcv, schema.signals
+        rows = connection.execute(select(ohlcv.c.symbol, ohlcv.c.ts, ohlcv.c.close)).all()
+        recorded = set(connection.execute(select(signals.c.bot_id, signals.c.ts)).all())
     engine.dispose()
     bars = {(symbol, int(ts)): close for symbol, ts, close in rows}
     assert all(bars.get((a["symbol"], a["ts"])) == a["close"] for a in loop.announced)

@@ -14,7 +14,7 @@ import re
 import signal
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,15 @@ import pytest
 from candela.cli import main as candela
 from candela.core.bus import InProcessBus
 from runner_fixtures import _migrated_engine
-from runner_support import ADA_BTC, FAST_SETTINGS, bot_config, cursor_ts, replay, store_bars, wait_for
+from runner_support import (
+    ADA_BTC,
+    FAST_SETTINGS,
+    bot_config,
+    cursor_ts,
+    replay,
+    store_bars,
+    wait_for,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -33,7 +41,8 @@ def _write_bots(folder: Path, bots: dict[str, dict]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for bot_id, fields in bots.items():
         market = fields.pop("market", ADA_BTC)
-        data = dict(strategy="sma_cross", exchange=market[0], symbol=market[1], timeframe=market[2], **fields)
+        data = dict(strategy="sma_cross", exchange=market[0], symbol=market[1],
+                    timeframe=market[2], **fields)
         (folder / f"{bot_id}.json").write_text(json.dumps(data))
     return folder
 
@@ -75,7 +84,7 @@ def test_replay_says_what_it_starts_shows_progress_and_explains_a_bot_without_ba
     assert out[0] == "candela run: 3 bot(s) on 2 market(s), replaying stored bars to the newest"
     assert out[1] == f"  database  {sqlite_url}"
     assert out[2].startswith("  bus       in-process (CANDELA_REDIS_URL is not set")
-    first, last = (datetime.fromtimestamp(int(ts) / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    first, last = (datetime.fromtimestamp(int(ts) / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
                    for ts in (bars.ts[0], bars.ts[-1]))
     assert f"  market    bittrex ADA/BTC 1m: {len(bars):,} stored bars, {first} .. {last}" in out
     assert "  market    bittrex LTC/BTC 1m: no stored bar: nothing to replay (store bars with " \
@@ -86,12 +95,14 @@ def test_replay_says_what_it_starts_shows_progress_and_explains_a_bot_without_ba
     report = {line.split()[0]: line for line in out if re.match(r"^\S+ +(finished|no bars)", line)}
     assert re.match(rf"fast +finished +bars={len(bars)} ", report["fast"])
     assert re.match(rf"slow +finished +bars={len(bars)} ", report["slow"])
-    assert re.match(r"nothing +no bars +bars=0 +restarts=0  bittrex LTC/BTC 1m has no stored bar", report["nothing"])
+    assert re.match(r"nothing +no bars +bars=0 +restarts=0  bittrex LTC/BTC 1m has no stored bar",
+                    report["nothing"])
     assert out[-1].startswith(f"replayed {2 * len(bars):,} bars of 3 bot(s) in ")
 
     # progress (stderr is no terminal here: a line every --progress seconds, the last at 100 %)
     progress = [line for line in done.stderr.splitlines() if line.startswith("replay: ")]
-    parsed = [re.match(r"replay: (\d+)% ([\d,]+)/([\d,]+) bars, ([\d,]+) bars/s, (.+)$", line) for line in progress]
+    pattern = re.compile(r"replay: (\d+)% ([\d,]+)/([\d,]+) bars, ([\d,]+) bars/s, (.+)$")
+    parsed = [pattern.match(line) for line in progress]
     assert all(parsed), progress
     counts = [int(match.group(2).replace(",", "")) for match in parsed]
     assert len(progress) >= 2 and counts == sorted(counts)
@@ -103,7 +114,8 @@ def test_replay_says_what_it_starts_shows_progress_and_explains_a_bot_without_ba
     again = subprocess.run(command, cwd=REPO, env=_environment(sqlite_url), capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "  bot       fast: sma_cross(fast=5, slow=20) on bittrex ADA/BTC 1m; resumes after " in again.stdout
+    assert "  bot       fast: sma_cross(fast=5, slow=20) on bittrex ADA/BTC 1m; resumes after " \
+        in again.stdout
     assert re.search(r"^fast +up to date +bars=0 +restarts=0  already processed every stored bar",
                      again.stdout, re.MULTILINE)
 
@@ -113,12 +125,13 @@ def test_replay_of_markets_without_any_bar_is_one_error_line(sqlite_url, tmp_pat
     folder = _write_bots(tmp_path / "bots", {"nothing": {"market": EMPTY_MARKET}})
     assert candela(["--database-url", sqlite_url, "run", "--bots", str(folder), "--replay"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
-    assert error == ["error: nothing to replay: no stored bar for bittrex LTC/BTC 1m; store some first "
-                     "with 'candela data backfill' or 'candela data import'"]
+    assert error == ["error: nothing to replay: no stored bar for bittrex LTC/BTC 1m; store some "
+                     "first with 'candela data backfill' or 'candela data import'"]
 
 
 @pytest.mark.slow
-def test_bots_list_tells_running_idle_orphaned_stopped_and_failed_apart(any_engine, ada_btc_bars, tmp_path, capsys):
+def test_bots_list_tells_running_idle_orphaned_stopped_and_failed_apart(any_engine, ada_btc_bars,
+                                                                        tmp_path, capsys):
     url = any_engine.url.render_as_string(hide_password=False)
     bars = ada_btc_bars[:600]
     store_bars(any_engine, ADA_BTC, bars)
@@ -142,7 +155,8 @@ def test_bots_list_tells_running_idle_orphaned_stopped_and_failed_apart(any_engi
              message="the bot to show as orphaned")
     capsys.readouterr()
     assert candela(["--database-url", url, "bots", "list", "--stale", "1"]) == 0
-    assert "(its runner is gone: 'candela run' resumes it from its last bar)" in capsys.readouterr().out
+    listing = capsys.readouterr().out
+    assert "(its runner is gone: 'candela run' resumes it from its last bar)" in listing
 
     runner = start()  # it resumes the orphaned bot
     wait_for(lambda: "bots: 1 running;" in _read_available(runner), 20, interval=0.2,
@@ -156,7 +170,8 @@ def test_bots_list_tells_running_idle_orphaned_stopped_and_failed_apart(any_engi
     assert candela(["--database-url", url, "bots", "stop", "hosted"]) == 0
     assert _states(url, capsys).get("hosted") == "stopped"
 
-    broken = bot_config("broken", "runner_test_strategies:BROKEN", params={"fail_at_ts": int(bars.ts[100])})
+    broken = bot_config("broken", "runner_test_strategies:BROKEN",
+                        params={"fail_at_ts": int(bars.ts[100])})
     replay(any_engine, InProcessBus(), [broken], settings=FAST_SETTINGS)
     assert _states(url, capsys).get("broken") == "failed"
 

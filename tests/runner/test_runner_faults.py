@@ -101,8 +101,8 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(pg_url, sqlite_url
 
     env = dict(os.environ, CANDELA_DATABASE_URL=pg_url, PYTHONPATH=str(HERE))
     env.pop("CANDELA_REDIS_URL", None)
-    command = [sys.executable, "-m", "candela.cli", "run", "--bots", str(folder), "--replay", "--poll", "0.05",
-               "--batch-bars", "7"]
+    command = [sys.executable, "-m", "candela.cli", "run", "--bots", str(folder), "--replay",
+               "--poll", "0.05", "--batch-bars", "7"]
     total = len(bars) * len(KILL_BOTS)
     rng = random.Random(20261121)
     thresholds = sorted(rng.sample(range(20, total - 50), 21))
@@ -186,7 +186,8 @@ def _pings(client) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_redis_outage_bars_still_processed_and_publishing_resumes(pg_engine, own_redis, ada_btc_bars, caplog):
+def test_redis_outage_bars_still_processed_and_publishing_resumes(pg_engine, own_redis,
+                                                                  ada_btc_bars, caplog):
     bars = ada_btc_bars[:700]
     config = bot_config("redis-outage", "sma_cross", start=int(bars.ts[0]))
     channel = market_channel(*ADA_BTC)
@@ -243,10 +244,11 @@ def test_redis_outage_bars_still_processed_and_publishing_resumes(pg_engine, own
     said = [record.getMessage() for record in caplog.records if record.name == "candela.core.bus"]
     gone = [m for m in said if m.startswith(f"Redis unreachable at {own_redis.url}")]
     back = [m for m in said if m == f"Redis at {own_redis.url} is back: publishing resumed"]
-    assert 1 <= len(gone) == len(back) <= 2  # the two publishing buses: the runner's, the pipeline's
+    assert 1 <= len(gone) == len(back) <= 2  # the publishing buses: the runner's, the pipeline's
     lost = sorted(m.split(" lost")[0] for m in said if " lost (" in m)
     restored = sorted(m.removesuffix(" restored") for m in said if m.endswith(" restored"))
-    assert lost == restored == [f"Redis subscription to {channel}"  # the runner's and the listener's
+    # the runner's subscription and the listener's
+    assert lost == restored == [f"Redis subscription to {channel}"
                                 for channel in sorted([f"signals:{config.bot_id}", channel])]
     assert count_rows(pg_engine, schema.signals, config.bot_id) == 700
     result = research.backtest(get_strategy("sma_cross"), bars, config.params, config.costs)
@@ -255,7 +257,8 @@ def test_redis_outage_bars_still_processed_and_publishing_resumes(pg_engine, own
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_postgres_outage_retries_writes_nothing_partial_and_catches_up(pg_url, ada_btc_bars, caplog):
+def test_postgres_outage_retries_writes_nothing_partial_and_catches_up(pg_url, ada_btc_bars,
+                                                                       caplog):
     from sqlalchemy.engine import make_url
 
     bars = ada_btc_bars[:900]
@@ -312,7 +315,8 @@ def test_postgres_outage_retries_writes_nothing_partial_and_catches_up(pg_url, a
     assert outage == ["database_unavailable", "database_recovered"]
     said = [record.getMessage() for record in caplog.records if record.name == "runner.outage"]
     assert len(said) == 2
-    assert said[0].startswith("database unreachable (") and "every bot waits at its last committed bar" in said[0]
+    assert said[0].startswith("database unreachable (")
+    assert "every bot waits at its last committed bar" in said[0]
     assert re.fullmatch(r"database reachable again after \d+\.\d s", said[1])
     assert count_rows(direct, schema.signals, config.bot_id) == 900
     result = research.backtest(get_strategy("ema_cross"), bars, config.params, config.costs)

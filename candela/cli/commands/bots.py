@@ -39,7 +39,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--bots", default=None, metavar="DIR",
                          help="also list configs of this folder not yet registered (default: config/bots/)")
     listing.add_argument("--stale", type=float, default=STALE_SECONDS, metavar="SECONDS",
-                         help="a hosted bot without a heartbeat for this long is orphaned (default: 60)")
+                         help="a hosted bot without a heartbeat for this long is orphaned "
+                              "(default: 60)")
     listing.set_defaults(handler=_list)
     start = sub.add_parser("start", help="mark a bot active (the runner starts it)")
     start.add_argument("bot_id", metavar="ID")
@@ -51,7 +52,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     status.add_argument("bot_id", metavar="ID", nargs="?")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument("--stale", type=float, default=STALE_SECONDS, metavar="SECONDS",
-                        help="a hosted bot without a heartbeat for this long is orphaned (default: 60)")
+                        help="a hosted bot without a heartbeat for this long is orphaned "
+                             "(default: 60)")
     status.set_defaults(handler=_status)
 
 
@@ -109,8 +111,9 @@ def _bot_summaries(engine, stale_seconds: float = STALE_SECONDS) -> list[dict]:
             last_event = last_events.get(bot.bot_id)
             summaries.append(dict(
                 bot_id=bot.bot_id, strategy=bot.strategy, exchange=bot.exchange, symbol=bot.symbol,
-                timeframe=bot.timeframe, status=bot.status, last_event=last_event, heartbeat_age_ms=age,
-                state=bot_state(bot.status, last_event, age, stale_seconds * 1000), restarts=bot.restarts,
+                timeframe=bot.timeframe, status=bot.status, last_event=last_event,
+                heartbeat_age_ms=age, restarts=bot.restarts,
+                state=bot_state(bot.status, last_event, age, stale_seconds * 1000),
                 last_error=bot.last_error, heartbeat_at=bot.heartbeat_at,
                 cursor_ts=None if state is None else state.cursor_ts,
                 cash=None if state is None else state.cash,
@@ -224,11 +227,13 @@ def _status(arguments: argparse.Namespace) -> int:
         print(json.dumps(summaries, indent=2, sort_keys=True))
         return 0
     for s in summaries:
-        print(f"{s['bot_id']}: {s['state']}  ({s['strategy']} on {s['exchange']} {s['symbol']} {s['timeframe']})")
+        market = f"{s['exchange']} {s['symbol']} {s['timeframe']}"
+        print(f"{s['bot_id']}: {s['state']}  ({s['strategy']} on {market})")
         print(f"  last bar   {_time(s['cursor_ts'])} UTC   signals {s['signals']}   trades {s['trades']}")
         if s["cash"] is not None:
             print(f"  cash {s['cash']:.8g}   position {s['position']:.8g}   equity {s['equity']:.8g}")
-        beat = "none" if s["heartbeat_at"] is None else f"{_time(s['heartbeat_at'])} UTC, {_heartbeat(s)}"
+        beat = ("none" if s["heartbeat_at"] is None
+                else f"{_time(s['heartbeat_at'])} UTC, {_heartbeat(s)}")
         print(f"  heartbeat  {beat}   restarts {s['restarts']}")
         if s["last_error"]:
             print(f"  last error {s['last_error']}")

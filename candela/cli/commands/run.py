@@ -79,12 +79,17 @@ def _run(arguments: argparse.Namespace) -> int:
     import signal
     import time
 
+    from candela.cli.commands.run_report import (
+        ProgressReporter,
+        describe,
+        final_report,
+        stored_bars,
+    )
     from candela.core.bus import make_bus
     from candela.core.db import connect, database_url
     from candela.core.paths import BOT_CONFIG_DIR
     from runner.config import BotConfigError, load_bot_configs
     from runner.ledger import BotConfigChangedError
-    from candela.cli.commands.run_report import ProgressReporter, describe, final_report, stored_bars
     from runner.process import Replay, Runner, RunnerSettings
 
     if not arguments.replay and (arguments.from_ or arguments.to):
@@ -111,14 +116,15 @@ def _run(arguments: argparse.Namespace) -> int:
     if not arguments.progress > 0:
         raise CommandError(f"--progress must be more than 0 seconds, got {arguments.progress:g}")
     if arguments.summary < 0:
-        raise CommandError(f"--summary must be 0 (never) or more seconds, got {arguments.summary:g}")
+        raise CommandError(f"--summary must be 0 (never) or more seconds, got "
+                           f"{arguments.summary:g}")
     engine = connect(arguments.database_url, pool_size=arguments.workers + 5)
     markets = stored_bars(engine, sorted({config.market for config in configs}))
     if replay is not None and not any(bars.count for bars in markets.values()):
         engine.dispose()
         raise CommandError(
-            f"nothing to replay: no stored bar for {', '.join(' '.join(m) for m in markets)}; store "
-            "some first with 'candela data backfill' or 'candela data import'")
+            f"nothing to replay: no stored bar for {', '.join(' '.join(m) for m in markets)}; "
+            "store some first with 'candela data backfill' or 'candela data import'")
     bus = make_bus()
     settings = RunnerSettings(poll_interval=arguments.poll, heartbeat_interval=arguments.heartbeat,
                               workers=arguments.workers)
@@ -143,8 +149,8 @@ def _run(arguments: argparse.Namespace) -> int:
             reporting.cancel()
             await asyncio.gather(reporting, return_exceptions=True)
 
-    print("\n".join(describe(engine, bus, configs, replay, markets, database_url(arguments.database_url))),
-          flush=True)
+    url = database_url(arguments.database_url)
+    print("\n".join(describe(engine, bus, configs, replay, markets, url)), flush=True)
     started = time.monotonic()
 
     # Keep what exists by now (imported modules, numba and SQLAlchemy internals: over 100,000

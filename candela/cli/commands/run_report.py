@@ -84,7 +84,7 @@ def describe(engine, bus, configs, replay, markets: dict, url: str | None = None
         window = []
         if replay.from_ts is not None:
             window.append(f"from {fmt_time(replay.from_ts)}")
-        window.append(f"to {fmt_time(replay.to_ts)}" if replay.to_ts is not None else "to the newest")
+        window.append("to the newest" if replay.to_ts is None else f"to {fmt_time(replay.to_ts)}")
         mode = f"replaying stored bars {' '.join(window)}"
     lines = [f"candela run: {len(configs)} bot(s) on {n_markets} market(s), {mode}",
              f"  database  {redacted(url or engine.url.render_as_string(hide_password=False))}",
@@ -180,7 +180,8 @@ class ProgressReporter:
         from research.formatting import fmt_count, fmt_duration
 
         rate = done / seconds if seconds > 0 else 0.0
-        left = f"{fmt_duration((total - done) / rate * 1000)} left" if rate > 0 else "time left unknown"
+        left = (f"{fmt_duration((total - done) / rate * 1000)} left" if rate > 0
+                else "time left unknown")
         share = 100.0 * done / total if total else 100.0
         return (f"replay: {share:.0f}% {fmt_count(done)}/{fmt_count(total)} bars, "
                 f"{fmt_count(rate)} bars/s, {left}")
@@ -217,7 +218,8 @@ class ProgressReporter:
             self._bar.close()
             self._bar = None
         elif total and not self.stream.isatty():
-            self.stream.write(self.progress_line(done, total, time.monotonic() - self.started) + "\n")
+            seconds = time.monotonic() - self.started
+            self.stream.write(self.progress_line(done, total, seconds) + "\n")
             self.stream.flush()
 
 
@@ -240,15 +242,21 @@ def final_report(engine, configs, reports, replay, markets: dict, seconds: float
                 status = "no bars"
                 note = (f"  {market_name(config.market)} has no stored bar: store some with "
                         "'candela data backfill' or 'candela data import'")
-            elif cursor is not None and (replay is None or replay.to_ts is None or cursor >= replay.to_ts) \
-                    and cursor >= bars.last_ts:
+            elif cursor is not None and cursor >= min(bars.last_ts, _end(replay, bars.last_ts)):
                 status = "up to date"
-                note = f"  already processed every stored bar (the newest closed {fmt_time(bars.last_ts)})"
+                note = (f"  already processed every stored bar (the newest closed "
+                        f"{fmt_time(bars.last_ts)})")
             else:
                 status = "no bars"
                 note = "  no stored bar in the requested window"
-        lines.append(f"{config.bot_id:<24} {status:<10} bars={report.bars:<8} restarts={report.restarts}{note}")
+        lines.append(f"{config.bot_id:<24} {status:<10} bars={report.bars:<8} "
+                     f"restarts={report.restarts}{note}")
     if replay is not None and seconds > 0 and total:
-        lines.append(f"replayed {fmt_count(total)} bars of {len(configs)} bot(s) in {seconds:.1f} s: "
-                     f"{fmt_count(total / seconds)} bars/s")
+        lines.append(f"replayed {fmt_count(total)} bars of {len(configs)} bot(s) in "
+                     f"{seconds:.1f} s: {fmt_count(total / seconds)} bars/s")
     return lines
+
+
+def _end(replay, newest: int) -> int:
+    """The last bar close time a run goes to: ``--to`` of a replay, else ``newest``."""
+    return newest if replay is None or replay.to_ts is None else replay.to_ts
