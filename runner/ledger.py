@@ -201,6 +201,11 @@ def _postgres_batch_params(records: Sequence[BarRecord],
     return params
 
 
+def _quote(text: str) -> str:
+    """``text`` as an element of an array literal: double-quoted, ``\\`` and ``"`` escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _array_literal(values: list, kind: str) -> str:
     """PostgreSQL array literal (``'{...}'``) of ``values`` of type ``kind`` (``None``: NULL).
 
@@ -210,12 +215,13 @@ def _array_literal(values: list, kind: str) -> str:
     ``inf`` included), so every value is stored bit for bit.
     """
     if kind == "text":
-        items = ["NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-                 for value in values]
+        quoted: dict[str, str] = {"": '""'}  # a batch repeats its bot ids, actions and hashes
+        items = ["NULL" if value is None else quoted.get(value) or quoted.setdefault(
+                 value, _quote(value)) for value in values]
     elif kind == "boolean":
         items = ["t" if value else "f" for value in values]
     elif kind == "float8":
-        items = [repr(float(value)) for value in values]
+        items = [repr(value) if type(value) is float else repr(float(value)) for value in values]
     else:
         items = ["NULL" if value is None else str(int(value)) for value in values]
     return "{" + ",".join(items) + "}"
