@@ -17,7 +17,9 @@ same interpreter (the extracted tree first on ``PYTHONPATH``), after a short war
 on another market that loads the compiled kernels, and is repeated (``CANDELA_BENCH_REPEATS``,
 default 3): the table gives min / median / max of the throughput and the ratio of the medians.
 ``bars/s`` counts market bars (each processed by all five bots); ``bot-bars/s`` is five times
-that. Every run checks that each bot recorded one decision per bar.
+that. ``CPU µs/bot-bar`` is the measuring process's CPU time (all its threads, not the database
+server's) per decision: steadier than the wall clock on a shared machine. Every run checks
+that each bot recorded one decision per bar.
 
 Run: ``.venv/bin/python -m bench.replay_speed``. Not a test: prints figures, asserts nothing.
 """
@@ -90,8 +92,9 @@ def _bus():
     return RedisBus(REDIS_URL), "redis"
 
 
-def _replay(engine, bus, market, tag: str) -> tuple[float, int]:
-    """Replay every stored bar of ``market`` with five bots; return (seconds, decisions)."""
+def _replay(engine, bus, market, tag: str) -> tuple[float, float, int]:
+    """Replay every stored bar of ``market`` with five bots; return (seconds, CPU seconds of
+    this process, decisions)."""
     import asyncio
 
     from sqlalchemy import func, select
@@ -106,18 +109,19 @@ def _replay(engine, bus, market, tag: str) -> tuple[float, int]:
                                      costs={"fee_rate": 0.0025, "slippage_bps": 5}),
                                 source="bench") for name in names()[:5]]
     runner = Runner(engine, bus, configs, replay=Replay())
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     reports = asyncio.run(runner.run())
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert all(report.status == "finished" for report in reports.values()), reports
     with engine.connect() as connection:
         decisions = connection.execute(select(func.count()).select_from(schema.signals).where(
             schema.signals.c.bot_id.like(f"{tag}-%"))).scalar_one()
-    return seconds, int(decisions)
+    return seconds, cpu, int(decisions)
 
 
 def measure(database: str, bars: int) -> dict:
-    """One timed replay of ``bars`` bars by five bots on ``database`` (``postgresql``/``sqlite``)."""
+    """One timed replay of ``bars`` bars by five bots on ``database`` (``postgresql`` or
+    ``sqlite``)."""
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
@@ -148,7 +152,7 @@ def measure(database: str, bars: int) -> dict:
         _store(engine, ("warmup", "ADA/BTC", "1m"), rows[:WARM_UP_BARS])
         _replay(engine, bus, ("warmup", "ADA/BTC", "1m"), "warm")  # loads kernels, warms caches
         _store(engine, ("bittrex", "ADA/BTC", "1m"), rows)
-        seconds, decisions = _replay(engine, bus, ("bittrex", "ADA/BTC", "1m"), "bench")
+        seconds, cpu, decisions = _replay(engine, bus, ("bittrex", "ADA/BTC", "1m"), "bench")
         bus.flush(60)
     finally:
         bus.close()
@@ -157,7 +161,7 @@ def measure(database: str, bars: int) -> dict:
             drop()
         folder.cleanup()
     return dict(database=database, bus=bus_name, bars=len(rows), bots=5, seconds=seconds,
-                decisions=decisions, complete=decisions == 5 * len(rows))
+                cpu_seconds=cpu, decisions=decisions, complete=decisions == 5 * len(rows))
 
 
 # ------------------------------------------------------------------ the comparison (main)
@@ -173,7 +177,8 @@ def baseline_tree(revision: str) -> Path | None:
     target = Path(tempfile.gettempdir()) / f"candela-bench-{full[:12]}"
     if not (target / ".complete").exists():
         target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", full], cwd=REPO, capture_output=True, check=True)
+        archive = subprocess.run(["git", "archive", full], cwd=REPO, capture_output=True,
+                                 check=True)
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
         (target / ".complete").touch()
     return target
@@ -181,8 +186,8 @@ def baseline_tree(revision: str) -> Path | None:
 
 def _run(tree: Path, database: str) -> dict:
     environment = dict(os.environ, PYTHONPATH=str(tree))
-    completed = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure", database,
-                                str(BARS)], cwd=tree, env=environment, capture_output=True, text=True)
+    command = [sys.executable, str(Path(__file__).resolve()), "--measure", database, str(BARS)]
+    completed = subprocess.run(command, cwd=tree, env=environment, capture_output=True, text=True)
     if completed.returncode != 0:
         raise RuntimeError(f"measurement in {tree} failed:\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -192,11 +197,11 @@ def main() -> None:
     """Print replay throughput before and after for PostgreSQL and SQLite."""
     revision = os.environ.get("CANDELA_BENCH_BASELINE", BASELINE)
     before = baseline_tree(revision)
-    print(f"runner replay throughput: 5 bots (the shipped strategies) on {BARS} real ADA/BTC 1m bars, "
-          f"{REPEATS} runs each; before = {revision}"
+    print(f"runner replay throughput: 5 bots (the shipped strategies) on {BARS} real ADA/BTC 1m "
+          f"bars, {REPEATS} runs each; before = {revision}"
           + ("" if before else " (unavailable: no git history, only 'after' is measured)"))
     print(f"{'database':<11} {'code':<7} {'bus':<11} {'bars/s min / median / max':>28} "
-          f"{'bot-bars/s':>11} {'ratio':>7}")
+          f"{'bot-bars/s':>11} {'ratio':>7} {'CPU µs/bot-bar':>15}")
     for database in ("postgresql", "sqlite"):
         medians = {}
         for label, tree in (("before", before), ("after", REPO)):
@@ -209,9 +214,10 @@ def main() -> None:
             rates = sorted(run["bars"] / run["seconds"] for run in runs)
             medians[label] = statistics.median(rates)
             ratio = f"{medians[label] / medians['before']:.1f}x" if "before" in medians else ""
+            cpu = statistics.median(run["cpu_seconds"] / run["decisions"] * 1e6 for run in runs)
             print(f"{database:<11} {label:<7} {runs[0]['bus']:<11} "
                   f"{rates[0]:>8.0f} / {medians[label]:>7.0f} / {rates[-1]:>7.0f}  "
-                  f"{5 * medians[label]:>11.0f} {ratio:>7}", flush=True)
+                  f"{5 * medians[label]:>11.0f} {ratio:>7} {cpu:>15.0f}", flush=True)
 
 
 if __name__ == "__main__":
