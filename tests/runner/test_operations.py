@@ -191,3 +191,36 @@ def _read_available(process) -> str:
         text += chunk
     _seen_stderr[process.pid] = text
     return text
+
+
+def test_an_outage_is_said_once_and_its_end_once(caplog):
+    """Many failures make one warning, the first success one line with the outage's length; the
+    stale connections failing right after a recovery are no new outage, a lasting one is."""
+    from runner.outage import Outage
+
+    now = [100.0]
+    notices = []
+    outage = Outage("database", "bots wait", notice=lambda event, **details: notices.append(event),
+                    quiet=10.0, clock=lambda: now[0])
+    for _ in range(5):
+        outage.failed("connection refused")
+        now[0] += 1
+    assert outage.down
+    outage.succeeded()
+    outage.succeeded()
+    now[0] += 2
+    outage.failed("server closed the connection unexpectedly")  # a pooled connection of before
+    assert not outage.down
+    now[0] += 20
+    outage.failed("connection refused")  # down again, for real
+    now[0] += 3
+    outage.succeeded()
+    said = [record.getMessage() for record in caplog.records if record.name == "runner.outage"]
+    assert said == [
+        "database unreachable (connection refused): bots wait; retrying until it is back",
+        "database reachable again after 5.0 s",
+        "database unreachable (connection refused): bots wait; retrying until it is back",
+        "database reachable again after 3.0 s",
+    ]
+    assert notices == ["database_unavailable", "database_recovered"] * 2
+    assert outage.outages == 2
