@@ -4,7 +4,7 @@ For 1, 10 and 100 bots in one runner process (the shipped strategies in turn, de
 parameters, all on Bittrex ADA/BTC 1m from the bundled sample), a stand-in for the data pipeline
 commits one closed bar to PostgreSQL and publishes it on ``market:...`` (Redis). The runner
 wakes the market's bots: one read of the bar from the database, then each bot decides on its
-warm-up window and fills with ``step``; all their signals/trades/states/equity snapshots
+history window and fills with ``step``; all their signals/trades/states/equity snapshots
 commit in one transaction (durable: ``synchronous_commit`` stays on), then every message goes
 out in one Redis round trip (see :mod:`runner.market_group`). The latency of one (bot, bar) is
 the time from just before the bar's publication to the bot's signal's arrival at a Redis

@@ -259,7 +259,8 @@ class CandleAggregator:
 
     The first interval of each timeframe is only partly observed (the aggregator started inside
     it), so candles opening before ``emit_from_ms`` are never emitted; by default that is the
-    first trade's time. Backfill fills that edge from the exchange's own candles.
+    first trade's time. Backfill fills that edge from the exchange's own candles. A collector
+    that restarts hands over what it knows of each open interval with :meth:`resume` instead.
 
     Parameters
     ----------
@@ -277,7 +278,7 @@ class CandleAggregator:
             raise ValueError("give at least one timeframe")
         self.timeframes = {name: _check_timeframe(ms) for name, ms in timeframes_ms.items()}
         self.empty = empty
-        self.emit_from_ms = emit_from_ms
+        self._emit_from: dict[str, int | None] = dict.fromkeys(self.timeframes, emit_from_ms)
         self._open: dict[str, Candles | None] = dict.fromkeys(self.timeframes)
         self._last_emitted_ts: dict[str, int | None] = dict.fromkeys(self.timeframes)
         self._last_close: dict[str, float | None] = dict.fromkeys(self.timeframes)
@@ -292,8 +293,10 @@ class CandleAggregator:
         ts = np.asarray(ts, dtype=np.int64)
         price = np.asarray(price, dtype=np.float64)
         amount = np.asarray(amount, dtype=np.float64)
-        if self.emit_from_ms is None and len(ts):
-            self.emit_from_ms = int(ts.min())
+        if len(ts):
+            for name, start in self._emit_from.items():
+                if start is None:
+                    self._emit_from[name] = int(ts.min())
         if len(ts) > 1 and (np.diff(ts) < 0).any():
             order = np.argsort(ts, kind="stable")
             ts, price, amount = ts[order], price[order], amount[order]
@@ -339,6 +342,28 @@ class CandleAggregator:
         self._open[name] = groups.take(slice(-1, None))
         return self._emit(name, tf, groups.take(slice(0, -1)))
 
+    def resume(self, timeframe: str, *, open_from_ms: int,
+               previous: tuple[int, float] | None = None, partial: Candles | None = None) -> None:
+        """Continue ``timeframe`` where an earlier aggregator of the same market stopped.
+
+        Parameters
+        ----------
+        open_from_ms : int
+            Open time of the first candle this aggregator may emit: the interval the earlier
+            one left open, when its part before the trades still to come is known (``partial``,
+            or nothing of it happened yet), else the interval after it (that one is skipped).
+        previous : (close ts, close), optional
+            The stored candle just before, for the flat candles of intervals without trades.
+        partial : Candles, optional
+            One candle: the open interval's part known so far (built from stored finer
+            candles); the trades added next extend it.
+        """
+        self._emit_from[timeframe] = int(open_from_ms)
+        if previous is not None:
+            self._last_emitted_ts[timeframe] = int(previous[0])
+            self._last_close[timeframe] = float(previous[1])
+        self._open[timeframe] = partial
+
     def close_until(self, now_ms: int, *, fill_empty: bool | None = None) -> dict[str, Candles]:
         """Close every candle whose interval ended at or before ``now_ms`` (wall clock).
 
@@ -382,8 +407,9 @@ class CandleAggregator:
             return candles
         self._last_emitted_ts[name] = int(candles.ts[-1])
         self._last_close[name] = float(candles.close[-1])
-        if self.emit_from_ms is not None:
-            candles = candles.take(candles.ts - tf >= self.emit_from_ms)
+        start = self._emit_from[name]
+        if start is not None:
+            candles = candles.take(candles.ts - tf >= start)
         return candles
 
 

@@ -25,7 +25,10 @@ stream proves nothing, so the wall clock alone never invents a candle.
 The interval the collector starts in is only partly observed, so its candle is not stored (the
 backfill fills that edge from the exchange's own candles). The collector is crash-safe at the
 level of trades: ``collector_state`` says which trade ids are in committed candles' progress;
-candles are written idempotently.
+candles are written idempotently. A restarted collector first rebuilds the candles its
+predecessor left open (:mod:`data_pipeline.resume`: the open interval's trades fetched again,
+coarser candles from the stored finer ones), then fetches the trades it missed: a killed and
+restarted collector loses no candle.
 
 :func:`poll_candles` is the fallback where WebSockets are unavailable: it backfills the newest
 candles over REST every ``interval`` seconds and publishes the new ones.
@@ -48,6 +51,7 @@ from candela.core.timeframes import timeframe_to_ms
 from data_pipeline.aggregate import CandleAggregator
 from data_pipeline.backfill import backfill, check_markets, exchange_now
 from data_pipeline.publish import Publisher, publish_bars
+from data_pipeline.resume import resume_open_candles
 from data_pipeline.retry import RetryPolicy, call_with_retry
 from data_pipeline.store import store_bars
 
@@ -112,7 +116,7 @@ class TradeCollector:
         self.last_trade_ids: dict[str, int | None] = dict.fromkeys(self.symbols)
         self.latest_trade_ts: dict[str, int | None] = dict.fromkeys(self.symbols)
         self.stats = {"trades": 0, "duplicates": 0, "refetched": 0, "candles": 0, "published": 0,
-                      "reconnects": 0}
+                      "reconnects": 0, "resumed": 0}
         self.reorder_wait = reorder_wait
         self.pending = {s: _trade_arrays([]) for s in self.symbols}
         self.pending_since: dict[str, float | None] = dict.fromkeys(self.symbols)
@@ -125,6 +129,9 @@ class TradeCollector:
         # candles are built here from trades: any timeframe will do, the symbols must exist
         await check_markets(self.exchange, self.symbols, [], self.policy)
         self._load_state()
+        if self.exchange.id in CONSECUTIVE_TRADE_IDS:
+            for symbol in self.symbols:  # finish the candles a previous run left open
+                self.stats["resumed"] += await resume_open_candles(self, symbol)
         await asyncio.gather(*(self._follow(symbol, should_stop) for symbol in self.symbols),
                              self._clock_loop(should_stop))
 
@@ -135,6 +142,8 @@ class TradeCollector:
         for row in rows:
             if row.symbol in self.last_trade_ids and row.last_trade_id is not None:
                 self.last_trade_ids[row.symbol] = int(row.last_trade_id)
+                if row.last_trade_ts is not None:
+                    self.latest_trade_ts[row.symbol] = int(row.last_trade_ts)
 
     async def _follow(self, symbol: str, should_stop: Callable[[], bool]) -> None:
         watch: asyncio.Future | None = None
@@ -217,7 +226,7 @@ class TradeCollector:
                     self.pending_since[symbol] = time.monotonic()
                 break
             first = int(ids[0])
-            missed = await self._fetch_missed(symbol, last + 1, first - 1)
+            missed = await self.fetch_missed(symbol, last + 1, first - 1)
             if missed is None or missed["id"].size == 0:
                 # too many to fetch, or the exchange has none of them: continue after the hole
                 if missed is None:
@@ -248,7 +257,9 @@ class TradeCollector:
         self.stats["duplicates"] += int(ids.size - np.count_nonzero(keep))
         return {key: value[order][keep] for key, value in batch.items()}
 
-    async def _fetch_missed(self, symbol: str, first_id: int, last_id: int) -> dict | None:
+    async def fetch_missed(self, symbol: str, first_id: int, last_id: int) -> dict | None:
+        """Trades with ``first_id <= id <= last_id`` over REST (``fromId`` pages), as id-sorted
+        arrays; ``None`` if more than ``max_catchup_trades`` are asked for."""
         wanted = last_id - first_id + 1
         if wanted > self.max_catchup_trades:
             log.warning("%s %s: %d trades missed (ids %d..%d), more than max_catchup_trades; candles "

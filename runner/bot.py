@@ -53,13 +53,14 @@ from research.kernels.records import (
 from research.strategy_model import StrategySpec
 from research.types import Bars
 from runner.config import BotConfig
-from runner.ledger import BarRecord, encode_state, load_state
+from runner.ledger import BarRecord, load_state
 from runner.market_data import BarWindow, bars_through
 from runner.strategy_source import strategy_source_hash
 
 _log = logging.getLogger(__name__)
 
 _NOT_PUBLISHED = ("indicators_json", "config_hash", "strategy_hash")  # signal columns kept off the bus
+_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(sort_keys=True), made once
 
 
 class ThreadConnections:
@@ -282,7 +283,7 @@ class Bot:
             raw_target=0.0 if math.isnan(raw) else raw,
             price=float(close),
             executed=bool(executed),
-            indicators_json=json.dumps(indicators, sort_keys=True),
+            indicators_json=_SORTED_JSON(indicators),
             created_at=created,
             config_hash=self.config_hash,
             strategy_hash=self.strategy_hash,
@@ -301,7 +302,7 @@ class Bot:
                 cash=float(state.cash),
                 position=float(state.position),
                 cursor_ts=ts,
-                state_json=encode_state(state),
+                state_json=state,  # encoded when written (only a batch's last state is)
                 updated_at=created,
             ),
             performance=dict(
@@ -312,6 +313,7 @@ class Bot:
                 position=float(state.position),
                 price=float(close),
             ),
+            previous_ts=self.cursor,
         )
         return PreparedBar(record, state, indicators)
 

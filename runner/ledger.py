@@ -27,7 +27,13 @@ BOT_STATUSES = ("active", "stopped", "failed")
 
 @dataclass
 class BarRecord:
-    """Rows one bar produces for one bot (see :mod:`candela.core.schema` for the columns)."""
+    """Rows one bar produces for one bot (see :mod:`candela.core.schema` for the columns).
+
+    ``previous_ts`` is the bot's cursor before this bar (the close ts of its previous processed
+    bar; ``None`` for its first bar): :func:`write_bars` writes the bar only if the stored
+    cursor still says so. ``state["state_json"]`` may be the :class:`State` itself: it is
+    encoded (:func:`encode_state`) only when it is the one stored, the last of a batch.
+    """
 
     bot_id: str
     bar_ts: int
@@ -35,6 +41,7 @@ class BarRecord:
     trades: list[dict] = field(default_factory=list)
     state: dict = field(default_factory=dict)
     performance: dict = field(default_factory=dict)
+    previous_ts: int | None = None
 
 
 def _insert(connection: Connection, table):
@@ -43,55 +50,86 @@ def _insert(connection: Connection, table):
 
 
 def write_bars(connection: Connection, records: Sequence[BarRecord]) -> set[str]:
-    """Record processed bars, at most one per bot, in ONE transaction; return the bots written.
+    """Record processed bars of several bots in ONE transaction; return the bots written.
 
-    For each record: the signal first, on ``uq_signals_bot_ts``; a bar recorded before (a retry
-    after an ambiguous commit, a second runner) writes nothing for its bot, and that bot is
-    absent from the result. The others get their trades, their ``bot_state`` row (upsert) and
-    their ``bot_performance`` snapshot. Every record is all or nothing, and the whole batch
-    commits (or fails) together.
+    ``records`` holds any number of consecutive bars per bot, in bar order (each record's
+    ``previous_ts`` is the ``bar_ts`` of the bot's record before it). A bot's bars are written
+    all or none, **only if its stored cursor** (``bot_state.cursor_ts``) **still equals the
+    first one's** ``previous_ts`` (no ``bot_state`` row, or a ``NULL`` cursor, for ``None``):
+    a compare-and-set that makes every (bot, bar) exactly once. A bot whose cursor moved (a
+    retry after an ambiguous commit, a second runner) writes nothing and is absent from the
+    result; its caller reloads it from the database. For a written bot: every signal, fill and
+    equity snapshot, and its ``bot_state`` row set to the last record's state. The whole batch
+    commits (or fails) together. ``uq_signals_bot_ts`` stays as a backstop: a signal that
+    exists although the cursor allowed it is an inconsistent ledger, and raises.
 
     On PostgreSQL the batch travels as ONE statement whatever its size (data-modifying CTEs over
-    ``unnest`` of column arrays, the dependent inserts keyed on the bots whose signal was
-    inserted), which is atomic by itself: on an ``AUTOCOMMIT`` connection a batch costs a single
-    round trip, commit included. The caller must not hold an open transaction on ``connection``.
+    ``unnest`` of column arrays; the inserts keyed on the bots whose cursor was claimed), which
+    is atomic by itself: on an ``AUTOCOMMIT`` connection a batch costs a single round trip,
+    commit included. Under concurrent writers the cursor's row lock orders them: the second
+    sees the first one's cursor and writes nothing for that bot. The caller must not hold an
+    open transaction on ``connection``.
 
     Raises
     ------
     ValueError
-        If two records belong to the same bot (its state row would be written twice).
+        If a bot's records are not consecutive (a record's ``previous_ts`` is not the
+        ``bar_ts`` of the bot's record before it).
     """
-    bot_ids = [record.bot_id for record in records]
-    if len(set(bot_ids)) != len(bot_ids):
-        raise ValueError("write_bars takes at most one bar per bot: split the batch by bar")
     if not records:
         return set()
+    bots = _by_bot(records)
     with connection.begin():
         if connection.dialect.name == "postgresql":
-            result = connection.exec_driver_sql(_POSTGRES_BATCH, _postgres_batch_params(records))
+            params = _postgres_batch_params(records, bots)
+            result = connection.exec_driver_sql(_POSTGRES_BATCH, params)
             return {row[0] for row in result}
-        return {record.bot_id for record in records if _write_one(connection, record)}
+        return {bot_id for bot_id, chain in bots.items() if _write_chain(connection, chain)}
 
 
-def _write_one(connection: Connection, record: BarRecord) -> bool:
-    """Insert one record inside the caller's transaction; ``False`` if its signal existed."""
-    inserted = connection.execute(
-        _insert(connection, schema.signals).on_conflict_do_nothing(index_elements=["bot_id", "ts"]),
-        record.signal,
-    )
-    if inserted.rowcount == 0:
+def _by_bot(records: Sequence[BarRecord]) -> dict[str, list[BarRecord]]:
+    """``{bot_id: its records}`` in order; checks that each bot's records are consecutive."""
+    bots: dict[str, list[BarRecord]] = {}
+    for record in records:
+        chain = bots.setdefault(record.bot_id, [])
+        if chain and record.previous_ts != chain[-1].bar_ts:
+            raise ValueError(
+                f"bot {record.bot_id!r}: bar {record.bar_ts} follows {record.previous_ts}, but the "
+                f"batch's previous bar of this bot is {chain[-1].bar_ts}: a bot's records must be "
+                "consecutive, in bar order")
+        chain.append(record)
+    return bots
+
+
+def _state_row(record: BarRecord) -> dict:
+    """The ``bot_state`` row of ``record`` with its state encoded."""
+    row = dict(record.state)
+    if not isinstance(row.get("state_json"), str):
+        row["state_json"] = encode_state(row["state_json"])
+    return row
+
+
+def _write_chain(connection: Connection, chain: list[BarRecord]) -> bool:
+    """Claim the bot's cursor and insert its records inside the caller's transaction (SQLite);
+    ``False`` if the stored cursor is not ``chain[0].previous_ts``."""
+    state = _state_row(chain[-1])
+    table = schema.bot_state
+    previous = chain[0].previous_ts
+    if previous is None:
+        claim = sqlite.insert(table).values(state).on_conflict_do_update(
+            index_elements=["bot_id"], set_={key: state[key] for key in _STATE_UPDATES},
+            where=table.c.cursor_ts.is_(None))
+    else:
+        claim = table.update().where(table.c.bot_id == state["bot_id"],
+                                     table.c.cursor_ts == previous).values(
+            {key: state[key] for key in _STATE_UPDATES})
+    if connection.execute(claim).rowcount != 1:
         return False
-    if record.trades:
-        connection.execute(schema.trades.insert(), record.trades)
-    state_insert = _insert(connection, schema.bot_state)
-    connection.execute(
-        state_insert.on_conflict_do_update(
-            index_elements=["bot_id"],
-            set_={key: state_insert.excluded[key] for key in _STATE_UPDATES},
-        ),
-        record.state,
-    )
-    connection.execute(schema.bot_performance.insert(), record.performance)
+    connection.execute(schema.signals.insert(), [record.signal for record in chain])
+    trades = [trade for record in chain for trade in record.trades]
+    if trades:
+        connection.execute(schema.trades.insert(), trades)
+    connection.execute(schema.bot_performance.insert(), [record.performance for record in chain])
     return True
 
 
@@ -106,7 +144,7 @@ _TRADE_COLUMNS = (("bot_id", "text"), ("bar_ts", "bigint"), ("seq", "integer"), 
                   ("reason", "text"), ("realized_pnl", "float8"), ("cash_after", "float8"),
                   ("position_after", "float8"), ("created_at", "bigint"))
 _STATE_COLUMNS = (("bot_id", "text"), ("cash", "float8"), ("position", "float8"), ("cursor_ts", "bigint"),
-                  ("state_json", "text"), ("updated_at", "bigint"))
+                  ("state_json", "text"), ("updated_at", "bigint"), ("previous_ts", "bigint"))
 _PERFORMANCE_COLUMNS = (("bot_id", "text"), ("ts", "bigint"), ("equity", "float8"), ("cash", "float8"),
                         ("position", "float8"), ("price", "float8"))
 
@@ -118,17 +156,27 @@ def _unnest(prefix: str, columns) -> str:
 
 
 def _insert_written(table: str, prefix: str, columns) -> str:
-    """INSERT of the rows of ``prefix`` that belong to a bot whose signal was just inserted."""
+    """INSERT of the rows of ``prefix`` that belong to a bot whose cursor was claimed."""
     names = ", ".join(name for name, _ in columns)
     return (f"INSERT INTO {table} ({names}) SELECT {names} FROM {_unnest(prefix, columns)} "
             f"WHERE {prefix}.bot_id IN (SELECT bot_id FROM written)")
 
 
+_STATE_NAMES = ", ".join(name for name in ("bot_id", *_STATE_UPDATES))
 _POSTGRES_BATCH = (
-    f"WITH written AS (INSERT INTO signals ({', '.join(name for name, _ in _SIGNAL_COLUMNS)}) "
-    f"SELECT * FROM {_unnest('g', _SIGNAL_COLUMNS)} ON CONFLICT (bot_id, ts) DO NOTHING RETURNING bot_id), "
-    f"new_state AS ({_insert_written('bot_state', 's', _STATE_COLUMNS)} ON CONFLICT (bot_id) DO UPDATE SET "
-    + ", ".join(f"{name} = EXCLUDED.{name}" for name in _STATE_UPDATES) + "), "
+    # a bot that has a cursor moves it on only from the batch's previous_ts...
+    "WITH moved AS (UPDATE bot_state SET "
+    + ", ".join(f"{name} = s.{name}" for name in _STATE_UPDATES)
+    + f" FROM {_unnest('s', _STATE_COLUMNS)} WHERE s.previous_ts IS NOT NULL "
+    "AND bot_state.bot_id = s.bot_id AND bot_state.cursor_ts = s.previous_ts RETURNING s.bot_id), "
+    # ...a bot without one starts it (unless another writer did)
+    f"started AS (INSERT INTO bot_state ({_STATE_NAMES}) SELECT {_STATE_NAMES} "
+    f"FROM {_unnest('s', _STATE_COLUMNS)} WHERE s.previous_ts IS NULL "
+    "ON CONFLICT (bot_id) DO UPDATE SET "
+    + ", ".join(f"{name} = EXCLUDED.{name}" for name in _STATE_UPDATES)
+    + " WHERE bot_state.cursor_ts IS NULL RETURNING bot_id), "
+    "written AS (SELECT bot_id FROM moved UNION ALL SELECT bot_id FROM started), "
+    f"new_signals AS ({_insert_written('signals', 'g', _SIGNAL_COLUMNS)}), "
     f"performance AS ({_insert_written('bot_performance', 'p', _PERFORMANCE_COLUMNS)}), "
     f"fills AS ({_insert_written('trades', 't', _TRADE_COLUMNS)}) "
     "SELECT bot_id FROM written"
@@ -136,12 +184,15 @@ _POSTGRES_BATCH = (
 """The one-round-trip batch write (plain driver SQL: no statement compilation per batch)."""
 
 
-def _postgres_batch_params(records: Sequence[BarRecord]) -> dict[str, str]:
+def _postgres_batch_params(records: Sequence[BarRecord],
+                           bots: dict[str, list[BarRecord]]) -> dict[str, str]:
     """Column arrays of :data:`_POSTGRES_BATCH`: ``{prefix_column: array literal}``."""
+    states = [dict(_state_row(chain[-1]), previous_ts=chain[0].previous_ts)
+              for chain in bots.values()]
     params = {}
     for prefix, columns, rows in (
         ("g", _SIGNAL_COLUMNS, [record.signal for record in records]),
-        ("s", _STATE_COLUMNS, [record.state for record in records]),
+        ("s", _STATE_COLUMNS, states),
         ("p", _PERFORMANCE_COLUMNS, [record.performance for record in records]),
         ("t", _TRADE_COLUMNS, [trade for record in records for trade in record.trades]),
     ):
@@ -150,8 +201,13 @@ def _postgres_batch_params(records: Sequence[BarRecord]) -> dict[str, str]:
     return params
 
 
+def _quote(text: str) -> str:
+    """``text`` as an element of an array literal: double-quoted, ``\\`` and ``"`` escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _array_literal(values: list, kind: str) -> str:
-    """PostgreSQL array literal (``'{...}'``) of ``values`` of type ``kind`` (``None``: NULL, text only).
+    """PostgreSQL array literal (``'{...}'``) of ``values`` of type ``kind`` (``None``: NULL).
 
     Sent as one string per column, which the server parses with the element type's own input
     function: much cheaper on both sides than an ``ARRAY[...]`` of SQL constants. Floats are
@@ -159,14 +215,15 @@ def _array_literal(values: list, kind: str) -> str:
     ``inf`` included), so every value is stored bit for bit.
     """
     if kind == "text":
-        items = ["NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-                 for value in values]
+        quoted: dict[str, str] = {"": '""'}  # a batch repeats its bot ids, actions and hashes
+        items = ["NULL" if value is None else quoted.get(value) or quoted.setdefault(
+                 value, _quote(value)) for value in values]
     elif kind == "boolean":
         items = ["t" if value else "f" for value in values]
     elif kind == "float8":
-        items = [repr(float(value)) for value in values]
+        items = [repr(value) if type(value) is float else repr(float(value)) for value in values]
     else:
-        items = [str(int(value)) for value in values]
+        items = ["NULL" if value is None else str(int(value)) for value in values]
     return "{" + ",".join(items) + "}"
 
 

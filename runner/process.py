@@ -21,12 +21,17 @@ Failures:
   a backoff and restarts from 1; after ``max_restarts_per_hour`` restarts within an hour it is
   marked ``failed`` and stops, while the other bots run on;
 * the database is unreachable: every bot of the pass waits with exponential backoff and starts
-  again from 1 (nothing partial was written: each round is one transaction);
+  again from 1 (nothing partial was written: each batch is one transaction). The runner says so
+  once (:attr:`Runner.database`, a ``database_unavailable`` notice) and once when it is back;
 * Redis is unreachable: publishing is queued by the bus, bars keep being processed (the database
-  poll replaces the lost ``market:`` messages).
+  poll replaces the lost ``market:`` messages); the bus says so once and once when it is back.
 
 ``candela bots stop|start ID`` changes ``bots.status``; the runner polls it and stops or
-(re)starts the bot. Heartbeats go to ``bots.heartbeat_at`` and ``status:{bot_id}``.
+(re)starts the bot. Heartbeats go to ``bots.heartbeat_at`` and ``status:{bot_id}``. When the
+runner stops hosting a bot it records a ``stopped`` (or, at the end of a replay, ``finished``)
+event, so that a bot whose runner vanished (killed, crashed, the machine gone) is told apart by
+its last event, a ``started`` one, and its stale heartbeat. :attr:`Runner.progress` counts the
+bars committed and left per bot.
 """
 
 from __future__ import annotations
@@ -48,7 +53,9 @@ from runner.bot import Bot, StrategyError, ThreadConnections
 from runner.config import BotConfig
 from runner.health import HealthSettings, HealthWatch
 from runner.market_data import MarketFeed
-from runner.market_group import MarketGroup, Member
+from runner.market_group import BATCH_BARS, BATCH_SECONDS, MarketGroup, Member
+from runner.outage import Outage
+from runner.progress import Progress, count_bars_after
 
 _log = logging.getLogger(__name__)
 
@@ -79,6 +86,12 @@ class RunnerSettings:
         (``candela.core.db.connect(url, pool_size=workers + 5)``, as ``candela run`` does).
     chunk : int
         Bars read from the database per query while catching up.
+    batch_bars : int
+        Most bars of each bot committed in one transaction while catching up or replaying
+        (:mod:`runner.market_group`; 1 commits every bar on its own). A live bar is committed
+        as soon as it is processed, whatever this is.
+    batch_seconds : float
+        Longest time a processed bar waits for its batch's commit.
     """
 
     poll_interval: float = 1.0
@@ -88,6 +101,8 @@ class RunnerSettings:
     database_retry: tuple[float, float] = (0.2, 5.0)
     workers: int = 10
     chunk: int = 2000
+    batch_bars: int = BATCH_BARS
+    batch_seconds: float = BATCH_SECONDS
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,7 @@ class _BotSlot:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stop_requested: bool = False
     running: bool = False
+    started: bool = False
     registered_at: int = 0
 
 
@@ -155,17 +171,24 @@ class Runner:
         self.replay = replay
         self.slots = {config.bot_id: _BotSlot(config, BotReport(config.bot_id)) for config in configs}
         self._stopping = False
+        self.progress = Progress(ids)
+        """Bars committed and left per bot (:class:`runner.progress.Progress`)."""
+        self.database = Outage("database", "every bot waits at its last committed bar",
+                               notice=self._notice)
+        """Whether the database is reachable: one warning per outage, one line when it is back."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
         write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._connections = ThreadConnections(engine)
         self._markets = {
             market_channel(*market): _Market(MarketGroup(
                 MarketFeed(market), bus.publish_many, follow=replay is None,
                 until_ts=replay.to_ts if replay is not None else None, chunk=settings.chunk,
-                write_lock=write_lock))
+                write_lock=write_lock, batch_bars=settings.batch_bars,
+                batch_seconds=settings.batch_seconds, writer=self._connections.get,
+                on_commit=self.progress.committed))
             for market in {config.market for config in configs}
         }
-        self._connections = ThreadConnections(engine)
         by_market: dict[tuple[str, str, str], list[str]] = {}
         for config in configs:
             by_market.setdefault(config.market, []).append(config.bot_id)
@@ -179,6 +202,17 @@ class Runner:
         self._stopping = True
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake_all)
+
+    def bot_states(self) -> dict[str, str]:
+        """``{bot_id: state}``: ``running`` (in its market's group), ``waiting`` (active, but
+        recovering, restarting after a crash or waiting for the database), ``stopped``,
+        ``failed`` or ``finished`` (its replay is done)."""
+        states = {}
+        for bot_id, slot in self.slots.items():
+            status = slot.report.status
+            waiting = "waiting" if status == "active" else status
+            states[bot_id] = "running" if slot.running else waiting
+        return states
 
     async def run(self) -> dict[str, BotReport]:
         """Run until every bot finished its replay, or until :meth:`request_stop` (live)."""
@@ -207,6 +241,8 @@ class Runner:
             if subscription is not None:
                 subscription.close()
             self._executor.shutdown(wait=True)
+            for market in self._markets.values():
+                market.group.close()
             self._connections.close_all()
         return {bot_id: slot.report for bot_id, slot in self.slots.items()}
 
@@ -256,7 +292,8 @@ class Runner:
             bot = Bot(slot.config)
             try:
                 await self._in_thread(self._recover, bot, slot)
-                slot.running = True
+                self.database.succeeded()
+                slot.running = slot.started = True
                 self._status(bot_id, "restarted" if restarted else "started", cursor=bot.cursor)
                 await self._in_thread(ledger.record_event, self.engine, bot_id,
                                       "restarted" if restarted else "started", None, count_restart=restarted)
@@ -265,11 +302,13 @@ class Runner:
                 await self._follow(bot, slot)
                 if self.replay is not None and not self._stopping and not slot.stop_requested:
                     slot.report.status = "finished"
+                    await self._lifecycle_event(bot_id, "finished",
+                                                f"replay done; last bar {bot.cursor}")
                     return
             except DATABASE_ERRORS as exc:
-                _log.warning("bot %s: database unavailable (%s); retrying in %.1fs", bot_id,
-                             _first_line(exc), database_wait)
-                self._notice("database_unavailable", bot_id=bot_id, error=_first_line(exc))
+                self.database.failed(_first_line(exc))
+                _log.debug("bot %s: database unavailable (%s); retrying in %.1fs", bot_id,
+                           _first_line(exc), database_wait)
                 await asyncio.sleep(database_wait)
                 database_wait = min(database_wait * 2, self.settings.database_retry[1])
             except Exception as exc:  # noqa: BLE001 - a crashing bot must not take the others down
@@ -281,8 +320,19 @@ class Runner:
                 slot.report.bars += bot.bars_processed
             if slot.stop_requested and not self._stopping:
                 self._status(bot_id, "stopped")
+                await self._lifecycle_event(bot_id, "stopped", "stopped from the command line")
         if slot.report.status == "active":
             self._status(bot_id, "stopped")
+            if slot.started:
+                await self._lifecycle_event(bot_id, "stopped", "the runner stopped")
+
+    async def _lifecycle_event(self, bot_id: str, event: str, detail: str) -> None:
+        """Record that the runner no longer hosts ``bot_id`` (``candela bots list`` tells a bot
+        whose runner stopped it from one whose runner vanished by this)."""
+        try:
+            await self._in_thread(ledger.record_event, self.engine, bot_id, event, detail)
+        except DATABASE_ERRORS as exc:
+            self.database.failed(_first_line(exc))
 
     def _recover(self, bot: Bot, slot: _BotSlot) -> None:
         begin = slot.config.start
@@ -293,6 +343,9 @@ class Runner:
         connection = self._connections.get()
         try:
             bot.recover(connection, begin)
+            until = self.replay.to_ts if self.replay is not None else None
+            left = count_bars_after(connection, slot.config.market, bot.after, until)
+            self.progress.recovered(slot.config.bot_id, left)
             if connection.in_transaction():
                 connection.rollback()
         except BaseException:
@@ -329,7 +382,10 @@ class Runner:
                 continue
             try:
                 await self._in_thread(self._pass, market.group)
+                self.database.succeeded()
             except Exception as exc:  # noqa: BLE001 - database errors: every member recovers
+                if isinstance(exc, DATABASE_ERRORS):
+                    self.database.failed(_first_line(exc))
                 market.group.fail_all(exc)
 
     def _pass(self, group: MarketGroup) -> None:
@@ -407,8 +463,9 @@ class Runner:
                     last_heartbeat = time.monotonic()
                     if self._health is not None:  # stalled markets, stale heartbeats (runner.health)
                         self.bus.publish_many(await self._in_thread(self._health.check, running))
+                self.database.succeeded()
             except DATABASE_ERRORS as exc:
-                _log.warning("status poll failed: %s", _first_line(exc))
+                self.database.failed(_first_line(exc))
             await asyncio.sleep(self.settings.poll_interval)
 
     def _read_statuses(self) -> dict[str, str]:
@@ -432,11 +489,14 @@ class Runner:
         wait = self.settings.database_retry[0]
         while True:
             try:
-                return await self._in_thread(function, *args, **kwargs)
+                result = await self._in_thread(function, *args, **kwargs)
             except DATABASE_ERRORS as exc:
-                _log.warning("database unavailable (%s); retrying in %.1fs", _first_line(exc), wait)
+                self.database.failed(_first_line(exc))
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, self.settings.database_retry[1])
+                continue
+            self.database.succeeded()
+            return result
 
     async def _sleep_or_wake(self, wake: asyncio.Event, timeout: float) -> None:
         try:

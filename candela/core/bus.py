@@ -62,12 +62,18 @@ def redis_url(url: str | None = None) -> str | None:
     return url or os.environ.get("CANDELA_REDIS_URL") or None
 
 
+_STRICT = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False).encode
+_LENIENT = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+# built once: json.dumps with options builds a new encoder per call, which costs as much as the
+# encoding of a small payload
+
+
 def encode(payload: dict[str, Any]) -> str:
     """Encode a payload as compact JSON (NaN is written as ``null``)."""
     try:  # the common case, without a walk through the payload
-        return json.dumps(payload, separators=(",", ":"), sort_keys=True, allow_nan=False)
+        return _STRICT(payload)
     except ValueError:  # a NaN (or an infinity) somewhere
-        return json.dumps(_nan_to_none(payload), separators=(",", ":"), sort_keys=True)
+        return _LENIENT(_nan_to_none(payload))
 
 
 def decode(message: str | bytes) -> dict[str, Any]:
@@ -119,21 +125,27 @@ class InProcessBus:
 
     def publish(self, channel: str, payload: dict[str, Any]) -> None:
         """Deliver ``payload`` (encoded and decoded, as Redis would) to the matching subscribers."""
-        message = decode(encode(payload))
-        with self._lock:
-            subscribers = list(self._subscribers)
-            self.published += 1
-        for patterns, callback in subscribers:
-            if any(fnmatch.fnmatchcase(channel, pattern) for pattern in patterns):
-                try:
-                    callback(channel, message)
-                except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the others
-                    _log.exception("subscriber of %s raised", channel)
+        self.publish_many(((channel, payload),))
 
     def publish_many(self, messages: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """:meth:`publish` each ``(channel, payload)`` of ``messages``, in order."""
+        """:meth:`publish` each ``(channel, payload)`` of ``messages``, in order.
+
+        Every payload is encoded (one that Redis could not carry raises here too); it is decoded
+        again only for the subscribers that match its channel.
+        """
+        with self._lock:
+            subscribers = list(self._subscribers)
         for channel, payload in messages:
-            self.publish(channel, payload)
+            text = encode(payload)
+            with self._lock:
+                self.published += 1
+            matching = [callback for patterns, callback in subscribers
+                        if any(fnmatch.fnmatchcase(channel, pattern) for pattern in patterns)]
+            for callback in matching:
+                try:
+                    callback(channel, decode(text))
+                except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the others
+                    _log.exception("subscriber of %s raised", channel)
 
     def subscribe(self, channels: Iterable[str], callback: Callback) -> Subscription:
         """Call ``callback(channel, payload)`` for every message on ``channels`` (patterns allowed)."""

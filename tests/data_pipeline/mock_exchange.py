@@ -194,6 +194,11 @@ class MockExchange:
             self.ws_connections.clear()
             self.ws_subscriptions.clear()
 
+    def visible_trades(self, symbol_id: str) -> list[dict]:
+        """The trades of ``symbol_id`` that have happened (all of them here; a streaming
+        exchange serves only those up to its clock)."""
+        return self.trades.get(symbol_id, [])
+
     def paths(self) -> list[str]:
         return [path for path, _ in self.requests]
 
@@ -215,6 +220,7 @@ class MockExchange:
             self._loop.run_until_complete(self._start_site())
             started.set()
             self._loop.run_forever()
+            self._loop.close()  # an unclosed loop is a ResourceWarning (an error in the tests)
 
         self._thread = threading.Thread(target=serve, name="mock-exchange", daemon=True)
         self._thread.start()
@@ -331,7 +337,7 @@ class MockExchange:
         symbol_id = query.get("symbol")
         if symbol_id not in self.binance_markets:
             return 400, {"code": -1121, "msg": "Invalid symbol."}
-        trades = self.trades.get(symbol_id, [])
+        trades = self.visible_trades(symbol_id)
         limit = min(int(query.get("limit", 500)), 1000)
         has_time = "startTime" in query or "endTime" in query
         if "fromId" in query and has_time:
@@ -357,7 +363,7 @@ class MockExchange:
         if symbol_id not in self.binance_markets:
             return 400, {"code": -1121, "msg": "Invalid symbol."}
         limit = min(int(query.get("limit", 500)), 1000)
-        selected = self.trades.get(symbol_id, [])[-limit:]
+        selected = self.visible_trades(symbol_id)[-limit:]
         return 200, [{"id": t["id"], "price": t["price"], "qty": t["amount"], "quoteQty": "0",
                       "time": t["ts"], "isBuyerMaker": t["maker"], "isBestMatch": True} for t in selected]
 

@@ -178,3 +178,28 @@ def test_rest_polling_fallback_stores_closed_candles_and_publishes_new_ones(mock
     opens = [row[0] for row in rows]
     assert table[:, 0].astype(int).tolist() == [o + 60_000 for o in opens[596:603]]
     assert [m["ts"] for _, m in publisher.messages] == [o + 60_000 for o in opens[600:603]]
+
+
+def test_a_restarted_collector_finishes_the_candles_left_open_and_loses_none(mock, db, window):
+    """The first collector stops in the middle of a minute (and of a 5-minute interval); the
+    second one rebuilds those open candles (the minute's trades fetched again over REST, the
+    5-minute candle from the stored 1m candles) and goes on: the stored candles are those of an
+    uninterrupted collector, with no bar missing at the restart."""
+    events = [agg_trade_event("BTCUSDT", t) for t in window]
+    stop_at = 1700
+    assert window[stop_at]["ts"] // 60_000 == window[stop_at + 1]["ts"] // 60_000  # mid-minute
+    mock.ws_plan["BTCUSDT"] = [events[: stop_at + 1]]
+    first = asyncio.run(collect(mock, db, window[stop_at]["id"]))
+    assert first.stats["resumed"] == 0
+    minute = window[stop_at]["ts"] // 60_000 * 60_000
+    before = stored(db, "1m")
+    assert before[-1, 0] == minute  # the minute of the last processed trade is still open
+
+    mock.reset()
+    mock.ws_plan["BTCUSDT"] = [events[stop_at + 1:]]
+    second = asyncio.run(collect(mock, db, window[-1]["id"]))
+    in_minute = [t for t in window[: stop_at + 1] if t["ts"] >= minute]
+    assert second.stats["resumed"] == len(in_minute)  # that minute's trades, fetched again
+    assert any(path.endswith("/aggTrades") and "startTime" in query
+               for path, query in mock.requests)
+    check_candles(db, window)

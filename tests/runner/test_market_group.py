@@ -14,7 +14,7 @@ import pytest
 import research
 from candela.core import schema
 from runner import ledger
-from runner.bot import Bot, StrategyError
+from runner.bot import Bot, StrategyError, ThreadConnections
 from runner.ledger import BarRecord
 from runner.market_data import MarketFeed
 from runner.market_group import MarketGroup, Member
@@ -26,6 +26,7 @@ from runner_support import (
     cursor_ts,
     runner_fills,
     store_bars,
+    table_rows,
 )
 from strategies.registry import get_strategy
 
@@ -47,18 +48,20 @@ def _recovered(engine, config, begin_ts: int) -> Bot:
     return bot
 
 
-def _replay_group(engine, bots, departures, published, *, until_ts=None) -> None:
-    """One replay pass (``follow=False``) of ``bots`` on a fresh group."""
-    group = MarketGroup(MarketFeed(ADA_BTC), published.extend, follow=False, until_ts=until_ts)
+def _replay_group(engine, bots, departures, published, *, until_ts=None, batch_bars=500,
+                  pipelined=False) -> None:
+    """One replay pass (``follow=False``) of ``bots`` on a fresh group; ``pipelined``: full
+    batches are committed by the group's writer thread while the next one is decided."""
+    connections = ThreadConnections(engine)
+    group = MarketGroup(MarketFeed(ADA_BTC), published.extend, follow=False, until_ts=until_ts,
+                        batch_bars=batch_bars, writer=connections.get if pipelined else None)
     for bot in bots:
         group.join(departures.member(bot))
-    connection = engine.connect()
-    if connection.dialect.name == "postgresql":
-        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
     try:
-        group.run_pass(connection)
+        group.run_pass(connections.get())
     finally:
-        connection.close()
+        group.close()
+        connections.close_all()
     assert group.idle
 
 
@@ -66,7 +69,13 @@ def _signal_ts(published, bot_id: str) -> list[int]:
     return [payload["ts"] for channel, payload in published if channel == f"signals:{bot_id}"]
 
 
-def test_a_bot_whose_bar_is_already_recorded_reloads_while_the_others_commit(any_engine, ada_btc_bars):
+@pytest.mark.parametrize("batch_bars, pipelined", [(1, False), (500, False), (7, True)])
+def test_a_bot_whose_bar_is_already_recorded_reloads_while_the_others_commit(any_engine, ada_btc_bars,
+                                                                             batch_bars, pipelined):
+    """Another runner recorded the ema bot's first bars: its first batch is refused (its stored
+    cursor moved), it reloads and goes on, and the others commit as if nothing happened; with a
+    bar per transaction, a batch of all bars, or batches of 7 committed while the next ones are
+    decided (the refusal then arrives when the bot has decided its next batch already)."""
     bars = ada_btc_bars[:600]
     store_bars(any_engine, ADA_BTC, bars)
     begin = int(bars.ts[0])
@@ -82,7 +91,8 @@ def test_a_bot_whose_bar_is_already_recorded_reloads_while_the_others_commit(any
     assert cursor_ts(any_engine, "batch-ema") == bars.ts[150]
 
     departures, published = Departures(), []
-    _replay_group(any_engine, group_bots, departures, published)
+    _replay_group(any_engine, group_bots, departures, published, batch_bars=batch_bars,
+                  pipelined=pipelined)
 
     assert departures.left == {config.bot_id: None for config in configs}  # all finished, none failed
     for config in configs:
@@ -118,7 +128,8 @@ def test_a_bot_whose_strategy_raises_leaves_alone_and_the_others_commit_that_bar
     np.testing.assert_array_equal(runner_fills(any_engine, "healthy"), backtest_fills(result))
 
 
-def _record(bot_id: str, ts: int, value: float, text: str) -> BarRecord:
+def _record(bot_id: str, ts: int, value: float, text: str,
+            previous_ts: int | None = None) -> BarRecord:
     return BarRecord(
         bot_id=bot_id,
         bar_ts=ts,
@@ -129,6 +140,7 @@ def _record(bot_id: str, ts: int, value: float, text: str) -> BarRecord:
                      created_at=ts) for seq in range(2)],
         state=dict(bot_id=bot_id, cash=value, position=-value, cursor_ts=ts, state_json=text, updated_at=ts),
         performance=dict(bot_id=bot_id, ts=ts, equity=value, cash=value, position=-value, price=value),
+        previous_ts=previous_ts,
     )
 
 
@@ -150,8 +162,9 @@ def test_write_bars_commits_each_new_bar_exactly_once_and_values_round_trip(any_
         batch = [_record(bot_id, 1000, value, awkward) for bot_id, value in values.items()]
         assert ledger.write_bars(connection, batch) == {"writer-1", "writer-2"}  # writer-0 had it
         assert ledger.write_bars(connection, []) == set()
-        with pytest.raises(ValueError, match="one bar per bot"):
-            ledger.write_bars(connection, [_record("writer-1", 2000, 1.0, "x"), _record("writer-1", 3000, 1.0, "x")])
+        with pytest.raises(ValueError, match="consecutive"):
+            ledger.write_bars(connection, [_record("writer-1", 2000, 1.0, "x", 1000),
+                                           _record("writer-1", 3000, 1.0, "x", 1000)])
 
     for bot_id, value in values.items():
         assert count_rows(any_engine, schema.signals, bot_id) == 1
@@ -165,3 +178,43 @@ def test_write_bars_commits_each_new_bar_exactly_once_and_values_round_trip(any_
         assert (trade.realized_pnl, trade.ts) == (-value, 1000 - 60_000)
         assert not math.isnan(state.cash)
 
+
+
+def test_write_bars_commits_a_bots_bars_only_from_its_stored_cursor_all_or_none(any_engine):
+    """Several bars per bot in one batch: written only if the bot's stored cursor is the one the
+    batch continues; a stale batch writes nothing for that bot and the others still commit."""
+    configs = [bot_config(f"chain-{index}", "sma_cross") for index in range(2)]
+    ledger.register_bots(any_engine, configs)
+
+    def chain(bot_id, first_ts, count, previous_ts):
+        records, previous = [], previous_ts
+        for ts in range(first_ts, first_ts + 1000 * count, 1000):
+            records.append(_record(bot_id, ts, ts / 7, f"{bot_id} {ts}", previous))
+            previous = ts
+        return records
+
+    connection = any_engine.connect()
+    if connection.dialect.name == "postgresql":
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+    with connection:
+        # interleaved in bar order, as the market group batches them
+        pairs = zip(chain("chain-0", 1000, 3, None), chain("chain-1", 1000, 3, None), strict=True)
+        first = [record for pair in pairs for record in pair]
+        assert ledger.write_bars(connection, first) == {"chain-0", "chain-1"}
+        assert ledger.write_bars(connection, chain("chain-0", 4000, 2, 3000)
+                                 + chain("chain-1", 2000, 2, 1000)) == {"chain-0"}  # 1 is stale
+        # not chain-1's first bar any more
+        assert ledger.write_bars(connection, chain("chain-1", 1000, 1, None)) == set()
+
+    def decided(bot_id):
+        return [ts for ts, in table_rows(any_engine, schema.signals, bot_id, ("ts",))]
+
+    assert decided("chain-0") == [1000, 2000, 3000, 4000, 5000]
+    assert decided("chain-1") == [1000, 2000, 3000]
+    assert count_rows(any_engine, schema.bot_performance, "chain-1") == 3
+    assert count_rows(any_engine, schema.trades, "chain-0") == 10
+    assert cursor_ts(any_engine, "chain-0") == 5000 and cursor_ts(any_engine, "chain-1") == 3000
+    with any_engine.connect() as connection:
+        state = connection.execute(schema.bot_state.select().where(
+            schema.bot_state.c.bot_id == "chain-0")).one()
+    assert (state.cash, state.state_json) == (5000 / 7, "chain-0 5000")  # the batch's last state

@@ -8,6 +8,20 @@ so the other commands work while a runner is running elsewhere: the runner polls
 stops or (re)starts the bot within its poll interval. ``start`` also clears a ``failed`` bot (it
 restarts from its last committed bar). A ``retired`` bot (``ID@vN``, an old version kept when a
 new one started) can be inspected but not started.
+
+``list`` and ``status`` show each bot's **state**, from its status, its last lifecycle event
+and its heartbeat:
+
+* ``running``: a runner hosts it (its last event is ``started``, ``restarted`` or ``crashed``)
+  and its heartbeat is fresh (``--stale`` seconds, default 60, twelve beats at the runner's
+  default interval);
+* ``orphaned``: a runner started it and never said it stopped, but the heartbeat is stale:
+  the runner was killed, crashed or lost its machine. ``candela run`` resumes it from its last
+  committed bar;
+* ``idle``: active, but no runner hosts it (never started, or its runner stopped it or
+  finished its replay): ``candela run`` starts it;
+* ``stopped`` (by ``candela bots stop``), ``failed`` (its strategy kept failing: see the
+  error; ``candela bots start`` retries it), ``retired``.
 """
 
 from __future__ import annotations
@@ -27,6 +41,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     listing = sub.add_parser("list", help="every bot: status, market, cursor, equity, heartbeat")
     listing.add_argument("--bots", default=None, metavar="DIR",
                          help="also list configs of this folder not yet registered (default: config/bots/)")
+    listing.add_argument("--stale", type=float, default=STALE_SECONDS, metavar="SECONDS",
+                         help="a hosted bot without a heartbeat for this long is orphaned "
+                              "(default: 60)")
     listing.set_defaults(handler=_list)
     start = sub.add_parser("start", help="mark a bot active (the runner starts it)")
     start.add_argument("bot_id", metavar="ID")
@@ -37,16 +54,47 @@ def register(commands: argparse._SubParsersAction) -> None:
     status = sub.add_parser("status", help="details of one bot (or a summary of all)")
     status.add_argument("bot_id", metavar="ID", nargs="?")
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--stale", type=float, default=STALE_SECONDS, metavar="SECONDS",
+                        help="a hosted bot without a heartbeat for this long is orphaned "
+                             "(default: 60)")
     status.set_defaults(handler=_status)
 
 
-def _bot_summaries(engine) -> list[dict]:
+STALE_SECONDS = 60.0
+"""Default heartbeat age after which a hosted bot is ``orphaned``."""
+
+HOSTED_EVENTS = ("started", "restarted", "crashed")
+"""Last lifecycle events of a bot that a runner hosts (a crashed bot waits for its restart)."""
+
+LIFECYCLE_EVENTS = (*HOSTED_EVENTS, "stopped", "finished", "failed")
+
+
+def bot_state(status: str, last_event: str | None, heartbeat_age_ms: int | None,
+              stale_ms: float) -> str:
+    """The state ``list`` and ``status`` show (see the module docstring)."""
+    if status != "active":
+        return status
+    if last_event not in HOSTED_EVENTS:
+        return "idle"
+    if heartbeat_age_ms is not None and heartbeat_age_ms <= stale_ms:
+        return "running"
+    return "orphaned"
+
+
+def _bot_summaries(engine, stale_seconds: float = STALE_SECONDS) -> list[dict]:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from sqlalchemy import func, select
 
     from candela.core import schema
+    from candela.core.db import now_ms
 
+    now = now_ms()
+    events = schema.bot_events
     with engine.connect() as connection:
+        latest = select(func.max(events.c.id)).where(events.c.event.in_(LIFECYCLE_EVENTS)) \
+            .group_by(events.c.bot_id)
+        last_events = dict(connection.execute(
+            select(events.c.bot_id, events.c.event).where(events.c.id.in_(latest))).all())
         states = {row.bot_id: row for row in connection.execute(select(schema.bot_state))}
         trade_counts = dict(connection.execute(
             select(schema.trades.c.bot_id, func.count()).group_by(schema.trades.c.bot_id)).all())
@@ -62,9 +110,13 @@ def _bot_summaries(engine) -> list[dict]:
                     .where(schema.bot_performance.c.bot_id == bot.bot_id)
                     .order_by(schema.bot_performance.c.ts.desc()).limit(1)
                 ).scalar()
+            age = None if bot.heartbeat_at is None else now - bot.heartbeat_at
+            last_event = last_events.get(bot.bot_id)
             summaries.append(dict(
                 bot_id=bot.bot_id, strategy=bot.strategy, exchange=bot.exchange, symbol=bot.symbol,
-                timeframe=bot.timeframe, status=bot.status, restarts=bot.restarts,
+                timeframe=bot.timeframe, status=bot.status, last_event=last_event,
+                heartbeat_age_ms=age, restarts=bot.restarts,
+                state=bot_state(bot.status, last_event, age, stale_seconds * 1000),
                 last_error=bot.last_error, heartbeat_at=bot.heartbeat_at,
                 cursor_ts=None if state is None else state.cursor_ts,
                 cash=None if state is None else state.cash,
@@ -86,24 +138,24 @@ def _time(ms) -> str:
 
 def _list(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
-    from candela.core.db import connect, now_ms
+    from candela.core.db import connect
     from candela.core.paths import BOT_CONFIG_DIR
 
+    if not arguments.stale > 0:
+        raise CommandError(f"--stale must be more than 0 seconds, got {arguments.stale:g}")
     engine = connect(arguments.database_url)
     try:
-        summaries = _bot_summaries(engine)
+        summaries = _bot_summaries(engine, arguments.stale)
     finally:
         engine.dispose()
     known = {summary["bot_id"] for summary in summaries}
-    now = now_ms()
-    print(f"{'bot':<24} {'status':<8} {'strategy':<20} {'market':<28} {'last bar (UTC)':<20} "
+    print(f"{'bot':<24} {'state':<9} {'strategy':<20} {'market':<28} {'last bar (UTC)':<20} "
           f"{'equity':>14} {'trades':>7} heartbeat")
     for s in summaries:
         market = f"{s['exchange']} {s['symbol']} {s['timeframe']}"
-        age = "-" if s["heartbeat_at"] is None else f"{(now - s['heartbeat_at']) / 1000:.0f}s ago"
         equity = "-" if s["equity"] is None else f"{s['equity']:.6g}"
-        print(f"{s['bot_id']:<24} {s['status']:<8} {s['strategy'][:20]:<20} {market:<28} "
-              f"{_time(s['cursor_ts']):<20} {equity:>14} {s['trades']:>7} {age}")
+        print(f"{s['bot_id']:<24} {s['state']:<9} {s['strategy'][:20]:<20} {market:<28} "
+              f"{_time(s['cursor_ts']):<20} {equity:>14} {s['trades']:>7} {_heartbeat(s)}")
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from pathlib import Path
 
@@ -117,6 +169,15 @@ def _list(arguments: argparse.Namespace) -> int:
             if bot_id not in known:
                 print(f"{bot_id:<24} {'new':<8} (config {path}, not registered until 'candela run')")
     return 0
+
+
+def _heartbeat(summary: dict) -> str:
+    """The heartbeat column: its age, and what an orphaned bot's means."""
+    age = summary["heartbeat_age_ms"]
+    text = "-" if age is None else f"{age / 1000:.0f} s ago"
+    if summary["state"] == "orphaned":
+        text += " (its runner is gone: 'candela run' resumes it from its last bar)"
+    return text
 
 
 ACTIONS = {"start": ("active", "start_requested"), "stop": ("stopped", "stop_requested")}
@@ -167,9 +228,11 @@ def _status(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.core.db import connect
 
+    if not arguments.stale > 0:
+        raise CommandError(f"--stale must be more than 0 seconds, got {arguments.stale:g}")
     engine = connect(arguments.database_url)
     try:
-        summaries = _bot_summaries(engine)
+        summaries = _bot_summaries(engine, arguments.stale)
     finally:
         engine.dispose()
     if arguments.bot_id is not None:
@@ -180,11 +243,14 @@ def _status(arguments: argparse.Namespace) -> int:
         print(json.dumps(summaries, indent=2, sort_keys=True))
         return 0
     for s in summaries:
-        print(f"{s['bot_id']}: {s['status']}  ({s['strategy']} on {s['exchange']} {s['symbol']} {s['timeframe']})")
+        market = f"{s['exchange']} {s['symbol']} {s['timeframe']}"
+        print(f"{s['bot_id']}: {s['state']}  ({s['strategy']} on {market})")
         print(f"  last bar   {_time(s['cursor_ts'])} UTC   signals {s['signals']}   trades {s['trades']}")
         if s["cash"] is not None:
             print(f"  cash {s['cash']:.8g}   position {s['position']:.8g}   equity {s['equity']:.8g}")
-        print(f"  heartbeat  {_time(s['heartbeat_at'])} UTC   restarts {s['restarts']}")
+        beat = ("none" if s["heartbeat_at"] is None
+                else f"{_time(s['heartbeat_at'])} UTC, {_heartbeat(s)}")
+        print(f"  heartbeat  {beat}   restarts {s['restarts']}")
         if s["last_error"]:
             print(f"  last error {s['last_error']}")
     return 0

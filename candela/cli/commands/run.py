@@ -39,6 +39,16 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="worker threads: each runs one market's pass (all its bots on a "
                              "bar) or a bot's recovery at a time, with one database connection "
                              "(default: 10, at most 64)")
+    parser.add_argument("--progress", type=float, default=10.0, metavar="SECONDS",
+                        help="replay, when stderr is not a terminal: a progress line every SECONDS "
+                             "(default: 10; on a terminal a progress bar)")
+    parser.add_argument("--summary", type=float, default=60.0, metavar="SECONDS",
+                        help="live: print a one-line summary every SECONDS (default: 60; 0: never)")
+    parser.add_argument("--batch-bars", type=int, default=None, metavar="N",
+                        help="replay and catch-up: most bars of each bot committed in one "
+                             "transaction (default: 500). A crash loses only the uncommitted "
+                             "batch, which the restarted runner processes again; live bars are "
+                             "committed at once")
     parser.set_defaults(handler=_run)
 
 
@@ -64,11 +74,19 @@ def parse_time(value: str | None, option: str) -> int | None:
 def _run(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     import asyncio
+    import dataclasses
     import gc
     import signal
+    import time
 
+    from candela.cli.commands.run_report import (
+        ProgressReporter,
+        describe,
+        final_report,
+        stored_bars,
+    )
     from candela.core.bus import make_bus
-    from candela.core.db import connect
+    from candela.core.db import connect, database_url
     from candela.core.paths import BOT_CONFIG_DIR
     from runner.config import BotConfigError, load_bot_configs
     from runner.ledger import BotConfigChangedError
@@ -93,11 +111,29 @@ def _run(arguments: argparse.Namespace) -> int:
         raise CommandError("no bot configs found: add JSON files to config/bots/ or pass --bots DIR")
     if not 1 <= arguments.workers <= 64:
         raise CommandError(f"--workers must be between 1 and 64, got {arguments.workers}")
+    if arguments.batch_bars is not None and arguments.batch_bars < 1:
+        raise CommandError(f"--batch-bars must be at least 1, got {arguments.batch_bars}")
+    if not arguments.progress > 0:
+        raise CommandError(f"--progress must be more than 0 seconds, got {arguments.progress:g}")
+    if arguments.summary < 0:
+        raise CommandError(f"--summary must be 0 (never) or more seconds, got "
+                           f"{arguments.summary:g}")
     engine = connect(arguments.database_url, pool_size=arguments.workers + 5)
+    markets = stored_bars(engine, sorted({config.market for config in configs}))
+    if replay is not None and not any(bars.count for bars in markets.values()):
+        engine.dispose()
+        raise CommandError(
+            f"nothing to replay: no stored bar for {', '.join(' '.join(m) for m in markets)}; "
+            "store some first with 'candela data backfill' or 'candela data import'")
     bus = make_bus()
     settings = RunnerSettings(poll_interval=arguments.poll, heartbeat_interval=arguments.heartbeat,
                               workers=arguments.workers)
+    if arguments.batch_bars is not None:
+        settings = dataclasses.replace(settings, batch_bars=arguments.batch_bars)
     runner = Runner(engine, bus, configs, settings=settings, replay=replay)
+
+    reporter = ProgressReporter(runner, replay=replay is not None, line_every=arguments.progress,
+                                summary_every=arguments.summary)
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -106,7 +142,16 @@ def _run(arguments: argparse.Namespace) -> int:
                 loop.add_signal_handler(signum, runner.request_stop)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
                 pass
-        return await runner.run()
+        reporting = asyncio.create_task(reporter.run())
+        try:
+            return await runner.run()
+        finally:
+            reporting.cancel()
+            await asyncio.gather(reporting, return_exceptions=True)
+
+    url = database_url(arguments.database_url)
+    print("\n".join(describe(engine, bus, configs, replay, markets, url)), flush=True)
+    started = time.monotonic()
 
     # Keep what exists by now (imported modules, numba and SQLAlchemy internals: over 100,000
     # objects) out of the garbage collector's full collections, which would otherwise stall
@@ -115,10 +160,10 @@ def _run(arguments: argparse.Namespace) -> int:
     try:
         with user_errors(BotConfigChangedError):  # a changed config of a bot that has traded
             reports = asyncio.run(main())
+        seconds = time.monotonic() - started
+        bus.close()
+        print("\n".join(final_report(engine, configs, reports, replay, markets, seconds)))
     finally:
         bus.close()
         engine.dispose()
-    for report in reports.values():
-        error = f"  error: {report.last_error}" if report.last_error else ""
-        print(f"{report.bot_id:<24} {report.status:<9} bars={report.bars:<7} restarts={report.restarts}{error}")
     return 1 if any(report.status == "failed" for report in reports.values()) else 0

@@ -2,7 +2,7 @@
 
 The two bots of ``config/bots/`` (registered as ``demo-<id>`` so a real ``candela run`` keeps
 its own bots) replay every stored bar of their market through the runner's live path: decision
-on the warm-up window, fill by ``step_nb``, one transaction per bar, publication on the
+on the history window, fill by ``step_nb``, one transaction per bar, publication on the
 in-process bus. Then ``research.backtest`` runs the same strategy on the same bars and both fill
 lists are printed side by side. Running the demo again replays nothing (every bar is recorded
 exactly once) and prints the same table.
