@@ -25,7 +25,7 @@ $(VENV)/.installed-$(SUM)-%: pyproject.toml
 	@find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '.installed-$(SUM)-*' -delete
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".$(if $(filter runtime,$*),,[$*])"
-	@touch $@ $(if $(filter dev,$*),$(foreach extra,runtime notebooks oracles,$(call STAMP,$(extra))))
+	@touch $@ $(if $(filter dev,$*),$(foreach extra,runtime notebooks oracles validation distributed,$(call STAMP,$(extra))))
 
 ## Install everything (dev extras), then compile the kernels once (candela warmup).
 install: check-python
