@@ -58,6 +58,8 @@ def segment_moments_nb(equity, initial_cash, cuts, out):
     for j in range(len(cuts) - 1):
         start = cuts[j]
         stop = min(cuts[j + 1], n)
+        if start >= stop:
+            continue
         previous = equity[start - 1] if start > 0 else initial_cash
         s1 = s2 = s3 = s4 = slog = 0.0
         for i in range(start, stop):

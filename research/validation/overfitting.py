@@ -42,7 +42,8 @@ from statistics import NormalDist
 
 import numpy as np
 
-from research.validation.moments import COUNT, SUM, SUM_SQ
+from research.validation.moments import COUNT, SUM, SUM_SQ, combine, sharpe, skew_kurtosis
+from research.validation.trials import effective_trials
 
 EULER_GAMMA = 0.5772156649015329
 _NORMAL = NormalDist()
@@ -207,3 +208,127 @@ def _sharpe3(sums: np.ndarray) -> np.ndarray:
         ratio = mean / std
     ratio = np.where((std == 0) & (mean == 0), 0.0, ratio)
     return np.where(np.isfinite(ratio), ratio, -np.inf)
+
+
+@dataclass(frozen=True)
+class Overfitting:
+    """The overfitting statistics of one sweep or search (:func:`assess`).
+
+    Attributes
+    ----------
+    selected : int or None
+        Row (trial) the statistics judge: the one the search would pick.
+    sharpe : float
+        Its per-bar Sharpe ratio; ``annual_sharpe`` the same scaled by ``sqrt(bars_per_year)``.
+    n_bars : int
+        Its bar returns ``T``.
+    skew, kurtosis : float
+        Their skewness and raw kurtosis.
+    n_trials : int
+        Trials with full returns (every valid combination, or every complete search trial).
+    n_effective : int
+        Independent trials (:mod:`research.validation.trials`).
+    sharpe_std : float
+        Standard deviation of the trials' per-bar Sharpe ratios (flat trials count as 0).
+    benchmark : float
+        ``SR0``, per bar: what the best of ``n_effective`` skill-less trials is expected to
+        reach; ``annual_benchmark`` annualised.
+    dsr : float
+        Deflated Sharpe ratio: probability that the selected trial's true Sharpe ratio is above
+        ``benchmark``.
+    dsr_all_trials : float
+        The same with every trial counted as independent (the conservative bound; a search
+        also counts the trials it pruned).
+    pbo : PBOResult or None
+        PBO by CSCV (``None`` with fewer than 2 trials).
+    trials_method : str
+        How ``n_effective`` was found.
+    """
+
+    selected: int | None
+    sharpe: float
+    annual_sharpe: float
+    n_bars: int
+    skew: float
+    kurtosis: float
+    n_trials: int
+    n_effective: int
+    sharpe_std: float
+    benchmark: float
+    annual_benchmark: float
+    dsr: float
+    dsr_all_trials: float
+    pbo: PBOResult | None
+    trials_method: str
+
+    def summary(self) -> dict[str, float]:
+        """The figures as a flat dict (for tables, JSON and reports)."""
+        return {
+            "dsr": self.dsr, "dsr_all_trials": self.dsr_all_trials,
+            "annual_sharpe": self.annual_sharpe, "annual_benchmark": self.annual_benchmark,
+            "n_trials": self.n_trials, "n_effective": self.n_effective,
+            "skew": self.skew, "kurtosis": self.kurtosis, "n_bars": self.n_bars,
+            "pbo": math.nan if self.pbo is None else self.pbo.pbo,
+            "probability_of_loss": math.nan if self.pbo is None else self.pbo.probability_of_loss,
+            "cscv_blocks": 0 if self.pbo is None else self.pbo.n_blocks,
+        }
+
+
+def assess(block_moments: np.ndarray, selected: int | None, n_blocks: int,
+           bars_per_year: float, *, clusters: bool = True,
+           looked_at: int | None = None) -> Overfitting:
+    """Deflated Sharpe ratio and PBO of a set of trials from their returns' moments in
+    ``n_blocks x sub_blocks`` segments (:func:`~research.validation.moments.block_cuts`).
+
+    Parameters
+    ----------
+    block_moments : ndarray, shape (M, n_blocks * sub_blocks, 6)
+        Every trial's moments per sub-block, all over the same bars.
+    selected : int or None
+        The trial the search picks (e.g. the best-ranked row); ``None``: the highest Sharpe
+        ratio.
+    n_blocks : int
+        CSCV blocks ``S`` (even); the sub-blocks of a block are summed for the PBO, and the
+        sub-blocks' returns are what the effective-trials clustering correlates.
+    bars_per_year : float
+        To annualise the Sharpe ratios shown (:mod:`research.metrics`).
+    clusters : bool
+        Count independent trials by clustering (default); ``False`` counts every trial.
+    looked_at : int, optional
+        Trials considered in all, for ``dsr_all_trials`` (default ``M``; a search adds the
+        trials it pruned before they had full returns).
+    """
+    block_moments = np.asarray(block_moments, dtype=np.float64)
+    n_trials, n_segments, _ = block_moments.shape
+    if n_trials == 0:
+        raise ValueError("no trial to assess")
+    if n_segments % n_blocks:
+        raise ValueError(f"{n_segments} segments do not make {n_blocks} equal groups of blocks")
+    totals = combine(block_moments)
+    ratios = sharpe(totals, zero_variance=0.0)
+    if selected is None:
+        finite = np.where(np.isfinite(ratios), ratios, -np.inf)
+        selected = int(np.argmax(finite))
+    skew, kurtosis = (float(v) for v in skew_kurtosis(totals[selected]))
+    sharpe_std = float(np.nanstd(ratios, ddof=1)) if n_trials > 1 else 0.0
+    if clusters and n_trials > 1:
+        found = effective_trials(block_moments[:, :, SUM])
+        n_effective, method = found.n_effective, found.method
+    else:
+        n_effective, method = n_trials, "every trial counts as independent"
+    sr = float(ratios[selected])
+    n_bars = int(totals[selected, 0])
+    benchmark = expected_max_sharpe(n_effective, sharpe_std)
+    scale = math.sqrt(bars_per_year)
+    pbo = None
+    if n_trials > 1:
+        grouped = block_moments.reshape(n_trials, n_blocks, n_segments // n_blocks, -1).sum(2)
+        pbo = probability_of_backtest_overfitting(grouped)
+    return Overfitting(
+        selected=selected, sharpe=sr, annual_sharpe=sr * scale, n_bars=n_bars, skew=skew,
+        kurtosis=kurtosis, n_trials=n_trials, n_effective=n_effective, sharpe_std=sharpe_std,
+        benchmark=benchmark, annual_benchmark=benchmark * scale,
+        dsr=deflated_sharpe_ratio(sr, n_bars, skew, kurtosis, n_effective, sharpe_std),
+        dsr_all_trials=deflated_sharpe_ratio(sr, n_bars, skew, kurtosis,
+                                             max(n_trials, looked_at or 0), sharpe_std),
+        pbo=pbo, trials_method=method)
