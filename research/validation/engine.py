@@ -80,6 +80,7 @@ def evaluate(
     on_batch: Callable[[BatchResult], None] | None = None,
     grid: dict[str, Sequence[Any]] | None = None,
     client: Any = None,
+    start: int = 0,
 ) -> Evaluation:
     """Backtest every candidate (validated ``Params``) on ``bars``; keep stats and moments.
 
@@ -91,7 +92,8 @@ def evaluate(
     run_settings : tuple
         ``(costs, stops, risk, initial_cash)`` as for :func:`research.sweeps.run_stats`.
     cuts : ndarray of int64
-        Segment boundaries (bar indices, increasing, from 0 to at most ``len(bars)``).
+        Segment boundaries (indices of the traded bars ``bars[start:]``, increasing, from 0
+        to at most ``len(bars) - start``).
     n_jobs, backend, batch_size
         As for :func:`research.sweeps.sweep`; ``backend="dask"`` runs on the Dask cluster of
         ``client`` (or the default client).
@@ -107,6 +109,9 @@ def evaluate(
         computed about once per batch).
     client : distributed.Client, optional
         The Dask client for ``backend="dask"``.
+    start : int
+        Trade from this bar (``research.backtest(..., start=start)``): the bars before it are
+        the strategy's history only, and the stats and moments cover ``bars[start:]``.
     """
     cuts = np.ascontiguousarray(cuts, dtype=np.int64)
     n = len(candidates)
@@ -134,17 +139,18 @@ def evaluate(
         if workers == 1 and backend in PROCESS_BACKENDS + ("threading", "sequential"):
             for batch in batches:
                 collect(run_batch(spec, bars, batch, [candidates[i] for i in batch],
-                                  run_settings, cuts))
+                                  run_settings, cuts, start))
         else:
             for results in _parallel(spec, bars, batches, candidates, run_settings, cuts,
-                                     n_jobs, backend, client):
+                                     n_jobs, backend, client, start):
                 collect(results)
     finally:
         bar.close()
     return Evaluation(stats, moments)
 
 
-def _parallel(spec, bars, batches, candidates, run_settings, cuts, n_jobs, backend, client):
+def _parallel(spec, bars, batches, candidates, run_settings, cuts, n_jobs, backend, client,
+              start):
     options: dict[str, Any] = {"n_jobs": n_jobs, "return_as": "generator_unordered"}
     if backend == "dask":
         config = parallel_config(backend="dask", scatter=[bars], client=client,
@@ -157,7 +163,7 @@ def _parallel(spec, bars, batches, candidates, run_settings, cuts, n_jobs, backe
         shipped = _shared_bars(bars, backend)
     with config, shipped as shared:
         tasks = (delayed(run_batch)(spec, shared, batch, [candidates[i] for i in batch],
-                                    run_settings, cuts)
+                                    run_settings, cuts, start)
                  for batch in batches)
         yield from Parallel(**options)(tasks)
 
@@ -171,8 +177,9 @@ def _dask_workers(client: Any) -> int:
 
 
 def run_batch(spec: StrategySpec, bars: Bars, indices: Sequence[int], params_list: Sequence[Any],
-              run_settings: tuple, cuts: np.ndarray) -> BatchResult:
-    """Run ``params_list`` (the candidates at ``indices``): ``[(index, stats, moments)]``.
+              run_settings: tuple, cuts: np.ndarray, start: int = 0) -> BatchResult:
+    """Run ``params_list`` (the candidates at ``indices``) trading from bar ``start``:
+    ``[(index, stats, moments)]``.
 
     One indicator cache, one equity buffer and one fill table serve the whole batch, as in a
     sweep's batch; the moments are read from the equity buffer after each run.
@@ -183,10 +190,11 @@ def run_batch(spec: StrategySpec, bars: Bars, indices: Sequence[int], params_lis
     with indicator_cache(max_bytes=BATCH_CACHE_ARRAYS * len(bars) * 8):
         equity = np.empty(len(bars))
         fills = new_fills(BATCH_FILL_ROWS)
-        context = _context(bars)
+        context = _context(bars[start:])
+        extra = {"start": start} if start else {}
         for index, params in zip(indices, params_list):
             stats = run_stats(spec, bars, params, *run_settings, equity_buffer=equity,
-                              fill_buffer=fills, context=context)
+                              fill_buffer=fills, context=context, **extra)
             processed = int(stats.get("n_bars", 0))
             row_moments = np.empty((len(cuts) - 1, N_MOMENTS))
             segment_moments_nb(equity[:processed], initial_cash, cuts, row_moments)
