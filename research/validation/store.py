@@ -61,7 +61,8 @@ def code_fingerprint(spec: StrategySpec) -> str:
     """SHA-256 of the strategy's name, the file that defines its target function and the
     :data:`ENGINE_MODULES` files."""
     digest = hashlib.sha256(spec.name.encode())
-    files = [_source_file(spec.target)] + [Path(import_module(name).__file__)
+    function = getattr(spec, "function", None) or spec.target  # the strategy's own function
+    files = [_source_file(function)] + [Path(import_module(name).__file__)
                                            for name in ENGINE_MODULES]
     for path in files:
         digest.update(str(path.name).encode())
