@@ -59,6 +59,12 @@ from research.validation.overfitting import Overfitting, assess
 from research.validation.store import SweepStore, params_json, run_key
 
 OPTUNA_SCHEMA = "optuna"
+
+
+class StudyError(ValueError):
+    """The study cannot be kept or continued as asked (an in-memory database, a stored study
+    that optimises in the other direction)."""
+
 PRUNING_STAGES = (0.25, 0.5)
 DEFAULT_BLOCKS = 16
 SUB_BLOCKS = 4
@@ -190,7 +196,7 @@ def search(
         study = optuna.create_study(storage=_rdb(storage_url), study_name=name,
                                     direction=direction, load_if_exists=True)
     if study.direction.name.lower() != direction:
-        raise ValueError(f"study {name!r} was stored to {study.direction.name.lower()} its "
+        raise StudyError(f"study {name!r} was stored to {study.direction.name.lower()} its "
                          f"objective, and metric {metric!r} needs {direction}: choose another "
                          "study_name")
     task = _Task(spec=spec, bars=bars, distributions=distributions, run_settings=run_settings,
@@ -297,7 +303,7 @@ def study_storage(engine) -> tuple[str, str]:
     if url.get_backend_name() == "sqlite":
         database = url.database
         if not database or database == ":memory:":
-            raise ValueError("an in-memory SQLite database cannot keep a study: use a file "
+            raise StudyError("an in-memory SQLite database cannot keep a study: use a file "
                              "(CANDELA_DATABASE_URL=sqlite:///path/candela.db) or PostgreSQL")
         path = Path(database).expanduser().resolve()
         study_file = path.with_name(path.stem + ".optuna.db")

@@ -76,7 +76,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     report = commands.add_parser(
         "report", help="execute the report notebook with papermill into out/ (HTML if possible)")
-    _market_arguments(report)
+    _market_arguments(report, required=False)
+    report.add_argument("--sweep", default=None, metavar="ID",
+                        help="report a stored sweep instead (candela sweeps list): parameter "
+                             "surface, deflated Sharpe ratio and PBO, walk-forward, CPCV")
+    report.add_argument("--windows", type=int, default=5, metavar="N",
+                        help="with --sweep: walk-forward test windows (default: 5)")
+    report.add_argument("--cv-folds", type=int, default=6, metavar="N",
+                        help="with --sweep: CPCV groups (default: 6)")
+    report.add_argument("--n-jobs", type=int, default=1,
+                        help="with --sweep: worker processes (-1: all cores)")
     report.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="strategy parameter (repeatable)")
     report.add_argument("--fee", type=float, default=0.001, help="fee rate (default: 0.001)")
@@ -342,6 +351,14 @@ def _report(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from research.report import run_report
 
+    if arguments.sweep is not None:
+        from candela.cli.commands.validation import report_sweep
+
+        return report_sweep(arguments)
+    missing = [f"--{name}" for name in ("strategy", "exchange", "symbol", "timeframe")
+               if getattr(arguments, name) is None]
+    if missing:
+        raise CommandError(f"give {' '.join(missing)} (or --sweep ID to report a stored sweep)")
     spec = resolve_strategy(arguments.strategy)
     params = make_params(spec, parse_assignments(arguments.param))
     with user_errors(ValueError):
