@@ -15,7 +15,7 @@ import candela
 import research
 from candela.core.paths import REPO_ROOT
 
-RESEARCH_CORE = {"types", "indicators", "kernels"}
+RESEARCH_CORE = {"types", "lines", "indicators", "indicator_memo", "strategy_model", "kernels"}
 CONTRACTS_NAMING_THE_UPPER_LAYERS = ("research-core-pure", "strategies-pure", "runner")
 
 
