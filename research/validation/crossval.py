@@ -39,8 +39,9 @@ import numpy as np
 import pandas as pd
 
 from research.metrics import bars_context
-from research.sweeps import DEFAULT_INITIAL_CASH, _check_settings, normalize_grid
-from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
+from research.strategy_model import StrategySpec
+from research.sweeps import DEFAULT_INITIAL_CASH, Invalid, _check_settings, normalize_grid
+from research.types import Bars, Costs, RiskLimits, Stops
 from research.validation.engine import evaluate
 from research.validation.moments import combine, compounded_return, sharpe
 
@@ -158,13 +159,14 @@ def cross_validate(
     grid = normalize_grid(spec, spec.sweep if grid is None else grid)
     from research.sweeps import valid_combinations
 
-    candidates, n_combinations, reasons = valid_combinations(spec, grid, len(bars))
+    candidates, n_combinations, _ = valid_combinations(spec, grid)
+    candidates = [params for params in candidates if spec.lookback(params) < len(bars)]
     if not candidates:
         raise ValueError(f"none of the {n_combinations} combinations of the grid is valid for "
                          f"strategy {spec.name!r} on {len(bars)} bars: widen the grid or load "
                          "more bars")
     if embargo is None:
-        embargo = max(history_window(spec, params) for params in candidates)
+        embargo = max(spec.history_window(params) for params in candidates)
     fold = len(bars) // n_folds
     if purge < 0 or embargo < 0 or purge + embargo >= fold:
         raise ValueError(f"purge ({purge}) plus embargo ({embargo}) bars must be smaller than "
@@ -190,6 +192,10 @@ def cross_validate(
                             ).bars_per_year
     scale = math.sqrt(per_year)
     moments = evaluation.moments
+    usable = np.array([not isinstance(row, Invalid) for row in evaluation.stats])
+    if not usable.any():
+        raise ValueError(f"every combination of the grid is invalid for strategy {spec.name!r} "
+                         f"on these bars ({evaluation.stats[0].reason}): widen the grid")
     names = tuple(grid)
     rows = []
     path_moments: dict[int, np.ndarray] = {}
@@ -198,7 +204,7 @@ def cross_validate(
         train_moments = combine(moments, train_segments)
         score = (sharpe(train_moments, zero_variance=0.0) if metric == "sharpe"
                  else compounded_return(train_moments))
-        chosen = int(np.argmax(np.where(np.isfinite(score), score, -np.inf)))
+        chosen = int(np.argmax(np.where(np.isfinite(score) & usable, score, -np.inf)))
         params = candidates[chosen]
         for group, test in enumerate(tests):
             test_moments = combine(moments[chosen], _segments_of(test, cuts))
@@ -218,14 +224,6 @@ def cross_validate(
                            purge=int(purge), embargo=int(embargo), metric=metric,
                            splits=pd.DataFrame(rows), paths=paths, bars_per_year=per_year,
                            param_names=names)
-
-
-def history_window(spec: StrategySpec, params: Any) -> int:
-    """Bars a decision reads: the strategy's history window."""
-    window = getattr(spec, "history_window", None)
-    if callable(window):
-        return int(window(params))
-    return int(spec.required_bars(params))
 
 
 def _cuts(splits, n_bars: int) -> np.ndarray:

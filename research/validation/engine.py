@@ -29,23 +29,26 @@ from tqdm.auto import tqdm
 
 from research.indicators import indicator_cache
 from research.kernels.records import new_fills
+from research.strategy_model import StrategySpec
 from research.sweeps import (
     BATCH_CACHE_ARRAYS,
     BATCH_FILL_ROWS,
     MAX_BATCH_SIZE,
     PROCESS_BACKENDS,
+    Invalid,
     _batches,
     _context,
+    _outcome,
     _plain_bars,
     _shared_bars,
     _worker_count,
-    run_stats,
 )
-from research.types import Bars, StrategySpec
+from research.types import Bars
 from research.validation.moments import N_MOMENTS, segment_moments_nb
 
-#: ``(index, stats dict, moments array (segments, 6))`` of each parameter set of a batch.
-BatchResult = list[tuple[int, dict[str, float], np.ndarray]]
+#: ``(index, outcome, moments array (segments, 6))`` of each parameter set of a batch; the
+#: outcome is the stats dict or :class:`research.sweeps.Invalid` (moments all 0 then).
+BatchResult = list[tuple[int, "dict[str, float] | Invalid", np.ndarray]]
 
 
 @dataclass
@@ -54,14 +57,15 @@ class Evaluation:
 
     Attributes
     ----------
-    stats : list of dict
-        Each candidate's stats (:data:`research.metrics.STAT_NAMES`; ``{}`` when its first bar
-        was rejected).
+    stats : list of dict or Invalid
+        Each candidate's stats (:data:`research.metrics.STAT_NAMES`, plus ``oos_`` ones with a
+        split), or :class:`research.sweeps.Invalid` when the bars are too few for its
+        look-back or the strategy raised.
     moments : ndarray, shape (candidates, segments, 6)
         Each candidate's return moments per segment.
     """
 
-    stats: list[dict[str, float]]
+    stats: list[dict[str, float] | Invalid]
     moments: np.ndarray
 
 
@@ -81,6 +85,7 @@ def evaluate(
     grid: dict[str, Sequence[Any]] | None = None,
     client: Any = None,
     start: int = 0,
+    split: int | None = None,
 ) -> Evaluation:
     """Backtest every candidate (validated ``Params``) on ``bars``; keep stats and moments.
 
@@ -112,10 +117,13 @@ def evaluate(
     start : int
         Trade from this bar (``research.backtest(..., start=start)``): the bars before it are
         the strategy's history only, and the stats and moments cover ``bars[start:]``.
+    split : int, optional
+        A sweep's ``oos_fraction`` split: the stats and moments describe ``bars[:split]``, and
+        ``oos_`` stats the run from ``split`` on (as :func:`research.sweeps.sweep`).
     """
     cuts = np.ascontiguousarray(cuts, dtype=np.int64)
     n = len(candidates)
-    stats: list[dict[str, float]] = [{}] * n
+    stats: list[dict[str, float] | Invalid] = [{}] * n
     moments = np.zeros((n, len(cuts) - 1, N_MOMENTS))
     if n == 0:
         return Evaluation(stats, moments)
@@ -139,10 +147,10 @@ def evaluate(
         if workers == 1 and backend in PROCESS_BACKENDS + ("threading", "sequential"):
             for batch in batches:
                 collect(run_batch(spec, bars, batch, [candidates[i] for i in batch],
-                                  run_settings, cuts, start))
+                                  run_settings, cuts, start, split))
         else:
             for results in _parallel(spec, bars, batches, candidates, run_settings, cuts,
-                                     n_jobs, backend, client, start):
+                                     n_jobs, backend, client, start, split):
                 collect(results)
     finally:
         bar.close()
@@ -150,7 +158,7 @@ def evaluate(
 
 
 def _parallel(spec, bars, batches, candidates, run_settings, cuts, n_jobs, backend, client,
-              start):
+              start, split):
     options: dict[str, Any] = {"n_jobs": n_jobs, "return_as": "generator_unordered"}
     if backend == "dask":
         config = parallel_config(backend="dask", scatter=[bars], client=client,
@@ -163,7 +171,7 @@ def _parallel(spec, bars, batches, candidates, run_settings, cuts, n_jobs, backe
         shipped = _shared_bars(bars, backend)
     with config, shipped as shared:
         tasks = (delayed(run_batch)(spec, shared, batch, [candidates[i] for i in batch],
-                                    run_settings, cuts, start)
+                                    run_settings, cuts, start, split)
                  for batch in batches)
         yield from Parallel(**options)(tasks)
 
@@ -177,26 +185,39 @@ def _dask_workers(client: Any) -> int:
 
 
 def run_batch(spec: StrategySpec, bars: Bars, indices: Sequence[int], params_list: Sequence[Any],
-              run_settings: tuple, cuts: np.ndarray, start: int = 0) -> BatchResult:
-    """Run ``params_list`` (the candidates at ``indices``) trading from bar ``start``:
-    ``[(index, stats, moments)]``.
+              run_settings: tuple, cuts: np.ndarray, start: int = 0,
+              split: int | None = None) -> BatchResult:
+    """Run ``params_list`` (the candidates at ``indices``) trading from bar ``start`` (to
+    ``split`` when given, then ``oos_`` stats from it): ``[(index, outcome, moments)]``.
 
-    One indicator cache, one equity buffer and one fill table serve the whole batch, as in a
-    sweep's batch; the moments are read from the equity buffer after each run.
+    What :func:`research.sweeps.sweep` does for a batch (one indicator cache, one equity buffer
+    and one fill table for all of it; the same outcome per parameter set), plus the moments
+    read from the equity buffer after each run.
     """
     bars = _plain_bars(bars)
     initial_cash = float(run_settings[3])
+    traded = bars if split is None else bars[:split]
     out: BatchResult = []
     with indicator_cache(max_bytes=BATCH_CACHE_ARRAYS * len(bars) * 8):
-        equity = np.empty(len(bars))
-        fills = new_fills(BATCH_FILL_ROWS)
-        context = _context(bars[start:])
-        extra = {"start": start} if start else {}
+        buffers = {"equity_buffer": np.empty(len(bars)),
+                   "fill_buffer": new_fills(BATCH_FILL_ROWS)}
+        context = _context(traded[start:])
+        held_out_context = None if split is None else _context(bars[split:])
         for index, params in zip(indices, params_list):
-            stats = run_stats(spec, bars, params, *run_settings, equity_buffer=equity,
-                              fill_buffer=fills, context=context, **extra)
-            processed = int(stats.get("n_bars", 0))
-            row_moments = np.empty((len(cuts) - 1, N_MOMENTS))
-            segment_moments_nb(equity[:processed], initial_cash, cuts, row_moments)
-            out.append((index, stats, row_moments))
+            outcome = _outcome(spec, traded, params, run_settings, buffers, context, start=start)
+            row_moments = np.zeros((len(cuts) - 1, N_MOMENTS))
+            if not isinstance(outcome, Invalid):
+                processed = int(outcome.get("n_bars", 0))
+                segment_moments_nb(buffers["equity_buffer"][:processed], initial_cash, cuts,
+                                   row_moments)
+                if split is not None:
+                    held_out = _outcome(spec, bars, params, run_settings, buffers,
+                                        held_out_context, start=split)
+                    if isinstance(held_out, Invalid):
+                        outcome = held_out._replace(reason=f"out of sample: {held_out.reason}")
+                        row_moments[:] = 0.0
+                    else:
+                        outcome.update({f"oos_{name}": value for name, value in
+                                        held_out.items()})
+            out.append((index, outcome, row_moments))
     return out

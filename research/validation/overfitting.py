@@ -47,8 +47,9 @@ from research.validation.trials import effective_trials
 
 EULER_GAMMA = 0.5772156649015329
 _NORMAL = NormalDist()
-#: Splits evaluated together (memory: this many x combinations x 3 floats).
-_SPLIT_CHUNK = 256
+#: Bytes of the in-sample and out-of-sample sums of one chunk of splits (splits x
+#: combinations x 3 floats each): the PBO's working memory, whatever the number of splits.
+_CHUNK_BYTES = 1 << 20
 
 
 def expected_max_sharpe(n_trials: float, sharpe_std: float) -> float:
@@ -179,8 +180,9 @@ def probability_of_backtest_overfitting(block_moments: np.ndarray) -> PBOResult:
     logits = np.empty(len(splits))
     is_best = np.empty(len(splits))
     oos_best = np.empty(len(splits))
-    for start in range(0, len(splits), _SPLIT_CHUNK):
-        chunk = splits[start:start + _SPLIT_CHUNK]
+    step = max(1, _CHUNK_BYTES // (n_combinations * 3 * 8))
+    for start in range(0, len(splits), step):
+        chunk = splits[start:start + step]
         in_sample = _sharpe3(np.tensordot(chunk, blocks, axes=(1, 0)))
         out_of_sample = _sharpe3(np.tensordot(1.0 - chunk, blocks, axes=(1, 0)))
         winner = np.argmax(in_sample, axis=1)

@@ -71,7 +71,8 @@ def read_walkforward(walk: Any) -> str:
     traded = int(windows["is_sharpe"].notna().sum())
     wfe = efficiency["sharpe"]
     if math.isnan(wfe):
-        verdict = "cannot be computed (no window chose a parameter set, or no in-sample Sharpe)"
+        verdict = ("not defined: the chosen parameter sets had no positive in-sample Sharpe "
+                   "ratio on average, so there was no in-sample edge to keep")
     elif wfe >= WFE_GOOD:
         verdict = (f"at least {fmt_percent(WFE_GOOD, 0)} of the in-sample Sharpe ratio survives "
                    "out of sample")

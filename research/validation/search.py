@@ -51,8 +51,9 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from research.metrics import DEFAULT_MIN_TRADES, LOWER_IS_BETTER, STAT_NAMES
-from research.sweeps import DEFAULT_INITIAL_CASH, _check_settings, normalize_grid, run_stats
-from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
+from research.strategy_model import StrategySpec
+from research.sweeps import DEFAULT_INITIAL_CASH, Invalid, _check_settings, normalize_grid
+from research.types import Bars, Costs, RiskLimits, Stops
 from research.validation.engine import run_batch
 from research.validation.moments import block_cuts
 from research.validation.overfitting import Overfitting, assess
@@ -431,17 +432,18 @@ def _objective(trial, task: _Task, store: SweepStore, stored: dict) -> float:
     if task.pruning:
         for step, fraction in enumerate(PRUNING_STAGES):
             prefix = task.bars[:max(2, int(len(task.bars) * fraction))]
-            if len(prefix) < task.spec.required_bars(params):
+            if len(prefix) <= task.spec.lookback(params):
                 continue
-            trial.report(_score(run_stats(task.spec, prefix, params, *task.run_settings), task),
-                         step)
+            [(_, outcome, _)] = run_batch(task.spec, prefix, [0], [params], task.run_settings,
+                                          np.array([0, len(prefix)]))
+            trial.report(_score(outcome, task), step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
-    [(_, stats, moments)] = run_batch(task.spec, task.bars, [0], [params], task.run_settings,
-                                      task.cuts)
-    store.write_rows(task.key, [(text, stats, moments)])
-    stored[text] = (stats, moments)
-    return _score(stats, task)
+    [(_, outcome, moments)] = run_batch(task.spec, task.bars, [0], [params], task.run_settings,
+                                        task.cuts)
+    store.write_rows(task.key, [(text, outcome, moments)])
+    stored[text] = (outcome, moments)
+    return _score(outcome, task)
 
 
 def _suggest(trial, name: str, distribution) -> Any:
@@ -455,9 +457,12 @@ def _suggest(trial, name: str, distribution) -> Any:
     return trial.suggest_categorical(name, distribution.choices)
 
 
-def _score(stats: Mapping[str, float], task: _Task) -> float:
-    """The objective: the metric, or the worst value with too few trades or no value."""
+def _score(stats: Mapping[str, float] | Invalid, task: _Task) -> float:
+    """The objective: the metric, or the worst value with too few trades, no value, or an
+    invalid run (too few bars, the strategy raised)."""
     worst = math.inf if task.direction == "minimize" else -math.inf
+    if isinstance(stats, Invalid):
+        return worst
     value = float(stats.get(task.metric, math.nan))
     if stats.get("trade_count", 0) < task.min_trades or not math.isfinite(value):
         return worst
@@ -500,8 +505,11 @@ def _result(study, store: SweepStore, key, cuts, n_blocks, metric, min_trades, s
         text = trial.user_attrs.get("params_json")
         if trial.state == optuna.trial.TrialState.COMPLETE and text in stored:
             stats, row_moments = stored[text]
-            row.update(stats)
-            moments.append(row_moments)
+            if isinstance(stats, Invalid):
+                row.update(state="invalid", invalid_reason=stats.reason)
+            else:
+                row.update(stats)
+                moments.append(row_moments)
         rows.append(row)
     frame = pd.DataFrame(rows)
     complete = frame[frame["state"] == "complete"] if len(frame) else frame

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,8 +37,11 @@ import sqlalchemy as sa
 
 from candela.core.db import insert_ignoring_duplicates, now_ms
 from candela.core.schema import sweep_rows, sweep_runs, sweeps
+from research.metrics import STAT_NAMES
 from research.storage import _dumps, _loads
-from research.types import Bars, StrategySpec
+from research.strategy_model import StrategySpec
+from research.sweeps import Invalid
+from research.types import Bars
 from research.validation.engine import BatchResult, Evaluation, evaluate
 from research.validation.moments import N_MOMENTS
 
@@ -61,8 +65,7 @@ def code_fingerprint(spec: StrategySpec) -> str:
     """SHA-256 of the strategy's name, the file that defines its target function and the
     :data:`ENGINE_MODULES` files."""
     digest = hashlib.sha256(spec.name.encode())
-    function = getattr(spec, "function", None) or spec.target  # the strategy's own function
-    files = [_source_file(function)] + [Path(import_module(name).__file__)
+    files = [_source_file(spec.function)] + [Path(import_module(name).__file__)
                                            for name in ENGINE_MODULES]
     for path in files:
         digest.update(str(path.name).encode())
@@ -99,15 +102,15 @@ class RunKey:
 
 
 def run_key(spec: StrategySpec, bars: Bars, run_settings: tuple, cuts: np.ndarray,
-            start: int = 0) -> RunKey:
+            start: int = 0, split: int | None = None) -> RunKey:
     """The :class:`RunKey` of ``spec`` on ``bars`` with ``run_settings`` = ``(costs, stops,
     risk, initial_cash)`` (``stops=None``: the strategy's own), stored moments cut at
-    ``cuts`` and trading from bar ``start``."""
+    ``cuts``, trading from bar ``start`` (to ``split``, then out of sample, when given)."""
     costs, stops, risk, initial_cash = run_settings
     stops = spec.stops if stops is None else stops
     settings = _dumps({"costs": costs._asdict(), "stops": stops._asdict(),
                        "risk": risk._asdict(), "initial_cash": float(initial_cash),
-                       "start": int(start), "cuts": [int(c) for c in cuts]})
+                       "start": int(start), "split": split, "cuts": [int(c) for c in cuts]})
     bars_hash, code_hash = bars_fingerprint(bars), code_fingerprint(spec)
     return RunKey(_sha(f"{bars_hash}:{code_hash}:{settings}"), bars_hash, code_hash, settings)
 
@@ -143,7 +146,7 @@ class SweepStore:
                           sweep_rows.c.moments).where(sweep_rows.c.run_key == key.run_key)
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
-        return {params: (_loads(stats), _moments_from_bytes(blob, n_segments))
+        return {params: (_outcome_from_json(stats), _moments_from_bytes(blob, n_segments))
                 for params, stats, blob in rows}
 
     def write_rows(self, key: RunKey, rows: Sequence[tuple[str, dict, np.ndarray]]) -> int:
@@ -151,7 +154,7 @@ class SweepStore:
         stored are left alone. Returns the rows inserted."""
         created = now_ms()
         records = [{"run_key": key.run_key, "params_hash": _sha(params),
-                    "params_json": params, "stats_json": _dumps(stats),
+                    "params_json": params, "stats_json": _outcome_json(stats),
                     "moments": np.ascontiguousarray(moments, dtype="<f8").tobytes(),
                     "created_at": created}
                    for params, stats, moments in rows]
@@ -188,6 +191,20 @@ class SweepStore:
                                        updated_at=now_ms()))
 
 
+def _outcome_json(outcome: dict | Invalid) -> str:
+    """A row's stats as JSON; an invalid row as ``{"invalid": [category, reason]}``."""
+    if isinstance(outcome, Invalid):
+        return _dumps({"invalid": list(outcome)})
+    return _dumps(outcome)
+
+
+def _outcome_from_json(text: str) -> dict | Invalid:
+    value = _loads(text)
+    if isinstance(value, dict) and set(value) == {"invalid"}:
+        return Invalid(*value["invalid"])
+    return value
+
+
 def _moments_from_bytes(blob: bytes, n_segments: int) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f8").reshape(n_segments, N_MOMENTS).astype(np.float64)
 
@@ -207,12 +224,13 @@ def evaluate_stored(store: SweepStore, spec: StrategySpec, bars: Bars, candidate
                     run_settings: tuple, cuts: np.ndarray, *, kind: str,
                     grid: Mapping[str, Sequence[Any]], metric: str, min_trades: int,
                     n_combinations: int, extra: Any = None, start: int = 0,
+                    split: int | None = None,
                     market: Mapping[str, str | None] | None = None,
                     **evaluate_options: Any) -> StoredEvaluation:
     """:func:`~research.validation.engine.evaluate` through the store: rows already stored
     under the same run key are loaded, the others computed and written batch by batch as they
     finish. The sweep's record is left ``running`` until :meth:`SweepStore.finish_sweep`."""
-    key = run_key(spec, bars, run_settings, cuts, start)
+    key = run_key(spec, bars, run_settings, cuts, start, split)
     identifier = sweep_id(key, kind, grid, extra)
     store.ensure_run(key, spec, bars, market=market)
     store.begin_sweep(identifier, key, kind=kind, strategy=spec.name, grid=grid, metric=metric,
@@ -230,7 +248,8 @@ def evaluate_stored(store: SweepStore, spec: StrategySpec, bars: Bars, candidate
         store.progress(identifier, done)
 
     computed = evaluate(spec, bars, [candidates[i] for i in missing], run_settings, cuts,
-                        on_batch=write, **evaluate_options)
+                        on_batch=write, start=start, split=split, grid=dict(grid),
+                        **evaluate_options)
     stats: list[dict] = []
     moments = np.empty((len(candidates), len(cuts) - 1, N_MOMENTS))
     position = {index: j for j, index in enumerate(missing)}
@@ -319,10 +338,12 @@ def load_sweep(engine: sa.Engine, identifier: str) -> StoredSweep:
         params = json.loads(text)
         point = tuple(params.get(name) for name in names)
         if point in wanted:
-            params_rows.append(point)
-            stats_rows.append(stats)
+            invalid = isinstance(stats, Invalid)
+            params_rows.append(point + (not invalid, stats.reason if invalid else ""))
+            stats_rows.append({} if invalid else stats)
             moments.append(row_moments)
-    frame = pd.concat([pd.DataFrame(params_rows, columns=names), pd.DataFrame(stats_rows)],
+    frame = pd.concat([pd.DataFrame(params_rows, columns=names + ["valid", "invalid_reason"]),
+                       pd.DataFrame(stats_rows, columns=list(STAT_NAMES), dtype=np.float64)],
                       axis=1)
     order = frame.sort_values(names, kind="stable").index
     frame = frame.loc[order].reset_index(drop=True)
@@ -331,6 +352,4 @@ def load_sweep(engine: sa.Engine, identifier: str) -> StoredSweep:
 
 
 def _grid_points(grid: Mapping[str, Sequence[Any]]):
-    import itertools
-
     return itertools.product(*(list(values) for values in grid.values()))

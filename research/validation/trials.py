@@ -19,9 +19,11 @@ of k-means clustering so that the result is deterministic):
 4. ``N`` = that ``k`` (plus one for the cluster of flat trials, if any). With fewer than 3
    varying trials every trial counts (``N = M``).
 
-Beyond ``max_points`` trials (default 3,000; the distance matrix takes ``8 M^2`` bytes) a
-seeded, evenly drawn subset of that many is clustered instead: neighbouring combinations of a
-dense grid fall into the same clusters, so the subset finds the same clusters.
+Memory: the clustering keeps the upper triangle of the distance matrix (``4 M^2`` bytes) and
+computes the silhouettes a block of rows at a time. Beyond ``max_points`` trials (default
+3,000: 36 MB) a seeded, evenly drawn subset of that many is clustered instead: neighbouring
+combinations of a dense grid fall into the same clusters, so the subset finds the same
+clusters.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def effective_trials(block_returns: np.ndarray, *, max_clusters: int | None = No
         Seed of that subset.
     """
     from scipy.cluster.hierarchy import fcluster, linkage  # scipy loads in ~0.2 s: on use only
-    from scipy.spatial.distance import squareform
+    from scipy.spatial.distance import pdist
 
     returns = np.asarray(block_returns, dtype=np.float64)
     if returns.ndim != 2:
@@ -101,24 +103,78 @@ def effective_trials(block_returns: np.ndarray, *, max_clusters: int | None = No
         rng = np.random.default_rng(seed)
         varying = np.sort(rng.choice(varying, max_points, replace=False))
         method += f", on a seeded subset of {max_points} trials"
-    distance = correlation_distance(returns[varying])
-    tree = linkage(squareform(distance, checks=False), method="average")
+    rows = returns[varying]
+    condensed = pdist(rows, metric="correlation")  # 1 - rho, the upper triangle only
+    np.clip(condensed, 0.0, 2.0, out=condensed)
+    condensed *= 0.5
+    np.sqrt(condensed, out=condensed)
+    tree = linkage(condensed, method="average")
+    del condensed
     top = min(len(varying) - 1, DEFAULT_MAX_CLUSTERS if max_clusters is None else max_clusters)
-    best_k, best_quality, best_labels = 1, -np.inf, np.ones(len(varying), dtype=np.int64)
+    cuts = {}
     for k in range(2, max(top, 1) + 1):
         cut = fcluster(tree, t=k, criterion="maxclust")
-        if cut.max() < 2:
-            continue
-        scores = silhouette_samples(distance, cut)
+        if cut.max() >= 2:
+            cuts[int(cut.max())] = cut
+    best_k, best_quality, best_labels = 1, -np.inf, np.ones(len(varying), dtype=np.int64)
+    for k, scores in silhouettes_of_cuts(rows, cuts).items():
         spread = scores.std()
         quality = scores.mean() / spread if spread > 0 else np.inf
         if quality > best_quality:
-            best_k, best_quality, best_labels = int(cut.max()), float(quality), cut
+            best_k, best_quality, best_labels = k, float(quality), cuts[k]
     labels[varying] = best_labels
     n_effective = best_k + (1 if n_flat else 0)
     return EffectiveTrials(n_trials, n_effective, labels,
                            best_quality if np.isfinite(best_quality) else float("nan"), n_flat,
                            method)
+
+
+#: Rows of the distance matrix computed at a time for the silhouettes (memory: this many x
+#: trials floats).
+_SILHOUETTE_ROWS = 256
+
+
+def silhouettes_of_cuts(rows: np.ndarray, cuts: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """The silhouette coefficients (:func:`silhouette_samples`) of every cut, with the
+    correlation distances of ``rows`` computed a block of rows at a time: memory grows with
+    the number of trials, not with its square."""
+    from scipy import sparse
+    from scipy.spatial.distance import cdist
+
+    n = len(rows)
+    scores = {k: np.empty(n) for k in cuts}
+    indicators = {}
+    for k, labels in cuts.items():
+        _, index = np.unique(labels, return_inverse=True)
+        sizes = np.bincount(index).astype(np.float64)
+        indicators[k] = (index, sizes, sparse.csr_matrix(
+            (np.ones(n), (np.arange(n), index)), shape=(n, len(sizes))))
+    for start in range(0, n, _SILHOUETTE_ROWS):
+        block = cdist(rows[start:start + _SILHOUETTE_ROWS], rows, metric="correlation")
+        np.clip(block, 0.0, 2.0, out=block)
+        block *= 0.5
+        np.sqrt(block, out=block)
+        for k, (index, sizes, indicator) in indicators.items():
+            sums = np.asarray((indicator.T @ block.T).T)  # distance sums to each cluster
+            part = slice(start, start + len(block))
+            scores[k][part] = _silhouette_from_sums(sums, index[part], sizes)
+    return scores
+
+
+def _silhouette_from_sums(sums: np.ndarray, index: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Silhouettes of points whose distance sums to each cluster are ``sums`` (points x
+    clusters), ``index`` their clusters."""
+    rows = np.arange(len(index))
+    own = sizes[index]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = sums[rows, index] / (own - 1)
+        means = sums / sizes
+    means[rows, index] = np.inf
+    b = means.min(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scores = (b - a) / np.maximum(a, b)
+    scores[own <= 1] = 0.0
+    return np.nan_to_num(scores, nan=0.0)
 
 
 def correlation_distance(rows: np.ndarray) -> np.ndarray:
@@ -135,9 +191,6 @@ def silhouette_samples(distance: np.ndarray, labels: np.ndarray) -> np.ndarray:
     (Rousseeuw 1987; scikit-learn's ``silhouette_samples(metric="precomputed")``): with ``a``
     the mean distance to the other members of its cluster and ``b`` the smallest mean distance
     to another cluster, ``(b - a) / max(a, b)``; 0 for a point alone in its cluster.
-
-    One pass over the matrix per call: the distances to each cluster are summed with a
-    ``(points x clusters)`` indicator product.
     """
     from scipy import sparse
 
@@ -146,14 +199,4 @@ def silhouette_samples(distance: np.ndarray, labels: np.ndarray) -> np.ndarray:
     n, k = len(index), int(index.max()) + 1
     indicator = sparse.csr_matrix((np.ones(n), (np.arange(n), index)), shape=(n, k))
     sums = np.asarray((indicator.T @ distance.T).T)  # (n, k): distance sums to each cluster
-    sizes = np.bincount(index, minlength=k).astype(np.float64)
-    own = sizes[index]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        a = sums[np.arange(n), index] / (own - 1)
-        means = sums / sizes
-    means[np.arange(n), index] = np.inf
-    b = means.min(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scores = (b - a) / np.maximum(a, b)
-    scores[own <= 1] = 0.0
-    return np.nan_to_num(scores, nan=0.0)
+    return _silhouette_from_sums(sums, index, np.bincount(index, minlength=k).astype(float))

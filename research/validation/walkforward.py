@@ -21,7 +21,7 @@ For each window (:mod:`research.validation.windows`):
 Reported with it: the **walk-forward efficiency** (WFE; Pardo): the out-of-sample annualised
 performance over the in-sample one, for the Sharpe ratio (stitched out-of-sample Sharpe over
 the mean of the chosen rows' training Sharpe ratios) and for the CAGR (the same with CAGRs),
-and per window; the **parameter stability**: the chosen values per window, how often they
+and per window (``nan`` where the in-sample figure is not positive: no edge to keep); the **parameter stability**: the chosen values per window, how often they
 change from one window to the next and their spread; the **per-window statistics** in and out
 of sample; and the overfitting statistics of every training window's sweep
 (:func:`research.validation.overfitting.assess`: a window with a low deflated Sharpe ratio
@@ -95,8 +95,8 @@ class WalkForward:
         chosen = self.windows.dropna(subset=["is_sharpe"])
         mean_is_sharpe = chosen["is_sharpe"].mean()
         mean_is_cagr = chosen["is_cagr"].mean()
-        return {"sharpe": _ratio(self.stats["sharpe"], mean_is_sharpe),
-                "cagr": _ratio(self.stats["cagr"], mean_is_cagr)}
+        return {"sharpe": efficiency_ratio(self.stats["sharpe"], mean_is_sharpe),
+                "cagr": efficiency_ratio(self.stats["cagr"], mean_is_cagr)}
 
     def stability(self) -> pd.DataFrame:
         """Per parameter: distinct values chosen, changes between consecutive windows (and
@@ -196,8 +196,8 @@ def walk_forward(
                        oos_max_drawdown=stats["max_drawdown"], oos_trades=stats["trade_count"])
             window_trades = result.trades.assign(window=window.index)
             fills_bars.append(result)
-        row["wfe_sharpe"] = _ratio(row["oos_sharpe"], row["is_sharpe"])
-        row["wfe_cagr"] = _ratio(row["oos_cagr"], row["is_cagr"])
+        row["wfe_sharpe"] = efficiency_ratio(row["oos_sharpe"], row["is_sharpe"])
+        row["wfe_cagr"] = efficiency_ratio(row["oos_cagr"], row["is_cagr"])
         capital = float(equity.iloc[-1]) if len(equity) else capital
         equities.append(equity)
         trades.append(window_trades)
@@ -307,7 +307,9 @@ def _index(ts: np.ndarray) -> pd.DatetimeIndex:
     return pd.to_datetime(ts, unit="ms", utc=True)
 
 
-def _ratio(numerator: float, denominator: float) -> float:
-    if not (math.isfinite(numerator) and math.isfinite(denominator)) or denominator == 0:
+def efficiency_ratio(out_of_sample: float, in_sample: float) -> float:
+    """``out_of_sample / in_sample``, or ``nan`` when the in-sample figure is not positive
+    (there is no in-sample edge whose share could survive) or either is not finite."""
+    if not (math.isfinite(out_of_sample) and math.isfinite(in_sample)) or in_sample <= 0:
         return math.nan
-    return float(numerator / denominator)
+    return float(out_of_sample / in_sample)

@@ -36,7 +36,7 @@ def bars():
 @pytest.fixture(scope="module")
 def returns(bars):
     spec = get_strategy("sma_cross")
-    candidates, _, _ = valid_combinations(spec, normalize_grid(spec, GRID), len(bars))
+    candidates, _, _ = valid_combinations(spec, normalize_grid(spec, GRID))
     columns = {}
     for params in candidates:
         equity = backtest(spec, bars, params, COSTS).equity.to_numpy()
@@ -100,8 +100,9 @@ def test_purged_kfold_equals_the_oracle_and_embargoes(bars, returns):
 def test_the_default_embargo_is_the_largest_history_window(bars):
     spec = get_strategy("sma_cross")
     result = cross_validate(spec, bars, GRID, COSTS, method="kfold", n_folds=4, progress=False)
-    assert result.embargo == max(spec.required_bars(spec.make_params(fast=f, slow=s))
+    assert result.embargo == max(spec.history_window(spec.make_params(fast=f, slow=s))
                                  for f in GRID["fast"] for s in GRID["slow"] if f < s)
+    assert result.embargo == max(GRID["slow"])  # SMA: exact window sums, history = window
 
 
 @pytest.mark.parametrize("options, message", [

@@ -40,7 +40,7 @@ def test_dask_rows_equal_local_processes_and_bars_reach_each_worker_once(client)
     bars = counted_bars.CountedBars.of(read_market_bars("bittrex_XRP-BTC_5m.csv.gz"))
     spec = get_strategy("sma_cross")
     grid = normalize_grid(spec, GRID)
-    candidates, _, _ = valid_combinations(spec, grid, len(bars))
+    candidates, _, _ = valid_combinations(spec, grid)
     cuts = block_cuts(len(bars), 16, 4)
     assert client.run(counted_bars.loads) == dict.fromkeys(client.run(counted_bars.loads), 0)
     on_dask = evaluate(spec, bars, candidates, SETTINGS, cuts, backend="dask", n_jobs=-1,
