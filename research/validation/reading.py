@@ -90,8 +90,8 @@ def read_walkforward(walk: Any) -> str:
         f"of sample: total return {fmt_percent(stats['total_return'], 1)}, Sharpe ratio "
         f"{fmt_ratio(stats['sharpe'])}, maximum drawdown {fmt_percent(stats['max_drawdown'], 1)}"
         f" (buy and hold: {fmt_percent(stats['buy_hold_return'], 1)}). Walk-forward efficiency "
-        f"{fmt_ratio(wfe)} on the Sharpe ratio, {fmt_ratio(efficiency['cagr'])} on the CAGR: "
-        f"{verdict}. Parameter stability: {changes or 'no parameter chosen'}.")
+        f"(out-of-sample over mean in-sample Sharpe ratio) {fmt_ratio(wfe)}: {verdict}. "
+        f"Parameter stability: {changes or 'no parameter chosen'}.")
 
 
 def read_cross_validation(cv: Any) -> str:

@@ -72,6 +72,13 @@ def register(commands: argparse._SubParsersAction) -> None:
                             "report oos_ stats too")
     sweep.add_argument("--csv", default=None, metavar="PATH", help="also write every row as CSV")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sweep.add_argument("--no-store", action="store_true",
+                       help="do not keep the rows in the database (by default they are stored "
+                            "as they finish: a killed sweep run again computes only what is "
+                            "missing)")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on the Dask cluster of this scheduler (tcp://HOST:8786; needs "
+                            "the distributed extra)")
     sweep.set_defaults(handler=_sweep)
 
     report = commands.add_parser(
@@ -299,10 +306,17 @@ def _sweep(arguments: argparse.Namespace) -> int:
     bars = _load_bars(arguments.database_url, market, _to_ms(arguments.start),
                       _to_ms(arguments.end), arguments.resample)
     _check_sweep(spec, bars, grid, arguments)
-    result = sweep(spec, bars, grid, costs, initial_cash=cash, n_jobs=arguments.n_jobs,
-                   sample=arguments.sample, seed=arguments.seed, metric=arguments.metric,
-                   keep_best=0, progress=not arguments.no_progress,
-                   oos_fraction=arguments.oos_fraction, min_trades=min_trades)
+    from candela.cli.commands.validation import _engine_options
+    from research.validation.reading import read_overfitting
+
+    stored = None if arguments.no_store else (arguments.database_url or True)
+    result = sweep(spec, bars, grid, costs, initial_cash=cash, sample=arguments.sample,
+                   seed=arguments.seed, metric=arguments.metric, keep_best=0,
+                   progress=not arguments.no_progress, oos_fraction=arguments.oos_fraction,
+                   min_trades=min_trades, store=stored,
+                   market=None if arguments.resample else dict(zip(
+                       ("exchange", "symbol", "timeframe"), market)),
+                   **_engine_options(arguments))
     if result.n_evaluated == 0:
         raise CommandError(_none_valid(spec, result.n_combinations, result.invalid_reasons,
                                        len(bars)))
@@ -317,6 +331,11 @@ def _sweep(arguments: argparse.Namespace) -> int:
                 if f"oos_{c}" in best.columns]
     if len(best):
         print(format_frame(best[columns], scale=cash).to_string(index=False))
+    if result.overfitting is not None:
+        print("\n" + read_overfitting(result.overfitting))
+    if result.sweep_id is not None:
+        print(f"\nstored as sweep {result.sweep_id[:8]} (candela sweeps list; candela report "
+              f"--sweep {result.sweep_id[:8]})")
     if arguments.csv:
         path = Path(arguments.csv)
         path.parent.mkdir(parents=True, exist_ok=True)
