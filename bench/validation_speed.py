@@ -211,9 +211,10 @@ def main(argv: list[str] | None = None) -> None:
               f"{_spread([r['trials'] / r['seconds'] for r in reports])}")
         print(f"  bar-combinations per second "
               f"{_spread([r['bar_combinations'] / r['seconds'] / 1e6 for r in reports])} million")
-        print(f"  per trial vs a grid row     "
-              f"{_spread([r['seconds'] / r['trials'] / r['grid_seconds_per_combination'] for r in reports])}"
-              " (time per search trial / time per grid-sweep combination, one process each)")
+        per_trial = [r["seconds"] / r["trials"] / r["grid_seconds_per_combination"]
+                     for r in reports]
+        print(f"  per trial vs a grid row     {_spread(per_trial)} (time per search trial / "
+              "time per grid-sweep combination, one process each)")
         print(f"  peak RSS (process tree)     {_spread([r['peak_rss'] / 2**30 for r in reports])}"
               " GiB")
         print(f"  best: {first['best']}; deflated Sharpe ratio {first['dsr']}")

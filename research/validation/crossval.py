@@ -5,11 +5,12 @@ ratios over paths (Lopez de Prado, *Advances in Financial Machine Learning*, ch.
 The bars are cut into ``n_folds`` contiguous groups. Each split takes ``n_test_folds`` groups as
 the test set and the rest, less the purged and embargoed bars, as the training set; the CPCV
 splits come from ``skfolio.model_selection.CombinatorialPurgedCV``, the purged k-fold ones from
-scikit-learn's ``KFold`` purged and embargoed the same way (:func:`purged_kfold`). In every split the parameter set
-with the best training ``metric`` is chosen, and its returns on each test group are its
-out-of-sample record. CPCV's ``C(N, k)`` splits assemble into ``k / N * C(N, k)`` *paths*, each
-covering every bar once with out-of-sample returns (skfolio's ``get_path_ids``): each path's
-Sharpe ratio is one draw of the out-of-sample Sharpe ratio the selection procedure delivers.
+scikit-learn's ``KFold`` purged and embargoed the same way (:func:`purged_kfold`). In every
+split the parameter set with the best training ``metric`` is chosen, and its returns on each
+test group are its out-of-sample record. CPCV's ``C(N, k)`` splits assemble into
+``k / N * C(N, k)`` *paths*, each covering every bar once with out-of-sample returns (skfolio's
+``get_path_ids``): each path's Sharpe ratio is one draw of the out-of-sample Sharpe ratio the
+selection procedure delivers.
 
 What leaks for a trading rule, and what removes it
     The return of bar ``t`` is earned by the position decided at ``t - 1``'s close, from the

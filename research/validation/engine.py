@@ -203,7 +203,7 @@ def run_batch(spec: StrategySpec, bars: Bars, indices: Sequence[int], params_lis
                    "fill_buffer": new_fills(BATCH_FILL_ROWS)}
         context = _context(traded[start:])
         held_out_context = None if split is None else _context(bars[split:])
-        for index, params in zip(indices, params_list):
+        for index, params in zip(indices, params_list, strict=True):
             outcome = _outcome(spec, traded, params, run_settings, buffers, context, start=start)
             row_moments = np.zeros((len(cuts) - 1, N_MOMENTS))
             if not isinstance(outcome, Invalid):

@@ -19,13 +19,13 @@ For each window (:mod:`research.validation.windows`):
    statistics are computed like any run's (:func:`research.metrics.compute_stats`).
 
 Reported with it: the **walk-forward efficiency** (WFE; Pardo): the out-of-sample annualised
-performance over the in-sample one, for the Sharpe ratio (stitched out-of-sample Sharpe over
-the mean of the chosen rows' training Sharpe ratios) and for the CAGR (the same with CAGRs),
-and per window (``nan`` where the in-sample figure is not positive: no edge to keep); the **parameter stability**: the chosen values per window, how often they
-change from one window to the next and their spread; the **per-window statistics** in and out
-of sample; and the overfitting statistics of every training window's sweep
-(:func:`research.validation.overfitting.assess`: a window with a low deflated Sharpe ratio
-chose by luck).
+performance over the in-sample one, for the Sharpe ratio (stitched out-of-sample Sharpe over the
+mean of the chosen rows' training Sharpe ratios) and for the CAGR (the same with CAGRs), and per
+window (``nan`` where the in-sample figure is not positive: no edge to keep); the **parameter
+stability**: the chosen values per window, how often they change from one window to the next and
+their spread; the **per-window statistics** in and out of sample; and the overfitting statistics of
+every training window's sweep (:func:`research.validation.overfitting.assess`: a window with a low
+deflated Sharpe ratio chose by luck).
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def walk_forward_windows(ts: np.ndarray, train: Length, test: Length | None = No
         starts = list(range(first_test, n, step))
     stops = starts[1:] + [n]
     windows = []
-    for k, (start, stop) in enumerate(zip(starts, stops)):
+    for start, stop in zip(starts, stops, strict=True):
         if stop <= start:
             continue  # a span of the calendar without any bar
         if anchored:

@@ -315,7 +315,7 @@ def _sweep(arguments: argparse.Namespace) -> int:
                    progress=not arguments.no_progress, oos_fraction=arguments.oos_fraction,
                    min_trades=min_trades, store=stored,
                    market=None if arguments.resample else dict(zip(
-                       ("exchange", "symbol", "timeframe"), market)),
+                       ("exchange", "symbol", "timeframe"), market, strict=True)),
                    **_engine_options(arguments))
     if result.n_evaluated == 0:
         raise CommandError(_none_valid(spec, result.n_combinations, result.invalid_reasons,

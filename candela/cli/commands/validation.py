@@ -260,7 +260,7 @@ def _search(arguments: argparse.Namespace) -> int:
                         min_trades=min_trades, study_name=arguments.study,
                         database_url=arguments.database_url, seed=arguments.seed,
                         pruning=not arguments.no_pruning, progress=not arguments.no_progress,
-                        market=dict(zip(("exchange", "symbol", "timeframe"), market)),
+                        market=dict(zip(("exchange", "symbol", "timeframe"), market, strict=True)),
                         **options)
     print(f"search of {spec.name} on {_market(market, arguments.resample)} ({len(bars):,} "
           f"bars): study {result.study_name!r} in {result.storage}")

@@ -20,7 +20,7 @@ class CountedBars(Bars):
                            self.timeframe_ms))
 
     @classmethod
-    def of(cls, bars: Bars) -> "CountedBars":
+    def of(cls, bars: Bars) -> CountedBars:
         return cls(bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
                    bars.timeframe_ms)
 

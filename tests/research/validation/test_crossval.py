@@ -72,7 +72,7 @@ def test_cpcv_equals_a_brute_force_oracle_on_real_bars(bars, returns, n_folds, n
     assert len(result.paths) == splitter.n_test_paths == n_test_folds * math.comb(
         n_folds, n_test_folds) // n_folds
     per_split = result.splits.drop_duplicates("split")
-    assert list(zip(per_split["fast"], per_split["slow"])) == chosen
+    assert list(zip(per_split["fast"], per_split["slow"], strict=True)) == chosen
     np.testing.assert_allclose(result.paths["sharpe"], [sharpes[p] for p in result.paths["path"]],
                                rtol=1e-9)
     # every path covers every group once
@@ -88,7 +88,7 @@ def test_purged_kfold_equals_the_oracle_and_embargoes(bars, returns):
     splits = purged_kfold(len(bars), 5, 0, 200)
     chosen, sharpes = oracle(returns, splits, np.zeros((5, 1), dtype=int),
                              math.sqrt(result.bars_per_year))
-    assert list(zip(result.splits["fast"], result.splits["slow"])) == chosen
+    assert list(zip(result.splits["fast"], result.splits["slow"], strict=True)) == chosen
     assert result.paths["sharpe"].iloc[0] == pytest.approx(sharpes[0], rel=1e-9)
     for train, [test] in splits:
         after = train[train > test[-1]]

@@ -60,7 +60,7 @@ def test_walk_forward_equals_backtests_window_by_window(bars, anchored):
                         min_trades=MIN_TRADES, progress=False)
     windows = walk_forward_windows(bars.ts, 1_200, 900, anchored=anchored)
     chosen, equity = oracle(spec, bars, windows)
-    assert list(zip(walk.windows["fast"], walk.windows["slow"])) == chosen
+    assert list(zip(walk.windows["fast"], walk.windows["slow"], strict=True)) == chosen
     pd.testing.assert_series_equal(walk.equity, equity, check_names=False)
     # no bar lost: the stitched run covers every bar after the first training window
     assert len(walk.equity) == len(bars) - 1_200 == walk.stats["n_bars"]
