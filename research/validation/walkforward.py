@@ -41,7 +41,7 @@ import pandas as pd
 from research.backtesting import backtest
 from research.kernels.trades import closed_trade_arrays_nb
 from research.metrics import DEFAULT_MIN_TRADES, STAT_NAMES, compute_stats
-from research.sweeps import DEFAULT_INITIAL_CASH, _check_settings, normalize_grid, rank
+from research.sweeps import DEFAULT_INITIAL_CASH, Invalid, _check_settings, normalize_grid, rank
 from research.types import Bars, Costs, RiskLimits, Stops
 from research.validation.engine import evaluate
 from research.validation.moments import block_cuts
@@ -171,6 +171,11 @@ def walk_forward(
     grid = normalize_grid(spec, spec.sweep if grid is None else grid)
     windows = walk_forward_windows(bars.ts, train, test, n_windows=n_windows, anchored=anchored)
     candidates = _constrained(spec, grid)
+    first_stop = windows[0].train_stop
+    if not any(spec.lookback(params) < first_stop for params in candidates):
+        raise ValueError(f"no combination of the grid has a look-back shorter than the "
+                         f"{first_stop} bars up to the end of the first training window: use a "
+                         "longer train window or shorter look-back parameters")
     run_settings = (costs, stops, risk, float(initial_cash))
     names = tuple(grid)
     rows, equities, trades, fills_bars = [], [], [], []
@@ -237,8 +242,8 @@ def _train(spec, bars, window: Window, candidates, run_settings, names, metric, 
                           start=window.train_start, n_jobs=n_jobs, backend=backend,
                           client=client, progress=progress, grid=grid,
                           description=f"window {window.index + 1} {spec.name}")
-    valid = [i for i, stats in enumerate(evaluation.stats) if stats.get("valid", True)
-             and stats.get("n_bars")]
+    valid = [i for i, stats in enumerate(evaluation.stats)
+             if not isinstance(stats, Invalid) and stats.get("n_bars")]
     frame = pd.DataFrame([evaluation.stats[i] for i in valid])
     if frame.empty:
         return None, (frame, None)

@@ -57,3 +57,17 @@ def test_an_unreachable_scheduler_is_one_clear_error():
     with pytest.raises(ValueError, match=r"cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"
                                          r".*dask scheduler"):
         connect_cluster("tcp://127.0.0.1:9", timeout=1)
+
+
+def test_walk_forward_on_dask_equals_local_processes(client):
+    from research.validation.walkforward import walk_forward
+
+    bars = read_market_bars("bittrex_XRP-BTC_5m.csv.gz")
+    spec = get_strategy("sma_cross")
+    grid = {"fast": [3, 6, 12], "slow": [20, 40, 80]}
+    options = {"train": 1_500, "n_windows": 3, "min_trades": 3, "progress": False}
+    on_dask = walk_forward(spec, bars, grid, SETTINGS[0], backend="dask", n_jobs=-1,
+                           client=client, **options)
+    local = walk_forward(spec, bars, grid, SETTINGS[0], n_jobs=2, **options)
+    pd.testing.assert_frame_equal(on_dask.windows, local.windows)
+    pd.testing.assert_series_equal(on_dask.equity, local.equity)

@@ -113,7 +113,18 @@ def test_a_window_without_enough_trades_stays_flat(bars):
     ({"train": 10_000, "test": 100}, "no bar is left to test on"),
     ({"train": 500, "test": 100, "metric": "luck"}, "unknown metric 'luck'"),
     ({"train": "3D", "test": 100}, "both be numbers of bars or both durations"),
+    ({"train": 15, "test": 100}, "no combination of the grid has a look-back shorter"),
 ])
 def test_bad_walk_forward_settings_say_what_to_change(bars, options, message):
     with pytest.raises(ValueError, match=message):
         walk_forward(get_strategy("sma_cross"), bars, GRID, COSTS, progress=False, **options)
+
+
+def test_combinations_too_long_for_a_window_are_invalid_rows_not_a_crash(bars):
+    """slow=200 needs 200 bars before its first target: in the first window (150 bars of
+    history in all) it is an invalid row; later windows, with more history, can choose it."""
+    spec = get_strategy("sma_cross")
+    walk = walk_forward(spec, bars, {"fast": [5], "slow": [20, 200]}, COSTS, train=150,
+                        n_windows=4, anchored=True, min_trades=0, progress=False)
+    assert walk.windows["n_valid"].iloc[0] == 1 and walk.windows["slow"].iloc[0] == 20
+    assert (walk.windows["n_valid"].iloc[1:] == 2).all()
