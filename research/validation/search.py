@@ -129,6 +129,7 @@ def search(
     n_blocks: int = DEFAULT_BLOCKS,
     progress: bool = True,
     market: Mapping[str, str | None] | None = None,
+    start: int = 0,
 ) -> SearchResult:
     """Search ``spec``'s parameters on ``bars`` with Optuna TPE (module docstring).
 
@@ -165,6 +166,9 @@ def search(
         A progress bar with the time left.
     market : mapping, optional
         ``exchange``, ``symbol``, ``timeframe`` to record with the stored rows.
+    start : int
+        Trade from this bar, the bars before it being the strategy's history only (as
+        ``research.backtest(..., start=)``; a walk-forward's training window).
 
     Raises
     ------
@@ -185,8 +189,10 @@ def search(
     _check_settings(spec, costs, stops, risk, initial_cash)
     distributions = search_space(spec, spec.sweep if space is None else space)
     run_settings = (costs, stops, risk, float(initial_cash))
-    cuts = block_cuts(len(bars), n_blocks, SUB_BLOCKS)
-    key = run_key(spec, bars, run_settings, cuts)
+    if not 0 <= start < len(bars) - 1:
+        raise ValueError(f"start must be a bar index from 0 to {len(bars) - 2}, got {start}")
+    cuts = block_cuts(len(bars) - start, n_blocks, SUB_BLOCKS)
+    key = run_key(spec, bars, run_settings, cuts, start)
     engine = _project_engine(database_url)
     store = SweepStore(engine)
     store.ensure_run(key, spec, bars, market=market)
@@ -203,7 +209,8 @@ def search(
     task = _Task(spec=spec, bars=bars, distributions=distributions, run_settings=run_settings,
                  cuts=cuts, metric=metric, min_trades=min_trades, direction=direction,
                  storage_url=storage_url, study_name=name, key=key, database_url=str(
-                     engine.url.render_as_string(hide_password=False)), pruning=pruning)
+                     engine.url.render_as_string(hide_password=False)), pruning=pruning,
+                 start=int(start))
     deadline = None if timeout is None else time.time() + float(timeout)
     finished = _finished(study)
     bar = tqdm(total=n_trials, initial=min(finished, n_trials), desc=f"search {spec.name}",
@@ -233,7 +240,7 @@ def search(
     finally:
         bar.close()
     return _result(study, store, key, cuts, n_blocks, metric, min_trades, storage_label,
-                   bars)
+                   bars[start:])
 
 
 # --------------------------------------------------------------------------- the space
@@ -383,6 +390,7 @@ class _Task:
     key: Any
     database_url: str
     pruning: bool
+    start: int = 0
 
 
 def run_trials(task: _Task, n: int, seed: int, deadline: float | None,
@@ -431,16 +439,17 @@ def _objective(trial, task: _Task, store: SweepStore, stored: dict) -> float:
         return _score(stored[text][0], task)
     if task.pruning:
         for step, fraction in enumerate(PRUNING_STAGES):
-            prefix = task.bars[:max(2, int(len(task.bars) * fraction))]
+            traded = max(2, int((len(task.bars) - task.start) * fraction))
+            prefix = task.bars[:task.start + traded]
             if len(prefix) <= task.spec.lookback(params):
                 continue
             [(_, outcome, _)] = run_batch(task.spec, prefix, [0], [params], task.run_settings,
-                                          np.array([0, len(prefix)]))
+                                          np.array([0, traded]), task.start)
             trial.report(_score(outcome, task), step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
     [(_, outcome, moments)] = run_batch(task.spec, task.bars, [0], [params], task.run_settings,
-                                        task.cuts)
+                                        task.cuts, task.start)
     store.write_rows(task.key, [(text, outcome, moments)])
     stored[text] = (outcome, moments)
     return _score(outcome, task)

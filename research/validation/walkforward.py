@@ -136,6 +136,10 @@ def walk_forward(
     backend: str | None = "loky",
     client: Any = None,
     progress: bool = True,
+    search_trials: int | None = None,
+    space: Mapping[str, Any] | None = None,
+    database_url: str | None = None,
+    seed: int = 0,
 ) -> WalkForward:
     """Walk-forward optimisation of ``spec`` over ``grid`` on ``bars`` (module docstring).
 
@@ -154,6 +158,13 @@ def walk_forward(
         Rows with fewer closed trades in the training window cannot be chosen.
     progress : bool
         One progress bar per training sweep, with the time left, and one over the windows.
+    search_trials : int, optional
+        Choose in each training window with an Optuna search of this many trials
+        (:func:`research.validation.search.search`, over ``space``, default the grid's values;
+        its study in the project's database at ``database_url``, one study per window, so a
+        killed walk-forward resumes) instead of backtesting the whole grid.
+    space, database_url, seed
+        The search's space, database and seed.
 
     Raises
     ------
@@ -183,8 +194,14 @@ def walk_forward(
     outer = tqdm(windows, desc=f"walk-forward {spec.name}", unit="window",
                  disable=not progress or len(windows) < 2)
     for window in outer:
-        chosen, training = _train(spec, bars, window, candidates, run_settings, names, metric,
-                                  min_trades, n_jobs, backend, client, progress, grid)
+        if search_trials:
+            chosen, training = _search(spec, bars, window, space or grid, run_settings, metric,
+                                       min_trades, search_trials, database_url, seed, n_jobs,
+                                       backend, progress)
+        else:
+            chosen, training = _train(spec, bars, window, candidates, run_settings, names,
+                                      metric, min_trades, n_jobs, backend, client, progress,
+                                      grid)
         row = _window_row(bars, window, names, chosen, training, metric, min_trades)
         if chosen is None:
             equity = pd.Series(capital, index=_index(bars.ts[window.test_start:window.test_stop]))
@@ -260,6 +277,26 @@ def _train(spec, bars, window: Window, candidates, run_settings, names, metric, 
     frame.attrs["chosen"] = chosen_row
     chosen = None if chosen_row is None else candidates[valid[chosen_row]]
     return chosen, (frame, overfitting)
+
+
+def _search(spec, bars, window: Window, space, run_settings, metric, min_trades, trials,
+            database_url, seed, n_jobs, backend, progress):
+    """:func:`_train` with an Optuna search instead of the whole grid."""
+    from research.validation.search import search
+
+    costs, stops, risk, initial_cash = run_settings
+    result = search(spec, bars[:window.train_stop], space, costs, stops=stops, risk=risk,
+                    initial_cash=initial_cash, n_trials=trials, metric=metric,
+                    min_trades=min_trades, database_url=database_url, seed=seed,
+                    n_jobs=n_jobs, backend=backend, progress=progress,
+                    start=window.train_start, n_blocks=WINDOW_BLOCKS)
+    frame = result.frame[result.frame["state"] == "complete"] if len(result.frame) else \
+        result.frame
+    if result.best is None:
+        return None, (frame, result.overfitting)
+    frame.attrs["chosen"] = result.best.name
+    chosen = spec.make_params({name: result.best[name] for name in space})
+    return chosen, (frame, result.overfitting)
 
 
 def _window_row(bars, window: Window, names, chosen, training, metric,

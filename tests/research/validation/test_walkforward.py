@@ -128,3 +128,18 @@ def test_combinations_too_long_for_a_window_are_invalid_rows_not_a_crash(bars):
                         n_windows=4, anchored=True, min_trades=0, progress=False)
     assert walk.windows["n_valid"].iloc[0] == 1 and walk.windows["slow"].iloc[0] == 20
     assert (walk.windows["n_valid"].iloc[1:] == 2).all()
+
+
+def test_a_walk_forward_can_choose_with_a_search(bars, database_url):
+    """Each training window runs an Optuna search (its own study, resumable); the chosen
+    parameters are the search's best trial, traded on the next window as with a grid."""
+    spec = get_strategy("sma_cross")
+    options = {"train": 1_500, "n_windows": 2, "min_trades": 3, "progress": False,
+               "search_trials": 12, "database_url": database_url}
+    walk = walk_forward(spec, bars, GRID, COSTS, **options)
+    assert walk.windows["fast"].notna().all()
+    for row in walk.windows.itertuples():
+        params = {"fast": row.fast, "slow": row.slow}
+        assert params["fast"] in GRID["fast"] and params["slow"] in GRID["slow"]
+    again = walk_forward(spec, bars, GRID, COSTS, **options)  # the studies are complete
+    pd.testing.assert_frame_equal(again.windows, walk.windows)
