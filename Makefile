@@ -5,8 +5,9 @@
 # target installs its part of pyproject.toml through a sub-make, so the stamps are looked at only
 # after the check (a stamp inside a removed .venv is gone by then):
 #   demo: the runtime alone; test, lint, install: the dev extras (notebooks, oracles, test tools);
-#   lab: notebooks; bench: oracles + validation. install and demo then compile the Numba kernels once, with a
-#   progress line per step (candela warmup), so that the first backtest does not wait for them.
+#   lab: notebooks; bench: oracles and validation. install and demo then compile the Numba
+#   kernels once, with a progress line per step (candela warmup), so that the first backtest does
+#   not wait for them.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
