@@ -137,26 +137,40 @@ _SILHOUETTE_ROWS = 256
 def silhouettes_of_cuts(rows: np.ndarray, cuts: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
     """The silhouette coefficients (:func:`silhouette_samples`) of every cut, with the
     correlation distances of ``rows`` computed a block of rows at a time: memory grows with
-    the number of trials, not with its square."""
+    the number of trials, not with its square.
+
+    The cuts of one tree are nested (each cluster of a coarser cut is a union of clusters of
+    the finest one), so the distance sums to each cluster are computed once per block for the
+    finest cut and added up for the others.
+    """
     from scipy import sparse
     from scipy.spatial.distance import cdist
 
     n = len(rows)
-    scores = {k: np.empty(n) for k in cuts}
-    indicators = {}
+    finest = cuts[max(cuts)]
+    _, fine_index = np.unique(finest, return_inverse=True)
+    n_fine = int(fine_index.max()) + 1
+    # clusters x points: its product with a (points x block) matrix sums by cluster
+    indicator = sparse.csr_matrix((np.ones(n), (fine_index, np.arange(n))), shape=(n_fine, n))
+    member = np.zeros(n_fine, dtype=np.int64)
+    member[fine_index] = np.arange(n)  # one point of each fine cluster
+    plans = {}
     for k, labels in cuts.items():
         _, index = np.unique(labels, return_inverse=True)
-        sizes = np.bincount(index).astype(np.float64)
-        indicators[k] = (index, sizes, sparse.csr_matrix(
-            (np.ones(n), (np.arange(n), index)), shape=(n, len(sizes))))
+        coarse_of_fine = index[member]  # the coarse cluster of each fine one (nested cuts)
+        order = np.argsort(coarse_of_fine, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(coarse_of_fine[order]) != 0])
+        plans[k] = (index, np.bincount(index).astype(np.float64), order, starts)
+    scores = {k: np.empty(n) for k in cuts}
     for start in range(0, n, _SILHOUETTE_ROWS):
-        block = cdist(rows[start:start + _SILHOUETTE_ROWS], rows, metric="correlation")
+        block = cdist(rows, rows[start:start + _SILHOUETTE_ROWS], metric="correlation")
         np.clip(block, 0.0, 2.0, out=block)
         block *= 0.5
-        np.sqrt(block, out=block)
-        for k, (index, sizes, indicator) in indicators.items():
-            sums = np.asarray((indicator.T @ block.T).T)  # distance sums to each cluster
-            part = slice(start, start + len(block))
+        np.sqrt(block, out=block)  # (all points x this block's points), C-contiguous
+        fine_sums = np.ascontiguousarray((indicator @ block).T)  # (block x fine clusters)
+        part = slice(start, start + block.shape[1])
+        for k, (index, sizes, order, starts) in plans.items():
+            sums = np.add.reduceat(fine_sums[:, order], starts, axis=1)
             scores[k][part] = _silhouette_from_sums(sums, index[part], sizes)
     return scores
 
