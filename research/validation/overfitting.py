@@ -183,23 +183,29 @@ def probability_of_backtest_overfitting(block_moments: np.ndarray) -> PBOResult:
     logits = np.empty(len(splits))
     is_best = np.empty(len(splits))
     oos_best = np.empty(len(splits))
-    # half the blocks of a split, gathered: (splits, S / 2, M, 3) per chunk; plain sums, no
-    # BLAS (whose threads fight over a busy machine's cores for these small products)
+    # split k and split (n - 1 - k) are each other's halves swapped (lexicographic order): one
+    # pass over the first half of the splits serves both. The blocks of a split are gathered
+    # (splits x S / 2 x M x 3 per chunk) and summed without BLAS, whose threads fight over the
+    # cores of a busy machine for products this small.
+    half = len(splits) // 2
     step = max(1, _CHUNK_BYTES // (n_blocks // 2 * n_combinations * 3 * 8))
-    for start in range(0, len(splits), step):
-        stop = min(start + step, len(splits))
+    for start in range(0, half, step):
+        stop = min(start + step, half)
         sums = blocks[chosen[start:stop]].sum(axis=1)
-        in_sample = _sharpe3(sums)
-        out_of_sample = _sharpe3(np.subtract(total, sums, out=sums))
-        winner = np.argmax(in_sample, axis=1)
-        rows = np.arange(stop - start)
-        best_oos = out_of_sample[rows, winner]
-        below = (out_of_sample < best_oos[:, None]).sum(axis=1)
-        equal = (out_of_sample == best_oos[:, None]).sum(axis=1)
-        omega = (below + (equal + 1) / 2.0) / (n_combinations + 1.0)
-        logits[start:stop] = np.log(omega / (1.0 - omega))
-        is_best[start:stop] = in_sample[rows, winner]
-        oos_best[start:stop] = best_oos
+        first = _sharpe3(sums)
+        second = _sharpe3(np.subtract(total, sums, out=sums))
+        mirror = slice(len(splits) - stop, len(splits) - start)
+        for chunk, train, test in ((slice(start, stop), first, second),
+                                   (mirror, second[::-1], first[::-1])):
+            winner = np.argmax(train, axis=1)
+            rows = np.arange(len(winner))
+            best_oos = test[rows, winner]
+            below = (test < best_oos[:, None]).sum(axis=1)
+            equal = (test == best_oos[:, None]).sum(axis=1)
+            omega = (below + (equal + 1) / 2.0) / (n_combinations + 1.0)
+            logits[chunk] = np.log(omega / (1.0 - omega))
+            is_best[chunk] = train[rows, winner]
+            oos_best[chunk] = best_oos
     return PBOResult(pbo=float(np.mean(logits <= 0.0)), logits=logits, is_sharpe=is_best,
                      oos_sharpe=oos_best, probability_of_loss=float(np.mean(oos_best < 0.0)),
                      n_blocks=n_blocks, n_combinations=n_combinations)
