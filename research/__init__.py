@@ -34,6 +34,11 @@ _LAZY = {
     "Line": ("research.lines", "Line"),
     "load_run": ("research.storage", "load_run"),
     "save_result": ("research.storage", "save_result"),
+    "walk_forward": ("research.validation.walkforward", "walk_forward"),
+    "cross_validate": ("research.validation.crossval", "cross_validate"),
+    "search": ("research.validation.search", "search"),
+    "list_sweeps": ("research.validation.store", "list_sweeps"),
+    "load_sweep": ("research.validation.store", "load_sweep"),
 }
 
 __all__ = sorted(_LAZY)

@@ -9,23 +9,24 @@ and fill tables are not built. With ``oos_fraction`` the last part of the bars i
 every row also gets its out-of-sample stats (``oos_*`` columns).
 
 Memory does not grow with the number of combinations: the bars are shipped to the workers
-once (memory-mapped from a temporary file for process backends), each worker runs one backtest
-at a time and sends back only its stats (a few dozen numbers), and the equity curves of the
-best ``keep_best`` parameter sets are recomputed in the calling process after ranking. Nothing
-of shape bars x combinations is ever built.
+once (memory-mapped from a temporary file for process backends, scattered to every worker on a
+Dask cluster), each worker runs one backtest at a time and sends back only its stats (a few
+dozen numbers) and its returns' moments per block (:mod:`research.validation.moments`, 384
+numbers), and the equity curves of the best ``keep_best`` parameter sets are recomputed in the
+calling process after ranking. Nothing of shape bars x combinations is ever built. The batches
+run in :mod:`research.validation.engine`; from the moments every sweep reports the deflated
+Sharpe ratio of its best row and the PBO of its selection (:attr:`SweepResult.overfitting`).
+With ``store`` the rows go to the database as they finish, and a sweep run again computes only
+what is missing (:mod:`research.validation.store`).
 
 Parallelism is joblib's. ``backend="loky"`` (processes on this machine) is the default; any
-joblib backend name works. To run on a Dask cluster, install ``dask[distributed]`` yourself
-(Candela does not depend on it) and let joblib's configuration pick the backend::
+joblib backend name works; ``backend="dask"`` with ``client=`` runs on a Dask cluster (the
+``distributed`` extra; :mod:`research.validation.distributed`)::
 
-    from dask.distributed import Client
-    import joblib
+    from research.validation.distributed import connect_cluster
 
-    client = Client("tcp://scheduler:8786")
-    with joblib.parallel_config(backend="dask"):
-        table = research.sweep(spec, bars, grid, backend=None, n_jobs=-1)
-
-(``backend=None`` means "whatever ``joblib.parallel_config`` says".)
+    client = connect_cluster("tcp://scheduler:8786")
+    table = research.sweep(spec, bars, grid, backend="dask", n_jobs=-1, client=client)
 """
 
 from __future__ import annotations
@@ -41,13 +42,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
-from tqdm.auto import tqdm
 
 from research.backtesting import backtest, infer_timeframe_ms, run_target
 from research.charts import plot_heatmap
-from research.indicators import indicator_cache
-from research.kernels.records import make_config, new_fills
+from research.kernels.records import make_config
 from research.metrics import (
     DEFAULT_MIN_TRADES,
     LOWER_IS_BETTER,
@@ -110,6 +108,12 @@ class SweepResult:
     min_trades : int
         Rows with fewer closed (in-sample) trades are kept in :attr:`frame` but left out of
         :meth:`best` and of the kept equity curves.
+    overfitting : research.validation.overfitting.Overfitting or None
+        The deflated Sharpe ratio of the best row (with the effective number of trials) and
+        the PBO of the selection (``None`` with fewer than two valid rows); see
+        docs/validation.md.
+    sweep_id : str or None
+        With ``store``: the stored sweep's id (``research.validation.store.load_sweep``).
     """
 
     frame: pd.DataFrame
@@ -123,6 +127,8 @@ class SweepResult:
     invalid_reasons: dict[str, int] = field(default_factory=dict)
     split_ts: int | None = None
     min_trades: int = 0
+    overfitting: Any = None
+    sweep_id: str | None = None
 
     def best(self, n: int = 5, metric: str | None = None,
              min_trades: int | None = None) -> pd.DataFrame:
@@ -194,6 +200,9 @@ def sweep(
     progress: bool = True,
     oos_fraction: float | None = None,
     min_trades: int = DEFAULT_MIN_TRADES,
+    store: Any = None,
+    market: Mapping[str, str | None] | None = None,
+    client: Any = None,
 ) -> SweepResult:
     """Backtest ``spec`` on ``bars`` for every parameter set of ``grid``.
 
@@ -243,6 +252,16 @@ def sweep(
     min_trades : int
         Rank only rows with at least this many closed (in-sample) trades
         (:data:`DEFAULT_MIN_TRADES`); the others stay in the frame. ``0`` ranks every row.
+    store : bool, str or Engine, optional
+        Keep the rows in the database as they finish (``True``: the project's database, or a
+        URL or engine): a sweep run again loads what is stored and computes only the rest
+        (:mod:`research.validation.store`). Default: not stored.
+    market : mapping, optional
+        ``exchange``, ``symbol``, ``timeframe`` of the bars, recorded with a stored sweep (the
+        sweep report reloads the bars with them).
+    client : distributed.Client, optional
+        The Dask cluster for ``backend="dask"`` (:mod:`research.validation.distributed`);
+        the bars are scattered to each worker once.
 
     Returns
     -------
@@ -282,8 +301,15 @@ def sweep(
             rows = [rows[i] for i in runnable]
     candidates = [row.params for row in rows if row.params is not None]
     run_settings = (costs, stops, risk, float(initial_cash))
-    outcomes = _evaluate_all(spec, bars, candidates, run_settings, n_jobs, backend, batch_size,
-                             progress, split, grid) if candidates else []
+    # research.validation imports this module: loaded when a sweep runs
+    from research.validation import sweeping
+
+    evaluation = sweeping.evaluate_sweep(
+        spec, bars, candidates, run_settings, grid=grid, split=split, store=store,
+        market=market, metric=metric, min_trades=min_trades, n_combinations=n_combinations,
+        extra={"sample": sample, "seed": seed}, n_jobs=n_jobs, backend=backend,
+        batch_size=batch_size, progress=progress, client=client) if candidates else None
+    outcomes = evaluation.outcomes if evaluation is not None else []
     results = iter(outcomes)
     rows = [row if row.params is None else row._replace(outcome=next(results)) for row in rows]
     for row in rows:
@@ -292,6 +318,13 @@ def sweep(
     names = tuple(grid)
     frame = _tidy_frame(rows, names, split is not None)
     ranked = rank(frame, metric, min_trades)
+    overfitting = None
+    if evaluation is not None:
+        candidate_rows = [i for i, row in enumerate(rows) if row.params is not None]
+        traded = bars if split is None else bars[:split]
+        overfitting = sweeping.sweep_overfitting(evaluation, frame, candidate_rows, ranked,
+                                                 _context(traded).bars_per_year)
+        sweeping.finish(evaluation, overfitting, ranked, metric)
     in_sample = bars if split is None else bars[:split]
     equity: dict[Any, pd.Series] = {}
     for index in ranked.index[:keep_best]:
@@ -309,6 +342,8 @@ def sweep(
         invalid_reasons=invalid_reasons,
         split_ts=None if split is None else int(bars.ts[split]),
         min_trades=int(min_trades),
+        overfitting=overfitting,
+        sweep_id=None if evaluation is None else evaluation.sweep_id,
     )
 
 
@@ -424,41 +459,10 @@ def valid_combinations(spec: StrategySpec, grid: Mapping[str, Sequence[Any]]
 # --------------------------------------------------------------------------- evaluation
 
 
-def _evaluate_all(spec, bars, candidates, run_settings, n_jobs, backend, batch_size, progress,
-                  split=None, grid=None):
-    """Return the outcome of every candidate (its stats dict or :class:`Invalid`), in
-    candidate order."""
-    n = len(candidates)
-    workers = _worker_count(n_jobs)
-    size = batch_size or max(1, min(MAX_BATCH_SIZE, math.ceil(n / (4 * workers))))
-    if size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    batches = _batches(candidates, grid or {}, size)
-    rows: list[dict[str, Any] | Invalid | None] = [None] * n
-    bar = tqdm(total=n, desc=f"sweep {spec.name}", unit="run", disable=not progress)
-    try:
-        if workers == 1 and backend in PROCESS_BACKENDS + ("threading", "sequential"):
-            for batch in batches:
-                for index, stats in _run_batch(spec, bars, batch, [candidates[i] for i in batch],
-                                               run_settings, split):
-                    rows[index] = stats
-                bar.update(len(batch))
-        else:
-            with _shared_bars(bars, backend) as shipped:
-                for results in _parallel_batches(spec, shipped, batches, candidates,
-                                                 run_settings, n_jobs, backend, split):
-                    for index, stats in results:
-                        rows[index] = stats
-                    bar.update(len(results))
-    finally:
-        bar.close()
-    return rows
-
-
 def _batches(candidates, grid: Mapping[str, Sequence[Any]], size: int) -> list[list[int]]:
     """Split candidate indices into batches of ``size`` that share indicator windows.
 
-    A worker computes each distinct indicator once per batch (:func:`indicator_cache`), so the
+    A worker computes each distinct indicator once per batch (:func:`~research.indicators.indicator_cache`), so the
     candidates are grouped in tiles of the grid (about ``size ** (1 / d)`` values of each of
     the ``d`` swept parameters) rather than in grid order, where a batch would pair one value
     of the first parameter with every value of the others. The order of the rows of the result
@@ -477,51 +481,6 @@ def _batches(candidates, grid: Mapping[str, Sequence[Any]], size: int) -> list[l
         if coordinates is not None:
             indices.sort(key=lambda i: (tuple(c // side for c in coordinates[i]), coordinates[i]))
     return [indices[start:start + size] for start in range(0, len(indices), size)]
-
-
-def _parallel_batches(spec, bars, batches, candidates, run_settings, n_jobs, backend, split):
-    options = {"n_jobs": n_jobs, "return_as": "generator_unordered"}
-    if backend is not None:
-        options["backend"] = backend
-    tasks = (
-        delayed(_run_batch)(spec, bars, batch, [candidates[i] for i in batch], run_settings,
-                            split)
-        for batch in batches
-    )
-    yield from Parallel(**options)(tasks)
-
-
-def _run_batch(spec, bars, indices, params_list, run_settings, split=None):
-    """Run ``params_list`` (the candidates at ``indices``); return ``[(index, outcome)]``: the
-    stats dict (in-sample stats plus ``oos_`` ones when ``split`` is set) or :class:`Invalid`.
-
-    One :func:`~research.indicators.indicator_cache` scope (at most ``BATCH_CACHE_ARRAYS``
-    bars-long results), one equity buffer and one fill table serve the whole batch: each
-    distinct indicator is computed about once, and no per-bar array is allocated per candidate
-    beyond the strategy's own.
-    """
-    bars = _plain_bars(bars)
-    with indicator_cache(max_bytes=BATCH_CACHE_ARRAYS * len(bars) * 8):
-        buffers = {"equity_buffer": np.empty(len(bars)),
-                   "fill_buffer": new_fills(BATCH_FILL_ROWS)}
-        if split is None:
-            context = _context(bars)
-            return [(index, _outcome(spec, bars, params, run_settings, buffers, context))
-                    for index, params in zip(indices, params_list)]
-        in_sample = bars[:split]
-        contexts = _context(in_sample), _context(bars[split:])
-        out = []
-        for index, params in zip(indices, params_list):
-            stats = _outcome(spec, in_sample, params, run_settings, buffers, contexts[0])
-            if not isinstance(stats, Invalid):
-                held_out = _outcome(spec, bars, params, run_settings, buffers, contexts[1],
-                                    start=split)
-                if isinstance(held_out, Invalid):
-                    stats = held_out._replace(reason=f"out of sample: {held_out.reason}")
-                else:
-                    stats.update({f"oos_{name}": value for name, value in held_out.items()})
-            out.append((index, stats))
-        return out
 
 
 class _TooFewBars(Exception):

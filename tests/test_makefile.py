@@ -148,7 +148,7 @@ def test_each_target_installs_only_its_extras(project):
     plans = {target: make(project, "--dry-run", target, f"PYTHON={sys.executable}").stdout
              for target in ("demo", "test", "lab", "bench")}
     installs = {target: re.findall(r'pip install --quiet -e "(\.[^"]*)"', plan) for target, plan in plans.items()}
-    assert installs == {"demo": ["."], "test": [".[dev]"], "lab": [".[notebooks]"], "bench": [".[oracles]"]}
+    assert installs == {"demo": ["."], "test": [".[dev]"], "lab": [".[notebooks]"], "bench": [".[bench]"]}
 
 
 # --------------------------------------------------------------------------- the specifier

@@ -26,6 +26,7 @@ from candela.cli.commands import (
     research,
     run,
     strategies,
+    validation,
     warmup,
 )
 from candela.core.db import DatabaseConfigError, DatabaseUnavailableError, SchemaOutdatedError
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_import.register(data_commands)
     pipeline.register(data_commands)
     research.register(commands)
+    validation.register(commands)
     strategies.register(commands)
     run.register(commands)
     bots.register(commands)

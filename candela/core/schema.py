@@ -29,6 +29,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -265,3 +266,62 @@ strategy_trades = Table(
     Column("reason", String(24), nullable=False),
     Column("realized_pnl", Double, nullable=False),
 )
+
+
+# --------------------------------------------------------------------------- stored sweeps
+
+sweep_runs = Table(
+    "sweep_runs",
+    metadata,
+    Column("run_key", String(64), primary_key=True,
+           comment="SHA-256 of bars_hash, code_hash and settings_json: rows with this key are "
+                   "interchangeable"),
+    Column("strategy", String(64), nullable=False),
+    Column("bars_hash", String(64), nullable=False, comment="SHA-256 of the bars' arrays"),
+    Column("code_hash", String(64), nullable=False,
+           comment="SHA-256 of the strategy's source file and the engine's"),
+    Column("settings_json", Text, nullable=False,
+           comment="costs, stops, risk, initial cash, first traded bar, segment cuts"),
+    Column("exchange", String(32), nullable=True),
+    Column("symbol", String(40), nullable=True),
+    Column("timeframe", String(8), nullable=True),
+    Column("start_ts", BigInteger, nullable=False, comment="close ts of the first bar"),
+    Column("end_ts", BigInteger, nullable=False, comment="close ts of the last bar"),
+    Column("n_bars", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+sweep_rows = Table(
+    "sweep_rows",
+    metadata,
+    Column("run_key", String(64), ForeignKey("sweep_runs.run_key", ondelete="CASCADE"),
+           primary_key=True),
+    Column("params_hash", String(64), primary_key=True,
+           comment="SHA-256 of params_json"),
+    Column("params_json", Text, nullable=False, comment="every parameter, canonical JSON"),
+    Column("stats_json", Text, nullable=False),
+    Column("moments", LargeBinary, nullable=False,
+           comment="float64 little-endian, segments x 6 return moments"),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+sweeps = Table(
+    "sweeps",
+    metadata,
+    Column("sweep_id", String(32), primary_key=True,
+           comment="hash of run_key and the grid: the same sweep run again has the same id"),
+    Column("run_key", String(64), ForeignKey("sweep_runs.run_key", ondelete="CASCADE"),
+           nullable=False),
+    Column("kind", String(16), nullable=False, comment="sweep, search or walkforward"),
+    Column("strategy", String(64), nullable=False),
+    Column("grid_json", Text, nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("min_trades", Integer, nullable=False),
+    Column("n_combinations", Integer, nullable=False),
+    Column("n_done", Integer, nullable=False),
+    Column("status", String(16), nullable=False, comment="running or complete"),
+    Column("summary_json", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+Index("ix_sweeps_created_at", sweeps.c.created_at)

@@ -72,11 +72,27 @@ def register(commands: argparse._SubParsersAction) -> None:
                             "report oos_ stats too")
     sweep.add_argument("--csv", default=None, metavar="PATH", help="also write every row as CSV")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sweep.add_argument("--no-store", action="store_true",
+                       help="do not keep the rows in the database (by default they are stored "
+                            "as they finish: a killed sweep run again computes only what is "
+                            "missing)")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on the Dask cluster of this scheduler (tcp://HOST:8786; needs "
+                            "the distributed extra)")
     sweep.set_defaults(handler=_sweep)
 
     report = commands.add_parser(
         "report", help="execute the report notebook with papermill into out/ (HTML if possible)")
-    _market_arguments(report)
+    _market_arguments(report, required=False)
+    report.add_argument("--sweep", default=None, metavar="ID",
+                        help="report a stored sweep instead (candela sweeps list): parameter "
+                             "surface, deflated Sharpe ratio and PBO, walk-forward, CPCV")
+    report.add_argument("--windows", type=int, default=5, metavar="N",
+                        help="with --sweep: walk-forward test windows (default: 5)")
+    report.add_argument("--cv-folds", type=int, default=6, metavar="N",
+                        help="with --sweep: CPCV groups (default: 6)")
+    report.add_argument("--n-jobs", type=int, default=1,
+                        help="with --sweep: worker processes (-1: all cores)")
     report.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="strategy parameter (repeatable)")
     report.add_argument("--fee", type=float, default=0.001, help="fee rate (default: 0.001)")
@@ -290,10 +306,17 @@ def _sweep(arguments: argparse.Namespace) -> int:
     bars = _load_bars(arguments.database_url, market, _to_ms(arguments.start),
                       _to_ms(arguments.end), arguments.resample)
     _check_sweep(spec, bars, grid, arguments)
-    result = sweep(spec, bars, grid, costs, initial_cash=cash, n_jobs=arguments.n_jobs,
-                   sample=arguments.sample, seed=arguments.seed, metric=arguments.metric,
-                   keep_best=0, progress=not arguments.no_progress,
-                   oos_fraction=arguments.oos_fraction, min_trades=min_trades)
+    from candela.cli.commands.validation import _engine_options
+    from research.validation.reading import read_overfitting
+
+    stored = None if arguments.no_store else (arguments.database_url or True)
+    result = sweep(spec, bars, grid, costs, initial_cash=cash, sample=arguments.sample,
+                   seed=arguments.seed, metric=arguments.metric, keep_best=0,
+                   progress=not arguments.no_progress, oos_fraction=arguments.oos_fraction,
+                   min_trades=min_trades, store=stored,
+                   market=None if arguments.resample else dict(zip(
+                       ("exchange", "symbol", "timeframe"), market, strict=True)),
+                   **_engine_options(arguments))
     if result.n_evaluated == 0:
         raise CommandError(_none_valid(spec, result.n_combinations, result.invalid_reasons,
                                        len(bars)))
@@ -308,6 +331,11 @@ def _sweep(arguments: argparse.Namespace) -> int:
                 if f"oos_{c}" in best.columns]
     if len(best):
         print(format_frame(best[columns], scale=cash).to_string(index=False))
+    if result.overfitting is not None:
+        print("\n" + read_overfitting(result.overfitting))
+    if result.sweep_id is not None:
+        print(f"\nstored as sweep {result.sweep_id[:8]} (candela sweeps list; candela report "
+              f"--sweep {result.sweep_id[:8]})")
     if arguments.csv:
         path = Path(arguments.csv)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -354,6 +382,14 @@ def _report(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from research.report import run_report
 
+    if arguments.sweep is not None:
+        from candela.cli.commands.validation import report_sweep
+
+        return report_sweep(arguments)
+    missing = [f"--{name}" for name in ("strategy", "exchange", "symbol", "timeframe")
+               if getattr(arguments, name) is None]
+    if missing:
+        raise CommandError(f"give {' '.join(missing)} (or --sweep ID to report a stored sweep)")
     spec = resolve_strategy(arguments.strategy)
     params = make_params(spec, parse_assignments(arguments.param))
     with user_errors(ValueError):
