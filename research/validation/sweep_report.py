@@ -1,4 +1,4 @@
-"""The sweep report: ``notebooks/04_sweep_report.ipynb`` executed with papermill for one stored
+"""The sweep report: ``notebooks/07_sweep_report.ipynb`` executed with papermill for one stored
 sweep, rendered to a standalone HTML page without code.
 
 The notebook reads the stored sweep (:func:`research.validation.store.load_sweep`), reloads its
@@ -26,7 +26,7 @@ import pandas as pd
 
 from research.types import Bars, Costs, RiskLimits, Stops
 
-SWEEP_NOTEBOOK = "04_sweep_report.ipynb"
+SWEEP_NOTEBOOK = "07_sweep_report.ipynb"
 #: Sub-blocks per CSCV block in a stored sweep's moments (see ``research.sweeps``).
 SUB_BLOCKS = 4
 

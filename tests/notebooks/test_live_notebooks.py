@@ -84,7 +84,7 @@ def test_the_monitor_notebook_follows_a_running_replay(
             sys.executable,
             "-m",
             "papermill",
-            str(repo_root / "notebooks" / "04_live_monitor.ipynb"),
+            str(repo_root / "notebooks" / "06_live_monitor.ipynb"),
             str(output),
             "-p",
             "database_url",

@@ -8,7 +8,7 @@
   :mod:`~candela.cli.live.report` renders ``notebooks/05_reconcile.ipynb`` to HTML;
 * :mod:`~candela.cli.live.snapshot`, :mod:`~candela.cli.live.monitor` and
   :mod:`~candela.cli.live.monitor_view`: the live monitor of
-  ``notebooks/04_live_monitor.ipynb`` (ipywidgets and a plotly ``FigureWidget``).
+  ``notebooks/06_live_monitor.ipynb`` (ipywidgets and a plotly ``FigureWidget``).
 
 They belong to the roof (docs/architecture.md §1): they read the runner's records and call
 the same code as the command line (``candela bots start|stop``, ``candela backtest --bot``).

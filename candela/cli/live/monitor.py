@@ -1,4 +1,4 @@
-"""The live monitor of ``notebooks/04_live_monitor.ipynb``: ipywidgets, a plotly ``FigureWidget``.
+"""The live monitor of ``notebooks/06_live_monitor.ipynb``: ipywidgets, a plotly ``FigureWidget``.
 
 :class:`Monitor` shows
 
