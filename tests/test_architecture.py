@@ -15,7 +15,7 @@ import candela
 import research
 from candela.core.paths import REPO_ROOT
 
-RESEARCH_CORE = {"types", "indicators", "kernels"}
+RESEARCH_CORE = {"types", "indicators", "kernels", "panel"}
 CONTRACTS_NAMING_THE_UPPER_LAYERS = ("research-core-pure", "strategies-pure", "runner")
 
 

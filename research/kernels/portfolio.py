@@ -28,9 +28,9 @@ Per grid bar ``t`` (close time ``ts``), in order:
    c. *Sizing*: the market's new position is ``w * E / (p * (1 + fee))`` units: from flat,
       position value plus fee is ``w * E`` (the single-market rule). With ``E <= 0`` (ruin)
       every present position is closed and nothing is opened.
-   d. *Orders*, **sells before buys**: in ascending order of value ``delta * p`` (the largest
-      sale first, the smallest purchase first; ties by column), as vectorbt's
-      ``call_seq='auto'``. A purchase that opens or grows a long position is cut to the cash at
+   d. *Orders*, **sells before buys**: in ascending order of value ``w / (1 + fee) * E -
+      position * p`` (the order's value: the largest sale first, the smallest purchase first;
+      ties by column), as vectorbt's ``call_seq='auto'``. A purchase that opens or grows a long position is cut to the cash at
       hand (fee included) when it needs more, beyond a tolerance of 1e-9 relative (vectorbt's
       ``allow_partial``); with no cash it is not sent. The book never borrows cash for a long
       position (shorts are margin positions, as in the single-market model: their proceeds are
@@ -192,14 +192,16 @@ def _rebalance_open(legs, cash, cfg, fills, k, open_, i, scratch, order):
         if math.isnan(mid) or math.isnan(level):
             continue
         position = legs[j, L_POSITION]
+        mark = scratch[j, _S_MARK]
         if ruined or level == 0.0:
             delta = -position
+            value = -position * mark
         else:
-            price = scratch[j, _S_MARK]
-            delta = level * equity / (price * (1.0 + cfg.fee_rate)) - position
+            delta = level * equity / (mark * (1.0 + cfg.fee_rate)) - position
+            value = level / fee_factor * equity - position * mark
         if delta != 0.0:
             scratch[j, _S_DELTA] = delta
-            scratch[j, _S_VALUE] = delta * scratch[j, _S_MARK]
+            scratch[j, _S_VALUE] = value
             # insertion sort by value (stable: ties keep column order)
             slot = count
             while slot > 0 and scratch[order[slot - 1], _S_VALUE] > scratch[j, _S_VALUE]:
