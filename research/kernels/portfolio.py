@@ -21,21 +21,24 @@ Per grid bar ``t`` (close time ``ts``), in order:
 
    a. *Flips*: a market whose position has the opposite sign of ``w`` is closed first.
    b. *Valuation*: every position is marked at its market's open (an absent market at its
-      last close), ``E_mid = cash + sum(position * mark)``. For each pending market the side
-      of its coming fill is that of ``w * E_mid / (open * (1 + fee)) - position``; its mark
-      becomes its open slipped towards that side, ``p``, and the book's equity is re-marked,
-      ``E = cash + sum(position * mark)``.
-   c. *Sizing*: the market's new position is ``w * E / (p * (1 + fee))`` units: from flat,
+      last close), ``E_mid = cash + sum(position * mark)``. If some pending ``w`` is not 0,
+      each pending market's mark becomes its open slipped towards the side of its coming fill
+      (the sign of ``w * E_mid / (open * (1 + fee)) - position``), and the book's equity is
+      re-marked: ``E = cash + sum(position * mark)``.
+   c. *Sizing*: the market's new position is ``w * E / (mark * (1 + fee))`` units: from flat,
       position value plus fee is ``w * E`` (the single-market rule). With ``E <= 0`` (ruin)
       every present position is closed and nothing is opened.
    d. *Orders*, **sells before buys**: in ascending order of value ``w / (1 + fee) * E -
-      position * p`` (the order's value: the largest sale first, the smallest purchase first;
-      ties by column), as vectorbt's ``call_seq='auto'``. A purchase that opens or grows a long position is cut to the cash at
-      hand (fee included) when it needs more, beyond a tolerance of 1e-9 relative (vectorbt's
-      ``allow_partial``); with no cash it is not sent. The book never borrows cash for a long
-      position (shorts are margin positions, as in the single-market model: their proceeds are
-      cash). An order worth less than ``min_notional`` at its fill price is not sent, except one
-      that closes a position (no dust is left). Every fill pays slippage and fee.
+      position * mark`` (the largest sale first, the smallest purchase first; ties by
+      column), as vectorbt's ``call_seq='auto'``. A purchase that opens or grows a long
+      position is cut to the cash at hand (fee included) when it needs more, beyond a
+      tolerance of 1e-9 relative (vectorbt's ``allow_partial``); with no cash left (less than
+      1e-9 of its cost, or 1e-12: rounding) it is not sent. The book never borrows cash for a
+      long position (shorts are margin positions, as in the single-market model: their
+      proceeds are cash). An order worth less than ``min_notional`` at its fill price is not
+      sent, except one that closes a position (no dust is left); nor is a resize smaller than
+      1e-12 of the position (the rounding of an unchanged weight). Every fill pays slippage
+      and fee.
 
    The weight is then *ordered* (even if an order was cut or not sent).
 3. **Protective exits** per present position, exactly the single-market step 3.
@@ -168,7 +171,7 @@ def _rebalance_open(legs, cash, cfg, fills, k, open_, i, scratch, order):
         for j in range(m):
             level = legs[j, L_PENDING]
             mid = open_[i, j]
-            if math.isnan(mid) or math.isnan(level) or level == 0.0:
+            if math.isnan(mid) or math.isnan(level):
                 continue
             unslipped = level * equity_mid / (mid * fee_factor)
             side = 1.0 if unslipped > legs[j, L_POSITION] else -1.0
@@ -199,7 +202,7 @@ def _rebalance_open(legs, cash, cfg, fills, k, open_, i, scratch, order):
         else:
             delta = level * equity / (mark * (1.0 + cfg.fee_rate)) - position
             value = level / fee_factor * equity - position * mark
-        if delta != 0.0:
+        if delta != 0.0 and (level == 0.0 or ruined or abs(delta) > 1e-12 * abs(position)):
             scratch[j, _S_DELTA] = delta
             scratch[j, _S_VALUE] = value
             # insertion sort by value (stable: ties keep column order)
@@ -220,7 +223,7 @@ def _rebalance_open(legs, cash, cfg, fills, k, open_, i, scratch, order):
             price = mid * (1.0 + cfg.slippage_bps * 1e-4)
             cost = delta * price + delta * price * cfg.fee_rate
             if not _cash_covers(cost, cash):
-                if cash <= 0.0:
+                if cash <= max(CASH_TOLERANCE * cost, 1e-12):  # nothing left but rounding
                     continue
                 delta = cash / fee_factor / price
         if cfg.min_notional > 0.0 and not closing:

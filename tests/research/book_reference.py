@@ -88,6 +88,14 @@ class ReferenceBook:
                                price=price, fee=fee, reason=reason, realized_pnl=pnl,
                                at_open=at_open, cash_after=self.cash, position_after=new))
 
+    def _value(self, marks):
+        """Cash plus every position at its mark, added up in column order."""
+        value = self.cash
+        for leg, mark in zip(self.legs, marks):
+            if leg.position != 0:
+                value += leg.position * mark
+        return value
+
     # ---------------------------------------------------------------- the open
     def _rebalance(self, bar, ts, opens):
         present = [j for j in range(self.n_markets) if not math.isnan(opens[j])]
@@ -103,16 +111,15 @@ class ReferenceBook:
                 self._trade(bar, ts, j, -leg.position, opens[j], reason, True)
         marks = [opens[j] if not math.isnan(opens[j]) else self.legs[j].last_close
                  for j in range(self.n_markets)]
-        equity_mid = self.cash + sum(leg.position * marks[j]
-                                     for j, leg in enumerate(self.legs) if leg.position != 0)
-        sizing = [j for j, (weight, _) in todo.items() if weight != 0]
-        for j in sizing:
-            weight = todo[j][0]
-            wanted = weight * equity_mid / (opens[j] * (1 + self.fee_rate))
-            marks[j] = self._slipped(opens[j], 1 if wanted > self.legs[j].position else -1)
-        equity = self.cash + sum(leg.position * marks[j]
-                                 for j, leg in enumerate(self.legs) if leg.position != 0)
-        ruined = bool(sizing) and equity <= 0
+        equity_mid = self._value(marks)
+        sizing = any(weight != 0 for weight, _ in todo.values())
+        equity = equity_mid
+        if sizing:  # each pending market is marked at its open slipped towards its fill
+            for j, (weight, _) in todo.items():
+                wanted = weight * equity_mid / (opens[j] * (1 + self.fee_rate))
+                marks[j] = self._slipped(opens[j], 1 if wanted > self.legs[j].position else -1)
+            equity = self._value(marks)
+        ruined = sizing and equity <= 0
         if ruined:
             for j in present:
                 todo.setdefault(j, (0.0, "signal"))
@@ -124,7 +131,7 @@ class ReferenceBook:
             else:
                 units = weight * equity / (marks[j] * (1 + self.fee_rate)) - leg.position
                 value = weight / (1 + self.fee_rate) * equity - leg.position * marks[j]
-            if units != 0:
+            if units != 0 and (weight == 0 or ruined or abs(units) > 1e-12 * abs(leg.position)):
                 orders.append((value, j, units, reason))
         orders.sort(key=lambda order: (order[0], order[1]))  # sells first; ties by column
         for _, j, units, reason in orders:
@@ -135,7 +142,7 @@ class ReferenceBook:
                 cost = units * price * (1 + self.fee_rate)
                 if cost > self.cash and cost - self.cash > max(
                         TOLERANCE * max(abs(cost), abs(self.cash)), 1e-12):
-                    if self.cash <= 0:
+                    if self.cash <= max(TOLERANCE * cost, 1e-12):
                         continue
                     units = self.cash / (1 + self.fee_rate) / price
             if self.min_notional > 0 and not closing:
@@ -204,8 +211,7 @@ class ReferenceBook:
                     leg.extreme = max(leg.extreme, highs[j])
                 elif leg.position < 0:
                     leg.extreme = min(leg.extreme, lows[j])
-        self.equity = self.cash + sum(leg.position * leg.last_close
-                                      for leg in self.legs if leg.position != 0)
+        self.equity = self._value([leg.last_close for leg in self.legs])
         self.peak = max(self.peak, self.equity)
         new_halt = None
         if self.halt != "max_drawdown" and not math.isnan(self.max_drawdown):
