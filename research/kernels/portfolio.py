@@ -11,8 +11,8 @@ weight 1 gives that function's fills, cash and equity bit for bit (tested).
 A **weight** is a fraction of the book's equity, signed (``-0.5``: short half the equity);
 ``nan`` means 0. A market is **absent** at a bar when its open is ``nan``
 (:mod:`research.panel`): it does not trade, its stops are not checked, and the book values its
-position at its last close. The book state is ``book`` and ``legs``
-(:mod:`research.kernels.portfolio_records`), updated in place.
+position at its last close. The book state is a :class:`BookState` and the ``legs`` array
+(:mod:`research.kernels.portfolio_records`).
 
 Per grid bar ``t`` (close time ``ts``), in order:
 
@@ -36,9 +36,9 @@ Per grid bar ``t`` (close time ``ts``), in order:
       1e-9 of its cost, or 1e-12: rounding) it is not sent. The book never borrows cash for a
       long position (shorts are margin positions, as in the single-market model: their
       proceeds are cash). An order worth less than ``min_notional`` at its fill price is not
-      sent, except one that closes a position (no dust is left); nor is a resize smaller than
-      1e-12 of the position (the rounding of an unchanged weight). Every fill pays slippage
-      and fee.
+      sent, except one that closes a position (no dust is left); nor is the resize of a
+      market whose weight did not change when it is smaller than 1e-12 of the position
+      (rounding). Every fill pays slippage and fee.
 
    The weight is then *ordered* (even if an order was cut or not sent).
 3. **Protective exits** per present position, exactly the single-market step 3.
@@ -75,14 +75,6 @@ from research.kernels.execution import (
     _trade,
 )
 from research.kernels.portfolio_records import (
-    B_BARS,
-    B_CASH,
-    B_DAY,
-    B_DAY_START_EQUITY,
-    B_EQUITY,
-    B_HALT,
-    B_LAST_TS,
-    B_PEAK_EQUITY,
     L_ENTRY,
     L_EXTREME,
     L_LAST_CLOSE,
@@ -92,6 +84,7 @@ from research.kernels.portfolio_records import (
     L_POSITION,
     L_STOPPED,
     BookConfig,
+    BookState,
 )
 from research.kernels.records import (
     HALT_DAILY_LOSS,
@@ -137,9 +130,12 @@ def _cash_covers(cost, cash):
     return cost - cash <= max(CASH_TOLERANCE * max(abs(cost), abs(cash)), 1e-12)
 
 
-@njit(**_INLINED)
+@njit(**_KERNEL)
 def _rebalance_open(legs, cash, cfg, fills, k, open_, i, scratch, order):
-    """Step 2 of the module docstring; returns ``(k, cash)``."""
+    """Step 2 of the module docstring; returns ``(k, cash)``.
+
+    Not inlined: it runs only at the bars where some order is pending, and the loop over
+    the other bars is faster without its code in the way."""
     m = legs.shape[0]
     fee_factor = 1.0 + cfg.fee_rate
     # a. flips
@@ -202,7 +198,8 @@ def _rebalance_open(legs, cash, cfg, fills, k, open_, i, scratch, order):
         else:
             delta = level * equity / (mark * (1.0 + cfg.fee_rate)) - position
             value = level / fee_factor * equity - position * mark
-        if delta != 0.0 and (level == 0.0 or ruined or abs(delta) > 1e-12 * abs(position)):
+        resize = level == legs[j, L_ORDERED] and level != 0.0 and not ruined
+        if delta != 0.0 and not (resize and abs(delta) <= 1e-12 * abs(position)):
             scratch[j, _S_DELTA] = delta
             scratch[j, _S_VALUE] = value
             # insertion sort by value (stable: ties keep column order)
@@ -256,24 +253,32 @@ def _rebalance_due(cfg, bars, last_ts, ts):
 
 
 @njit(**_INLINED)
+def _target_level(cfg, weights, i, j):
+    """Market ``j``'s weight decided at row ``i`` (``nan`` = 0), clipped to ``±max_weight``."""
+    level = weights[i, j]
+    level = 0.0 if math.isnan(level) else level
+    return min(max(level, -cfg.max_weight), cfg.max_weight)
+
+
+@njit(**_INLINED)
 def _decide_book(legs, cfg, weights, i, halt, equity, rebalance, scratch):
     """Step 5 of the module docstring: set the pending weights."""
     m = legs.shape[0]
-    gross = 0.0
-    for j in range(m):
-        level = weights[i, j]
-        level = 0.0 if math.isnan(level) else level
-        level = min(max(level, -cfg.max_weight), cfg.max_weight)
-        scratch[j, _S_VALUE] = level
-        gross += abs(level)
-    scale = cfg.max_gross / gross if gross > cfg.max_gross else 1.0
+    scale = 1.0
+    if m * cfg.max_weight > cfg.max_gross:  # else the gross weight cannot exceed it
+        gross = 0.0
+        for j in range(m):
+            gross += abs(_target_level(cfg, weights, i, j))
+        if gross > cfg.max_gross:
+            scale = cfg.max_gross / gross
     reason = float(REASON_SIGNAL)
     if halt != HALT_NONE:
         reason = float(REASON_MAX_DRAWDOWN if halt == HALT_MAX_DRAWDOWN else REASON_DAILY_LOSS)
         rebalance = True
     drift = cfg.drift
+    scheduled = cfg.every > 0.0 or cfg.period_ms > 0.0 or not math.isnan(drift)
     for j in range(m):
-        level = scratch[j, _S_VALUE]
+        level = _target_level(cfg, weights, i, j)
         if scale != 1.0:
             level = level * scale
         stopped = legs[j, L_STOPPED]
@@ -284,37 +289,41 @@ def _decide_book(legs, cfg, weights, i, halt, equity, rebalance, scratch):
                 legs[j, L_STOPPED] = np.nan
         if halt != HALT_NONE:
             level = 0.0
-        scratch[j, _S_VALUE] = level
-        if not rebalance and not math.isnan(drift) and equity > 0.0:
-            position = legs[j, L_POSITION]
-            held = position * legs[j, L_LAST_CLOSE] / equity if position != 0.0 else 0.0
-            if abs(held - level) > drift:
-                rebalance = True
-    scheduled = cfg.every > 0.0 or cfg.period_ms > 0.0 or not math.isnan(drift)
-    for j in range(m):
-        level = scratch[j, _S_VALUE]
-        if rebalance or (not scheduled and level != legs[j, L_ORDERED]):
+        if scheduled:  # pending only at a rebalance, decided below
+            scratch[j, _S_VALUE] = level
+            if not rebalance and not math.isnan(drift) and equity > 0.0:
+                position = legs[j, L_POSITION]
+                held = position * legs[j, L_LAST_CLOSE] / equity if position != 0.0 else 0.0
+                if abs(held - level) > drift:
+                    rebalance = True
+        elif level != legs[j, L_ORDERED]:  # on change
             legs[j, L_PENDING] = level
             legs[j, L_PENDING_REASON] = reason
-        elif not scheduled:
+        elif not math.isnan(legs[j, L_PENDING]):
             legs[j, L_PENDING] = np.nan
+    if scheduled and rebalance:
+        for j in range(m):
+            legs[j, L_PENDING] = scratch[j, _S_VALUE]
+            legs[j, L_PENDING_REASON] = reason
 
 
 @njit(**_INLINED)
-def advance_book_nb(book, legs, cfg, stops_on, limits_on, ts, open_, high, low, close, weights,
+def advance_book_nb(st, legs, cfg, stops_on, limits_on, ts, open_, high, low, close, weights,
                     i, fills, k, scratch, order):
-    """The execution function of a book: advance ``book`` and ``legs`` by grid row ``i``.
+    """The execution function of a book: advance it by grid row ``i``.
 
     Parameters
     ----------
-    book, legs : ndarray of float64
-        The book state (:mod:`research.kernels.portfolio_records`), updated in place.
+    st : BookState
+        The book as a whole after the previous bar.
+    legs : ndarray of float64, shape (m, LEG_FIELDS)
+        The markets' legs (:mod:`research.kernels.portfolio_records`), updated in place.
     cfg : BookConfig
     stops_on, limits_on : True or None
         As for :func:`~research.kernels.execution.advance_nb`
         (:func:`~research.kernels.portfolio_records.book_switches`).
     ts : int
-        The grid bar's close time, ms UTC; must be greater than ``book[B_LAST_TS]``.
+        The grid bar's close time, ms UTC; must be greater than ``st.last_ts``.
     open_, high, low, close : ndarray of float64, shape (rows, m)
         The panel's prices; row ``i`` is this bar (``nan`` open: market absent).
     weights : ndarray of float64, shape (rows, m)
@@ -331,45 +340,47 @@ def advance_book_nb(book, legs, cfg, stops_on, limits_on, ts, open_, high, low, 
 
     Returns
     -------
-    int
-        The first free fill record after this bar's fills, or a negative ``STATUS_*`` code (the
-        book untouched).
+    k : int
+        The first free fill record after this bar's fills, or a negative ``STATUS_*`` code
+        (then ``legs`` are untouched).
+    st : BookState
+        The book after the bar (``st`` itself with a negative status).
     """
     m = legs.shape[0]
-    last_ts = book[B_LAST_TS]
-    if ts <= last_ts:
-        return STATUS_OUT_OF_ORDER
+    u = np.uint64(i)  # an unsigned row: no negative-index wraparound code per read
+    if ts <= st.last_ts:
+        return STATUS_OUT_OF_ORDER, st
     for j in range(m):
-        if not math.isnan(open_[i, j]):
-            status = _bar_status(last_ts, ts, open_[i, j], high[i, j], low[i, j], close[i, j])
+        if not math.isnan(open_[u, j]):
+            status = _bar_status(st.last_ts, ts, open_[u, j], high[u, j], low[u, j],
+                                 close[u, j])
             if status != STATUS_OK:
-                return status
+                return status, st
     first = k
-    cash = book[B_CASH]
-    halt = book[B_HALT]
+    cash, halt = st.cash, st.halt
     # 1. day roll
-    day, day_start_equity = book[B_DAY], book[B_DAY_START_EQUITY]
+    day, day_start_equity = st.day, st.day_start_equity
     day_start = day * DAY_MS
     if not day_start <= float(ts - 1) < day_start + DAY_MS:
         day = float((ts - 1) // DAY_MS)
-        day_start_equity = book[B_EQUITY]
+        day_start_equity = st.equity
         if halt == HALT_DAILY_LOSS:
             halt = float(HALT_NONE)
     # 2. rebalance at the open
     for j in range(m):
-        if not math.isnan(open_[i, j]) and not math.isnan(legs[j, L_PENDING]):
-            k, cash = _rebalance_open(legs, cash, cfg, fills, k, open_, i, scratch, order)
+        if not math.isnan(legs[j, L_PENDING]) and not math.isnan(open_[u, j]):
+            k, cash = _rebalance_open(legs, cash, cfg, fills, k, open_, u, scratch, order)
             break
     # 3. protective exits
     if stops_on is not None:
         for j in range(m):
-            if math.isnan(open_[i, j]) or legs[j, L_POSITION] == 0.0:
+            if math.isnan(open_[u, j]) or legs[j, L_POSITION] == 0.0:
                 continue
             before = k
             k, cash, position, entry, extreme, ordered, stopped = _protective_exit(
                 cash, legs[j, L_POSITION], legs[j, L_ENTRY], legs[j, L_EXTREME],
-                legs[j, L_ORDERED], legs[j, L_STOPPED], cfg, fills, k, open_[i, j], high[i, j],
-                low[i, j])
+                legs[j, L_ORDERED], legs[j, L_STOPPED], cfg, fills, k, open_[u, j], high[u, j],
+                low[u, j])
             if k != before:
                 fills[k - 1].market = j
             legs[j, L_POSITION] = position
@@ -377,58 +388,57 @@ def advance_book_nb(book, legs, cfg, stops_on, limits_on, ts, open_, high, low, 
             legs[j, L_EXTREME] = extreme
             legs[j, L_ORDERED] = ordered
             legs[j, L_STOPPED] = stopped
-    bars = book[B_BARS]
     for f in range(first, k):
-        fills[f].bar = int(bars)
+        fills[f].bar = int(st.bars)
         fills[f].bar_ts = ts
     # 4. close
     equity = cash
     for j in range(m):
-        price = close[i, j]
+        price = close[u, j]
         position = legs[j, L_POSITION]
         if not math.isnan(price):
             legs[j, L_LAST_CLOSE] = price
             if position > 0.0:
-                legs[j, L_EXTREME] = max(legs[j, L_EXTREME], high[i, j])
+                legs[j, L_EXTREME] = max(legs[j, L_EXTREME], high[u, j])
             elif position < 0.0:
-                legs[j, L_EXTREME] = min(legs[j, L_EXTREME], low[i, j])
+                legs[j, L_EXTREME] = min(legs[j, L_EXTREME], low[u, j])
+        else:
+            price = legs[j, L_LAST_CLOSE]
         if position != 0.0:
-            equity += position * legs[j, L_LAST_CLOSE]
-    peak = max(book[B_PEAK_EQUITY], equity)
+            equity += position * price
+    peak = max(st.peak_equity, equity)
     if limits_on is not None:
         halt = _risk_halt(cfg, halt, equity, peak, day_start_equity)
     # 5. decision
-    rebalance = _rebalance_due(cfg, bars, last_ts, ts)
-    _decide_book(legs, cfg, weights, i, halt, equity, rebalance, scratch)
-    book[B_CASH] = cash
-    book[B_DAY] = day
-    book[B_DAY_START_EQUITY] = day_start_equity
-    book[B_PEAK_EQUITY] = peak
-    book[B_HALT] = halt
-    book[B_EQUITY] = equity
-    book[B_LAST_TS] = float(ts)
-    book[B_BARS] = bars + 1.0
-    return k
+    rebalance = _rebalance_due(cfg, st.bars, st.last_ts, ts)
+    _decide_book(legs, cfg, weights, u, halt, equity, rebalance, scratch)
+    return k, BookState(cash, day, day_start_equity, peak, halt, equity, float(ts),
+                        st.bars + 1.0)
 
 
 @njit(**_KERNEL)
 def step_book_nb(book, legs, config, ts, open_, high, low, close, weights, fills, scratch,
                  order):
-    """:func:`advance_book_nb` on row 0 of one-row arrays, every step compiled in."""
-    return advance_book_nb(book, legs, BookConfig(*config), True, True, ts, open_, high, low,
-                           close, weights, 0, fills, 0, scratch, order)
+    """:func:`advance_book_nb` on row 0 of one-row arrays, every step compiled in; ``book``
+    and ``config`` are plain tuples of their values (faster to pass, see
+    :func:`~research.kernels.execution.step_nb`), and so is the book returned."""
+    k, st = advance_book_nb(BookState(*book), legs, BookConfig(*config), True, True, ts, open_,
+                            high, low, close, weights, 0, fills, 0, scratch, order)
+    return k, st[:]
 
 
-def step_book(book: np.ndarray, legs: np.ndarray, config, ts: int, open_: np.ndarray,
-              high: np.ndarray, low: np.ndarray, close: np.ndarray, weights: np.ndarray,
-              fills: np.ndarray) -> int:
-    """Advance a book by one grid bar, in place: the runner's entry point.
+def step_book(book: BookState, legs: np.ndarray, config: BookConfig, ts: int,
+              open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+              weights: np.ndarray, fills: np.ndarray) -> tuple[int, BookState]:
+    """Advance a book by one grid bar: the runner's entry point.
 
     Parameters
     ----------
-    book, legs : ndarray
-        The book (:func:`~research.kernels.portfolio_records.new_book`), updated in place
-        (the runner advances a copy and adopts it after its commit).
+    book : BookState
+        The book as a whole (:func:`~research.kernels.portfolio_records.new_book`).
+    legs : ndarray
+        The markets' legs, updated in place (the runner advances a copy and adopts it after
+        its commit).
     config : BookConfig
     ts : int
         The bar's close time, ms UTC.
@@ -439,11 +449,15 @@ def step_book(book: np.ndarray, legs: np.ndarray, config, ts: int, open_: np.nda
 
     Returns
     -------
-    int
-        Number of fills written, or a negative ``STATUS_*`` code (the book unchanged).
+    n_fills : int
+        Number of fills written, or a negative ``STATUS_*`` code (then neither the book nor
+        the legs changed).
+    book : BookState
+        The book after the bar.
     """
     m = legs.shape[0]
     rows = [np.ascontiguousarray(values, dtype=np.float64).reshape(1, m)
             for values in (open_, high, low, close, weights)]
-    return int(step_book_nb(book, legs, tuple(config), ts, *rows, fills, np.empty((m, 3)),
-                            np.empty(m, dtype=np.int64)))
+    k, values = step_book_nb(tuple(book), legs, tuple(config), ts, *rows, fills,
+                             np.empty((m, 3)), np.empty(m, dtype=np.int64))
+    return int(k), BookState._make(values)

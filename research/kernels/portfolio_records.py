@@ -1,16 +1,17 @@
 """The portfolio execution function's records: book state, configuration and fills, by name.
 
-A book's state is two float64 arrays, updated in place by
-:func:`~research.kernels.portfolio.advance_book_nb`:
+A book's state is in two parts:
 
-* ``book``, shape ``(BOOK_FIELDS,)``: the account as a whole, indexed by the ``B_*`` constants
-  (cash, UTC day, day-start equity, equity peak, halt code, equity, last close time, bars);
-* ``legs``, shape ``(m, LEG_FIELDS)``: one row per market, indexed by the ``L_*`` constants
-  (position, entry price, trailing extreme, pending and ordered weight, stopped weight, last
-  close).
+* :class:`BookState`, the account as a whole (cash, UTC day, day-start equity, equity peak,
+  halt code, equity, last close time, bars), a named tuple of floats that
+  :func:`~research.kernels.portfolio.advance_book_nb` returns anew (the backtest loop keeps it
+  in registers, as the single-market :class:`~research.kernels.records.State`);
+* ``legs``, a float64 array of shape ``(m, LEG_FIELDS)``: one row per market, indexed by the
+  ``L_*`` constants (position, entry price, trailing extreme, pending and ordered weight,
+  stopped weight, last close), updated in place.
 
 Their meanings are those of :class:`~research.kernels.records.State`'s fields, split between
-the book and its markets. The runner persists a book as the JSON lists of both arrays.
+the book and its markets. The runner persists a book as the JSON lists of both.
 :class:`BookConfig` holds costs, stops, limits and the rebalancing rule; a fill is a record of
 :data:`BOOK_FILL_DTYPE`: the single-market fill plus the market's column.
 
@@ -25,17 +26,6 @@ from typing import NamedTuple
 import numpy as np
 
 from research.kernels.records import FILL_DTYPE, HALT_NONE, _fraction_or_nan, _within
-
-# ---- book fields
-B_CASH = 0
-B_DAY = 1  #: UTC day index of the last processed bar
-B_DAY_START_EQUITY = 2
-B_PEAK_EQUITY = 3
-B_HALT = 4  #: HALT_* code
-B_EQUITY = 5  #: equity at the last processed close
-B_LAST_TS = 6  #: close time of the last processed grid bar, ms UTC (-1: none)
-B_BARS = 7  #: grid bars processed
-BOOK_FIELDS = 8
 
 # ---- leg fields (one row per market)
 L_POSITION = 0  #: units of the base asset, signed
@@ -58,6 +48,20 @@ BOOK_FILL_DTYPE = np.dtype([(name, FILL_DTYPE.fields[name][0]) for name in FILL_
 
 BOOK_FILL_COLUMNS = ("ts", "bar_ts", "market", "side", "size", "price", "fee", "reason",
                      "realized_pnl", "cash_after", "position_after")
+
+
+class BookState(NamedTuple):
+    """A book as a whole between two grid bars (every field a float, as
+    :class:`~research.kernels.records.State`)."""
+
+    cash: float
+    day: float  #: UTC day index of the last processed bar
+    day_start_equity: float
+    peak_equity: float
+    halt: float  #: ``HALT_*`` code
+    equity: float  #: equity at the last processed close
+    last_ts: float  #: close time of the last processed grid bar, ms UTC (-1: none)
+    bars: float  #: grid bars processed
 
 
 class BookConfig(NamedTuple):
@@ -185,18 +189,12 @@ def book_switches(config: BookConfig) -> tuple[bool | None, bool | None]:
             None if all(map(math.isnan, limits)) else True)
 
 
-def new_book(initial_cash: float, n_markets: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``(book, legs)`` of a fresh, flat book holding ``initial_cash``."""
+def new_book(initial_cash: float, n_markets: int) -> tuple[BookState, np.ndarray]:
+    """The ``(book, legs)`` of a fresh, flat book of ``n_markets`` markets holding
+    ``initial_cash``."""
     cash = float(initial_cash)
-    book = np.empty(BOOK_FIELDS)
-    book[B_CASH] = cash
-    book[B_DAY] = -1.0
-    book[B_DAY_START_EQUITY] = cash
-    book[B_PEAK_EQUITY] = cash
-    book[B_HALT] = float(HALT_NONE)
-    book[B_EQUITY] = cash
-    book[B_LAST_TS] = -1.0
-    book[B_BARS] = 0.0
+    book = BookState(cash=cash, day=-1.0, day_start_equity=cash, peak_equity=cash,
+                     halt=float(HALT_NONE), equity=cash, last_ts=-1.0, bars=0.0)
     legs = np.empty((n_markets, LEG_FIELDS))
     legs[:, L_POSITION] = 0.0
     legs[:, L_ENTRY] = np.nan

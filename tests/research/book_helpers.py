@@ -71,13 +71,16 @@ def book_config(s: dict):
                   s.get("drift", math.nan)))
 
 
-def run_book(panel, weights, s: dict | None = None, cash: float = CASH):
-    """Run the kernel; return ``(fills, cash, positions, equity, status, book, legs)``."""
+def run_book(panel, weights, s: dict | None = None, cash: float = CASH, general: bool = True):
+    """Run the kernel (by default the book loop even for one market, see
+    :func:`~research.kernels.portfolio_backtest.simulate_book`); return ``(fills, cash,
+    positions, equity, status, book, legs)``."""
     s = s or {}
     ts, open_, high, low, close = panel
     n, m = open_.shape
     book, legs = new_book(cash, m)
     equity, cash_out, positions = np.full(n, np.nan), np.full(n, np.nan), np.full((n, m), np.nan)
     run = simulate_book(book, legs, book_config(s), ts, open_, high, low, close,
-                        np.ascontiguousarray(weights, dtype=float), equity, cash_out, positions)
+                        np.ascontiguousarray(weights, dtype=float), equity, cash_out, positions,
+                        general=general)
     return run.fills, cash_out, positions, equity, run.status, run.book, run.legs

@@ -227,7 +227,7 @@ def test_a_bad_bar_of_a_present_market_leaves_the_book_untouched(row, status):
     fills, cash, pos, eq, got, book, legs = run_book(panel, [[0.5, 0.5]] * 3)
     assert got == status
     assert np.isnan(eq[1:]).all()
-    assert book[pr.B_BARS] == 1.0 and (legs[:, pr.L_POSITION] == 0.0).all()
+    assert book.bars == 1.0 and (legs[:, pr.L_POSITION] == 0.0).all()
 
 
 def test_a_bar_out_of_order_is_refused_by_step_book():
@@ -235,12 +235,12 @@ def test_a_bar_out_of_order_is_refused_by_step_book():
     config = book_config({})
     fills = pr.new_book_fills(6)
     row = np.array([100.0, 50.0])
-    assert step_book(book, legs, config, T0 + HOUR, row, row, row, row, row / 200, fills) == 0
-    before = book.copy(), legs.copy()
-    got = step_book(book, legs, config, T0 + HOUR, row, row, row, row, row / 200, fills)
-    assert got == rc.STATUS_OUT_OF_ORDER
-    np.testing.assert_array_equal(book, before[0])
-    np.testing.assert_array_equal(legs, before[1])
+    k, book = step_book(book, legs, config, T0 + HOUR, row, row, row, row, row / 200, fills)
+    assert k == 0 and book.bars == 1.0
+    legs_before = legs.copy()
+    got, after = step_book(book, legs, config, T0 + HOUR, row, row, row, row, row / 200, fills)
+    assert got == rc.STATUS_OUT_OF_ORDER and after == book
+    np.testing.assert_array_equal(legs, legs_before)
 
 
 def test_step_book_bar_by_bar_equals_the_loop():
@@ -255,10 +255,10 @@ def test_step_book_bar_by_bar_equals_the_loop():
     collected = []
     for i in range(400):
         # persisted as plain floats (JSON), as the runner stores them
-        book = np.array([float(x) for x in book])
+        book = pr.BookState(*[float(x) for x in book])
         legs = np.array([[float(x) for x in row] for row in legs])
-        k = step_book(book, legs, config, int(panel[0][i]), *(a[i] for a in panel[1:]),
-                      weights[i], out)
+        k, book = step_book(book, legs, config, int(panel[0][i]), *(a[i] for a in panel[1:]),
+                            weights[i], out)
         assert k >= 0
         collected.extend(out[:k].copy())
     np.testing.assert_array_equal(np.array(collected, dtype=pr.BOOK_FILL_DTYPE), fills)
@@ -291,17 +291,23 @@ def assert_one_market_book_equals_the_single_kernel(bars, target, s):
                                                        c, target)
     book_s = dict(s, max_weight=s["max_position"], max_gross=1.0)
     panel = (ts, o[:, None], h[:, None], l[:, None], c[:, None])
-    b_fills, b_cash, b_pos, b_eq, b_status, book, legs = run_book(panel, target[:, None], book_s)
-    assert b_status == status == rc.STATUS_OK
-    assert len(b_fills) == len(fills)
-    for name in rc.FILL_DTYPE.names:
-        np.testing.assert_array_equal(b_fills[name], fills[name], err_msg=name)
-    assert (b_fills["market"] == 0).all()
-    np.testing.assert_array_equal(b_cash, cash)
-    np.testing.assert_array_equal(b_pos[:, 0], pos)
-    np.testing.assert_array_equal(b_eq, eq)
-    assert book[pr.B_CASH] == state.cash and legs[0, pr.L_POSITION] == state.position
-    assert book[pr.B_PEAK_EQUITY] == state.peak_equity and book[pr.B_HALT] == state.halt
+    for general in (True, False):  # the book loop, and the single-market loop it dispatches to
+        b_fills, b_cash, b_pos, b_eq, b_status, book, legs = run_book(
+            panel, target[:, None], book_s, general=general)
+        assert b_status == status == rc.STATUS_OK
+        assert len(b_fills) == len(fills)
+        for name in rc.FILL_DTYPE.names:
+            np.testing.assert_array_equal(b_fills[name], fills[name], err_msg=name)
+        assert (b_fills["market"] == 0).all()
+        np.testing.assert_array_equal(b_cash, cash)
+        np.testing.assert_array_equal(b_pos[:, 0], pos)
+        np.testing.assert_array_equal(b_eq, eq)
+        assert book == (state.cash, state.day, state.day_start_equity, state.peak_equity,
+                        state.halt, state.equity, state.last_ts, state.bars)
+        expected_leg = [state.position, state.entry_price, state.trail_extreme,
+                        state.pending_target, state.pending_reason, state.ordered_target,
+                        state.stopped_target, c[-1]]
+        np.testing.assert_array_equal(legs[0], expected_leg)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -459,8 +465,8 @@ def test_compiled_out_steps_change_nothing(stops_off, limits_off, seed, n, m, s)
     out = pr.new_book_fills(pr.MAX_FILLS_PER_MARKET * m)
     collected = []
     for i in range(n):
-        k = step_book(book, legs, config, int(panel[0][i]), *(a[i] for a in panel[1:]),
-                      weights[i], out)
+        k, book = step_book(book, legs, config, int(panel[0][i]), *(a[i] for a in panel[1:]),
+                            weights[i], out)
         collected.extend(out[:k].copy())
     np.testing.assert_array_equal(np.array(collected, dtype=pr.BOOK_FILL_DTYPE), fills)
     np.testing.assert_array_equal(book, final_book)
