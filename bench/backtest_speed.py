@@ -42,7 +42,7 @@ REPEATS = 7  # best of 7 (as timeit): this VM's speed swings from one second to 
 def candela(bars) -> dict[str, float]:
     # each engine is imported where it runs: ``python -m bench`` imports every benchmark
     # module to list them, which should not load three backtesting libraries
-    from research.backtesting import backtest, strategy_target
+    from research.backtesting import backtest
     from research.kernels import records
     from research.kernels.backtest import run_equity
     from research.kernels.stats import equity_stats_nb
@@ -56,7 +56,7 @@ def candela(bars) -> dict[str, float]:
     run = lambda: backtest(spec, bars, params, costs, initial_cash=CASH)  # noqa: E731
     compile_seconds, _ = first_call(run)
     seconds, result = best_of(run, REPEATS)
-    target_seconds, target = best_of(lambda: strategy_target(spec, bars, params), REPEATS)
+    target_seconds, target = best_of(lambda: spec.target(bars, params), REPEATS)
     config = records.make_config(costs, spec.stops, RiskLimits())
     equity = np.empty(len(bars))
 

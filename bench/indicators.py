@@ -56,11 +56,11 @@ def main() -> None:
     for name, spec in all_specs().items():
         params = spec.make_params()
         print(f"{name:<22}{best_ms(lambda: spec.target(bars, params)):>12.1f}")
-    # the runner's live path: one decision from the last warmup + 1 bars
+    # the runner's live path: one decision from the last history_window bars
     print(f"\n{'one live decision':<22}{'ms':>12}")
     for name, spec in all_specs().items():
         params = spec.make_params()
-        window = bars[len(bars) - spec.required_bars(params):]
+        window = bars[len(bars) - spec.history_window(params):]
         print(f"{name:<22}{best_ms(lambda: spec.target(window, params)):>12.3f}")
     assert np.isfinite(ind.sma(close, 10)[-1])
 

@@ -8,6 +8,9 @@ reports) are loaded lazily on first use::
     import research
     result = research.backtest(spec, bars, params, costs)   # imports research.backtesting
     table = research.sweep(spec, bars, grid, costs)         # imports research.sweeps
+
+``research.strategy`` (the ``@strategy`` decorator, :mod:`research.strategy_model`) and
+``research.indicator`` (:func:`research.indicators.indicator`) belong to the pure core.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ _LAZY = {
     "inventory": ("research.data", "inventory"),
     "resample": ("research.data", "resample"),
     "lookahead": ("research.checks", "lookahead"),
-    "warmup_check": ("research.checks", "warmup_check"),
+    "history_check": ("research.checks", "history_check"),
+    "strategy": ("research.strategy_model", "strategy"),
+    "StrategySpec": ("research.strategy_model", "StrategySpec"),
+    "indicator": ("research.indicators", "indicator"),
+    "Line": ("research.lines", "Line"),
     "load_run": ("research.storage", "load_run"),
     "save_result": ("research.storage", "save_result"),
 }

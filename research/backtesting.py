@@ -1,6 +1,7 @@
 """``research.backtest``: run one strategy over bars and return a :class:`Result`.
 
-The strategy's target is computed once, vectorized, over all bars; the execution kernel
+The strategy's target is computed once, vectorized, over all bars (from ``start`` on, with the
+strategy's history window before it as history only); the execution kernel
 (:func:`~research.kernels.backtest.run_equity`: in a loop, the execution function the runner
 calls for each bar) turns it into fills: decided at bar ``t``'s close, filled at bar ``t+1``'s
 open, with fees, slippage, stops and risk limits exactly as documented in
@@ -10,20 +11,20 @@ in :mod:`research.result`.
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from research.indicators import indicator_cache
 from research.kernels.backtest import run_equity
 from research.kernels.records import Config, make_config, new_state
 from research.kernels.trades import closed_trade_arrays_nb
 from research.metrics import BarsContext, bars_context, gaps_held_by_fills, stats_of_run
 from research.result import Result
-from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
+from research.strategy_model import StrategySpec
+from research.types import Bars, Costs, RiskLimits, Stops
 
 
 def backtest(
@@ -35,14 +36,16 @@ def backtest(
     stops: Stops | None = None,
     risk: RiskLimits = RiskLimits(),
     initial_cash: float = 10_000.0,
+    start: Any = None,
 ) -> Result:
     """Backtest ``spec`` on ``bars``.
 
     Parameters
     ----------
     spec : StrategySpec
+        A strategy (``@strategy``; see :mod:`research.strategy_model`).
     bars : Bars
-        At least ``spec.required_bars(params)`` bars.
+        At least ``spec.lookback(params) + 1`` bars.
     params : NamedTuple, mapping or None
         Parameter values; missing ones take their defaults (see ``StrategySpec.make_params``).
     costs : Costs
@@ -51,6 +54,14 @@ def backtest(
     risk : RiskLimits
     initial_cash : float
         Quote-currency cash at the start.
+    start : str, datetime, Timestamp, numpy.datetime64 or int, optional
+        Trade from the first bar whose close time is at or after ``start`` (an ISO date or
+        time, tz-naive meaning UTC; an int is a bar **index**). The bars before it are history
+        only: the strategy is evaluated on the last ``spec.history_window(params)`` bars before
+        it (clamped at the first bar) and the bars from it on, so its decisions are exactly
+        those the runner makes for a bot that starts there; the account starts there, flat,
+        and the result (fills, equity, stats) covers the bars from ``start`` on. ``None``:
+        from the first bar.
 
     Returns
     -------
@@ -59,17 +70,22 @@ def backtest(
     Raises
     ------
     TypeError, ValueError
-        For a wrong argument type, an unknown or invalid parameter, too few bars, a cost, stop
-        or limit out of range, or a strategy whose target is not one float per bar.
+        For a wrong argument type, an unknown or invalid parameter, too few bars, a ``start``
+        after the last bar, a cost, stop or limit out of range, or a strategy whose target is
+        not one number per bar.
     """
     if not isinstance(spec, StrategySpec):
-        raise TypeError(f"spec must be a StrategySpec (e.g. strategies.registry.get_strategy("
-                        f"'sma_cross')), got {type(spec).__name__}")
+        raise TypeError(f"spec must be a strategy made with @strategy (e.g. "
+                        f"strategies.registry.get_strategy('sma_cross')), got "
+                        f"{type(spec).__name__}")
     if not isinstance(bars, Bars):
         raise TypeError(f"bars must be research.types.Bars (see research.load_bars), got "
                         f"{type(bars).__name__}")
     params = spec.make_params(params)
-    spec.check_enough_bars(len(bars), params)
+    first = start_index(bars, start)
+    offset = max(0, first - spec.history_window(params) + 1) if first else 0
+    evaluated = bars[offset:] if offset else bars
+    spec.check_enough_bars(len(evaluated), params)
     costs = _as(costs, Costs, "costs")
     stops = spec.stops if stops is None else _as(stops, Stops, "stops")
     risk = _as(risk, RiskLimits, "risk")
@@ -78,12 +94,11 @@ def backtest(
         raise ValueError(f"initial_cash must be a positive number, got {initial_cash}")
     config = make_config(costs, stops, risk)
     timeframe_ms = infer_timeframe_ms(bars)
-    # the indicators to plot are those the target computed: in one pass when the strategy has
-    # ``evaluate``, else the second call finds them in the scoped indicator memo
-    with indicator_cache() if spec.evaluate is None else nullcontext():
-        raw_target, raw_indicators = spec.target_and_indicators(bars, params)
-    target = checked_target(spec, raw_target, len(bars))
-    indicators = {name: np.asarray(values) for name, values in raw_indicators.items()}
+    evaluation = spec.evaluate(evaluated, params)
+    skip = first - offset  # history-only bars at the front of the evaluation
+    bars = bars[first:] if first else bars
+    target = np.ascontiguousarray(evaluation.target[skip:])
+    indicators = {name: values[skip:] for name, values in evaluation.indicators.items()}
 
     equity = np.empty(len(bars))
     fills, processed, status, values = run_target(bars, target, config, initial_cash,
@@ -94,7 +109,43 @@ def backtest(
         spec_name=spec.name, params=params, costs=costs, stops=stops, risk=risk,
         initial_cash=initial_cash, bars=bars, target=target, indicators=indicators, ts=bars.ts,
         fill_rows=fills, equity_values=equity, stats=stats, status=int(status),
-        timeframe_ms=timeframe_ms)
+        timeframe_ms=timeframe_ms, panes=evaluation.panes)
+
+
+def start_index(bars: Bars, start: Any) -> int:
+    """Index of the first bar to trade: ``0`` for ``None``; ``start`` itself for an int (a bar
+    index, ``0 <= start < len(bars)``); else the first bar whose close time is at or after
+    ``start`` (an ISO string, datetime, Timestamp or numpy datetime64; tz-naive means UTC).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For another type, an index out of range, or a time after the last bar.
+    """
+    if start is None:
+        return 0
+    if isinstance(start, (int, np.integer)) and not isinstance(start, (bool, np.bool_)):
+        if not 0 <= start < len(bars):
+            raise ValueError(f"start bar index {start} is outside the {len(bars)} bars: give "
+                             f"0 .. {len(bars) - 1}, or a date such as '2018-05-20'")
+        return int(start)
+    if not isinstance(start, (str, _dt.date, np.datetime64, pd.Timestamp)):
+        raise TypeError(f"start must be a date or time (e.g. '2018-05-20') or a bar index, got "
+                        f"{type(start).__name__}")
+    try:
+        stamp = pd.Timestamp(start)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"cannot read start {start!r} ({exc}): use e.g. '2018-05-20' or "
+                         "'2018-05-20T08:00Z'") from None
+    if stamp is pd.NaT:
+        raise ValueError(f"start {start!r} is not a time: use e.g. '2018-05-20'")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    first = int(np.searchsorted(bars.ts, stamp.value // 1_000_000, side="left"))
+    if first == len(bars):
+        last = pd.Timestamp(int(bars.ts[-1]), unit="ms", tz="UTC") if len(bars) else None
+        raise ValueError(f"start {stamp} is after the last bar (closing {last}): pick an "
+                         "earlier start or load more bars")
+    return first
 
 
 def run_target(bars: Bars, target: np.ndarray, config: Config, initial_cash: float,
@@ -136,26 +187,6 @@ def run_stats_values(equity: np.ndarray, exposed: int, bars: Bars, timeframe_ms:
     else:
         pnls, durations, fees, gaps_held = np.empty(0), np.empty(0), 0.0, 0
     return stats_of_run(equity, exposed, gaps_held, context, pnls, durations, initial_cash, fees)
-
-
-def strategy_target(spec: StrategySpec, bars: Bars, params: Any) -> np.ndarray:
-    """Call ``spec.target`` and check it returned one float per bar."""
-    return checked_target(spec, spec.target(bars, params), len(bars))
-
-
-def checked_target(spec: StrategySpec, target: Any, n_bars: int) -> np.ndarray:
-    """``target`` as contiguous float64 after checking it is one number per bar."""
-    if not isinstance(target, np.ndarray):
-        raise TypeError(f"strategy {spec.name!r} must return a numpy array from target(), got "
-                        f"{type(target).__name__}")
-    if target.shape != (n_bars,):
-        raise ValueError(f"strategy {spec.name!r} returned a target of shape {target.shape}; "
-                         f"expected ({n_bars},), one level per bar")
-    if not (np.issubdtype(target.dtype, np.floating) or np.issubdtype(target.dtype, np.integer)
-            or target.dtype == np.bool_):
-        raise TypeError(f"strategy {spec.name!r} returned a target of dtype {target.dtype}; "
-                        "return float64 levels (nan = flat)")
-    return np.ascontiguousarray(target, dtype=np.float64)
 
 
 def infer_timeframe_ms(bars: Bars) -> int:

@@ -288,6 +288,7 @@ def load_bars(
     timeframe: str,
     start=None,
     end=None,
+    history: int = 0,
 ) -> Bars:
     """Load the stored bars of one market as numpy arrays.
 
@@ -300,6 +301,11 @@ def load_bars(
     start, end : int, str, datetime, Timestamp, optional
         **Inclusive** bounds on the bars' close times: ms since the epoch, ISO strings or
         datetimes (tz-naive means UTC). ``None`` means unbounded.
+    history : int
+        Also load up to this many stored bars before ``start`` (all there are when fewer):
+        the history a strategy needs before its first traded bar, e.g.
+        ``spec.history_window(params)`` for ``research.backtest(..., start=start)``. Needs
+        ``start``.
 
     Returns
     -------
@@ -318,15 +324,38 @@ def load_bars(
     end_ms = None if end is None else to_ms(end)
     if start_ms is not None and end_ms is not None and start_ms > end_ms:
         raise ValueError(f"start {_to_utc(start_ms)} is after end {_to_utc(end_ms)}: swap them")
+    if isinstance(history, (bool, np.bool_)) or not isinstance(history, (int, np.integer)) \
+            or history < 0:
+        raise ValueError(f"history must be a number of bars (0 or more), got {history!r}")
+    if history and start_ms is None:
+        raise ValueError("history= loads bars before start=: give start too, or leave history "
+                         "out to load from the first stored bar")
     market = (exchange, symbol, timeframe)
+    requested_start = start_ms
+    if history:
+        start_ms = _history_start(engine, market, start_ms, int(history))
     with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             columns = _load_postgresql(connection, market, start_ms, end_ms)
         else:
             columns = _load_sqlite(connection, market, start_ms, end_ms)
     if len(columns[0]) == 0:
-        raise _no_bars_error(engine, exchange, symbol, timeframe, start_ms, end_ms)
+        raise _no_bars_error(engine, exchange, symbol, timeframe, requested_start, end_ms)
     return Bars(*columns, timeframe_ms=step)
+
+
+def _history_start(engine: Engine, market: tuple[str, str, str], start_ms: int,
+                   history: int) -> int | None:
+    """Close time of the ``history``-th stored bar before ``start_ms`` (``None``: fewer are
+    stored, load them all)."""
+    with engine.connect() as connection:
+        value = connection.execute(
+            text("SELECT ts FROM ohlcv WHERE exchange = :e AND symbol = :s AND timeframe = :t "
+                 "AND ts < :start ORDER BY ts DESC LIMIT 1 OFFSET :skip"),
+            {"e": market[0], "s": market[1], "t": market[2], "start": start_ms,
+             "skip": history - 1},
+        ).scalar()
+    return None if value is None else int(value)
 
 
 def bars_to_frame(bars: Bars) -> pd.DataFrame:

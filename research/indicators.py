@@ -1,55 +1,82 @@
-"""Technical indicators: Numba kernels (``*_nb``) and thin validated wrappers.
+"""Technical indicators: validated wrappers over the Numba kernels, returning Lines.
 
 Pure core: numpy and numba only. Every indicator is **causal** (the value at ``t`` uses inputs
 at ``t`` and before only) and returns float64 arrays the length of its input, with ``nan``
-during warm-up. The wrappers (names without ``_nb``) validate their arguments and raise
-``ValueError``/``TypeError`` saying how to fix them; the kernels take contiguous float64 arrays
-and never raise.
+before its first defined value. The wrappers validate their arguments and raise
+``ValueError``/``TypeError`` saying how to fix them; the kernels
+(:mod:`research.kernels.indicators`, re-exported here as ``*_nb``) never raise. Every
+indicator accepts zero-length input.
+
+**Look-back and history window.** Given :class:`~research.lines.Line` inputs (the columns of
+the bars a strategy receives, or other indicators), an indicator returns Lines whose
+``lookback`` (bars before the first defined value) and ``history`` (bars a window must hold so
+that its last value equals the full-history value bit for bit) follow from the indicator's
+own numbers: ``lookback = input lookback + own lookback`` and ``history = input history +
+own history - 1``, the largest over the inputs (so an indicator of an indicator adds its own,
+e.g. the MACD signal line is an EMA of the MACD line). The own numbers are stated in each
+docstring; for raw prices (``lookback`` 0, ``history`` 1) they are the result's. Given plain
+arrays, an indicator returns plain arrays (their history is unknown).
 
 Conventions (each matches the pandas formulation named in its docstring):
 
-* **Window indicators** (SMA, Bollinger, z-score, Donchian) use the last ``n`` values, the
-  current one included; the first ``n - 1`` outputs are ``nan``, and so is every output whose
-  window contains a ``nan``. Each value is a pure function of its window's values, bit for
-  bit: moving sums are kept **exactly** (see :mod:`research.kernels.window_sums`) and
+* **Window indicators** (SMA, Bollinger, rolling std and z-score, Donchian) use the last ``n``
+  values, the current one included: look-back ``n - 1``, history ``n``. Every output whose
+  window contains a ``nan`` is ``nan``. Each value is a pure function of its window's values,
+  bit for bit: moving sums are kept **exactly** (see :mod:`research.kernels.window_sums`) and
   rounded once, and deviations are summed directly over the window, never by a floating-point
-  running add-and-subtract whose drift would depend on the history before the window. So a
-  strategy computed on a short window of recent bars gets bit-identical values to the same
-  strategy computed on the full history (the runner's parity contract). A window whose values
-  are all equal has mean exactly that value and standard deviation exactly 0.
+  running add-and-subtract whose drift would depend on the history before the window. A window
+  whose values are all equal has mean exactly that value and standard deviation exactly 0.
 * **Recursive indicators** (EMA, Wilder RSI and ATR) follow pandas ``ewm(adjust=False)``: the
   recursion ``y[t] = (1 - alpha) * y[t-1] + alpha * x[t]`` is seeded with the first non-``nan``
   input, and outputs stay ``nan`` until ``n`` inputs have been seen (``min_periods=n``). Leading
   ``nan`` inputs are skipped; a ``nan`` after the seed propagates to every later output. Their
   value depends on the seed with weight ``(1 - alpha)**k`` after ``k`` steps; after
   :func:`converged_warmup` steps that weight is below ``e**-60`` (about ``1e-26``), far under
-  half an ulp, so sequences started from different points round to **identical** floats.
-  Strategies declare that many bars of warm-up for each recursive indicator they use.
+  half an ulp, so sequences started from different points round to **identical** floats. Their
+  history window is that many steps after the input's own history (``converged_warmup(alpha)
+  + 1`` bars on prices).
 
 **Scoped memo.** Inside ``with indicator_cache():`` the wrappers remember their results, keyed
-by the identity of their input arrays and their parameters, so that a sweep computes each
-distinct window once per batch instead of once per parameter set, and a backtest computes its
-strategy's indicators once for the target and the plot. Outside such a scope (strategies in the
-runner, plain calls) nothing is remembered. See :func:`indicator_cache`.
+by their input array objects and their parameters, so that a sweep computes each
+distinct window once per batch instead of once per parameter set. Outside such a scope
+(strategies in the runner, plain calls) nothing is remembered. See :func:`indicator_cache`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
-from numba import njit
 
+from research.indicator_memo import (  # noqa: F401 - the memo's scope is part of this API
+    DEFAULT_CACHE_BYTES,
+    IndicatorMemo,
+    _memoized,
+    indicator_cache,
+)
+from research.kernels.indicators import (  # noqa: F401 - the kernels are part of this API
+    atr_nb,
+    crossed_above_nb,
+    ema_nb,
+    equal_run_nb,
+    event_position_nb,
+    ewm_nb,
+    rolling_max_nb,
+    rolling_min_nb,
+    rolling_std_nb,
+    rolling_zscore_nb,
+    rsi_nb,
+    trailing_exit_position_nb,
+    true_range_nb,
+)
 from research.kernels.window_sums import window_means
+from research.lines import Line, as_line, combined
 
 #: Steps after which a recursive indicator has forgotten its seed: ``ceil(SEED_DECAY / alpha)``.
 SEED_DECAY = 60.0
-
 
 
 # --------------------------------------------------------------------------- helpers
@@ -66,19 +93,23 @@ def wilder_alpha(n: int) -> float:
 
 
 def converged_warmup(alpha: float) -> int:
-    """Bars after which a recursion with smoothing ``alpha`` no longer depends on its seed.
+    """Steps after which a recursion with smoothing ``alpha`` no longer depends on its seed.
 
     Returns ``ceil(60 / alpha)``: the seed's weight ``(1 - alpha)**k <= exp(-alpha * k)`` is then
     at most ``exp(-60)`` (about ``8.8e-27``), so two runs of the recursion started at different
     bars agree to far below half an ulp and round to the same float64 values (in practice they
-    become bit-identical well before; the strategy tests check bit-equality on real data).
+    become bit-identical well before; the strategy tests check bit-equality on real data). A
+    recursive indicator's history window is this many bars after its input's.
     """
     if not 0.0 < alpha <= 1.0:
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
     return int(math.ceil(SEED_DECAY / alpha - 1e-9))
 
 
-def _as_series(name: str, values) -> np.ndarray:
+def _as_series(name: str, values) -> tuple[np.ndarray, Any]:
+    """``(array, original)``: ``values`` as a contiguous float64 plain array, and ``values``
+    itself when that array is its memory unconverted (the result may then be remembered, see
+    :func:`research.indicator_memo._memoized`), else ``None``."""
     array = np.asarray(values)
     if array.ndim != 1:
         raise TypeError(
@@ -86,7 +117,9 @@ def _as_series(name: str, values) -> np.ndarray:
         )
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{name} must be numeric, got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=np.float64)
+    if array.dtype == np.float64 and array.flags.c_contiguous and isinstance(values, np.ndarray):
+        return array, values
+    return np.ascontiguousarray(array, dtype=np.float64), None
 
 
 def _as_window(name: str, value) -> int:
@@ -104,302 +137,24 @@ def _same_length(**arrays: np.ndarray) -> None:
         raise ValueError(f"inputs must have the same length, got {detail}")
 
 
-# --------------------------------------------------------------------------- kernels
-
-
-@njit(cache=True)
-def equal_run_nb(x):
-    """Length of the run of equal consecutive values ending at each index (``nan`` breaks runs)."""
-    n = len(x)
-    out = np.zeros(n, dtype=np.int64)
-    for t in range(n):
-        if t > 0 and x[t] == x[t - 1]:
-            out[t] = out[t - 1] + 1
-        elif x[t] == x[t]:
-            out[t] = 1
-    return out
-
-
-@njit(cache=True)
-def _window_deviation_nb(x, n, ddof, t):
-    """``(x[t] - mean, std)`` of the window ``x[t-n+1 : t+1]``, two-pass around its first value.
-
-    Values are shifted by the window's first value before summing (exact for nearby prices),
-    which keeps the deviations accurate when they are tiny compared with the price.
-    """
-    origin = x[t - n + 1]
-    total = 0.0
-    for k in range(t - n + 1, t + 1):
-        total += x[k] - origin
-    mean = total / n
-    squares = 0.0
-    for k in range(t - n + 1, t + 1):
-        d = (x[k] - origin) - mean
-        squares += d * d
-    return (x[t] - origin) - mean, math.sqrt(squares / (n - ddof))
-
-
-@njit(cache=True)
-def _rolling_deviation_nb(x, n, ddof):
-    """``(x[t] - mean, std)`` of the last ``n`` values at every ``t``.
-
-    Both are ``nan`` in warm-up and for windows holding a ``nan``; a window of identical values
-    has ``std == 0.0`` exactly and deviation ``nan`` (it is never divided by).
-    """
-    size = len(x)
-    deviation = np.full(size, np.nan)
-    std = np.full(size, np.nan)
-    if n - ddof <= 0:
-        return deviation, std
-    run = equal_run_nb(x)
-    last_nan = -1
-    for t in range(size):
-        if x[t] != x[t]:
-            last_nan = t
-        if t < n - 1 or t - last_nan < n:
-            continue
-        if run[t] >= n:
-            std[t] = 0.0
-        else:
-            deviation[t], std[t] = _window_deviation_nb(x, n, ddof, t)
-    return deviation, std
-
-
-@njit(cache=True)
-def rolling_std_nb(x, n, ddof):
-    """Standard deviation of the last ``n`` values (``ddof`` 0 or 1; see :func:`rolling_std`)."""
-    return _rolling_deviation_nb(x, n, ddof)[1]
-
-
-@njit(cache=True)
-def rolling_zscore_nb(x, n, ddof):
-    """``(x[t] - mean) / std`` of the last ``n`` values; ``nan`` when ``std == 0``."""
-    deviation, std = _rolling_deviation_nb(x, n, ddof)
-    out = np.full(len(x), np.nan)
-    for t in range(len(x)):
-        if std[t] > 0.0:
-            out[t] = deviation[t] / std[t]
-    return out
-
-
-@njit(cache=True)
-def ewm_nb(x, alpha, min_periods):
-    """pandas ``x.ewm(alpha=alpha, adjust=False, min_periods=min_periods).mean()`` for inputs
-    whose ``nan`` values are all leading: seeded with the first non-``nan`` value."""
-    size = len(x)
-    out = np.full(size, np.nan)
-    start = 0
-    while start < size and x[start] != x[start]:
-        start += 1
-    if start == size:
-        return out
-    keep = 1.0 - alpha
-    y = x[start]
-    if min_periods <= 1:
-        out[start] = y
-    for t in range(start + 1, size):
-        y = keep * y + alpha * x[t]
-        if t - start + 1 >= min_periods:
-            out[t] = y
-    return out
-
-
-@njit(cache=True)
-def ema_nb(x, n):
-    """Exponential moving average with span ``n`` (see :func:`ema`)."""
-    return ewm_nb(x, 2.0 / (n + 1.0), n)
-
-
-@njit(cache=True)
-def rsi_nb(close, n):
-    """Wilder RSI over ``n`` changes (see :func:`rsi`)."""
-    size = len(close)
-    gain = np.full(size, np.nan)
-    loss = np.full(size, np.nan)
-    for t in range(1, size):
-        d = close[t] - close[t - 1]
-        if d == d:
-            gain[t] = d if d > 0.0 else 0.0
-            loss[t] = -d if d < 0.0 else 0.0
-    avg_gain = ewm_nb(gain, 1.0 / n, n)
-    avg_loss = ewm_nb(loss, 1.0 / n, n)
-    out = np.full(size, np.nan)
-    for t in range(size):
-        g = avg_gain[t]
-        lo = avg_loss[t]
-        if g != g or lo != lo:
-            continue
-        if lo == 0.0:
-            out[t] = 100.0 if g > 0.0 else 50.0
-        else:
-            out[t] = 100.0 - 100.0 / (1.0 + g / lo)
-    return out
-
-
-@njit(cache=True)
-def true_range_nb(high, low, close):
-    """True range: ``max(high - low, |high - prev close|, |low - prev close|)``; ``high - low``
-    on the first bar (no previous close)."""
-    size = len(close)
-    out = np.empty(size)
-    for t in range(size):
-        r = high[t] - low[t]
-        if t > 0:
-            pc = close[t - 1]
-            a = abs(high[t] - pc)
-            b = abs(low[t] - pc)
-            if a > r:
-                r = a
-            if b > r:
-                r = b
-            if pc != pc:
-                r = np.nan
-        out[t] = r
-    return out
-
-
-@njit(cache=True)
-def atr_nb(high, low, close, n):
-    """Wilder average true range (see :func:`atr`)."""
-    return ewm_nb(true_range_nb(high, low, close), 1.0 / n, n)
-
-
-@njit(cache=True)
-def rolling_max_nb(x, n):
-    """Maximum of the last ``n`` values, current included; ``nan`` if the window has a ``nan``."""
-    size = len(x)
-    out = np.full(size, np.nan)
-    queue = np.empty(size, dtype=np.int64)  # indices of a decreasing run of values
-    head = 0
-    tail = 0
-    last_nan = -1
-    for t in range(size):
-        v = x[t]
-        if v != v:
-            last_nan = t
-            head = tail = 0
-            continue
-        while tail > head and x[queue[tail - 1]] <= v:
-            tail -= 1
-        queue[tail] = t
-        tail += 1
-        while queue[head] <= t - n:
-            head += 1
-        if t >= n - 1 and t - last_nan >= n:
-            out[t] = x[queue[head]]
-    return out
-
-
-@njit(cache=True)
-def rolling_min_nb(x, n):
-    """Minimum of the last ``n`` values, current included; ``nan`` if the window has a ``nan``."""
-    return -rolling_max_nb(-x, n)
-
-
-@njit(cache=True)
-def crossed_above_nb(a, b):
-    """``out[t] = a[t] > b[t] and a[t-1] <= b[t-1]``; ``False`` at ``t = 0`` and wherever a
-    ``nan`` is involved (leaving warm-up is not a cross)."""
-    size = len(a)
-    out = np.zeros(size, dtype=np.bool_)
-    for t in range(1, size):
-        out[t] = a[t] > b[t] and a[t - 1] <= b[t - 1]
-    return out
-
-
-# --------------------------------------------------------------------------- scoped memo
-
-#: Default bound of one :func:`indicator_cache` scope (least recently used results go first).
-DEFAULT_CACHE_BYTES = 256 * 2**20
-
-
-class IndicatorMemo:
-    """The results remembered by one :func:`indicator_cache` scope (least recently used first).
-
-    Each entry keeps a reference to its input arrays, so their ``id`` cannot be reused by
-    another array while the entry lives.
-    """
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = int(max_bytes)
-        self.entries: OrderedDict[tuple, tuple[tuple[np.ndarray, ...], Any, int]] = OrderedDict()
-        self.nbytes = 0
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: tuple) -> Any:
-        entry = self.entries.get(key)
-        if entry is None:
-            self.misses += 1
-            return None
-        self.entries.move_to_end(key)
-        self.hits += 1
-        return entry[1]
-
-    def put(self, key: tuple, inputs: tuple[np.ndarray, ...], value: Any) -> None:
-        size = sum(a.nbytes for a in _arrays_of(value))
-        if size > self.max_bytes:
-            return
-        while self.entries and self.nbytes + size > self.max_bytes:
-            _, (_, _, evicted) = self.entries.popitem(last=False)
-            self.nbytes -= evicted
-        self.entries[key] = (inputs, value, size)
-        self.nbytes += size
-
-
-_ACTIVE_MEMO: ContextVar[IndicatorMemo | None] = ContextVar("candela_indicator_memo",
-                                                            default=None)
-
-
-@contextmanager
-def indicator_cache(max_bytes: int = DEFAULT_CACHE_BYTES) -> Iterator[IndicatorMemo]:
-    """Scope in which the indicator wrappers remember their results.
-
-    Within the ``with`` block, a wrapper called again with the **same input array objects**
-    (``bars.close`` itself, not a copy or a new slice) and the same parameters returns the
-    value it computed the first time, instead of recomputing it; results are bit for bit what
-    a fresh call returns. Since callers share them, results from inside a scope are
-    **read-only** arrays (writing to one raises "assignment destination is read-only": copy it
-    first, ``np.array(value)``); a copy per call would cost a sweep about as much as the
-    moving averages themselves. Inputs must not be modified in place inside the scope. Inputs
-    that need a conversion (another dtype, non-contiguous) are not remembered. The memo holds at
-    most ``max_bytes`` of results (least recently used dropped first), lives in the current
-    thread / context only, and is dropped when the block ends; scopes nest (the inner one is
-    used).
-
-    Used by :func:`research.backtest` and by each worker batch of :func:`research.sweep`.
-    """
-    memo = IndicatorMemo(max_bytes)
-    token = _ACTIVE_MEMO.set(memo)
-    try:
-        yield memo
-    finally:
-        _ACTIVE_MEMO.reset(token)
-
-
-def _arrays_of(value: Any) -> tuple[np.ndarray, ...]:
-    return tuple(value) if isinstance(value, tuple) else (value,)
-
-
-def _read_only(value: Any) -> Any:
-    for array in _arrays_of(value):
-        array.flags.writeable = False
-    return value
-
-
-def _memoized(name: str, originals: tuple, inputs: tuple[np.ndarray, ...], params: tuple,
-              compute: Callable[[], Any]) -> Any:
-    """``compute()``, remembered in the active :func:`indicator_cache` scope if there is one
-    and every input is the caller's own array (no conversion was needed)."""
-    memo = _ACTIVE_MEMO.get()
-    if memo is None or any(a is not b for a, b in zip(originals, inputs)):
-        return compute()
-    key = (name, tuple(id(a) for a in inputs), params)
-    value = memo.get(key)
-    if value is None:
-        value = _read_only(compute())
-        memo.put(key, inputs, value)
-    return value
+def _lines(value: Any, inputs: tuple, lookback: int, history: int) -> Any:
+    """``value`` (an array, or a NamedTuple / tuple of arrays) as Lines whose numbers add
+    ``lookback`` and ``history - 1`` to the largest of the ``inputs``' (see the module
+    docstring); unchanged (plain) unless the inputs are Lines (and scalars)."""
+    if len(inputs) == 1:
+        source = inputs[0]
+        if type(source) is not Line or source.history < 1:
+            return value
+        numbers = source.lookback, source.history
+    else:
+        numbers = combined(inputs) if any(type(x) is Line for x in inputs) else None
+        if numbers is None:
+            return value
+    out_lookback, out_history = numbers[0] + lookback, numbers[1] + history - 1
+    if isinstance(value, tuple):
+        parts = [as_line(part, out_lookback, out_history) for part in value]
+        return type(value)(*parts) if hasattr(value, "_fields") else tuple(parts)
+    return as_line(value, out_lookback, out_history)
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -412,10 +167,11 @@ def sma(values, n: int) -> np.ndarray:
     window containing a ``nan``. Computed as ``fsum(window) / n`` (the correctly rounded sum,
     kept exactly while the window slides, see :func:`research.kernels.window_sums.window_means`),
     so the value at ``t`` depends only on ``values[t-n+1 : t+1]`` bit for bit; a constant window
-    gives exactly its value.
+    gives exactly its value. Look-back ``n - 1``, history ``n``.
     """
     x, n = _as_series("values", values), _as_window("n", n)
-    return _memoized("sma", (values,), (x,), (n,), lambda: window_means(x, n))
+    out = _memoized("sma", (x,), (n,), lambda: window_means(x[0], n))
+    return _lines(out, (values,), n - 1, n)
 
 
 def ema(values, n: int) -> np.ndarray:
@@ -423,11 +179,12 @@ def ema(values, n: int) -> np.ndarray:
 
     Equals pandas ``s.ewm(span=n, adjust=False, min_periods=n).mean()``: seeded with the first
     non-``nan`` value, ``nan`` until ``n`` values have been seen. A ``nan`` after the seed
-    propagates to all later values. Forgets its seed after
-    ``converged_warmup(ema_alpha(n))`` bars.
+    propagates to all later values. Look-back ``n - 1``; history
+    ``converged_warmup(ema_alpha(n)) + 1`` (the seed forgotten to the last bit).
     """
     x, n = _as_series("values", values), _as_window("n", n)
-    return _memoized("ema", (values,), (x,), (n,), lambda: ema_nb(x, n))
+    out = _memoized("ema", (x,), (n,), lambda: ema_nb(x[0], n))
+    return _lines(out, (values,), n - 1, converged_warmup(ema_alpha(n)) + 1)
 
 
 def rsi(close, n: int = 14) -> np.ndarray:
@@ -437,10 +194,11 @@ def rsi(close, n: int = 14) -> np.ndarray:
     means of the positive and negative parts of ``close.diff()`` (seeded with the first change,
     so the first value is at index ``n``); ``rsi = 100 - 100 / (1 + avg_gain / avg_loss)``,
     ``100`` when ``avg_loss == 0 < avg_gain`` and ``50`` when both are 0 (no movement at all).
-    Forgets its seed after ``converged_warmup(1 / n) + 1`` bars.
+    Look-back ``n``; history ``converged_warmup(1 / n) + 2`` (one change more than an EMA).
     """
     x, n = _as_series("close", close), _as_window("n", n)
-    return _memoized("rsi", (close,), (x,), (n,), lambda: rsi_nb(x, n))
+    out = _memoized("rsi", (x,), (n,), lambda: rsi_nb(x[0], n))
+    return _lines(out, (close,), n, converged_warmup(wilder_alpha(n)) + 2)
 
 
 class Macd(NamedTuple):
@@ -454,9 +212,10 @@ class Macd(NamedTuple):
 def macd(close, fast: int = 12, slow: int = 26, signal: int = 9) -> Macd:
     """Moving average convergence/divergence.
 
-    ``line = ema(close, fast) - ema(close, slow)`` (first value at ``slow - 1``);
-    ``signal = ema(line, signal)`` seeded with the first line value (first value at
-    ``slow + signal - 2``); ``histogram = line - signal``. Same as the pandas ``ewm(span=...,
+    ``line = ema(close, fast) - ema(close, slow)`` (look-back ``slow - 1``, history that of the
+    slow EMA); ``signal = ema(line, signal)`` seeded with the first line value (look-back
+    ``slow + signal - 2``, history the line's plus ``converged_warmup(ema_alpha(signal))``);
+    ``histogram = line - signal`` (the signal's numbers). Same as the pandas ``ewm(span=...,
     adjust=False, min_periods=span)`` formulation.
     """
     x = _as_series("close", close)
@@ -466,11 +225,16 @@ def macd(close, fast: int = 12, slow: int = 26, signal: int = 9) -> Macd:
         raise ValueError(f"fast ({fast}) must be smaller than slow ({slow}): swap them")
 
     def compute() -> Macd:
-        line = ema_nb(x, fast) - ema_nb(x, slow)
+        line = ema_nb(x[0], fast) - ema_nb(x[0], slow)
         signal_line = ema_nb(line, signal)
         return Macd(line, signal_line, line - signal_line)
 
-    return _memoized("macd", (close,), (x,), (fast, slow, signal), compute)
+    out = _memoized("macd", (x,), (fast, slow, signal), compute)
+    line_history = converged_warmup(ema_alpha(slow)) + 1
+    signal_history = line_history + converged_warmup(ema_alpha(signal))
+    line = _lines(out.line, (close,), slow - 1, line_history)
+    later = _lines((out.signal, out.histogram), (close,), slow + signal - 2, signal_history)
+    return Macd(line, *later)
 
 
 class Bands(NamedTuple):
@@ -487,6 +251,7 @@ def bollinger(close, n: int = 20, num_std: float = 2.0, ddof: int = 0) -> Bands:
     ``std`` is the **population** standard deviation (``ddof=0``, as in Bollinger's definition)
     of the same ``n`` closes, pandas ``rolling(n).std(ddof=0)``; pass ``ddof=1`` for the sample
     one. Computed two-pass per window (exact window function; ``0`` for a constant window).
+    Look-back ``n - 1``, history ``n``.
     """
     x = _as_series("close", close)
     n = _as_window("n", n)
@@ -497,47 +262,51 @@ def bollinger(close, n: int = 20, num_std: float = 2.0, ddof: int = 0) -> Bands:
     num_std, ddof = float(num_std), int(ddof)
 
     def compute() -> Bands:
-        middle = window_means(x, n)
-        width = num_std * rolling_std_nb(x, n, ddof)
+        middle = window_means(x[0], n)
+        width = num_std * rolling_std_nb(x[0], n, ddof)
         return Bands(middle, middle + width, middle - width)
 
-    return _memoized("bollinger", (close,), (x,), (n, num_std, ddof), compute)
+    out = _memoized("bollinger", (x,), (n, num_std, ddof), compute)
+    return _lines(out, (close,), n - 1, n)
 
 
 def rolling_std(values, n: int, ddof: int = 0) -> np.ndarray:
     """Rolling standard deviation of the last ``n`` values (pandas ``rolling(n).std(ddof)``).
 
     Two-pass over each window around its first value (a pure function of the window, more
-    accurate than pandas' online update); exactly ``0`` for a constant window.
+    accurate than pandas' online update); exactly ``0`` for a constant window. Look-back
+    ``n - 1``, history ``n``.
     """
     x = _as_series("values", values)
     n = _as_window("n", n)
     if ddof not in (0, 1):
         raise ValueError(f"ddof must be 0 (population) or 1 (sample), got {ddof!r}")
     ddof = int(ddof)
-    return _memoized("rolling_std", (values,), (x,), (n, ddof),
-                     lambda: rolling_std_nb(x, n, ddof))
+    out = _memoized("rolling_std", (x,), (n, ddof), lambda: rolling_std_nb(x[0], n, ddof))
+    return _lines(out, (values,), n - 1, n)
 
 
 def true_range(high, low, close) -> np.ndarray:
-    """True range per bar; the first bar's is ``high - low`` (see :func:`true_range_nb`)."""
+    """True range per bar; the first bar's is ``high - low`` (see :func:`true_range_nb`).
+    Look-back 0, history 2 (the previous close)."""
     h, lo, c = _as_series("high", high), _as_series("low", low), _as_series("close", close)
-    _same_length(high=h, low=lo, close=c)
-    return _memoized("true_range", (high, low, close), (h, lo, c), (),
-                     lambda: true_range_nb(h, lo, c))
+    _same_length(high=h[0], low=lo[0], close=c[0])
+    out = _memoized("true_range", (h, lo, c), (), lambda: true_range_nb(h[0], lo[0], c[0]))
+    return _lines(out, (high, low, close), 0, 2)
 
 
 def atr(high, low, close, n: int = 14) -> np.ndarray:
     """Average true range with Wilder smoothing (``alpha = 1 / n``).
 
     pandas ``true_range.ewm(alpha=1/n, adjust=False, min_periods=n).mean()`` where the first
-    bar's true range is ``high - low``; first value at index ``n - 1``. Forgets its seed after
-    ``converged_warmup(1 / n) + 1`` bars.
+    bar's true range is ``high - low``; first value at index ``n - 1``. Look-back ``n - 1``;
+    history ``converged_warmup(1 / n) + 2`` (the true range's 2 bars, then the seed forgotten).
     """
     h, lo, c = _as_series("high", high), _as_series("low", low), _as_series("close", close)
-    _same_length(high=h, low=lo, close=c)
+    _same_length(high=h[0], low=lo[0], close=c[0])
     n = _as_window("n", n)
-    return _memoized("atr", (high, low, close), (h, lo, c), (n,), lambda: atr_nb(h, lo, c, n))
+    out = _memoized("atr", (h, lo, c), (n,), lambda: atr_nb(h[0], lo[0], c[0], n))
+    return _lines(out, (high, low, close), n - 1, converged_warmup(wilder_alpha(n)) + 2)
 
 
 class Channel(NamedTuple):
@@ -550,64 +319,82 @@ class Channel(NamedTuple):
 def donchian(high, low, n: int = 20) -> Channel:
     """Donchian channel over the last ``n`` bars, **the current bar included**.
 
-    ``upper = high.rolling(n).max()``, ``lower = low.rolling(n).min()``. For a breakout test
-    against the channel of the bars *before* ``t``, compare with ``upper[t-1]`` (see
-    :func:`shift`).
+    ``upper = high.rolling(n).max()``, ``lower = low.rolling(n).min()``. Look-back ``n - 1``,
+    history ``n``. For a breakout test against the channel of the bars *before* ``t``, compare
+    with ``shift(upper)`` (see :func:`shift`).
     """
     h, lo = _as_series("high", high), _as_series("low", low)
-    _same_length(high=h, low=lo)
+    _same_length(high=h[0], low=lo[0])
     n = _as_window("n", n)
-    return _memoized("donchian", (high, low), (h, lo), (n,),
-                     lambda: Channel(rolling_max_nb(h, n), rolling_min_nb(lo, n)))
+    out = _memoized("donchian", (h, lo), (n,),
+                    lambda: Channel(rolling_max_nb(h[0], n), rolling_min_nb(lo[0], n)))
+    return _lines(out, (high, low), n - 1, n)
 
 
 def rolling_zscore(values, n: int, ddof: int = 0) -> np.ndarray:
     """Rolling z-score ``(x[t] - mean) / std`` over the last ``n`` values (``ddof`` as in
-    :func:`rolling_std`); ``nan`` in warm-up, around ``nan`` inputs and where ``std == 0``.
-    Mean and deviations are taken around the window's first value, so the (often tiny)
-    deviation ``x[t] - mean`` keeps full precision."""
+    :func:`rolling_std`); ``nan`` before ``n`` values, around ``nan`` inputs and where
+    ``std == 0``. Mean and deviations are taken around the window's first value, so the (often
+    tiny) deviation ``x[t] - mean`` keeps full precision. Look-back ``n - 1``, history ``n``."""
     x = _as_series("values", values)
     n = _as_window("n", n)
     if ddof not in (0, 1):
         raise ValueError(f"ddof must be 0 (population) or 1 (sample), got {ddof!r}")
     ddof = int(ddof)
-    return _memoized("rolling_zscore", (values,), (x,), (n, ddof),
-                     lambda: rolling_zscore_nb(x, n, ddof))
+    out = _memoized("rolling_zscore", (x,), (n, ddof), lambda: rolling_zscore_nb(x[0], n, ddof))
+    return _lines(out, (values,), n - 1, n)
 
 
 def unchanged_run(values) -> np.ndarray:
     """Number of consecutive bars, ending at each bar, whose value equals the previous one.
 
-    ``0`` where the value changed (or at the first bar); ``nan`` breaks a run. Returned as
-    int64; a pure function of the last ``k + 1`` values whenever it is below ``k``.
+    ``0`` where the value changed (or at the first bar); ``nan`` breaks a run. Returned as a
+    plain int64 array: a run may reach back to the first bar, so no window of recent bars is
+    sure to give its value (see :func:`unchanged` for a test over a bounded window).
     """
-    run = equal_run_nb(_as_series("values", values))
+    run = equal_run_nb(_as_series("values", values)[0])
     return np.maximum(run - 1, 0)
 
 
+def unchanged(values, n: int) -> np.ndarray:
+    """Bool: the value has not changed over the last ``n`` bars, i.e. ``values[t-n .. t]`` are
+    ``n + 1`` equal, non-``nan`` values (``False`` for the first ``n`` bars). Look-back 0,
+    history ``n + 1``."""
+    n = _as_window("n", n)
+    out = equal_run_nb(_as_series("values", values)[0]) > n
+    return _lines(out, (values,), 0, n + 1)
+
+
 def shift(values, periods: int = 1) -> np.ndarray:
-    """``values`` delayed by ``periods`` bars (``nan`` in front), like pandas ``shift``."""
-    values = _as_series("values", values)
+    """``values`` delayed by ``periods`` bars (``nan`` in front), like pandas ``shift``.
+
+    The way to compare a bar with earlier ones: ``close > shift(close)``. Look-back and history
+    ``periods`` more than the input's.
+    """
+    x = _as_series("values", values)[0]
     if isinstance(periods, bool) or not isinstance(periods, (int, np.integer)) or periods < 0:
         raise ValueError(f"periods must be a non-negative int, got {periods!r}")
-    out = np.full(len(values), np.nan)
-    if periods < len(values):
-        out[periods:] = values[: len(values) - periods]
-    return out
+    periods = int(periods)
+    out = np.full(len(x), np.nan)
+    if periods < len(x):
+        out[periods:] = x[: len(x) - periods]
+    return _lines(out, (values,), periods, periods + 1)
 
 
 def crossed_above(a, b) -> np.ndarray:
-    """Bool array: ``a[t] > b[t] and a[t-1] <= b[t-1]`` (``False`` at 0 and around ``nan``)."""
-    a, b = _as_series("a", a), _as_series("b", b)
-    _same_length(a=a, b=b)
-    return crossed_above_nb(a, b)
+    """Bool array: ``a[t] > b[t] and a[t-1] <= b[t-1]`` (``False`` at 0 and around ``nan``).
+    Look-back 1, history 2."""
+    x, y = _as_series("a", a)[0], _as_series("b", b)[0]
+    _same_length(a=x, b=y)
+    return _lines(crossed_above_nb(x, y), (a, b), 1, 2)
 
 
 def crossed_below(a, b) -> np.ndarray:
-    """Bool array: ``a[t] < b[t] and a[t-1] >= b[t-1]`` (``False`` at 0 and around ``nan``)."""
-    a, b = _as_series("a", a), _as_series("b", b)
-    _same_length(a=a, b=b)
-    return crossed_above_nb(b, a)
+    """Bool array: ``a[t] < b[t] and a[t-1] >= b[t-1]`` (``False`` at 0 and around ``nan``).
+    Look-back 1, history 2."""
+    x, y = _as_series("a", a)[0], _as_series("b", b)[0]
+    _same_length(a=x, b=y)
+    return _lines(crossed_above_nb(y, x), (a, b), 1, 2)
 
 
 # --------------------------------------------------------------------------- windowed signal rules
@@ -615,38 +402,20 @@ def crossed_below(a, b) -> np.ndarray:
 # Path-dependent rules ("in a trade until an exit") written as *windowed most-recent-event*
 # rules: the decision at ``t`` looks at events in the last ``max_hold`` bars only, so it is a
 # pure function of a bounded window of history (the runner's parity contract), unlike a state
-# machine whose state can depend on the whole history.
+# machine whose state can depend on the whole history. Look-back: that of the inputs (a bar
+# whose events are all false is flat, whatever the bars before); history: the inputs' plus
+# ``max_hold - 1``.
 
 
-@njit(cache=True)
-def event_position_nb(long_entry, long_exit, short_entry, short_exit, max_hold):
-    """Position level from entry/exit events with a time stop (see :func:`event_position`)."""
-    size = len(long_entry)
-    out = np.zeros(size)
-    last_long = -1
-    last_short = -1
-    last_long_exit = -1
-    last_short_exit = -1
-    for t in range(size):
-        if long_entry[t]:
-            last_long = t
-        elif long_exit[t]:
-            last_long_exit = t
-        if short_entry[t]:
-            last_short = t
-        elif short_exit[t]:
-            last_short_exit = t
-        oldest = t - max_hold + 1
-        if last_long >= last_short:
-            if last_long >= oldest and last_long_exit < last_long and last_long >= 0:
-                out[t] = 1.0
-        else:
-            if last_short >= oldest and last_short_exit < last_short:
-                out[t] = -1.0
-    return out
+def _events(name: str, values, size: int | None = None) -> np.ndarray:
+    """Event flags as a contiguous bool array; a scalar (``False``) is broadcast to ``size``."""
+    if size is not None and not isinstance(values, np.ndarray) or \
+            isinstance(values, np.ndarray) and values.ndim == 0:
+        return np.full(size, bool(values))
+    return np.ascontiguousarray(values, dtype=np.bool_)
 
 
-def event_position(long_entry, long_exit, short_entry=None, short_exit=None,
+def event_position(long_entry, long_exit, short_entry=False, short_exit=False,
                    max_hold: int = 100) -> np.ndarray:
     """Turn entry/exit event flags into a position level per bar (``+1``, ``-1`` or ``0``).
 
@@ -656,46 +425,22 @@ def event_position(long_entry, long_exit, short_entry=None, short_exit=None,
     in the window. So each new entry event re-arms a time stop of ``max_hold`` bars, an
     opposite entry reverses the position, and an exit event on the entry bar itself is ignored.
     If both sides enter on the same bar, long wins. The result at ``t`` depends only on the
-    events at bars ``t - max_hold + 1 .. t``.
+    events at bars ``t - max_hold + 1 .. t``. ``short_entry`` and ``short_exit`` may be
+    ``False`` (or ``None``: no short side). Look-back that of the inputs, history theirs plus
+    ``max_hold - 1``.
     """
-    long_entry = np.ascontiguousarray(long_entry, dtype=np.bool_)
-    long_exit = np.ascontiguousarray(long_exit, dtype=np.bool_)
-    none = np.zeros(len(long_entry), dtype=np.bool_)
-    short_entry = none if short_entry is None else np.ascontiguousarray(short_entry, dtype=np.bool_)
-    short_exit = none if short_exit is None else np.ascontiguousarray(short_exit, dtype=np.bool_)
-    _same_length(long_entry=long_entry, long_exit=long_exit, short_entry=short_entry,
-                 short_exit=short_exit)
-    return event_position_nb(long_entry, long_exit, short_entry, short_exit,
-                             _as_window("max_hold", max_hold))
-
-
-@njit(cache=True)
-def trailing_exit_position_nb(entry, close, stop_distance, max_hold):
-    """Long-only position with a trailing exit on closes (see :func:`trailing_exit_position`).
-
-    Returns ``(position, stop_level)``; ``stop_level`` is ``nan`` when flat.
-    """
-    size = len(entry)
-    position = np.zeros(size)
-    stop_level = np.full(size, np.nan)
-    last_entry = -1
-    highest = np.nan
-    exited = True
-    for t in range(size):
-        if entry[t]:
-            last_entry = t
-            highest = close[t]
-            exited = False
-        elif last_entry >= 0 and not exited:
-            if close[t] > highest:
-                highest = close[t]
-            level = highest - stop_distance[t]
-            if close[t] < level or level != level:
-                exited = True
-        if last_entry >= 0 and not exited and last_entry >= t - max_hold + 1:
-            position[t] = 1.0
-            stop_level[t] = highest - stop_distance[t]
-    return position, stop_level
+    entries = _events("long_entry", long_entry)
+    size = len(entries)
+    flags = (entries, _events("long_exit", long_exit, size),
+             _events("short_entry", False if short_entry is None else short_entry, size),
+             _events("short_exit", False if short_exit is None else short_exit, size))
+    _same_length(long_entry=flags[0], long_exit=flags[1], short_entry=flags[2],
+                 short_exit=flags[3])
+    max_hold = _as_window("max_hold", max_hold)
+    out = event_position_nb(*flags, max_hold)
+    inputs = tuple(x for x in (long_entry, long_exit, short_entry, short_exit)
+                   if x is not None)
+    return _lines(out, inputs, 0, max_hold)
 
 
 def trailing_exit_position(entry, close, stop_distance, max_hold: int = 100):
@@ -707,10 +452,75 @@ def trailing_exit_position(entry, close, stop_distance, max_hold: int = 100):
     Each entry event re-arms the trailing high and the ``max_hold``-bar time stop. Returns
     ``(position, stop_level)`` with ``stop_level[t] = max(close[s..t]) - stop_distance[t]``
     while long, ``nan`` otherwise. The result at ``t`` depends only on bars
-    ``t - max_hold + 1 .. t``.
+    ``t - max_hold + 1 .. t``: look-back that of the inputs, history theirs plus
+    ``max_hold - 1``.
     """
-    entry = np.ascontiguousarray(entry, dtype=np.bool_)
-    close = _as_series("close", close)
-    stop_distance = _as_series("stop_distance", stop_distance)
-    _same_length(entry=entry, close=close, stop_distance=stop_distance)
-    return trailing_exit_position_nb(entry, close, stop_distance, _as_window("max_hold", max_hold))
+    flags = np.ascontiguousarray(entry, dtype=np.bool_)
+    prices = _as_series("close", close)[0]
+    distance = _as_series("stop_distance", stop_distance)[0]
+    _same_length(entry=flags, close=prices, stop_distance=distance)
+    max_hold = _as_window("max_hold", max_hold)
+    out = trailing_exit_position_nb(flags, prices, distance, max_hold)
+    return _lines(out, (entry, close, stop_distance), 0, max_hold)
+
+
+# --------------------------------------------------------------------------- your own indicators
+
+
+def indicator(lookback: int | Callable[..., int], history: int | Callable[..., int] | None = None):
+    """Decorator: make an array function an indicator whose results are Lines.
+
+    ``@indicator(lookback=..., history=...)`` declares the function's own look-back (values
+    before its first defined output, on raw prices) and history window (bars a window needs so
+    that its last output equals the full-history one bit for bit; default ``lookback + 1``,
+    right for a function of the last ``lookback + 1`` values). Each may be a number or a
+    function called with the same arguments as the indicator (``lookback=lambda values, n:
+    n - 1``). The function receives plain arrays (the Lines' values) and returns an array, or a
+    tuple / NamedTuple of arrays, aligned with its input. On Line inputs every result is a Line
+    with ``lookback = input lookback + own lookback`` and ``history = input history + own
+    history - 1`` (the largest over the inputs); on plain inputs the results stay plain. The
+    function must accept zero-length arrays: a strategy reads its numbers on empty bars.
+
+    Example::
+
+        @indicator(lookback=lambda values, n: n - 1)
+        def rolling_median(values, n):
+            out = np.full(len(values), np.nan)
+            if len(values) >= n:
+                windows = np.lib.stride_tricks.sliding_window_view(values, n)
+                out[n - 1:] = np.median(windows, axis=1)
+            return out
+    """
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            plain_args = [_unwrapped(value) for value in args]
+            plain_kwargs = {key: _unwrapped(value) for key, value in kwargs.items()}
+            result = function(*plain_args, **plain_kwargs)
+            inputs = tuple(value for value in (*args, *kwargs.values())
+                           if isinstance(value, np.ndarray))
+            if not any(isinstance(value, Line) for value in inputs):
+                return result
+            own_lookback = _declared("lookback", lookback, args, kwargs, function, 0)
+            own_history = (own_lookback + 1 if history is None else
+                           _declared("history", history, args, kwargs, function, 1))
+            return _lines(result, inputs, own_lookback, own_history)
+
+        return wrapper
+
+    return decorate
+
+
+def _unwrapped(value: Any) -> Any:
+    return value.view(np.ndarray) if isinstance(value, Line) else value
+
+
+def _declared(what: str, value: Any, args: tuple, kwargs: dict, function: Callable,
+              least: int) -> int:
+    number = value(*args, **kwargs) if callable(value) else value
+    if isinstance(number, (bool, np.bool_)) or not isinstance(number, (int, np.integer)) \
+            or number < least:
+        raise ValueError(f"@indicator {what}= of {function.__name__} must give an int of at "
+                         f"least {least} bars, got {number!r}")
+    return int(number)

@@ -74,6 +74,10 @@ class Result:
         The account after each bar's close; ``None`` (the default) derives them from the fills
         (:func:`~research.kernels.backtest.account_from_fills_nb`: between fills nothing
         changes), which is what the kernel held.
+    panes : dict of str to list of str
+        The strategy's series by chart pane (``{"price": [...], "rsi": ["rsi"]}``): the pane
+        ``"price"`` is drawn over the candles, each other one in a subplot of its own
+        (:func:`research.charts.plot_result`). Empty for a run loaded from the database.
 
     Tables and series (built on first access)
     -----------------------------------------
@@ -112,6 +116,7 @@ class Result:
     extra: dict = field(default_factory=dict)
     cash_values: np.ndarray | None = None
     position_values: np.ndarray | None = None
+    panes: dict = field(default_factory=dict)
 
     def _account_from_fills(self) -> None:
         if self.cash_values is None or self.position_values is None:

@@ -7,7 +7,7 @@ processed bar (target, position, cash, equity after the close) and one ``strateg
 per **fill** (the table's name notwithstanding; round trips are rebuilt from the fills on load).
 
 JSON holds non-finite floats as the strings ``"nan"``, ``"inf"`` and ``"-inf"``. A ``nan``
-target (flat, e.g. during warm-up) is stored as ``0.0``, which the execution function treats
+target (flat, e.g. during the look-back) is stored as ``0.0``, which the execution function treats
 identically, because SQLite cannot store NaN in a ``NOT NULL`` column.
 """
 

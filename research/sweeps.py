@@ -37,19 +37,26 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from research.backtesting import backtest, infer_timeframe_ms, run_target, strategy_target
+from research.backtesting import backtest, infer_timeframe_ms, run_target
 from research.charts import plot_heatmap
 from research.indicators import indicator_cache
 from research.kernels.records import make_config, new_fills
-from research.metrics import DEFAULT_MIN_TRADES, LOWER_IS_BETTER, BarsContext, bars_context
-from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
+from research.metrics import (
+    DEFAULT_MIN_TRADES,
+    LOWER_IS_BETTER,
+    STAT_NAMES,
+    BarsContext,
+    bars_context,
+)
+from research.strategy_model import ConstraintError, StrategySpec, UnknownHistoryError
+from research.types import Bars, Costs, RiskLimits, Stops
 
 DEFAULT_INITIAL_CASH = 10_000.0
 MAX_BATCH_SIZE = 64
@@ -72,8 +79,11 @@ class SweepResult:
     Attributes
     ----------
     frame : DataFrame
-        One row per evaluated parameter set, in grid order: the parameter columns first, then
-        one column per stat of :attr:`research.backtesting.Result.stats`.
+        One row per combination of the grid (per drawn combination with ``sample``), in grid
+        order: the parameter columns first, then ``valid`` (bool) and ``invalid_reason`` (``""``
+        for a valid row, else why: a broken constraint, too few bars for the look-back, or
+        the exception the strategy raised), then one column per stat of
+        :attr:`research.backtesting.Result.stats` (``nan`` for invalid rows).
     equity : dict
         ``{params: equity Series}`` for the best ``keep_best`` rows by :attr:`metric`
         (``params`` is the strategy's ``Params`` NamedTuple), best first.
@@ -87,12 +97,14 @@ class SweepResult:
     n_combinations : int
         Size of the full grid (every combination, valid or not).
     n_invalid : int
-        Combinations skipped because the strategy's ``check`` rejected them or the bars were
-        too few for their warm-up.
+        Invalid combinations: those breaking a constraint (over the whole grid, also with
+        ``sample``), and those of :attr:`frame` with too few bars for their look-back or whose
+        strategy raised.
     n_evaluated : int
-        Rows of :attr:`frame` (all valid combinations, or the ``sample`` drawn from them).
+        Valid rows of :attr:`frame`: backtested parameter sets.
     invalid_reasons : dict
-        ``{reason: count}`` of the skipped combinations.
+        ``{reason: count}`` of the invalid combinations (``"constraint 'fast < slow'"``,
+        ``"too few bars for the look-back"``, ``"ValueError raised by the strategy"``, ...).
     split_ts : int or None
         With ``oos_fraction``: close time (ms UTC) of the first out-of-sample bar.
     min_trades : int
@@ -114,8 +126,8 @@ class SweepResult:
 
     def best(self, n: int = 5, metric: str | None = None,
              min_trades: int | None = None) -> pd.DataFrame:
-        """Return the ``n`` best rows by ``metric`` (default: the sweep's metric), best first,
-        among those with at least ``min_trades`` closed trades (default: the sweep's)."""
+        """Return the ``n`` best valid rows by ``metric`` (default: the sweep's metric), best
+        first, among those with at least ``min_trades`` closed trades (default: the sweep's)."""
         return rank(self.frame, metric or self.metric,
                     self.min_trades if min_trades is None else min_trades).head(n)
 
@@ -138,8 +150,9 @@ class SweepResult:
 
 
 def rank(frame: pd.DataFrame, metric: str, min_trades: int = 0) -> pd.DataFrame:
-    """Sort ``frame`` best first by ``metric``; NaN last; stable among ties; rows with fewer
-    than ``min_trades`` closed trades (column ``trade_count``) left out.
+    """Sort ``frame`` best first by ``metric``; NaN last; stable among ties; invalid rows
+    (column ``valid``) and rows with fewer than ``min_trades`` closed trades (column
+    ``trade_count``) left out.
 
     Higher is better, except for the stats in ``LOWER_IS_BETTER`` (drawdown, its duration,
     volatility, fees).
@@ -154,6 +167,8 @@ def rank(frame: pd.DataFrame, metric: str, min_trades: int = 0) -> pd.DataFrame:
             f"unknown metric {metric!r}; choose one of the stats columns: "
             f"{', '.join(map(str, frame.columns))}"
         )
+    if "valid" in frame.columns:
+        frame = frame[frame["valid"].to_numpy(dtype=bool)]
     if min_trades > 0:
         frame = frame[frame["trade_count"] >= min_trades]
     ascending = metric.removeprefix("oos_") in LOWER_IS_BETTER
@@ -191,8 +206,9 @@ def sweep(
     grid : mapping, optional
         ``{parameter name: values}``; parameters left out keep their defaults. Default: the
         strategy's own ``spec.sweep`` ranges. Every combination (the Cartesian product) is a
-        candidate; those that ``spec.check`` rejects, or whose warm-up needs more bars than
-        there are, are skipped and counted in :attr:`SweepResult.n_invalid`.
+        row; those that break a constraint, need more bars than there are (fewer than
+        ``lookback + 1``) or make the strategy raise are invalid rows, counted in
+        :attr:`SweepResult.n_invalid` and left out of the ranking.
     costs, stops, risk, initial_cash
         As for :func:`research.backtesting.backtest` (``stops=None``: the strategy's default
         stops), identical for every run.
@@ -202,9 +218,9 @@ def sweep(
         joblib backend (``"loky"`` processes by default, ``"threading"``, ``"dask"``, ...);
         ``None`` uses the one configured with ``joblib.parallel_config``.
     sample : int, optional
-        Evaluate only a random subset of this many valid combinations, drawn without
-        replacement with ``numpy.random.default_rng(seed)`` (reproducible for a given grid
-        and seed) and evaluated in grid order.
+        Evaluate only a random subset of this many of the combinations that satisfy the
+        constraints, drawn without replacement with ``numpy.random.default_rng(seed)``
+        (reproducible for a given grid and seed); the frame holds those rows, in grid order.
     seed : int
         Seed of the random subset.
     keep_best : int
@@ -219,10 +235,11 @@ def sweep(
         Hold out the last ``oos_fraction`` of the bars (``0 < f < 1``, rounded to whole bars):
         the stats columns, the ranking and the kept equity curves then describe the first
         part (in-sample) only, and every row also gets the same stats on the held-out part,
-        prefixed ``oos_`` (e.g. ``oos_sharpe``). The out-of-sample run starts flat with fresh
-        cash on the first held-out bar and computes its indicators from held-out bars only
-        (no look-back into the in-sample part), so its first warm-up bars are flat. A
-        combination is invalid when either part is too short for its warm-up.
+        prefixed ``oos_`` (e.g. ``oos_sharpe``). The out-of-sample run is
+        ``backtest(..., start=<first held-out bar>)``: it starts flat with fresh cash on the
+        first held-out bar, its strategy evaluated with the history window before it (as a bot
+        started there). A combination is invalid when the in-sample part is too short for its
+        look-back.
     min_trades : int
         Rank only rows with at least this many closed (in-sample) trades
         (:data:`DEFAULT_MIN_TRADES`); the others stay in the frame. ``0`` ranks every row.
@@ -234,8 +251,11 @@ def sweep(
     Raises
     ------
     ValueError
-        For an unknown parameter name (with a suggestion), an empty grid, a grid with no valid
-        combination, or a ``sample`` / ``keep_best`` / ``n_jobs`` out of range.
+        For an unknown parameter name (with a suggestion), an empty grid, or a ``sample`` /
+        ``keep_best`` / ``n_jobs`` out of range.
+    UnknownHistoryError
+        If the strategy's look-back or history window cannot be known (a definition error,
+        the same for every combination).
     """
     if not isinstance(spec, StrategySpec):
         raise TypeError(f"spec must be a StrategySpec, got {type(spec).__name__}")
@@ -252,28 +272,30 @@ def sweep(
     _check_settings(spec, costs, stops, risk, initial_cash)
     grid = normalize_grid(spec, spec.sweep if grid is None else grid)
     split = _split_index(len(bars), oos_fraction)
-    shortest = len(bars) if split is None else min(split, len(bars) - split)
-    candidates, n_combinations, invalid_reasons = valid_combinations(spec, grid, shortest)
-    if not candidates:
-        part = "" if split is None else " (shortest part after the out-of-sample split)"
-        raise ValueError(
-            f"none of the {n_combinations} combinations of the grid is valid for strategy "
-            f"{spec.name!r} on {shortest} bars{part} ({_describe_reasons(invalid_reasons)}); "
-            "widen the grid or load more bars"
-        )
-    if sample is not None and sample < len(candidates):
-        chosen = np.sort(np.random.default_rng(seed).choice(len(candidates), sample, replace=False))
-        candidates = [candidates[i] for i in chosen]
+    rows, n_combinations, invalid_reasons = expand_grid(spec, grid)
+    if sample is not None:
+        runnable = [i for i, row in enumerate(rows) if row.params is not None]
+        if sample < len(runnable):
+            chosen = np.random.default_rng(seed).choice(len(runnable), sample, replace=False)
+            rows = [rows[runnable[i]] for i in np.sort(chosen)]
+        else:
+            rows = [rows[i] for i in runnable]
+    candidates = [row.params for row in rows if row.params is not None]
     run_settings = (costs, stops, risk, float(initial_cash))
-    stats_rows = _evaluate_all(spec, bars, candidates, run_settings, n_jobs, backend,
-                               batch_size, progress, split, grid)
+    outcomes = _evaluate_all(spec, bars, candidates, run_settings, n_jobs, backend, batch_size,
+                             progress, split, grid) if candidates else []
+    results = iter(outcomes)
+    rows = [row if row.params is None else row._replace(outcome=next(results)) for row in rows]
+    for row in rows:
+        if row.params is not None and isinstance(row.outcome, Invalid):
+            invalid_reasons[row.outcome.category] = invalid_reasons.get(row.outcome.category, 0) + 1
     names = tuple(grid)
-    frame = _tidy_frame(candidates, names, stats_rows)
+    frame = _tidy_frame(rows, names, split is not None)
     ranked = rank(frame, metric, min_trades)
     in_sample = bars if split is None else bars[:split]
     equity: dict[Any, pd.Series] = {}
     for index in ranked.index[:keep_best]:
-        params = candidates[index]
+        params = rows[index].params
         equity[params] = equity_curve(spec, in_sample, params, *run_settings)
     return SweepResult(
         frame=frame,
@@ -283,7 +305,7 @@ def sweep(
         param_names=names,
         n_combinations=n_combinations,
         n_invalid=sum(invalid_reasons.values()),
-        n_evaluated=len(candidates),
+        n_evaluated=int(frame["valid"].sum()),
         invalid_reasons=invalid_reasons,
         split_ts=None if split is None else int(bars.ts[split]),
         min_trades=int(min_trades),
@@ -348,34 +370,55 @@ def normalize_grid(spec: StrategySpec, grid: Mapping[str, Iterable[Any]]) -> dic
     return normalized
 
 
-def valid_combinations(
-    spec: StrategySpec, grid: Mapping[str, Sequence[Any]], n_bars: int
-) -> tuple[list[Any], int, dict[str, int]]:
-    """Expand ``grid`` into validated ``Params``; return (valid, grid size, skip reasons).
+class Invalid(NamedTuple):
+    """Why a combination has no stats: ``category`` (counted) and ``reason`` (its row's text)."""
 
-    A combination is skipped when :meth:`StrategySpec.make_params` rejects it (``check``, or a
-    value of the wrong type) or when its warm-up needs more than ``n_bars`` bars; the reasons
-    are counted by their message's first clause.
+    category: str
+    reason: str
+
+
+class Row(NamedTuple):
+    """One combination of the grid: its ``values`` (grid order), its validated ``params``
+    (``None`` when they break a constraint) and its ``outcome`` (a stats dict or
+    :class:`Invalid`)."""
+
+    values: tuple
+    params: Any
+    outcome: dict | Invalid | None = None
+
+
+def expand_grid(spec: StrategySpec, grid: Mapping[str, Sequence[Any]]
+                ) -> tuple[list[Row], int, dict[str, int]]:
+    """Every combination of ``grid`` as a :class:`Row`; return (rows, grid size, reasons).
+
+    A combination that :meth:`StrategySpec.make_params` rejects (a constraint, a value of the
+    wrong type) is a row without params whose outcome is :class:`Invalid`; the reasons are
+    counted by category.
     """
     names = list(grid)
-    valid: list[Any] = []
+    rows: list[Row] = []
     reasons: dict[str, int] = {}
-    total = 0
     for values in itertools.product(*(grid[name] for name in names)):
-        total += 1
         try:
-            params = spec.make_params(dict(zip(names, values)))
-            spec.check_enough_bars(n_bars, params)
+            rows.append(Row(values, spec.make_params(dict(zip(names, values, strict=True)))))
+        except ConstraintError as exc:
+            invalid = Invalid(f"constraint {exc.constraint!r}", f"constraint {exc.constraint!r}")
         except ValueError as exc:
-            key = str(exc).split(":")[0].split(";")[0][:120]
-            reasons[key] = reasons.get(key, 0) + 1
+            text = str(exc).split(";")[0][:200]
+            invalid = Invalid(text.split(":")[0][:120], text)
+        else:
             continue
-        valid.append(params)
-    return valid, total, reasons
+        rows.append(Row(values, None, invalid))
+        reasons[invalid.category] = reasons.get(invalid.category, 0) + 1
+    return rows, len(rows), reasons
 
 
-def _describe_reasons(reasons: Mapping[str, int]) -> str:
-    return "; ".join(f"{count} x {reason}" for reason, count in reasons.items()) or "no reason"
+def valid_combinations(spec: StrategySpec, grid: Mapping[str, Sequence[Any]]
+                       ) -> tuple[list[Any], int, dict[str, int]]:
+    """The ``params`` of the combinations that satisfy the constraints, the grid size and the
+    counted reasons of the others (see :func:`expand_grid`)."""
+    rows, total, reasons = expand_grid(spec, grid)
+    return [row.params for row in rows if row.params is not None], total, reasons
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -383,14 +426,15 @@ def _describe_reasons(reasons: Mapping[str, int]) -> str:
 
 def _evaluate_all(spec, bars, candidates, run_settings, n_jobs, backend, batch_size, progress,
                   split=None, grid=None):
-    """Return the stats dict of every candidate, in candidate order."""
+    """Return the outcome of every candidate (its stats dict or :class:`Invalid`), in
+    candidate order."""
     n = len(candidates)
     workers = _worker_count(n_jobs)
     size = batch_size or max(1, min(MAX_BATCH_SIZE, math.ceil(n / (4 * workers))))
     if size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     batches = _batches(candidates, grid or {}, size)
-    rows: list[dict[str, Any] | None] = [None] * n
+    rows: list[dict[str, Any] | Invalid | None] = [None] * n
     bar = tqdm(total=n, desc=f"sweep {spec.name}", unit="run", disable=not progress)
     try:
         if workers == 1 and backend in PROCESS_BACKENDS + ("threading", "sequential"):
@@ -448,8 +492,8 @@ def _parallel_batches(spec, bars, batches, candidates, run_settings, n_jobs, bac
 
 
 def _run_batch(spec, bars, indices, params_list, run_settings, split=None):
-    """Run ``params_list`` (the candidates at ``indices``); return ``[(index, stats dict)]``
-    (in-sample stats plus ``oos_`` ones when ``split`` is set).
+    """Run ``params_list`` (the candidates at ``indices``); return ``[(index, outcome)]``: the
+    stats dict (in-sample stats plus ``oos_`` ones when ``split`` is set) or :class:`Invalid`.
 
     One :func:`~research.indicators.indicator_cache` scope (at most ``BATCH_CACHE_ARRAYS``
     bars-long results), one equity buffer and one fill table serve the whole batch: each
@@ -462,45 +506,88 @@ def _run_batch(spec, bars, indices, params_list, run_settings, split=None):
                    "fill_buffer": new_fills(BATCH_FILL_ROWS)}
         if split is None:
             context = _context(bars)
-            return [(index, run_stats(spec, bars, params, *run_settings, **buffers,
-                                      context=context))
+            return [(index, _outcome(spec, bars, params, run_settings, buffers, context))
                     for index, params in zip(indices, params_list)]
-        in_sample, held_out = bars[:split], bars[split:]
-        contexts = _context(in_sample), _context(held_out)
+        in_sample = bars[:split]
+        contexts = _context(in_sample), _context(bars[split:])
         out = []
         for index, params in zip(indices, params_list):
-            stats = run_stats(spec, in_sample, params, *run_settings, **buffers,
-                              context=contexts[0])
-            held_out_stats = run_stats(spec, held_out, params, *run_settings, **buffers,
-                                       context=contexts[1])
-            stats.update({f"oos_{name}": value for name, value in held_out_stats.items()})
+            stats = _outcome(spec, in_sample, params, run_settings, buffers, contexts[0])
+            if not isinstance(stats, Invalid):
+                held_out = _outcome(spec, bars, params, run_settings, buffers, contexts[1],
+                                    start=split)
+                if isinstance(held_out, Invalid):
+                    stats = held_out._replace(reason=f"out of sample: {held_out.reason}")
+                else:
+                    stats.update({f"oos_{name}": value for name, value in held_out.items()})
             out.append((index, stats))
         return out
+
+
+class _TooFewBars(Exception):
+    """The bars cannot give one defined target for a parameter set."""
+
+
+class _StrategyFailed(Exception):
+    """The strategy raised for a parameter set (the cause is chained)."""
+
+
+def _outcome(spec, bars, params, run_settings, buffers, context, start=0) -> dict | Invalid:
+    """:func:`run_stats`, or :class:`Invalid` when the bars are too few or the strategy raised
+    (anything else, a bug, propagates)."""
+    try:
+        return run_stats(spec, bars, params, *run_settings, **buffers, context=context,
+                         start=start)
+    except _TooFewBars as exc:
+        return Invalid("too few bars for the look-back", str(exc))
+    except _StrategyFailed as exc:
+        cause = exc.__cause__
+        return Invalid(f"{type(cause).__name__} raised by the strategy",
+                       f"{type(cause).__name__}: {cause}"[:200])
 
 
 def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,
               risk: RiskLimits, initial_cash: float, *,
               equity_buffer: np.ndarray | None = None,
               fill_buffer: np.ndarray | None = None,
-              context: BarsContext | None = None) -> dict[str, float]:
+              context: BarsContext | None = None, start: int = 0) -> dict[str, float]:
     """Stats of one backtest, without building its tables: same numbers as
-    ``research.backtest(...).stats`` (the target, the execution loop and the stats are the
-    same code), a fraction of the time and memory.
+    ``research.backtest(..., start=start).stats`` (the target, the execution loop and the stats
+    are the same code), a fraction of the time and memory.
 
     ``equity_buffer``, a float64 array at least as long as ``bars``, is used as scratch space
     for the equity curve, and ``fill_buffer`` (from :func:`~research.kernels.records.new_fills`)
     for the fill table (a sweep reuses both per batch: fresh bars-long arrays cost page
     faults); by default they are allocated. ``context`` is
-    :func:`research.metrics.bars_context` of ``bars`` (computed when not given).
+    :func:`research.metrics.bars_context` of the traded bars, ``bars[start:]`` (computed when
+    not given). ``start`` (a bar index) trades from that bar, the strategy's history window
+    before it serving as history only.
+
+    Raises
+    ------
+    _TooFewBars, _StrategyFailed
+        When the evaluated bars are fewer than ``lookback + 1`` or the strategy raised (the
+        sweep makes both an invalid row).
     """
     stops = spec.stops if stops is None else stops
     config = make_config(costs, stops, risk)
     timeframe_ms = infer_timeframe_ms(bars)
-    target = strategy_target(spec, bars, params)
+    try:
+        offset = max(0, start - spec.history_window(params) + 1) if start else 0
+        evaluation = spec.evaluate(bars[offset:] if offset else bars, params)
+    except UnknownHistoryError:
+        raise  # a definition error, the same for every combination
+    except Exception as exc:  # noqa: BLE001 - the strategy's own failure: an invalid row
+        raise _StrategyFailed() from exc
+    if len(bars) - offset < evaluation.lookback + 1:
+        raise _TooFewBars(f"too few bars: {len(bars) - offset} < look-back "
+                          f"{evaluation.lookback} + 1")
+    target = evaluation.target[start - offset:]
+    bars = bars[start:] if start else bars
     if equity_buffer is None or len(equity_buffer) < len(bars):
         equity_buffer = np.empty(len(bars))
-    *_, stats = run_target(bars, target, config, initial_cash, timeframe_ms, equity_buffer,
-                           fill_buffer, context)
+    *_, stats = run_target(bars, np.ascontiguousarray(target), config, initial_cash,
+                           timeframe_ms, equity_buffer, fill_buffer, context)
     return stats
 
 
@@ -517,10 +604,15 @@ def equity_curve(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stop
                     initial_cash=initial_cash).equity
 
 
-def _tidy_frame(candidates, names, stats_rows) -> pd.DataFrame:
-    params_frame = pd.DataFrame([tuple(getattr(p, name) for name in names) for p in candidates],
-                                columns=list(names))
-    stats_frame = pd.DataFrame(stats_rows)
+def _tidy_frame(rows: list[Row], names: tuple[str, ...], out_of_sample: bool) -> pd.DataFrame:
+    """The sweep's frame: parameters, ``valid``, ``invalid_reason``, then the stats."""
+    params_frame = pd.DataFrame([row.values for row in rows], columns=list(names))
+    params_frame["valid"] = [not isinstance(row.outcome, Invalid) for row in rows]
+    params_frame["invalid_reason"] = [row.outcome.reason if isinstance(row.outcome, Invalid)
+                                      else "" for row in rows]
+    columns = list(STAT_NAMES) + ([f"oos_{name}" for name in STAT_NAMES] if out_of_sample else [])
+    stats_frame = pd.DataFrame([{} if isinstance(row.outcome, Invalid) else row.outcome
+                                for row in rows], columns=columns, dtype=np.float64)
     clashing = [column for column in stats_frame.columns if column in params_frame.columns]
     stats_frame = stats_frame.drop(columns=clashing)
     return pd.concat([params_frame, stats_frame], axis=1)

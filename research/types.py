@@ -1,10 +1,10 @@
-"""The strategy contract: bars, costs, stops, risk limits and strategy specifications.
+"""What strategies, backtests and the runner share: bars, costs, stops and risk limits.
 
 Pure core: numpy only. A strategy is a **pure, causal, vectorized** function from
 :class:`Bars` to a target position level per bar (``+1.0`` fully long, ``0.0`` flat,
-``-1.0`` fully short, fractions in between; a fraction of equity), with declared parameters,
-sweep ranges, a warm-up length and the indicators it wants recorded and plotted
-(docs/architecture.md §3). The same :class:`StrategySpec` drives ``research.backtest`` and the runner.
+``-1.0`` fully short, fractions in between; a fraction of equity), made a
+:class:`~research.strategy_model.StrategySpec` by ``@strategy`` (docs/architecture.md §3). The
+same spec drives ``research.backtest`` and the runner.
 
 Timing rule everywhere: the target computed at bar ``t``'s close is filled at bar ``t+1``'s
 open.
@@ -12,11 +12,10 @@ open.
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -176,130 +175,12 @@ class RiskLimits(NamedTuple):
 
 # --------------------------------------------------------------------------- strategies
 
-TargetFunction = Callable[[Bars, Any], np.ndarray]
-IndicatorFunction = Callable[[Bars, Any], dict[str, np.ndarray]]
 
+def __getattr__(name: str):
+    # the strategy specification lives in research.strategy_model (which imports this module);
+    # ``from research.types import StrategySpec`` keeps working
+    if name == "StrategySpec":
+        from research.strategy_model import StrategySpec
 
-@dataclass(frozen=True)
-class StrategySpec:
-    """Everything the backtest and the runner need to know about one strategy.
-
-    Attributes
-    ----------
-    name : str
-        Registry name, e.g. ``"sma_cross"``.
-    params : type
-        A ``NamedTuple`` class whose fields are the parameters, with defaults.
-    target : callable
-        ``target(bars, params) -> ndarray[float64]`` of ``len(bars)`` target levels. Pure,
-        vectorized and causal: ``target(bars[:t+1])[-1] == target(bars)[t]`` for every ``t``
-        past warm-up. ``nan`` (e.g. during warm-up) means flat.
-    warmup : callable
-        ``warmup(params) -> int``: bars needed before the first meaningful target. The runner
-        passes at least this many bars (plus one) to ``target``.
-    indicators : callable
-        ``indicators(bars, params) -> {name: ndarray}``: values recorded with every live signal
-        and drawn on plots.
-    overlays : tuple of str
-        Indicator names drawn on the price pane; the others get a pane of their own.
-    sweep : mapping
-        Default sweep range per parameter name, e.g. ``{"fast": range(5, 55)}``.
-    check : callable, optional
-        ``check(params)`` raises ``ValueError`` for invalid combinations (e.g. ``fast >= slow``).
-    evaluate : callable, optional
-        ``evaluate(bars, params) -> (target, indicators)`` computing both in one pass; must give
-        exactly what ``target`` and ``indicators`` give. The runner, which needs both at every
-        bar, uses it through :meth:`target_and_indicators`.
-    stops : Stops
-        Default protective exits the strategy is designed with.
-    long_only : bool
-        Whether ``target`` never goes below zero (documentation and oracle configuration).
-    description : str
-        One paragraph on the idea and its rules.
-    """
-
-    name: str
-    params: type
-    target: TargetFunction
-    warmup: Callable[[Any], int]
-    indicators: IndicatorFunction
-    overlays: tuple[str, ...] = ()
-    sweep: Mapping[str, Sequence[Any]] = field(default_factory=dict)
-    check: Callable[[Any], None] | None = None
-    evaluate: Callable[[Bars, Any], tuple[np.ndarray, dict[str, np.ndarray]]] | None = None
-    stops: Stops = Stops()
-    long_only: bool = False
-    description: str = ""
-
-    def make_params(self, values: Mapping[str, Any] | Any | None = None, **overrides: Any) -> Any:
-        """Return a validated ``params`` instance from defaults, ``values`` and ``overrides``.
-
-        Raises
-        ------
-        ValueError
-            For an unknown parameter name (with a "did you mean" suggestion), a value of the
-            wrong type, or a combination that :attr:`check` rejects.
-        """
-        fields = self.params._fields
-        merged: dict[str, Any] = {}
-        if values is not None:
-            merged.update(values._asdict() if hasattr(values, "_asdict") else dict(values))
-        merged.update(overrides)
-        for key in merged:
-            if key not in fields:
-                close = difflib.get_close_matches(key, fields, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(
-                    f"unknown parameter {key!r} for strategy {self.name!r}{hint} "
-                    f"(parameters: {', '.join(fields)})"
-                )
-        defaults = self.params._field_defaults
-        converted = {}
-        for key, value in merged.items():
-            default = defaults.get(key)
-            converted[key] = _convert_param(self.name, key, value, default)
-        params = self.params(**converted)
-        if self.check is not None:
-            self.check(params)
-        return params
-
-    def target_and_indicators(self, bars: Bars, params: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Return ``(target(bars, params), indicators(bars, params))``, in one pass if possible."""
-        if self.evaluate is not None:
-            return self.evaluate(bars, params)
-        return self.target(bars, params), self.indicators(bars, params)
-
-    def required_bars(self, params: Any) -> int:
-        """Bars the strategy needs for one meaningful decision: ``warmup(params) + 1``."""
-        return int(self.warmup(params)) + 1
-
-    def check_enough_bars(self, n_bars: int, params: Any) -> None:
-        """Raise ``ValueError`` if ``n_bars`` cannot cover the warm-up of ``params``."""
-        needed = self.required_bars(params)
-        if n_bars < needed:
-            raise ValueError(
-                f"strategy {self.name!r} with {params} needs at least {needed} bars "
-                f"(warm-up {needed - 1}) but got {n_bars}: load a longer history or use shorter "
-                "look-back parameters"
-            )
-
-
-def _convert_param(strategy: str, key: str, value: Any, default: Any) -> Any:
-    """Coerce ``value`` to the type of ``default`` (int, float, bool), or raise ``ValueError``."""
-    if isinstance(default, bool):
-        if isinstance(value, (bool, np.bool_)):
-            return bool(value)
-    elif isinstance(default, int):
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return int(value)
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            return int(value)
-    elif isinstance(default, float):
-        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-            return float(value)
-    else:
-        return value
-    raise ValueError(
-        f"parameter {key!r} of strategy {strategy!r} must be {type(default).__name__}, "
-        f"got {value!r}"
-    )
+        return StrategySpec
+    raise AttributeError(f"module 'research.types' has no attribute {name!r}")

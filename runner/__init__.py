@@ -2,7 +2,7 @@
 
 An asyncio process hosts many bots. Each bot is a strategy, its parameters, a market, costs,
 stops and risk limits, read from a JSON file in ``config/bots/`` (:mod:`runner.config`). For
-every closed bar a bot computes its decision from the strategy's ``target`` on the warm-up
+every closed bar a bot computes its decision from the strategy's ``target`` on the history
 window, fills it with :func:`research.kernels.execution.step` (the execution function the
 backtest loops) and records signal, trades, state and equity atomically (:mod:`runner.bot`,
 :mod:`runner.ledger`); then it publishes on the bus. The bots of one market take each bar

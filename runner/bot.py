@@ -1,10 +1,11 @@
-"""One bot's per-bar path: decide on the warm-up window, fill with ``step``, record, publish.
+"""One bot's per-bar path: decide on the history window, fill with ``step``, record, publish.
 
 For every closed bar ``t`` (in stored order, gaps simply skipped as in the backtest):
 
-1. :meth:`Bot.prepare`: the strategy's ``target`` (and ``indicators``) run on the last
-   ``spec.required_bars(params)`` bars ending at ``t`` (fewer at the very start of the history);
-   its last value is the decision at ``t``'s close. Then
+1. :meth:`Bot.prepare`: the strategy (its target and indicators) runs on the last
+   ``spec.history_window(params)`` stored bars ending at ``t`` (all the stored bars up to ``t``
+   at the very start of the history, so that it sees exactly the bars the backtest saw); its
+   last value is the decision at ``t``'s close. Then
    :func:`research.kernels.execution.step` advances the persisted state with bar ``t`` and
    that decision (into a new :class:`~research.kernels.records.State`: the bot's own is left
    as it is): it fills the decision of bar ``t-1`` at ``t``'s open, checks the stops intrabar
@@ -32,7 +33,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
 from sqlalchemy import Connection, Engine
 
 from candela.core.bus import signals_channel, status_channel, trades_channel
@@ -50,7 +50,8 @@ from research.kernels.records import (
     new_fills,
     new_state,
 )
-from research.types import Bars, StrategySpec
+from research.strategy_model import StrategySpec
+from research.types import Bars
 from runner.config import BotConfig
 from runner.ledger import BarRecord, encode_state, load_state
 from runner.market_data import BarWindow, bars_through
@@ -170,16 +171,16 @@ class Bot:
         self.bot_id = config.bot_id
         self.spec: StrategySpec = config.spec
         self.params = self.spec.make_params(config.params)
-        self.required_bars = self.spec.required_bars(self.params)
+        self.history_window = self.spec.history_window(self.params)
         self.execution_config = make_config(config.costs, config.stops, config.risk)
         self.config_hash = config.config_hash  # recorded with every decision
         self.strategy_hash = strategy_source_hash(self.spec)
         self.timeframe_ms = config.timeframe_ms
         self.state = new_state(config.initial_cash)
         self.cursor: int | None = None
-        self.window = BarWindow(self.required_bars)
+        self.window = BarWindow(self.history_window)
         self.bars_processed = 0
-        self.window_stale = True  # until recover() loads the state and the warm-up window
+        self.window_stale = True  # until recover() loads the state and the history window
         self.begin_ts = 0
         self._fills = new_fills(MAX_FILLS_PER_BAR)
 
@@ -192,23 +193,25 @@ class Bot:
     # ------------------------------------------------------------------ recovery
 
     def recover(self, connection: Connection, begin_ts: int) -> None:
-        """Load the state and cursor of the last committed bar and refill the warm-up window.
+        """Load the state and cursor of the last committed bar and refill the history window.
 
         Startup and crash recovery are this one method: a bot never trusts its memory over the
         database. A bot without history starts fresh from ``begin_ts`` (close time of the first
-        bar to trade) with the bars before it as warm-up.
+        bar to trade) with the bars before it (at most its history window) as history.
         """
         loaded = load_state(connection, self.bot_id)
-        self.window = BarWindow(self.required_bars)
+        self.window = BarWindow(self.history_window)
         self.window_stale = False
         self.begin_ts = begin_ts
         if loaded is None:
             self.state = new_state(self.config.initial_cash)
             self.cursor = None
-            history = bars_through(connection, self.config.market, begin_ts - 1, self.required_bars - 1)
+            history = bars_through(connection, self.config.market, begin_ts - 1,
+                                   self.history_window - 1)
         else:
             self.state, self.cursor = loaded
-            history = bars_through(connection, self.config.market, self.cursor, self.required_bars)
+            history = bars_through(connection, self.config.market, self.cursor,
+                                   self.history_window)
         for bar in history:
             self.window.append(bar)
 
@@ -217,14 +220,9 @@ class Bot:
     def decide(self, bars: Bars, bar_ts: int) -> Decision:
         """Run the strategy on the window ending at ``bar_ts``; its last value is the decision."""
         try:
-            raw_target, values = self.spec.target_and_indicators(bars, self.params)
-            target = np.asarray(raw_target, dtype=np.float64)
+            target, values = self.spec.target_and_indicators(bars, self.params)
         except Exception as exc:  # noqa: BLE001 - any strategy failure restarts the bot
             raise StrategyError(self.bot_id, bar_ts, exc) from exc
-        if target.shape != (len(bars),):
-            raise StrategyError(
-                self.bot_id, bar_ts, f"target returned shape {target.shape}, expected ({len(bars)},)"
-            )
         indicators = {}
         for name, series in values.items():
             value = float(series[-1]) if len(series) else math.nan

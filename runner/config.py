@@ -56,7 +56,8 @@ from typing import Any
 from candela.core.markets import validate_exchange, validate_symbol
 from candela.core.timeframes import SUPPORTED_TIMEFRAMES, timeframe_to_ms
 from research.kernels.records import make_config
-from research.types import Costs, RiskLimits, Stops, StrategySpec
+from research.strategy_model import StrategySpec
+from research.types import Costs, RiskLimits, Stops
 from runner.strategy_source import StrategyReferenceError, StrategyResolver, resolve_strategy
 
 TOP_LEVEL_KEYS = (

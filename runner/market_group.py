@@ -8,7 +8,7 @@ stored bar left to process:
    shared :class:`~runner.market_data.MarketFeed` (one database read for the whole group when a
    new bar arrived), or from the database itself if it lags behind the feed's memory;
 2. every member with a pending bar prepares its next one (:meth:`runner.bot.Bot.prepare`:
-   decision on the warm-up window, fill with ``step`` from its state, which it keeps). A member
+   decision on the history window, fill with ``step`` from its state, which it keeps). A member
    whose strategy raises leaves the group with its error; the others go on;
 3. the prepared bars, at most one per bot, are committed in ONE transaction
    (:func:`runner.ledger.write_bars`: each bot's signal, fills, state and equity atomically,

@@ -3,7 +3,7 @@
 Each bot has a supervisor task. Its life is one loop:
 
 1. **recover** (startup and crash recovery are the same code): load the bot's state, cursor and
-   warm-up window from the database;
+   history window from the database;
 2. **join its market's group** (:class:`runner.market_group.MarketGroup`) and stay there until
    it stops, fails or (replay) reaches ``until``.
 

@@ -4,8 +4,8 @@ A *reference* is one of
 
 * a **name**: a shipped strategy (:mod:`strategies.registry`, e.g. ``sma_cross``) or a strategy
   found in a user strategy folder;
-* ``module:ATTRIBUTE``: a :class:`~research.types.StrategySpec` held by an importable module,
-  e.g. ``my_package.signals:SPEC``.
+* ``module:ATTRIBUTE``: a :class:`~research.strategy_model.StrategySpec` (a function decorated
+  with ``@strategy``) held by an importable module, e.g. ``my_package.signals:trend``.
 
 User strategy folders are :func:`candela.core.paths.strategy_dirs`: the folders of
 ``CANDELA_STRATEGY_PATH`` (separated by ``os.pathsep``), else ``user_strategies/`` at the
@@ -36,7 +36,7 @@ from pathlib import Path
 from types import ModuleType
 
 from candela.core.paths import strategy_dirs
-from research.types import StrategySpec
+from research.strategy_model import StrategySpec
 from strategies.registry import all_specs
 
 StrategyResolver = Callable[[str], StrategySpec]
@@ -100,7 +100,7 @@ def find_strategy(reference: str, dirs: Iterable[str | Path] | None = None) -> S
     """
     if not isinstance(reference, str) or not reference.strip():
         raise StrategyReferenceError(
-            f"strategy must be a non-empty string such as 'sma_cross' or 'my_module:SPEC', "
+            f"strategy must be a non-empty string such as 'sma_cross' or 'my_module:my_strategy', "
             f"got {reference!r}")
     if ":" in reference:
         return _module_entry(reference)
@@ -171,9 +171,9 @@ def user_strategies(dirs: Iterable[str | Path] | None = None) -> list[StrategyEn
 
 
 def strategy_function(spec: StrategySpec) -> Callable:
-    """The function that holds the strategy's own code: today's model's ``evaluate``, else its
-    ``target``, unwrapped (``__wrapped__``) when a decorator wrapped the author's function."""
-    return inspect.unwrap(spec.evaluate or spec.target)
+    """The function that holds the strategy's own code (the one ``@strategy`` decorated),
+    unwrapped (``__wrapped__``) when another decorator wrapped the author's function."""
+    return inspect.unwrap(spec.function)
 
 
 def strategy_file(spec: StrategySpec) -> Path | None:
@@ -257,7 +257,7 @@ def _module_entry(reference: str) -> StrategyEntry:
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
         raise StrategyReferenceError(
-            f"strategy {reference!r} is not 'module:ATTRIBUTE', e.g. 'my_package.my_module:SPEC'")
+            f"strategy {reference!r} is not 'module:ATTRIBUTE', e.g. 'my_package.my_module:my_strategy'")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -270,5 +270,5 @@ def _module_entry(reference: str) -> StrategyEntry:
     if not isinstance(spec, StrategySpec):
         raise StrategyReferenceError(
             f"{reference!r} is not a StrategySpec: point 'strategy' at a module attribute that "
-            "holds one, e.g. 'my_package.my_module:SPEC'")
+            "holds one, e.g. 'my_package.my_module:my_strategy'")
     return StrategyEntry(spec.name, spec, MODULE, strategy_file(spec) or _module_file(module))

@@ -1,8 +1,7 @@
 """Candela's shipped strategies, one module each, found by name through
 :mod:`strategies.registry` (``get_strategy("sma_cross")``, ``all_specs()``).
 
-Each module defines ``Params`` (a NamedTuple with defaults), a vectorized causal ``target``,
-its exact ``warmup``, ``indicators``, sweep ranges, a ``check`` and ``SPEC``; it imports only
-numpy, :mod:`research.types` and :mod:`research.indicators`. Nothing is imported here, so
-``import strategies`` stays light.
+Each module defines one function decorated with ``@strategy``
+(:mod:`research.strategy_model`), named like the strategy; it imports only numpy and the
+research core. Nothing is imported here, so ``import strategies`` stays light.
 """

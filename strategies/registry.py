@@ -1,7 +1,8 @@
 """The shipped strategies by name: ``all_specs()`` and ``get_strategy(name)``.
 
-Each strategy lives in its own module of this package and exposes ``SPEC``; the registry
-imports them on first use (importing :mod:`strategies.registry` itself is cheap).
+Each strategy lives in its own module of this package, as a function made a
+:class:`~research.strategy_model.StrategySpec` by ``@strategy`` under its registry name; the
+registry imports them on first use (importing :mod:`strategies.registry` itself is cheap).
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from __future__ import annotations
 import difflib
 import importlib
 
-from research.types import StrategySpec
+from research.strategy_model import StrategySpec
 
-#: Registry name -> module that defines ``SPEC``.
+#: Registry name -> module that defines the strategy (under that name).
 STRATEGY_MODULES: dict[str, str] = {
     "sma_cross": "strategies.sma_cross",
     "ema_cross": "strategies.ema_cross",
     "rsi_reversion": "strategies.rsi_reversion",
     "bollinger_breakout": "strategies.bollinger_breakout",
     "donchian_breakout": "strategies.donchian_breakout",
+    "macd_rsi": "strategies.macd_rsi",
 }
 
 
@@ -27,7 +29,7 @@ def names() -> list[str]:
 
 
 def get_strategy(name: str) -> StrategySpec:
-    """Return the :class:`~research.types.StrategySpec` registered as ``name``.
+    """Return the :class:`~research.strategy_model.StrategySpec` registered as ``name``.
 
     Raises
     ------
@@ -43,9 +45,9 @@ def get_strategy(name: str) -> StrategySpec:
         close = difflib.get_close_matches(name, names(), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown strategy {name!r}{hint} (available: {', '.join(names())})")
-    spec = importlib.import_module(module_name).SPEC
-    if spec.name != name:  # pragma: no cover - guards the table above
-        raise RuntimeError(f"{module_name}.SPEC is named {spec.name!r}, registered as {name!r}")
+    spec = getattr(importlib.import_module(module_name), name)
+    if not isinstance(spec, StrategySpec) or spec.name != name:  # pragma: no cover - the table
+        raise RuntimeError(f"{module_name}.{name} is not the strategy registered as {name!r}")
     return spec
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class Parameter:
@@ -44,29 +42,25 @@ def parameters(spec) -> list[Parameter]:
 
 
 def constraints(spec) -> list[str]:
-    """The strategy's constraints between parameters, as text (e.g. ``"fast < slow"``).
-
-    Today's model has a ``check(params)`` function: its docstring's first line stands for it.
-    """
-    if spec.check is None:
-        return []
-    doc = (spec.check.__doc__ or "").strip()
-    return [doc.splitlines()[0] if doc else f"checked by {spec.check.__name__}()"]
+    """The strategy's constraints between parameters, as text (e.g. ``"fast < slow"``)."""
+    return [constraint.text for constraint in spec.constraints]
 
 
 def lookback(spec, params) -> int:
-    """Bars before the first defined target for ``params`` (today's model: ``warmup``)."""
-    return int(spec.warmup(params))
+    """Bars before the first defined target for ``params``."""
+    return spec.lookback(params)
 
 
 def history_window(spec, params) -> int:
-    """Bars the runner loads per decision for ``params`` (today's model: ``required_bars``)."""
-    return int(spec.required_bars(params))
+    """Bars the runner loads per decision for ``params``."""
+    return spec.history_window(params)
 
 
 def bars_for_checks(spec, params) -> int:
-    """The fewest bars on which the look-ahead and history-window checks can run."""
-    return history_window(spec, params) + 1
+    """The fewest bars on which the look-ahead and history-window checks can run: the look-back
+    and two bars (one cut point). Fewer bars than the history window are fine: the windows are
+    clamped at the first bar, as the runner's are."""
+    return lookback(spec, params) + 2
 
 
 def lookahead_check(spec, bars, params):
@@ -78,25 +72,22 @@ def lookahead_check(spec, bars, params):
 
 
 def history_check(spec, bars, params):
-    """The history-window check (today :func:`research.checks.warmup_check`); its report has ``ok``."""
+    """The history-window check (:func:`research.checks.history_check`); its report has ``ok``."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
-    from research.checks import warmup_check
+    from research.checks import history_check as check
 
-    return warmup_check(spec, bars, params)
+    return check(spec, bars, params)
 
 
 def backtest_from(spec, bars, params, costs, *, stops, risk, initial_cash, start_ts=None):
-    """Backtest ``spec`` on ``bars`` trading from the first bar closing at or after ``start_ts``,
-    the earlier bars serving as history only: what a bot with that ``start`` does.
-
-    Today's model: the bars before the first traded one are cut to the history window the
-    runner gives the bot there; the strategy's own warm-up mask keeps them flat.
-    """
+    """Backtest ``spec`` on ``bars`` trading from the first bar closing at or after ``start_ts``
+    (ms UTC), the earlier bars serving as history only: what a bot with that ``start`` does
+    (:func:`research.backtest` with ``start``)."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
+    import pandas as pd
+
     from research.backtesting import backtest
 
-    params = spec.make_params(params)
-    if start_ts is not None:
-        first = int(np.searchsorted(bars.ts, start_ts, side="left"))
-        bars = bars[max(0, first - history_window(spec, params) + 1):]
-    return backtest(spec, bars, params, costs, stops=stops, risk=risk, initial_cash=initial_cash)
+    start = None if start_ts is None else pd.Timestamp(int(start_ts), unit="ms", tz="UTC")
+    return backtest(spec, bars, params, costs, stops=stops, risk=risk, initial_cash=initial_cash,
+                    start=start)

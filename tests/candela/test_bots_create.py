@@ -84,7 +84,7 @@ def test_stop_options_override_the_strategy_s_own_stops(database, tmp_path, stra
     assert changed == {"stop_loss": 0.04, "take_profit": None, "trailing_stop": 0.02}
 
 
-@pytest.mark.parametrize(("kind", "failed"), [("peeks", "look-ahead check"), ("short_memory", "warm-up check")])
+@pytest.mark.parametrize(("kind", "failed"), [("peeks", "look-ahead check"), ("short_memory", "history-window check")])
 def test_a_strategy_that_fails_a_check_is_refused_and_nothing_written(
         database, tmp_path, strategy_folder, capsys, kind, failed):
     write_strategy(strategy_folder, f"{kind}.py", kind, name=kind)
@@ -122,7 +122,8 @@ def test_bad_options_and_used_ids_are_one_line_errors(database, tmp_path, capsys
         ("bad id", base, "'bad id' is not a valid bot id"),
         ("x", ["--strategy", "sma_cros", *MARKET], "did you mean 'sma_cross'"),
         ("x", [*base, "--params", "fsat=3"], "did you mean 'fast'"),
-        ("x", [*base, "--params", "fast=60"], "fast (60) must be smaller than slow (50)"),
+        ("x", [*base, "--params", "fast=60"],
+         "constraint '1 <= fast < slow' of strategy 'sma_cross' does not hold for fast=60"),
         ("x", [*base, "--max-drawdown", "2"], "risk.max_drawdown"),
         ("x", [*base, "--start", "soon"], "'soon' is not a time"),
         ("x", ["--strategy", "sma_cross", "--exchange", "binance", "--symbol", "BTCUSDT",

@@ -133,3 +133,30 @@ def test_report_notebook_is_parameterised(repo_root, tmp_path):
     assert any("win_rate" in table and "payoff_ratio" in table for table in tables)
     assert any("entry_time" in table for table in tables)  # the last trades
     assert_no_scientific_notation(notebook)
+
+
+@pytest.mark.slow
+def test_write_a_strategy_notebook_promotes_replays_and_compares(repo_root, tmp_path):
+    """The guide's path in one notebook: write, check, backtest, sweep, bots create, replay,
+    compare. The notebook itself stops (an error output) if the replay's fills differ from the
+    backtest's."""
+    database = f"sqlite:///{tmp_path / 'write.db'}"
+    notebook = execute(repo_root, tmp_path, "03_write_a_strategy.ipynb", database_url=database,
+                       strategy_folder=str(tmp_path / "strategies"),
+                       bots_folder=str(tmp_path / "bots"), bot_id="trend-test",
+                       sweep_grid={"fast": [5, 26], "slow": [20, 40], "ceiling": [70.0]})
+    assert_no_errors(notebook)
+    text = stream_text(notebook)
+    assert (tmp_path / "strategies" / "trend.py").is_file()
+    assert text.count("OK, no past target changed") == 2  # in the notebook, then by bots create
+    assert text.count("OK, the history window reproduces every sampled decision") == 2
+    assert "bot 'trend-test' written" in text and (tmp_path / "bots" / "trend-test.json").is_file()
+    assert "trend-test" in text and "finished" in text
+    match = re.search(r"the replay recorded (\d+) fills; the backtest has (\d+): identical, "
+                      r"bit for bit", text)
+    assert match and match.group(1) == match.group(2) and int(match.group(1)) > 0
+    assert "3 evaluated, 1 invalid" in text  # fast=26 with slow=20 breaks fast < slow
+    backtest_chart, heatmap = figures(notebook)
+    assert "candlestick" in trace_types(backtest_chart)
+    assert "rsi" in [annotation.text for annotation in backtest_chart.layout.annotations]
+    assert trace_types(heatmap) == ["heatmap"]

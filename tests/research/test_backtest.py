@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import pytest
+from reference import random_targets, simulate, synthetic_bars
 
 import research
-from reference import random_targets, simulate, synthetic_bars
 from research.backtesting import Result, backtest
+from research.indicators import sma
 from research.kernels import records as rc
 from research.kernels.backtest import run_backtest
 from research.kernels.trades import closed_trade_arrays_nb
 from research.metrics import compute_stats
-from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
+from research.strategy_model import strategy
+from research.types import Bars, Costs, RiskLimits, Stops
 
 HOUR = 3_600_000
-
-
-class Params(NamedTuple):
-    fast: int = 5
-    slow: int = 20
 
 
 def _sma(values, window):
@@ -34,21 +30,29 @@ def _sma(values, window):
 
 
 def _target(bars, p):
+    """The strategy's rule, written independently (plain numpy, running sums)."""
     fast, slow = _sma(bars.close, p.fast), _sma(bars.close, p.slow)
     out = np.where(fast > slow, 1.0, -1.0)
     out[: p.slow - 1] = np.nan
     return out
 
 
-def _check(p):
-    if p.fast >= p.slow:
-        raise ValueError(f"fast ({p.fast}) must be smaller than slow ({p.slow})")
+@strategy(name="test_sma_long_short", constraints=["fast < slow"], stops=Stops(stop_loss=0.02))
+def SPEC(bars, fast: int = 5, slow: int = 20):
+    fast_sma, slow_sma = sma(bars.close, fast), sma(bars.close, slow)
+    return np.where(fast_sma > slow_sma, 1.0, -1.0), {"price": {"fast": fast_sma, "slow": slow_sma}}
 
 
-SPEC = StrategySpec(
-    name="test_sma_long_short", params=Params, target=_target, warmup=lambda p: p.slow - 1,
-    indicators=lambda bars, p: {"fast": _sma(bars.close, p.fast), "slow": _sma(bars.close, p.slow)},
-    overlays=("fast", "slow"), check=_check, stops=Stops(stop_loss=0.02))
+Params = SPEC.params
+
+
+def levels_strategy(levels, name="levels"):
+    """A strategy whose target is a given array (its first ``len(bars)`` values)."""
+    @strategy(name=name, lookback=0, history=1)
+    def given(bars, fast: int = 5, slow: int = 20):
+        return levels[: len(bars)]
+
+    return given
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +62,11 @@ def bars() -> Bars:
 
 
 def spec_returning(value_factory, name="bad_target"):
-    return StrategySpec(name=name, params=Params, target=lambda bars, p: value_factory(bars),
-                        warmup=lambda p: 1, indicators=lambda bars, p: {})
+    @strategy(name=name, lookback=0, history=1)
+    def returning(bars, fast: int = 5, slow: int = 20):
+        return value_factory(bars)
+
+    return returning
 
 
 # ----------------------------------------------------------------------------- validation
@@ -70,10 +77,10 @@ def test_lazy_entry_point_is_this_function():
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda b: backtest("sma", b), TypeError, "StrategySpec"),
+    (lambda b: backtest("sma", b), TypeError, "@strategy"),
     (lambda b: backtest(SPEC, b.close), TypeError, "research.types.Bars"),
     (lambda b: backtest(SPEC, b, {"fsat": 3}), ValueError, "did you mean 'fast'"),
-    (lambda b: backtest(SPEC, b, {"fast": 30}), ValueError, "must be smaller than slow"),
+    (lambda b: backtest(SPEC, b, {"fast": 30}), ValueError, "constraint 'fast < slow'"),
     (lambda b: backtest(SPEC, b, {"fast": "x"}), ValueError, "must be int"),
     (lambda b: backtest(SPEC, b[:10]), ValueError, "needs at least 20 bars"),
     (lambda b: backtest(SPEC, b, costs=Costs(fee_rate=-0.01)), ValueError, "costs.fee_rate"),
@@ -84,7 +91,11 @@ def test_lazy_entry_point_is_this_function():
     (lambda b: backtest(SPEC, b, initial_cash=0), ValueError, "initial_cash"),
     (lambda b: backtest(SPEC, b, costs={"fee": 0.1}), ValueError, "fee_rate"),
     (lambda b: backtest(spec_returning(lambda x: list(x.close)), b), TypeError, "numpy array"),
-    (lambda b: backtest(spec_returning(lambda x: x.close[1:]), b), ValueError, "one level per bar"),
+    (lambda b: backtest(spec_returning(lambda x: x.close[1:]), b), ValueError, "one value per bar"),
+    (lambda b: backtest(SPEC, b, start="2030-01-01"), ValueError, "after the last bar"),
+    (lambda b: backtest(SPEC, b, start=len(b)), ValueError, "outside the 800 bars"),
+    (lambda b: backtest(SPEC, b, start=1.5), TypeError, "bar index"),
+    (lambda b: backtest(SPEC, b, start="noon-ish"), ValueError, "cannot read start"),
     (lambda b: backtest(spec_returning(lambda x: x.close.astype(str)), b), TypeError, "float64"),
 ])
 def test_wrong_input_raises_an_error_that_says_how_to_fix_it(bars, call, error, message):
@@ -125,6 +136,7 @@ def test_series_are_on_a_utc_close_time_index(result, bars):
                                rtol=1e-12)
     assert result.status == 0 and result.status_name == "ok"
     assert set(result.indicators) == {"fast", "slow"}
+    assert result.panes == {"price": ["fast", "slow"]}
     np.testing.assert_array_equal(result.target, _target(bars, result.params))
 
 
@@ -199,9 +211,7 @@ def test_timeframe_is_inferred_when_unknown(bars):
 def test_result_matches_a_fresh_kernel_run_with_random_levels(bars):
     """Fractional targets go through unchanged (the oracle tests cover only -1/0/1)."""
     levels = random_targets(len(bars), 9, levels=(-0.7, 0.0, 0.3, 1.0, math.nan))
-    spec = StrategySpec(name="levels", params=Params, target=lambda b, p: levels[: len(b)],
-                        warmup=lambda p: 1, indicators=lambda b, p: {})
-    result = backtest(spec, bars, costs=Costs(0.002, 1.0))
+    result = backtest(levels_strategy(levels), bars, costs=Costs(0.002, 1.0))
     fills, cash, position, equity = simulate(bars.ts, bars.open, bars.high, bars.low, bars.close,
                                              levels, fee_rate=0.002, slippage_bps=1.0)
     assert len(result.fills) == len(fills)
@@ -225,8 +235,7 @@ def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, st
         high[broken_bar] = np.nan
     run_bars = Bars(bars.ts, bars.open, high, bars.low, bars.close, bars.volume, HOUR)
     levels = random_targets(len(bars), 4, levels=(-1.0, 0.0, 0.5, 1.0, math.nan))
-    spec = StrategySpec(name="levels", params=Params, target=lambda b, p: levels[: len(b)],
-                        warmup=lambda p: 1, indicators=lambda b, p: {})
+    spec = levels_strategy(levels)
     costs = Costs(0.001, 2.0)
     result = backtest(spec, run_bars, costs=costs, stops=stops, initial_cash=5_000.0)
     fills, cash, position, equity, status, _ = run_backtest(
@@ -246,3 +255,47 @@ def test_result_series_and_stats_equal_the_recording_kernel_bit_for_bit(bars, st
     for name, value in expected.items():
         assert result.stats[name] == value or (math.isnan(value) and math.isnan(
             result.stats[name])), name
+
+
+# ----------------------------------------------------------------------------- trading from a start
+
+
+@pytest.mark.parametrize("start", [300, "start-as-time"])
+def test_a_start_trades_from_there_with_the_earlier_bars_as_history(bars, start):
+    """From bar 300 on: the decisions are the full-history ones (the history window before
+    the start is evaluated too), the account starts there, flat, and the result covers only the
+    bars from there: exactly a backtest of those decisions over ``bars[300:]``."""
+    if start == "start-as-time":  # the close time of bar 300, as a tz-naive ISO string (UTC)
+        start = pd.Timestamp(int(bars.ts[300]), unit="ms").isoformat()
+    result = backtest(SPEC, bars, start=start, costs=Costs(0.001, 2.0))
+    full = SPEC.target(bars)
+    np.testing.assert_array_equal(result.ts, bars.ts[300:])
+    np.testing.assert_array_equal(result.target, full[300:])
+    np.testing.assert_array_equal(result.indicators["slow"], SPEC.indicators(bars)["slow"][300:])
+    same_decisions = backtest(levels_strategy(full[300:]), bars[300:], costs=Costs(0.001, 2.0),
+                              stops=SPEC.stops)
+    np.testing.assert_array_equal(result.fill_rows, same_decisions.fill_rows)
+    pd.testing.assert_series_equal(result.stats, same_decisions.stats, check_names=False)
+    assert result.equity.iloc[0] == pytest.approx(10_000.0)
+
+
+def test_a_start_within_the_lookback_stays_flat_until_the_lookback_ends(bars):
+    result = backtest(SPEC, bars, start=5)
+    assert np.isnan(result.target[:19 - 5]).all() and not np.isnan(result.target[19 - 5])
+    assert result.fills["bar_ts"].min() > pd.Timestamp(int(bars.ts[19]), unit="ms", tz="UTC")
+
+
+def test_a_start_needs_only_the_history_window_before_it(bars):
+    """Cutting the bars at ``start - history_window`` changes nothing: that is all the runner
+    loads."""
+    from strategies.registry import get_strategy
+
+    spec = get_strategy("ema_cross")
+    params = spec.make_params(fast=5, slow=12)
+    window = spec.history_window(params)
+    start = len(bars) - 100
+    assert window < start
+    whole = backtest(spec, bars, params, start=start)
+    cut = backtest(spec, bars[start - window + 1:], params, start=window - 1)
+    np.testing.assert_array_equal(whole.target, cut.target)
+    np.testing.assert_array_equal(whole.fill_rows, cut.fill_rows)

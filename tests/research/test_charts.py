@@ -273,8 +273,9 @@ def test_heatmap_cells_match_the_sweep_rows(bars):
     assert list(heatmap.x) == [5, 10, 20, 30] and list(heatmap.y) == [20, 30, 60]
     z = np.asarray(heatmap.z, dtype=float)
     for row in result.frame.itertuples():
-        assert z[list(heatmap.y).index(row.slow), list(heatmap.x).index(row.fast)] == row.sharpe
-    # fast >= slow was never evaluated: empty cells
+        cell = z[list(heatmap.y).index(row.slow), list(heatmap.x).index(row.fast)]
+        assert cell == row.sharpe if row.valid else np.isnan(cell)
+    # fast >= slow breaks the constraint: invalid rows, empty cells
     assert np.isnan(z[0, 2]) and np.isnan(z[0, 3]) and np.isnan(z[1, 3])
     assert result.heatmap("fast", "slow").data[0].z is not None
 

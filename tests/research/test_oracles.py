@@ -50,7 +50,6 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -60,7 +59,8 @@ from reference import simulate
 from market_files import market_file, read_ohlcv_csv
 from research.backtesting import backtest
 from research.kernels import records as rc
-from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
+from research.strategy_model import StrategySpec, strategy
+from research.types import Bars, Costs, RiskLimits, Stops
 
 pytestmark = pytest.mark.slow
 
@@ -71,11 +71,6 @@ INITIAL_CASH = 10_000.0
 
 # ----------------------------------------------------------------------------- a local strategy
 
-class LocalSmaParams(NamedTuple):
-    fast: int = 10
-    slow: int = 30
-
-
 def _sma(values: np.ndarray, window: int) -> np.ndarray:
     out = np.full(len(values), np.nan)
     cumulative = np.cumsum(values)
@@ -83,16 +78,12 @@ def _sma(values: np.ndarray, window: int) -> np.ndarray:
     return out / window
 
 
-def _local_target(bars: Bars, p: LocalSmaParams) -> np.ndarray:
-    fast, slow = _sma(bars.close, p.fast), _sma(bars.close, p.slow)
-    out = np.where(fast > slow, 1.0, -1.0)
-    out[: p.slow] = np.nan
-    return out
-
-
-LOCAL_SMA = StrategySpec(
-    name="local_sma_long_short", params=LocalSmaParams, target=_local_target,
-    warmup=lambda p: p.slow, indicators=lambda bars, p: {}, long_only=False)
+@strategy(name="local_sma_long_short", lookback=lambda p: p.slow,
+          history=lambda p: p.slow + 1)
+def LOCAL_SMA(bars, fast: int = 10, slow: int = 30):
+    """Plain numpy (running sums), its look-back declared."""
+    fast_sma, slow_sma = _sma(np.asarray(bars.close), fast), _sma(np.asarray(bars.close), slow)
+    return np.where(fast_sma > slow_sma, 1.0, -1.0)
 
 
 def strategies_under_test() -> dict[str, StrategySpec]:
@@ -103,8 +94,8 @@ def strategies_under_test() -> dict[str, StrategySpec]:
     return specs
 
 
-STRATEGY_NAMES = ["bollinger_breakout", "donchian_breakout", "ema_cross", "rsi_reversion",
-                  "sma_cross", LOCAL_SMA.name]
+STRATEGY_NAMES = ["bollinger_breakout", "donchian_breakout", "ema_cross", "macd_rsi",
+                  "rsi_reversion", "sma_cross", LOCAL_SMA.name]
 
 
 # ----------------------------------------------------------------------------- data

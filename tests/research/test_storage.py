@@ -14,24 +14,14 @@ import sqlalchemy as sa
 from reference import random_targets, synthetic_bars
 from research.backtesting import backtest
 from research.storage import load_run, save_result
-from research.types import Bars, Costs, RiskLimits, Stops, StrategySpec
-from typing import NamedTuple
+from research.strategy_model import strategy
+from research.types import Bars, Costs, RiskLimits, Stops
 
 
-class Params(NamedTuple):
-    seed: int = 5
-    scale: float = 1.0
-
-
-def _target(bars: Bars, p: Params) -> np.ndarray:
+@strategy(name="stored_levels", lookback=3, history=4)
+def SPEC(bars, seed: int = 5, scale: float = 1.0):
     """A fixed random walk of levels (not causal on purpose-free data; storage only)."""
-    out = random_targets(len(bars), p.seed) * p.scale
-    out[:3] = np.nan
-    return out
-
-
-SPEC = StrategySpec(name="stored_levels", params=Params, target=_target, warmup=lambda p: 3,
-                    indicators=lambda bars, p: {})
+    return random_targets(len(bars), seed) * scale
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""research.sweep: rows equal individual backtests, invalid combinations are skipped and
-counted, seeded subsets are reproducible, parallel equals serial, memory does not grow with the
-number of combinations."""
+"""research.sweep: rows equal individual backtests, invalid combinations are rows marked invalid
+with their reason and counted, seeded subsets are reproducible, parallel equals serial, memory
+does not grow with the number of combinations."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 import pytest
-
 from market_files import read_market_bars
+
 from research.backtesting import backtest
 from research.sweeps import SweepResult, sweep
 from research.types import Bars, Costs
@@ -45,33 +45,99 @@ def assert_stats_equal(row: pd.Series, stats: pd.Series) -> None:
             assert actual == expected, name
 
 
+def valid_rows(result: SweepResult) -> pd.DataFrame:
+    return result.frame[result.frame["valid"]]
+
+
 def test_every_row_equals_an_individual_backtest(hourly_bars):
     grid = {"fast": [5, 10, 20, 40], "slow": [20, 30, 60]}
     result = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=2)
+    assert list(zip(result.frame["fast"], result.frame["slow"], strict=True)) == list(
+        itertools.product(grid["fast"], grid["slow"]))
     valid = [(f, s) for f, s in itertools.product(grid["fast"], grid["slow"]) if f < s]
-    assert list(zip(result.frame["fast"], result.frame["slow"])) == valid
-    for _, row in result.frame.iterrows():
+    assert list(zip(valid_rows(result)["fast"], valid_rows(result)["slow"], strict=True)) == valid
+    for _, row in valid_rows(result).iterrows():
         params = SMA.make_params(fast=int(row["fast"]), slow=int(row["slow"]))
         assert_stats_equal(row, backtest(SMA, hourly_bars, params, COSTS).stats)
 
 
-def test_invalid_combinations_are_skipped_and_counted(hourly_bars):
+def test_invalid_combinations_are_rows_with_their_reason_and_counted(hourly_bars):
     grid = {"fast": [5, 10, 20, 40], "slow": [20, 30, 60]}
     result = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=0)
     invalid = sum(1 for f, s in itertools.product(grid["fast"], grid["slow"]) if f >= s)
-    assert result.n_combinations == 12
+    assert result.n_combinations == len(result.frame) == 12
     assert result.n_invalid == invalid == 3
-    assert result.n_evaluated == len(result.frame) == 12 - invalid
-    assert (result.frame["fast"] < result.frame["slow"]).all()
+    assert result.n_evaluated == 12 - invalid
+    assert result.invalid_reasons == {"constraint '1 <= fast < slow'": 3}
+    broken = result.frame[~result.frame["valid"]]
+    assert (broken["fast"] >= broken["slow"]).all()
+    assert (broken["invalid_reason"] == "constraint '1 <= fast < slow'").all()
+    assert broken["sharpe"].isna().all() and broken["trade_count"].isna().all()
+    assert (valid_rows(result)["invalid_reason"] == "").all()
+    assert not result.best(20)["valid"].eq(False).any() and len(result.best(20)) == 9
 
 
-def test_combinations_needing_more_bars_than_exist_are_skipped(hourly_bars):
+def test_combinations_needing_more_bars_than_exist_are_invalid_rows(hourly_bars):
     short = hourly_bars[:100]
     result = sweep(SMA, short, {"fast": [5], "slow": [20, 99, 100, 150]}, progress=False,
-                   keep_best=0)
-    # slow=100 needs warm-up 99 + 1 = 100 bars (just enough); 150 needs 150
-    assert list(result.frame["slow"]) == [20, 99, 100]
-    assert result.n_invalid == 1
+                   keep_best=0, min_trades=0)
+    # slow=100 has look-back 99: 100 bars are just enough; 150 needs 150
+    assert list(result.frame["valid"]) == [True, True, True, False]
+    assert result.frame["invalid_reason"].iloc[3] == "too few bars: 100 < look-back 149 + 1"
+    assert result.n_invalid == 1 and result.invalid_reasons == {"too few bars for the look-back": 1}
+
+
+def _sometimes_raises():
+    """An SMA cross whose code raises for one value of ``fast`` (a bug of that parameter)."""
+    from research.indicators import sma
+    from research.strategy_model import strategy
+
+    @strategy(name="sometimes_raises", constraints=["fast < slow"])
+    def sometimes_raises(bars, fast: int = 5, slow: int = 30):
+        if fast == 13 and len(bars):
+            raise ZeroDivisionError("thirteen is unlucky")
+        return sma(bars.close, fast) > sma(bars.close, slow)
+
+    return sometimes_raises
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_strategy_that_raises_makes_invalid_rows_not_a_crash(hourly_bars, n_jobs):
+    spec = _sometimes_raises()
+    grid = {"fast": [5, 13, 40], "slow": [30, 60]}
+    result = sweep(spec, hourly_bars, grid, COSTS, progress=False, keep_best=1, n_jobs=n_jobs,
+                   backend="threading", batch_size=2, min_trades=0)
+    frame = result.frame.set_index(["fast", "slow"])
+    assert not frame.loc[(13, 30), "valid"] and not frame.loc[(13, 60), "valid"]
+    assert frame.loc[(13, 30), "invalid_reason"] == "ZeroDivisionError: thirteen is unlucky"
+    assert frame.loc[(40, 30), "invalid_reason"] == "constraint 'fast < slow'"
+    assert frame["valid"].sum() == result.n_evaluated == 3
+    assert result.invalid_reasons == {"constraint 'fast < slow'": 1,
+                                      "ZeroDivisionError raised by the strategy": 2}
+    for fast, slow in [(5, 30), (5, 60), (40, 60)]:
+        params = spec.make_params(fast=fast, slow=slow)
+        expected = backtest(spec, hourly_bars, params, COSTS).stats
+        assert_stats_equal(frame.loc[(fast, slow)], expected)
+    assert [params.fast for params in result.equity] != [13]
+
+
+def test_a_grid_without_any_valid_combination_gives_invalid_rows(hourly_bars):
+    result = sweep(SMA, hourly_bars, {"fast": [50], "slow": [20, 30]}, progress=False)
+    assert result.n_evaluated == 0 and result.n_invalid == 2 and not result.frame["valid"].any()
+    assert len(result.best()) == 0 and result.equity == {}
+
+
+def test_a_bug_in_the_library_is_not_hidden_as_an_invalid_row(hourly_bars):
+    """Only the strategy's own failures become invalid rows: a strategy whose history window
+    cannot be known is a definition error, raised."""
+    from research.strategy_model import UnknownHistoryError, strategy
+
+    @strategy(name="plain")
+    def plain(bars, window: int = 5):
+        return np.asarray(bars.close) > 0
+
+    with pytest.raises(UnknownHistoryError, match="history window unknown"):
+        sweep(plain, hourly_bars, {"window": [5, 6]}, progress=False)
 
 
 def test_keep_best_keeps_the_equity_of_the_best_rows(hourly_bars):
@@ -105,22 +171,18 @@ def test_sample_larger_than_the_grid_evaluates_everything(hourly_bars):
 
 
 def test_two_processes_give_the_same_table_as_one(long_bars):
-    grid = {"fast": [5, 15, 30], "slow": [40, 80]}
+    grid = {"fast": [5, 15, 30, 45], "slow": [40, 80]}
     serial = sweep(SMA, long_bars, grid, COSTS, progress=False, keep_best=1)
     parallel = sweep(SMA, long_bars, grid, COSTS, progress=False, keep_best=1, n_jobs=2,
                      batch_size=2)
     pd.testing.assert_frame_equal(serial.frame, parallel.frame)
     assert list(serial.equity) == list(parallel.equity)
+    assert not serial.frame["valid"].all()
 
 
 def test_unknown_parameter_suggests_the_right_name(hourly_bars):
     with pytest.raises(ValueError, match="did you mean 'fast'"):
         sweep(SMA, hourly_bars, {"fats": [5, 10]}, progress=False)
-
-
-def test_grid_without_valid_combination_says_why(hourly_bars):
-    with pytest.raises(ValueError, match="none of the 1 combinations"):
-        sweep(SMA, hourly_bars, {"fast": [50], "slow": [20]}, progress=False)
 
 
 def test_unknown_metric_lists_the_columns(hourly_bars):
@@ -154,17 +216,20 @@ def test_memory_does_not_grow_with_the_number_of_combinations(long_bars):
     assert large_peak / small_peak < 1.5
 
 
-def test_out_of_sample_columns_equal_backtests_on_the_held_out_bars(hourly_bars):
+def test_out_of_sample_columns_equal_backtests_from_the_split(hourly_bars):
+    """In-sample: a backtest of the first part. Out of sample: a backtest from the first
+    held-out bar with the bars before it as history (a bot started there)."""
     grid = {"fast": [5, 10], "slow": [20, 40]}
     result = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=1, oos_fraction=0.3)
     split = len(hourly_bars) - round(0.3 * len(hourly_bars))
     assert result.split_ts == hourly_bars.ts[split]
-    in_sample, held_out = hourly_bars[:split], hourly_bars[split:]
+    in_sample = hourly_bars[:split]
     for _, row in result.frame.iterrows():
         params = SMA.make_params(fast=int(row["fast"]), slow=int(row["slow"]))
         assert_stats_equal(row, backtest(SMA, in_sample, params, COSTS).stats)
-        oos = backtest(SMA, held_out, params, COSTS).stats.add_prefix("oos_")
+        oos = backtest(SMA, hourly_bars, params, COSTS, start=split).stats.add_prefix("oos_")
         assert_stats_equal(row, oos)
+        assert row["oos_n_bars"] == len(hourly_bars) - split
     (best_equity,) = result.equity.values()
     assert best_equity.index[-1].value // 1_000_000 == in_sample.ts[-1]
 

@@ -107,7 +107,7 @@ def test_replay_command_feeds_only_the_requested_window(sqlite_url, ada_btc_bars
     assert "window" in capsys.readouterr().out
     signal_ts = [row[0] for row in table_rows(engine, schema.signals, "window", ("ts",))]
     assert signal_ts == bars.ts[100:500].tolist()
-    # the warm-up came from the bars before --from, so the decisions equal the full history's
+    # the history window came from the bars before --from: the decisions equal the full history's
     result = research.backtest(get_strategy("sma_cross"), bars[:500], None)
     target = np.nan_to_num(result.target)
     with engine.connect() as connection:

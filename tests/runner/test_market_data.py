@@ -1,4 +1,4 @@
-"""Bar access of the runner: the warm-up window buffer and the shared per-market feed."""
+"""Bar access of the runner: the history window buffer and the shared per-market feed."""
 
 from __future__ import annotations
 

@@ -126,8 +126,8 @@ def test_an_edited_user_file_is_read_again(strategy_folder):
 
 
 def test_module_attribute_references(strategy_folder):
-    assert find_strategy("strategies.sma_cross:SPEC").spec is get_strategy("sma_cross")
-    assert find_strategy("strategies.sma_cross:SPEC").origin == "module"
+    assert find_strategy("strategies.sma_cross:sma_cross").spec is get_strategy("sma_cross")
+    assert find_strategy("strategies.sma_cross:sma_cross").origin == "module"
     with pytest.raises(StrategyReferenceError, match="cannot import strategy module 'no_such_module'"):
         resolve_strategy("no_such_module:SPEC")
     with pytest.raises(StrategyReferenceError, match="'strategies.sma_cross:Params' is not a StrategySpec"):

@@ -1,10 +1,11 @@
-"""Checks every shipped strategy must pass: warm-up shape, causality, exact warm-up windows."""
+"""Checks every shipped strategy must pass: look-back shape, causality, exact history windows."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from research.types import Bars, StrategySpec
+from research.strategy_model import StrategySpec
+from research.types import Bars
 
 
 def same(a: float, b: float) -> bool:
@@ -20,31 +21,33 @@ def sample_points(start: int, stop: int, count: int, seed: int = 7) -> np.ndarra
     return np.unique(np.r_[picks, start, stop - 1])
 
 
-def assert_warmup_shape(spec: StrategySpec, bars: Bars, params, levels=(0.0, 1.0)) -> np.ndarray:
-    """nan exactly during warm-up, then only the allowed levels; returns the target."""
+def assert_lookback_shape(spec: StrategySpec, bars: Bars, params, levels=(0.0, 1.0)) -> np.ndarray:
+    """nan exactly during the look-back, then only the allowed levels; returns the target."""
     target = spec.target(bars, params)
-    warmup = spec.warmup(params)
+    lookback = spec.lookback(params)
     assert target.dtype == np.float64 and len(target) == len(bars)
-    assert np.isnan(target[:warmup]).all()
-    assert not np.isnan(target[warmup:]).any()
-    assert set(np.unique(target[warmup:])) <= set(levels)
+    assert np.isnan(target[:lookback]).all()
+    assert not np.isnan(target[lookback:]).any()
+    assert set(np.unique(target[lookback:])) <= set(levels)
     return target
 
 
 def assert_causal(spec: StrategySpec, bars: Bars, params, count: int = 40) -> None:
-    """target(bars[:t+1])[-1] == target(bars)[t] at sampled t (every t, warm-up included)."""
+    """target(bars[:t+1])[-1] == target(bars)[t] at sampled t (every t, look-back included)."""
     full = spec.target(bars, params)
     for t in sample_points(0, len(bars), count):
         assert same(spec.target(bars[: t + 1], params)[-1], full[t]), f"past changed at t={t}"
 
 
-def assert_warmup_window_exact(spec: StrategySpec, bars: Bars, params, count: int = 120) -> int:
-    """The runner's window (the last warmup + 1 bars) decides exactly as the full history."""
-    full = spec.target(bars, params)
-    warmup = spec.warmup(params)
-    points = sample_points(warmup, len(bars), count)
+def assert_history_window_exact(spec: StrategySpec, bars: Bars, params, count: int = 120) -> int:
+    """The runner's window (the last history_window bars, clamped at the first bar) gives the
+    full-history target and indicators, bit for bit; returns the number of points checked."""
+    full = spec.evaluate(bars, params)
+    window = spec.history_window(params)
+    points = sample_points(spec.lookback(params), len(bars), count)
     for t in points:
-        window = bars[t - warmup: t + 1]
-        assert len(window) == spec.required_bars(params)
-        assert spec.target(window, params)[-1] == full[t], f"window decision differs at t={t}"
+        last = spec.evaluate(bars[max(0, t - window + 1): t + 1], params)
+        assert same(last.target[-1], full.target[t]), f"window decision differs at t={t}"
+        for name, values in last.indicators.items():
+            assert same(values[-1], full.indicators[name][t]), f"{name} differs at t={t}"
     return len(points)

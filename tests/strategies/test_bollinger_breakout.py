@@ -1,13 +1,19 @@
-"""bollinger_breakout against a pandas formulation on real data; validation; causality; warm-up."""
+"""bollinger_breakout against a pandas formulation on real data; validation; causality;
+history window."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from strategy_contract_checks import assert_causal, assert_warmup_shape, assert_warmup_window_exact
+from strategy_contract_checks import (
+    assert_causal,
+    assert_history_window_exact,
+    assert_lookback_shape,
+)
 
-from strategies.bollinger_breakout import SPEC
+from research.indicators import converged_warmup, wilder_alpha
+from strategies.bollinger_breakout import bollinger_breakout as SPEC
 
 
 def pandas_target(bars, window, num_std, atr_window, atr_multiplier, max_hold):
@@ -39,13 +45,13 @@ def test_matches_pandas_on_real_data(real_bars, window, num_std, atr_window, atr
                                      max_hold):
     params = SPEC.make_params(window=window, num_std=num_std, atr_window=atr_window,
                               atr_multiplier=atr_multiplier, max_hold=max_hold)
-    warmup = SPEC.warmup(params)
-    assert warmup == max_hold - 1 + 60 * atr_window + 1
-    if len(real_bars) <= warmup + 100:
-        pytest.skip("file shorter than the warm-up")
-    target = assert_warmup_shape(SPEC, real_bars, params)
+    lookback = SPEC.lookback(params)
+    assert lookback == max(window, atr_window) - 1  # the bands' and the ATR's first values
+    atr_history = converged_warmup(wilder_alpha(atr_window)) + 2
+    assert SPEC.history_window(params) == max(window, atr_history) + max_hold - 1
+    target = assert_lookback_shape(SPEC, real_bars, params)
     expected, upper = pandas_target(real_bars, window, num_std, atr_window, atr_multiplier, max_hold)
-    expected[:warmup] = np.nan
+    expected[:lookback] = np.nan
     ours = SPEC.indicators(real_bars, params)["bb_upper"]
     np.testing.assert_allclose(ours, upper, rtol=1e-9)
     np.testing.assert_array_equal(target, expected)
@@ -62,26 +68,25 @@ def test_trailing_exit_on_a_scripted_path():
     target = SPEC.target(bars, params)
     values = SPEC.indicators(bars, params)
     atr = values["atr"]
-    assert np.isnan(target[:SPEC.warmup(params)]).all() and target[199] == 0.0
+    assert np.isnan(target[:SPEC.lookback(params)]).all() and target[199] == 0.0
     assert target[200] == 1.0 and target[201] == 1.0 and target[202] == 1.0  # breakout, held
     assert values["trailing_stop"][202] == 107.0 - atr[202]
     assert 100.0 < 107.0 - atr[203]  # the drop to 100 is below the trailing level
     assert target[203] == 0.0 and target[204] == 0.0
 
 
-def test_causal_and_warmup_window_exact(real_bars):
+def test_causal_and_history_window_exact(real_bars):
     params = SPEC.make_params(window=15, atr_window=5, atr_multiplier=2.0, max_hold=50)
     assert_causal(SPEC, real_bars, params)
-    if len(real_bars) > SPEC.warmup(params) + 100:
-        assert assert_warmup_window_exact(SPEC, real_bars, params) > 50
+    assert assert_history_window_exact(SPEC, real_bars, params) > 50
 
 
 def test_param_validation_says_how_to_fix():
     with pytest.raises(ValueError, match=r"unknown parameter 'atr_mult'.*did you mean 'atr_multiplier'"):
         SPEC.make_params(atr_mult=2.0)
-    with pytest.raises(ValueError, match="num_std"):
+    with pytest.raises(ValueError, match="constraint 'num_std > 0'"):
         SPEC.make_params(num_std=0.0)
-    with pytest.raises(ValueError, match="at least 2 bars"):
+    with pytest.raises(ValueError, match="constraint 'window >= 2'.*window=1"):
         SPEC.make_params(window=1)
     with pytest.raises(ValueError, match="must be float"):
         SPEC.make_params(num_std="2")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from research.types import StrategySpec
+from research.strategy_model import StrategySpec
 from strategies import registry
 
-SHIPPED = ["bollinger_breakout", "donchian_breakout", "ema_cross", "rsi_reversion", "sma_cross"]
+SHIPPED = ["bollinger_breakout", "donchian_breakout", "ema_cross", "macd_rsi", "rsi_reversion",
+           "sma_cross"]
 
 
 def test_all_specs_lists_every_shipped_strategy_by_its_own_name():
@@ -31,33 +32,34 @@ def test_unknown_name_suggests_the_closest_and_lists_all():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_spec_declarations_are_consistent(name, real_bars):
     spec = registry.get_strategy(name)
-    params = spec.make_params()  # defaults pass the check
+    params = spec.make_params()  # defaults satisfy the constraints
     assert set(spec.sweep) <= set(spec.params._fields)
     for field, values in spec.sweep.items():
         for value in list(values)[:3]:
             spec.make_params({field: value})  # sweep values have the declared types
-    values = spec.indicators(real_bars, params)
-    assert set(spec.overlays) <= set(values)
-    for array in values.values():
+    evaluation = spec.evaluate(real_bars, params)
+    assert evaluation.panes == spec.panes(params) and evaluation.indicators
+    assert [name for names in evaluation.panes.values() for name in names] == \
+        list(evaluation.indicators)
+    for array in evaluation.indicators.values():
         assert array.dtype == np.float64 and len(array) == len(real_bars)
     assert spec.description and spec.__class__ is StrategySpec
-    target = spec.target(real_bars, params)
     if spec.long_only:
-        assert np.nanmin(target) >= 0.0
+        assert np.nanmin(evaluation.target) >= 0.0
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_too_few_bars_for_the_warmup_is_refused_with_a_fix(name):
+def test_too_few_bars_for_the_lookback_is_refused_with_a_fix(name):
     spec = registry.get_strategy(name)
     params = spec.make_params()
-    spec.check_enough_bars(spec.warmup(params) + 1, params)
+    spec.check_enough_bars(spec.lookback(params) + 1, params)
     with pytest.raises(ValueError, match="load a longer history"):
-        spec.check_enough_bars(spec.warmup(params), params)
+        spec.check_enough_bars(spec.lookback(params), params)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_one_pass_evaluation_equals_target_and_indicators(name, real_bars):
-    """The runner decides with ``target_and_indicators``; the backtest uses ``target``."""
+    """The runner decides with ``target_and_indicators``; the backtest uses ``evaluate``."""
     spec = registry.get_strategy(name)
     params = spec.make_params()
     target, values = spec.target_and_indicators(real_bars, params)

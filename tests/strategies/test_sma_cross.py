@@ -1,13 +1,17 @@
-"""sma_cross against a pandas formulation on real data; validation; causality; warm-up."""
+"""sma_cross against a pandas formulation on real data; validation; causality; history window."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from strategy_contract_checks import assert_causal, assert_warmup_shape, assert_warmup_window_exact
+from strategy_contract_checks import (
+    assert_causal,
+    assert_history_window_exact,
+    assert_lookback_shape,
+)
 
-from strategies.sma_cross import SPEC
+from strategies.sma_cross import sma_cross as SPEC
 
 
 def pandas_target(bars, fast: int, slow: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +33,7 @@ def test_matches_pandas_on_real_data(real_bars, fast, slow):
     sums and our direct window sums may differ there, and neither is the exact rational answer
     every time (checked with fractions while writing this test). Those bars must stay rare."""
     params = SPEC.make_params(fast=fast, slow=slow)
-    target = assert_warmup_shape(SPEC, real_bars, params)
+    target = assert_lookback_shape(SPEC, real_bars, params)
     expected, near_tie = pandas_target(real_bars, fast, slow)
     decided = ~near_tie
     np.testing.assert_array_equal(target[decided], expected[decided])
@@ -37,22 +41,23 @@ def test_matches_pandas_on_real_data(real_bars, fast, slow):
     assert 0 < np.nansum(target) < len(target) - slow  # both levels occur
 
 
-def test_causal_and_warmup_window_exact(real_bars):
+def test_causal_and_history_window_exact(real_bars):
     params = SPEC.make_params(fast=7, slow=40)
     assert_causal(SPEC, real_bars, params)
-    assert assert_warmup_window_exact(SPEC, real_bars, params) > 50
+    assert assert_history_window_exact(SPEC, real_bars, params) > 50
 
 
 def test_param_validation_says_how_to_fix():
     with pytest.raises(ValueError, match=r"unknown parameter 'fsat'.*did you mean 'fast'"):
         SPEC.make_params(fsat=5)
-    with pytest.raises(ValueError, match=r"fast \(50\) must be smaller than slow \(20\): swap them"):
+    with pytest.raises(ValueError, match=r"constraint '1 <= fast < slow'.*fast=50, slow=20"):
         SPEC.make_params(fast=50, slow=20)
-    with pytest.raises(ValueError, match="must be smaller"):
+    with pytest.raises(ValueError, match="constraint"):
         SPEC.make_params(fast=20, slow=20)
     with pytest.raises(ValueError, match="must be int"):
         SPEC.make_params(fast="10")
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match="fast=0"):
         SPEC.make_params(fast=0)
     assert SPEC.make_params(fast=5.0).fast == 5
-    assert SPEC.warmup(SPEC.make_params()) == 49
+    assert SPEC.lookback(SPEC.make_params()) == 49
+    assert SPEC.history_window(SPEC.make_params()) == 50

@@ -176,10 +176,11 @@ def _checked_bars(arguments: argparse.Namespace, config):
     if len(bars) < needed:
         raise CommandError(
             f"{' '.join(config.market)} has {len(bars)} stored bars, but checking "
-            f"{config.spec.name} with {format_params(params)} needs at least {needed} (history window "
-            f"{model.history_window(config.spec, params)} + 1): import or backfill more bars "
+            f"{config.spec.name} with {format_params(params)} needs at least {needed} (look-back "
+            f"{model.lookback(config.spec, params)} + 2): import or backfill more bars "
             "('candela data backfill') or use shorter parameters; nothing written")
-    return bars[-max(arguments.check_bars, 2 * needed):]
+    # enough bars for full history windows too, when the market has them
+    return bars[-max(arguments.check_bars, model.history_window(config.spec, params) + needed):]
 
 
 def _run_checks(config, bars) -> None:

@@ -139,20 +139,25 @@ def _backtest(arguments: argparse.Namespace) -> int:
     from research.formatting import stats_text, trades_table
 
     run = _bot_backtest(arguments) if arguments.bot else _command_line_backtest(arguments)
-    start_load = None if arguments.bot else run.start_ms  # a bot's history before its start
-    bars = _load_bars(arguments.database_url, run.market, start_load, run.end_ms,
-                      arguments.resample)
+    # the strategy's history window before the start is loaded too: history only, not traded
+    history = model.history_window(run.spec, run.params) if run.start_ms is not None else 0
+    bars = _load_bars(arguments.database_url, run.market, run.start_ms, run.end_ms,
+                      arguments.resample, history=history)
     if run.start_ms is not None and bars.ts[-1] < run.start_ms:
         raise CommandError(f"no stored bar closes at or after the start {_time(run.start_ms)}: "
                            "import more bars or pick an earlier start")
+    model.lookback(run.spec, run.params)  # the strategy's code runs: its errors keep a traceback
     with user_errors(ValueError):
         run.spec.check_enough_bars(len(bars), run.params)
     with compile_notice():
         result = model.backtest_from(run.spec, bars, run.params, run.costs, stops=run.stops,
                                      risk=run.risk, initial_cash=run.initial_cash,
-                                     start_ts=run.start_ms if arguments.bot else None)
-    print(f"{run.title} on {_market(run.market, arguments.resample)}: {len(bars):,} bars; "
-          f"fee {100 * run.costs.fee_rate:g} %, slippage {run.costs.slippage_bps:g} bp{run.note}")
+                                     start_ts=run.start_ms)
+    earlier = len(bars) - len(result.ts)
+    print(f"{run.title} on {_market(run.market, arguments.resample)}: {len(result.ts):,} bars"
+          + (f" (and {earlier:,} before them as history)" if earlier else "")
+          + f"; fee {100 * run.costs.fee_rate:g} %, slippage {run.costs.slippage_bps:g} bp"
+          + run.note)
     print("(returns and rates in %, amounts in the quote currency; the basis of each figure "
           "follows it)\n")
     print(stats_text(result.stats))
@@ -289,6 +294,9 @@ def _sweep(arguments: argparse.Namespace) -> int:
                    sample=arguments.sample, seed=arguments.seed, metric=arguments.metric,
                    keep_best=0, progress=not arguments.no_progress,
                    oos_fraction=arguments.oos_fraction, min_trades=min_trades)
+    if result.n_evaluated == 0:
+        raise CommandError(_none_valid(spec, result.n_combinations, result.invalid_reasons,
+                                       len(bars)))
     print(f"{spec.name} on {_market(market, arguments.resample)} ({len(bars):,} bars): "
           f"{result.n_evaluated} parameter sets evaluated of {result.n_combinations} "
           f"combinations ({result.n_invalid} invalid)")
@@ -331,11 +339,15 @@ def _check_sweep(spec, bars, grid: dict[str, list[Any]], arguments: argparse.Nam
         raise CommandError(f"--metric {arguments.metric!r} is not a stat; choose one of "
                            f"{', '.join(STAT_NAMES)}")
     with user_errors(ValueError):
-        candidates, total, reasons = valid_combinations(spec, normalize_grid(spec, grid), shortest)
+        candidates, total, reasons = valid_combinations(spec, normalize_grid(spec, grid))
     if not candidates:
-        listed = "; ".join(f"{count} x {reason}" for reason, count in reasons.items())
-        raise CommandError(f"none of the {total} combinations of the grid is valid for strategy "
-                           f"{spec.name!r} on {shortest} bars ({listed}); widen the grid or load more bars")
+        raise CommandError(_none_valid(spec, total, reasons, shortest))
+
+
+def _none_valid(spec, total: int, reasons: dict[str, int], n_bars: int) -> str:
+    listed = "; ".join(f"{count} x {reason}" for reason, count in reasons.items())
+    return (f"none of the {total} combinations of the grid is valid for strategy {spec.name!r} "
+            f"on {n_bars} bars ({listed}); widen the grid or load more bars")
 
 
 def _report(arguments: argparse.Namespace) -> int:
@@ -353,6 +365,7 @@ def _report(arguments: argparse.Namespace) -> int:
     market = (arguments.exchange, arguments.symbol, arguments.timeframe)
     bars = _load_bars(arguments.database_url, market, _to_ms(arguments.start),
                       _to_ms(arguments.end), arguments.resample)
+    spec.lookback(params)  # the strategy's code runs: its errors keep their traceback
     with user_errors(ValueError):
         spec.check_enough_bars(len(bars), params)
     files = run_report(arguments.strategy, params._asdict(), arguments.exchange, arguments.symbol,
@@ -541,17 +554,23 @@ def _parse_range(item: str, text: str) -> list[Any]:
 
 
 def _load_bars(database_url: str | None, market: tuple[str, str, str], start_ms: int | None,
-               end_ms: int | None, resample: str | None = None):
-    """The stored bars of ``market`` in the period, aggregated to ``resample`` if given."""
+               end_ms: int | None, resample: str | None = None, *, history: int = 0):
+    """The stored bars of ``market`` in the period, aggregated to ``resample`` if given, with
+    up to ``history`` bars (of the final timeframe) before ``start_ms``."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.core.db import connect
+    from candela.core.timeframes import timeframe_to_ms
     from research.data import load_bars
     from research.data import resample as resample_bars
 
+    if history and resample:
+        with user_errors(ValueError):  # an unknown timeframe
+            ratio = -(-timeframe_to_ms(resample) // timeframe_to_ms(market[2]))
+        history = (history + 1) * ratio  # whole coarse bars, the first one possibly partial
     engine = connect(database_url)
     try:
         with user_errors(ValueError):  # a malformed market, or no bars stored in that period
-            bars = load_bars(engine, *market, start_ms, end_ms)
+            bars = load_bars(engine, *market, start_ms, end_ms, history=history)
     finally:
         engine.dispose()
     if resample:

@@ -58,7 +58,7 @@ def run(context) -> None:
     table = sweep(spec, bars, SWEEP_GRID, costs, n_jobs=1, keep_best=3, progress=False)
     elapsed = time.perf_counter() - started
     print(f"\nsweep fast x slow: {table.n_evaluated} parameter sets "
-          f"({table.n_invalid} invalid skipped) in {elapsed:.2f} s; best 5 by sharpe among "
+          f"({table.n_invalid} invalid) in {elapsed:.2f} s; best 5 by sharpe among "
           f"those with at least {table.min_trades} trades:")
     best = table.best(5)
     columns = list(table.param_names) + [name for name in SUMMARY_STATS if name in best.columns]
