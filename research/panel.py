@@ -169,7 +169,8 @@ def forward_fill(values: np.ndarray) -> np.ndarray:
     return filled
 
 
-def align(bars: Mapping[str, Bars], start: int | None = None, end: int | None = None) -> Panel:
+def align(bars: Mapping[str, Bars], start: int | None = None, end: int | None = None, *,
+          window: bool = False) -> Panel:
     """Align the bars of several markets on one close-time grid (the module docstring's rule).
 
     Parameters
@@ -179,6 +180,10 @@ def align(bars: Mapping[str, Bars], start: int | None = None, end: int | None = 
         Every ``Bars`` must have its ``timeframe_ms`` set, the same for all.
     start, end : int, optional
         Inclusive bounds on the grid's close times, ms UTC.
+    window : bool
+        Align a decision's window (the runner's, a history check's): markets without a bar
+        (not yet listed) and markets without a common span are allowed; at least one market
+        must have a bar.
 
     Returns
     -------
@@ -201,12 +206,16 @@ def align(bars: Mapping[str, Bars], start: int | None = None, end: int | None = 
         if not isinstance(one, Bars):
             raise TypeError(f"market {name!r}: expected research.types.Bars, got "
                             f"{type(one).__name__}")
-        if len(one) == 0:
+        if len(one) == 0 and not window:
             raise ValueError(f"market {name!r} has no bars: load a span where it has data or "
                              "leave it out of the universe")
+    filled = [(name, one) for name, one in zip(names, series) if len(one)]
+    if not filled:
+        raise ValueError("no market has a bar: a window needs at least one")
     timeframe = _common_timeframe(names, series)
-    _check_phase(names, series, timeframe)
-    _check_common_span(names, series)
+    _check_phase(*map(list, zip(*filled)), timeframe)
+    if not window:
+        _check_common_span(names, series)
     grid = np.unique(np.concatenate([one.ts for one in series]))
     if start is not None:
         grid = grid[grid >= start]
@@ -261,3 +270,15 @@ def _check_common_span(names: list[str], series: list[Bars]) -> None:
             f"the markets have no common span: {names[latest_first]!r} starts after "
             f"{names[earliest_last]!r} ends (close times, ms UTC: {spans}); choose markets whose "
             "data overlap")
+
+
+def decision_window(panel: Panel, t: int, history: int) -> Panel:
+    """The panel a portfolio bot sees when it decides grid bar ``t``: each market's last
+    ``history`` bars up to ``ts[t]`` (fewer when it has fewer), aligned as a window
+    (:func:`align` with ``window=True``). Its last row is bar ``t``."""
+    bars = {}
+    for j, name in enumerate(panel.markets):
+        rows = np.flatnonzero(~np.isnan(panel.open[: t + 1, j]))[-history:]
+        bars[name] = Bars(panel.ts[rows], *(np.ascontiguousarray(getattr(panel, column)[rows, j])
+                                            for column in _COLUMNS), panel.timeframe_ms)
+    return align(bars, window=True)

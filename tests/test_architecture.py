@@ -16,7 +16,7 @@ import research
 from candela.core.paths import REPO_ROOT
 
 RESEARCH_CORE = {"types", "lines", "indicators", "indicator_memo", "strategy_model", "kernels",
-                 "panel"}
+                 "panel", "portfolio_model"}
 CONTRACTS_NAMING_THE_UPPER_LAYERS = ("research-core-pure", "strategies-pure", "runner")
 
 
