@@ -4,7 +4,8 @@
 # creates nothing if it does not fit), and removes a .venv made by another interpreter. Then the
 # target installs its part of pyproject.toml through a sub-make, so the stamps are looked at only
 # after the check (a stamp inside a removed .venv is gone by then):
-#   demo: the runtime alone; test, lint, install: the dev extras (notebooks, oracles, test tools);
+#   demo: the runtime alone; test, lint, install: the dev extras (notebooks, oracles, portfolio,
+#   test tools);
 #   lab: notebooks; bench: oracles. install and demo then compile the Numba kernels once, with a
 #   progress line per step (candela warmup), so that the first backtest does not wait for them.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -25,7 +26,7 @@ $(VENV)/.installed-$(SUM)-%: pyproject.toml
 	@find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '.installed-$(SUM)-*' -delete
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".$(if $(filter runtime,$*),,[$*])"
-	@touch $@ $(if $(filter dev,$*),$(foreach extra,runtime notebooks oracles,$(call STAMP,$(extra))))
+	@touch $@ $(if $(filter dev,$*),$(foreach extra,runtime notebooks oracles portfolio,$(call STAMP,$(extra))))
 
 ## Install everything (dev extras), then compile the kernels once (candela warmup).
 install: check-python
