@@ -99,6 +99,9 @@ class PortfolioSpec:
         For :func:`allocate`: the single-market strategy applied to each market.
     allocation : Allocation or None
         For :func:`allocate`: the rule that turns its targets into weights.
+    defined_by : callable or None
+        The author's function (the decorated one, or the allocated strategy's): its source
+        file identifies the code behind a bot's decisions.
     """
 
     name: str
@@ -113,6 +116,7 @@ class PortfolioSpec:
     rebalance_of: Callable[[Any], Rebalance] = lambda params: Rebalance()
     strategy: StrategySpec | None = None
     allocation: Allocation | None = None
+    defined_by: Callable[..., Any] | None = None
 
     def make_params(self, values: Mapping[str, Any] | Any | None = None, **overrides: Any) -> Any:
         """A validated ``params`` instance, exactly as :meth:`StrategySpec.make_params` (unknown
@@ -314,7 +318,8 @@ def portfolio(function: Callable[..., Any] | None = None, *, lookback: int | Cal
             function=lambda panel, p: function(panel, **p._asdict()),
             sweep=dict(sweep or {}), constraints=parsed, long_only=bool(long_only),
             description=inspect.cleandoc(function.__doc__ or ""), lookback_of=lookback_of,
-            history_of=history_of, rebalance_of=_as_function(rebalance, "rebalance", spec_name))
+            history_of=history_of, rebalance_of=_as_function(rebalance, "rebalance", spec_name),
+            defined_by=function)
         spec.make_params()  # the defaults must satisfy the constraints
         return spec
 
@@ -468,7 +473,7 @@ def allocate(strategy: StrategySpec, rule: Allocation = EQUAL_WEIGHT, *, name: s
                                      f"{rule.name}. {strategy.description}"),
         lookback_of=lambda p: numbers(p)[0], history_of=lambda p: numbers(p)[1],
         rebalance_of=_as_function(rebalance, "rebalance", spec_name), strategy=strategy,
-        allocation=rule)
+        allocation=rule, defined_by=strategy.function)
     spec.make_params()
     return spec
 
