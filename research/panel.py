@@ -61,7 +61,8 @@ class Panel:
             raise TypeError("Panel.ts must be a 1-D int64 array of close times (ms UTC)")
         for name in _COLUMNS:
             array = getattr(self, name)
-            if not isinstance(array, np.ndarray) or array.shape != (n, m) or array.dtype != np.float64:
+            if not isinstance(array, np.ndarray) or array.shape != (n, m) \
+                    or array.dtype != np.float64:
                 raise ValueError(f"Panel.{name} must be a float64 array of shape ({n}, {m}), one "
                                  "row per grid time and one column per market")
         if len(set(self.markets)) != m:
@@ -202,18 +203,18 @@ def align(bars: Mapping[str, Bars], start: int | None = None, end: int | None = 
         raise ValueError("a universe needs at least one market: pass {name: Bars, ...}")
     names = [str(name) for name in bars]
     series = list(bars.values())
-    for name, one in zip(names, series):
+    for name, one in zip(names, series, strict=False):
         if not isinstance(one, Bars):
             raise TypeError(f"market {name!r}: expected research.types.Bars, got "
                             f"{type(one).__name__}")
         if len(one) == 0 and not window:
             raise ValueError(f"market {name!r} has no bars: load a span where it has data or "
                              "leave it out of the universe")
-    filled = [(name, one) for name, one in zip(names, series) if len(one)]
+    filled = [(name, one) for name, one in zip(names, series, strict=False) if len(one)]
     if not filled:
         raise ValueError("no market has a bar: a window needs at least one")
     timeframe = _common_timeframe(names, series)
-    _check_phase(*map(list, zip(*filled)), timeframe)
+    _check_phase(*map(list, zip(*filled, strict=False)), timeframe)
     if not window:
         _check_common_span(names, series)
     grid = np.unique(np.concatenate([one.ts for one in series]))
@@ -235,12 +236,12 @@ def align(bars: Mapping[str, Bars], start: int | None = None, end: int | None = 
 
 
 def _common_timeframe(names: list[str], series: list[Bars]) -> int:
-    missing = [name for name, one in zip(names, series) if one.timeframe_ms <= 0]
+    missing = [name for name, one in zip(names, series, strict=False) if one.timeframe_ms <= 0]
     if missing:
         raise ValueError(f"market {missing[0]!r} has no timeframe (Bars.timeframe_ms is 0): load "
                          "it with research.load_bars or set timeframe_ms")
     timeframe = series[0].timeframe_ms
-    for name, one in zip(names, series):
+    for name, one in zip(names, series, strict=False):
         if one.timeframe_ms != timeframe:
             raise ValueError(
                 f"market {name!r} has {one.timeframe_ms} ms bars but {names[0]!r} has "
@@ -251,7 +252,7 @@ def _common_timeframe(names: list[str], series: list[Bars]) -> int:
 
 def _check_phase(names: list[str], series: list[Bars], timeframe: int) -> None:
     phase = int(series[0].ts[0] % timeframe)
-    for name, one in zip(names, series):
+    for name, one in zip(names, series, strict=False):
         off = np.flatnonzero(one.ts % timeframe != phase)
         if len(off):
             raise ValueError(
@@ -265,7 +266,7 @@ def _check_common_span(names: list[str], series: list[Bars]) -> None:
     earliest_last = min(range(len(series)), key=lambda j: series[j].ts[-1])
     if series[latest_first].ts[0] > series[earliest_last].ts[-1]:
         spans = "; ".join(f"{name} {int(one.ts[0])}..{int(one.ts[-1])}"
-                          for name, one in zip(names, series))
+                          for name, one in zip(names, series, strict=False))
         raise ValueError(
             f"the markets have no common span: {names[latest_first]!r} starts after "
             f"{names[earliest_last]!r} ends (close times, ms UTC: {spans}); choose markets whose "

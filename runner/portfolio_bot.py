@@ -129,7 +129,7 @@ class PortfolioBot:
             self.book, self.legs, self.cursor = loaded
         through = self.after
         self.windows = [BarWindow(self.history_window) for _ in self.symbols]
-        for window, market in zip(self.windows, self.config.markets):
+        for window, market in zip(self.windows, self.config.markets, strict=False):
             for bar in bars_through(connection, market, through, self.history_window):
                 window.append(bar)
         self.pending = [deque() for _ in self.symbols]
@@ -167,8 +167,9 @@ class PortfolioBot:
     def decide(self, ts: int) -> np.ndarray:
         """The strategy's weights at ``ts`` on every market's history window."""
         try:
+            windows = zip(self.symbols, self.windows, strict=True)
             panel = align({symbol: Bars(*window.arrays(), self.config.timeframe_ms)
-                           for symbol, window in zip(self.symbols, self.windows)}, window=True)
+                           for symbol, window in windows}, window=True)
             weights = self.spec.evaluate(panel, self.params).weights[-1]
             gross = float(np.nansum(np.abs(weights)))
             limit = self.config.limits.max_gross
@@ -221,10 +222,11 @@ class PortfolioBot:
         orders = bool((~np.isnan(pending)).any())
         action = ("halt" if book.halt != HALT_NONE else "rebalance") if orders else \
             ("halt" if book.halt != HALT_NONE else "hold")
-        present = [symbol for symbol, bar in zip(self.symbols, bars) if bar is not None]
+        present = [symbol for symbol, bar in zip(self.symbols, bars, strict=True)
+                   if bar is not None]
         indicators: dict = {
             "weights": {symbol: (None if math.isnan(w) else float(w))
-                        for symbol, w in zip(self.symbols, weights)},
+                        for symbol, w in zip(self.symbols, weights, strict=False)},
             "present": present,
             "missing": [symbol for symbol in self.symbols if symbol not in present],
         }
@@ -242,7 +244,7 @@ class PortfolioBot:
         trades = [dict(bot_id=self.bot_id, seq=seq, **row, created_at=created,
                        symbol=self.symbols[int(market)])
                   for seq, (row, market) in enumerate(zip(
-                      fill_rows(fills, self.config.timeframe_ms), fills["market"]))]
+                      fill_rows(fills, self.config.timeframe_ms), fills["market"], strict=False))]
         record = BarRecord(
             bot_id=self.bot_id, bar_ts=ts, signal=signal, trades=trades,
             state=dict(bot_id=self.bot_id, cash=float(book.cash), position=0.0, cursor_ts=ts,
@@ -264,7 +266,7 @@ class PortfolioBot:
             messages.append((status_channel(self.bot_id), dict(
                 bot_id=self.bot_id, event="traded", ts=record.bar_ts, cash=float(book.cash),
                 positions={symbol: float(units) for symbol, units in
-                           zip(self.symbols, legs[:, L_POSITION])},
+                           zip(self.symbols, legs[:, L_POSITION], strict=False)},
                 equity=float(book.equity))))
         return messages
 

@@ -73,7 +73,7 @@ def sweep_portfolio(spec: PortfolioSpec, panel: Panel,
     names = list(grid)
     rows = []
     for values in itertools.product(*(list(grid[name]) for name in names)):
-        row: dict[str, Any] = dict(zip(names, values))
+        row: dict[str, Any] = dict(zip(names, values, strict=False))
         try:
             result = backtest_portfolio(spec, panel, row, costs, stops=stops, limits=limits,
                                         rebalance=rebalance, initial_cash=initial_cash)

@@ -27,13 +27,13 @@ from runner_support import (
     portfolio_config,
     portfolio_fills,
     replay,
+    store_bars,
 )
 
 import research
 from candela.core import schema
 from candela.core.bus import RedisBus
 from research.panel import align
-from runner_support import store_bars
 
 N_GRID = 10_000
 COSTS = {"fee_rate": 0.0025, "slippage_bps": 5.0}

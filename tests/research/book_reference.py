@@ -91,7 +91,7 @@ class ReferenceBook:
     def _value(self, marks):
         """Cash plus every position at its mark, added up in column order."""
         value = self.cash
-        for leg, mark in zip(self.legs, marks):
+        for leg, mark in zip(self.legs, marks, strict=False):
             if leg.position != 0:
                 value += leg.position * mark
         return value
@@ -154,7 +154,7 @@ class ReferenceBook:
             self.legs[j].ordered = 0.0 if ruined else weight
 
     # ---------------------------------------------------------------- stops
-    def _protect(self, bar, ts, j, o, h, l):
+    def _protect(self, bar, ts, j, o, h, low):
         leg = self.legs[j]
         if leg.position == 0:
             return
@@ -183,9 +183,9 @@ class ReferenceBook:
             exit_ = (o, stop[1])
         elif past_take(o):
             exit_ = (o, "take_profit")
-        elif past_stop(l if long else h):
+        elif past_stop(low if long else h):
             exit_ = stop
-        elif past_take(h if long else l):
+        elif past_take(h if long else low):
             exit_ = (take, "take_profit")
         else:
             return
@@ -245,7 +245,8 @@ class ReferenceBook:
         due = self.halt is not None
         if self.every and self.bars % self.every == 0:
             due = True
-        if self.period and (ts - self.offset) // self.period > (self.last_ts - self.offset) // self.period:
+        period, offset = self.period, self.offset
+        if period and (ts - offset) // period > (self.last_ts - offset) // period:
             due = True
         if not math.isnan(self.drift) and self.equity > 0:
             for j, leg in enumerate(self.legs):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from market_files import read_market_bars
+
 from research.panel import Panel, align, forward_fill
 from research.types import Bars
 

@@ -9,9 +9,9 @@ import functools
 import numpy as np
 import pandas as pd
 import pytest
+from market_files import read_market_bars
 
 import research
-from market_files import read_market_bars
 from research.kernels.portfolio_records import BookLimits, Rebalance
 from research.panel import align
 from research.portfolio.backtest import backtest_portfolio
@@ -24,13 +24,13 @@ PAIRS = ["BTC-USDT", "ETH-USDT", "NEO-USDT", "XRP-USDT"]
 COSTS = Costs(fee_rate=0.001, slippage_bps=2.0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def usdt_panel():
     return align({name.replace("-", "/"): read_market_bars(f"binance_{name}_1h.csv.gz")
                   for name in PAIRS})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rotation():
     return research.backtest(get_portfolio("momentum_rotation"), usdt_panel(),
                              {"top": 2, "window": 48, "every_hours": 24}, COSTS)
@@ -48,7 +48,7 @@ def test_research_backtest_runs_a_portfolio_on_its_own_weights_and_rule():
     panel = usdt_panel()
     day = panel.ts // 86_400_000
     decisions = np.flatnonzero(np.concatenate([[True], day[1:] > day[:-1]]))
-    for row, market in zip(result.fill_rows["bar"], result.fill_rows["market"]):
+    for row, market in zip(result.fill_rows["bar"], result.fill_rows["market"], strict=False):
         decision = decisions[decisions < row][-1]
         assert not panel.present[decision + 1: row, market].any()
 

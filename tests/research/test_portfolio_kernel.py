@@ -15,13 +15,13 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from book_helpers import CASH, book_config, random_weights, run_book, synthetic_panel
 from book_reference import simulate_book as reference_book
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from market_files import read_market_bars
 from reference import random_targets, synthetic_bars
+
 from research.kernels import portfolio_records as pr
 from research.kernels import records as rc
 from research.kernels.backtest import run_backtest
@@ -282,15 +282,15 @@ SINGLE = st.fixed_dictionaries({
 
 
 def assert_one_market_book_equals_the_single_kernel(bars, target, s):
-    ts, o, h, l, c = bars
+    ts, o, h, low, c = bars
     config = rc.make_config(Costs(s["fee_rate"], s["slippage_bps"]),
                             Stops(s["stop_loss"], s["take_profit"], s["trailing_stop"]),
                             RiskLimits(s["max_position"], s["daily_loss_limit"],
                                        s["max_drawdown"]))
-    fills, cash, pos, eq, status, state = run_backtest(rc.new_state(CASH), config, ts, o, h, l,
-                                                       c, target)
+    fills, cash, pos, eq, status, state = run_backtest(rc.new_state(CASH), config, ts, o, h,
+                                                       low, c, target)
     book_s = dict(s, max_weight=s["max_position"], max_gross=1.0)
-    panel = (ts, o[:, None], h[:, None], l[:, None], c[:, None])
+    panel = (ts, o[:, None], h[:, None], low[:, None], c[:, None])
     for general in (True, False):  # the book loop, and the single-market loop it dispatches to
         b_fills, b_cash, b_pos, b_eq, b_status, book, legs = run_book(
             panel, target[:, None], book_s, general=general)
@@ -362,7 +362,7 @@ def test_kernel_agrees_with_the_reference_book(seed, n, m, s):
     ref_fills, ref_cash, ref_pos, ref_eq = reference_book(*panel, weights, **s)
     assert status == rc.STATUS_OK
     assert len(fills) == len(ref_fills)
-    for fill, ref in zip(fills, ref_fills):
+    for fill, ref in zip(fills, ref_fills, strict=False):
         assert (int(fill["bar"]), int(fill["market"]), int(fill["side"])) == (
             ref["bar"], ref["market"], ref["side"])
         assert rc.REASON_NAMES[int(fill["reason"])] == ref["reason"]
@@ -413,7 +413,8 @@ def test_no_fill_uses_a_later_bar(seed, n, m, cut, s):
     t = int(cut * (n - 1))
     fills, cash, pos, eq, *_ = run_book(panel, weights, s)
     other = synthetic_panel(n, m, seed + 1)
-    changed = tuple(np.concatenate([a[: t + 1], b[t + 1:]]) for a, b in zip(panel, other))
+    changed = tuple(np.concatenate([a[: t + 1], b[t + 1:]])
+                    for a, b in zip(panel, other, strict=True))
     changed = (panel[0],) + changed[1:]
     other_weights = np.concatenate([weights[: t + 1], random_weights(n, m, seed + 1)[t + 1:]])
     fills2, cash2, pos2, eq2, *_ = run_book(changed, other_weights, s)

@@ -10,9 +10,9 @@ import functools
 import numpy as np
 import pandas as pd
 import pytest
+from market_files import read_market_bars
 
 import research
-from market_files import read_market_bars
 from research.indicators import sma
 from research.kernels.portfolio_records import Rebalance
 from research.panel import align
@@ -32,7 +32,7 @@ from strategies.portfolio_registry import all_portfolios, get_portfolio, portfol
 PAIRS = ["BTC-USDT", "ETH-USDT", "NEO-USDT", "XRP-USDT"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def usdt_panel():
     """The bundled Binance 1h pairs: BTC and ETH from April 2018, NEO and XRP from May."""
     return align({name.replace("-", "/"): read_market_bars(f"binance_{name}_1h.csv.gz")

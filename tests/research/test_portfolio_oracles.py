@@ -54,9 +54,9 @@ import functools
 import numpy as np
 import pandas as pd
 import pytest
-
 from book_helpers import CASH, run_book
 from market_files import read_market_bars
+
 from research.panel import align, forward_fill
 
 pytestmark = pytest.mark.slow
@@ -66,7 +66,7 @@ BTC_1H = ["ETH-BTC", "NEO-BTC", "ICX-BTC", "VEN-BTC", "XRB-BTC"]  # wider collec
 END_2018 = 1_531_785_600_000  # 2018-07-17: leaves ETH-BTC's 2020 segment out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_panel(names: tuple[str, ...], end: int | None = None):
     bars = {name.replace("-", "/"): read_market_bars(f"binance_{name}_1h.csv.gz")
             for name in names}

@@ -8,9 +8,9 @@ import functools
 
 import numpy as np
 import pytest
+from market_files import read_market_bars
 
 import research
-from market_files import read_market_bars
 from research.panel import align
 from research.types import Costs
 from strategies.portfolio_registry import get_portfolio
@@ -20,7 +20,7 @@ PAIRS = ["BTC-USDT", "ETH-USDT", "NEO-USDT", "XRP-USDT"]
 COSTS = Costs(fee_rate=0.001)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def usdt_panel():
     return align({name.replace("-", "/"): read_market_bars(f"binance_{name}_1h.csv.gz")
                   for name in PAIRS})

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from market_files import read_market_bars
 
 from data_pipeline.store import store_bars
-from market_files import read_market_bars
 from research.panel import align
 from research.portfolio.universe import coverage, load_universe, universe_symbols
 

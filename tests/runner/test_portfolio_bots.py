@@ -19,14 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
-
-from candela.core import schema
-from candela.core.bus import InProcessBus
-from candela.core.db import connect, now_ms
-from research.types import Bars
-from runner.config import BotConfigError, load_bot_configs
-from runner.ledger import BotConfigChangedError, register_bots
 from runner_fixtures import _migrated_engine
 from runner_support import (
     TRADE_COLUMNS,
@@ -38,6 +30,14 @@ from runner_support import (
     table_rows,
     wait_for,
 )
+from sqlalchemy import func, select
+
+from candela.core import schema
+from candela.core.bus import InProcessBus
+from candela.core.db import connect, now_ms
+from research.types import Bars
+from runner.config import BotConfigError, load_bot_configs
+from runner.ledger import BotConfigChangedError, register_bots
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
