@@ -88,6 +88,26 @@ def test_inverse_volatility_weights_against_pandas():
     assert full.max() <= 1.0 + 1e-12
 
 
+def test_a_user_allocation_rule():
+    """A rule of your own: the targets of the markets that are long, shared equally among them
+    (not a fixed slot), capped at half the book per market."""
+    from research.portfolio_model import Allocation
+
+    def share_among_longs(targets, measures, cap):
+        longs = (targets > 0).sum(axis=1, keepdims=True)
+        return np.where(targets > 0, np.minimum(1.0 / np.maximum(longs, 1), cap), 0.0)
+
+    rule = Allocation("share among longs", {"cap": 0.5}, share_among_longs)
+    spec = allocate(above_average, rule)
+    weights = spec.weights(usdt_panel(), {"n": 30, "cap": 0.5})
+    equal = allocate(above_average, EQUAL_WEIGHT).weights(usdt_panel(), {"n": 30})
+    longs = (equal[30:] > 0).sum(axis=1)
+    expected = np.where(equal[30:] > 0, np.minimum(1.0 / np.maximum(longs, 1), 0.5)[:, None],
+                        0.0)
+    np.testing.assert_array_equal(weights[30:], expected)
+    assert spec.params._fields == ("n", "cap") and spec.lookback({"n": 30}) == 29
+
+
 def test_an_allocation_parameter_named_like_the_strategys_is_refused():
     rule = inverse_volatility()._replace(params={"n": 10})
     with pytest.raises(ValueError, match="the allocation's parameter 'n' has the name of a "
