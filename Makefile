@@ -4,10 +4,10 @@
 # creates nothing if it does not fit), and removes a .venv made by another interpreter. Then the
 # target installs its part of pyproject.toml through a sub-make, so the stamps are looked at only
 # after the check (a stamp inside a removed .venv is gone by then):
-#   demo: the runtime alone; test, lint, install: the dev extras (notebooks, oracles, test tools);
-#   lab: notebooks; bench: oracles and validation. install and demo then compile the Numba
-#   kernels once, with a progress line per step (candela warmup), so that the first backtest does
-#   not wait for them.
+#   demo: the runtime alone; test, lint, install: the dev extras (notebooks, oracles, validation,
+#   distributed, portfolio, test tools); lab: notebooks; bench: oracles and validation. install and
+#   demo then compile the Numba kernels once, with a progress line per step (candela warmup), so
+#   that the first backtest does not wait for them.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -26,7 +26,7 @@ $(VENV)/.installed-$(SUM)-%: pyproject.toml
 	@find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '.installed-$(SUM)-*' -delete
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".$(if $(filter runtime,$*),,[$*])"
-	@touch $@ $(if $(filter dev,$*),$(foreach extra,runtime notebooks oracles validation distributed bench,$(call STAMP,$(extra))))
+	@touch $@ $(if $(filter dev,$*),$(foreach extra,runtime notebooks oracles validation distributed bench portfolio,$(call STAMP,$(extra))))
 
 ## Install everything (dev extras), then compile the kernels once (candela warmup).
 install: check-python

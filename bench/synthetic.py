@@ -37,3 +37,27 @@ def synthetic_bars(n_bars: int = N_BARS, seed: int = SEED) -> Bars:
     volume = rng.lognormal(1.0, 0.5, n_bars)
     ts = START_MS + MINUTE_MS * np.arange(1, n_bars + 1, dtype=np.int64)
     return Bars(ts, open_, high, low, close, volume, MINUTE_MS)
+
+
+def synthetic_panel_arrays(n_bars: int = 100_000, n_markets: int = 50, seed: int = SEED,
+                           correlation: float = 0.5):
+    """Return ``(ts, open, high, low, close)`` of ``n_markets`` seeded, correlated 1m markets
+    (``(n_bars, n_markets)`` float64 arrays, every market present at every bar).
+
+    Each market's log return is ``sqrt(correlation)`` times a common factor plus
+    ``sqrt(1 - correlation)`` times its own noise (0.1 % per bar either way, so any two
+    markets' returns correlate by ``correlation``); prices start between 1 and 1,000; bars
+    are built as :func:`synthetic_bars` builds them.
+    """
+    rng = np.random.default_rng(seed)
+    common = rng.normal(0.0, 0.001, (n_bars, 1))
+    own = rng.normal(0.0, 0.001, (n_bars, n_markets))
+    log_returns = np.sqrt(correlation) * common + np.sqrt(1.0 - correlation) * own
+    start = 10.0 ** rng.uniform(0.0, 3.0, n_markets)
+    close = start * np.exp(np.cumsum(log_returns, axis=0))
+    open_ = np.vstack([start, close[:-1]])
+    wick = np.abs(rng.normal(0.0, 0.0005, (2, n_bars, n_markets)))
+    high = np.maximum(open_, close) * (1.0 + wick[0])
+    low = np.minimum(open_, close) * (1.0 - wick[1])
+    ts = START_MS + MINUTE_MS * np.arange(1, n_bars + 1, dtype=np.int64)
+    return ts, open_, high, low, close

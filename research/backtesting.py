@@ -37,8 +37,16 @@ def backtest(
     risk: RiskLimits = RiskLimits(),
     initial_cash: float = 10_000.0,
     start: Any = None,
+    **book: Any,
 ) -> Result:
     """Backtest ``spec`` on ``bars``.
+
+    A portfolio strategy (:class:`~research.portfolio_model.PortfolioSpec`) on a universe's
+    :class:`~research.panel.Panel` is a portfolio backtest:
+    :func:`research.portfolio.backtest.backtest_portfolio` with the same ``params``, ``costs``,
+    ``initial_cash`` and ``start``, ``stops`` (per position) and its own keywords ``limits``
+    (:class:`~research.kernels.portfolio_records.BookLimits`) and ``rebalance``; it returns a
+    :class:`~research.portfolio.result.PortfolioResult`.
 
     Parameters
     ----------
@@ -74,6 +82,17 @@ def backtest(
         after the last bar, a cost, stop or limit out of range, or a strategy whose target is
         not one number per bar.
     """
+    if _is_portfolio(spec):
+        if risk != RiskLimits():
+            raise TypeError("a portfolio takes limits=BookLimits(...) (weights, gross "
+                            "exposure, daily loss, drawdown), not risk=")
+        from research.portfolio.backtest import backtest_portfolio  # loaded for portfolios only
+
+        return backtest_portfolio(spec, bars, params, costs, stops=stops or Stops(),
+                                  initial_cash=initial_cash, start=start, **book)
+    if book:
+        raise TypeError(f"unexpected keyword {sorted(book)[0]!r}: limits= and rebalance= are "
+                        "for portfolio strategies")
     if not isinstance(spec, StrategySpec):
         raise TypeError(f"spec must be a strategy made with @strategy (e.g. "
                         f"strategies.registry.get_strategy('sma_cross')), got "
@@ -110,6 +129,12 @@ def backtest(
         initial_cash=initial_cash, bars=bars, target=target, indicators=indicators, ts=bars.ts,
         fill_rows=fills, equity_values=equity, stats=stats, status=int(status),
         timeframe_ms=timeframe_ms, panes=evaluation.panes)
+
+
+def _is_portfolio(spec: Any) -> bool:
+    from research.portfolio_model import PortfolioSpec  # core; light
+
+    return isinstance(spec, PortfolioSpec)
 
 
 def start_index(bars: Bars, start: Any) -> int:

@@ -10,7 +10,8 @@ offered to users (and run by ``candela bots create`` before a bot is written).
   full-history one: that is what the runner will compute live.
 
 Values are compared exactly (``nan`` equals ``nan``): the runner must reproduce the backtest's
-decisions bit for bit.
+decisions bit for bit. Both take a portfolio strategy on a panel too
+(:mod:`research.portfolio.checks`).
 """
 
 from __future__ import annotations
@@ -154,6 +155,10 @@ def lookahead(spec: StrategySpec, bars: Bars, params: Any = None, samples: int =
         ``ok`` when, at every sampled ``t``, ``target(bars[:t+1])[i] == target(bars)[i]`` for
         every ``lookback <= i <= t``.
     """
+    if _is_portfolio(spec):  # a portfolio strategy on a panel
+        from research.portfolio.checks import portfolio_lookahead
+
+        return portfolio_lookahead(spec, bars, params, samples, seed)
     params, full = _prepare(spec, bars, params, extra=1)
     first = full.lookback
     sampled = _sample(first, len(bars) - 2, samples, seed)
@@ -201,6 +206,10 @@ def history_check(spec: StrategySpec, bars: Bars, params: Any = None, samples: i
         ``ok`` when at every sampled ``t`` the window's last target and the last value of each
         of its indicators equal the full-history ones, bit for bit (``nan`` equals ``nan``).
     """
+    if _is_portfolio(spec):  # a portfolio strategy on a panel
+        from research.portfolio.checks import portfolio_history_check
+
+        return portfolio_history_check(spec, bars, params, samples, seed)
     params, full = _prepare(spec, bars, params)
     window = full.history_window
     sampled = _sample(full.lookback, len(bars) - 1, samples, seed)
@@ -222,6 +231,12 @@ def history_check(spec: StrategySpec, bars: Bars, params: Any = None, samples: i
             mismatches += found
     return HistoryReport(spec.name, params, window, sampled, np.array(offending, dtype=np.int64),
                          mismatches, errors)
+
+
+def _is_portfolio(spec: Any) -> bool:
+    from research.portfolio_model import PortfolioSpec  # core; light
+
+    return isinstance(spec, PortfolioSpec)
 
 
 def _prepare(spec: StrategySpec, bars: Bars, params: Any, extra: int = 0):

@@ -37,7 +37,8 @@ Keys
                   :func:`runner.ledger.register_bots`).
 
 Unknown keys are rejected with a "did you mean" hint; every error names the file, the field path
-and the fix.
+and the fix. A file with ``portfolio`` instead of ``strategy`` is a portfolio bot
+(:mod:`runner.portfolio_config`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ NULLABLE_FIELDS = {
     "stops": ("stop_loss", "take_profit", "trailing_stop"),
     "risk": ("daily_loss_limit", "max_drawdown"),
     "costs": (),
+    "limits": ("daily_loss_limit", "max_drawdown"),  # a portfolio bot's
+    "rebalance": ("drift",),
 }
 _BOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -189,6 +192,16 @@ def parse_bot_config(
 
     if not isinstance(data, Mapping):
         raise fail("(top level)", f"must be a JSON object, got {type(data).__name__}")
+    if "portfolio" in data and "strategy" not in data:  # a portfolio bot
+        identifier = data.get("id", bot_id)
+        if not isinstance(identifier, str) or not _BOT_ID.match(identifier):
+            raise fail("id", f"{identifier!r} is not a valid bot id: use 1-64 letters, digits, "
+                             "'_', '.' or '-'")
+        from runner.portfolio_config import parse_portfolio_config
+
+        return parse_portfolio_config(data, bot_id=identifier, source=source, fail=fail,
+                                      parse_section=_parse_section, parse_start=_parse_start,
+                                      reject_unknown=_reject_unknown)
     _reject_unknown(data, TOP_LEVEL_KEYS, "", fail)
     for key in REQUIRED_KEYS:
         if key not in data:

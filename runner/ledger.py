@@ -142,7 +142,7 @@ _SIGNAL_COLUMNS = (("bot_id", "text"), ("ts", "bigint"), ("action", "text"), ("t
 _TRADE_COLUMNS = (("bot_id", "text"), ("bar_ts", "bigint"), ("seq", "integer"), ("ts", "bigint"),
                   ("side", "text"), ("size", "float8"), ("price", "float8"), ("fee", "float8"),
                   ("reason", "text"), ("realized_pnl", "float8"), ("cash_after", "float8"),
-                  ("position_after", "float8"), ("created_at", "bigint"))
+                  ("position_after", "float8"), ("created_at", "bigint"), ("symbol", "text"))
 _STATE_COLUMNS = (("bot_id", "text"), ("cash", "float8"), ("position", "float8"), ("cursor_ts", "bigint"),
                   ("state_json", "text"), ("updated_at", "bigint"), ("previous_ts", "bigint"))
 _PERFORMANCE_COLUMNS = (("bot_id", "text"), ("ts", "bigint"), ("equity", "float8"), ("cash", "float8"),

@@ -32,6 +32,10 @@ runner stops hosting a bot it records a ``stopped`` (or, at the end of a replay,
 event, so that a bot whose runner vanished (killed, crashed, the machine gone) is told apart by
 its last event, a ``started`` one, and its stale heartbeat. :attr:`Runner.progress` counts the
 bars committed and left per bot.
+
+A portfolio bot (:mod:`runner.portfolio_bot`) has a group of its own
+(:class:`~runner.portfolio_bot.PortfolioGroup`), woken by the ``market:`` messages of every
+market of its universe; it is supervised, recovered and restarted like any other bot.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ from runner.market_data import MarketFeed
 from runner.market_group import BATCH_BARS, BATCH_SECONDS, MarketGroup, Member
 from runner.outage import Outage
 from runner.progress import Progress, count_bars_after
+from runner.portfolio_bot import PortfolioBot, PortfolioGroup
+from runner.portfolio_config import PortfolioBotConfig
 
 _log = logging.getLogger(__name__)
 
@@ -180,18 +186,31 @@ class Runner:
         self._executor: ThreadPoolExecutor | None = None
         write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         self._connections = ThreadConnections(engine)
+        until = replay.to_ts if replay is not None else None
+        single = [config for config in configs if not isinstance(config, PortfolioBotConfig)]
         self._markets = {
             market_channel(*market): _Market(MarketGroup(
                 MarketFeed(market), bus.publish_many, follow=replay is None,
-                until_ts=replay.to_ts if replay is not None else None, chunk=settings.chunk,
+                until_ts=until, chunk=settings.chunk,
                 write_lock=write_lock, batch_bars=settings.batch_bars,
                 batch_seconds=settings.batch_seconds, writer=self._connections.get,
                 on_commit=self.progress.committed))
-            for market in {config.market for config in configs}
+            for market in {config.market for config in single}
         }
+        # a portfolio bot has a group of its own, woken by any of its markets
+        self._listeners: dict[str, list[_Market]] = {
+            channel: [market] for channel, market in self._markets.items()}
+        for config in configs:
+            if isinstance(config, PortfolioBotConfig):
+                group = _Market(PortfolioGroup(bus.publish_many, follow=replay is None,
+                                               until_ts=until, write_lock=write_lock))
+                self._markets[_portfolio_key(config.bot_id)] = group
+                for market in config.markets:
+                    self._listeners.setdefault(market_channel(*market), []).append(group)
         by_market: dict[tuple[str, str, str], list[str]] = {}
         for config in configs:
-            by_market.setdefault(config.market, []).append(config.bot_id)
+            for market in config.markets if isinstance(config, PortfolioBotConfig) else [config.market]:
+                by_market.setdefault(market, []).append(config.bot_id)
         self._health = None if replay is not None else HealthWatch(
             engine, by_market, settings=health or HealthSettings.for_heartbeat(settings.heartbeat_interval))
 
@@ -222,7 +241,7 @@ class Runner:
         try:
             await self._retry_database(self._register)
             self._notice("runner_started", bots=sorted(self.slots), replay=self.replay is not None)
-            channels = sorted(self._markets)
+            channels = sorted(self._listeners)
             if channels:
                 subscription = self.bus.subscribe(channels, self._on_market_message)
             passes = [asyncio.create_task(self._run_passes(market)) for market in self._markets.values()]
@@ -260,11 +279,11 @@ class Runner:
                 slot.report.status = row.status
 
     def _on_market_message(self, channel: str, payload: dict) -> None:
-        market = self._markets.get(channel)
-        if self._loop is None or market is None:
+        if self._loop is None:
             return
-        market.group.notified_at = time.monotonic()
-        self._loop.call_soon_threadsafe(market.wake.set)
+        for market in self._listeners.get(channel, ()):
+            market.group.notified_at = time.monotonic()
+            self._loop.call_soon_threadsafe(market.wake.set)
 
     def _wake_all(self) -> None:
         for slot in self.slots.values():
@@ -273,6 +292,8 @@ class Runner:
             market.wake.set()
 
     def _market_of(self, slot: _BotSlot) -> _Market:
+        if isinstance(slot.config, PortfolioBotConfig):
+            return self._markets[_portfolio_key(slot.config.bot_id)]
         return self._markets[market_channel(*slot.config.market)]
 
     # ------------------------------------------------------------------ supervision
@@ -289,7 +310,8 @@ class Runner:
                 await self._sleep_or_wake(slot.wake, self.settings.poll_interval)
                 continue
             slot.stop_requested = False
-            bot = Bot(slot.config)
+            bot = (PortfolioBot(slot.config, chunk=self.settings.chunk)
+                   if isinstance(slot.config, PortfolioBotConfig) else Bot(slot.config))
             try:
                 await self._in_thread(self._recover, bot, slot)
                 self.database.succeeded()
@@ -344,7 +366,10 @@ class Runner:
         try:
             bot.recover(connection, begin)
             until = self.replay.to_ts if self.replay is not None else None
-            left = count_bars_after(connection, slot.config.market, bot.after, until)
+            markets = (slot.config.markets if isinstance(slot.config, PortfolioBotConfig)
+                       else [slot.config.market])
+            left = max(count_bars_after(connection, market, bot.after, until)
+                       for market in markets)
             self.progress.recovered(slot.config.bot_id, left)
             if connection.in_transaction():
                 connection.rollback()
@@ -509,6 +534,11 @@ class Runner:
 
     def _notice(self, event: str, **details) -> None:
         self.bus.publish(SYSTEM_EVENTS, dict(event=event, at=now_ms(), **details))
+
+
+def _portfolio_key(bot_id: str) -> str:
+    """The key of a portfolio bot's own group (not a bus channel)."""
+    return f"portfolio:{bot_id}"
 
 
 def _status_message(bot_id: str, event: str, **details) -> tuple[str, dict]:

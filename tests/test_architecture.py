@@ -15,7 +15,8 @@ import candela
 import research
 from candela.core.paths import REPO_ROOT
 
-RESEARCH_CORE = {"types", "lines", "indicators", "indicator_memo", "strategy_model", "kernels"}
+RESEARCH_CORE = {"types", "lines", "indicators", "indicator_memo", "strategy_model", "kernels",
+                 "panel", "portfolio_model"}
 CONTRACTS_NAMING_THE_UPPER_LAYERS = ("research-core-pure", "strategies-pure", "runner")
 
 

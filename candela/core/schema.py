@@ -198,6 +198,8 @@ trades = Table(
     Column("cash_after", Double, nullable=False),
     Column("position_after", Double, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("symbol", String(40), nullable=True,
+           comment="the market of a portfolio bot's fill (null for a single-market bot)"),
     UniqueConstraint("bot_id", "bar_ts", "seq", name="uq_trades_bot_bar_seq"),
 )
 

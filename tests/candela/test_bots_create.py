@@ -235,3 +235,12 @@ def test_backtest_bot_takes_everything_from_the_file(database, tmp_path, capsys)
     (bots / "broken.json").write_text('{"strategy": "sma_cross",')
     assert main(["--database-url", database, "backtest", "--bot", str(bots / "broken.json")]) == 2
     assert "not valid JSON" in error_line(capsys)[1]
+
+
+def test_backtest_bot_of_a_portfolio_bot_says_where_to_backtest_it(database, tmp_path, capsys):
+    path = tmp_path / "book.json"
+    path.write_text(json.dumps({"portfolio": "momentum_rotation", "universe": {
+        "exchange": "binance", "timeframe": "1h", "symbols": ["BTC/USDT", "ETH/USDT"]}}))
+    assert main(["--database-url", database, "backtest", "--bot", str(path)]) == 2
+    assert "is a portfolio bot: backtest it in research with research.backtest" in \
+        error_line(capsys)[1]

@@ -162,3 +162,26 @@ def test_write_a_strategy_notebook_promotes_replays_and_compares(repo_root, tmp_
     assert "candlestick" in trace_types(backtest_chart)
     assert "rsi" in [annotation.text for annotation in backtest_chart.layout.annotations]
     assert trace_types(heatmap) == ["heatmap"]
+
+
+@pytest.mark.slow
+def test_portfolio_notebook_runs_on_the_bundled_pairs(repo_root, tmp_path):
+    database = f"sqlite:///{tmp_path / 'portfolio.db'}"
+    notebook = execute(repo_root, tmp_path, "04_portfolio.ipynb", database_url=database,
+                       sweep_grid={"top": [1, 2, 9], "window": [24, 72]})
+    assert_no_errors(notebook)
+    text = stream_text(notebook)
+    assert "4 markets on 1,997 grid bars of 1h: BTC/USDT, ETH/USDT, NEO/USDT, XRP/USDT" in text
+    assert text.count(": OK,") == 2  # the look-ahead and history-window checks
+    (chart,) = figures(notebook)
+    names = [trace.name for trace in chart.data]
+    assert "equity" in names and "equal-weight buy and hold" in names
+    stacked = {trace.name for trace in chart.data if getattr(trace, "stackgroup", None)}
+    assert stacked <= {"BTC/USDT", "ETH/USDT", "NEO/USDT", "XRP/USDT"} and len(stacked) >= 2
+    assert trace_types(chart).count("bar") == 1
+    tables = html_tables(notebook)
+    assert any("coverage" in table and "missing" in table for table in tables)
+    assert any("contribution_pct" in table and "mean_weight" in table for table in tables)
+    assert any("book_contribution" in table for table in tables)
+    assert any("contribution:BTC/USDT" in table for table in tables)
+    assert_no_scientific_notation(notebook)

@@ -173,3 +173,60 @@ def table_rows(engine, table, bot_id: str, columns: tuple[str, ...]) -> list[tup
 
 TRADE_COLUMNS = ("bar_ts", "seq", "ts", "side", "size", "price", "fee", "reason", "realized_pnl",
                  "cash_after", "position_after")
+
+
+# --------------------------------------------------------------------------- portfolio bots
+
+BITTREX_1M = ("ADA-BTC", "ETH-BTC", "LTC-BTC", "XLM-BTC", "DASH-BTC")
+"""Real Bittrex 1m markets of January 2018 (the first three ship with the repository; XLM and
+DASH come from the wider collection). DASH has 1,493 gaps: an absent market very often."""
+
+
+def bittrex_universe(names=BITTREX_1M, grid_bars: int | None = None) -> dict[str, Bars]:
+    """``{symbol: Bars}`` of real Bittrex 1m markets, cut so that their union (the portfolio's
+    grid) holds ``grid_bars`` close times (all of them when ``None``)."""
+    from market_files import read_market_bars
+
+    bars = {name.replace("-", "/"): read_market_bars(f"bittrex_{name}_1m.csv.gz") for name in names}
+    first = max(int(one.ts[0]) for one in bars.values())  # the January 2018 segment
+    bars = {symbol: one[int(np.searchsorted(one.ts, first - 3 * 3_600_000)):]
+            for symbol, one in bars.items()}
+    if grid_bars is not None:
+        grid = np.unique(np.concatenate([one.ts for one in bars.values()]))
+        last = grid[min(grid_bars, len(grid)) - 1]
+        bars = {symbol: one[: int(np.searchsorted(one.ts, last, side="right"))]
+                for symbol, one in bars.items()}
+    return bars
+
+
+def portfolio_config(bot_id: str, portfolio: str, symbols, *, exchange="bittrex",
+                     timeframe="1m", **fields):
+    """A validated portfolio bot config over ``symbols``."""
+    data = dict(id=bot_id, portfolio=portfolio,
+                universe={"exchange": exchange, "timeframe": timeframe, "symbols": list(symbols)})
+    data.update(fields)
+    return parse_bot_config(data, source=f"test bot {bot_id}")
+
+
+def portfolio_fills(engine, bot_id: str) -> list[tuple]:
+    """The bot's recorded fills as ``(ts, symbol, side, price, size, fee)``, in order."""
+    from runner.ledger import trade_rows
+
+    with engine.connect() as connection:
+        rows = trade_rows(connection, bot_id)
+    return [(row["ts"], row["symbol"], row["side"], row["price"], row["size"], row["fee"])
+            for row in rows]
+
+
+def portfolio_backtest_fills(result) -> list[tuple]:
+    """A portfolio backtest's fills as ``(ts, symbol, side, price, size, fee)``."""
+    fills = result.fills
+    ts = fills["ts"].dt.as_unit("ms").astype("int64").tolist()
+    return list(zip(ts, fills["market"], fills["side"], fills["price"].tolist(),
+                    fills["size"].tolist(), fills["fee"].tolist()))
+
+
+def equity_rows(engine, bot_id: str) -> np.ndarray:
+    """``(ts, equity)`` of every recorded bar of ``bot_id``."""
+    rows = table_rows(engine, schema.bot_performance, bot_id, ("ts", "equity"))
+    return np.array(rows, dtype=np.float64).reshape(-1, 2)

@@ -36,3 +36,11 @@ def flaky(bars, fast: int = 10, slow: int = 50, fail_at_ts: int = 0, failures: i
 
 
 BROKEN, FLAKY = broken, flaky
+
+
+# --------------------------------------------------------------------------- portfolios
+
+from research.portfolio_model import EQUAL_WEIGHT, allocate  # noqa: E402
+
+sma_book = allocate(_SMA, EQUAL_WEIGHT, name="sma_book")
+"""The shipped sma_cross on every market of a universe, a fixed slot of 1/m each, on change."""

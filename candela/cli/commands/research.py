@@ -220,6 +220,7 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
     first stored bar; ``--start`` overrides)."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from runner.config import BotConfigError, load_bot_config
+    from runner.portfolio_config import PortfolioBotConfig
 
     given = [option for option, value in (
         ("--strategy", arguments.strategy), ("--exchange", arguments.exchange),
@@ -232,6 +233,10 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
                            f"limits and cash from {arguments.bot}: drop {', '.join(given)}")
     with user_errors(BotConfigError, FileNotFoundError, IsADirectoryError):
         config = load_bot_config(arguments.bot)
+    if isinstance(config, PortfolioBotConfig):
+        raise CommandError(f"{arguments.bot} is a portfolio bot: backtest it in research with "
+                           "research.backtest(spec, research.load_universe(...), ...) (see "
+                           "notebooks/04_portfolio.ipynb)")
     params = make_params(config.spec, config.params)
     start, origin = _to_ms(arguments.start), "--start"
     if start is None and config.start is not None:

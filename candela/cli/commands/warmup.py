@@ -93,7 +93,39 @@ def warmup_steps() -> list[tuple[str, Callable[[], None]]]:
     for spec in all_specs().values():
         steps.append((f"indicators of {spec.name}", lambda spec=spec: run(spec)))
     steps.append(("paper-trading runner step", runner_step))
+    steps.append(("portfolio book: backtest loop, tables and runner step", portfolio_book))
     return steps
+
+
+def portfolio_book() -> None:
+    """Compile the book kernel's loop, its tables and the portfolio bots' step."""
+    import numpy as np
+
+    from research.kernels.portfolio import step_book
+    from research.kernels.portfolio_records import (
+        MAX_FILLS_PER_MARKET,
+        make_book_config,
+        new_book,
+        new_book_fills,
+    )
+    from research.panel import align
+    from research.portfolio.backtest import backtest_portfolio
+    from research.types import Costs, Stops
+    from strategies.portfolio_registry import get_portfolio
+
+    panel = align({name: synthetic_bars(WARMUP_BARS // 4, seed) for seed, name in
+                   enumerate(("A/USDT", "B/USDT", "C/USDT"))})
+    result = backtest_portfolio(get_portfolio("momentum_rotation"), panel, {"window": 24},
+                                Costs(0.001, 1.0))
+    result.trades, result.fills, result.markets  # the tables' kernels
+    config = make_book_config(Costs(0.001, 1.0), Stops(stop_loss=0.02))
+    book, legs = new_book(10_000.0, 3)
+    fills = new_book_fills(MAX_FILLS_PER_MARKET * 3)
+    for i in range(3):
+        prices = [np.ascontiguousarray(getattr(panel, name)[i]) for name in
+                  ("open", "high", "low", "close")]
+        _, book = step_book(book, legs, config, int(panel.ts[i]), *prices,
+                            np.full(3, 1.0 / 3), fills)
 
 
 def synthetic_bars(n: int, seed: int = 0):
