@@ -395,8 +395,10 @@ class _ChartState:
         return True
 
     def add_fill(self, fill: dict, counts: Counter, *, source: str) -> bool:
+        """Keep ``fill`` unless known, or older than the first candle (a message that arrives
+        after the chart has moved past its bar)."""
         key = (int(fill["bar_ts"]), int(fill["seq"]))
-        if key in self.fills:
+        if key in self.fills or (self.ts and key[0] < self.ts[0]):
             return False
         self.fills[key] = {
             name: fill[name] for name in ("bar_ts", "ts", "side", "size", "price", "reason")
@@ -405,12 +407,12 @@ class _ChartState:
         return True
 
     def trim(self, bars: int) -> None:
-        """Keep the last ``bars`` candles and what lies within them."""
-        if len(self.ts) <= bars:
-            return
-        cut = len(self.ts) - bars
+        """Keep the last ``bars`` candles, and the fills and equity from the first of them on."""
+        cut = max(len(self.ts) - bars, 0)
         for name in ("ts", "open", "high", "low", "close"):
             setattr(self, name, getattr(self, name)[cut:])
+        if not self.ts:
+            return
         first = self.ts[0]
         self.fills = {key: fill for key, fill in self.fills.items() if key[0] >= first}
         self.equity = [point for point in self.equity if point[0] >= first]
