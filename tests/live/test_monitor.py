@@ -205,6 +205,30 @@ def test_the_chart_follows_the_bus_and_fills_a_gap_from_the_database(
             monitor = Monitor(pg_url, redis=redis_url, bots=["followed"], bars=150, refresh=0.2)
             try:
                 asyncio.run(follow(monitor))
+                # a fill announced late, of a bar the chart has moved past, stays out of it
+                first = int(pd.Timestamp(monitor.figure.data[0].x[0]).value // 10**6)
+                with engine.connect() as connection:
+                    fills = (
+                        connection.execute(
+                            select(schema.trades)
+                            .where(schema.trades.c.bot_id == "followed")
+                            .order_by(schema.trades.c.bar_ts)
+                        )
+                        .mappings()
+                        .all()
+                    )
+                old = [dict(fill) for fill in fills if fill["bar_ts"] < first]
+                shown = len(monitor.figure.data[1].x) + len(monitor.figure.data[2].x)
+                assert old and shown == len(fills) - len(old)
+                received = monitor.counts["messages"]
+                publisher.publish("trades:followed", old[-1])
+                wait_for(
+                    lambda: monitor.counts["messages"] > received or bool(monitor._queue),
+                    10,
+                    message="the late message",
+                )
+                monitor.refresh()
+                assert len(monitor.figure.data[1].x) + len(monitor.figure.data[2].x) == shown
             finally:
                 monitor.close()
     finally:

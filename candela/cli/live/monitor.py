@@ -1,4 +1,4 @@
-"""The live monitor of ``notebooks/06_live_monitor.ipynb``: ipywidgets, a plotly ``FigureWidget``.
+"""The live monitor of ``notebooks/04_live_monitor.ipynb``: ipywidgets, a plotly ``FigureWidget``.
 
 :class:`Monitor` shows
 
@@ -395,8 +395,10 @@ class _ChartState:
         return True
 
     def add_fill(self, fill: dict, counts: Counter, *, source: str) -> bool:
+        """Keep ``fill`` unless known, or older than the first candle (a message that arrives
+        after the chart has moved past its bar)."""
         key = (int(fill["bar_ts"]), int(fill["seq"]))
-        if key in self.fills:
+        if key in self.fills or (self.ts and key[0] < self.ts[0]):
             return False
         self.fills[key] = {
             name: fill[name] for name in ("bar_ts", "ts", "side", "size", "price", "reason")
@@ -405,12 +407,10 @@ class _ChartState:
         return True
 
     def trim(self, bars: int) -> None:
-        """Keep the last ``bars`` candles and what lies within them (fills and equity points
-        older than the first candle kept go too, also those that came in before any trim)."""
-        if len(self.ts) > bars:
-            cut = len(self.ts) - bars
-            for name in ("ts", "open", "high", "low", "close"):
-                setattr(self, name, getattr(self, name)[cut:])
+        """Keep the last ``bars`` candles, and the fills and equity from the first of them on."""
+        cut = max(len(self.ts) - bars, 0)
+        for name in ("ts", "open", "high", "low", "close"):
+            setattr(self, name, getattr(self, name)[cut:])
         if not self.ts:
             return
         first = self.ts[0]
