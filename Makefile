@@ -39,14 +39,18 @@ demo: check-python
 	$(VENV)/bin/candela warmup
 	$(VENV)/bin/candela demo
 
-## Run the whole test suite, including the import-linter contracts.
+## Run the whole test suite: ruff (lint and format check), the import-linter contracts, pytest.
 test: check-python
 	@$(MAKE) --no-print-directory $(call STAMP,dev)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: check-python
 	@$(MAKE) --no-print-directory $(call STAMP,dev)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 
 ## Open JupyterLab on notebooks/.
