@@ -1,7 +1,6 @@
 """Alembic environment: migrations run on the engine Candela hands over (see candela.core.db)."""
 
 from alembic import context
-
 from candela.core.db import create_database_engine
 from candela.core.schema import metadata
 

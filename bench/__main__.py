@@ -28,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = (argv if argv is not None else sys.argv[1:]) or available
     unknown = [name for name in chosen if name not in available]
     if unknown:
-        print(f"error: no benchmark named {', '.join(unknown)}; available: {', '.join(available)}",
-              file=sys.stderr)
+        print(
+            f"error: no benchmark named {', '.join(unknown)}; available: {', '.join(available)}",
+            file=sys.stderr,
+        )
         return 2
     for name in chosen:
         print(f"\n##### bench.{name}")

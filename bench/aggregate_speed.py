@@ -36,22 +36,31 @@ def main() -> None:
     ts, price, amount, buyer_maker = synthetic_trades(N_TRADES)
     print(f"{N_TRADES:,} synthetic trades over {(ts[-1] - ts[0]) / 86_400_000:.1f} days")
     for name, tf in TIMEFRAMES.items():
-        seconds, _ = best_of(lambda tf=tf: aggregate_trades(ts, price, amount, tf, buyer_maker=buyer_maker), 3)
+        seconds, _ = best_of(
+            lambda tf=tf: aggregate_trades(ts, price, amount, tf, buyer_maker=buyer_maker), 3
+        )
         rate = N_TRADES / seconds
-        print(f"aggregate_trades {name:>3}: {seconds:6.3f} s  {rate / 1e6:6.1f} M trades/s  "
-              f"({rate / TARGET:4.1f}x the 5M/s target)")
+        print(
+            f"aggregate_trades {name:>3}: {seconds:6.3f} s  {rate / 1e6:6.1f} M trades/s  "
+            f"({rate / TARGET:4.1f}x the 5M/s target)"
+        )
 
     for batch in (1_000, 100_000):
+
         def live(batch=batch):
             aggregator = CandleAggregator(TIMEFRAMES)
             for start in range(0, N_TRADES, batch):
                 stop = start + batch
-                aggregator.add(ts[start:stop], price[start:stop], amount[start:stop], buyer_maker[start:stop])
+                aggregator.add(
+                    ts[start:stop], price[start:stop], amount[start:stop], buyer_maker[start:stop]
+                )
 
         seconds, _ = best_of(live, 1)
         rate = N_TRADES / seconds
-        print(f"CandleAggregator, 3 timeframes, batches of {batch:>7,}: {seconds:6.3f} s  "
-              f"{rate / 1e6:6.1f} M trades/s  ({rate / TARGET:4.1f}x the target)")
+        print(
+            f"CandleAggregator, 3 timeframes, batches of {batch:>7,}: {seconds:6.3f} s  "
+            f"{rate / 1e6:6.1f} M trades/s  ({rate / TARGET:4.1f}x the target)"
+        )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ async def _backfill(mock, engine, since, until):
     exchange.enableRateLimit = False  # the benchmark measures the pipeline, not the exchange's pace
     try:
         started = time.perf_counter()
-        report = await backfill(exchange, engine, ["BTC/USDT"], ["1m"], since, until, progress=False)
+        report = await backfill(
+            exchange, engine, ["BTC/USDT"], ["1m"], since, until, progress=False
+        )
         return report, time.perf_counter() - started
     finally:
         await exchange.close()
@@ -57,7 +59,9 @@ def _postgres_url():
 
     from candela.core.db import create_database_engine
 
-    admin_url = os.environ.get("CANDELA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    admin_url = os.environ.get(
+        "CANDELA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
     admin = create_database_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
     name = f"candela_bench_{uuid.uuid4().hex[:10]}"
     try:
@@ -81,7 +85,10 @@ def main() -> None:
     mock, since, until = _mock()
     with mock, tempfile.TemporaryDirectory() as folder:
         print(f"{TILES * 999:,} real 1m candles (tiled) served by the loopback exchange")
-        targets = [("sqlite", f"sqlite:///{folder}/bench.db", None), ("postgresql", *_postgres_url())]
+        targets = [
+            ("sqlite", f"sqlite:///{folder}/bench.db", None),
+            ("postgresql", *_postgres_url()),
+        ]
         for backend, url, drop in targets:
             if url is None:
                 continue
@@ -93,12 +100,16 @@ def main() -> None:
                 mock.reset()
                 report, seconds = asyncio.run(_backfill(mock, engine, since, until))
                 requests = sum(1 for p in mock.paths() if p.endswith("/klines"))
-                print(f"{backend:>10}: {report.inserted:,} bars in {seconds:.2f} s = "
-                      f"{report.inserted / seconds:,.0f} bars/s ({requests} kline requests)")
+                print(
+                    f"{backend:>10}: {report.inserted:,} bars in {seconds:.2f} s = "
+                    f"{report.inserted / seconds:,.0f} bars/s ({requests} kline requests)"
+                )
                 mock.reset()
                 again, seconds = asyncio.run(_backfill(mock, engine, since, until))
-                print(f"{backend:>10}: second run {again.inserted} new bars, {again.requests} requests, "
-                      f"{seconds:.2f} s")
+                print(
+                    f"{backend:>10}: second run {again.inserted} new bars, {again.requests} requests, "
+                    f"{seconds:.2f} s"
+                )
                 engine.dispose()
             finally:
                 if drop is not None:

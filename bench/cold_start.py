@@ -53,8 +53,13 @@ print(json.dumps({"imports": imported - started, "bars": built - imported,
 def run_child(cache_dir: str, variant: str) -> dict:
     environment = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     started = time.perf_counter()
-    output = subprocess.run([sys.executable, "-c", CHILD, variant], check=True,
-                            capture_output=True, text=True, env=environment).stdout
+    output = subprocess.run(
+        [sys.executable, "-c", CHILD, variant],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=environment,
+    ).stdout
     report = json.loads(output.strip().splitlines()[-1])
     report["process"] = time.perf_counter() - started
     return report
@@ -63,18 +68,25 @@ def run_child(cache_dir: str, variant: str) -> dict:
 def run_warmup(cache_dir: str) -> float:
     environment = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "candela.cli", "warmup", "--quiet"], check=True,
-                   capture_output=True, text=True, env=environment)
+    subprocess.run(
+        [sys.executable, "-m", "candela.cli", "warmup", "--quiet"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
     return time.perf_counter() - started
 
 
 def spread(values: list[float]) -> str:
-    return (f"{min(values):6.2f} / {statistics.median(values):6.2f} / {max(values):6.2f} s")
+    return f"{min(values):6.2f} / {statistics.median(values):6.2f} / {max(values):6.2f} s"
 
 
 def main() -> None:
-    print("fresh processes, 1,000,000 synthetic 1m bars, SMA cross 10/50, fee 0.1 %; "
-          "min / median / max")
+    print(
+        "fresh processes, 1,000,000 synthetic 1m bars, SMA cross 10/50, fee 0.1 %; "
+        "min / median / max"
+    )
     results: dict[str, list[float]] = {}
     for variant in ("no stops", "stops"):
         cold = []
@@ -90,12 +102,17 @@ def main() -> None:
             runs = [run_child(cache, variant.replace("no stops", "plain")) for _ in range(RUNS)]
             warm = [run["backtest"] for run in runs]
             results[f"warm, {variant}"] = warm
-            print(f"  first backtest after warmup, {variant:<9} {spread(warm)}   (imports "
-                  f"{spread([run['imports'] for run in runs])})", flush=True)
+            print(
+                f"  first backtest after warmup, {variant:<9} {spread(warm)}   (imports "
+                f"{spread([run['imports'] for run in runs])})",
+                flush=True,
+            )
     worst_warm = max(max(results["warm, no stops"]), max(results["warm, stops"]))
-    print(f"\nfirst backtest after install (warmup done): at most {worst_warm:.2f} s "
-          f"({'meets' if worst_warm <= 10 else 'misses'} the 10 s target; "
-          f"{'meets' if worst_warm < 2 else 'misses'} the 2 s warm target)")
+    print(
+        f"\nfirst backtest after install (warmup done): at most {worst_warm:.2f} s "
+        f"({'meets' if worst_warm <= 10 else 'misses'} the 10 s target; "
+        f"{'meets' if worst_warm < 2 else 'misses'} the 2 s warm target)"
+    )
 
 
 if __name__ == "__main__":

@@ -42,9 +42,16 @@ def main() -> None:
         ("sma 50", lambda: ind.sma(close, 50), lambda: series.rolling(50).mean()),
         ("sma 216", lambda: ind.sma(close, 216), lambda: series.rolling(216).mean()),
         ("ema 26", lambda: ind.ema(close, 26), lambda: series.ewm(span=26, adjust=False).mean()),
-        ("rolling std 20", lambda: ind.rolling_std(close, 20), lambda: series.rolling(20).std(ddof=0)),
-        ("donchian upper 20", lambda: ind.donchian(bars.high, bars.low, 20),
-         lambda: pd.Series(bars.high).rolling(20).max()),
+        (
+            "rolling std 20",
+            lambda: ind.rolling_std(close, 20),
+            lambda: series.rolling(20).std(ddof=0),
+        ),
+        (
+            "donchian upper 20",
+            lambda: ind.donchian(bars.high, bars.low, 20),
+            lambda: pd.Series(bars.high).rolling(20).max(),
+        ),
         ("rsi 14", lambda: ind.rsi(close, 14), None),
         ("atr 14", lambda: ind.atr(bars.high, bars.low, close, 14), None),
     ]
@@ -60,7 +67,7 @@ def main() -> None:
     print(f"\n{'one live decision':<22}{'ms':>12}")
     for name, spec in all_specs().items():
         params = spec.make_params()
-        window = bars[len(bars) - spec.history_window(params):]
+        window = bars[len(bars) - spec.history_window(params) :]
         print(f"{name:<22}{best_ms(lambda: spec.target(window, params)):>12.3f}")
     assert np.isfinite(ind.sma(close, 10)[-1])
 

@@ -43,15 +43,23 @@ from research.data import load_bars
 N_BARS = 1_000_000
 REPEATS = 3
 MARKET = ("benchmark", "SYN/USD", "1m")
-POSTGRES_ADMIN_URL = os.environ.get("CANDELA_BENCH_POSTGRES_URL",
-                                    "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CANDELA_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def write_csv(bars, path: Path) -> None:
     """Write the bars in the shared data's format (open times) as CSV.gz."""
-    frame = pd.DataFrame({"open_time_ms": bars.ts - bars.timeframe_ms, "open": bars.open,
-                          "high": bars.high, "low": bars.low, "close": bars.close,
-                          "volume": bars.volume})
+    frame = pd.DataFrame(
+        {
+            "open_time_ms": bars.ts - bars.timeframe_ms,
+            "open": bars.open,
+            "high": bars.high,
+            "low": bars.low,
+            "close": bars.close,
+            "volume": bars.volume,
+        }
+    )
     with gzip.open(path, "wt", compresslevel=1) as handle:
         frame.to_csv(handle, index=False, float_format="%.17g")
 
@@ -63,8 +71,16 @@ def measure(url: str, bars, csv_path: Path) -> dict[str, float]:
     try:
         started = time.perf_counter()
         with engine.begin() as connection:
-            result = store_bars(connection, *MARKET, bars.ts, bars.open, bars.high, bars.low,
-                                bars.close, bars.volume)
+            result = store_bars(
+                connection,
+                *MARKET,
+                bars.ts,
+                bars.open,
+                bars.high,
+                bars.low,
+                bars.close,
+                bars.volume,
+            )
         figures["store_bars"] = time.perf_counter() - started
         assert result.inserted == len(bars), result
 
@@ -83,8 +99,10 @@ def measure(url: str, bars, csv_path: Path) -> dict[str, float]:
         figures["load_bars"], loaded = best_of(lambda: load_bars(engine, *MARKET), REPEATS)
         assert np.array_equal(loaded.ts, bars.ts) and np.array_equal(loaded.close, bars.close)
 
-        query = sa.text("SELECT ts, open, high, low, close, volume FROM ohlcv WHERE exchange = :e "
-                        "AND symbol = :s AND timeframe = :t ORDER BY ts")
+        query = sa.text(
+            "SELECT ts, open, high, low, close, volume FROM ohlcv WHERE exchange = :e "
+            "AND symbol = :s AND timeframe = :t ORDER BY ts"
+        )
         params = dict(zip("est", MARKET))
 
         def read_sql():
@@ -119,7 +137,9 @@ def sqlite_figures(bars, csv_path: Path, folder: Path) -> dict[str, float]:
 
 def postgres_figures(bars, csv_path: Path) -> dict[str, float] | None:
     name = f"candela_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_database_engine(POSTGRES_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+    admin = create_database_engine(POSTGRES_ADMIN_URL).execution_options(
+        isolation_level="AUTOCOMMIT"
+    )
     try:
         with admin.connect() as connection:
             connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -161,8 +181,10 @@ def main() -> None:
         if figures is not None:
             report("PostgreSQL (scratch database)", figures, len(bars))
             verdict = "meets" if figures["load_bars"] < 1.0 else "MISSES"
-            print(f"\nPostgreSQL load of {len(bars):,} candles into arrays: "
-                  f"{figures['load_bars']:.3f} s ({verdict} the < 1 s target)")
+            print(
+                f"\nPostgreSQL load of {len(bars):,} candles into arrays: "
+                f"{figures['load_bars']:.3f} s ({verdict} the < 1 s target)"
+            )
 
 
 if __name__ == "__main__":

@@ -59,9 +59,9 @@ def book_inputs():
     returns[1:] = close[1:] / close[:-1] - 1.0
     weights = np.zeros_like(close)
     for start in range(WINDOW, N_BARS, WINDOW):
-        volatility = returns[start - WINDOW:start].std(axis=0)
+        volatility = returns[start - WINDOW : start].std(axis=0)
         inverse = 1.0 / volatility
-        weights[start:start + WINDOW] = inverse / inverse.sum()
+        weights[start : start + WINDOW] = inverse / inverse.sum()
     return ts, open_, high, low, close, weights
 
 
@@ -93,12 +93,7 @@ def _timed_runs(run, repeats: int) -> tuple[list[float], int, object]:
 
 def run_candela(repeats: int) -> dict:
     from research.kernels.portfolio_backtest import simulate_book
-    from research.kernels.portfolio_records import (
-        BookLimits,
-        Rebalance,
-        make_book_config,
-        new_book,
-    )
+    from research.kernels.portfolio_records import BookLimits, Rebalance, make_book_config, new_book
     from research.types import Costs, Stops
 
     ts, open_, high, low, close, weights = book_inputs()
@@ -108,16 +103,32 @@ def run_candela(repeats: int) -> dict:
         rows = slice(None) if rows is None else rows
         book, legs = new_book(CASH, N_MARKETS)
         equity = np.empty(len(ts[rows]))
-        simulation = simulate_book(book, legs, config, ts[rows], open_[rows], high[rows],
-                                   low[rows], close[rows], weights[rows], equity)
+        simulation = simulate_book(
+            book,
+            legs,
+            config,
+            ts[rows],
+            open_[rows],
+            high[rows],
+            low[rows],
+            close[rows],
+            weights[rows],
+            equity,
+        )
         return simulation.fills, equity
 
     started = time.perf_counter()
     run(slice(0, 3 * WINDOW))
     warmup = time.perf_counter() - started
     times, peak, (fills, equity) = _timed_runs(run, repeats)
-    return {"times": times, "warmup": warmup, "peak_extra": peak, "orders": len(fills),
-            "final_equity": float(equity[-1]), "resident": _memory_kib("VmRSS") * 1024}
+    return {
+        "times": times,
+        "warmup": warmup,
+        "peak_extra": peak,
+        "orders": len(fills),
+        "final_equity": float(equity[-1]),
+        "resident": _memory_kib("VmRSS") * 1024,
+    }
 
 
 def run_vectorbt(repeats: int) -> dict:
@@ -133,17 +144,32 @@ def run_vectorbt(repeats: int) -> dict:
     def run(rows=None):
         rows = slice(None) if rows is None else rows
         portfolio = vbt.Portfolio.from_orders(
-            pd.DataFrame(close[rows], index=index[rows]), size=size[rows],
-            size_type="targetpercent", price=open_[rows], fees=FEE, init_cash=CASH,
-            cash_sharing=True, group_by=True, call_seq="auto", min_size=0.0, freq="1min")
+            pd.DataFrame(close[rows], index=index[rows]),
+            size=size[rows],
+            size_type="targetpercent",
+            price=open_[rows],
+            fees=FEE,
+            init_cash=CASH,
+            cash_sharing=True,
+            group_by=True,
+            call_seq="auto",
+            min_size=0.0,
+            freq="1min",
+        )
         return portfolio.orders.records, portfolio.value().to_numpy()
 
     started = time.perf_counter()
     run(slice(0, 3 * WINDOW))
     warmup = time.perf_counter() - started
     times, peak, (orders, equity) = _timed_runs(run, repeats)
-    return {"times": times, "warmup": warmup, "peak_extra": peak, "orders": len(orders),
-            "final_equity": float(equity[-1]), "resident": _memory_kib("VmRSS") * 1024}
+    return {
+        "times": times,
+        "warmup": warmup,
+        "peak_extra": peak,
+        "orders": len(orders),
+        "final_equity": float(equity[-1]),
+        "resident": _memory_kib("VmRSS") * 1024,
+    }
 
 
 def run_single(repeats: int) -> dict:
@@ -162,18 +188,27 @@ def run_single(repeats: int) -> dict:
     costs = Costs(FEE, 0.0)
     config = make_config(costs, Stops(), RiskLimits())
     book_config = make_book_config(costs, Stops(), BookLimits())
-    columns = [values[:, None] for values in (bars.open, bars.high, bars.low, bars.close,
-                                              target)]
+    columns = [values[:, None] for values in (bars.open, bars.high, bars.low, bars.close, target)]
     equity = np.empty(SINGLE_BARS)
 
     def single():
-        return run_equity(new_state(CASH), config, bars.ts, bars.open, bars.high, bars.low,
-                          bars.close, target, equity).fills
+        return run_equity(
+            new_state(CASH),
+            config,
+            bars.ts,
+            bars.open,
+            bars.high,
+            bars.low,
+            bars.close,
+            target,
+            equity,
+        ).fills
 
     def book(general=False):
         state, legs = new_book(CASH, 1)
-        return simulate_book(state, legs, book_config, bars.ts, *columns, equity,
-                             general=general).fills
+        return simulate_book(
+            state, legs, book_config, bars.ts, *columns, equity, general=general
+        ).fills
 
     runs = {"single": single, "book": book, "general": lambda: book(general=True)}
     for run in runs.values():  # compile or load
@@ -185,38 +220,56 @@ def run_single(repeats: int) -> dict:
             run()
             times[name].append(time.perf_counter() - started)
     theirs = single()
-    same = all(len(ours) == len(theirs) and all(np.array_equal(ours[name], theirs[name])
-                                                for name in FILL_DTYPE.names)
-               for ours in (book(), book(general=True)))
+    same = all(
+        len(ours) == len(theirs)
+        and all(np.array_equal(ours[name], theirs[name]) for name in FILL_DTYPE.names)
+        for ours in (book(), book(general=True))
+    )
     return {"times": times, "same_fills": same, "fills": len(theirs)}
 
 
 def child(engine: str, repeats: int) -> dict:
     """Run ``engine`` in a fresh interpreter; return its JSON report."""
-    output = subprocess.run([sys.executable, "-m", "bench.portfolio_speed", "--engine", engine,
-                             "--repeats", str(repeats)], check=True, capture_output=True,
-                            text=True).stdout
+    output = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.portfolio_speed",
+            "--engine",
+            engine,
+            "--repeats",
+            str(repeats),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
 def _spread(times: list[float]) -> str:
-    return (f"min {min(times) * 1e3:9.1f} ms   median {statistics.median(times) * 1e3:9.1f} ms"
-            f"   max {max(times) * 1e3:9.1f} ms")
+    return (
+        f"min {min(times) * 1e3:9.1f} ms   median {statistics.median(times) * 1e3:9.1f} ms"
+        f"   max {max(times) * 1e3:9.1f} ms"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.portfolio_speed")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--engine", choices=("candela", "vectorbt", "single"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--engine", choices=("candela", "vectorbt", "single"), help=argparse.SUPPRESS
+    )
     arguments = parser.parse_args([] if argv is None else argv)
     engines = {"candela": run_candela, "vectorbt": run_vectorbt, "single": run_single}
     if arguments.engine:
         print(json.dumps(engines[arguments.engine](arguments.repeats)))
         return
-    print(f"book: {N_MARKETS} correlated synthetic 1m markets x {N_BARS:,} bars; inverse-"
-          f"volatility weights, rebalanced every {EVERY} bars; fee {FEE:.1%}; "
-          f"{arguments.repeats} runs each, each engine in its own process")
+    print(
+        f"book: {N_MARKETS} correlated synthetic 1m markets x {N_BARS:,} bars; inverse-"
+        f"volatility weights, rebalanced every {EVERY} bars; fee {FEE:.1%}; "
+        f"{arguments.repeats} runs each, each engine in its own process"
+    )
     reports = {name: child(name, arguments.repeats) for name in ("candela", "vectorbt")}
     for name, report in reports.items():
         print(f"\n{name}")
@@ -226,28 +279,42 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  orders {report['orders']:,}; final equity {report['final_equity']:.6f}")
     ours, theirs = reports["candela"], reports["vectorbt"]
     agree = abs(ours["final_equity"] / theirs["final_equity"] - 1.0)
-    speed = [statistics.median(theirs["times"]) / statistics.median(ours["times"]),
-             min(theirs["times"]) / max(ours["times"]), max(theirs["times"]) / min(ours["times"])]
+    speed = [
+        statistics.median(theirs["times"]) / statistics.median(ours["times"]),
+        min(theirs["times"]) / max(ours["times"]),
+        max(theirs["times"]) / min(ours["times"]),
+    ]
     memory = theirs["peak_extra"] / max(ours["peak_extra"], 1)
     print(f"\nfinal equities agree within {agree:.1e} (relative; must be <= 1e-9)")
-    print(f"vectorbt time / Candela time: median {speed[0]:.1f}x (worst case {speed[1]:.1f}x, "
-          f"best {speed[2]:.1f}x; target >= 10x)")
-    print(f"vectorbt peak memory / Candela peak memory (above the inputs): {memory:.1f}x "
-          "(target > 1)")
+    print(
+        f"vectorbt time / Candela time: median {speed[0]:.1f}x (worst case {speed[1]:.1f}x, "
+        f"best {speed[2]:.1f}x; target >= 10x)"
+    )
+    print(
+        f"vectorbt peak memory / Candela peak memory (above the inputs): {memory:.1f}x (target > 1)"
+    )
 
     single = child("single", arguments.repeats)
     times = single["times"]
-    ratio = {name: statistics.median(times[name]) / statistics.median(times["single"])
-             for name in ("book", "general")}
-    print(f"\none market, {SINGLE_BARS:,} bars, {single['fills']:,} fills "
-          f"(same fills in all three: {single['same_fills']})")
+    ratio = {
+        name: statistics.median(times[name]) / statistics.median(times["single"])
+        for name in ("book", "general")
+    }
+    print(
+        f"\none market, {SINGLE_BARS:,} bars, {single['fills']:,} fills "
+        f"(same fills in all three: {single['same_fills']})"
+    )
     print(f"  single-market kernel (run_equity)        {_spread(times['single'])}")
     print(f"  simulate_book (runs the single loop)     {_spread(times['book'])}")
     print(f"  simulate_book(general=True), book loop   {_spread(times['general'])}")
-    print(f"  simulate_book / single-market kernel: median {ratio['book']:.2f}x "
-          "(target <= 1.0x: no slower)")
-    print(f"  book loop on one market / single-market kernel: median {ratio['general']:.2f}x "
-          "(what the general loop costs per market-bar)")
+    print(
+        f"  simulate_book / single-market kernel: median {ratio['book']:.2f}x "
+        "(target <= 1.0x: no slower)"
+    )
+    print(
+        f"  book loop on one market / single-market kernel: median {ratio['general']:.2f}x "
+        "(what the general loop costs per market-bar)"
+    )
 
 
 if __name__ == "__main__":

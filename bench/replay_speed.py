@@ -39,7 +39,9 @@ from pathlib import Path
 BASELINE = "a7aeb2a"
 """The commit before batched replay commits (main when this benchmark was written)."""
 
-ADMIN_URL = os.environ.get("CANDELA_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "CANDELA_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("CANDELA_REDIS_URL", "redis://127.0.0.1:6379/0")
 BARS = int(os.environ.get("CANDELA_BENCH_REPLAY_BARS", "5000"))
 REPEATS = int(os.environ.get("CANDELA_BENCH_REPEATS", "3"))
@@ -70,11 +72,24 @@ def _store(engine, market, rows) -> None:
 
     exchange, symbol, timeframe = market
     with engine.begin() as connection:
-        insert_ignoring_duplicates(connection, schema.ohlcv, [
-            dict(exchange=exchange, symbol=symbol, timeframe=timeframe, ts=int(row[0]),
-                 open=float(row[1]), high=float(row[2]), low=float(row[3]), close=float(row[4]),
-                 volume=float(row[5]))
-            for row in rows])
+        insert_ignoring_duplicates(
+            connection,
+            schema.ohlcv,
+            [
+                dict(
+                    exchange=exchange,
+                    symbol=symbol,
+                    timeframe=timeframe,
+                    ts=int(row[0]),
+                    open=float(row[1]),
+                    high=float(row[2]),
+                    low=float(row[3]),
+                    close=float(row[4]),
+                    volume=float(row[5]),
+                )
+                for row in rows
+            ],
+        )
 
 
 def _bus():
@@ -104,18 +119,31 @@ def _replay(engine, bus, market, tag: str) -> tuple[float, float, int]:
     from runner.process import Replay, Runner
     from strategies.registry import names
 
-    configs = [parse_bot_config(dict(id=f"{tag}-{name}", strategy=name, exchange=market[0],
-                                     symbol=market[1], timeframe=market[2],
-                                     costs={"fee_rate": 0.0025, "slippage_bps": 5}),
-                                source="bench") for name in names()[:5]]
+    configs = [
+        parse_bot_config(
+            dict(
+                id=f"{tag}-{name}",
+                strategy=name,
+                exchange=market[0],
+                symbol=market[1],
+                timeframe=market[2],
+                costs={"fee_rate": 0.0025, "slippage_bps": 5},
+            ),
+            source="bench",
+        )
+        for name in names()[:5]
+    ]
     runner = Runner(engine, bus, configs, replay=Replay())
     started, cpu = time.perf_counter(), time.process_time()
     reports = asyncio.run(runner.run())
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert all(report.status == "finished" for report in reports.values()), reports
     with engine.connect() as connection:
-        decisions = connection.execute(select(func.count()).select_from(schema.signals).where(
-            schema.signals.c.bot_id.like(f"{tag}-%"))).scalar_one()
+        decisions = connection.execute(
+            select(func.count())
+            .select_from(schema.signals)
+            .where(schema.signals.c.bot_id.like(f"{tag}-%"))
+        ).scalar_one()
     return seconds, cpu, int(decisions)
 
 
@@ -160,8 +188,16 @@ def measure(database: str, bars: int) -> dict:
         if drop is not None:
             drop()
         folder.cleanup()
-    return dict(database=database, bus=bus_name, bars=len(rows), bots=5, seconds=seconds,
-                cpu_seconds=cpu, decisions=decisions, complete=decisions == 5 * len(rows))
+    return dict(
+        database=database,
+        bus=bus_name,
+        bars=len(rows),
+        bots=5,
+        seconds=seconds,
+        cpu_seconds=cpu,
+        decisions=decisions,
+        complete=decisions == 5 * len(rows),
+    )
 
 
 # ------------------------------------------------------------------ the comparison (main)
@@ -170,15 +206,21 @@ def measure(database: str, bars: int) -> dict:
 def baseline_tree(revision: str) -> Path | None:
     """The tree of ``revision`` extracted into a cache folder (reused), or ``None`` without git."""
     try:
-        full = subprocess.run(["git", "rev-parse", "--verify", f"{revision}^{{commit}}"], cwd=REPO,
-                              capture_output=True, text=True, check=True).stdout.strip()
+        full = subprocess.run(
+            ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     target = Path(tempfile.gettempdir()) / f"candela-bench-{full[:12]}"
     if not (target / ".complete").exists():
         target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", full], cwd=REPO, capture_output=True,
-                                 check=True)
+        archive = subprocess.run(
+            ["git", "archive", full], cwd=REPO, capture_output=True, check=True
+        )
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
         (target / ".complete").touch()
     return target
@@ -197,11 +239,15 @@ def main() -> None:
     """Print replay throughput before and after for PostgreSQL and SQLite."""
     revision = os.environ.get("CANDELA_BENCH_BASELINE", BASELINE)
     before = baseline_tree(revision)
-    print(f"runner replay throughput: 5 bots (the shipped strategies) on {BARS} real ADA/BTC 1m "
-          f"bars, {REPEATS} runs each; before = {revision}"
-          + ("" if before else " (unavailable: no git history, only 'after' is measured)"))
-    print(f"{'database':<11} {'code':<7} {'bus':<11} {'bars/s min / median / max':>28} "
-          f"{'bot-bars/s':>11} {'ratio':>7} {'CPU µs/bot-bar':>15}")
+    print(
+        f"runner replay throughput: 5 bots (the shipped strategies) on {BARS} real ADA/BTC 1m "
+        f"bars, {REPEATS} runs each; before = {revision}"
+        + ("" if before else " (unavailable: no git history, only 'after' is measured)")
+    )
+    print(
+        f"{'database':<11} {'code':<7} {'bus':<11} {'bars/s min / median / max':>28} "
+        f"{'bot-bars/s':>11} {'ratio':>7} {'CPU µs/bot-bar':>15}"
+    )
     for database in ("postgresql", "sqlite"):
         medians = {}
         for label, tree in (("before", before), ("after", REPO)):
@@ -215,9 +261,12 @@ def main() -> None:
             medians[label] = statistics.median(rates)
             ratio = f"{medians[label] / medians['before']:.1f}x" if "before" in medians else ""
             cpu = statistics.median(run["cpu_seconds"] / run["decisions"] * 1e6 for run in runs)
-            print(f"{database:<11} {label:<7} {runs[0]['bus']:<11} "
-                  f"{rates[0]:>8.0f} / {medians[label]:>7.0f} / {rates[-1]:>7.0f}  "
-                  f"{5 * medians[label]:>11.0f} {ratio:>7} {cpu:>15.0f}", flush=True)
+            print(
+                f"{database:<11} {label:<7} {runs[0]['bus']:<11} "
+                f"{rates[0]:>8.0f} / {medians[label]:>7.0f} / {rates[-1]:>7.0f}  "
+                f"{5 * medians[label]:>11.0f} {ratio:>7} {cpu:>15.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

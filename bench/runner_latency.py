@@ -30,19 +30,26 @@ import uuid
 
 import numpy as np
 
-ADMIN_URL = os.environ.get("CANDELA_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "CANDELA_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("CANDELA_REDIS_URL", "redis://127.0.0.1:6379/0")
 HISTORY = 1000  # bars stored before the bots start (warm-up)
 BARS = {1: 200, 10: 100, 100: 40}  # bars measured per bot count
 WARM_UP_BARS = 3  # published first, not measured
-WORKERS = int(os.environ.get('CANDELA_BENCH_WORKERS', '10'))
+WORKERS = int(os.environ.get("CANDELA_BENCH_WORKERS", "10"))
 
 
 def _sample_bars():
     from candela.core.paths import SAMPLE_DIR
 
     with gzip.open(SAMPLE_DIR / "ohlcv" / "bittrex_ADA-BTC_1m.csv.gz", "rt") as handle:
-        data = np.loadtxt(handle, delimiter=",", skiprows=1, max_rows=HISTORY + max(BARS.values()) + WARM_UP_BARS + 10)
+        data = np.loadtxt(
+            handle,
+            delimiter=",",
+            skiprows=1,
+            max_rows=HISTORY + max(BARS.values()) + WARM_UP_BARS + 10,
+        )
     data[:, 0] += 60_000  # open time -> close time
     return data
 
@@ -53,13 +60,29 @@ def _store(engine, market, rows) -> None:
 
     exchange, symbol, timeframe = market
     with engine.begin() as connection:
-        insert_ignoring_duplicates(connection, schema.ohlcv, [
-            dict(exchange=exchange, symbol=symbol, timeframe=timeframe, ts=int(row[0]), open=float(row[1]),
-                 high=float(row[2]), low=float(row[3]), close=float(row[4]), volume=float(row[5]))
-            for row in rows])
+        insert_ignoring_duplicates(
+            connection,
+            schema.ohlcv,
+            [
+                dict(
+                    exchange=exchange,
+                    symbol=symbol,
+                    timeframe=timeframe,
+                    ts=int(row[0]),
+                    open=float(row[1]),
+                    high=float(row[2]),
+                    low=float(row[3]),
+                    close=float(row[4]),
+                    volume=float(row[5]),
+                )
+                for row in rows
+            ],
+        )
 
 
-def measure(n_bots: int, n_bars: int, admin_url: str = ADMIN_URL, redis_url: str = REDIS_URL) -> np.ndarray:
+def measure(
+    n_bots: int, n_bars: int, admin_url: str = ADMIN_URL, redis_url: str = REDIS_URL
+) -> np.ndarray:
     """Latencies in milliseconds, one per (bot, bar), for ``n_bots`` bots over ``n_bars`` bars."""
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
@@ -84,10 +107,21 @@ def measure(n_bots: int, n_bars: int, admin_url: str = ADMIN_URL, redis_url: str
     data = _sample_bars()
     _store(engine, market, data[:HISTORY])
     strategies = names()
-    configs = [parse_bot_config(dict(
-        id=f"bench-{tag}-{index}", strategy=os.environ.get("CANDELA_BENCH_STRATEGY") or strategies[index % len(strategies)], exchange=market[0],
-        symbol=market[1], timeframe=market[2], start=int(data[HISTORY, 0])), source="bench")
-        for index in range(n_bots)]
+    configs = [
+        parse_bot_config(
+            dict(
+                id=f"bench-{tag}-{index}",
+                strategy=os.environ.get("CANDELA_BENCH_STRATEGY")
+                or strategies[index % len(strategies)],
+                exchange=market[0],
+                symbol=market[1],
+                timeframe=market[2],
+                start=int(data[HISTORY, 0]),
+            ),
+            source="bench",
+        )
+        for index in range(n_bots)
+    ]
 
     bus = RedisBus(redis_url)
     pipeline = RedisBus(redis_url)
@@ -103,11 +137,18 @@ def measure(n_bots: int, n_bars: int, admin_url: str = ADMIN_URL, redis_url: str
 
     listener = RedisBus(redis_url)
     listener.subscribe([f"signals:bench-{tag}-*"], on_signal)
-    runner = Runner(engine, bus, configs, settings=RunnerSettings(poll_interval=5.0, heartbeat_interval=5.0, workers=WORKERS))
+    runner = Runner(
+        engine,
+        bus,
+        configs,
+        settings=RunnerSettings(poll_interval=5.0, heartbeat_interval=5.0, workers=WORKERS),
+    )
     gc.freeze()  # as `candela run` does before it starts the runner
     thread = threading.Thread(target=lambda: asyncio.run(runner.run()), daemon=True)
     thread.start()
-    time.sleep(1.0 + 0.02 * n_bots)  # bots recover (no bars to catch up: they start at the next bar)
+    time.sleep(
+        1.0 + 0.02 * n_bots
+    )  # bots recover (no bars to catch up: they start at the next bar)
     channel = market_channel(*market)
     latencies = []
     try:
@@ -118,7 +159,9 @@ def measure(n_bots: int, n_bars: int, admin_url: str = ADMIN_URL, redis_url: str
             pipeline.publish(channel, {"ts": ts})  # ...then publishes it
             with answered:
                 if not answered.wait_for(lambda: len(arrivals.get(ts, ())) >= n_bots, timeout=60):
-                    raise RuntimeError(f"only {len(arrivals.get(ts, ()))} of {n_bots} bots answered bar {ts}")
+                    raise RuntimeError(
+                        f"only {len(arrivals.get(ts, ()))} of {n_bots} bots answered bar {ts}"
+                    )
                 if index >= WARM_UP_BARS:  # the first bars pay one-off costs (caches, connections)
                     latencies.extend((arrival - published) * 1000 for arrival in arrivals[ts])
             time.sleep(0.02)
@@ -139,13 +182,19 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    print("runner decision latency: bar published (Redis) -> signal received (Redis), PostgreSQL ledger")
-    print(f"{'bots':>5} {'bars':>5} {'samples':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  target p99 < 50 ms")
+    print(
+        "runner decision latency: bar published (Redis) -> signal received (Redis), PostgreSQL ledger"
+    )
+    print(
+        f"{'bots':>5} {'bars':>5} {'samples':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  target p99 < 50 ms"
+    )
     for n_bots, n_bars in BARS.items():
         latencies = measure(n_bots, n_bars)
         p50, p99 = np.percentile(latencies, [50, 99])
         verdict = "" if n_bots != 100 else ("  met" if p99 < 50 else "  NOT met")
-        print(f"{n_bots:>5} {n_bars:>5} {len(latencies):>8} {p50:>8.1f} {p99:>8.1f} {latencies.max():>8.1f}{verdict}")
+        print(
+            f"{n_bots:>5} {n_bars:>5} {len(latencies):>8} {p50:>8.1f} {p99:>8.1f} {latencies.max():>8.1f}{verdict}"
+        )
 
 
 if __name__ == "__main__":

@@ -65,12 +65,17 @@ def run_candela(sample: int | None) -> dict:
     warmup = time.perf_counter() - started
     grid = {"fast": list(FAST_WINDOWS), "slow": list(SLOW_WINDOWS)}
     started = time.perf_counter()
-    result = sweep(spec, bars, grid, costs, n_jobs=N_JOBS, sample=sample, seed=0, keep_best=5,
-                   progress=False)
+    result = sweep(
+        spec, bars, grid, costs, n_jobs=N_JOBS, sample=sample, seed=0, keep_best=5, progress=False
+    )
     seconds = time.perf_counter() - started
     best = result.best(1).iloc[0]
-    return {"seconds": seconds, "warmup": warmup, "combinations": result.n_evaluated,
-            "best": f"fast={int(best['fast'])} slow={int(best['slow'])} sharpe={best['sharpe']:.3f}"}
+    return {
+        "seconds": seconds,
+        "warmup": warmup,
+        "combinations": result.n_evaluated,
+        "best": f"fast={int(best['fast'])} slow={int(best['slow'])} sharpe={best['sharpe']:.3f}",
+    }
 
 
 def run_vectorbt(sample: int | None, chunk_size: int = VECTORBT_CHUNK) -> dict:
@@ -86,7 +91,7 @@ def run_vectorbt(sample: int | None, chunk_size: int = VECTORBT_CHUNK) -> dict:
     open_ = pd.Series(bars.open, index=index)
     pairs = grid_pairs()
     chosen = pairs if sample is None else pairs[:sample]
-    chunks = [chosen[i:i + chunk_size] for i in range(0, len(chosen), chunk_size)]
+    chunks = [chosen[i : i + chunk_size] for i in range(0, len(chosen), chunk_size)]
 
     def run_chunk(chunk, close, open_):
         fast_windows = sorted({fast for fast, _ in chunk})
@@ -102,10 +107,14 @@ def run_vectorbt(sample: int | None, chunk_size: int = VECTORBT_CHUNK) -> dict:
         exits = np.zeros_like(level)
         exits[1:] = ~level[:-1]
         del level
-        portfolio = vbt.Portfolio.from_signals(close, entries, exits, price=open_, fees=FEE,
-                                               size=np.inf, init_cash=CASH, freq="1min")
-        return (portfolio.total_return().to_numpy(), portfolio.sharpe_ratio().to_numpy(),
-                portfolio.max_drawdown().to_numpy())
+        portfolio = vbt.Portfolio.from_signals(
+            close, entries, exits, price=open_, fees=FEE, size=np.inf, init_cash=CASH, freq="1min"
+        )
+        return (
+            portfolio.total_return().to_numpy(),
+            portfolio.sharpe_ratio().to_numpy(),
+            portfolio.max_drawdown().to_numpy(),
+        )
 
     started = time.perf_counter()
     run_chunk(chunks[0][:4], close.iloc[:5_000], open_.iloc[:5_000])
@@ -119,8 +128,12 @@ def run_vectorbt(sample: int | None, chunk_size: int = VECTORBT_CHUNK) -> dict:
     evaluated = sum(len(chunk) for chunk in chunks)
     best = int(np.nanargmax(sharpe))
     fast, slow = pairs[best]
-    return {"seconds": seconds, "warmup": warmup, "combinations": evaluated,
-            "best": f"fast={fast} slow={slow} sharpe={sharpe[best]:.3f}"}
+    return {
+        "seconds": seconds,
+        "warmup": warmup,
+        "combinations": evaluated,
+        "best": f"fast={fast} slow={slow} sharpe={sharpe[best]:.3f}",
+    }
 
 
 # --------------------------------------------------------------------------- parent
@@ -143,8 +156,15 @@ def measure(engine: str, sample: int | None, chunk_size: int) -> dict:
     """Run ``engine`` in a child process; return its report plus the peak tree RSS."""
     import psutil
 
-    command = [sys.executable, "-m", "bench.sweep_speed", "--engine", engine,
-               "--chunk", str(chunk_size)]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.sweep_speed",
+        "--engine",
+        engine,
+        "--chunk",
+        str(chunk_size),
+    ]
     if sample is not None:
         command += ["--sample", str(sample)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -175,16 +195,30 @@ def measure(engine: str, sample: int | None, chunk_size: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.sweep_speed")
-    parser.add_argument("--sample", type=int, default=None,
-                        help="time N seeded combinations and extrapolate to the whole grid")
-    parser.add_argument("--vectorbt-sample", type=int, default=None, metavar="N",
-                        help="sample size for vectorbt only (default: --sample)")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=None,
+        help="time N seeded combinations and extrapolate to the whole grid",
+    )
+    parser.add_argument(
+        "--vectorbt-sample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sample size for vectorbt only (default: --sample)",
+    )
     parser.add_argument("--skip-candela", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--chunk", type=int, default=VECTORBT_CHUNK,
-                        help=f"vectorbt combinations per chunk (default {VECTORBT_CHUNK}; "
-                             "lower it if the machine runs out of memory)")
-    parser.add_argument("--engine", choices=("candela", "vectorbt"), default=None,
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=VECTORBT_CHUNK,
+        help=f"vectorbt combinations per chunk (default {VECTORBT_CHUNK}; "
+        "lower it if the machine runs out of memory)",
+    )
+    parser.add_argument(
+        "--engine", choices=("candela", "vectorbt"), default=None, help=argparse.SUPPRESS
+    )
     arguments = parser.parse_args([] if argv is None else argv)
     if arguments.engine:
         if arguments.engine == "candela":
@@ -194,8 +228,10 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     total = len(grid_pairs())
-    print(f"grid: fast 5..54 x slow 20..216 step 4, fast < slow: {total:,} combinations; "
-          f"1,000,000 synthetic 1m bars; fee {FEE:.1%}")
+    print(
+        f"grid: fast 5..54 x slow 20..216 step 4, fast < slow: {total:,} combinations; "
+        f"1,000,000 synthetic 1m bars; fee {FEE:.1%}"
+    )
     reports = {}
     engines = ("vectorbt",) if arguments.skip_candela else ("candela", "vectorbt")
     for engine in engines:
@@ -206,21 +242,30 @@ def main(argv: list[str] | None = None) -> None:
         scale = total / report["combinations"]
         report["full_seconds"] = report["seconds"] * scale
         reports[engine] = report
-        how = (f"{N_JOBS} processes" if engine == "candela"
-               else f"1 process, chunks of {arguments.chunk}")
+        how = (
+            f"{N_JOBS} processes"
+            if engine == "candela"
+            else f"1 process, chunks of {arguments.chunk}"
+        )
         print(f"\n{engine} ({how})")
         print(f"  JIT warm-up (small slice)  {report['warmup']:8.2f} s")
-        print(f"  {report['combinations']:,} combinations       {report['seconds']:8.2f} s "
-              f"({report['seconds'] / report['combinations'] * 1000:.1f} ms each)")
+        print(
+            f"  {report['combinations']:,} combinations       {report['seconds']:8.2f} s "
+            f"({report['seconds'] / report['combinations'] * 1000:.1f} ms each)"
+        )
         if scale > 1:
-            print(f"  extrapolated to {total:,}     {report['full_seconds']:8.1f} s (linear, x{scale:.1f})")
+            print(
+                f"  extrapolated to {total:,}     {report['full_seconds']:8.1f} s (linear, x{scale:.1f})"
+            )
         print(f"  peak RSS (process tree)    {report['peak_rss'] / 2**30:8.2f} GiB")
         print(f"  best by Sharpe: {report['best']}")
     if len(reports) < 2:
         return
     ratio = reports["vectorbt"]["full_seconds"] / reports["candela"]["full_seconds"]
-    print(f"\nvectorbt time / Candela time: {ratio:.2f}x (target >= 30x); Candela peak "
-          f"{reports['candela']['peak_rss'] / 2**30:.2f} GiB (target < 2 GB)")
+    print(
+        f"\nvectorbt time / Candela time: {ratio:.2f}x (target >= 30x); Candela peak "
+        f"{reports['candela']['peak_rss'] / 2**30:.2f} GiB (target < 2 GB)"
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,9 @@ def synthetic_bars(n_bars: int = N_BARS, seed: int = SEED) -> Bars:
     return Bars(ts, open_, high, low, close, volume, MINUTE_MS)
 
 
-def synthetic_panel_arrays(n_bars: int = 100_000, n_markets: int = 50, seed: int = SEED,
-                           correlation: float = 0.5):
+def synthetic_panel_arrays(
+    n_bars: int = 100_000, n_markets: int = 50, seed: int = SEED, correlation: float = 0.5
+):
     """Return ``(ts, open, high, low, close)`` of ``n_markets`` seeded, correlated 1m markets
     (``(n_bars, n_markets)`` float64 arrays, every market present at every bar).
 

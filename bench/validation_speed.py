@@ -62,20 +62,32 @@ def run_walkforward(quarter: bool) -> dict:
     spec = get_strategy("sma_cross")
     costs = Costs(fee_rate=FEE)
     started = time.perf_counter()
-    walk_forward(spec, bars[:20_000], {"fast": [5, 6], "slow": [20, 24]}, costs,
-                 train=5_000, n_windows=2, progress=False)
+    walk_forward(
+        spec,
+        bars[:20_000],
+        {"fast": [5, 6], "slow": [20, 24]},
+        costs,
+        train=5_000,
+        n_windows=2,
+        progress=False,
+    )
     warmup = time.perf_counter() - started
     grid = _grid(quarter)
     started = time.perf_counter()
-    walk = walk_forward(spec, bars, grid, costs, train=TRAIN_BARS, n_windows=WINDOWS,
-                        n_jobs=N_JOBS, progress=False)
+    walk = walk_forward(
+        spec, bars, grid, costs, train=TRAIN_BARS, n_windows=WINDOWS, n_jobs=N_JOBS, progress=False
+    )
     seconds = time.perf_counter() - started
     windows = walk.windows
     bar_combinations = int((windows["train_bars"] * windows["n_valid"]).sum())
-    return {"seconds": seconds, "warmup": warmup, "combinations": int(windows["n_valid"].max()),
-            "bar_combinations": bar_combinations,
-            "oos_sharpe": float(walk.stats["sharpe"]),
-            "wfe_sharpe": float(walk.efficiency["sharpe"])}
+    return {
+        "seconds": seconds,
+        "warmup": warmup,
+        "combinations": int(windows["n_valid"].max()),
+        "bar_combinations": bar_combinations,
+        "oos_sharpe": float(walk.stats["sharpe"]),
+        "wfe_sharpe": float(walk.efficiency["sharpe"]),
+    }
 
 
 def run_search() -> dict:
@@ -93,12 +105,28 @@ def run_search() -> dict:
         url = f"sqlite:///{folder}/bench.db"
         upgrade(create_database_engine(url))
         started = time.perf_counter()
-        search(spec, bars[:20_000], {"fast": range(5, 55), "slow": range(20, 217, 4)}, costs,
-               n_trials=3, database_url=url, progress=False, study_name="warmup")
+        search(
+            spec,
+            bars[:20_000],
+            {"fast": range(5, 55), "slow": range(20, 217, 4)},
+            costs,
+            n_trials=3,
+            database_url=url,
+            progress=False,
+            study_name="warmup",
+        )
         warmup = time.perf_counter() - started
         started = time.perf_counter()
-        result = search(spec, bars, {"fast": range(5, 55), "slow": range(20, 217, 4)}, costs,
-                        n_trials=TRIALS, database_url=url, progress=False, study_name="bench")
+        result = search(
+            spec,
+            bars,
+            {"fast": range(5, 55), "slow": range(20, 217, 4)},
+            costs,
+            n_trials=TRIALS,
+            database_url=url,
+            progress=False,
+            study_name="bench",
+        )
         seconds = time.perf_counter() - started
     frame = result.frame
     complete = int((frame["state"] == "complete").sum())
@@ -110,13 +138,20 @@ def run_search() -> dict:
     started = time.perf_counter()
     sample = sweep(spec, bars, _grid(), costs, n_jobs=1, sample=20, keep_best=0, progress=False)
     per_combination = (time.perf_counter() - started) / sample.n_evaluated
-    return {"seconds": seconds, "warmup": warmup, "trials": len(frame), "complete": complete,
-            "pruned": pruned, "bar_combinations": bar_combinations,
-            "grid_seconds_per_combination": per_combination,
-            "best": None if result.best is None else
-            f"fast={int(result.best['fast'])} slow={int(result.best['slow'])} "
-            f"sharpe={result.best['sharpe']:.3f}",
-            "dsr": None if result.overfitting is None else result.overfitting.dsr}
+    return {
+        "seconds": seconds,
+        "warmup": warmup,
+        "trials": len(frame),
+        "complete": complete,
+        "pruned": pruned,
+        "bar_combinations": bar_combinations,
+        "grid_seconds_per_combination": per_combination,
+        "best": None
+        if result.best is None
+        else f"fast={int(result.best['fast'])} slow={int(result.best['slow'])} "
+        f"sharpe={result.best['sharpe']:.3f}",
+        "dsr": None if result.overfitting is None else result.overfitting.dsr,
+    }
 
 
 # --------------------------------------------------------------------------- parent
@@ -160,8 +195,10 @@ def measure(task: str, *options: str) -> dict:
 def _spread(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"
-    return (f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f} "
-            "(min / median / max)")
+    return (
+        f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f} "
+        "(min / median / max)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -185,38 +222,58 @@ def main(argv: list[str] | None = None) -> None:
         rates = [r["bar_combinations"] / r["seconds"] / 1e6 for r in reports]
         peaks = [r["peak_rss"] / 2**30 for r in reports]
         first = reports[0]
-        print(f"walk-forward: SMA cross, {first['combinations']:,} combinations x {WINDOWS} "
-              f"rolling windows of {TRAIN_BARS:,} training bars, 1,000,000 synthetic 1m bars, "
-              f"{N_JOBS} processes")
+        print(
+            f"walk-forward: SMA cross, {first['combinations']:,} combinations x {WINDOWS} "
+            f"rolling windows of {TRAIN_BARS:,} training bars, 1,000,000 synthetic 1m bars, "
+            f"{N_JOBS} processes"
+        )
         print(f"  JIT warm-up (small slice)   {first['warmup']:.2f} s")
         print(f"  time                        {_spread(seconds)} s")
-        print(f"  bar-combinations per second {_spread(rates)} million "
-              f"({first['bar_combinations'] / 1e9:.2f} billion in all)")
+        print(
+            f"  bar-combinations per second {_spread(rates)} million "
+            f"({first['bar_combinations'] / 1e9:.2f} billion in all)"
+        )
         print(f"  peak RSS (process tree)     {_spread(peaks)} GiB")
-        print(f"  with {quarter['combinations']:,} combinations: peak RSS "
-              f"{quarter['peak_rss'] / 2**30:.2f} GiB (ratio full / quarter "
-              f"{first['peak_rss'] / quarter['peak_rss']:.2f}), time {quarter['seconds']:.1f} s")
-        print(f"  out-of-sample Sharpe {first['oos_sharpe']:.3f}, WFE (Sharpe) "
-              f"{first['wfe_sharpe']:.3f}")
+        print(
+            f"  with {quarter['combinations']:,} combinations: peak RSS "
+            f"{quarter['peak_rss'] / 2**30:.2f} GiB (ratio full / quarter "
+            f"{first['peak_rss'] / quarter['peak_rss']:.2f}), time {quarter['seconds']:.1f} s"
+        )
+        print(
+            f"  out-of-sample Sharpe {first['oos_sharpe']:.3f}, WFE (Sharpe) "
+            f"{first['wfe_sharpe']:.3f}"
+        )
     if arguments.only in (None, "search"):
         reports = [measure("search") for _ in range(arguments.repeat)]
         first = reports[0]
         seconds = [r["seconds"] for r in reports]
-        print(f"\nsearch: {TRIALS} Optuna TPE trials, SMA cross, 1,000,000 synthetic 1m bars, "
-              "SQLite study, median pruning")
+        print(
+            f"\nsearch: {TRIALS} Optuna TPE trials, SMA cross, 1,000,000 synthetic 1m bars, "
+            "SQLite study, median pruning"
+        )
         print(f"  JIT and storage warm-up     {first['warmup']:.2f} s")
-        print(f"  time                        {_spread(seconds)} s "
-              f"({first['complete']} complete, {first['pruned']} pruned)")
-        print(f"  trials per second           "
-              f"{_spread([r['trials'] / r['seconds'] for r in reports])}")
-        print(f"  bar-combinations per second "
-              f"{_spread([r['bar_combinations'] / r['seconds'] / 1e6 for r in reports])} million")
-        per_trial = [r["seconds"] / r["trials"] / r["grid_seconds_per_combination"]
-                     for r in reports]
-        print(f"  per trial vs a grid row     {_spread(per_trial)} (time per search trial / "
-              "time per grid-sweep combination, one process each)")
-        print(f"  peak RSS (process tree)     {_spread([r['peak_rss'] / 2**30 for r in reports])}"
-              " GiB")
+        print(
+            f"  time                        {_spread(seconds)} s "
+            f"({first['complete']} complete, {first['pruned']} pruned)"
+        )
+        print(
+            f"  trials per second           "
+            f"{_spread([r['trials'] / r['seconds'] for r in reports])}"
+        )
+        print(
+            f"  bar-combinations per second "
+            f"{_spread([r['bar_combinations'] / r['seconds'] / 1e6 for r in reports])} million"
+        )
+        per_trial = [
+            r["seconds"] / r["trials"] / r["grid_seconds_per_combination"] for r in reports
+        ]
+        print(
+            f"  per trial vs a grid row     {_spread(per_trial)} (time per search trial / "
+            "time per grid-sweep combination, one process each)"
+        )
+        print(
+            f"  peak RSS (process tree)     {_spread([r['peak_rss'] / 2**30 for r in reports])} GiB"
+        )
         print(f"  best: {first['best']}; deflated Sharpe ratio {first['dsr']}")
 
 

@@ -75,23 +75,38 @@ def forced_limbs(x: np.ndarray, n: int) -> np.ndarray:
     block = max(1024, 4 * n)
     blocks = ws._window_sums(x, n, float(n), True)[1]  # each block's exponents
     blocks[:, 0] = ws._LIMBS
-    ws.limb_sums_nb(x, x.view(np.int64), n, float(n), True, out, blocks, block,
-                    np.empty(ws.MAX_LIMBS, np.int64), np.empty(ws.MAX_LIMBS, np.int64))
+    ws.limb_sums_nb(
+        x,
+        x.view(np.int64),
+        n,
+        float(n),
+        True,
+        out,
+        blocks,
+        block,
+        np.empty(ws.MAX_LIMBS, np.int64),
+        np.empty(ws.MAX_LIMBS, np.int64),
+    )
     return out
 
 
 def spread(times: list[float]) -> str:
-    return (f"{statistics.median(times) * 1e3:7.2f} ms "
-            f"({min(times) * 1e3:.2f}-{max(times) * 1e3:.2f})")
+    return (
+        f"{statistics.median(times) * 1e3:7.2f} ms ({min(times) * 1e3:.2f}-{max(times) * 1e3:.2f})"
+    )
 
 
 def fresh_compilations() -> list[dict]:
     runs = []
     for _ in range(FRESH_PROCESSES):
         with tempfile.TemporaryDirectory() as cache:
-            output = subprocess.run([sys.executable, "-c", CHILD], check=True, text=True,
-                                    capture_output=True,
-                                    env={**os.environ, "NUMBA_CACHE_DIR": cache}).stdout
+            output = subprocess.run(
+                [sys.executable, "-c", CHILD],
+                check=True,
+                text=True,
+                capture_output=True,
+                env={**os.environ, "NUMBA_CACHE_DIR": cache},
+            ).stdout
         runs.append(json.loads(output.strip().splitlines()[-1]))
     return runs
 
@@ -115,14 +130,20 @@ def main() -> None:
     print(f"{'BTC-like, limbs forced':<22}{50:>6}  {spread(timed(lambda: forced_limbs(x, 50)))}")
 
     runs = fresh_compilations()
-    print(f"\nfirst compilation, {FRESH_PROCESSES} fresh processes with an empty Numba cache "
-          "(median; min-max):")
-    for key, label in (("import", "import research.indicators"),
-                       ("fixed", "first sma on prices"),
-                       ("limbs", "then a series needing limbs")):
+    print(
+        f"\nfirst compilation, {FRESH_PROCESSES} fresh processes with an empty Numba cache "
+        "(median; min-max):"
+    )
+    for key, label in (
+        ("import", "import research.indicators"),
+        ("fixed", "first sma on prices"),
+        ("limbs", "then a series needing limbs"),
+    ):
         values = [run[key] for run in runs]
-        print(f"  {label:<30} {statistics.median(values):6.2f} s  "
-              f"({min(values):.2f}-{max(values):.2f})")
+        print(
+            f"  {label:<30} {statistics.median(values):6.2f} s  "
+            f"({min(values):.2f}-{max(values):.2f})"
+        )
 
 
 if __name__ == "__main__":

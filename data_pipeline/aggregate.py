@@ -64,16 +64,26 @@ def empty_candles() -> Candles:
 
 def _check_rule(empty: str) -> None:
     if empty not in EMPTY_RULES:
-        raise ValueError(f"empty must be one of {EMPTY_RULES} (Binance: 'flat', Bittrex: 'omit'), got {empty!r}")
+        raise ValueError(
+            f"empty must be one of {EMPTY_RULES} (Binance: 'flat', Bittrex: 'omit'), got {empty!r}"
+        )
 
 
 def _check_timeframe(timeframe_ms) -> int:
-    if isinstance(timeframe_ms, bool) or not isinstance(timeframe_ms, (int, np.integer)) or timeframe_ms <= 0:
-        raise ValueError(f"timeframe_ms must be a positive integer of milliseconds, got {timeframe_ms!r}")
+    if (
+        isinstance(timeframe_ms, bool)
+        or not isinstance(timeframe_ms, (int, np.integer))
+        or timeframe_ms <= 0
+    ):
+        raise ValueError(
+            f"timeframe_ms must be a positive integer of milliseconds, got {timeframe_ms!r}"
+        )
     return int(timeframe_ms)
 
 
-def aggregate_trades(ts, price, amount, timeframe_ms: int, *, buyer_maker=None, empty: str = "flat") -> Candles:
+def aggregate_trades(
+    ts, price, amount, timeframe_ms: int, *, buyer_maker=None, empty: str = "flat"
+) -> Candles:
     """Candles of every interval from the first trade's to the last trade's.
 
     Parameters
@@ -122,7 +132,9 @@ def aggregate_trades(ts, price, amount, timeframe_ms: int, *, buyer_maker=None, 
     return fill_empty(candles, tf) if empty == "flat" else candles
 
 
-def _group(bucket: np.ndarray, price: np.ndarray, amount: np.ndarray, taker_buy: np.ndarray | None) -> Candles:
+def _group(
+    bucket: np.ndarray, price: np.ndarray, amount: np.ndarray, taker_buy: np.ndarray | None
+) -> Candles:
     """One candle per run of equal ``bucket`` values (bucket = close time), no filling."""
     n = len(bucket)
     starts = np.concatenate(([0], np.flatnonzero(bucket[1:] != bucket[:-1]) + 1))
@@ -136,13 +148,21 @@ def _group(bucket: np.ndarray, price: np.ndarray, amount: np.ndarray, taker_buy:
         volume=np.add.reduceat(amount, starts),
         trades=(ends - starts).astype(np.int64),
         quote_volume=np.add.reduceat(price * amount, starts),
-        taker_buy_volume=(np.add.reduceat(taker_buy, starts) if taker_buy is not None
-                          else np.full(len(starts), np.nan)),
+        taker_buy_volume=(
+            np.add.reduceat(taker_buy, starts)
+            if taker_buy is not None
+            else np.full(len(starts), np.nan)
+        ),
     )
 
 
-def fill_empty(candles: Candles, timeframe_ms: int, *, previous_ts: int | None = None,
-               previous_close: float | None = None) -> Candles:
+def fill_empty(
+    candles: Candles,
+    timeframe_ms: int,
+    *,
+    previous_ts: int | None = None,
+    previous_close: float | None = None,
+) -> Candles:
     """Insert flat zero-volume candles for every interval missing between candles.
 
     With ``previous_ts``/``previous_close`` (the last candle already emitted), intervals between
@@ -165,8 +185,11 @@ def fill_empty(candles: Candles, timeframe_ms: int, *, previous_ts: int | None =
     np.maximum.accumulate(source, out=source)
     closes = np.full(count, np.nan)
     closes[slot] = candles.close
-    carry = np.where(source >= 0, closes[np.maximum(source, 0)],
-                     np.nan if previous_close is None else previous_close)
+    carry = np.where(
+        source >= 0,
+        closes[np.maximum(source, 0)],
+        np.nan if previous_close is None else previous_close,
+    )
 
     def column(values, fill, dtype=np.float64):
         out = np.empty(count, dtype=dtype)
@@ -191,8 +214,18 @@ def fill_empty(candles: Candles, timeframe_ms: int, *, previous_ts: int | None =
     return result
 
 
-def resample_candles(ts, open, high, low, close, volume, source_ms: int, target_ms: int, *,  # noqa: A002
-                     complete_only: bool = True) -> Candles:
+def resample_candles(
+    ts,
+    open,
+    high,
+    low,
+    close,
+    volume,
+    source_ms: int,
+    target_ms: int,
+    *,  # noqa: A002
+    complete_only: bool = True,
+) -> Candles:
     """Roll candles up to a coarser timeframe with Binance's zero-volume rule.
 
     Parameters
@@ -214,7 +247,9 @@ def resample_candles(ts, open, high, low, close, volume, source_ms: int, target_
     source = _check_timeframe(source_ms)
     target = _check_timeframe(target_ms)
     if target % source:
-        raise ValueError(f"target timeframe ({target} ms) must be a multiple of the source ({source} ms)")
+        raise ValueError(
+            f"target timeframe ({target} ms) must be a multiple of the source ({source} ms)"
+        )
     ts = np.asarray(ts, dtype=np.int64)
     o, h, lo, c, v = (np.asarray(x, dtype=np.float64) for x in (open, high, low, close, volume))
     if len(ts) == 0:
@@ -272,7 +307,9 @@ class CandleAggregator:
         Earliest candle **open** time that may be emitted.
     """
 
-    def __init__(self, timeframes_ms: dict[str, int], *, empty: str = "flat", emit_from_ms: int | None = None):
+    def __init__(
+        self, timeframes_ms: dict[str, int], *, empty: str = "flat", emit_from_ms: int | None = None
+    ):
         _check_rule(empty)
         if not timeframes_ms:
             raise ValueError("give at least one timeframe")
@@ -302,7 +339,9 @@ class CandleAggregator:
             ts, price, amount = ts[order], price[order], amount[order]
             if buyer_maker is not None:
                 buyer_maker = np.asarray(buyer_maker)[order]
-        taker_buy = None if buyer_maker is None else np.where(np.asarray(buyer_maker, bool), 0.0, amount)
+        taker_buy = (
+            None if buyer_maker is None else np.where(np.asarray(buyer_maker, bool), 0.0, amount)
+        )
         closed = {}
         for name, tf in self.timeframes.items():
             closed[name] = self._add_one(name, tf, ts, price, amount, taker_buy)
@@ -310,8 +349,11 @@ class CandleAggregator:
 
     def _add_one(self, name, tf, ts, price, amount, taker_buy) -> Candles:
         current = self._open[name]
-        floor = current.ts[0] - tf if current is not None else (
-            self._last_emitted_ts[name] if self._last_emitted_ts[name] is not None else None)
+        floor = (
+            current.ts[0] - tf
+            if current is not None
+            else (self._last_emitted_ts[name] if self._last_emitted_ts[name] is not None else None)
+        )
         if floor is not None:
             late = ts < floor
             if late.any():
@@ -325,10 +367,12 @@ class CandleAggregator:
         if current is not None:
             if groups.ts[0] == current.ts[0]:
                 merged = Candles(
-                    ts=current.ts, open=current.open,
+                    ts=current.ts,
+                    open=current.open,
                     high=np.maximum(current.high, groups.high[:1]),
                     low=np.minimum(current.low, groups.low[:1]),
-                    close=groups.close[:1], volume=current.volume + groups.volume[:1],
+                    close=groups.close[:1],
+                    volume=current.volume + groups.volume[:1],
                     trades=current.trades + groups.trades[:1],
                     quote_volume=current.quote_volume + groups.quote_volume[:1],
                     taker_buy_volume=current.taker_buy_volume + groups.taker_buy_volume[:1],
@@ -337,13 +381,23 @@ class CandleAggregator:
             else:
                 groups = _concat(current, groups)
         if self.empty == "flat":
-            groups = fill_empty(groups, tf, previous_ts=self._last_emitted_ts[name],
-                                previous_close=self._last_close[name])
+            groups = fill_empty(
+                groups,
+                tf,
+                previous_ts=self._last_emitted_ts[name],
+                previous_close=self._last_close[name],
+            )
         self._open[name] = groups.take(slice(-1, None))
         return self._emit(name, tf, groups.take(slice(0, -1)))
 
-    def resume(self, timeframe: str, *, open_from_ms: int,
-               previous: tuple[int, float] | None = None, partial: Candles | None = None) -> None:
+    def resume(
+        self,
+        timeframe: str,
+        *,
+        open_from_ms: int,
+        previous: tuple[int, float] | None = None,
+        partial: Candles | None = None,
+    ) -> None:
         """Continue ``timeframe`` where an earlier aggregator of the same market stopped.
 
         Parameters
@@ -397,7 +451,9 @@ class CandleAggregator:
             candles = current
             if fill and last_due > current.ts[0]:
                 count = (last_due - int(current.ts[0])) // tf
-                candles = _concat(current, _flat(int(current.ts[0]) + tf, count, tf, float(current.close[0])))
+                candles = _concat(
+                    current, _flat(int(current.ts[0]) + tf, count, tf, float(current.close[0]))
+                )
             self._open[name] = None
             closed[name] = self._emit(name, tf, candles)
         return closed
@@ -417,8 +473,17 @@ def _flat(first_ts: int, count: int, tf: int, close: float) -> Candles:
     ts = first_ts + np.arange(count, dtype=np.int64) * tf
     price = np.full(count, close)
     zeros = np.zeros(count)
-    return Candles(ts, price, price.copy(), price.copy(), price.copy(), zeros, np.zeros(count, np.int64),
-                   zeros.copy(), zeros.copy())
+    return Candles(
+        ts,
+        price,
+        price.copy(),
+        price.copy(),
+        price.copy(),
+        zeros,
+        np.zeros(count, np.int64),
+        zeros.copy(),
+        zeros.copy(),
+    )
 
 
 def _concat(first: Candles, second: Candles) -> Candles:

@@ -38,7 +38,7 @@ import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import Engine, func, select
@@ -126,26 +126,30 @@ class BackfillReport:
 
 def iso(ms: int) -> str:
     """``ms`` as a compact ISO-8601 UTC string for messages."""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 async def exchange_now(exchange, policy: RetryPolicy) -> int:
     """The exchange's clock (``fetch_time``) in ms, or the local clock if it has none."""
     if not exchange.has.get("fetchTime"):
         return now_ms()
-    value = await call_with_retry(exchange.fetch_time, policy=policy, exchange=exchange,
-                                  describe=f"{exchange.id} server time")
+    value = await call_with_retry(
+        exchange.fetch_time, policy=policy, exchange=exchange, describe=f"{exchange.id} server time"
+    )
     return int(value) if value else now_ms()
 
 
-async def check_markets(exchange, symbols: list[str], timeframes: list[str], policy: RetryPolicy) -> None:
+async def check_markets(
+    exchange, symbols: list[str], timeframes: list[str], policy: RetryPolicy
+) -> None:
     """Load markets and raise ``ValueError`` naming any symbol or timeframe the exchange lacks."""
     for symbol in symbols:
         validate_symbol(symbol)
     for timeframe in timeframes:
         timeframe_to_ms(timeframe)
-    await call_with_retry(exchange.load_markets, policy=policy, exchange=exchange,
-                          describe=f"{exchange.id} markets")
+    await call_with_retry(
+        exchange.load_markets, policy=policy, exchange=exchange, describe=f"{exchange.id} markets"
+    )
     for symbol in symbols:
         if symbol not in exchange.markets:
             near = [s for s in exchange.symbols if s.split("/")[0] == symbol.split("/")[0]][:5]
@@ -212,8 +216,20 @@ async def backfill(
     now = await exchange_now(exchange, policy)
     jobs = []
     for position, (symbol, timeframe) in enumerate((s, t) for s in symbols for t in timeframes):
-        job = _MarketBackfill(exchange, engine, symbol, timeframe, since_ms, until_ms, now, publisher,
-                              policy, limit or page_limit(exchange.id), progress, position)
+        job = _MarketBackfill(
+            exchange,
+            engine,
+            symbol,
+            timeframe,
+            since_ms,
+            until_ms,
+            now,
+            publisher,
+            policy,
+            limit or page_limit(exchange.id),
+            progress,
+            position,
+        )
         jobs.append(job)
     await asyncio.gather(*(job.run() for job in jobs))
     report = BackfillReport([job.report for job in jobs])
@@ -224,9 +240,27 @@ async def backfill(
 
 
 class _MarketBackfill:
-    def __init__(self, exchange, engine, symbol, timeframe, since_ms, until_ms, now, publisher, policy,
-                 limit, progress, position):
-        self.exchange, self.engine, self.symbol, self.timeframe = exchange, engine, symbol, timeframe
+    def __init__(
+        self,
+        exchange,
+        engine,
+        symbol,
+        timeframe,
+        since_ms,
+        until_ms,
+        now,
+        publisher,
+        policy,
+        limit,
+        progress,
+        position,
+    ):
+        self.exchange, self.engine, self.symbol, self.timeframe = (
+            exchange,
+            engine,
+            symbol,
+            timeframe,
+        )
         self.tf = timeframe_to_ms(timeframe)
         self.since_ms, self.until_ms, self.now = since_ms, until_ms, now
         self.publisher, self.policy, self.limit = publisher, policy, limit
@@ -262,15 +296,19 @@ class _MarketBackfill:
             return
         with self.engine.connect() as connection:
             newest = connection.execute(
-                select(func.max(ohlcv.c.ts)).where(ohlcv.c.exchange == self.exchange.id,
-                                                   ohlcv.c.symbol == self.symbol,
-                                                   ohlcv.c.timeframe == self.timeframe)
+                select(func.max(ohlcv.c.ts)).where(
+                    ohlcv.c.exchange == self.exchange.id,
+                    ohlcv.c.symbol == self.symbol,
+                    ohlcv.c.timeframe == self.timeframe,
+                )
             ).scalar()
         self.previous_newest = None if newest is None else int(newest)
         missing, _ = self._missing(first, last)
         if self.progress:
             total = sum(ledger.count_bars(a, b, self.tf) for a, b in missing)
-            self.bar = tqdm(total=total, desc=self.label, unit="bar", position=self.position, leave=True)
+            self.bar = tqdm(
+                total=total, desc=self.label, unit="bar", position=self.position, leave=True
+            )
         try:
             for range_first, range_last in missing:
                 await self._fetch_range(range_first, range_last)
@@ -291,15 +329,25 @@ class _MarketBackfill:
             for gap_first, gap_last in ledger.open_gaps(connection, *market):
                 present = ledger.stored_close_times(connection, *market, gap_first, gap_last)
                 if len(present) == ledger.count_bars(gap_first, gap_last, self.tf):
-                    ledger.record_gap(connection, *market, gap_first, gap_last, self.tf, "refetched",
-                                      "every missing bar arrived on a later run")
+                    ledger.record_gap(
+                        connection,
+                        *market,
+                        gap_first,
+                        gap_last,
+                        self.tf,
+                        "refetched",
+                        "every missing bar arrived on a later run",
+                    )
         missing, stored = self._missing(first, last)
         newest_stored = int(stored[-1]) if len(stored) else None
         for range_first, range_last in missing:
             trailing = newest_stored is None or range_first > newest_stored
             if trailing and range_last > self.now - SETTLE_MS:
-                log.info("%s: no bars from %s on yet (too recent to call a gap; asked again next run)",
-                         self.label, iso(range_first))
+                log.info(
+                    "%s: no bars from %s on yet (too recent to call a gap; asked again next run)",
+                    self.label,
+                    iso(range_first),
+                )
                 continue
             rejected_before = self.rejected_rows
             inserted = await self._fetch_range(range_first, range_last)
@@ -307,20 +355,42 @@ class _MarketBackfill:
             wanted = ledger.count_bars(range_first, range_last, self.tf)
             if rejected:
                 status = "open"
-                detail = f"{rejected} row(s) received but rejected by validation; asked again next run"
+                detail = (
+                    f"{rejected} row(s) received but rejected by validation; asked again next run"
+                )
             elif inserted == wanted:
                 status, detail = "refetched", f"all {wanted} bar(s) arrived when asked again"
             elif inserted:
                 status = "partially_refetched"
-                detail = f"{inserted} of {wanted} bar(s) arrived; the exchange has no data for the rest"
+                detail = (
+                    f"{inserted} of {wanted} bar(s) arrived; the exchange has no data for the rest"
+                )
             else:
-                status, detail = "confirmed_empty", "asked again; the exchange returned no bars there"
+                status, detail = (
+                    "confirmed_empty",
+                    "asked again; the exchange returned no bars there",
+                )
             with self.engine.begin() as connection:
-                ledger.record_gap(connection, self.exchange.id, self.symbol, self.timeframe, range_first,
-                                  range_last, self.tf, status, detail)
+                ledger.record_gap(
+                    connection,
+                    self.exchange.id,
+                    self.symbol,
+                    self.timeframe,
+                    range_first,
+                    range_last,
+                    self.tf,
+                    status,
+                    detail,
+                )
             self.report.gaps.append((range_first, range_last, status))
-            log.info("%s: gap %s .. %s (%d bars): %s", self.label, iso(range_first), iso(range_last),
-                     wanted, status)
+            log.info(
+                "%s: gap %s .. %s (%d bars): %s",
+                self.label,
+                iso(range_first),
+                iso(range_last),
+                wanted,
+                status,
+            )
 
     async def _fetch_range(self, first_close: int, last_close: int) -> int:
         """Fetch bars with close times in ``[first_close, last_close]``; return how many were inserted."""
@@ -334,9 +404,12 @@ class _MarketBackfill:
             describe = f"{self.label} window {iso(since)} .. {iso(last_close)}"
             params = {"until": last_open + tf - 1} if params_until else {}
             rows = await call_with_retry(
-                lambda: self.exchange.fetch_ohlcv(self.symbol, self.timeframe, since=since,
-                                                  limit=self.limit, params=dict(params)),
-                policy=self.policy, describe=describe, exchange=self.exchange,
+                lambda: self.exchange.fetch_ohlcv(
+                    self.symbol, self.timeframe, since=since, limit=self.limit, params=dict(params)
+                ),
+                policy=self.policy,
+                describe=describe,
+                exchange=self.exchange,
             )
             self.report.requests += 1
             if not rows:
@@ -348,7 +421,9 @@ class _MarketBackfill:
             opens = _open_times(rows, tf)
             advanced = opens[(opens >= since) & (opens <= last_open)]
             if self.exchange.id in WINDOWED_PAGES:
-                cursor = max(since + self.limit * tf, int(advanced.max()) + tf if len(advanced) else 0)
+                cursor = max(
+                    since + self.limit * tf, int(advanced.max()) + tf if len(advanced) else 0
+                )
             elif len(advanced) == 0 or (params_until and len(rows) < self.limit):
                 break  # bounded by `until`, a short page is the last one; elsewhere ask until empty
             else:
@@ -365,8 +440,12 @@ class _MarketBackfill:
         if (~complete).any():
             count = int(np.count_nonzero(~complete))
             self._count_rejected(table[~complete], ["incomplete_row"] * count)
-            log.warning("%s: rejected %d incomplete row(s) (missing fields) in page from %s",
-                        self.label, count, iso(since))
+            log.warning(
+                "%s: rejected %d incomplete row(s) (missing fields) in page from %s",
+                self.label,
+                count,
+                iso(since),
+            )
         table = table[in_window]
         close_ts = table[:, 0].astype(np.int64) + tf  # open time -> close time, once, here
         still_open = close_ts > self.now
@@ -379,8 +458,13 @@ class _MarketBackfill:
             rows_at = [row for row, _ in check.rejected]
             self._count_rejected(table[rows_at], [reason for _, reason in check.rejected])
             for row, reason in check.rejected[:10]:
-                log.warning("%s: rejected bar closing %s (%d): %s", self.label, iso(int(close_ts[row])),
-                            int(close_ts[row]), reason)
+                log.warning(
+                    "%s: rejected bar closing %s (%d): %s",
+                    self.label,
+                    iso(int(close_ts[row])),
+                    int(close_ts[row]),
+                    reason,
+                )
         keep = check.valid
         if not keep.any():
             return 0
@@ -391,19 +475,25 @@ class _MarketBackfill:
         self.report.unchanged += result.unchanged
         self.report.conflicting += result.conflicting
         if result.conflicting:
-            log.warning("%s: %d bar(s) differ from the stored ones (kept the stored), e.g. ts %s",
-                        self.label, result.conflicting, list(result.conflict_examples))
+            log.warning(
+                "%s: %d bar(s) differ from the stored ones (kept the stored), e.g. ts %s",
+                self.label,
+                result.conflicting,
+                list(result.conflict_examples),
+            )
         if self.bar is not None:
             self.bar.update(len(columns[0]))
         if self.publisher is not None and self.previous_newest is not None and result.inserted:
             fresh = columns[0] > self.previous_newest
             if fresh.any():
                 self.report.published += publish_bars(
-                    self.publisher, self.exchange.id, self.symbol, self.timeframe,
+                    self.publisher,
+                    self.exchange.id,
+                    self.symbol,
+                    self.timeframe,
                     *(column[fresh] for column in columns),
                 )
         return result.inserted
-
 
     def _count_rejected(self, received: np.ndarray, reasons: list[str]) -> None:
         """Count rejected rows: all in :attr:`rejected_rows`, distinct ones in the report."""

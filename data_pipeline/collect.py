@@ -99,11 +99,22 @@ class TradeCollector:
         it (run ``candela data backfill`` for the hole) instead of stalling the live feed.
     """
 
-    def __init__(self, exchange, engine: Engine, symbols: list[str], timeframes: list[str], *,
-                 publisher: Publisher | None = None, store_trades: bool = False,
-                 clock: Callable[[], int] = now_ms, grace_ms: int = 2_000, tick: float = 1.0,
-                 policy: RetryPolicy | None = None, max_catchup_trades: int = 100_000,
-                 reorder_wait: float = 1.0):
+    def __init__(
+        self,
+        exchange,
+        engine: Engine,
+        symbols: list[str],
+        timeframes: list[str],
+        *,
+        publisher: Publisher | None = None,
+        store_trades: bool = False,
+        clock: Callable[[], int] = now_ms,
+        grace_ms: int = 2_000,
+        tick: float = 1.0,
+        policy: RetryPolicy | None = None,
+        max_catchup_trades: int = 100_000,
+        reorder_wait: float = 1.0,
+    ):
         self.exchange, self.engine = exchange, engine
         self.symbols, self.timeframes = list(symbols), list(timeframes)
         self.timeframes_ms = {tf: timeframe_to_ms(tf) for tf in self.timeframes}
@@ -112,11 +123,20 @@ class TradeCollector:
         self.policy = policy or RetryPolicy()
         self.max_catchup_trades = max_catchup_trades
         self.empty = EMPTY_RULE.get(exchange.id, "flat")
-        self.aggregators = {s: CandleAggregator(self.timeframes_ms, empty=self.empty) for s in self.symbols}
+        self.aggregators = {
+            s: CandleAggregator(self.timeframes_ms, empty=self.empty) for s in self.symbols
+        }
         self.last_trade_ids: dict[str, int | None] = dict.fromkeys(self.symbols)
         self.latest_trade_ts: dict[str, int | None] = dict.fromkeys(self.symbols)
-        self.stats = {"trades": 0, "duplicates": 0, "refetched": 0, "candles": 0, "published": 0,
-                      "reconnects": 0, "resumed": 0}
+        self.stats = {
+            "trades": 0,
+            "duplicates": 0,
+            "refetched": 0,
+            "candles": 0,
+            "published": 0,
+            "reconnects": 0,
+            "resumed": 0,
+        }
         self.reorder_wait = reorder_wait
         self.pending = {s: _trade_arrays([]) for s in self.symbols}
         self.pending_since: dict[str, float | None] = dict.fromkeys(self.symbols)
@@ -132,13 +152,16 @@ class TradeCollector:
         if self.exchange.id in CONSECUTIVE_TRADE_IDS:
             for symbol in self.symbols:  # finish the candles a previous run left open
                 self.stats["resumed"] += await resume_open_candles(self, symbol)
-        await asyncio.gather(*(self._follow(symbol, should_stop) for symbol in self.symbols),
-                             self._clock_loop(should_stop))
+        await asyncio.gather(
+            *(self._follow(symbol, should_stop) for symbol in self.symbols),
+            self._clock_loop(should_stop),
+        )
 
     def _load_state(self) -> None:
         with self.engine.connect() as connection:
-            rows = connection.execute(select(collector_state).where(
-                collector_state.c.exchange == self.exchange.id)).all()
+            rows = connection.execute(
+                select(collector_state).where(collector_state.c.exchange == self.exchange.id)
+            ).all()
         for row in rows:
             if row.symbol in self.last_trade_ids and row.last_trade_id is not None:
                 self.last_trade_ids[row.symbol] = int(row.last_trade_id)
@@ -162,8 +185,14 @@ class TradeCollector:
                     failures += 1
                     self.stats["reconnects"] += 1
                     wait = self.policy.delay(min(failures, 10), error)
-                    log.warning("%s %s: stream failed (%s); reconnecting in %.2f s, missed trades "
-                                "will be fetched over REST", self.exchange.id, symbol, error, wait)
+                    log.warning(
+                        "%s %s: stream failed (%s); reconnecting in %.2f s, missed trades "
+                        "will be fetched over REST",
+                        self.exchange.id,
+                        symbol,
+                        error,
+                        wait,
+                    )
                     await asyncio.sleep(wait)
                     continue
                 finally:
@@ -230,7 +259,9 @@ class TradeCollector:
             if missed is None or missed["id"].size == 0:
                 # too many to fetch, or the exchange has none of them: continue after the hole
                 if missed is None:
-                    self.aggregators[symbol] = CandleAggregator(self.timeframes_ms, empty=self.empty)
+                    self.aggregators[symbol] = CandleAggregator(
+                        self.timeframes_ms, empty=self.empty
+                    )
                 self.last_trade_ids[symbol] = first - 1
                 continue
             batch = _merge(missed, batch)
@@ -240,10 +271,13 @@ class TradeCollector:
             self.pending_since[symbol] = None
 
     def _process(self, symbol: str, batch: dict) -> None:
-        closed = self.aggregators[symbol].add(batch["ts"], batch["price"], batch["amount"],
-                                              buyer_maker=batch["buyer_maker"])
+        closed = self.aggregators[symbol].add(
+            batch["ts"], batch["price"], batch["amount"], buyer_maker=batch["buyer_maker"]
+        )
         self.stats["trades"] += int(batch["id"].size)
-        self.latest_trade_ts[symbol] = max(self.latest_trade_ts[symbol] or 0, int(batch["ts"].max()))
+        self.latest_trade_ts[symbol] = max(
+            self.latest_trade_ts[symbol] or 0, int(batch["ts"].max())
+        )
         self._commit(symbol, closed, batch)
 
     def _drop_seen(self, symbol: str, batch: dict) -> dict:
@@ -262,16 +296,23 @@ class TradeCollector:
         arrays; ``None`` if more than ``max_catchup_trades`` are asked for."""
         wanted = last_id - first_id + 1
         if wanted > self.max_catchup_trades:
-            log.warning("%s %s: %d trades missed (ids %d..%d), more than max_catchup_trades; candles "
-                        "restart after the hole: run 'candela data backfill' for it",
-                        self.exchange.id, symbol, wanted, first_id, last_id)
+            log.warning(
+                "%s %s: %d trades missed (ids %d..%d), more than max_catchup_trades; candles "
+                "restart after the hole: run 'candela data backfill' for it",
+                self.exchange.id,
+                symbol,
+                wanted,
+                first_id,
+                last_id,
+            )
             return None
         pages, next_id = [], first_id
         while next_id <= last_id:
             start = next_id
             page = await call_with_retry(
                 lambda: self.exchange.fetch_trades(symbol, limit=1000, params={"fromId": start}),
-                policy=self.policy, exchange=self.exchange,
+                policy=self.policy,
+                exchange=self.exchange,
                 describe=f"{self.exchange.id} {symbol} trades from id {start}",
             )
             arrays = _trade_arrays(page)
@@ -280,15 +321,26 @@ class TradeCollector:
             pages.append(arrays)
             next_id = int(arrays["id"].max()) + 1  # ccxt sorts same-ms ids as strings: use max
         if not pages:
-            log.warning("%s %s: exchange returned none of the missed trade ids %d..%d",
-                        self.exchange.id, symbol, first_id, last_id)
+            log.warning(
+                "%s %s: exchange returned none of the missed trade ids %d..%d",
+                self.exchange.id,
+                symbol,
+                first_id,
+                last_id,
+            )
             return _trade_arrays([])
         merged = {key: np.concatenate([p[key] for p in pages]) for key in pages[0]}
         inside = (merged["id"] >= first_id) & (merged["id"] <= last_id)
         merged = {key: value[inside] for key, value in merged.items()}
         self.stats["refetched"] += int(merged["id"].size)
-        log.info("%s %s: fetched %d missed trade(s) (ids %d..%d) over REST", self.exchange.id, symbol,
-                 merged["id"].size, first_id, last_id)
+        log.info(
+            "%s %s: fetched %d missed trade(s) (ids %d..%d) over REST",
+            self.exchange.id,
+            symbol,
+            merged["id"].size,
+            first_id,
+            last_id,
+        )
         return merged
 
     def _commit(self, symbol: str, closed: dict, batch: dict | None) -> None:
@@ -299,19 +351,50 @@ class TradeCollector:
         with self.engine.begin() as connection:
             for timeframe, candles in closed.items():
                 if candles.size:
-                    store_bars(connection, exchange, symbol, timeframe, candles.ts, candles.open,
-                               candles.high, candles.low, candles.close, candles.volume)
+                    store_bars(
+                        connection,
+                        exchange,
+                        symbol,
+                        timeframe,
+                        candles.ts,
+                        candles.open,
+                        candles.high,
+                        candles.low,
+                        candles.close,
+                        candles.volume,
+                    )
             if batch is not None:
                 if self.store_trades:
-                    insert_ignoring_duplicates(connection, raw_trades, [
-                        {"exchange": exchange, "symbol": symbol, "trade_id": int(i), "ts": int(t),
-                         "price": float(p), "amount": float(a), "side": "sell" if m else "buy"}
-                        for i, t, p, a, m in zip(batch["id"], batch["ts"], batch["price"],
-                                                 batch["amount"], batch["buyer_maker"])
-                    ])
+                    insert_ignoring_duplicates(
+                        connection,
+                        raw_trades,
+                        [
+                            {
+                                "exchange": exchange,
+                                "symbol": symbol,
+                                "trade_id": int(i),
+                                "ts": int(t),
+                                "price": float(p),
+                                "amount": float(a),
+                                "side": "sell" if m else "buy",
+                            }
+                            for i, t, p, a, m in zip(
+                                batch["id"],
+                                batch["ts"],
+                                batch["price"],
+                                batch["amount"],
+                                batch["buyer_maker"],
+                            )
+                        ],
+                    )
                 position = int(np.argmax(batch["id"]))
-                _save_state(connection, exchange, symbol, int(batch["id"][position]),
-                            int(batch["ts"][position]))
+                _save_state(
+                    connection,
+                    exchange,
+                    symbol,
+                    int(batch["id"][position]),
+                    int(batch["ts"][position]),
+                )
         if batch is not None:
             self.last_trade_ids[symbol] = int(batch["id"].max())
         for timeframe, candles in closed.items():
@@ -319,15 +402,36 @@ class TradeCollector:
                 self.stats["candles"] += candles.size
                 if self.publisher is not None:
                     self.stats["published"] += publish_bars(
-                        self.publisher, exchange, symbol, timeframe, candles.ts, candles.open,
-                        candles.high, candles.low, candles.close, candles.volume)
+                        self.publisher,
+                        exchange,
+                        symbol,
+                        timeframe,
+                        candles.ts,
+                        candles.open,
+                        candles.high,
+                        candles.low,
+                        candles.close,
+                        candles.volume,
+                    )
 
 
 def _trade_arrays(trades: list[dict]) -> dict:
     """Unified ccxt trades as id-sorted arrays (trades without an integer id are dropped)."""
-    rows = [(int(t["id"]), int(t["timestamp"]), float(t["price"]), float(t["amount"]), t.get("side") == "sell")
-            for t in trades if t.get("id") is not None and str(t["id"]).isdigit()
-            and t.get("timestamp") is not None and t.get("price") is not None and t.get("amount") is not None]
+    rows = [
+        (
+            int(t["id"]),
+            int(t["timestamp"]),
+            float(t["price"]),
+            float(t["amount"]),
+            t.get("side") == "sell",
+        )
+        for t in trades
+        if t.get("id") is not None
+        and str(t["id"]).isdigit()
+        and t.get("timestamp") is not None
+        and t.get("price") is not None
+        and t.get("amount") is not None
+    ]
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     order = np.argsort(ids, kind="stable")
     return {
@@ -349,13 +453,24 @@ def _save_state(connection, exchange: str, symbol: str, trade_id: int, trade_ts:
     key = and_(collector_state.c.exchange == exchange, collector_state.c.symbol == symbol)
     values = {"last_trade_id": trade_id, "last_trade_ts": trade_ts, "updated_at": now_ms()}
     if connection.execute(update(collector_state).where(key).values(**values)).rowcount == 0:
-        connection.execute(collector_state.insert().values(exchange=exchange, symbol=symbol, **values))
+        connection.execute(
+            collector_state.insert().values(exchange=exchange, symbol=symbol, **values)
+        )
 
 
-async def poll_candles(exchange, engine: Engine, symbols: list[str], timeframes: list[str], *,
-                       publisher: Publisher | None = None, interval: float = 10.0,
-                       lookback_bars: int = 10, should_stop: Callable[[], bool] = lambda: False,
-                       policy: RetryPolicy | None = None, max_rounds: int | None = None) -> int:
+async def poll_candles(
+    exchange,
+    engine: Engine,
+    symbols: list[str],
+    timeframes: list[str],
+    *,
+    publisher: Publisher | None = None,
+    interval: float = 10.0,
+    lookback_bars: int = 10,
+    should_stop: Callable[[], bool] = lambda: False,
+    policy: RetryPolicy | None = None,
+    max_rounds: int | None = None,
+) -> int:
     """REST fallback: every ``interval`` s, backfill the newest candles and publish the new ones.
 
     Each round backfills from the newest stored bar (or ``lookback_bars`` back when the market
@@ -371,12 +486,24 @@ async def poll_candles(exchange, engine: Engine, symbols: list[str], timeframes:
             tf = timeframe_to_ms(timeframe)
             for symbol in symbols:
                 with engine.connect() as connection:
-                    newest = connection.execute(select(func.max(ohlcv.c.ts)).where(
-                        ohlcv.c.exchange == exchange.id, ohlcv.c.symbol == symbol,
-                        ohlcv.c.timeframe == timeframe)).scalar()
-                since = (int(newest) if newest is not None else now - lookback_bars * tf)
-                await backfill(exchange, engine, [symbol], [timeframe], since, publisher=publisher,
-                               policy=policy, progress=False)
+                    newest = connection.execute(
+                        select(func.max(ohlcv.c.ts)).where(
+                            ohlcv.c.exchange == exchange.id,
+                            ohlcv.c.symbol == symbol,
+                            ohlcv.c.timeframe == timeframe,
+                        )
+                    ).scalar()
+                since = int(newest) if newest is not None else now - lookback_bars * tf
+                await backfill(
+                    exchange,
+                    engine,
+                    [symbol],
+                    [timeframe],
+                    since,
+                    publisher=publisher,
+                    policy=policy,
+                    progress=False,
+                )
         rounds += 1
         if should_stop() or (max_rounds is not None and rounds >= max_rounds):
             break

@@ -35,10 +35,20 @@ DEFAULT_PAGE_LIMIT = 500
 
 _JSON_SHAPES: dict[str, dict[str, str]] = {
     # path suffix -> expected top-level JSON shape ("list", or "data-list": {"data": [...]})
-    "binance": {"/klines": "list", "/aggTrades": "list", "/trades": "list", "/exchangeInfo": "symbols"},
-    "okx": {"/market/candles": "data-list", "/market/history-candles": "data-list",
-            "/market/trades": "data-list", "/market/history-trades": "data-list",
-            "/public/instruments": "data-list", "/public/time": "data-list"},
+    "binance": {
+        "/klines": "list",
+        "/aggTrades": "list",
+        "/trades": "list",
+        "/exchangeInfo": "symbols",
+    },
+    "okx": {
+        "/market/candles": "data-list",
+        "/market/history-candles": "data-list",
+        "/market/trades": "data-list",
+        "/market/history-trades": "data-list",
+        "/public/instruments": "data-list",
+        "/public/time": "data-list",
+    },
 }
 
 
@@ -72,8 +82,20 @@ def _strict_mixin(exchange_id: str) -> type:
     class StrictJSON:
         """Raise instead of returning garbage for malformed successful responses."""
 
-        def handle_errors(self, code, reason, url, method, headers, body, response, request_headers, request_body):
-            arguments = (code, reason, url, method, headers, body, response, request_headers, request_body)
+        def handle_errors(
+            self, code, reason, url, method, headers, body, response, request_headers, request_body
+        ):
+            arguments = (
+                code,
+                reason,
+                url,
+                method,
+                headers,
+                body,
+                response,
+                request_headers,
+                request_body,
+            )
             if not method:  # ccxt.pro reuses handle_errors for WebSocket messages
                 return super().handle_errors(*arguments)  # type: ignore[misc]
             # an error envelope ({"code": ...}) or an error status: the exchange's own mapping first
@@ -169,10 +191,18 @@ def create_exchange(
         config["rateLimit"] = rate_limit_ms
     exchange = cls(config)
     fetch_markets = exchange.options.get("fetchMarkets")
-    exchange.options["fetchMarkets"] = {**(fetch_markets if isinstance(fetch_markets, dict) else {}),
-                                        "types": ["spot"]}
-    exchange.options.update({"fetchCurrencies": False, "fetchMargins": False,
-                             "adjustForTimeDifference": False, "defaultType": "spot"})
+    exchange.options["fetchMarkets"] = {
+        **(fetch_markets if isinstance(fetch_markets, dict) else {}),
+        "types": ["spot"],
+    }
+    exchange.options.update(
+        {
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+            "adjustForTimeDifference": False,
+            "defaultType": "spot",
+        }
+    )
     if options:
         exchange.options.update(options)
     if endpoints is not None:
@@ -187,7 +217,9 @@ def _point_at(exchange, endpoints: Endpoints) -> None:
             api[key] = endpoints.rest.rstrip("/") + urlsplit(url).path
     if endpoints.ws is not None:
         _rewrite_ws(api, endpoints.ws.rstrip("/"))
-    spot_exceptions = exchange.exceptions.get("spot") if isinstance(exchange.exceptions, dict) else None
+    spot_exceptions = (
+        exchange.exceptions.get("spot") if isinstance(exchange.exceptions, dict) else None
+    )
     if isinstance(spot_exceptions, dict) and isinstance(spot_exceptions.get("exact"), dict):
         # production error codes are picked by host name; keep them on the mock's host
         exchange.exceptions["exact"].update(spot_exceptions["exact"])

@@ -50,7 +50,9 @@ class Gap:
     resolved_at: int | None
 
 
-def missing_ranges(stored_ts: np.ndarray, first_ts: int, last_ts: int, timeframe_ms: int) -> list[tuple[int, int]]:
+def missing_ranges(
+    stored_ts: np.ndarray, first_ts: int, last_ts: int, timeframe_ms: int
+) -> list[tuple[int, int]]:
     """Ranges of grid close times in ``[first_ts, last_ts]`` that are not in ``stored_ts``.
 
     Parameters
@@ -71,8 +73,9 @@ def missing_ranges(stored_ts: np.ndarray, first_ts: int, last_ts: int, timeframe
     return [(int(edges[i] + timeframe_ms), int(edges[i + 1] - timeframe_ms)) for i in holes]
 
 
-def subtract_ranges(ranges: list[tuple[int, int]], excluded: list[tuple[int, int]],
-                    timeframe_ms: int) -> list[tuple[int, int]]:
+def subtract_ranges(
+    ranges: list[tuple[int, int]], excluded: list[tuple[int, int]], timeframe_ms: int
+) -> list[tuple[int, int]]:
     """``ranges`` minus ``excluded`` (inclusive grid ranges), as inclusive grid ranges."""
     result = list(ranges)
     for low, high in sorted(excluded):
@@ -94,8 +97,14 @@ def count_bars(first_ts: int, last_ts: int, timeframe_ms: int) -> int:
     return (last_ts - first_ts) // timeframe_ms + 1
 
 
-def stored_close_times(connection: Connection, exchange: str, symbol: str, timeframe: str,
-                       first_ts: int | None = None, last_ts: int | None = None) -> np.ndarray:
+def stored_close_times(
+    connection: Connection,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    first_ts: int | None = None,
+    last_ts: int | None = None,
+) -> np.ndarray:
     """Stored close times of one market (optionally within an inclusive window), ascending."""
     query = select(ohlcv.c.ts).where(
         ohlcv.c.exchange == exchange, ohlcv.c.symbol == symbol, ohlcv.c.timeframe == timeframe
@@ -108,30 +117,47 @@ def stored_close_times(connection: Connection, exchange: str, symbol: str, timef
     return np.asarray(rows, dtype=np.int64)
 
 
-def settled_ranges(connection: Connection, exchange: str, symbol: str, timeframe: str) -> list[tuple[int, int]]:
+def settled_ranges(
+    connection: Connection, exchange: str, symbol: str, timeframe: str
+) -> list[tuple[int, int]]:
     """Ledger ranges of one market that are not to be asked for again (see :data:`SETTLED`)."""
     rows = connection.execute(
         select(gaps_table.c.first_missing_ts, gaps_table.c.last_missing_ts).where(
-            gaps_table.c.exchange == exchange, gaps_table.c.symbol == symbol,
-            gaps_table.c.timeframe == timeframe, gaps_table.c.status.in_(SETTLED),
+            gaps_table.c.exchange == exchange,
+            gaps_table.c.symbol == symbol,
+            gaps_table.c.timeframe == timeframe,
+            gaps_table.c.status.in_(SETTLED),
         )
     ).all()
     return [(int(first), int(last)) for first, last in rows]
 
 
-def open_gaps(connection: Connection, exchange: str, symbol: str, timeframe: str) -> list[tuple[int, int]]:
+def open_gaps(
+    connection: Connection, exchange: str, symbol: str, timeframe: str
+) -> list[tuple[int, int]]:
     """Ranges of one market's ledger rows still ``open``."""
     rows = connection.execute(
         select(gaps_table.c.first_missing_ts, gaps_table.c.last_missing_ts).where(
-            gaps_table.c.exchange == exchange, gaps_table.c.symbol == symbol,
-            gaps_table.c.timeframe == timeframe, gaps_table.c.status == "open",
+            gaps_table.c.exchange == exchange,
+            gaps_table.c.symbol == symbol,
+            gaps_table.c.timeframe == timeframe,
+            gaps_table.c.status == "open",
         )
     ).all()
     return [(int(first), int(last)) for first, last in rows]
 
 
-def record_gap(connection: Connection, exchange: str, symbol: str, timeframe: str, first_ts: int,
-               last_ts: int, timeframe_ms: int, status: str, detail: str | None = None) -> None:
+def record_gap(
+    connection: Connection,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    first_ts: int,
+    last_ts: int,
+    timeframe_ms: int,
+    status: str,
+    detail: str | None = None,
+) -> None:
     """Insert or update the ledger row of the gap starting at ``first_ts``."""
     if status not in ("open", "refetched", "partially_refetched", "confirmed_empty"):
         raise ValueError(f"unknown gap status {status!r}")
@@ -143,44 +169,90 @@ def record_gap(connection: Connection, exchange: str, symbol: str, timeframe: st
         "detail": detail,
         "resolved_at": None if status == "open" else now,
     }
-    key = and_(gaps_table.c.exchange == exchange, gaps_table.c.symbol == symbol,
-               gaps_table.c.timeframe == timeframe, gaps_table.c.first_missing_ts == int(first_ts))
+    key = and_(
+        gaps_table.c.exchange == exchange,
+        gaps_table.c.symbol == symbol,
+        gaps_table.c.timeframe == timeframe,
+        gaps_table.c.first_missing_ts == int(first_ts),
+    )
     updated = connection.execute(update(gaps_table).where(key).values(**values))
     if updated.rowcount == 0:
-        connection.execute(gaps_table.insert().values(
-            exchange=exchange, symbol=symbol, timeframe=timeframe, first_missing_ts=int(first_ts),
-            found_at=now, **values,
-        ))
+        connection.execute(
+            gaps_table.insert().values(
+                exchange=exchange,
+                symbol=symbol,
+                timeframe=timeframe,
+                first_missing_ts=int(first_ts),
+                found_at=now,
+                **values,
+            )
+        )
 
 
-def list_gaps(connection: Connection, exchange: str | None = None, symbol: str | None = None,
-              timeframe: str | None = None, status: str | None = None) -> list[Gap]:
+def list_gaps(
+    connection: Connection,
+    exchange: str | None = None,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    status: str | None = None,
+) -> list[Gap]:
     """Ledger rows, filtered by any of the arguments, ordered by market and start."""
     query = select(gaps_table)
-    for column, value in (("exchange", exchange), ("symbol", symbol), ("timeframe", timeframe), ("status", status)):
+    for column, value in (
+        ("exchange", exchange),
+        ("symbol", symbol),
+        ("timeframe", timeframe),
+        ("status", status),
+    ):
         if value is not None:
             query = query.where(gaps_table.c[column] == value)
-    query = query.order_by(gaps_table.c.exchange, gaps_table.c.symbol, gaps_table.c.timeframe,
-                           gaps_table.c.first_missing_ts)
+    query = query.order_by(
+        gaps_table.c.exchange,
+        gaps_table.c.symbol,
+        gaps_table.c.timeframe,
+        gaps_table.c.first_missing_ts,
+    )
     return [
-        Gap(row.exchange, row.symbol, row.timeframe, int(row.first_missing_ts), int(row.last_missing_ts),
-            int(row.missing_bars), row.status, row.detail, int(row.found_at),
-            None if row.resolved_at is None else int(row.resolved_at))
+        Gap(
+            row.exchange,
+            row.symbol,
+            row.timeframe,
+            int(row.first_missing_ts),
+            int(row.last_missing_ts),
+            int(row.missing_bars),
+            row.status,
+            row.detail,
+            int(row.found_at),
+            None if row.resolved_at is None else int(row.resolved_at),
+        )
         for row in connection.execute(query)
     ]
 
 
-def _overlapping_rows(connection: Connection, exchange: str, symbol: str, timeframe: str,
-                      first_ts: int, last_ts: int) -> list:
-    return connection.execute(select(gaps_table).where(
-        gaps_table.c.exchange == exchange, gaps_table.c.symbol == symbol,
-        gaps_table.c.timeframe == timeframe, gaps_table.c.first_missing_ts <= last_ts,
-        gaps_table.c.last_missing_ts >= first_ts,
-    )).all()
+def _overlapping_rows(
+    connection: Connection, exchange: str, symbol: str, timeframe: str, first_ts: int, last_ts: int
+) -> list:
+    return connection.execute(
+        select(gaps_table).where(
+            gaps_table.c.exchange == exchange,
+            gaps_table.c.symbol == symbol,
+            gaps_table.c.timeframe == timeframe,
+            gaps_table.c.first_missing_ts <= last_ts,
+            gaps_table.c.last_missing_ts >= first_ts,
+        )
+    ).all()
 
 
-def record_stored_holes(connection: Connection, exchange: str, symbol: str, timeframe: str,
-                        first_ts: int, last_ts: int, timeframe_ms: int, source: str) -> list[tuple[int, int]]:
+def record_stored_holes(
+    connection: Connection,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    first_ts: int,
+    last_ts: int,
+    timeframe_ms: int,
+    source: str,
+) -> list[tuple[int, int]]:
     """Bring the ledger in line with the holes now stored between ``first_ts`` and ``last_ts``.
 
     Used after bars were written from somewhere other than the exchange (an imported file), so
@@ -213,8 +285,9 @@ def record_stored_holes(connection: Connection, exchange: str, symbol: str, time
     rows = _overlapping_rows(connection, *market, first_ts, last_ts)
     first_ts = min([first_ts, *(int(row.first_missing_ts) for row in rows)])
     last_ts = max([last_ts, *(int(row.last_missing_ts) for row in rows)])
-    holes = missing_ranges(stored_close_times(connection, *market, first_ts, last_ts), first_ts, last_ts,
-                           timeframe_ms)
+    holes = missing_ranges(
+        stored_close_times(connection, *market, first_ts, last_ts), first_ts, last_ts, timeframe_ms
+    )
     starts = np.array([first for first, _ in holes], dtype=np.int64)
     ends = np.array([last for _, last in holes], dtype=np.int64)
     covered: list[tuple[int, int]] = []
@@ -224,30 +297,66 @@ def record_stored_holes(connection: Connection, exchange: str, symbol: str, time
             covered.append(span)
             continue
         low, high = np.searchsorted(ends, span[0]), np.searchsorted(starts, span[1], side="right")
-        inside = [(max(int(a), span[0]), min(int(b), span[1])) for a, b in zip(starts[low:high], ends[low:high])]
+        inside = [
+            (max(int(a), span[0]), min(int(b), span[1]))
+            for a, b in zip(starts[low:high], ends[low:high])
+        ]
         if not inside:
-            record_gap(connection, *market, *span, timeframe_ms, "refetched",
-                       f"every missing bar arrived with {source}")
+            record_gap(
+                connection,
+                *market,
+                *span,
+                timeframe_ms,
+                "refetched",
+                f"every missing bar arrived with {source}",
+            )
         elif inside != [span]:
             connection.execute(gaps_table.delete().where(gaps_table.c.id == row.id))
             _insert_open(connection, market, inside, timeframe_ms, row.detail, int(row.found_at))
         covered.extend(inside)
     exact, hole_set = set(covered), set(holes)
-    new = subtract_ranges([hole for hole in holes if hole not in exact],
-                          [span for span in covered if span not in hole_set], timeframe_ms)
-    _insert_open(connection, market, new, timeframe_ms,
-                 f"not stored after importing {source}; a backfill asks the exchange for these bars", now_ms())
+    new = subtract_ranges(
+        [hole for hole in holes if hole not in exact],
+        [span for span in covered if span not in hole_set],
+        timeframe_ms,
+    )
+    _insert_open(
+        connection,
+        market,
+        new,
+        timeframe_ms,
+        f"not stored after importing {source}; a backfill asks the exchange for these bars",
+        now_ms(),
+    )
     return new
 
 
-def _insert_open(connection: Connection, market: tuple[str, str, str], ranges: list[tuple[int, int]],
-                 timeframe_ms: int, detail: str | None, found_at: int) -> None:
+def _insert_open(
+    connection: Connection,
+    market: tuple[str, str, str],
+    ranges: list[tuple[int, int]],
+    timeframe_ms: int,
+    detail: str | None,
+    found_at: int,
+) -> None:
     if not ranges:
         return
     exchange, symbol, timeframe = market
-    connection.execute(gaps_table.insert(), [
-        {"exchange": exchange, "symbol": symbol, "timeframe": timeframe, "first_missing_ts": first,
-         "last_missing_ts": last, "missing_bars": count_bars(first, last, timeframe_ms), "status": "open",
-         "detail": detail, "found_at": found_at, "resolved_at": None}
-        for first, last in ranges
-    ])
+    connection.execute(
+        gaps_table.insert(),
+        [
+            {
+                "exchange": exchange,
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "first_missing_ts": first,
+                "last_missing_ts": last,
+                "missing_bars": count_bars(first, last, timeframe_ms),
+                "status": "open",
+                "detail": detail,
+                "found_at": found_at,
+                "resolved_at": None,
+            }
+            for first, last in ranges
+        ],
+    )

@@ -50,8 +50,10 @@ COLUMNS: tuple[str, ...] = ("open_time_ms", "open", "high", "low", "close", "vol
 REJECTED_EXAMPLES = 5
 """How many rejected rows :class:`ImportReport` keeps as examples."""
 
-_FILE_NAME = re.compile(r"^(?P<exchange>[a-z][a-z0-9_]*)_(?P<base>[A-Za-z0-9]+)-(?P<quote>[A-Za-z0-9]+)"
-                        r"_(?P<timeframe>\d+[mhdw])(?:_[A-Za-z0-9]+)?\.csv(?:\.gz)?$")
+_FILE_NAME = re.compile(
+    r"^(?P<exchange>[a-z][a-z0-9_]*)_(?P<base>[A-Za-z0-9]+)-(?P<quote>[A-Za-z0-9]+)"
+    r"_(?P<timeframe>\d+[mhdw])(?:_[A-Za-z0-9]+)?\.csv(?:\.gz)?$"
+)
 
 
 class ImportFailedError(RuntimeError):
@@ -89,11 +91,16 @@ class SpacingError(ValueError):
     def describe(self, given: str, option: str = "timeframe") -> str:
         """The message, naming how the timeframe was ``given`` and the ``option`` that fixes it."""
         fits = self.fitting_timeframe
-        fix = (f"pass {option} {fits}" if fits else
-               f"no timeframe Candela stores is {format_duration(self.spacing_ms)} long "
-               f"({', '.join(SUPPORTED_TIMEFRAMES)}): check the file")
-        return (f"{self.path}: rows are spaced {format_duration(self.spacing_ms)} apart ({self.at_spacing} of "
-                f"{self.steps} steps between rows), which does not fit {given}: {fix}")
+        fix = (
+            f"pass {option} {fits}"
+            if fits
+            else f"no timeframe Candela stores is {format_duration(self.spacing_ms)} long "
+            f"({', '.join(SUPPORTED_TIMEFRAMES)}): check the file"
+        )
+        return (
+            f"{self.path}: rows are spaced {format_duration(self.spacing_ms)} apart ({self.at_spacing} of "
+            f"{self.steps} steps between rows), which does not fit {given}: {fix}"
+        )
 
 
 @dataclass(frozen=True)
@@ -185,16 +192,20 @@ class ImportReport:
 
     def summary(self) -> str:
         """One line: ``binance BTC/USDT 1m: 0 new, 1500 already stored, 0 rejected (file.csv.gz)``."""
-        text = (f"{self.exchange} {self.symbol} {self.timeframe}: {self.inserted} new, "
-                f"{self.unchanged} already stored")
+        text = (
+            f"{self.exchange} {self.symbol} {self.timeframe}: {self.inserted} new, "
+            f"{self.unchanged} already stored"
+        )
         if self.revised:
             text += f", {self.revised} revised (previous values kept in ohlcv_revisions)"
         if self.conflicting > self.revised:
             text += f", {self.conflicting - self.revised} conflicting (stored values kept)"
         text = f"{text}, {self.rejected_total} rejected ({self.rows} rows in {self.path.name})"
         if self.new_gaps:
-            text += (f"; {len(self.new_gaps)} gap(s), {self.new_gap_bars} missing bar(s), recorded in the "
-                     "gap ledger (see 'candela data gaps')")
+            text += (
+                f"; {len(self.new_gaps)} gap(s), {self.new_gap_bars} missing bar(s), recorded in the "
+                "gap ledger (see 'candela data gaps')"
+            )
         return text
 
 
@@ -217,7 +228,9 @@ def _read_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise FileNotFoundError(f"candle file {str(path)!r} does not exist: check the path") from None
+        raise FileNotFoundError(
+            f"candle file {str(path)!r} does not exist: check the path"
+        ) from None
     except IsADirectoryError:
         raise ValueError(f"{path} is a folder: pass one CSV or CSV.gz file") from None
     if raw[:2] == b"\x1f\x8b":
@@ -242,15 +255,19 @@ def _first_bad_line(path: Path, lines: list[str], line_numbers: np.ndarray, widt
     for line, number in zip(lines, line_numbers.tolist()):
         fields = line.split(",")
         if len(fields) != width:
-            return (f"{path} line {number}: expected {width} comma-separated fields "
-                    f"({','.join(COLUMNS)}), found {len(fields)} in {line[:80]!r}; the file is "
-                    "truncated or malformed: fix or re-download it")
+            return (
+                f"{path} line {number}: expected {width} comma-separated fields "
+                f"({','.join(COLUMNS)}), found {len(fields)} in {line[:80]!r}; the file is "
+                "truncated or malformed: fix or re-download it"
+            )
         for name, value in zip(COLUMNS, fields):
             try:
                 float(value)
             except ValueError:
-                return (f"{path} line {number}: {name} is {value!r}, not a number; fix the line "
-                        "or re-download the file")
+                return (
+                    f"{path} line {number}: {name} is {value!r}, not a number; fix the line "
+                    "or re-download the file"
+                )
     return f"{path}: cannot parse the candle rows; check that every line has {width} numbers"
 
 
@@ -355,7 +372,13 @@ def read_candle_file(path: str | Path, timeframe: str) -> CandleFile:
 
 def format_duration(milliseconds: int) -> str:
     """``3_600_000`` -> ``"1h"``, ``5_400_000`` -> ``"90m"``, ``1_500`` -> ``"1500ms"``."""
-    for unit, length in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)):
+    for unit, length in (
+        ("w", 604_800_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ):
         if milliseconds % length == 0:
             return f"{milliseconds // length}{unit}"
     return f"{milliseconds}ms"
@@ -443,11 +466,27 @@ def import_candles(
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     candles = read_candle_file(path, timeframe)
     check_spacing(path, candles.ts, timeframe)
-    check = validate_candles(candles.ts, candles.open, candles.high, candles.low, candles.close,
-                             candles.volume, timeframe_ms)
+    check = validate_candles(
+        candles.ts,
+        candles.open,
+        candles.high,
+        candles.low,
+        candles.close,
+        candles.volume,
+        timeframe_ms,
+    )
     keep = check.valid
-    columns = [column[keep] for column in (candles.ts, candles.open, candles.high, candles.low,
-                                           candles.close, candles.volume)]
+    columns = [
+        column[keep]
+        for column in (
+            candles.ts,
+            candles.open,
+            candles.high,
+            candles.low,
+            candles.close,
+            candles.volume,
+        )
+    ]
     totals = StoreResult(0, 0, 0)
     conflicts: list[int] = []
     try:
@@ -455,13 +494,16 @@ def import_candles(
             for start in range(0, len(columns[0]), chunk_rows):
                 part = [column[start : start + chunk_rows] for column in columns]
                 result = store_bars(connection, exchange, symbol, timeframe, *part, revise=revise)
-                totals = StoreResult(totals.inserted + result.inserted,
-                                     totals.unchanged + result.unchanged,
-                                     totals.conflicting + result.conflicting,
-                                     revised=totals.revised + result.revised)
+                totals = StoreResult(
+                    totals.inserted + result.inserted,
+                    totals.unchanged + result.unchanged,
+                    totals.conflicting + result.conflicting,
+                    revised=totals.revised + result.revised,
+                )
                 conflicts.extend(result.conflict_examples)
-            new_gaps = _record_gaps(connection, (exchange, symbol, timeframe), columns[0], timeframe_ms,
-                                    Path(path).name)
+            new_gaps = _record_gaps(
+                connection, (exchange, symbol, timeframe), columns[0], timeframe_ms, Path(path).name
+            )
     except DBAPIError as exc:
         raise ImportFailedError(_write_failure(path, exc.orig or exc)) from exc
     except engine.dialect.dbapi.Error as exc:  # raised by the raw-cursor COPY/executemany paths
@@ -477,8 +519,10 @@ def import_candles(
         unchanged=totals.unchanged,
         conflicting=totals.conflicting,
         rejected=dict(check.counts),
-        rejected_examples=[(int(candles.line_numbers[row]), reason)
-                           for row, reason in check.rejected[:REJECTED_EXAMPLES]],
+        rejected_examples=[
+            (int(candles.line_numbers[row]), reason)
+            for row, reason in check.rejected[:REJECTED_EXAMPLES]
+        ],
         conflict_examples=tuple(sorted(conflicts)[:5]),
         first_ts=int(accepted_ts.min()) if len(accepted_ts) else None,
         last_ts=int(accepted_ts.max()) if len(accepted_ts) else None,
@@ -488,17 +532,34 @@ def import_candles(
     )
 
 
-def _record_gaps(connection: Connection, market: tuple[str, str, str], accepted_ts: np.ndarray,
-                 timeframe_ms: int, source: str) -> list[tuple[int, int]]:
+def _record_gaps(
+    connection: Connection,
+    market: tuple[str, str, str],
+    accepted_ts: np.ndarray,
+    timeframe_ms: int,
+    source: str,
+) -> list[tuple[int, int]]:
     """Ledger the holes between the stored bars on either side of the file's span (inclusive)."""
     if len(accepted_ts) == 0:
         return []
     first, last = int(accepted_ts.min()), int(accepted_ts.max())
-    key = (ohlcv.c.exchange == market[0], ohlcv.c.symbol == market[1], ohlcv.c.timeframe == market[2])
-    before = connection.execute(select(func.max(ohlcv.c.ts)).where(*key, ohlcv.c.ts < first)).scalar()
+    key = (
+        ohlcv.c.exchange == market[0],
+        ohlcv.c.symbol == market[1],
+        ohlcv.c.timeframe == market[2],
+    )
+    before = connection.execute(
+        select(func.max(ohlcv.c.ts)).where(*key, ohlcv.c.ts < first)
+    ).scalar()
     after = connection.execute(select(func.min(ohlcv.c.ts)).where(*key, ohlcv.c.ts > last)).scalar()
-    return record_stored_holes(connection, *market, first if before is None else int(before),
-                               last if after is None else int(after), timeframe_ms, source)
+    return record_stored_holes(
+        connection,
+        *market,
+        first if before is None else int(before),
+        last if after is None else int(after),
+        timeframe_ms,
+        source,
+    )
 
 
 def _write_failure(path, error) -> str:

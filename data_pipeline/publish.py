@@ -66,17 +66,39 @@ def default_publisher(url: str | None = None) -> Publisher:
     return RedisPublisher(resolved) if resolved else NullPublisher()
 
 
-def bar_payload(exchange: str, symbol: str, timeframe: str, ts: int, o: float, h: float, low: float,
-                c: float, v: float) -> dict:
+def bar_payload(
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    ts: int,
+    o: float,
+    h: float,
+    low: float,
+    c: float,
+    v: float,
+) -> dict:
     """The JSON object announcing one closed bar (``ts`` = close time, ms UTC)."""
-    return {"exchange": exchange, "symbol": symbol, "timeframe": timeframe, "ts": int(ts),
-            "open": float(o), "high": float(h), "low": float(low), "close": float(c), "volume": float(v)}
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "ts": int(ts),
+        "open": float(o),
+        "high": float(h),
+        "low": float(low),
+        "close": float(c),
+        "volume": float(v),
+    }
 
 
-def publish_bars(publisher: Publisher, exchange: str, symbol: str, timeframe: str, ts, o, h, low, c, v) -> int:
+def publish_bars(
+    publisher: Publisher, exchange: str, symbol: str, timeframe: str, ts, o, h, low, c, v
+) -> int:
     """Publish every bar of the aligned arrays, oldest first; return how many were published."""
     channel = market_channel(exchange, symbol, timeframe)
     order = np.argsort(np.asarray(ts), kind="stable")
     for i in order:
-        publisher.publish(channel, bar_payload(exchange, symbol, timeframe, ts[i], o[i], h[i], low[i], c[i], v[i]))
+        publisher.publish(
+            channel, bar_payload(exchange, symbol, timeframe, ts[i], o[i], h[i], low[i], c[i], v[i])
+        )
     return len(order)

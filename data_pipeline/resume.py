@@ -39,16 +39,23 @@ log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000
 
 
-def _stored(engine, exchange: str, symbol: str, timeframe: str, first_ts: int,
-            last_ts: int) -> np.ndarray:
+def _stored(
+    engine, exchange: str, symbol: str, timeframe: str, first_ts: int, last_ts: int
+) -> np.ndarray:
     """Stored candles with ``first_ts <= ts <= last_ts`` as rows ``(ts, o, h, l, c, v)``."""
     columns = (ohlcv.c.ts, ohlcv.c.open, ohlcv.c.high, ohlcv.c.low, ohlcv.c.close, ohlcv.c.volume)
     with engine.connect() as connection:
         rows = connection.execute(
             select(*columns)
-            .where(ohlcv.c.exchange == exchange, ohlcv.c.symbol == symbol,
-                   ohlcv.c.timeframe == timeframe, ohlcv.c.ts >= first_ts, ohlcv.c.ts <= last_ts)
-            .order_by(ohlcv.c.ts)).all()
+            .where(
+                ohlcv.c.exchange == exchange,
+                ohlcv.c.symbol == symbol,
+                ohlcv.c.timeframe == timeframe,
+                ohlcv.c.ts >= first_ts,
+                ohlcv.c.ts <= last_ts,
+            )
+            .order_by(ohlcv.c.ts)
+        ).all()
     return np.array(rows, dtype=np.float64).reshape(-1, 6)
 
 
@@ -71,9 +78,10 @@ async def resume_open_candles(collector, symbol: str) -> int:
     aggregator = collector.aggregators[symbol]
     widest = frames[-1][1]
     begin = last_ts // widest * widest  # the widest open interval's start: all rows needed follow
-    stored = {name: _stored(collector.engine, exchange_id, symbol, name, begin,
-                            last_ts // tf * tf + tf)
-              for name, tf in frames}
+    stored = {
+        name: _stored(collector.engine, exchange_id, symbol, name, begin, last_ts // tf * tf + tf)
+        for name, tf in frames
+    }
     fine = stored[finest]
     # trades from `since` on are in no stored candle (unless the finest was closed by the clock)
     since = last_ts // step * step
@@ -91,9 +99,14 @@ async def resume_open_candles(collector, symbol: str) -> int:
             continue
         inside = fine[(fine[:, 0] > start) & (fine[:, 0] <= since)]
         if tf % step or len(inside) != (since - start) // step:
-            log.warning("%s %s %s: the candle open when the collector stopped lacks stored %s "
-                        "candles; it is skipped (run 'candela data backfill' for it)", exchange_id,
-                        symbol, name, finest)
+            log.warning(
+                "%s %s %s: the candle open when the collector stopped lacks stored %s "
+                "candles; it is skipped (run 'candela data backfill' for it)",
+                exchange_id,
+                symbol,
+                name,
+                finest,
+            )
             aggregator.resume(name, open_from_ms=start + tf)
             continue
         partial = resample_candles(*inside.T, step, tf, complete_only=False)
@@ -105,16 +118,24 @@ async def resume_open_candles(collector, symbol: str) -> int:
         return 0
     trades = await collector.fetch_missed(symbol, first_id, last_id)
     if trades is None or trades["id"].size == 0:
-        log.warning("%s %s: could not fetch the trades of the open candles again; they are "
-                    "skipped", exchange_id, symbol)
+        log.warning(
+            "%s %s: could not fetch the trades of the open candles again; they are skipped",
+            exchange_id,
+            symbol,
+        )
         for name, tf in frames:
             aggregator.resume(name, open_from_ms=last_ts // tf * tf + tf)
         return 0
-    closed = aggregator.add(trades["ts"], trades["price"], trades["amount"],
-                            buyer_maker=trades["buyer_maker"])
+    closed = aggregator.add(
+        trades["ts"], trades["price"], trades["amount"], buyer_maker=trades["buyer_maker"]
+    )
     assert not any(candles.size for candles in closed.values()), "resumed trades closed a candle"
-    log.info("%s %s: resumed the open candles with %d trade(s) fetched again", exchange_id, symbol,
-             trades["id"].size)
+    log.info(
+        "%s %s: resumed the open candles with %d trade(s) fetched again",
+        exchange_id,
+        symbol,
+        trades["id"].size,
+    )
     return int(trades["id"].size)
 
 
@@ -122,14 +143,19 @@ async def _first_trade_id(collector, symbol: str, since: int, until: int) -> int
     """Id of the first trade at or after ``since`` (and at or before ``until``)."""
     start = since
     while start <= until:
+
         def first(window=start):
             end = min(window + HOUR_MS - 1, until)
-            return collector.exchange.fetch_trades(symbol, since=window, limit=1,
-                                                   params={"until": end})
+            return collector.exchange.fetch_trades(
+                symbol, since=window, limit=1, params={"until": end}
+            )
 
         page = await call_with_retry(
-            first, policy=collector.policy, exchange=collector.exchange,
-            describe=f"{collector.exchange.id} {symbol} first trade from {start}")
+            first,
+            policy=collector.policy,
+            exchange=collector.exchange,
+            describe=f"{collector.exchange.id} {symbol} first trade from {start}",
+        )
         ids = [int(trade["id"]) for trade in page if str(trade.get("id", "")).isdigit()]
         if ids:
             return min(ids)

@@ -58,8 +58,11 @@ def network_cause(error: BaseException, timeout_ms: float | None = None) -> str 
     while cause is not None and all(cause is not seen for seen in chain):
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
-    for kind, text in ((socket.gaierror, "host name not found"), (ConnectionRefusedError, "connection refused"),
-                       (TimeoutError, "no answer in time")):
+    for kind, text in (
+        (socket.gaierror, "host name not found"),
+        (ConnectionRefusedError, "connection refused"),
+        (TimeoutError, "no answer in time"),
+    ):
         if any(isinstance(cause, kind) for cause in chain):
             return text
     os_errors = [cause for cause in chain if isinstance(cause, OSError) and cause.strerror]
@@ -157,9 +160,18 @@ async def call_with_retry(
                     f"{type(error).__name__}: {_short(error)}" + (f" ({cause})" if cause else ""),
                     unreachable=cause is not None,
                 ) from error
-            wait = policy.delay(attempt, error, _retry_after(exchange) if exchange is not None else None)
-            log.warning("%s: %s (%s), retry %d/%d in %.2f s", describe, type(error).__name__,
-                        _short(error), attempt, policy.attempts - 1, wait)
+            wait = policy.delay(
+                attempt, error, _retry_after(exchange) if exchange is not None else None
+            )
+            log.warning(
+                "%s: %s (%s), retry %d/%d in %.2f s",
+                describe,
+                type(error).__name__,
+                _short(error),
+                attempt,
+                policy.attempts - 1,
+                wait,
+            )
             await sleep(wait)
         except ccxt.BaseError as error:
             raise FetchError(

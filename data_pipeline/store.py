@@ -79,7 +79,9 @@ def _columns(ts, open, high, low, close, volume):  # noqa: A002
     for name, column in zip(_VALUE_COLUMNS, (open, high, low, close, volume)):
         array = np.ascontiguousarray(column, dtype=np.float64)
         if array.shape != (n,):
-            raise ValueError(f"{name} has shape {array.shape} but ts has {n} values: columns must align")
+            raise ValueError(
+                f"{name} has shape {array.shape} but ts has {n} values: columns must align"
+            )
         if not np.isfinite(array).all():
             raise ValueError(
                 f"{name} contains NaN or infinite values: validate the bars first "
@@ -177,7 +179,9 @@ _VALUES = ", ".join(_VALUE_COLUMNS)
 _REVISION_COLUMNS = f"exchange, symbol, timeframe, ts, {_VALUES}, ingested_at, revised_at"
 
 
-def _store_postgresql(connection: Connection, market, ts: np.ndarray, values, revise: bool) -> StoreResult:
+def _store_postgresql(
+    connection: Connection, market, ts: np.ndarray, values, revise: bool
+) -> StoreResult:
     staging = f"candela_staging_ohlcv_{uuid.uuid4().hex[:12]}"
     now = now_ms()
     cursor = connection.connection.dbapi_connection.cursor()
@@ -187,8 +191,10 @@ def _store_postgresql(connection: Connection, market, ts: np.ndarray, values, re
             "high double precision NOT NULL, low double precision NOT NULL, "
             "close double precision NOT NULL, volume double precision NOT NULL) ON COMMIT DROP"
         )
-        cursor.copy_expert(f"COPY {staging} FROM STDIN WITH (FORMAT binary)",
-                           io.BytesIO(_pgcopy_binary(ts, values)))
+        cursor.copy_expert(
+            f"COPY {staging} FROM STDIN WITH (FORMAT binary)",
+            io.BytesIO(_pgcopy_binary(ts, values)),
+        )
         differs = " OR ".join(f"o.{name} IS DISTINCT FROM s.{name}" for name in _VALUE_COLUMNS)
         # The ts range lets the planner use the primary-key index instead of scanning ohlcv.
         cursor.execute(
@@ -200,8 +206,10 @@ def _store_postgresql(connection: Connection, market, ts: np.ndarray, values, re
         existing = cursor.fetchall()
         revised = 0
         if revise and any(different for _, different in existing):
-            match = (f"FROM {staging} s WHERE o.exchange = %s AND o.symbol = %s AND o.timeframe = %s "
-                     f"AND o.ts = s.ts AND ({differs})")
+            match = (
+                f"FROM {staging} s WHERE o.exchange = %s AND o.symbol = %s AND o.timeframe = %s "
+                f"AND o.ts = s.ts AND ({differs})"
+            )
             cursor.execute(
                 f"INSERT INTO ohlcv_revisions ({_REVISION_COLUMNS}) SELECT o.exchange, o.symbol, "
                 f"o.timeframe, o.ts, {', '.join(f'o.{name}' for name in _VALUE_COLUMNS)}, "
@@ -211,7 +219,8 @@ def _store_postgresql(connection: Connection, market, ts: np.ndarray, values, re
                 (now, *market),
             )
             cursor.execute(
-                "UPDATE ohlcv o SET " + ", ".join(f"{name} = s.{name}" for name in _VALUE_COLUMNS)
+                "UPDATE ohlcv o SET "
+                + ", ".join(f"{name} = s.{name}" for name in _VALUE_COLUMNS)
                 + f", ingested_at = %s {match}",
                 (now, *market),
             )
@@ -239,7 +248,9 @@ def _store_postgresql(connection: Connection, market, ts: np.ndarray, values, re
 # --------------------------------------------------------------------------- SQLite
 
 
-def _store_sqlite(connection: Connection, market, ts: np.ndarray, values, revise: bool) -> StoreResult:
+def _store_sqlite(
+    connection: Connection, market, ts: np.ndarray, values, revise: bool
+) -> StoreResult:
     cursor = connection.connection.dbapi_connection.cursor()
     now = now_ms()
     try:
@@ -268,9 +279,13 @@ def _store_sqlite(connection: Connection, market, ts: np.ndarray, values, revise
                 [(now, *market, int(ts[i])) for i in replaced],
             )
             cursor.executemany(
-                "UPDATE ohlcv SET " + ", ".join(f"{name} = ?" for name in _VALUE_COLUMNS)
+                "UPDATE ohlcv SET "
+                + ", ".join(f"{name} = ?" for name in _VALUE_COLUMNS)
                 + f", ingested_at = ? WHERE {key}",
-                [(*(float(column[i]) for column in values), now, *market, int(ts[i])) for i in replaced],
+                [
+                    (*(float(column[i]) for column in values), now, *market, int(ts[i]))
+                    for i in replaced
+                ],
             )
             revised = len(replaced)
         new = ~exists

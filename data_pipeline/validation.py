@@ -81,7 +81,9 @@ def _as_float_column(name: str, values, n: int) -> np.ndarray:
     if len(array) != n:
         raise ValueError(f"{name} has {len(array)} values but ts has {n}: all columns must align")
     if array.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}; parse the column first")
+        raise TypeError(
+            f"{name} must hold numbers, got dtype {array.dtype}; parse the column first"
+        )
     return array.astype(np.float64, copy=False)
 
 
@@ -132,8 +134,14 @@ def validate_candles(
             "convert with np.asarray(ts, dtype=np.int64)"
         )
     ts_array = ts_array.astype(np.int64, copy=False)
-    if isinstance(timeframe_ms, bool) or not isinstance(timeframe_ms, (int, np.integer)) or timeframe_ms <= 0:
-        raise ValueError(f"timeframe_ms must be a positive integer of milliseconds, got {timeframe_ms!r}")
+    if (
+        isinstance(timeframe_ms, bool)
+        or not isinstance(timeframe_ms, (int, np.integer))
+        or timeframe_ms <= 0
+    ):
+        raise ValueError(
+            f"timeframe_ms must be a positive integer of milliseconds, got {timeframe_ms!r}"
+        )
     n = len(ts_array)
     o = _as_float_column("open", open, n)
     h = _as_float_column("high", high, n)

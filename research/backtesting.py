@@ -84,22 +84,37 @@ def backtest(
     """
     if _is_portfolio(spec):
         if risk != RiskLimits():
-            raise TypeError("a portfolio takes limits=BookLimits(...) (weights, gross "
-                            "exposure, daily loss, drawdown), not risk=")
+            raise TypeError(
+                "a portfolio takes limits=BookLimits(...) (weights, gross "
+                "exposure, daily loss, drawdown), not risk="
+            )
         from research.portfolio.backtest import backtest_portfolio  # loaded for portfolios only
 
-        return backtest_portfolio(spec, bars, params, costs, stops=stops or Stops(),
-                                  initial_cash=initial_cash, start=start, **book)
+        return backtest_portfolio(
+            spec,
+            bars,
+            params,
+            costs,
+            stops=stops or Stops(),
+            initial_cash=initial_cash,
+            start=start,
+            **book,
+        )
     if book:
-        raise TypeError(f"unexpected keyword {sorted(book)[0]!r}: limits= and rebalance= are "
-                        "for portfolio strategies")
+        raise TypeError(
+            f"unexpected keyword {sorted(book)[0]!r}: limits= and rebalance= are "
+            "for portfolio strategies"
+        )
     if not isinstance(spec, StrategySpec):
-        raise TypeError(f"spec must be a strategy made with @strategy (e.g. "
-                        f"strategies.registry.get_strategy('sma_cross')), got "
-                        f"{type(spec).__name__}")
+        raise TypeError(
+            f"spec must be a strategy made with @strategy (e.g. "
+            f"strategies.registry.get_strategy('sma_cross')), got "
+            f"{type(spec).__name__}"
+        )
     if not isinstance(bars, Bars):
-        raise TypeError(f"bars must be research.types.Bars (see research.load_bars), got "
-                        f"{type(bars).__name__}")
+        raise TypeError(
+            f"bars must be research.types.Bars (see research.load_bars), got {type(bars).__name__}"
+        )
     params = spec.make_params(params)
     first = start_index(bars, start)
     offset = max(0, first - spec.history_window(params) + 1) if first else 0
@@ -120,15 +135,29 @@ def backtest(
     indicators = {name: values[skip:] for name, values in evaluation.indicators.items()}
 
     equity = np.empty(len(bars))
-    fills, processed, status, values = run_target(bars, target, config, initial_cash,
-                                                  timeframe_ms, equity)
+    fills, processed, status, values = run_target(
+        bars, target, config, initial_cash, timeframe_ms, equity
+    )
     equity[processed:] = np.nan
     stats = pd.Series(values, dtype=np.float64, name=spec.name)
     return Result(
-        spec_name=spec.name, params=params, costs=costs, stops=stops, risk=risk,
-        initial_cash=initial_cash, bars=bars, target=target, indicators=indicators, ts=bars.ts,
-        fill_rows=fills, equity_values=equity, stats=stats, status=int(status),
-        timeframe_ms=timeframe_ms, panes=evaluation.panes)
+        spec_name=spec.name,
+        params=params,
+        costs=costs,
+        stops=stops,
+        risk=risk,
+        initial_cash=initial_cash,
+        bars=bars,
+        target=target,
+        indicators=indicators,
+        ts=bars.ts,
+        fill_rows=fills,
+        equity_values=equity,
+        stats=stats,
+        status=int(status),
+        timeframe_ms=timeframe_ms,
+        panes=evaluation.panes,
+    )
 
 
 def _is_portfolio(spec: Any) -> bool:
@@ -151,32 +180,45 @@ def start_index(bars: Bars, start: Any) -> int:
         return 0
     if isinstance(start, (int, np.integer)) and not isinstance(start, (bool, np.bool_)):
         if not 0 <= start < len(bars):
-            raise ValueError(f"start bar index {start} is outside the {len(bars)} bars: give "
-                             f"0 .. {len(bars) - 1}, or a date such as '2018-05-20'")
+            raise ValueError(
+                f"start bar index {start} is outside the {len(bars)} bars: give "
+                f"0 .. {len(bars) - 1}, or a date such as '2018-05-20'"
+            )
         return int(start)
     if not isinstance(start, (str, _dt.date, np.datetime64, pd.Timestamp)):
-        raise TypeError(f"start must be a date or time (e.g. '2018-05-20') or a bar index, got "
-                        f"{type(start).__name__}")
+        raise TypeError(
+            f"start must be a date or time (e.g. '2018-05-20') or a bar index, got "
+            f"{type(start).__name__}"
+        )
     try:
         stamp = pd.Timestamp(start)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"cannot read start {start!r} ({exc}): use e.g. '2018-05-20' or "
-                         "'2018-05-20T08:00Z'") from None
+        raise ValueError(
+            f"cannot read start {start!r} ({exc}): use e.g. '2018-05-20' or '2018-05-20T08:00Z'"
+        ) from None
     if stamp is pd.NaT:
         raise ValueError(f"start {start!r} is not a time: use e.g. '2018-05-20'")
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     first = int(np.searchsorted(bars.ts, stamp.value // 1_000_000, side="left"))
     if first == len(bars):
         last = pd.Timestamp(int(bars.ts[-1]), unit="ms", tz="UTC") if len(bars) else None
-        raise ValueError(f"start {stamp} is after the last bar (closing {last}): pick an "
-                         "earlier start or load more bars")
+        raise ValueError(
+            f"start {stamp} is after the last bar (closing {last}): pick an "
+            "earlier start or load more bars"
+        )
     return first
 
 
-def run_target(bars: Bars, target: np.ndarray, config: Config, initial_cash: float,
-               timeframe_ms: int, equity: np.ndarray, fills: np.ndarray | None = None,
-               context: BarsContext | None = None,
-               ) -> tuple[np.ndarray, int, int, dict[str, float]]:
+def run_target(
+    bars: Bars,
+    target: np.ndarray,
+    config: Config,
+    initial_cash: float,
+    timeframe_ms: int,
+    equity: np.ndarray,
+    fills: np.ndarray | None = None,
+    context: BarsContext | None = None,
+) -> tuple[np.ndarray, int, int, dict[str, float]]:
     """The execution loop over ``target`` from a fresh account, then the run's stats: what
     :func:`backtest` and a sweep row (:func:`research.sweeps.run_stats`) share.
 
@@ -187,16 +229,32 @@ def run_target(bars: Bars, target: np.ndarray, config: Config, initial_cash: flo
     are ``{}`` when the first bar was rejected.
     """
     fills, processed, exposed, status, _ = run_equity(
-        new_state(initial_cash), config, bars.ts, bars.open, bars.high, bars.low, bars.close,
-        target, equity, fills)
-    stats = run_stats_values(equity[:processed], exposed, bars, timeframe_ms, fills,
-                             initial_cash, context)
+        new_state(initial_cash),
+        config,
+        bars.ts,
+        bars.open,
+        bars.high,
+        bars.low,
+        bars.close,
+        target,
+        equity,
+        fills,
+    )
+    stats = run_stats_values(
+        equity[:processed], exposed, bars, timeframe_ms, fills, initial_cash, context
+    )
     return fills, processed, status, stats
 
 
-def run_stats_values(equity: np.ndarray, exposed: int, bars: Bars, timeframe_ms: int,
-                     fills: np.ndarray, initial_cash: float,
-                     context: BarsContext | None = None) -> dict[str, float]:
+def run_stats_values(
+    equity: np.ndarray,
+    exposed: int,
+    bars: Bars,
+    timeframe_ms: int,
+    fills: np.ndarray,
+    initial_cash: float,
+    context: BarsContext | None = None,
+) -> dict[str, float]:
     """The stats of a run: :func:`research.metrics.stats_of_run` over the processed bars (the
     first ``len(equity)`` of ``bars``) and the closed round trips of ``fills``; ``{}`` without
     a bar. ``context`` is reused when it describes exactly the processed bars."""
@@ -219,8 +277,9 @@ def infer_timeframe_ms(bars: Bars) -> int:
     if bars.timeframe_ms > 0:
         return int(bars.timeframe_ms)
     if len(bars) < 2:
-        raise ValueError("cannot infer the bar interval from fewer than 2 bars: set "
-                         "Bars.timeframe_ms")
+        raise ValueError(
+            "cannot infer the bar interval from fewer than 2 bars: set Bars.timeframe_ms"
+        )
     return int(np.diff(bars.ts).min())
 
 

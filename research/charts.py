@@ -23,8 +23,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from research.formatting import (STATS, decimals_for, fmt_duration, fmt_money, fmt_number,
-                                 fmt_percent)
+from research.formatting import (
+    STATS,
+    decimals_for,
+    fmt_duration,
+    fmt_money,
+    fmt_number,
+    fmt_percent,
+)
 from research.metrics import LOWER_IS_BETTER, buy_and_hold
 
 UP_COLOR = "#26a69a"  # candles: teal up, red down
@@ -47,9 +53,19 @@ MAX_CUT_GAPS = 12
 LONG_GAP_SHARE = 0.03
 LONG_GAP_BARS = 50
 #: Metrics whose natural zero the heatmap's colour scale centres on.
-CENTRED_AT_ZERO = frozenset({"sharpe", "sortino", "calmar", "total_return", "cagr",
-                             "excess_return", "expectancy", "buy_hold_sharpe",
-                             "buy_hold_return"})
+CENTRED_AT_ZERO = frozenset(
+    {
+        "sharpe",
+        "sortino",
+        "calmar",
+        "total_return",
+        "cagr",
+        "excess_return",
+        "expectancy",
+        "buy_hold_sharpe",
+        "buy_hold_return",
+    }
+)
 
 
 def plot_result(
@@ -123,29 +139,44 @@ def plot_result(
     ts = ts_all[window]
     timeframe_ms = _timeframe_ms(result, ts_all)
     axis = TimeAxis(ts, timeframe_ms)
-    series = {name: np.asarray(values, dtype=float)[window]
-              for name, values in (getattr(result, "indicators", None) or {}).items()}
+    series = {
+        name: np.asarray(values, dtype=float)[window]
+        for name, values in (getattr(result, "indicators", None) or {}).items()
+    }
     if bars is None:
         series = {}
     groups = pane_groups(result, series, overlays, bars)
     other_panes = [name for name in groups if name != "price"]
     has_bars = bars is not None
-    titles = ["price"] + (["volume"] if has_bars else []) + other_panes + ["equity",
-                                                                          "drawdown %"]
+    titles = ["price"] + (["volume"] if has_bars else []) + other_panes + ["equity", "drawdown %"]
     weights = [5.0] + ([1.0] if has_bars else []) + [1.6] * len(other_panes) + [2.2, 1.2]
-    figure = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, vertical_spacing=0.025,
-                           row_heights=[w / sum(weights) for w in weights],
-                           subplot_titles=titles)
+    figure = make_subplots(
+        rows=len(titles),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.025,
+        row_heights=[w / sum(weights) for w in weights],
+        subplot_titles=titles,
+    )
     row = {name: i + 1 for i, name in enumerate(titles)}
     if has_bars:
         _add_candles(figure, bars, window, axis, row)
     for color_index, (pane, names) in _numbered(groups):
         for offset, name in enumerate(names):
             color = SERIES_COLORS[(color_index + offset) % len(SERIES_COLORS)]
-            figure.add_trace(go.Scatter(
-                x=axis.line_x, y=axis.broken(series[name]), mode="lines", name=name,
-                line={"width": 1.4, "color": color}, connectgaps=False,
-                legendgroup=pane), row=row[pane], col=1)
+            figure.add_trace(
+                go.Scatter(
+                    x=axis.line_x,
+                    y=axis.broken(series[name]),
+                    mode="lines",
+                    name=name,
+                    line={"width": 1.4, "color": color},
+                    connectgaps=False,
+                    legendgroup=pane,
+                ),
+                row=row[pane],
+                col=1,
+            )
     trades = getattr(result, "trades", None)
     if first and trades is not None and len(trades):
         entered = pd.to_datetime(trades["entry_time"], utc=True)
@@ -153,19 +184,46 @@ def plot_result(
         trades = trades[(entered >= start).to_numpy()]
     for trace in trade_traces(trades):
         figure.add_trace(trace, row=1, col=1)
-    figure.add_trace(go.Scatter(
-        x=axis.line_x, y=axis.broken(equity_all[window]), mode="lines", name="equity",
-        line={"color": EQUITY_COLOR, "width": 1.6}, connectgaps=False), row=row["equity"], col=1)
+    figure.add_trace(
+        go.Scatter(
+            x=axis.line_x,
+            y=axis.broken(equity_all[window]),
+            mode="lines",
+            name="equity",
+            line={"color": EQUITY_COLOR, "width": 1.6},
+            connectgaps=False,
+        ),
+        row=row["equity"],
+        col=1,
+    )
     if has_bars and initial_cash is not None and len(bars):
         benchmark = buy_and_hold(bars.open, bars.close, initial_cash)[window]
-        figure.add_trace(go.Scatter(
-            x=axis.line_x, y=axis.broken(benchmark), mode="lines", name="buy and hold",
-            line={"color": BENCHMARK_COLOR, "width": 1.3, "dash": "dash"}, connectgaps=False),
-            row=row["equity"], col=1)
-    figure.add_trace(go.Scatter(
-        x=axis.line_x, y=axis.broken(drawdown_all[window]), mode="lines", name="drawdown",
-        fill="tozeroy", line={"color": DRAWDOWN_COLOR, "width": 1}, connectgaps=False,
-        showlegend=False), row=row["drawdown %"], col=1)
+        figure.add_trace(
+            go.Scatter(
+                x=axis.line_x,
+                y=axis.broken(benchmark),
+                mode="lines",
+                name="buy and hold",
+                line={"color": BENCHMARK_COLOR, "width": 1.3, "dash": "dash"},
+                connectgaps=False,
+            ),
+            row=row["equity"],
+            col=1,
+        )
+    figure.add_trace(
+        go.Scatter(
+            x=axis.line_x,
+            y=axis.broken(drawdown_all[window]),
+            mode="lines",
+            name="drawdown",
+            fill="tozeroy",
+            line={"color": DRAWDOWN_COLOR, "width": 1},
+            connectgaps=False,
+            showlegend=False,
+        ),
+        row=row["drawdown %"],
+        col=1,
+    )
     label = title or default_title(result)
     if first:
         label += f" (last {len(ts):,} of {len(ts_all):,} bars)"
@@ -173,8 +231,14 @@ def plot_result(
         title={"text": label, "x": 0.01, "y": 0.99, "yanchor": "top"},
         height=height or DEFAULT_HEIGHT,
         hovermode="x unified",
-        legend={"orientation": "h", "y": 1.0, "x": 0.99, "xanchor": "right",
-                "yanchor": "bottom", "font": {"size": 11}},
+        legend={
+            "orientation": "h",
+            "y": 1.0,
+            "x": 0.99,
+            "xanchor": "right",
+            "yanchor": "bottom",
+            "font": {"size": 11},
+        },
         margin={"l": 70, "r": 20, "t": 70, "b": 40},
         plot_bgcolor="white",
         bargap=0,
@@ -183,7 +247,7 @@ def plot_result(
     axis.apply(figure)
     if has_bars and len(bars):
         figure.update_yaxes(tickformat=f",.{price_decimals(bars.close[window])}f", row=1, col=1)
-    for annotation in figure.layout.annotations[:len(titles)]:  # pane titles: top left
+    for annotation in figure.layout.annotations[: len(titles)]:  # pane titles: top left
         annotation.update(x=0.0, xanchor="left", font={"size": 12, "color": "#424242"})
     figure.update_yaxes(showgrid=True, gridcolor="#eeeeee", zeroline=False)
     figure.update_yaxes(tickformat=",.0f", ticksuffix=" %", row=row["drawdown %"], col=1)
@@ -191,8 +255,9 @@ def plot_result(
     return figure
 
 
-def pane_groups(result: Any, series: Mapping[str, np.ndarray], overlays: Sequence[str] | None,
-                bars: Any) -> dict[str, list[str]]:
+def pane_groups(
+    result: Any, series: Mapping[str, np.ndarray], overlays: Sequence[str] | None, bars: Any
+) -> dict[str, list[str]]:
     """The panes of the chart's series: ``{"price": [...], other pane: [...], ...}``.
 
     ``overlays`` (explicit) wins; then ``result.panes``; else the range heuristic of
@@ -202,8 +267,10 @@ def pane_groups(result: Any, series: Mapping[str, np.ndarray], overlays: Sequenc
     if overlays is not None:
         unknown = [name for name in overlays if name not in series]
         if unknown:
-            raise ValueError(f"overlay {unknown[0]!r} is not an indicator of this result; "
-                             f"indicators: {', '.join(series) or 'none'}")
+            raise ValueError(
+                f"overlay {unknown[0]!r} is not an indicator of this result; "
+                f"indicators: {', '.join(series) or 'none'}"
+            )
         groups = {"price": list(overlays)}
         groups.update({name: [name] for name in series if name not in overlays})
         return groups
@@ -255,18 +322,38 @@ def drawdown_percent(equity: Any, initial_cash: float | None = None) -> np.ndarr
         return 100.0 * (values / peak - 1.0)
 
 
-def _add_candles(figure: go.Figure, bars: Any, window: slice, axis: TimeAxis,
-                 row: dict[str, int]) -> None:
+def _add_candles(
+    figure: go.Figure, bars: Any, window: slice, axis: TimeAxis, row: dict[str, int]
+) -> None:
     opens, closes = bars.open[window], bars.close[window]
-    figure.add_trace(go.Candlestick(
-        x=axis.x, open=opens, high=bars.high[window], low=bars.low[window], close=closes,
-        name="price", increasing={"line": {"color": UP_COLOR}, "fillcolor": UP_COLOR},
-        decreasing={"line": {"color": DOWN_COLOR}, "fillcolor": DOWN_COLOR},
-        showlegend=False), row=1, col=1)
+    figure.add_trace(
+        go.Candlestick(
+            x=axis.x,
+            open=opens,
+            high=bars.high[window],
+            low=bars.low[window],
+            close=closes,
+            name="price",
+            increasing={"line": {"color": UP_COLOR}, "fillcolor": UP_COLOR},
+            decreasing={"line": {"color": DOWN_COLOR}, "fillcolor": DOWN_COLOR},
+            showlegend=False,
+        ),
+        row=1,
+        col=1,
+    )
     colors = np.where(closes >= opens, UP_COLOR, DOWN_COLOR)
-    figure.add_trace(go.Bar(x=axis.x, y=bars.volume[window], name="volume",
-                            marker={"color": list(colors), "line": {"width": 0}}, opacity=0.6,
-                            showlegend=False), row=row["volume"], col=1)
+    figure.add_trace(
+        go.Bar(
+            x=axis.x,
+            y=bars.volume[window],
+            name="volume",
+            marker={"color": list(colors), "line": {"width": 0}},
+            opacity=0.6,
+            showlegend=False,
+        ),
+        row=row["volume"],
+        col=1,
+    )
 
 
 class TimeAxis:
@@ -282,12 +369,14 @@ class TimeAxis:
         self.line_x = _utc_ms(np.insert(self.ts, self.gap_after + 1, blanks))
         span = int(self.ts[-1] - self.ts[0]) if len(self.ts) > 1 else 0
         lengths = steps[self.gap_after] if len(self.gap_after) else np.empty(0, np.int64)
-        long = np.flatnonzero((lengths > LONG_GAP_SHARE * span)
-                              & (lengths > LONG_GAP_BARS * max(timeframe_ms, 1)))
+        long = np.flatnonzero(
+            (lengths > LONG_GAP_SHARE * span) & (lengths > LONG_GAP_BARS * max(timeframe_ms, 1))
+        )
         long = long[np.argsort(lengths[long])[::-1][:MAX_CUT_GAPS]]
         self.cut_gaps = sorted(
             (int(self.ts[self.gap_after[i]]), int(self.ts[self.gap_after[i] + 1]) - timeframe_ms)
-            for i in long)
+            for i in long
+        )
         self.timeframe_ms = timeframe_ms
 
     def apply(self, figure: go.Figure) -> None:
@@ -296,12 +385,18 @@ class TimeAxis:
         pane)."""
         figure.update_xaxes(rangebreaks=self.rangebreaks(), range=self.range(), **self.ticks())
         for start, end in self.cut_gaps:
-            figure.add_vline(x=_utc_ms(start), line={"color": "#757575", "width": 1,
-                                                     "dash": "dot"})
-            figure.add_annotation(x=_utc_ms(start), y=1.0, yref="y domain", showarrow=False,
-                                  text=f" gap {fmt_duration(end - start)} ",
-                                  font={"size": 10}, xanchor="left", yanchor="top",
-                                  bgcolor="rgba(255,255,255,0.8)")
+            figure.add_vline(x=_utc_ms(start), line={"color": "#757575", "width": 1, "dash": "dot"})
+            figure.add_annotation(
+                x=_utc_ms(start),
+                y=1.0,
+                yref="y domain",
+                showarrow=False,
+                text=f" gap {fmt_duration(end - start)} ",
+                font={"size": 10},
+                xanchor="left",
+                yanchor="top",
+                bgcolor="rgba(255,255,255,0.8)",
+            )
 
     def broken(self, values: np.ndarray) -> np.ndarray:
         """``values`` (one per bar) with ``nan`` at the blank points of :attr:`line_x`."""
@@ -331,8 +426,11 @@ class TimeAxis:
         # the cut runs from just after the last bar before the gap to just before the blank
         # point's successor, so both edges stay visible
         margin = max(self.timeframe_ms, 1)
-        return [{"bounds": [_utc_ms(start + margin), _utc_ms(end - margin)]}
-                for start, end in self.cut_gaps if end - start > 2 * margin]
+        return [
+            {"bounds": [_utc_ms(start + margin), _utc_ms(end - margin)]}
+            for start, end in self.cut_gaps
+            if end - start > 2 * margin
+        ]
 
 
 def price_decimals(prices: np.ndarray) -> int:
@@ -359,63 +457,118 @@ def trade_traces(trades: pd.DataFrame | None) -> list[go.Scatter]:
     """The trades on the price pane: entry-to-exit lines of the closed trades (``winning
     trades``, ``losing trades``), then the ``entries`` and ``exits`` markers."""
     if trades is None or len(trades) == 0:
-        trades = pd.DataFrame(columns=["entry_time", "exit_time", "side", "size", "entry_price",
-                                       "exit_price", "pnl", "return", "exit_reason"])
+        trades = pd.DataFrame(
+            columns=[
+                "entry_time",
+                "exit_time",
+                "side",
+                "size",
+                "entry_price",
+                "exit_price",
+                "pnl",
+                "return",
+                "exit_reason",
+            ]
+        )
     long = _is_long(trades["side"]) if len(trades) else np.zeros(0, dtype=bool)
     closed = trades["exit_time"].notna().to_numpy() if len(trades) else np.zeros(0, dtype=bool)
     exited = trades[closed]
     pnl = exited["pnl"].to_numpy(dtype=float)
     returns = _returns(exited)
     traces = []
-    for name, chosen, color in (("winning trades", pnl > 0, WIN_COLOR),
-                                ("losing trades", ~(pnl > 0), LOSS_COLOR)):
+    for name, chosen, color in (
+        ("winning trades", pnl > 0, WIN_COLOR),
+        ("losing trades", ~(pnl > 0), LOSS_COLOR),
+    ):
         part = exited[chosen]
         x: list[Any] = []
         y: list[Any] = []
         text: list[str] = []
         for entry, exit_, p0, p1, profit, ret in zip(
-                _utc(part["entry_time"]), _utc(part["exit_time"]),
-                part["entry_price"], part["exit_price"], pnl[chosen], returns[chosen]):
+            _utc(part["entry_time"]),
+            _utc(part["exit_time"]),
+            part["entry_price"],
+            part["exit_price"],
+            pnl[chosen],
+            returns[chosen],
+        ):
             label = f"P&L {fmt_money(profit)} ({fmt_percent(ret, signed=True)})"
             x += [entry, exit_, None]
             y += [p0, p1, None]
             text += [label, label, ""]
-        traces.append(go.Scatter(x=x, y=y, mode="lines", name=name, text=text,
-                                 hoverinfo="text", line={"color": color, "width": 3},
-                                 opacity=0.85,
-                                 connectgaps=False))
-    entry_text = [f"entry {'long' if is_long else 'short'}<br>price {fmt_number(price)}"
-                  f"<br>size {fmt_number(size)}"
-                  for is_long, price, size in zip(long, trades["entry_price"], trades["size"])]
-    traces.append(go.Scatter(
-        x=_utc(trades["entry_time"]), y=trades["entry_price"].to_numpy(dtype=float),
-        mode="markers", name="entries", text=entry_text, hoverinfo="text+x",
-        marker={"symbol": list(np.where(long, "triangle-up", "triangle-down")), "size": 10,
-                "color": MARKER_COLOR, "line": {"width": 1, "color": "white"}},
-    ))
+        traces.append(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines",
+                name=name,
+                text=text,
+                hoverinfo="text",
+                line={"color": color, "width": 3},
+                opacity=0.85,
+                connectgaps=False,
+            )
+        )
+    entry_text = [
+        f"entry {'long' if is_long else 'short'}<br>price {fmt_number(price)}"
+        f"<br>size {fmt_number(size)}"
+        for is_long, price, size in zip(long, trades["entry_price"], trades["size"])
+    ]
+    traces.append(
+        go.Scatter(
+            x=_utc(trades["entry_time"]),
+            y=trades["entry_price"].to_numpy(dtype=float),
+            mode="markers",
+            name="entries",
+            text=entry_text,
+            hoverinfo="text+x",
+            marker={
+                "symbol": list(np.where(long, "triangle-up", "triangle-down")),
+                "size": 10,
+                "color": MARKER_COLOR,
+                "line": {"width": 1, "color": "white"},
+            },
+        )
+    )
     exit_text = [
         f"exit {'long' if is_long else 'short'} ({reason})<br>price {fmt_number(price)}"
         f"<br>size {fmt_number(size)}<br>P&L {fmt_money(profit)} "
         f"({fmt_percent(ret, signed=True)})"
         for is_long, reason, price, size, profit, ret in zip(
-            long[closed], exited["exit_reason"], exited["exit_price"], exited["size"], pnl,
-            returns)
+            long[closed], exited["exit_reason"], exited["exit_price"], exited["size"], pnl, returns
+        )
     ]
-    traces.append(go.Scatter(
-        x=_utc(exited["exit_time"]), y=exited["exit_price"].to_numpy(dtype=float),
-        mode="markers", name="exits", text=exit_text, hoverinfo="text+x",
-        marker={"symbol": list(np.where(long[closed], "triangle-down", "triangle-up")),
-                "size": 10, "color": list(np.where(pnl > 0, WIN_COLOR, LOSS_COLOR)),
-                "line": {"width": 1, "color": "white"}},
-    ))
+    traces.append(
+        go.Scatter(
+            x=_utc(exited["exit_time"]),
+            y=exited["exit_price"].to_numpy(dtype=float),
+            mode="markers",
+            name="exits",
+            text=exit_text,
+            hoverinfo="text+x",
+            marker={
+                "symbol": list(np.where(long[closed], "triangle-down", "triangle-up")),
+                "size": 10,
+                "color": list(np.where(pnl > 0, WIN_COLOR, LOSS_COLOR)),
+                "line": {"width": 1, "color": "white"},
+            },
+        )
+    )
     return traces
 
 
 # --------------------------------------------------------------------------- heatmap
 
 
-def plot_heatmap(sweep_frame: pd.DataFrame, x: str, y: str, metric: str, *,
-                 title: str | None = None, min_trades: int = 0) -> go.Figure:
+def plot_heatmap(
+    sweep_frame: pd.DataFrame,
+    x: str,
+    y: str,
+    metric: str,
+    *,
+    title: str | None = None,
+    min_trades: int = 0,
+) -> go.Figure:
     """Plot ``metric`` of a sweep over parameters ``x`` (columns) and ``y`` (rows).
 
     Green is good: the colour scale runs red to green for a higher-is-better metric and green
@@ -445,8 +598,10 @@ def plot_heatmap(sweep_frame: pd.DataFrame, x: str, y: str, metric: str, *,
     """
     for name in (x, y, metric):
         if name not in sweep_frame.columns:
-            raise ValueError(f"column {name!r} is not in the sweep frame; available: "
-                             f"{', '.join(map(str, sweep_frame.columns))}")
+            raise ValueError(
+                f"column {name!r} is not in the sweep frame; available: "
+                f"{', '.join(map(str, sweep_frame.columns))}"
+            )
     if x == y:
         raise ValueError("x and y must be two different parameters")
     frame = sweep_frame
@@ -455,16 +610,19 @@ def plot_heatmap(sweep_frame: pd.DataFrame, x: str, y: str, metric: str, *,
     base = metric.removeprefix("oos_")
     lower_is_better = base in LOWER_IS_BETTER
     values = pd.to_numeric(frame[metric], errors="coerce")
-    table = (frame.assign(**{metric: values})
-             .pivot_table(index=y, columns=x, values=metric, dropna=False,
-                          aggfunc="min" if lower_is_better else "max"))
-    table = table.reindex(index=sorted(sweep_frame[y].unique()),
-                          columns=sorted(sweep_frame[x].unique()))
+    table = frame.assign(**{metric: values}).pivot_table(
+        index=y, columns=x, values=metric, dropna=False, aggfunc="min" if lower_is_better else "max"
+    )
+    table = table.reindex(
+        index=sorted(sweep_frame[y].unique()), columns=sorted(sweep_frame[x].unique())
+    )
     trades = None
     if "trade_count" in frame.columns:
-        trades = (frame.pivot_table(index=y, columns=x, values="trade_count", aggfunc="max",
-                                    dropna=False)
-                  .reindex(index=table.index, columns=table.columns).to_numpy(dtype=float))
+        trades = (
+            frame.pivot_table(index=y, columns=x, values="trade_count", aggfunc="max", dropna=False)
+            .reindex(index=table.index, columns=table.columns)
+            .to_numpy(dtype=float)
+        )
     aggregated = sweep_frame.duplicated(subset=[x, y]).any()
     percent = STATS.get(base, ("", ""))[0] in ("percent", "return")
     z = table.to_numpy(dtype=float)
@@ -479,10 +637,15 @@ def plot_heatmap(sweep_frame: pd.DataFrame, x: str, y: str, metric: str, *,
     if trades is not None:
         hover += "<br>trades=%{customdata:,.0f}"
     heatmap = go.Heatmap(
-        z=shown, x=list(table.columns), y=list(table.index), customdata=trades,
+        z=shown,
+        x=list(table.columns),
+        y=list(table.index),
+        customdata=trades,
         colorscale="RdYlGn_r" if lower_is_better else "RdYlGn",
         colorbar={"title": {"text": label}},
-        hovertemplate=hover + "<extra></extra>", xgap=1, ygap=1,
+        hovertemplate=hover + "<extra></extra>",
+        xgap=1,
+        ygap=1,
     )
     if base in CENTRED_AT_ZERO:
         heatmap.zmid = 0.0
@@ -490,8 +653,9 @@ def plot_heatmap(sweep_frame: pd.DataFrame, x: str, y: str, metric: str, *,
         heatmap.texttemplate = "%{z:,.2f}"
         heatmap.textfont = {"size": 10}
     figure = go.Figure(heatmap)
-    figure.update_layout(title=title or heading, xaxis_title=x, yaxis_title=y,
-                         plot_bgcolor="white", height=560)
+    figure.update_layout(
+        title=title or heading, xaxis_title=x, yaxis_title=y, plot_bgcolor="white", height=560
+    )
     figure.update_xaxes(type="category")
     figure.update_yaxes(type="category")
     return figure
@@ -517,9 +681,13 @@ def default_title(result: Any) -> str:
 
 
 def _is_long(side: pd.Series) -> np.ndarray:
-    if side.dtype == object or isinstance(side.dtype, pd.StringDtype) or side.dtype.name == "category":
+    if (
+        side.dtype == object
+        or isinstance(side.dtype, pd.StringDtype)
+        or side.dtype.name == "category"
+    ):
         return side.astype(str).str.lower().isin(["long", "buy", "1", "1.0"]).to_numpy()
-    return (side.to_numpy(dtype=float) > 0)
+    return side.to_numpy(dtype=float) > 0
 
 
 def _returns(trades: pd.DataFrame) -> np.ndarray:

@@ -81,12 +81,19 @@ class LookaheadReport(_CheckOutcome):
         head = f"look-ahead check of {self.spec_name} {self.params}: {len(self.sampled)} cut points"
         if self.ok:
             return f"{head}: OK, no past target changed when the future was removed"
-        lines = [f"{head}: FAILED, the target of {len(self.offending)} bar(s) depends on later "
-                 f"bars: {_listing(self.offending)}"]
-        lines += [f"  history up to bar {m.t}: target[{m.index}] = {m.truncated!r}, with all "
-                  f"bars {m.full!r}" for m in self.mismatches[:MAX_LISTED]]
-        lines += [f"  history up to bar {t}: the strategy raised {error}"
-                  for t, error in list(self.errors.items())[:MAX_LISTED]]
+        lines = [
+            f"{head}: FAILED, the target of {len(self.offending)} bar(s) depends on later "
+            f"bars: {_listing(self.offending)}"
+        ]
+        lines += [
+            f"  history up to bar {m.t}: target[{m.index}] = {m.truncated!r}, with all "
+            f"bars {m.full!r}"
+            for m in self.mismatches[:MAX_LISTED]
+        ]
+        lines += [
+            f"  history up to bar {t}: the strategy raised {error}"
+            for t, error in list(self.errors.items())[:MAX_LISTED]
+        ]
         return "\n".join(lines)
 
 
@@ -119,22 +126,31 @@ class HistoryReport(_CheckOutcome):
     errors: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
-        head = (f"history-window check of {self.spec_name} {self.params}: windows of "
-                f"{self.window} bars at {len(self.sampled)} points")
+        head = (
+            f"history-window check of {self.spec_name} {self.params}: windows of "
+            f"{self.window} bars at {len(self.sampled)} points"
+        )
         if self.ok:
             return f"{head}: OK, the history window reproduces every sampled decision"
-        lines = [f"{head}: FAILED at {len(self.offending) + len(self.errors)} point(s): "
-                 f"{_listing(np.union1d(self.offending, list(self.errors)))}; the history "
-                 "window is too short (a declared history= or an @indicator's history=)"]
-        lines += [f"  window ending at bar {m.t}: {m.series} = {m.truncated!r}, with all bars "
-                  f"{m.full!r}" for m in self.mismatches[:MAX_LISTED]]
-        lines += [f"  window ending at bar {t}: the strategy raised {error}"
-                  for t, error in list(self.errors.items())[:MAX_LISTED]]
+        lines = [
+            f"{head}: FAILED at {len(self.offending) + len(self.errors)} point(s): "
+            f"{_listing(np.union1d(self.offending, list(self.errors)))}; the history "
+            "window is too short (a declared history= or an @indicator's history=)"
+        ]
+        lines += [
+            f"  window ending at bar {m.t}: {m.series} = {m.truncated!r}, with all bars {m.full!r}"
+            for m in self.mismatches[:MAX_LISTED]
+        ]
+        lines += [
+            f"  window ending at bar {t}: the strategy raised {error}"
+            for t, error in list(self.errors.items())[:MAX_LISTED]
+        ]
         return "\n".join(lines)
 
 
-def lookahead(spec: StrategySpec, bars: Bars, params: Any = None, samples: int = 50,
-              seed: int = 0) -> LookaheadReport:
+def lookahead(
+    spec: StrategySpec, bars: Bars, params: Any = None, samples: int = 50, seed: int = 0
+) -> LookaheadReport:
     """Recompute the target on ``bars[:t+1]`` at ``samples`` random ``t`` from the look-back on.
 
     Parameters
@@ -171,17 +187,21 @@ def lookahead(spec: StrategySpec, bars: Bars, params: Any = None, samples: int =
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             errors[int(t)] = f"{type(exc).__name__}: {exc}"
             continue
-        differs = _differs(truncated[first:], full.target[first: t + 1])
+        differs = _differs(truncated[first:], full.target[first : t + 1])
         indices = np.flatnonzero(differs) + first
         offending.update(int(i) for i in indices)
-        mismatches += [Mismatch(int(t), int(i), float(truncated[i]), float(full.target[i]))
-                       for i in indices[:MAX_LISTED]]
-    return LookaheadReport(spec.name, params, sampled, np.array(sorted(offending), dtype=np.int64),
-                           mismatches, errors)
+        mismatches += [
+            Mismatch(int(t), int(i), float(truncated[i]), float(full.target[i]))
+            for i in indices[:MAX_LISTED]
+        ]
+    return LookaheadReport(
+        spec.name, params, sampled, np.array(sorted(offending), dtype=np.int64), mismatches, errors
+    )
 
 
-def history_check(spec: StrategySpec, bars: Bars, params: Any = None, samples: int = 50,
-                  seed: int = 0) -> HistoryReport:
+def history_check(
+    spec: StrategySpec, bars: Bars, params: Any = None, samples: int = 50, seed: int = 0
+) -> HistoryReport:
     """Check that a window of ``spec.history_window(params)`` bars gives the full-history
     target and indicator values at its last bar, at ``samples`` random ``t``.
 
@@ -218,19 +238,23 @@ def history_check(spec: StrategySpec, bars: Bars, params: Any = None, samples: i
     errors: dict[int, str] = {}
     for t in sampled:
         try:
-            last = spec.evaluate(bars[max(0, t - window + 1): t + 1], params)
+            last = spec.evaluate(bars[max(0, t - window + 1) : t + 1], params)
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             errors[int(t)] = f"{type(exc).__name__}: {exc}"
             continue
         pairs = [("target", last.target, full.target)]
         pairs += [(name, values, full.indicators[name]) for name, values in last.indicators.items()]
-        found = [Mismatch(int(t), int(t), float(mine[-1]), float(theirs[t]), name)
-                 for name, mine, theirs in pairs if _differs(mine[-1:], theirs[t: t + 1])[0]]
+        found = [
+            Mismatch(int(t), int(t), float(mine[-1]), float(theirs[t]), name)
+            for name, mine, theirs in pairs
+            if _differs(mine[-1:], theirs[t : t + 1])[0]
+        ]
         if found:
             offending.append(int(t))
             mismatches += found
-    return HistoryReport(spec.name, params, window, sampled, np.array(offending, dtype=np.int64),
-                         mismatches, errors)
+    return HistoryReport(
+        spec.name, params, window, sampled, np.array(offending, dtype=np.int64), mismatches, errors
+    )
 
 
 def _is_portfolio(spec: Any) -> bool:
@@ -247,8 +271,10 @@ def _prepare(spec: StrategySpec, bars: Bars, params: Any, extra: int = 0):
     params = spec.make_params(params)
     needed = spec.lookback(params) + 1 + extra
     if len(bars) < needed:
-        raise ValueError(f"checking {spec.name!r} with {params} needs at least {needed} bars "
-                         f"(look-back + {1 + extra}), got {len(bars)}: pass a longer history")
+        raise ValueError(
+            f"checking {spec.name!r} with {params} needs at least {needed} bars "
+            f"(look-back + {1 + extra}), got {len(bars)}: pass a longer history"
+        )
     return params, spec.evaluate(bars, params)
 
 

@@ -33,9 +33,11 @@ WEEK_OFFSET_MS = 4 * 86_400_000
 """Weekly buckets close on Monday 00:00 UTC (1970-01-05 was a Monday; the epoch a Thursday)."""
 
 _COLUMNS = ("open", "high", "low", "close", "volume")
-_TIMEFRAME_MS_SQL = "CASE timeframe " + " ".join(
-    f"WHEN '{name}' THEN {timeframe_to_ms(name)}" for name in SUPPORTED_TIMEFRAMES
-) + " END"
+_TIMEFRAME_MS_SQL = (
+    "CASE timeframe "
+    + " ".join(f"WHEN '{name}' THEN {timeframe_to_ms(name)}" for name in SUPPORTED_TIMEFRAMES)
+    + " END"
+)
 
 
 def _engine(engine: Engine | str | None) -> Engine:
@@ -108,12 +110,16 @@ def inventory(engine: Engine | str | None = None) -> pd.DataFrame:
     )
     with engine.connect() as connection:
         spans = connection.execute(text(spans_sql)).all()
-        gap_rows = {tuple(row[:3]): (int(row[3]), int(row[4])) for row in connection.execute(text(gaps_sql))}
+        gap_rows = {
+            tuple(row[:3]): (int(row[3]), int(row[4])) for row in connection.execute(text(gaps_sql))
+        }
     columns = ["exchange", "symbol", "timeframe", "first", "last", "bars", "gaps", "missing_bars"]
     records = []
     for exchange, symbol, timeframe, first, last, count in spans:
         gap_count, missing = gap_rows.get((exchange, symbol, timeframe), (0, 0))
-        records.append((exchange, symbol, timeframe, int(first), int(last), int(count), gap_count, missing))
+        records.append(
+            (exchange, symbol, timeframe, int(first), int(last), int(count), gap_count, missing)
+        )
     length = {name: timeframe_to_ms(name) for name in SUPPORTED_TIMEFRAMES}
     records.sort(key=lambda row: (row[0], row[1], length.get(row[2], 0), row[2]))
     frame = pd.DataFrame.from_records(records, columns=columns)
@@ -125,7 +131,9 @@ def inventory(engine: Engine | str | None = None) -> pd.DataFrame:
 def _stored_markets(engine: Engine) -> dict[tuple[str, str], list[str]]:
     """Stored timeframes per (exchange, symbol), shortest first."""
     with engine.connect() as connection:
-        rows = connection.execute(text("SELECT DISTINCT exchange, symbol, timeframe FROM ohlcv")).all()
+        rows = connection.execute(
+            text("SELECT DISTINCT exchange, symbol, timeframe FROM ohlcv")
+        ).all()
     markets: dict[tuple[str, str], list[str]] = {}
     for exchange, symbol, timeframe in sorted(rows):
         markets.setdefault((exchange, symbol), []).append(timeframe)
@@ -141,7 +149,9 @@ def _no_bars_error(engine: Engine, exchange, symbol, timeframe, start_ms, end_ms
     if timeframe in stored.get((exchange, symbol), ()):
         with engine.connect() as connection:
             first, last = connection.execute(
-                text("SELECT MIN(ts), MAX(ts) FROM ohlcv WHERE exchange = :e AND symbol = :s AND timeframe = :t"),
+                text(
+                    "SELECT MIN(ts), MAX(ts) FROM ohlcv WHERE exchange = :e AND symbol = :s AND timeframe = :t"
+                ),
                 {"e": exchange, "s": symbol, "t": timeframe},
             ).one()
         return ValueError(
@@ -197,21 +207,29 @@ def gaps(engine: Engine | str | None, exchange: str, symbol: str, timeframe: str
     where = np.flatnonzero(steps > step)
     first = ts[where] + step
     last = ts[where + 1] - step
-    return pd.DataFrame({
-        "first_missing": _to_utc(first),
-        "last_missing": _to_utc(last),
-        "missing_bars": (steps[where] // step - 1).astype(np.int64),
-        "first_missing_ts": first.astype(np.int64),
-        "last_missing_ts": last.astype(np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "first_missing": _to_utc(first),
+            "last_missing": _to_utc(last),
+            "missing_bars": (steps[where] // step - 1).astype(np.int64),
+            "first_missing_ts": first.astype(np.int64),
+            "last_missing_ts": last.astype(np.int64),
+        }
+    )
 
 
 def _load_ts(engine: Engine, exchange, symbol, timeframe) -> np.ndarray:
     with engine.connect() as connection:
-        rows = connection.execute(
-            text("SELECT ts FROM ohlcv WHERE exchange = :e AND symbol = :s AND timeframe = :t ORDER BY ts"),
-            {"e": exchange, "s": symbol, "t": timeframe},
-        ).scalars().all()
+        rows = (
+            connection.execute(
+                text(
+                    "SELECT ts FROM ohlcv WHERE exchange = :e AND symbol = :s AND timeframe = :t ORDER BY ts"
+                ),
+                {"e": exchange, "s": symbol, "t": timeframe},
+            )
+            .scalars()
+            .all()
+        )
     return np.array(rows, dtype=np.int64)
 
 
@@ -278,7 +296,9 @@ def _load_sqlite(connection, market, start_ms, end_ms) -> tuple[np.ndarray, ...]
         rows = np.fromiter(cursor, dtype=row_type)
     finally:
         cursor.close()
-    return (np.ascontiguousarray(rows["ts"]),) + tuple(np.ascontiguousarray(rows[name]) for name in _COLUMNS)
+    return (np.ascontiguousarray(rows["ts"]),) + tuple(
+        np.ascontiguousarray(rows[name]) for name in _COLUMNS
+    )
 
 
 def load_bars(
@@ -324,12 +344,17 @@ def load_bars(
     end_ms = None if end is None else to_ms(end)
     if start_ms is not None and end_ms is not None and start_ms > end_ms:
         raise ValueError(f"start {_to_utc(start_ms)} is after end {_to_utc(end_ms)}: swap them")
-    if isinstance(history, (bool, np.bool_)) or not isinstance(history, (int, np.integer)) \
-            or history < 0:
+    if (
+        isinstance(history, (bool, np.bool_))
+        or not isinstance(history, (int, np.integer))
+        or history < 0
+    ):
         raise ValueError(f"history must be a number of bars (0 or more), got {history!r}")
     if history and start_ms is None:
-        raise ValueError("history= loads bars before start=: give start too, or leave history "
-                         "out to load from the first stored bar")
+        raise ValueError(
+            "history= loads bars before start=: give start too, or leave history "
+            "out to load from the first stored bar"
+        )
     market = (exchange, symbol, timeframe)
     requested_start = start_ms
     if history:
@@ -344,16 +369,24 @@ def load_bars(
     return Bars(*columns, timeframe_ms=step)
 
 
-def _history_start(engine: Engine, market: tuple[str, str, str], start_ms: int,
-                   history: int) -> int | None:
+def _history_start(
+    engine: Engine, market: tuple[str, str, str], start_ms: int, history: int
+) -> int | None:
     """Close time of the ``history``-th stored bar before ``start_ms`` (``None``: fewer are
     stored, load them all)."""
     with engine.connect() as connection:
         value = connection.execute(
-            text("SELECT ts FROM ohlcv WHERE exchange = :e AND symbol = :s AND timeframe = :t "
-                 "AND ts < :start ORDER BY ts DESC LIMIT 1 OFFSET :skip"),
-            {"e": market[0], "s": market[1], "t": market[2], "start": start_ms,
-             "skip": history - 1},
+            text(
+                "SELECT ts FROM ohlcv WHERE exchange = :e AND symbol = :s AND timeframe = :t "
+                "AND ts < :start ORDER BY ts DESC LIMIT 1 OFFSET :skip"
+            ),
+            {
+                "e": market[0],
+                "s": market[1],
+                "t": market[2],
+                "start": start_ms,
+                "skip": history - 1,
+            },
         ).scalar()
     return None if value is None else int(value)
 
@@ -376,21 +409,21 @@ def frame_to_bars(frame: pd.DataFrame, timeframe_ms: int | None = None) -> Bars:
         raise TypeError("the frame needs a DatetimeIndex of bar close times (see load_frame)")
     missing = [name for name in _COLUMNS if name not in frame.columns]
     if missing:
-        raise ValueError(f"the frame lacks the columns {', '.join(missing)}: use lower-case OHLCV names")
-    index = frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
+        raise ValueError(
+            f"the frame lacks the columns {', '.join(missing)}: use lower-case OHLCV names"
+        )
+    index = (
+        frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
+    )
     ts = np.asarray(index.as_unit("ms").asi8, dtype=np.int64)
     step = timeframe_ms if timeframe_ms is not None else frame.attrs.get("timeframe_ms", 0)
-    return Bars.from_arrays(ts, *(frame[name].to_numpy(np.float64) for name in _COLUMNS),
-                            timeframe_ms=int(step))
+    return Bars.from_arrays(
+        ts, *(frame[name].to_numpy(np.float64) for name in _COLUMNS), timeframe_ms=int(step)
+    )
 
 
 def load_frame(
-    engine: Engine | str | None,
-    exchange: str,
-    symbol: str,
-    timeframe: str,
-    start=None,
-    end=None,
+    engine: Engine | str | None, exchange: str, symbol: str, timeframe: str, start=None, end=None
 ) -> pd.DataFrame:
     """Load bars like :func:`load_bars`, as a DataFrame indexed by tz-aware UTC close times.
 
@@ -471,26 +504,47 @@ def resample(bars_or_frame: Bars | pd.DataFrame, timeframe: str, *, partial: boo
     offset = WEEK_OFFSET_MS if timeframe == "1w" else 0
     grid = WEEK_OFFSET_MS if source == timeframe_to_ms("1w") else 0
     if offset % source or (len(bars.ts) and ((bars.ts - grid) % source != 0).any()):
-        raise ValueError(f"the bars' close times are not on the {_name(source)} grid; check timeframe_ms")
+        raise ValueError(
+            f"the bars' close times are not on the {_name(source)} grid; check timeframe_ms"
+        )
     n = len(bars.ts)
     out_ts = np.empty(n, dtype=np.int64)
     out = [np.empty(n) for _ in _COLUMNS]
     count = np.empty(n, dtype=np.int64)
-    k = resample_nb(bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
-                    np.int64(target), np.int64(offset), out_ts, *out, count)
+    k = resample_nb(
+        bars.ts,
+        bars.open,
+        bars.high,
+        bars.low,
+        bars.close,
+        bars.volume,
+        np.int64(target),
+        np.int64(offset),
+        out_ts,
+        *out,
+        count,
+    )
     first, last = 0, k
     if not partial and k:
         if bars.ts[0] - source > out_ts[0] - target:  # data starts after the first bucket opens
             first = 1
         if bars.ts[-1] < out_ts[k - 1]:  # data ends before the last bucket closes
             last = k - 1
-    result = Bars(out_ts[first:last].copy(), *(column[first:last].copy() for column in out),
-                  timeframe_ms=target)
+    result = Bars(
+        out_ts[first:last].copy(),
+        *(column[first:last].copy() for column in out),
+        timeframe_ms=target,
+    )
     if not is_frame:
         return result
     frame = bars_to_frame(result)
-    frame.attrs.update({key: value for key, value in bars_or_frame.attrs.items()
-                        if key not in ("timeframe", "timeframe_ms")})
+    frame.attrs.update(
+        {
+            key: value
+            for key, value in bars_or_frame.attrs.items()
+            if key not in ("timeframe", "timeframe_ms")
+        }
+    )
     frame.attrs.update(timeframe=timeframe, timeframe_ms=target)
     return frame
 
@@ -503,5 +557,8 @@ def _name(milliseconds: int) -> str:
 
 
 def _multiples(source: int) -> list[str]:
-    return [name for name in SUPPORTED_TIMEFRAMES
-            if timeframe_to_ms(name) >= source and timeframe_to_ms(name) % source == 0]
+    return [
+        name
+        for name in SUPPORTED_TIMEFRAMES
+        if timeframe_to_ms(name) >= source and timeframe_to_ms(name) % source == 0
+    ]

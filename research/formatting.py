@@ -35,10 +35,15 @@ STATS: dict[str, tuple[str, str]] = {
     "start_ts": ("time", "close time of the first bar"),
     "end_ts": ("time", "close time of the last bar"),
     "n_bars": ("count", "bars in the run"),
-    "elapsed_ms": ("duration", "calendar time, first open to last close, gaps included "
-                               "({years} years)"),
-    "bars_per_year": ("number", "bars per calendar year in the data ({nominal} if complete); "
-                                "annualises volatility, Sharpe and Sortino"),
+    "elapsed_ms": (
+        "duration",
+        "calendar time, first open to last close, gaps included ({years} years)",
+    ),
+    "bars_per_year": (
+        "number",
+        "bars per calendar year in the data ({nominal} if complete); "
+        "annualises volatility, Sharpe and Sortino",
+    ),
     "missing_bars": ("count", "bars of the {timeframe} grid absent inside the run"),
     "coverage": ("percent", "share of the grid's bars present"),
     "gaps": ("count", "spans of missing bars"),
@@ -71,24 +76,55 @@ STATS: dict[str, tuple[str, str]] = {
 SECTIONS: dict[str, tuple[str, ...]] = {
     "period": ("start_ts", "end_ts", "n_bars", "elapsed_ms", "bars_per_year"),
     "data": ("missing_bars", "coverage", "gaps", "longest_gap_ms", "gaps_held"),
-    "returns": ("initial_cash", "final_equity", "total_return", "cagr", "annual_volatility",
-                "sharpe", "sortino", "calmar", "max_drawdown", "max_drawdown_duration_ms"),
-    "benchmark": ("buy_hold_return", "buy_hold_sharpe", "buy_hold_max_drawdown",
-                  "excess_return"),
-    "trades": ("trade_count", "win_rate", "profit_factor", "expectancy", "average_holding_ms",
-               "exposure", "total_fees"),
+    "returns": (
+        "initial_cash",
+        "final_equity",
+        "total_return",
+        "cagr",
+        "annual_volatility",
+        "sharpe",
+        "sortino",
+        "calmar",
+        "max_drawdown",
+        "max_drawdown_duration_ms",
+    ),
+    "benchmark": ("buy_hold_return", "buy_hold_sharpe", "buy_hold_max_drawdown", "excess_return"),
+    "trades": (
+        "trade_count",
+        "win_rate",
+        "profit_factor",
+        "expectancy",
+        "average_holding_ms",
+        "exposure",
+        "total_fees",
+    ),
 }
 
 #: Kinds of the columns of ``Result.trades`` and ``Result.fills``.
 TABLE_COLUMNS: dict[str, str] = {
-    "entry_time": "timestamp", "exit_time": "timestamp", "ts": "timestamp",
-    "bar_ts": "timestamp", "size": "quantity", "entry_price": "price", "exit_price": "price",
-    "price": "price", "fees": "money", "fee": "money", "pnl": "money", "realized_pnl": "money",
-    "return": "return", "duration": "timedelta", "cash_after": "money",
+    "entry_time": "timestamp",
+    "exit_time": "timestamp",
+    "ts": "timestamp",
+    "bar_ts": "timestamp",
+    "size": "quantity",
+    "entry_price": "price",
+    "exit_price": "price",
+    "price": "price",
+    "fees": "money",
+    "fee": "money",
+    "pnl": "money",
+    "realized_pnl": "money",
+    "return": "return",
+    "duration": "timedelta",
+    "cash_after": "money",
     "position_after": "quantity",
     # research.tearsheet.drawdown_periods
-    "peak": "timestamp", "trough": "timestamp", "recovered": "timestamp", "depth": "percent",
-    "to_trough": "timedelta", "length": "timedelta",
+    "peak": "timestamp",
+    "trough": "timestamp",
+    "recovered": "timestamp",
+    "depth": "percent",
+    "to_trough": "timedelta",
+    "length": "timedelta",
 }
 
 
@@ -227,15 +263,21 @@ def fmt_timeframe(milliseconds: Any) -> str:
     if _missing(milliseconds) or float(milliseconds) <= 0:
         return MISSING
     ms = int(milliseconds)
-    for unit, size in (("w", 7 * 86_400_000), ("d", 86_400_000), ("h", 3_600_000),
-                       ("m", 60_000), ("s", 1000)):
+    for unit, size in (
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ):
         if ms % size == 0:
             return f"{ms // size}{unit}"
     return f"{ms} ms"
 
 
-def format_value(kind: str, value: Any, *, scale: float | None = None,
-                 decimals: int | None = None) -> str:
+def format_value(
+    kind: str, value: Any, *, scale: float | None = None, decimals: int | None = None
+) -> str:
     """Format ``value`` as a ``kind`` of :data:`STATS` or :data:`TABLE_COLUMNS`."""
     if kind == "time" or kind == "timestamp":
         return fmt_time(value)
@@ -277,10 +319,12 @@ def _basis(name: str, stats: Mapping[str, Any]) -> str:
     years = float(elapsed) / YEAR_MS if not _missing(elapsed) else math.nan
     timeframe = _timeframe_of(stats)
     nominal = YEAR_MS / timeframe if timeframe else math.nan
-    return template.format(years=fmt_fixed(years, 2),
-                           per_year=format_value("number", stats.get("bars_per_year")),
-                           nominal=format_value("number", nominal),
-                           timeframe=fmt_timeframe(timeframe))
+    return template.format(
+        years=fmt_fixed(years, 2),
+        per_year=format_value("number", stats.get("bars_per_year")),
+        nominal=format_value("number", nominal),
+        timeframe=fmt_timeframe(timeframe),
+    )
 
 
 def _timeframe_of(stats: Mapping[str, Any]) -> float | None:
@@ -334,8 +378,9 @@ def stats_text(stats: Mapping[str, Any] | pd.Series, *, basis: bool = True) -> s
     return "\n".join(lines)
 
 
-def stats_warnings(stats: Mapping[str, Any] | pd.Series,
-                   min_trades: int = DEFAULT_MIN_TRADES) -> list[str]:
+def stats_warnings(
+    stats: Mapping[str, Any] | pd.Series, min_trades: int = DEFAULT_MIN_TRADES
+) -> list[str]:
     """What a reader of ``stats`` must know before trusting them (empty when nothing)."""
     get = stats.get
     warnings = []
@@ -344,23 +389,27 @@ def stats_warnings(stats: Mapping[str, Any] | pd.Series,
         warnings.append(
             f"a position was held across {fmt_count(held)} of the {fmt_count(gaps)} data gaps "
             f"(longest gap {fmt_duration(get('longest_gap_ms'))}): prices moved where no bar "
-            "was traded, and the first fill after a gap is at the open of the next bar")
+            "was traded, and the first fill after a gap is at the open of the next bar"
+        )
     coverage = get("coverage")
     if not _missing(coverage) and coverage < 0.9:
         warnings.append(
             f"the bars cover only {fmt_percent(coverage)} of the period "
             f"({fmt_count(get('missing_bars'))} bars missing): annualised figures extrapolate "
-            "from the bars present")
+            "from the bars present"
+        )
     count = get("trade_count")
     if not _missing(count) and count < min_trades:
         warnings.append(
             f"only {fmt_count(count)} closed trade{'s' if count != 1 else ''}: win rate, "
-            f"profit factor and expectancy need at least {min_trades} to mean much")
+            f"profit factor and expectancy need at least {min_trades} to mean much"
+        )
     return warnings
 
 
-def format_frame(frame: pd.DataFrame, *, scale: float | None = None,
-                 kinds: Mapping[str, str] | None = None) -> pd.DataFrame:
+def format_frame(
+    frame: pd.DataFrame, *, scale: float | None = None, kinds: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """``frame`` with every column as text: columns named in ``kinds`` as that kind (see
     :func:`format_value`), stat columns (also ``oos_``-prefixed) by their kind, trade and fill
     columns (:data:`TABLE_COLUMNS`) with one precision per column, other numbers positional.
@@ -374,8 +423,9 @@ def format_frame(frame: pd.DataFrame, *, scale: float | None = None,
     return out
 
 
-def format_rows(frame: pd.DataFrame, kinds: Mapping[str, str], *,
-                scale: float | None = None) -> pd.DataFrame:
+def format_rows(
+    frame: pd.DataFrame, kinds: Mapping[str, str], *, scale: float | None = None
+) -> pd.DataFrame:
     """``frame`` as text row by row: each row named in ``kinds`` as that kind, other rows as
     counts (e.g. :func:`research.tearsheet.trade_analysis`)."""
     out = frame.astype(object).copy()

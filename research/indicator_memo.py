@@ -55,8 +55,7 @@ class IndicatorMemo:
         self.nbytes += size
 
 
-_ACTIVE_MEMO: ContextVar[IndicatorMemo | None] = ContextVar("candela_indicator_memo",
-                                                            default=None)
+_ACTIVE_MEMO: ContextVar[IndicatorMemo | None] = ContextVar("candela_indicator_memo", default=None)
 
 
 @contextmanager
@@ -96,8 +95,9 @@ def _read_only(value: Any) -> Any:
     return value
 
 
-def _memoized(name: str, inputs: tuple[tuple[np.ndarray, Any], ...], params: tuple,
-              compute: Callable[[], Any]) -> Any:
+def _memoized(
+    name: str, inputs: tuple[tuple[np.ndarray, Any], ...], params: tuple, compute: Callable[[], Any]
+) -> Any:
     """``compute()``, remembered in the active :func:`indicator_cache` scope if there is one
     and every input is the caller's own array: ``inputs`` holds ``(array, original)`` pairs
     from the wrappers, ``original`` being the object the caller passed when ``array`` is its

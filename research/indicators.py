@@ -51,12 +51,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from research.indicator_memo import (  # noqa: F401 - the memo's scope is part of this API
-    DEFAULT_CACHE_BYTES,
-    IndicatorMemo,
-    _memoized,
-    indicator_cache,
-)
+from research.indicator_memo import DEFAULT_CACHE_BYTES, IndicatorMemo, _memoized, indicator_cache  # noqa: F401 - the memo's scope is part of this API
 from research.kernels.indicators import (  # noqa: F401 - the kernels are part of this API
     atr_nb,
     crossed_above_nb,
@@ -170,8 +165,7 @@ def sma(values, n: int) -> np.ndarray:
     gives exactly its value. Look-back ``n - 1``, history ``n``.
     """
     x, n = _as_series("values", values), _as_window("n", n)
-    return _memoized("sma", (x,), (n,),
-                     lambda: _lines(window_means(x[0], n), (values,), n - 1, n))
+    return _memoized("sma", (x,), (n,), lambda: _lines(window_means(x[0], n), (values,), n - 1, n))
 
 
 def ema(values, n: int) -> np.ndarray:
@@ -184,8 +178,7 @@ def ema(values, n: int) -> np.ndarray:
     """
     x, n = _as_series("values", values), _as_window("n", n)
     history = converged_warmup(ema_alpha(n)) + 1
-    return _memoized("ema", (x,), (n,),
-                     lambda: _lines(ema_nb(x[0], n), (values,), n - 1, history))
+    return _memoized("ema", (x,), (n,), lambda: _lines(ema_nb(x[0], n), (values,), n - 1, history))
 
 
 def rsi(close, n: int = 14) -> np.ndarray:
@@ -220,8 +213,9 @@ def macd(close, fast: int = 12, slow: int = 26, signal: int = 9) -> Macd:
     adjust=False, min_periods=span)`` formulation.
     """
     x = _as_series("close", close)
-    fast, slow, signal = (_as_window(k, v) for k, v in
-                          (("fast", fast), ("slow", slow), ("signal", signal)))
+    fast, slow, signal = (
+        _as_window(k, v) for k, v in (("fast", fast), ("slow", slow), ("signal", signal))
+    )
     if fast >= slow:
         raise ValueError(f"fast ({fast}) must be smaller than slow ({slow}): swap them")
 
@@ -231,8 +225,9 @@ def macd(close, fast: int = 12, slow: int = 26, signal: int = 9) -> Macd:
     def compute() -> Macd:
         line = ema_nb(x[0], fast) - ema_nb(x[0], slow)
         signal_line = ema_nb(line, signal)
-        later = _lines((signal_line, line - signal_line), (close,), slow + signal - 2,
-                       signal_history)
+        later = _lines(
+            (signal_line, line - signal_line), (close,), slow + signal - 2, signal_history
+        )
         return Macd(_lines(line, (close,), slow - 1, line_history), *later)
 
     return _memoized("macd", (x,), (fast, slow, signal), compute)
@@ -267,8 +262,9 @@ def bollinger(close, n: int = 20, num_std: float = 2.0, ddof: int = 0) -> Bands:
         width = num_std * rolling_std_nb(x[0], n, ddof)
         return Bands(middle, middle + width, middle - width)
 
-    return _memoized("bollinger", (x,), (n, num_std, ddof),
-                     lambda: _lines(compute(), (close,), n - 1, n))
+    return _memoized(
+        "bollinger", (x,), (n, num_std, ddof), lambda: _lines(compute(), (close,), n - 1, n)
+    )
 
 
 def rolling_std(values, n: int, ddof: int = 0) -> np.ndarray:
@@ -283,8 +279,12 @@ def rolling_std(values, n: int, ddof: int = 0) -> np.ndarray:
     if ddof not in (0, 1):
         raise ValueError(f"ddof must be 0 (population) or 1 (sample), got {ddof!r}")
     ddof = int(ddof)
-    return _memoized("rolling_std", (x,), (n, ddof),
-                     lambda: _lines(rolling_std_nb(x[0], n, ddof), (values,), n - 1, n))
+    return _memoized(
+        "rolling_std",
+        (x,),
+        (n, ddof),
+        lambda: _lines(rolling_std_nb(x[0], n, ddof), (values,), n - 1, n),
+    )
 
 
 def true_range(high, low, close) -> np.ndarray:
@@ -292,9 +292,12 @@ def true_range(high, low, close) -> np.ndarray:
     Look-back 0, history 2 (the previous close)."""
     h, lo, c = _as_series("high", high), _as_series("low", low), _as_series("close", close)
     _same_length(high=h[0], low=lo[0], close=c[0])
-    return _memoized("true_range", (h, lo, c), (),
-                     lambda: _lines(true_range_nb(h[0], lo[0], c[0]), (high, low, close), 0,
-                                    2))
+    return _memoized(
+        "true_range",
+        (h, lo, c),
+        (),
+        lambda: _lines(true_range_nb(h[0], lo[0], c[0]), (high, low, close), 0, 2),
+    )
 
 
 def atr(high, low, close, n: int = 14) -> np.ndarray:
@@ -308,9 +311,12 @@ def atr(high, low, close, n: int = 14) -> np.ndarray:
     _same_length(high=h[0], low=lo[0], close=c[0])
     n = _as_window("n", n)
     history = converged_warmup(wilder_alpha(n)) + 2
-    return _memoized("atr", (h, lo, c), (n,),
-                     lambda: _lines(atr_nb(h[0], lo[0], c[0], n), (high, low, close), n - 1,
-                                    history))
+    return _memoized(
+        "atr",
+        (h, lo, c),
+        (n,),
+        lambda: _lines(atr_nb(h[0], lo[0], c[0], n), (high, low, close), n - 1, history),
+    )
 
 
 class Channel(NamedTuple):
@@ -330,8 +336,14 @@ def donchian(high, low, n: int = 20) -> Channel:
     h, lo = _as_series("high", high), _as_series("low", low)
     _same_length(high=h[0], low=lo[0])
     n = _as_window("n", n)
-    return _memoized("donchian", (h, lo), (n,), lambda: _lines(
-        Channel(rolling_max_nb(h[0], n), rolling_min_nb(lo[0], n)), (high, low), n - 1, n))
+    return _memoized(
+        "donchian",
+        (h, lo),
+        (n,),
+        lambda: _lines(
+            Channel(rolling_max_nb(h[0], n), rolling_min_nb(lo[0], n)), (high, low), n - 1, n
+        ),
+    )
 
 
 def rolling_zscore(values, n: int, ddof: int = 0) -> np.ndarray:
@@ -344,8 +356,12 @@ def rolling_zscore(values, n: int, ddof: int = 0) -> np.ndarray:
     if ddof not in (0, 1):
         raise ValueError(f"ddof must be 0 (population) or 1 (sample), got {ddof!r}")
     ddof = int(ddof)
-    return _memoized("rolling_zscore", (x,), (n, ddof),
-                     lambda: _lines(rolling_zscore_nb(x[0], n, ddof), (values,), n - 1, n))
+    return _memoized(
+        "rolling_zscore",
+        (x,),
+        (n, ddof),
+        lambda: _lines(rolling_zscore_nb(x[0], n, ddof), (values,), n - 1, n),
+    )
 
 
 def unchanged_run(values) -> np.ndarray:
@@ -364,8 +380,9 @@ def unchanged(values, n: int) -> np.ndarray:
     ``n + 1`` equal, non-``nan`` values (``False`` for the first ``n`` bars). Look-back 0,
     history ``n + 1``."""
     x, n = _as_series("values", values), _as_window("n", n)
-    return _memoized("unchanged", (x,), (n,),
-                     lambda: _lines(equal_run_nb(x[0]) > n, (values,), 0, n + 1))
+    return _memoized(
+        "unchanged", (x,), (n,), lambda: _lines(equal_run_nb(x[0]) > n, (values,), 0, n + 1)
+    )
 
 
 def shift(values, periods: int = 1) -> np.ndarray:
@@ -416,14 +433,19 @@ def crossed_below(a, b) -> np.ndarray:
 
 def _events(name: str, values, size: int | None = None) -> np.ndarray:
     """Event flags as a contiguous bool array; a scalar (``False``) is broadcast to ``size``."""
-    if size is not None and not isinstance(values, np.ndarray) or \
-            isinstance(values, np.ndarray) and values.ndim == 0:
+    if (
+        size is not None
+        and not isinstance(values, np.ndarray)
+        or isinstance(values, np.ndarray)
+        and values.ndim == 0
+    ):
         return np.full(size, bool(values))
     return np.ascontiguousarray(values, dtype=np.bool_)
 
 
-def event_position(long_entry, long_exit, short_entry=False, short_exit=False,
-                   max_hold: int = 100) -> np.ndarray:
+def event_position(
+    long_entry, long_exit, short_entry=False, short_exit=False, max_hold: int = 100
+) -> np.ndarray:
     """Turn entry/exit event flags into a position level per bar (``+1``, ``-1`` or ``0``).
 
     Rule at bar ``t``: take the most recent entry event (long or short) among bars
@@ -438,15 +460,16 @@ def event_position(long_entry, long_exit, short_entry=False, short_exit=False,
     """
     entries = _events("long_entry", long_entry)
     size = len(entries)
-    flags = (entries, _events("long_exit", long_exit, size),
-             _events("short_entry", False if short_entry is None else short_entry, size),
-             _events("short_exit", False if short_exit is None else short_exit, size))
-    _same_length(long_entry=flags[0], long_exit=flags[1], short_entry=flags[2],
-                 short_exit=flags[3])
+    flags = (
+        entries,
+        _events("long_exit", long_exit, size),
+        _events("short_entry", False if short_entry is None else short_entry, size),
+        _events("short_exit", False if short_exit is None else short_exit, size),
+    )
+    _same_length(long_entry=flags[0], long_exit=flags[1], short_entry=flags[2], short_exit=flags[3])
     max_hold = _as_window("max_hold", max_hold)
     out = event_position_nb(*flags, max_hold)
-    inputs = tuple(x for x in (long_entry, long_exit, short_entry, short_exit)
-                   if x is not None)
+    inputs = tuple(x for x in (long_entry, long_exit, short_entry, short_exit) if x is not None)
     return _lines(out, inputs, 0, max_hold)
 
 
@@ -505,13 +528,17 @@ def indicator(lookback: int | Callable[..., int], history: int | Callable[..., i
             plain_args = [_unwrapped(value) for value in args]
             plain_kwargs = {key: _unwrapped(value) for key, value in kwargs.items()}
             result = function(*plain_args, **plain_kwargs)
-            inputs = tuple(value for value in (*args, *kwargs.values())
-                           if isinstance(value, np.ndarray))
+            inputs = tuple(
+                value for value in (*args, *kwargs.values()) if isinstance(value, np.ndarray)
+            )
             if not any(isinstance(value, Line) for value in inputs):
                 return result
             own_lookback = _declared("lookback", lookback, args, kwargs, function, 0)
-            own_history = (own_lookback + 1 if history is None else
-                           _declared("history", history, args, kwargs, function, 1))
+            own_history = (
+                own_lookback + 1
+                if history is None
+                else _declared("history", history, args, kwargs, function, 1)
+            )
             return _lines(result, inputs, own_lookback, own_history)
 
         return wrapper
@@ -523,11 +550,17 @@ def _unwrapped(value: Any) -> Any:
     return value.view(np.ndarray) if isinstance(value, Line) else value
 
 
-def _declared(what: str, value: Any, args: tuple, kwargs: dict, function: Callable,
-              least: int) -> int:
+def _declared(
+    what: str, value: Any, args: tuple, kwargs: dict, function: Callable, least: int
+) -> int:
     number = value(*args, **kwargs) if callable(value) else value
-    if isinstance(number, (bool, np.bool_)) or not isinstance(number, (int, np.integer)) \
-            or number < least:
-        raise ValueError(f"@indicator {what}= of {function.__name__} must give an int of at "
-                         f"least {least} bars, got {number!r}")
+    if (
+        isinstance(number, (bool, np.bool_))
+        or not isinstance(number, (int, np.integer))
+        or number < least
+    ):
+        raise ValueError(
+            f"@indicator {what}= of {function.__name__} must give an int of at "
+            f"least {least} bars, got {number!r}"
+        )
     return int(number)

@@ -41,10 +41,25 @@ import numpy as np
 
 #: numpy functions (dispatched through ``__array_function__``) that work element by element:
 #: their result is a Line when every array input is a Line (or a scalar).
-ELEMENTWISE_FUNCTIONS = frozenset({
-    np.where, np.clip, np.select, np.nan_to_num, np.round, np.around, np.isclose, np.copy,
-    np.zeros_like, np.ones_like, np.full_like, np.empty_like, np.fix, np.isneginf, np.isposinf,
-})
+ELEMENTWISE_FUNCTIONS = frozenset(
+    {
+        np.where,
+        np.clip,
+        np.select,
+        np.nan_to_num,
+        np.round,
+        np.around,
+        np.isclose,
+        np.copy,
+        np.zeros_like,
+        np.ones_like,
+        np.full_like,
+        np.empty_like,
+        np.fix,
+        np.isneginf,
+        np.isposinf,
+    }
+)
 
 
 class Line(np.ndarray):
@@ -70,8 +85,10 @@ class Line(np.ndarray):
         line.lookback = int(lookback)
         line.history = int(history)
         if line.lookback < 0 or line.history < 1:
-            raise ValueError(f"a Line needs lookback >= 0 and history >= 1, got lookback "
-                             f"{lookback} and history {history}")
+            raise ValueError(
+                f"a Line needs lookback >= 0 and history >= 1, got lookback "
+                f"{lookback} and history {history}"
+            )
         return line
 
     def __array_finalize__(self, obj: Any) -> None:

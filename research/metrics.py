@@ -41,19 +41,51 @@ YEAR_MS = 365 * 86_400_000
 #: With one winning trade the profit factor is ``inf``.
 DEFAULT_MIN_TRADES = 10
 #: Stats where a smaller value is better (rankings and heatmaps turn around for them).
-LOWER_IS_BETTER = frozenset({"max_drawdown", "max_drawdown_duration_ms", "annual_volatility",
-                             "total_fees", "buy_hold_max_drawdown", "missing_bars",
-                             "longest_gap_ms", "gaps_held"})
+LOWER_IS_BETTER = frozenset(
+    {
+        "max_drawdown",
+        "max_drawdown_duration_ms",
+        "annual_volatility",
+        "total_fees",
+        "buy_hold_max_drawdown",
+        "missing_bars",
+        "longest_gap_ms",
+        "gaps_held",
+    }
+)
 
 STAT_NAMES = (
-    "start_ts", "end_ts", "n_bars", "elapsed_ms", "bars_per_year",
-    "missing_bars", "coverage", "gaps", "longest_gap_ms", "gaps_held",
-    "initial_cash", "final_equity",
-    "total_return", "cagr", "annual_volatility", "sharpe", "sortino", "calmar",
-    "max_drawdown", "max_drawdown_duration_ms",
-    "buy_hold_return", "buy_hold_sharpe", "buy_hold_max_drawdown", "excess_return",
-    "trade_count", "win_rate", "profit_factor", "expectancy", "average_holding_ms",
-    "exposure", "total_fees",
+    "start_ts",
+    "end_ts",
+    "n_bars",
+    "elapsed_ms",
+    "bars_per_year",
+    "missing_bars",
+    "coverage",
+    "gaps",
+    "longest_gap_ms",
+    "gaps_held",
+    "initial_cash",
+    "final_equity",
+    "total_return",
+    "cagr",
+    "annual_volatility",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "max_drawdown",
+    "max_drawdown_duration_ms",
+    "buy_hold_return",
+    "buy_hold_sharpe",
+    "buy_hold_max_drawdown",
+    "excess_return",
+    "trade_count",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "average_holding_ms",
+    "exposure",
+    "total_fees",
 )
 
 
@@ -99,8 +131,12 @@ class BarsContext:
         return self.coverage["bars_per_year"]
 
 
-def bars_context(ts: np.ndarray, timeframe_ms: int, open_: np.ndarray | None = None,
-                 close: np.ndarray | None = None) -> BarsContext:
+def bars_context(
+    ts: np.ndarray,
+    timeframe_ms: int,
+    open_: np.ndarray | None = None,
+    close: np.ndarray | None = None,
+) -> BarsContext:
     """Calendar time, gaps and buy-and-hold statistics of bars (module docstring).
 
     Parameters
@@ -133,12 +169,19 @@ def bars_context(ts: np.ndarray, timeframe_ms: int, open_: np.ndarray | None = N
         "longest_gap_ms": int(longest),
     }
     if open_ is None or close is None:
-        benchmark = dict.fromkeys(("buy_hold_return", "buy_hold_sharpe", "buy_hold_max_drawdown"),
-                                  math.nan)
+        benchmark = dict.fromkeys(
+            ("buy_hold_return", "buy_hold_sharpe", "buy_hold_max_drawdown"), math.nan
+        )
     else:
         benchmark = buy_hold_stats(open_, close, ts, timeframe_ms, per_year)
-    return BarsContext(n_bars=n, timeframe_ms=timeframe_ms, ts=ts, coverage=coverage,
-                       benchmark=benchmark, gap_after=gap_after)
+    return BarsContext(
+        n_bars=n,
+        timeframe_ms=timeframe_ms,
+        ts=ts,
+        coverage=coverage,
+        benchmark=benchmark,
+        gap_after=gap_after,
+    )
 
 
 def buy_and_hold(open_: np.ndarray, close: np.ndarray, initial_cash: float) -> np.ndarray:
@@ -150,8 +193,9 @@ def buy_and_hold(open_: np.ndarray, close: np.ndarray, initial_cash: float) -> n
     return float(initial_cash) * (close / float(open_[0]))
 
 
-def buy_hold_stats(open_: np.ndarray, close: np.ndarray, ts: np.ndarray, timeframe_ms: int,
-                   bars_per_year: float) -> dict[str, float]:
+def buy_hold_stats(
+    open_: np.ndarray, close: np.ndarray, ts: np.ndarray, timeframe_ms: int, bars_per_year: float
+) -> dict[str, float]:
     """``buy_hold_return``, ``buy_hold_sharpe`` and ``buy_hold_max_drawdown`` of
     :func:`buy_and_hold`.
 
@@ -161,8 +205,9 @@ def buy_hold_stats(open_: np.ndarray, close: np.ndarray, ts: np.ndarray, timefra
     """
     close = np.ascontiguousarray(close, dtype=np.float64)
     first_open = float(open_[0])
-    mean, std, _, max_drawdown, _ = equity_stats_nb(close, np.ascontiguousarray(ts),
-                                                    int(timeframe_ms), first_open)
+    mean, std, _, max_drawdown, _ = equity_stats_nb(
+        close, np.ascontiguousarray(ts), int(timeframe_ms), first_open
+    )
     return {
         "buy_hold_return": float(close[-1]) / first_open - 1.0,
         "buy_hold_sharpe": mean / std * math.sqrt(bars_per_year) if std > 0 else math.nan,
@@ -175,8 +220,9 @@ def gaps_held_by_position(context: BarsContext, position: np.ndarray) -> int:
     return int(np.count_nonzero(np.asarray(position)[context.gap_after]))
 
 
-def gaps_held_by_fills(context: BarsContext, fill_bars: np.ndarray,
-                       positions_after: np.ndarray) -> int:
+def gaps_held_by_fills(
+    context: BarsContext, fill_bars: np.ndarray, positions_after: np.ndarray
+) -> int:
     """:func:`gaps_held_by_position` from the fills alone: the position during the gap after
     bar ``i`` is the one after the last fill of a bar ``<= i`` (fills in bar order)."""
     if len(fill_bars) == 0 or len(context.gap_after) == 0:
@@ -258,9 +304,16 @@ def compute_stats(
     if len(position) != len(equity) or len(ts) != len(equity):
         raise ValueError("equity, position and ts must have the same length")
     context = bars_context(ts, timeframe_ms, open_, close)
-    return stats_of_run(equity, int(np.count_nonzero(position)),
-                        gaps_held_by_position(context, position), context, trade_pnls,
-                        trade_durations_ms, initial_cash, total_fees)
+    return stats_of_run(
+        equity,
+        int(np.count_nonzero(position)),
+        gaps_held_by_position(context, position),
+        context,
+        trade_pnls,
+        trade_durations_ms,
+        initial_cash,
+        total_fees,
+    )
 
 
 def stats_of_run(
@@ -292,7 +345,8 @@ def stats_of_run(
     total_return = final / initial_cash - 1.0
     cagr = (final / initial_cash) ** (1.0 / years) - 1.0 if final > 0 else -1.0
     mean, std, downside, max_drawdown, underwater = equity_stats_nb(
-        equity, context.ts, context.timeframe_ms, initial_cash)
+        equity, context.ts, context.timeframe_ms, initial_cash
+    )
     volatility = std * math.sqrt(per_year)
     sharpe = mean / std * math.sqrt(per_year) if std > 0 else math.nan
     if downside > 0:
@@ -314,28 +368,32 @@ def stats_of_run(
         win_rate = profit_factor = expectancy = average_holding = math.nan
 
     stats = dict(context.coverage)
-    stats.update({
-        "gaps_held": int(gaps_held),
-        "initial_cash": initial_cash,
-        "final_equity": final,
-        "total_return": total_return,
-        "cagr": cagr,
-        "annual_volatility": volatility,
-        "sharpe": sharpe,
-        "sortino": sortino,
-        "calmar": calmar,
-        "max_drawdown": max_drawdown,
-        "max_drawdown_duration_ms": float(underwater),
-    })
+    stats.update(
+        {
+            "gaps_held": int(gaps_held),
+            "initial_cash": initial_cash,
+            "final_equity": final,
+            "total_return": total_return,
+            "cagr": cagr,
+            "annual_volatility": volatility,
+            "sharpe": sharpe,
+            "sortino": sortino,
+            "calmar": calmar,
+            "max_drawdown": max_drawdown,
+            "max_drawdown_duration_ms": float(underwater),
+        }
+    )
     stats.update(context.benchmark)
-    stats.update({
-        "excess_return": total_return - context.benchmark["buy_hold_return"],
-        "trade_count": trade_count,
-        "win_rate": win_rate,
-        "profit_factor": float(profit_factor),
-        "expectancy": expectancy,
-        "average_holding_ms": average_holding,
-        "exposure": float(exposed_bars) / n,
-        "total_fees": float(total_fees),
-    })
+    stats.update(
+        {
+            "excess_return": total_return - context.benchmark["buy_hold_return"],
+            "trade_count": trade_count,
+            "win_rate": win_rate,
+            "profit_factor": float(profit_factor),
+            "expectancy": expectancy,
+            "average_holding_ms": average_holding,
+            "exposure": float(exposed_bars) / n,
+            "total_fees": float(total_fees),
+        }
+    )
     return {name: stats[name] for name in STAT_NAMES}

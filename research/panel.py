@@ -61,10 +61,15 @@ class Panel:
             raise TypeError("Panel.ts must be a 1-D int64 array of close times (ms UTC)")
         for name in _COLUMNS:
             array = getattr(self, name)
-            if not isinstance(array, np.ndarray) or array.shape != (n, m) \
-                    or array.dtype != np.float64:
-                raise ValueError(f"Panel.{name} must be a float64 array of shape ({n}, {m}), one "
-                                 "row per grid time and one column per market")
+            if (
+                not isinstance(array, np.ndarray)
+                or array.shape != (n, m)
+                or array.dtype != np.float64
+            ):
+                raise ValueError(
+                    f"Panel.{name} must be a float64 array of shape ({n}, {m}), one "
+                    "row per grid time and one column per market"
+                )
         if len(set(self.markets)) != m:
             raise ValueError(f"Panel.markets names a market twice: {list(self.markets)}")
 
@@ -91,14 +96,16 @@ class Panel:
         """
         if isinstance(market, (int, np.integer)) and not isinstance(market, bool):
             if not 0 <= market < self.n_markets:
-                raise KeyError(f"column {market} is out of range: the panel has "
-                               f"{self.n_markets} markets")
+                raise KeyError(
+                    f"column {market} is out of range: the panel has {self.n_markets} markets"
+                )
             return int(market)
         try:
             return self.markets.index(market)
         except ValueError:
-            raise KeyError(f"market {market!r} is not in the panel; its markets are "
-                           f"{', '.join(self.markets)}") from None
+            raise KeyError(
+                f"market {market!r} is not in the panel; its markets are {', '.join(self.markets)}"
+            ) from None
 
     def rows(self, market: str | int) -> np.ndarray:
         """The grid rows (int64 indices) at which ``market`` has a bar, in time order."""
@@ -109,8 +116,11 @@ class Panel:
         copies), i.e. exactly the market's own bars within the panel's span."""
         j = self.column(market)
         rows = self.rows(j)
-        return Bars(self.ts[rows], *(np.ascontiguousarray(getattr(self, name)[rows, j])
-                                     for name in _COLUMNS), timeframe_ms=self.timeframe_ms)
+        return Bars(
+            self.ts[rows],
+            *(np.ascontiguousarray(getattr(self, name)[rows, j]) for name in _COLUMNS),
+            timeframe_ms=self.timeframe_ms,
+        )
 
     def __getitem__(self, index: slice) -> Panel:
         """The grid rows in ``index`` (a slice), sharing memory with this panel.
@@ -119,8 +129,12 @@ class Panel:
         """
         if not isinstance(index, slice):
             raise TypeError("a Panel can only be sliced by rows, e.g. panel[:100] or panel[-50:]")
-        return Panel(self.markets, self.ts[index], *(getattr(self, name)[index]
-                                                     for name in _COLUMNS), self.timeframe_ms)
+        return Panel(
+            self.markets,
+            self.ts[index],
+            *(getattr(self, name)[index] for name in _COLUMNS),
+            self.timeframe_ms,
+        )
 
     def select(self, markets) -> Panel:
         """A panel of some of the markets (names or columns, in the order given), on the rows
@@ -129,9 +143,12 @@ class Panel:
         if not columns:
             raise ValueError("select at least one market")
         keep = ~np.isnan(self.open[:, columns]).all(axis=1)
-        return Panel(tuple(self.markets[j] for j in columns), self.ts[keep],
-                     *(np.ascontiguousarray(getattr(self, name)[keep][:, columns])
-                       for name in _COLUMNS), self.timeframe_ms)
+        return Panel(
+            tuple(self.markets[j] for j in columns),
+            self.ts[keep],
+            *(np.ascontiguousarray(getattr(self, name)[keep][:, columns]) for name in _COLUMNS),
+            self.timeframe_ms,
+        )
 
     def last_close(self) -> np.ndarray:
         """``(n, m)``: each market's last close at or before each grid time (``nan`` before
@@ -170,8 +187,13 @@ def forward_fill(values: np.ndarray) -> np.ndarray:
     return filled
 
 
-def align(bars: Mapping[str, Bars], start: int | None = None, end: int | None = None, *,
-          window: bool = False) -> Panel:
+def align(
+    bars: Mapping[str, Bars],
+    start: int | None = None,
+    end: int | None = None,
+    *,
+    window: bool = False,
+) -> Panel:
     """Align the bars of several markets on one close-time grid (the module docstring's rule).
 
     Parameters
@@ -205,11 +227,14 @@ def align(bars: Mapping[str, Bars], start: int | None = None, end: int | None = 
     series = list(bars.values())
     for name, one in zip(names, series, strict=False):
         if not isinstance(one, Bars):
-            raise TypeError(f"market {name!r}: expected research.types.Bars, got "
-                            f"{type(one).__name__}")
+            raise TypeError(
+                f"market {name!r}: expected research.types.Bars, got {type(one).__name__}"
+            )
         if len(one) == 0 and not window:
-            raise ValueError(f"market {name!r} has no bars: load a span where it has data or "
-                             "leave it out of the universe")
+            raise ValueError(
+                f"market {name!r} has no bars: load a span where it has data or "
+                "leave it out of the universe"
+            )
     filled = [(name, one) for name, one in zip(names, series, strict=False) if len(one)]
     if not filled:
         raise ValueError("no market has a bar: a window needs at least one")
@@ -231,22 +256,24 @@ def align(bars: Mapping[str, Bars], start: int | None = None, end: int | None = 
         rows = np.searchsorted(grid, one.ts[inside])
         for name in _COLUMNS:
             columns[name][rows, j] = getattr(one, name)[inside]
-    return Panel(tuple(names), grid, *(columns[name] for name in _COLUMNS),
-                 timeframe_ms=timeframe)
+    return Panel(tuple(names), grid, *(columns[name] for name in _COLUMNS), timeframe_ms=timeframe)
 
 
 def _common_timeframe(names: list[str], series: list[Bars]) -> int:
     missing = [name for name, one in zip(names, series, strict=False) if one.timeframe_ms <= 0]
     if missing:
-        raise ValueError(f"market {missing[0]!r} has no timeframe (Bars.timeframe_ms is 0): load "
-                         "it with research.load_bars or set timeframe_ms")
+        raise ValueError(
+            f"market {missing[0]!r} has no timeframe (Bars.timeframe_ms is 0): load "
+            "it with research.load_bars or set timeframe_ms"
+        )
     timeframe = series[0].timeframe_ms
     for name, one in zip(names, series, strict=False):
         if one.timeframe_ms != timeframe:
             raise ValueError(
                 f"market {name!r} has {one.timeframe_ms} ms bars but {names[0]!r} has "
                 f"{timeframe} ms bars: a universe has one timeframe; resample the finer markets "
-                "(research.resample) or leave the market out")
+                "(research.resample) or leave the market out"
+            )
     return int(timeframe)
 
 
@@ -258,19 +285,23 @@ def _check_phase(names: list[str], series: list[Bars], timeframe: int) -> None:
             raise ValueError(
                 f"market {name!r}: close time {int(one.ts[off[0]])} is off the grid of "
                 f"{names[0]!r} ({timeframe} ms bars closing at {phase} ms past the step): check "
-                "that every market's bars are close times of the same timeframe")
+                "that every market's bars are close times of the same timeframe"
+            )
 
 
 def _check_common_span(names: list[str], series: list[Bars]) -> None:
     latest_first = max(range(len(series)), key=lambda j: series[j].ts[0])
     earliest_last = min(range(len(series)), key=lambda j: series[j].ts[-1])
     if series[latest_first].ts[0] > series[earliest_last].ts[-1]:
-        spans = "; ".join(f"{name} {int(one.ts[0])}..{int(one.ts[-1])}"
-                          for name, one in zip(names, series, strict=False))
+        spans = "; ".join(
+            f"{name} {int(one.ts[0])}..{int(one.ts[-1])}"
+            for name, one in zip(names, series, strict=False)
+        )
         raise ValueError(
             f"the markets have no common span: {names[latest_first]!r} starts after "
             f"{names[earliest_last]!r} ends (close times, ms UTC: {spans}); choose markets whose "
-            "data overlap")
+            "data overlap"
+        )
 
 
 def decision_window(panel: Panel, t: int, history: int) -> Panel:
@@ -280,6 +311,9 @@ def decision_window(panel: Panel, t: int, history: int) -> Panel:
     bars = {}
     for j, name in enumerate(panel.markets):
         rows = np.flatnonzero(~np.isnan(panel.open[: t + 1, j]))[-history:]
-        bars[name] = Bars(panel.ts[rows], *(np.ascontiguousarray(getattr(panel, column)[rows, j])
-                                            for column in _COLUMNS), panel.timeframe_ms)
+        bars[name] = Bars(
+            panel.ts[rows],
+            *(np.ascontiguousarray(getattr(panel, column)[rows, j]) for column in _COLUMNS),
+            panel.timeframe_ms,
+        )
     return align(bars, window=True)

@@ -42,12 +42,7 @@ from research.indicators import rolling_std, shift
 from research.kernels.portfolio_records import Rebalance
 from research.lines import as_line, numbers_of
 from research.panel import Panel, forward_fill
-from research.strategy_model import (
-    EMPTY_BARS,
-    StrategySpec,
-    _params_class,
-    parse_constraint,
-)
+from research.strategy_model import EMPTY_BARS, StrategySpec, _params_class, parse_constraint
 from research.types import Bars
 
 #: Relative tolerance of the gross-weight check (rounding of weights that sum to the limit).
@@ -146,8 +141,10 @@ class PortfolioSpec:
         params = self._params(params)
         if _takes_timeframe(self.history_of):
             if not timeframe_ms:
-                raise ValueError(f"portfolio strategy {self.name!r}: its history window depends "
-                                 "on the bars' timeframe: pass timeframe_ms")
+                raise ValueError(
+                    f"portfolio strategy {self.name!r}: its history window depends "
+                    "on the bars' timeframe: pass timeframe_ms"
+                )
             history = self.history_of(params, int(timeframe_ms))
         else:
             history = self.history_of(params)
@@ -157,8 +154,10 @@ class PortfolioSpec:
         """The strategy's rebalancing rule for ``params``."""
         rule = self.rebalance_of(self._params(params))
         if not isinstance(rule, Rebalance):
-            raise TypeError(f"portfolio strategy {self.name!r}: rebalance= must give a "
-                            f"research.kernels.portfolio_records.Rebalance, got {rule!r}")
+            raise TypeError(
+                f"portfolio strategy {self.name!r}: rebalance= must give a "
+                f"research.kernels.portfolio_records.Rebalance, got {rule!r}"
+            )
         return rule
 
     def evaluate(self, panel: Panel, params: Any = None) -> PortfolioEvaluation:
@@ -172,24 +171,35 @@ class PortfolioSpec:
             ``(n, m)`` array of numbers, or a ``nan`` weight where one is not allowed.
         """
         if not isinstance(panel, Panel):
-            raise TypeError(f"portfolio strategy {self.name!r} takes a research.panel.Panel "
-                            f"(see research.panel.align or load_universe), got "
-                            f"{type(panel).__name__}")
+            raise TypeError(
+                f"portfolio strategy {self.name!r} takes a research.panel.Panel "
+                f"(see research.panel.align or load_universe), got "
+                f"{type(panel).__name__}"
+            )
         params = self._params(params)
         weights = self.function(panel, params)
         shape = (len(panel), panel.n_markets)
-        if not isinstance(weights, np.ndarray) or weights.shape != shape \
-                or weights.dtype.kind not in "biuf":
-            got = (f"an array of shape {weights.shape} and dtype {weights.dtype}"
-                   if isinstance(weights, np.ndarray) else type(weights).__name__)
-            raise TypeError(f"portfolio strategy {self.name!r} must return an array of shape "
-                            f"{shape} (one weight per grid bar and market), got {got}")
+        if (
+            not isinstance(weights, np.ndarray)
+            or weights.shape != shape
+            or weights.dtype.kind not in "biuf"
+        ):
+            got = (
+                f"an array of shape {weights.shape} and dtype {weights.dtype}"
+                if isinstance(weights, np.ndarray)
+                else type(weights).__name__
+            )
+            raise TypeError(
+                f"portfolio strategy {self.name!r} must return an array of shape "
+                f"{shape} (one weight per grid bar and market), got {got}"
+            )
         weights = np.array(weights, dtype=np.float64)
         lookback = self.lookback(params)
         weights[:lookback] = np.nan
         check_weights(weights, panel, lookback, self.name)
-        return PortfolioEvaluation(weights, lookback,
-                                   self.history_window(params, panel.timeframe_ms))
+        return PortfolioEvaluation(
+            weights, lookback, self.history_window(params, panel.timeframe_ms)
+        )
 
     def weights(self, panel: Panel, params: Any = None) -> np.ndarray:
         """:meth:`evaluate`'s weights."""
@@ -203,11 +213,13 @@ class PortfolioSpec:
             raise ValueError(
                 f"portfolio strategy {self.name!r} with {params} needs at least {needed} grid "
                 f"bars (look-back {needed - 1}) but got {n_bars}: load a longer history or use "
-                "shorter look-back parameters")
+                "shorter look-back parameters"
+            )
 
 
-def check_weights(weights: np.ndarray, panel: Panel, lookback: int, name: str,
-                  max_gross: float | None = None) -> None:
+def check_weights(
+    weights: np.ndarray, panel: Panel, lookback: int, name: str, max_gross: float | None = None
+) -> None:
     """Refuse weights a book cannot trade, naming the market, the time and the fix.
 
     After the first ``lookback`` rows every weight must be finite, except ``nan`` for a market
@@ -227,7 +239,8 @@ def check_weights(weights: np.ndarray, panel: Panel, lookback: int, name: str,
             raise ValueError(
                 f"portfolio strategy {name!r} gave the weight {body[row, column]} for "
                 f"{panel.markets[column]} at {_when(panel.ts[lookback + row])}: weights must be "
-                "finite numbers after the look-back (0.0 for no position)")
+                "finite numbers after the look-back (0.0 for no position)"
+            )
     if max_gross is not None:
         gross = np.nansum(np.abs(body), axis=1)
         over = np.flatnonzero(gross > max_gross * (1.0 + GROSS_TOLERANCE))
@@ -236,7 +249,8 @@ def check_weights(weights: np.ndarray, panel: Panel, lookback: int, name: str,
             raise ValueError(
                 f"portfolio strategy {name!r} asks for a gross weight of {gross[row]:.6g} at "
                 f"{_when(panel.ts[lookback + row])}, above the book's limit max_gross="
-                f"{max_gross:g}: scale the weights down or raise max_gross in the limits")
+                f"{max_gross:g}: scale the weights down or raise max_gross in the limits"
+            )
 
 
 def _when(ts: int) -> str:
@@ -253,10 +267,15 @@ def _takes_timeframe(function: Callable) -> bool:
 
 
 def _whole(spec: PortfolioSpec, what: str, value: Any, least: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < least:
-        raise ValueError(f"portfolio strategy {spec.name!r}: {what} must be an int of at least "
-                         f"{least} bars, got {value!r}")
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, np.integer))
+        or value < least
+    ):
+        raise ValueError(
+            f"portfolio strategy {spec.name!r}: {what} must be an int of at least "
+            f"{least} bars, got {value!r}"
+        )
     return int(value)
 
 
@@ -265,22 +284,32 @@ def _as_function(value: Any, what: str, name: str) -> Callable[[Any], Any]:
         return value
     if what == "rebalance":
         if not isinstance(value, Rebalance):
-            raise TypeError(f"portfolio strategy {name!r}: rebalance= takes a Rebalance or a "
-                            f"function of the parameters, got {value!r}")
+            raise TypeError(
+                f"portfolio strategy {name!r}: rebalance= takes a Rebalance or a "
+                f"function of the parameters, got {value!r}"
+            )
     elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"portfolio strategy {name!r}: {what}= must be a number of bars or a "
-                         f"function of the parameters, got {value!r}")
+        raise ValueError(
+            f"portfolio strategy {name!r}: {what}= must be a number of bars or a "
+            f"function of the parameters, got {value!r}"
+        )
     return lambda params: value
 
 
 # --------------------------------------------------------------------------- @portfolio
 
 
-def portfolio(function: Callable[..., Any] | None = None, *, lookback: int | Callable,
-              history: int | Callable | None = None,
-              rebalance: Rebalance | Callable = Rebalance(),
-              sweep: Mapping[str, Sequence[Any]] | None = None, constraints: Sequence[str] = (),
-              long_only: bool = False, name: str | None = None) -> Any:
+def portfolio(
+    function: Callable[..., Any] | None = None,
+    *,
+    lookback: int | Callable,
+    history: int | Callable | None = None,
+    rebalance: Rebalance | Callable = Rebalance(),
+    sweep: Mapping[str, Sequence[Any]] | None = None,
+    constraints: Sequence[str] = (),
+    long_only: bool = False,
+    name: str | None = None,
+) -> Any:
     """Decorator: turn a cross-sectional ``def f(panel, p1: int = 10, ...) -> weights`` into a
     :class:`PortfolioSpec`.
 
@@ -307,19 +336,30 @@ def portfolio(function: Callable[..., Any] | None = None, *, lookback: int | Cal
         params = _params_class(function, spec_name)
         for key in sweep or {}:
             if key not in params._fields:
-                raise ValueError(f"portfolio strategy {spec_name!r}: sweep names unknown "
-                                 f"parameter {key!r} (parameters: {', '.join(params._fields)})")
+                raise ValueError(
+                    f"portfolio strategy {spec_name!r}: sweep names unknown "
+                    f"parameter {key!r} (parameters: {', '.join(params._fields)})"
+                )
         parsed = tuple(parse_constraint(text, params._fields, spec_name) for text in constraints)
         lookback_of = _as_function(lookback, "lookback", spec_name)
-        history_of = (_as_function(history, "history", spec_name) if history is not None
-                      else (lambda p: lookback_of(p) + 1))
+        history_of = (
+            _as_function(history, "history", spec_name)
+            if history is not None
+            else (lambda p: lookback_of(p) + 1)
+        )
         spec = PortfolioSpec(
-            name=spec_name, params=params,
+            name=spec_name,
+            params=params,
             function=lambda panel, p: function(panel, **p._asdict()),
-            sweep=dict(sweep or {}), constraints=parsed, long_only=bool(long_only),
-            description=inspect.cleandoc(function.__doc__ or ""), lookback_of=lookback_of,
-            history_of=history_of, rebalance_of=_as_function(rebalance, "rebalance", spec_name),
-            defined_by=function)
+            sweep=dict(sweep or {}),
+            constraints=parsed,
+            long_only=bool(long_only),
+            description=inspect.cleandoc(function.__doc__ or ""),
+            lookback_of=lookback_of,
+            history_of=history_of,
+            rebalance_of=_as_function(rebalance, "rebalance", spec_name),
+            defined_by=function,
+        )
         spec.make_params()  # the defaults must satisfy the constraints
         return spec
 
@@ -367,8 +407,9 @@ def _volatility(bars: Bars, vol_window: int) -> np.ndarray:
 def _inverse(targets: np.ndarray, measures: np.ndarray, vol_window: int) -> np.ndarray:
     inverse = np.where(measures > 0.0, 1.0 / np.where(measures > 0.0, measures, 1.0), np.nan)
     total = np.nansum(inverse, axis=1, keepdims=True)
-    share = np.where(np.isfinite(inverse) & (total > 0.0),
-                     inverse / np.where(total > 0.0, total, 1.0), 0.0)
+    share = np.where(
+        np.isfinite(inverse) & (total > 0.0), inverse / np.where(total > 0.0, total, 1.0), 0.0
+    )
     return targets * share
 
 
@@ -378,14 +419,19 @@ def inverse_volatility(vol_window: int = 24 * 7) -> Allocation:
     sum to 1). ``vol_j`` is the standard deviation of the market's last ``vol_window`` log
     returns on its own bars (look-back ``vol_window``, history ``vol_window + 1``); a market
     without it gets 0."""
-    return Allocation("inverse volatility", {"vol_window": int(vol_window)}, _inverse,
-                      _volatility)
+    return Allocation("inverse volatility", {"vol_window": int(vol_window)}, _inverse, _volatility)
 
 
-def allocate(strategy: StrategySpec, rule: Allocation = EQUAL_WEIGHT, *, name: str | None = None,
-             rebalance: Rebalance | Callable = Rebalance(),
-             sweep: Mapping[str, Sequence[Any]] | None = None, long_only: bool | None = None,
-             description: str = "") -> PortfolioSpec:
+def allocate(
+    strategy: StrategySpec,
+    rule: Allocation = EQUAL_WEIGHT,
+    *,
+    name: str | None = None,
+    rebalance: Rebalance | Callable = Rebalance(),
+    sweep: Mapping[str, Sequence[Any]] | None = None,
+    long_only: bool | None = None,
+    description: str = "",
+) -> PortfolioSpec:
     """Apply the single-market ``strategy`` to every market of a universe and allocate with
     ``rule``.
 
@@ -414,24 +460,31 @@ def allocate(strategy: StrategySpec, rule: Allocation = EQUAL_WEIGHT, *, name: s
         strategy's.
     """
     if not isinstance(strategy, StrategySpec):
-        raise TypeError(f"allocate takes a single-market strategy (a StrategySpec from "
-                        f"@strategy), got {type(strategy).__name__}")
+        raise TypeError(
+            f"allocate takes a single-market strategy (a StrategySpec from "
+            f"@strategy), got {type(strategy).__name__}"
+        )
     if not isinstance(rule, Allocation):
-        raise TypeError(f"rule must be a research.portfolio_model.Allocation, got "
-                        f"{type(rule).__name__}")
+        raise TypeError(
+            f"rule must be a research.portfolio_model.Allocation, got {type(rule).__name__}"
+        )
     spec_name = name or f"{strategy.name} x {rule.name}"
     clash = sorted(set(rule.params) & set(strategy.params._fields))
     if clash:
-        raise ValueError(f"portfolio strategy {spec_name!r}: the allocation's parameter "
-                         f"{clash[0]!r} has the name of a parameter of strategy "
-                         f"{strategy.name!r}: rename one of them")
+        raise ValueError(
+            f"portfolio strategy {spec_name!r}: the allocation's parameter "
+            f"{clash[0]!r} has the name of a parameter of strategy "
+            f"{strategy.name!r}: rename one of them"
+        )
     params = _joined_params(strategy, rule)
     own = strategy.params._fields
 
     def split(p: Any) -> tuple[Any, dict[str, Any]]:
         values = p._asdict()
-        return (strategy.params(**{key: values[key] for key in own}),
-                {key: values[key] for key in rule.params})
+        return (
+            strategy.params(**{key: values[key] for key in own}),
+            {key: values[key] for key in rule.params},
+        )
 
     def numbers(p: Any) -> tuple[int, int]:
         single, rule_params = split(p)
@@ -439,8 +492,10 @@ def allocate(strategy: StrategySpec, rule: Allocation = EQUAL_WEIGHT, *, name: s
         if rule.measure is not None:
             measured = numbers_of(rule.measure(_line_bars(EMPTY_BARS), **rule_params))
             if measured is None:
-                raise ValueError(f"allocation {rule.name!r}: its measure must return a Line "
-                                 "(use research.indicators, or @indicator on your function)")
+                raise ValueError(
+                    f"allocation {rule.name!r}: its measure must return a Line "
+                    "(use research.indicators, or @indicator on your function)"
+                )
             lookback = max(lookback, measured[0])
             history = max(history, measured[1])
         return lookback, history
@@ -465,15 +520,21 @@ def allocate(strategy: StrategySpec, rule: Allocation = EQUAL_WEIGHT, *, name: s
         return np.asarray(rule.combine(targets, measures, **rule_params), dtype=np.float64)
 
     spec = PortfolioSpec(
-        name=spec_name, params=params, function=function,
+        name=spec_name,
+        params=params,
+        function=function,
         sweep=dict(strategy.sweep if sweep is None else sweep),
         constraints=strategy.constraints,
         long_only=strategy.long_only if long_only is None else bool(long_only),
-        description=description or (f"{strategy.name} on every market, weighted by "
-                                     f"{rule.name}. {strategy.description}"),
-        lookback_of=lambda p: numbers(p)[0], history_of=lambda p: numbers(p)[1],
-        rebalance_of=_as_function(rebalance, "rebalance", spec_name), strategy=strategy,
-        allocation=rule, defined_by=strategy.function)
+        description=description
+        or (f"{strategy.name} on every market, weighted by {rule.name}. {strategy.description}"),
+        lookback_of=lambda p: numbers(p)[0],
+        history_of=lambda p: numbers(p)[1],
+        rebalance_of=_as_function(rebalance, "rebalance", spec_name),
+        strategy=strategy,
+        allocation=rule,
+        defined_by=strategy.function,
+    )
     spec.make_params()
     return spec
 
@@ -492,8 +553,10 @@ def _joined_params(strategy: StrategySpec, rule: Allocation) -> type:
 
 def _line_bars(bars: Bars) -> Bars:
     """``bars`` with every column a Line of look-back 0 and history 1."""
-    return Bars(*(as_line(getattr(bars, column), 0, 1) for column in ("ts",) + Bars.COLUMNS),
-                bars.timeframe_ms)
+    return Bars(
+        *(as_line(getattr(bars, column), 0, 1) for column in ("ts",) + Bars.COLUMNS),
+        bars.timeframe_ms,
+    )
 
 
 # --------------------------------------------------------------------------- panel helpers
@@ -504,7 +567,7 @@ def trailing_return(close: np.ndarray, n: int) -> np.ndarray:
     is absent. Look-back ``n``, history ``n + 1``."""
     out = np.full(close.shape, np.nan)
     if n < len(close):
-        out[n:] = close[n:] / close[:len(close) - n] - 1.0
+        out[n:] = close[n:] / close[: len(close) - n] - 1.0
     return out
 
 

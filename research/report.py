@@ -109,25 +109,39 @@ def run_report(
         resample_bars(bars, resample)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    slug = "_".join([strategy.replace(":", "-"), exchange, symbol.replace("/", "-"),
-                     resample or timeframe])
+    slug = "_".join(
+        [strategy.replace(":", "-"), exchange, symbol.replace("/", "-"), resample or timeframe]
+    )
     output = folder / f"report_{slug}.ipynb"
     page = output.with_suffix(".html")
     partial = folder / f".report_{slug}.{uuid.uuid4().hex[:8]}.partial.ipynb"
     partial_page = partial.with_suffix(".html")
     parameters = {
-        "strategy": strategy, "params": dict(params), "exchange": exchange, "symbol": symbol,
-        "timeframe": timeframe, "start": start, "end": end, "fee": float(fee),
-        "slippage_bps": float(slippage_bps), "initial_cash": float(initial_cash),
-        "database_url": url, "resample": resample,
+        "strategy": strategy,
+        "params": dict(params),
+        "exchange": exchange,
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "start": start,
+        "end": end,
+        "fee": float(fee),
+        "slippage_bps": float(slippage_bps),
+        "initial_cash": float(initial_cash),
+        "database_url": url,
+        "resample": resample,
     }
     chatter = logging.getLogger("papermill")  # its INFO lines are not the user's business
     level = chatter.level
     chatter.setLevel(max(level, logging.WARNING))
     try:
-        papermill.execute_notebook(str(source), str(partial), parameters=parameters,
-                                   kernel_name="python3", cwd=str(source.parent),
-                                   progress_bar=False)
+        papermill.execute_notebook(
+            str(source),
+            str(partial),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(source.parent),
+            progress_bar=False,
+        )
         rendered = export_html(partial, partial_page) if html else None
         partial.replace(output)
         if rendered is not None:
@@ -152,9 +166,13 @@ def export_html(notebook: str | Path, path: str | Path | None = None) -> Path | 
     except ImportError:
         return None
     notebook = Path(notebook)
-    exporter = HTMLExporter(template_name=REPORT_TEMPLATE,
-                            extra_template_basedirs=[str(TEMPLATES)], exclude_input=True,
-                            exclude_input_prompt=True, exclude_output_prompt=True)
+    exporter = HTMLExporter(
+        template_name=REPORT_TEMPLATE,
+        extra_template_basedirs=[str(TEMPLATES)],
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
     body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
     path = Path(path) if path is not None else notebook.with_suffix(".html")
     path.write_text(_without_mathjax(body), encoding="utf-8")
@@ -164,7 +182,8 @@ def export_html(notebook: str | Path, path: str | Path | None = None) -> Path | 
 #: The MathJax script plotly's notebook renderer puts before every figure (the figures use no
 #: LaTeX; offline the tag only fails to load, but the page should not reach for the network).
 _PLOTLY_MATHJAX = re.compile(
-    r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*"></script>')
+    r'<script src="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*"></script>'
+)
 
 
 def _without_mathjax(html: str) -> str:

@@ -27,8 +27,19 @@ from research.kernels.trades import TRADE_DTYPE, round_trips_nb
 from research.types import Bars, Costs, RiskLimits, Stops
 
 STATUS_NAMES = {STATUS_OK: "ok", STATUS_BAD_BAR: "bad_bar", STATUS_OUT_OF_ORDER: "out_of_order"}
-TRADE_COLUMNS = ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "fees",
-                 "pnl", "return", "exit_reason", "duration"]
+TRADE_COLUMNS = [
+    "entry_time",
+    "exit_time",
+    "side",
+    "size",
+    "entry_price",
+    "exit_price",
+    "fees",
+    "pnl",
+    "return",
+    "exit_reason",
+    "duration",
+]
 _EXIT_REASONS = np.array(REASON_NAMES + ("open",), dtype=object)  # "open": no exit yet
 
 
@@ -121,8 +132,11 @@ class Result:
     def _account_from_fills(self) -> None:
         if self.cash_values is None or self.position_values is None:
             self.cash_values, self.position_values = account_from_fills_nb(
-                self.fill_rows, len(self.ts), processed_bars(self.equity_values, self.status),
-                float(self.initial_cash))
+                self.fill_rows,
+                len(self.ts),
+                processed_bars(self.equity_values, self.status),
+                float(self.initial_cash),
+            )
 
     @cached_property
     def index(self) -> pd.DatetimeIndex:
@@ -171,15 +185,18 @@ class Result:
 
     def __repr__(self) -> str:
         final = float(self.stats.get("final_equity", math.nan))
-        return (f"Result({self.spec_name}, {self.params}, bars={len(self.ts)}, "
-                f"trades={len(self.trades)}, final_equity={final:.2f}, "
-                f"status={self.status_name})")
+        return (
+            f"Result({self.spec_name}, {self.params}, bars={len(self.ts)}, "
+            f"trades={len(self.trades)}, final_equity={final:.2f}, "
+            f"status={self.status_name})"
+        )
 
 
 def utc_index(ts: np.ndarray) -> pd.DatetimeIndex:
     """Millisecond UTC timestamps as a tz-aware index named ``ts``."""
-    return pd.DatetimeIndex(pd.to_datetime(np.asarray(ts, dtype=np.int64), unit="ms", utc=True),
-                            name="ts")
+    return pd.DatetimeIndex(
+        pd.to_datetime(np.asarray(ts, dtype=np.int64), unit="ms", utc=True), name="ts"
+    )
 
 
 def fills_frame(fills: np.ndarray, timeframe_ms: int) -> pd.DataFrame:
@@ -196,23 +213,26 @@ def trades_frame(fills: np.ndarray, timeframe_ms: int) -> pd.DataFrame:
     rows = round_trips_nb(fills, timeframe_ms) if len(fills) else np.empty(0, TRADE_DTYPE)
     is_open = rows["exit_fill"] < 0
     entry_time = pd.to_datetime(rows["entry_ts"], unit="ms", utc=True)
-    exit_time = pd.to_datetime(np.where(is_open, 0, rows["exit_ts"]), unit="ms",
-                               utc=True).where(~is_open)  # NaT while open
+    exit_time = pd.to_datetime(np.where(is_open, 0, rows["exit_ts"]), unit="ms", utc=True).where(
+        ~is_open
+    )  # NaT while open
     exit_reason = np.where(is_open, len(REASON_NAMES), fills["reason"][rows["exit_fill"]])
-    frame = pd.DataFrame({
-        "entry_time": entry_time,
-        # without a closed trade the column goes through objects, as it always did (whole
-        # seconds); with one, the datetimes go straight in (an object round trip is slow)
-        "exit_time": exit_time if not is_open.all() else exit_time.to_numpy(dtype=object),
-        "side": np.where(rows["side"] > 0, "long", "short"),
-        "size": rows["size"],
-        "entry_price": rows["entry_price"],
-        "exit_price": rows["exit_price"],
-        "fees": rows["fees"],
-        "pnl": rows["pnl"],
-        "return": rows["pnl"] / (rows["entry_price"] * rows["size"]),
-        "exit_reason": _EXIT_REASONS[exit_reason],
-    })
+    frame = pd.DataFrame(
+        {
+            "entry_time": entry_time,
+            # without a closed trade the column goes through objects, as it always did (whole
+            # seconds); with one, the datetimes go straight in (an object round trip is slow)
+            "exit_time": exit_time if not is_open.all() else exit_time.to_numpy(dtype=object),
+            "side": np.where(rows["side"] > 0, "long", "short"),
+            "size": rows["size"],
+            "entry_price": rows["entry_price"],
+            "exit_price": rows["exit_price"],
+            "fees": rows["fees"],
+            "pnl": rows["pnl"],
+            "return": rows["pnl"] / (rows["entry_price"] * rows["size"]),
+            "exit_reason": _EXIT_REASONS[exit_reason],
+        }
+    )
     frame["exit_time"] = pd.to_datetime(frame["exit_time"], utc=True)
     frame["entry_time"] = pd.to_datetime(frame["entry_time"], utc=True)
     frame["duration"] = frame["exit_time"] - frame["entry_time"]

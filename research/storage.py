@@ -32,8 +32,14 @@ from research.types import Costs, RiskLimits, Stops
 _SIDES = {"buy": 1.0, "sell": -1.0}
 
 
-def save_result(engine: sa.Engine, result: Result, *, exchange: str | None = None,
-                symbol: str | None = None, timeframe: str | None = None) -> str:
+def save_result(
+    engine: sa.Engine,
+    result: Result,
+    *,
+    exchange: str | None = None,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+) -> str:
     """Insert ``result`` in one transaction and return its new ``run_id`` (a UUID string).
 
     ``timeframe`` defaults to the name of ``result.timeframe_ms`` when it is a supported one.
@@ -53,33 +59,74 @@ def save_result(engine: sa.Engine, result: Result, *, exchange: str | None = Non
     run_id = str(uuid.uuid4())
     params = result.params._asdict() if hasattr(result.params, "_asdict") else dict(result.params)
     settings = {
-        "costs": result.costs._asdict(), "stops": result.stops._asdict(),
-        "risk": result.risk._asdict(), "initial_cash": result.initial_cash,
-        "timeframe_ms": result.timeframe_ms, "status": result.status,
+        "costs": result.costs._asdict(),
+        "stops": result.stops._asdict(),
+        "risk": result.risk._asdict(),
+        "initial_cash": result.initial_cash,
+        "timeframe_ms": result.timeframe_ms,
+        "status": result.status,
     }
     target = np.nan_to_num(np.asarray(result.target, dtype=np.float64)[processed], nan=0.0)
     signals = [
-        {"run_id": run_id, "ts": int(t), "target": float(g), "position": float(p),
-         "cash": float(c), "equity": float(e)}
-        for t, g, p, c, e in zip(ts, target, result.position.to_numpy()[processed],
-                                 result.cash.to_numpy()[processed],
-                                 result.equity.to_numpy()[processed])
+        {
+            "run_id": run_id,
+            "ts": int(t),
+            "target": float(g),
+            "position": float(p),
+            "cash": float(c),
+            "equity": float(e),
+        }
+        for t, g, p, c, e in zip(
+            ts,
+            target,
+            result.position.to_numpy()[processed],
+            result.cash.to_numpy()[processed],
+            result.equity.to_numpy()[processed],
+        )
     ]
     fills = result.fills
     fill_rows = [
-        {"run_id": run_id, "seq": i, "bar_ts": int(bar_ts), "ts": int(fill_ts), "side": side,
-         "size": float(size), "price": float(price), "fee": float(fee), "reason": reason,
-         "realized_pnl": float(pnl)}
-        for i, (bar_ts, fill_ts, side, size, price, fee, reason, pnl) in enumerate(zip(
-            _index_ms(fills["bar_ts"]), _index_ms(fills["ts"]), fills["side"], fills["size"],
-            fills["price"], fills["fee"], fills["reason"], fills["realized_pnl"]))
+        {
+            "run_id": run_id,
+            "seq": i,
+            "bar_ts": int(bar_ts),
+            "ts": int(fill_ts),
+            "side": side,
+            "size": float(size),
+            "price": float(price),
+            "fee": float(fee),
+            "reason": reason,
+            "realized_pnl": float(pnl),
+        }
+        for i, (bar_ts, fill_ts, side, size, price, fee, reason, pnl) in enumerate(
+            zip(
+                _index_ms(fills["bar_ts"]),
+                _index_ms(fills["ts"]),
+                fills["side"],
+                fills["size"],
+                fills["price"],
+                fills["fee"],
+                fills["reason"],
+                fills["realized_pnl"],
+            )
+        )
     ]
     with engine.begin() as connection:
-        connection.execute(strategy_runs.insert().values(
-            run_id=run_id, strategy=result.spec_name, params_json=_dumps(params),
-            exchange=exchange, symbol=symbol, timeframe=timeframe, start_ts=int(ts[0]),
-            end_ts=int(ts[-1]), costs_json=_dumps(settings),
-            stats_json=_dumps(result.stats.to_dict()), created_at=now_ms()))
+        connection.execute(
+            strategy_runs.insert().values(
+                run_id=run_id,
+                strategy=result.spec_name,
+                params_json=_dumps(params),
+                exchange=exchange,
+                symbol=symbol,
+                timeframe=timeframe,
+                start_ts=int(ts[0]),
+                end_ts=int(ts[-1]),
+                costs_json=_dumps(settings),
+                stats_json=_dumps(result.stats.to_dict()),
+                created_at=now_ms(),
+            )
+        )
         connection.execute(strategy_signals.insert(), signals)
         if fill_rows:
             connection.execute(strategy_trades.insert(), fill_rows)
@@ -100,16 +147,31 @@ def load_run(engine: sa.Engine, run_id: str) -> Result:
         If no run has this ``run_id``.
     """
     with engine.connect() as connection:
-        run = connection.execute(
-            sa.select(strategy_runs).where(strategy_runs.c.run_id == run_id)).mappings().first()
+        run = (
+            connection.execute(sa.select(strategy_runs).where(strategy_runs.c.run_id == run_id))
+            .mappings()
+            .first()
+        )
         if run is None:
             raise KeyError(f"no stored backtest with run_id {run_id!r}")
-        signals = connection.execute(
-            sa.select(strategy_signals).where(strategy_signals.c.run_id == run_id)
-            .order_by(strategy_signals.c.ts)).mappings().all()
-        fills = connection.execute(
-            sa.select(strategy_trades).where(strategy_trades.c.run_id == run_id)
-            .order_by(strategy_trades.c.seq)).mappings().all()
+        signals = (
+            connection.execute(
+                sa.select(strategy_signals)
+                .where(strategy_signals.c.run_id == run_id)
+                .order_by(strategy_signals.c.ts)
+            )
+            .mappings()
+            .all()
+        )
+        fills = (
+            connection.execute(
+                sa.select(strategy_trades)
+                .where(strategy_trades.c.run_id == run_id)
+                .order_by(strategy_trades.c.seq)
+            )
+            .mappings()
+            .all()
+        )
     settings = _loads(run["costs_json"])
     costs = Costs(**settings["costs"])
     stops = Stops(**settings["stops"])
@@ -120,14 +182,33 @@ def load_run(engine: sa.Engine, run_id: str) -> Result:
     column = lambda name: np.array([row[name] for row in signals], dtype=np.float64)  # noqa: E731
     fill_array = _fill_array(fills, ts, initial_cash)
     stats = pd.Series(_loads(run["stats_json"]), dtype=np.float64, name=run["strategy"])
-    extra = {"run_id": run_id, "exchange": run["exchange"], "symbol": run["symbol"],
-             "timeframe": run["timeframe"], "created_at": run["created_at"]}
+    extra = {
+        "run_id": run_id,
+        "exchange": run["exchange"],
+        "symbol": run["symbol"],
+        "timeframe": run["timeframe"],
+        "created_at": run["created_at"],
+    }
     return Result(
-        spec_name=run["strategy"], params=_loads(run["params_json"]), costs=costs, stops=stops,
-        risk=risk, initial_cash=initial_cash, bars=None, target=column("target"), indicators={},
-        ts=ts, fill_rows=fill_array, equity_values=column("equity"), stats=stats,
-        status=int(settings.get("status", 0)), timeframe_ms=timeframe_ms, extra=extra,
-        cash_values=column("cash"), position_values=column("position"))
+        spec_name=run["strategy"],
+        params=_loads(run["params_json"]),
+        costs=costs,
+        stops=stops,
+        risk=risk,
+        initial_cash=initial_cash,
+        bars=None,
+        target=column("target"),
+        indicators={},
+        ts=ts,
+        fill_rows=fill_array,
+        equity_values=column("equity"),
+        stats=stats,
+        status=int(settings.get("status", 0)),
+        timeframe_ms=timeframe_ms,
+        extra=extra,
+        cash_values=column("cash"),
+        position_values=column("position"),
+    )
 
 
 def _fill_array(rows, ts: np.ndarray, initial_cash: float) -> np.ndarray:

@@ -53,12 +53,20 @@ from research.types import Bars, Stops
 #: Parameter types a strategy may declare.
 PARAMETER_TYPES = (bool, int, float, str)
 
-_COMPARISONS = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
-                ast.GtE: operator.ge, ast.Eq: operator.eq, ast.NotEq: operator.ne}
+_COMPARISONS = {
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+}
 
-FIXES = ("use research.indicators.shift(x, k) instead of slicing or np.roll, wrap your own array "
-         "function with @indicator(lookback=..., history=...), or declare lookback= and "
-         "history= on @strategy (numbers, or functions of the parameters)")
+FIXES = (
+    "use research.indicators.shift(x, k) instead of slicing or np.roll, wrap your own array "
+    "function with @indicator(lookback=..., history=...), or declare lookback= and "
+    "history= on @strategy (numbers, or functions of the parameters)"
+)
 
 
 class ConstraintError(ValueError):
@@ -182,15 +190,23 @@ class StrategySpec:
                     f"(parameters: {', '.join(fields)})"
                 )
         kinds = self.params.__annotations__
-        params = self.params(**{key: _convert_param(self.name, key, value, kinds[key])
-                                for key, value in merged.items()})
+        params = self.params(
+            **{
+                key: _convert_param(self.name, key, value, kinds[key])
+                for key, value in merged.items()
+            }
+        )
         for constraint in self.constraints:
             if not constraint.holds(params):
-                values_text = ", ".join(f"{name}={getattr(params, name)!r}"
-                                        for name in dict.fromkeys(constraint.names()))
+                values_text = ", ".join(
+                    f"{name}={getattr(params, name)!r}"
+                    for name in dict.fromkeys(constraint.names())
+                )
                 raise ConstraintError(
                     f"constraint {constraint.text!r} of strategy {self.name!r} does not hold "
-                    f"for {values_text}: choose values that satisfy it", constraint.text)
+                    f"for {values_text}: choose values that satisfy it",
+                    constraint.text,
+                )
         return params
 
     def _params(self, params: Any) -> Any:
@@ -222,13 +238,17 @@ class StrategySpec:
         groups: dict[str, list[str]] = {}
         for pane, members in panes.items():
             if not isinstance(members, (dict, Mapping)):
-                raise TypeError(f"strategy {self.name!r}: pane {pane!r} must map series names "
-                                f"to series, got {type(members).__name__}")
+                raise TypeError(
+                    f"strategy {self.name!r}: pane {pane!r} must map series names "
+                    f"to series, got {type(members).__name__}"
+                )
             names = groups.setdefault(str(pane), [])
             for name, values in members.items():
                 if name in series:
-                    raise ValueError(f"strategy {self.name!r}: series {name!r} appears in two "
-                                     "panes; give each series its own name")
+                    raise ValueError(
+                        f"strategy {self.name!r}: series {name!r} appears in two "
+                        "panes; give each series its own name"
+                    )
                 if not _is_series(values, n):
                     _refuse_series(self.name, f"series {name!r}", values, n)
                 series[name] = values
@@ -236,15 +256,21 @@ class StrategySpec:
         lookback, history = self._numbers_of(params, target, series)
         levels = np.array(target, dtype=np.float64)
         levels[:lookback] = np.nan
-        indicators = {name: values.view(np.ndarray) if values.dtype == np.float64
-                      else values.astype(np.float64) for name, values in series.items()}
+        indicators = {
+            name: values.view(np.ndarray)
+            if values.dtype == np.float64
+            else values.astype(np.float64)
+            for name, values in series.items()
+        }
         return Evaluation(levels, indicators, groups, lookback, max(history, lookback + 1))
 
     def _parts(self, output: Any) -> tuple[Any, Mapping]:
         if isinstance(output, tuple):
             if len(output) != 2 or not isinstance(output[1], (dict, Mapping)):
-                raise TypeError(f"strategy {self.name!r} must return the target or (target, "
-                                f"panes) with panes a dict, got a tuple of {len(output)} items")
+                raise TypeError(
+                    f"strategy {self.name!r} must return the target or (target, "
+                    f"panes) with panes a dict, got a tuple of {len(output)} items"
+                )
             return output
         return output, {}
 
@@ -258,7 +284,8 @@ class StrategySpec:
                 raise UnknownHistoryError(
                     f"strategy {self.name!r}: look-back and history window unknown: its target "
                     f"is a plain array, computed with something the library cannot follow "
-                    f"(slicing, np.roll, np.concatenate, a reduction, a plain array); {FIXES}")
+                    f"(slicing, np.roll, np.concatenate, a reduction, a plain array); {FIXES}"
+                )
             lookback = numbers[0]
         if self.declared_history is not None:
             return lookback, _declared(self, "history", self.declared_history, params, 1)
@@ -269,7 +296,8 @@ class StrategySpec:
                 raise UnknownHistoryError(
                     f"strategy {self.name!r}: history window unknown: its {what} is a plain "
                     f"array, computed with something the library cannot follow (slicing, "
-                    f"np.roll, np.concatenate, a reduction, a plain array); {FIXES}")
+                    f"np.roll, np.concatenate, a reduction, a plain array); {FIXES}"
+                )
             if values.history > history:
                 history = values.history
         return lookback, history
@@ -282,8 +310,9 @@ class StrategySpec:
         """Every series of every pane over ``bars``, by name."""
         return self.evaluate(bars, params).indicators
 
-    def target_and_indicators(self, bars: Bars, params: Any = None
-                              ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def target_and_indicators(
+        self, bars: Bars, params: Any = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(target, indicators)`` of one evaluation (what the runner records per bar)."""
         evaluation = self.evaluate(bars, params)
         return evaluation.target, evaluation.indicators
@@ -300,8 +329,10 @@ class StrategySpec:
             try:
                 evaluation = self.evaluate(EMPTY_BARS, params)
             except Exception as exc:
-                exc.add_note(f"(while evaluating strategy {self.name!r} on zero bars to find its "
-                             "look-back and history window: its code must accept empty arrays)")
+                exc.add_note(
+                    f"(while evaluating strategy {self.name!r} on zero bars to find its "
+                    "look-back and history window: its code must accept empty arrays)"
+                )
                 raise
             cached = (evaluation.lookback, evaluation.history_window, evaluation.panes)
             try:
@@ -372,29 +403,39 @@ def _lookup(module: str, qualname: str) -> Any:
 
 def _declared(spec: StrategySpec, what: str, value: Any, params: Any, least: int) -> int:
     number = value(params) if callable(value) else value
-    if isinstance(number, (bool, np.bool_)) or not isinstance(number, (int, np.integer)) \
-            or number < least:
-        raise ValueError(f"strategy {spec.name!r}: {what}= must give an int of at least {least} "
-                         f"bars for {params}, got {number!r}")
+    if (
+        isinstance(number, (bool, np.bool_))
+        or not isinstance(number, (int, np.integer))
+        or number < least
+    ):
+        raise ValueError(
+            f"strategy {spec.name!r}: {what}= must give an int of at least {least} "
+            f"bars for {params}, got {number!r}"
+        )
     return int(number)
 
 
 def _is_series(values: Any, n: int) -> bool:
     """Whether ``values`` is one number (or bool) per bar."""
-    return isinstance(values, np.ndarray) and values.shape == (n,) \
-        and values.dtype.kind in "biuf"
+    return isinstance(values, np.ndarray) and values.shape == (n,) and values.dtype.kind in "biuf"
 
 
 def _refuse_series(strategy: str, label: str, values: Any, n: int) -> None:
     """Raise the error that says what is wrong with ``values`` (not :func:`_is_series`)."""
     if not isinstance(values, np.ndarray):
-        raise TypeError(f"strategy {strategy!r} must return numpy arrays; its {label} is a "
-                        f"{type(values).__name__}")
+        raise TypeError(
+            f"strategy {strategy!r} must return numpy arrays; its {label} is a "
+            f"{type(values).__name__}"
+        )
     if values.shape != (n,):
-        raise ValueError(f"strategy {strategy!r} returned a {label} of shape {values.shape}; "
-                         f"expected ({n},), one value per bar")
-    raise TypeError(f"strategy {strategy!r} returned a {label} of dtype {values.dtype}; "
-                    "return numbers (float64, nan = undefined) or booleans")
+        raise ValueError(
+            f"strategy {strategy!r} returned a {label} of shape {values.shape}; "
+            f"expected ({n},), one value per bar"
+        )
+    raise TypeError(
+        f"strategy {strategy!r} returned a {label} of dtype {values.dtype}; "
+        "return numbers (float64, nan = undefined) or booleans"
+    )
 
 
 _LINE_BARS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -406,10 +447,14 @@ def _line_bars(bars: Bars) -> Bars:
     lines = _LINE_BARS.get(bars)
     if lines is None:
         if not isinstance(bars, Bars):
-            raise TypeError(f"bars must be research.types.Bars (see research.load_bars), got "
-                            f"{type(bars).__name__}")
-        lines = Bars(*(as_line(getattr(bars, name), 0, 1) for name in ("ts",) + Bars.COLUMNS),
-                     bars.timeframe_ms)
+            raise TypeError(
+                f"bars must be research.types.Bars (see research.load_bars), got "
+                f"{type(bars).__name__}"
+            )
+        lines = Bars(
+            *(as_line(getattr(bars, name), 0, 1) for name in ("ts",) + Bars.COLUMNS),
+            bars.timeframe_ms,
+        )
         _LINE_BARS[bars] = lines
     return lines
 
@@ -420,14 +465,17 @@ EMPTY_BARS = Bars(np.empty(0, np.int64), *(np.empty(0) for _ in Bars.COLUMNS))
 # --------------------------------------------------------------------------- @strategy
 
 
-def strategy(function: Callable[..., Any] | None = None, *,
-             sweep: Mapping[str, Sequence[Any]] | None = None,
-             constraints: Sequence[str] = (),
-             long_only: bool = False,
-             stops: Stops = Stops(),
-             name: str | None = None,
-             lookback: int | Callable[[Any], int] | None = None,
-             history: int | Callable[[Any], int] | None = None) -> Any:
+def strategy(
+    function: Callable[..., Any] | None = None,
+    *,
+    sweep: Mapping[str, Sequence[Any]] | None = None,
+    constraints: Sequence[str] = (),
+    long_only: bool = False,
+    stops: Stops = Stops(),
+    name: str | None = None,
+    lookback: int | Callable[[Any], int] | None = None,
+    history: int | Callable[[Any], int] | None = None,
+) -> Any:
     """Decorator: turn ``def f(bars, p1: int = 10, ...)`` into a :class:`StrategySpec`.
 
     Parameters
@@ -465,21 +513,35 @@ def strategy(function: Callable[..., Any] | None = None, *,
             if key not in fields:
                 raise ValueError(_unknown(spec_name, "sweep", key, fields))
         if isinstance(constraints, str):
-            raise TypeError(f"strategy {spec_name!r}: constraints= takes a list of comparisons, "
-                            f"e.g. [{constraints!r}]")
+            raise TypeError(
+                f"strategy {spec_name!r}: constraints= takes a list of comparisons, "
+                f"e.g. [{constraints!r}]"
+            )
         parsed = tuple(parse_constraint(text, fields, spec_name) for text in constraints)
         if not isinstance(stops, Stops):
             raise TypeError(f"strategy {spec_name!r}: stops= must be research.types.Stops")
         for what, value in (("lookback", lookback), ("history", history)):
-            if value is not None and not callable(value) and (
-                    isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ValueError(f"strategy {spec_name!r}: {what}= must be a number of bars "
-                                 f"or a function of the parameters, got {value!r}")
+            if (
+                value is not None
+                and not callable(value)
+                and (isinstance(value, bool) or not isinstance(value, int) or value < 0)
+            ):
+                raise ValueError(
+                    f"strategy {spec_name!r}: {what}= must be a number of bars "
+                    f"or a function of the parameters, got {value!r}"
+                )
         spec = StrategySpec(
-            name=spec_name, params=params, function=function, sweep=dict(sweep or {}),
-            constraints=parsed, stops=stops, long_only=bool(long_only),
+            name=spec_name,
+            params=params,
+            function=function,
+            sweep=dict(sweep or {}),
+            constraints=parsed,
+            stops=stops,
+            long_only=bool(long_only),
             description=inspect.cleandoc(function.__doc__ or ""),
-            declared_lookback=lookback, declared_history=history)
+            declared_lookback=lookback,
+            declared_history=history,
+        )
         spec.make_params()  # the defaults must satisfy the constraints
         return spec
 
@@ -491,33 +553,47 @@ def _params_class(function: Callable[..., Any], spec_name: str) -> type:
     try:
         signature = inspect.signature(function, eval_str=True)
     except NameError as exc:
-        raise TypeError(f"strategy {spec_name!r}: an annotation cannot be resolved ({exc}); "
-                        "annotate parameters with int, float, bool or str") from None
+        raise TypeError(
+            f"strategy {spec_name!r}: an annotation cannot be resolved ({exc}); "
+            "annotate parameters with int, float, bool or str"
+        ) from None
     parameters = list(signature.parameters.values())
-    if not parameters or parameters[0].kind not in (inspect.Parameter.POSITIONAL_ONLY,
-                                                    inspect.Parameter.POSITIONAL_OR_KEYWORD):
-        raise TypeError(f"strategy {spec_name!r}: the function must take the bars first, e.g. "
-                        f"def {function.__name__}(bars, fast: int = 10)")
+    if not parameters or parameters[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        raise TypeError(
+            f"strategy {spec_name!r}: the function must take the bars first, e.g. "
+            f"def {function.__name__}(bars, fast: int = 10)"
+        )
     names, kinds, defaults = [], {}, []
     for parameter in parameters[1:]:
-        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD,
-                              inspect.Parameter.POSITIONAL_ONLY):
-            raise TypeError(f"strategy {spec_name!r}: parameter {parameter.name!r} must be an "
-                            "ordinary named parameter with a default (no *args, **kwargs or /)")
+        if parameter.kind in (
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
+            inspect.Parameter.POSITIONAL_ONLY,
+        ):
+            raise TypeError(
+                f"strategy {spec_name!r}: parameter {parameter.name!r} must be an "
+                "ordinary named parameter with a default (no *args, **kwargs or /)"
+            )
         if parameter.default is inspect.Parameter.empty:
-            raise TypeError(f"strategy {spec_name!r}: parameter {parameter.name!r} needs a "
-                            f"default, e.g. {parameter.name}: int = 10")
+            raise TypeError(
+                f"strategy {spec_name!r}: parameter {parameter.name!r} needs a "
+                f"default, e.g. {parameter.name}: int = 10"
+            )
         kind = parameter.annotation
         if kind is inspect.Parameter.empty:
             kind = type(parameter.default)
         if kind not in PARAMETER_TYPES:
-            raise TypeError(f"strategy {spec_name!r}: parameter {parameter.name!r} must be an "
-                            f"int, float, bool or str, got {getattr(kind, '__name__', kind)}")
+            raise TypeError(
+                f"strategy {spec_name!r}: parameter {parameter.name!r} must be an "
+                f"int, float, bool or str, got {getattr(kind, '__name__', kind)}"
+            )
         names.append(parameter.name)
         kinds[parameter.name] = kind
         defaults.append(_convert_param(spec_name, parameter.name, parameter.default, kind))
-    params = collections.namedtuple("Params", names, defaults=defaults,
-                                    module=function.__module__)
+    params = collections.namedtuple("Params", names, defaults=defaults, module=function.__module__)
     params.__annotations__ = kinds
     # found again by pickle through the spec that the module holds under the function's name
     params.__qualname__ = f"{function.__qualname__}.params"
@@ -539,16 +615,21 @@ def parse_constraint(text: str, fields: Sequence[str], spec_name: str = "") -> C
     try:
         node = ast.parse(text.strip(), mode="eval").body
     except SyntaxError:
-        raise ValueError(f"strategy {spec_name!r}: constraint {text!r} is not a comparison, "
-                         f"{example}") from None
+        raise ValueError(
+            f"strategy {spec_name!r}: constraint {text!r} is not a comparison, {example}"
+        ) from None
     if not isinstance(node, ast.Compare):
-        raise ValueError(f"strategy {spec_name!r}: constraint {text!r} must compare parameters "
-                         f"and numbers with <, <=, >, >=, == or !=, {example}")
+        raise ValueError(
+            f"strategy {spec_name!r}: constraint {text!r} must compare parameters "
+            f"and numbers with <, <=, >, >=, == or !=, {example}"
+        )
     comparisons = []
     for op in node.ops:
         if type(op) not in _COMPARISONS:
-            raise ValueError(f"strategy {spec_name!r}: constraint {text!r} may only use <, <=, "
-                             f">, >=, == and !=, {example}")
+            raise ValueError(
+                f"strategy {spec_name!r}: constraint {text!r} may only use <, <=, "
+                f">, >=, == and !=, {example}"
+            )
         comparisons.append(_COMPARISONS[type(op)])
     operands: list[str | float] = []
     for operand in (node.left, *node.comparators):
@@ -568,18 +649,25 @@ def _number(node: ast.AST, text: str, spec_name: str, example: str) -> float:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         sign = -1 if isinstance(node.op, ast.USub) else 1
         node = node.operand
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
-            and not isinstance(node.value, bool):
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (int, float))
+        and not isinstance(node.value, bool)
+    ):
         return sign * node.value
-    raise ValueError(f"strategy {spec_name!r}: constraint {text!r} may only hold parameter "
-                     f"names and numbers, {example}")
+    raise ValueError(
+        f"strategy {spec_name!r}: constraint {text!r} may only hold parameter "
+        f"names and numbers, {example}"
+    )
 
 
 def _unknown(spec_name: str, where: str, key: str, fields: Sequence[str]) -> str:
     close = difflib.get_close_matches(key, fields, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return (f"strategy {spec_name!r}: {where} names unknown parameter {key!r}{hint} "
-            f"(parameters: {', '.join(fields) or 'none'})")
+    return (
+        f"strategy {spec_name!r}: {where} names unknown parameter {key!r}{hint} "
+        f"(parameters: {', '.join(fields) or 'none'})"
+    )
 
 
 def _convert_param(strategy_name: str, key: str, value: Any, kind: type) -> Any:
@@ -590,12 +678,16 @@ def _convert_param(strategy_name: str, key: str, value: Any, kind: type) -> Any:
     elif kind is int:
         if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
             return int(value)
-        if isinstance(value, (float, np.floating)) and math.isfinite(value) \
-                and float(value).is_integer():
+        if (
+            isinstance(value, (float, np.floating))
+            and math.isfinite(value)
+            and float(value).is_integer()
+        ):
             return int(value)
     elif kind is float:
-        if isinstance(value, (int, float, np.integer, np.floating)) \
-                and not isinstance(value, (bool, np.bool_)):
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+            value, (bool, np.bool_)
+        ):
             return float(value)
     elif kind is str:
         if isinstance(value, str):
@@ -603,10 +695,17 @@ def _convert_param(strategy_name: str, key: str, value: Any, kind: type) -> Any:
     else:
         return value
     raise ValueError(
-        f"parameter {key!r} of strategy {strategy_name!r} must be {kind.__name__}, "
-        f"got {value!r}"
+        f"parameter {key!r} of strategy {strategy_name!r} must be {kind.__name__}, got {value!r}"
     )
 
 
-__all__ = ["Constraint", "ConstraintError", "Evaluation", "Line", "StrategySpec",
-           "UnknownHistoryError", "parse_constraint", "strategy"]
+__all__ = [
+    "Constraint",
+    "ConstraintError",
+    "Evaluation",
+    "Line",
+    "StrategySpec",
+    "UnknownHistoryError",
+    "parse_constraint",
+    "strategy",
+]

@@ -130,12 +130,14 @@ class SweepResult:
     overfitting: Any = None
     sweep_id: str | None = None
 
-    def best(self, n: int = 5, metric: str | None = None,
-             min_trades: int | None = None) -> pd.DataFrame:
+    def best(
+        self, n: int = 5, metric: str | None = None, min_trades: int | None = None
+    ) -> pd.DataFrame:
         """Return the ``n`` best valid rows by ``metric`` (default: the sweep's metric), best
         first, among those with at least ``min_trades`` closed trades (default: the sweep's)."""
-        return rank(self.frame, metric or self.metric,
-                    self.min_trades if min_trades is None else min_trades).head(n)
+        return rank(
+            self.frame, metric or self.metric, self.min_trades if min_trades is None else min_trades
+        ).head(n)
 
     @property
     def n_too_few_trades(self) -> int:
@@ -144,8 +146,7 @@ class SweepResult:
 
     def heatmap(self, x: str, y: str, metric: str | None = None):
         """Plot ``metric`` over parameters ``x`` and ``y`` (see :func:`research.charts.plot_heatmap`)."""
-        return plot_heatmap(self.frame, x, y, metric or self.metric,
-                            min_trades=self.min_trades)
+        return plot_heatmap(self.frame, x, y, metric or self.metric, min_trades=self.min_trades)
 
     def __repr__(self) -> str:
         return (
@@ -304,11 +305,29 @@ def sweep(
     # research.validation imports this module: loaded when a sweep runs
     from research.validation import sweeping
 
-    evaluation = sweeping.evaluate_sweep(
-        spec, bars, candidates, run_settings, grid=grid, split=split, store=store,
-        market=market, metric=metric, min_trades=min_trades, n_combinations=n_combinations,
-        extra={"sample": sample, "seed": seed}, n_jobs=n_jobs, backend=backend,
-        batch_size=batch_size, progress=progress, client=client) if candidates else None
+    evaluation = (
+        sweeping.evaluate_sweep(
+            spec,
+            bars,
+            candidates,
+            run_settings,
+            grid=grid,
+            split=split,
+            store=store,
+            market=market,
+            metric=metric,
+            min_trades=min_trades,
+            n_combinations=n_combinations,
+            extra={"sample": sample, "seed": seed},
+            n_jobs=n_jobs,
+            backend=backend,
+            batch_size=batch_size,
+            progress=progress,
+            client=client,
+        )
+        if candidates
+        else None
+    )
     outcomes = evaluation.outcomes if evaluation is not None else []
     results = iter(outcomes)
     rows = [row if row.params is None else row._replace(outcome=next(results)) for row in rows]
@@ -322,8 +341,9 @@ def sweep(
     if evaluation is not None:
         candidate_rows = [i for i, row in enumerate(rows) if row.params is not None]
         traded = bars if split is None else bars[:split]
-        overfitting = sweeping.sweep_overfitting(evaluation, frame, candidate_rows, ranked,
-                                                 _context(traded).bars_per_year)
+        overfitting = sweeping.sweep_overfitting(
+            evaluation, frame, candidate_rows, ranked, _context(traded).bars_per_year
+        )
         sweeping.finish(evaluation, overfitting, ranked, metric)
     in_sample = bars if split is None else bars[:split]
     equity: dict[Any, pd.Series] = {}
@@ -356,8 +376,10 @@ def _split_index(n_bars: int, oos_fraction: float | None) -> int | None:
         raise ValueError(f"oos_fraction must be within (0, 1), e.g. 0.3, got {oos_fraction}")
     held_out = int(round(n_bars * fraction))
     if held_out < 1 or held_out >= n_bars:
-        raise ValueError(f"oos_fraction {fraction} of {n_bars} bars leaves an empty part: "
-                         "use more bars or a fraction nearer 0.5")
+        raise ValueError(
+            f"oos_fraction {fraction} of {n_bars} bars leaves an empty part: "
+            "use more bars or a fraction nearer 0.5"
+        )
     return n_bars - held_out
 
 
@@ -365,8 +387,9 @@ def _check_settings(spec, costs, stops, risk, initial_cash) -> None:
     """Fail in the caller, before any work, on settings every run would reject."""
     for value, kind, name in ((costs, Costs, "costs"), (risk, RiskLimits, "risk")):
         if not isinstance(value, kind):
-            raise TypeError(f"{name} must be research.types.{kind.__name__}, got "
-                            f"{type(value).__name__}")
+            raise TypeError(
+                f"{name} must be research.types.{kind.__name__}, got {type(value).__name__}"
+            )
     if stops is not None and not isinstance(stops, Stops):
         raise TypeError(f"stops must be research.types.Stops or None, got {type(stops).__name__}")
     make_config(costs, spec.stops if stops is None else stops, risk)
@@ -422,8 +445,9 @@ class Row(NamedTuple):
     outcome: dict | Invalid | None = None
 
 
-def expand_grid(spec: StrategySpec, grid: Mapping[str, Sequence[Any]]
-                ) -> tuple[list[Row], int, dict[str, int]]:
+def expand_grid(
+    spec: StrategySpec, grid: Mapping[str, Sequence[Any]]
+) -> tuple[list[Row], int, dict[str, int]]:
     """Every combination of ``grid`` as a :class:`Row`; return (rows, grid size, reasons).
 
     A combination that :meth:`StrategySpec.make_params` rejects (a constraint, a value of the
@@ -448,8 +472,9 @@ def expand_grid(spec: StrategySpec, grid: Mapping[str, Sequence[Any]]
     return rows, len(rows), reasons
 
 
-def valid_combinations(spec: StrategySpec, grid: Mapping[str, Sequence[Any]]
-                       ) -> tuple[list[Any], int, dict[str, int]]:
+def valid_combinations(
+    spec: StrategySpec, grid: Mapping[str, Sequence[Any]]
+) -> tuple[list[Any], int, dict[str, int]]:
     """The ``params`` of the combinations that satisfy the constraints, the grid size and the
     counted reasons of the others (see :func:`expand_grid`)."""
     rows, total, reasons = expand_grid(spec, grid)
@@ -474,13 +499,15 @@ def _batches(candidates, grid: Mapping[str, Sequence[Any]], size: int) -> list[l
         side = max(1, round(size ** (1.0 / len(swept))))
         try:
             positions = {name: {value: i for i, value in enumerate(grid[name])} for name in swept}
-            coordinates = [tuple(positions[name][getattr(params, name)] for name in swept)
-                           for params in candidates]
+            coordinates = [
+                tuple(positions[name][getattr(params, name)] for name in swept)
+                for params in candidates
+            ]
         except (KeyError, TypeError, AttributeError):  # unhashable or converted values
             coordinates = None
         if coordinates is not None:
             indices.sort(key=lambda i: (tuple(c // side for c in coordinates[i]), coordinates[i]))
-    return [indices[start:start + size] for start in range(0, len(indices), size)]
+    return [indices[start : start + size] for start in range(0, len(indices), size)]
 
 
 class _TooFewBars(Exception):
@@ -495,21 +522,31 @@ def _outcome(spec, bars, params, run_settings, buffers, context, start=0) -> dic
     """:func:`run_stats`, or :class:`Invalid` when the bars are too few or the strategy raised
     (anything else, a bug, propagates)."""
     try:
-        return run_stats(spec, bars, params, *run_settings, **buffers, context=context,
-                         start=start)
+        return run_stats(spec, bars, params, *run_settings, **buffers, context=context, start=start)
     except _TooFewBars as exc:
         return Invalid("too few bars for the look-back", str(exc))
     except _StrategyFailed as exc:
         cause = exc.__cause__
-        return Invalid(f"{type(cause).__name__} raised by the strategy",
-                       f"{type(cause).__name__}: {cause}"[:200])
+        return Invalid(
+            f"{type(cause).__name__} raised by the strategy",
+            f"{type(cause).__name__}: {cause}"[:200],
+        )
 
 
-def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,
-              risk: RiskLimits, initial_cash: float, *,
-              equity_buffer: np.ndarray | None = None,
-              fill_buffer: np.ndarray | None = None,
-              context: BarsContext | None = None, start: int = 0) -> dict[str, float]:
+def run_stats(
+    spec: StrategySpec,
+    bars: Bars,
+    params: Any,
+    costs: Costs,
+    stops: Stops | None,
+    risk: RiskLimits,
+    initial_cash: float,
+    *,
+    equity_buffer: np.ndarray | None = None,
+    fill_buffer: np.ndarray | None = None,
+    context: BarsContext | None = None,
+    start: int = 0,
+) -> dict[str, float]:
     """Stats of one backtest, without building its tables: same numbers as
     ``research.backtest(..., start=start).stats`` (the target, the execution loop and the stats
     are the same code), a fraction of the time and memory.
@@ -539,14 +576,23 @@ def run_stats(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: 
     except Exception as exc:  # noqa: BLE001 - the strategy's own failure: an invalid row
         raise _StrategyFailed() from exc
     if len(bars) - offset < evaluation.lookback + 1:
-        raise _TooFewBars(f"too few bars: {len(bars) - offset} < look-back "
-                          f"{evaluation.lookback} + 1")
-    target = evaluation.target[start - offset:]
+        raise _TooFewBars(
+            f"too few bars: {len(bars) - offset} < look-back {evaluation.lookback} + 1"
+        )
+    target = evaluation.target[start - offset :]
     bars = bars[start:] if start else bars
     if equity_buffer is None or len(equity_buffer) < len(bars):
         equity_buffer = np.empty(len(bars))
-    *_, stats = run_target(bars, np.ascontiguousarray(target), config, initial_cash,
-                           timeframe_ms, equity_buffer, fill_buffer, context)
+    *_, stats = run_target(
+        bars,
+        np.ascontiguousarray(target),
+        config,
+        initial_cash,
+        timeframe_ms,
+        equity_buffer,
+        fill_buffer,
+        context,
+    )
     return stats
 
 
@@ -555,23 +601,35 @@ def _context(bars: Bars) -> BarsContext:
     return bars_context(bars.ts, infer_timeframe_ms(bars), bars.open, bars.close)
 
 
-def equity_curve(spec: StrategySpec, bars: Bars, params: Any, costs: Costs, stops: Stops | None,
-                 risk: RiskLimits, initial_cash: float) -> pd.Series:
+def equity_curve(
+    spec: StrategySpec,
+    bars: Bars,
+    params: Any,
+    costs: Costs,
+    stops: Stops | None,
+    risk: RiskLimits,
+    initial_cash: float,
+) -> pd.Series:
     """The equity Series of one backtest: ``research.backtest(...).equity`` (its tables are
     built only when read, so nothing else is paid for)."""
-    return backtest(spec, bars, params, costs, stops=stops, risk=risk,
-                    initial_cash=initial_cash).equity
+    return backtest(
+        spec, bars, params, costs, stops=stops, risk=risk, initial_cash=initial_cash
+    ).equity
 
 
 def _tidy_frame(rows: list[Row], names: tuple[str, ...], out_of_sample: bool) -> pd.DataFrame:
     """The sweep's frame: parameters, ``valid``, ``invalid_reason``, then the stats."""
     params_frame = pd.DataFrame([row.values for row in rows], columns=list(names))
     params_frame["valid"] = [not isinstance(row.outcome, Invalid) for row in rows]
-    params_frame["invalid_reason"] = [row.outcome.reason if isinstance(row.outcome, Invalid)
-                                      else "" for row in rows]
+    params_frame["invalid_reason"] = [
+        row.outcome.reason if isinstance(row.outcome, Invalid) else "" for row in rows
+    ]
     columns = list(STAT_NAMES) + ([f"oos_{name}" for name in STAT_NAMES] if out_of_sample else [])
-    stats_frame = pd.DataFrame([{} if isinstance(row.outcome, Invalid) else row.outcome
-                                for row in rows], columns=columns, dtype=np.float64)
+    stats_frame = pd.DataFrame(
+        [{} if isinstance(row.outcome, Invalid) else row.outcome for row in rows],
+        columns=columns,
+        dtype=np.float64,
+    )
     clashing = [column for column in stats_frame.columns if column in params_frame.columns]
     stats_frame = stats_frame.drop(columns=clashing)
     return pd.concat([params_frame, stats_frame], axis=1)
@@ -608,8 +666,15 @@ class _shared_bars:
             # copy-on-write mapping: writeable arrays, so Numba reuses the signatures (and the
             # on-disk cache) of ordinary arrays instead of compiling read-only variants
             arrays[name] = np.load(path, mmap_mode="c")
-        return Bars(arrays["ts"], arrays["open"], arrays["high"], arrays["low"], arrays["close"],
-                    arrays["volume"], self.bars.timeframe_ms)
+        return Bars(
+            arrays["ts"],
+            arrays["open"],
+            arrays["high"],
+            arrays["low"],
+            arrays["close"],
+            arrays["volume"],
+            self.bars.timeframe_ms,
+        )
 
     def __exit__(self, *exc_info: object) -> None:
         if self.folder is not None:
@@ -620,6 +685,6 @@ def _plain_bars(bars: Bars) -> Bars:
     """Return ``bars`` with plain ndarray views (Numba does not type ``np.memmap``)."""
     if type(bars.close) is np.ndarray:
         return bars
-    return Bars(*(np.asarray(getattr(bars, name)) for name in ("ts",) + Bars.COLUMNS),
-                bars.timeframe_ms)
-
+    return Bars(
+        *(np.asarray(getattr(bars, name)) for name in ("ts",) + Bars.COLUMNS), bars.timeframe_ms
+    )

@@ -38,12 +38,16 @@ def monthly_returns(result: Any) -> pd.DataFrame:
     bars is then measured from the last equity before the gap.
     """
     equity = _equity(result)
-    month_end = equity.groupby(equity.index.to_period("M") if equity.index.tz is None
-                               else equity.index.tz_localize(None).to_period("M")).last()
+    month_end = equity.groupby(
+        equity.index.to_period("M")
+        if equity.index.tz is None
+        else equity.index.tz_localize(None).to_period("M")
+    ).last()
     previous = month_end.shift(1).fillna(float(result.initial_cash))
     returns = month_end / previous - 1.0
-    table = pd.DataFrame(index=sorted({p.year for p in returns.index}),
-                         columns=list(MONTHS) + ["year"], dtype=float)
+    table = pd.DataFrame(
+        index=sorted({p.year for p in returns.index}), columns=list(MONTHS) + ["year"], dtype=float
+    )
     for period, value in returns.items():
         table.loc[period.year, MONTHS[period.month - 1]] = value
     year_end = month_end.groupby([p.year for p in month_end.index]).last()
@@ -59,13 +63,28 @@ def plot_monthly_returns(table: pd.DataFrame, title: str = "monthly returns (%)"
     months = table[list(MONTHS)]
     z = months.to_numpy(dtype=float) * 100.0
     text = [["" if np.isnan(value) else f"{value:+.1f} %" for value in row] for row in z]
-    figure = go.Figure(go.Heatmap(
-        z=z, x=list(MONTHS), y=[str(year) for year in months.index], colorscale="RdYlGn",
-        zmid=0.0, xgap=2, ygap=2, text=text, texttemplate="%{text}", textfont={"size": 11},
-        colorbar={"title": {"text": "return %"}},
-        hovertemplate="%{x} %{y}: %{z:+.2f} %<extra></extra>"))
-    figure.update_layout(title=title, height=140 + 45 * len(months), plot_bgcolor="white",
-                         margin={"l": 60, "r": 20, "t": 50, "b": 30})
+    figure = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(MONTHS),
+            y=[str(year) for year in months.index],
+            colorscale="RdYlGn",
+            zmid=0.0,
+            xgap=2,
+            ygap=2,
+            text=text,
+            texttemplate="%{text}",
+            textfont={"size": 11},
+            colorbar={"title": {"text": "return %"}},
+            hovertemplate="%{x} %{y}: %{z:+.2f} %<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title=title,
+        height=140 + 45 * len(months),
+        plot_bgcolor="white",
+        margin={"l": 60, "r": 20, "t": 50, "b": 30},
+    )
     figure.update_yaxes(type="category", autorange="reversed")
     return figure
 
@@ -124,8 +143,9 @@ def default_window(result: Any) -> str:
     return ROLLING_WINDOWS[-1]
 
 
-def rolling_sharpe(result: Any, window: str | None = None,
-                   min_bars: int | None = None) -> pd.DataFrame:
+def rolling_sharpe(
+    result: Any, window: str | None = None, min_bars: int | None = None
+) -> pd.DataFrame:
     """Sharpe ratio over a trailing calendar ``window`` (e.g. ``"30D"``; default
     :func:`default_window`), for the strategy and for buy and hold.
 
@@ -148,13 +168,19 @@ def rolling_sharpe(result: Any, window: str | None = None,
         complete = pd.Timedelta(window) / timeframe if timeframe > pd.Timedelta(0) else 0
         min_bars = max(20, int(complete // 10))
     equity = _equity(result)
-    scale = math.sqrt(float(result.stats.get("bars_per_year", YEAR_MS / max(
-        int(getattr(result, "timeframe_ms", 0) or 1), 1))))
+    scale = math.sqrt(
+        float(
+            result.stats.get(
+                "bars_per_year", YEAR_MS / max(int(getattr(result, "timeframe_ms", 0) or 1), 1)
+            )
+        )
+    )
     curves = {"strategy": equity.to_numpy(dtype=float)}
     bars = getattr(result, "bars", None)
     if bars is not None:
-        curves["buy_and_hold"] = buy_and_hold(bars.open, bars.close,
-                                              result.initial_cash)[:len(equity)]
+        curves["buy_and_hold"] = buy_and_hold(bars.open, bars.close, result.initial_cash)[
+            : len(equity)
+        ]
     frame = pd.DataFrame(index=equity.index)
     for name, values in curves.items():
         returns = pd.Series(values, index=equity.index).pct_change()
@@ -178,20 +204,37 @@ def plot_rolling_sharpe(frame: pd.DataFrame, timeframe_ms: int = 0) -> go.Figure
     axis = TimeAxis(ts, int(timeframe_ms))
     figure = go.Figure()
     if "buy_and_hold" in frame:
-        figure.add_trace(go.Scatter(x=axis.line_x, y=axis.broken(frame["buy_and_hold"]),
-                                    mode="lines", name="buy and hold", connectgaps=False,
-                                    line={"color": BENCHMARK_COLOR, "width": 1.2,
-                                          "dash": "dash"}))
-    figure.add_trace(go.Scatter(x=axis.line_x, y=axis.broken(frame["strategy"]), mode="lines",
-                                name="strategy", connectgaps=False,
-                                line={"color": EQUITY_COLOR, "width": 1.5}))
+        figure.add_trace(
+            go.Scatter(
+                x=axis.line_x,
+                y=axis.broken(frame["buy_and_hold"]),
+                mode="lines",
+                name="buy and hold",
+                connectgaps=False,
+                line={"color": BENCHMARK_COLOR, "width": 1.2, "dash": "dash"},
+            )
+        )
+    figure.add_trace(
+        go.Scatter(
+            x=axis.line_x,
+            y=axis.broken(frame["strategy"]),
+            mode="lines",
+            name="strategy",
+            connectgaps=False,
+            line={"color": EQUITY_COLOR, "width": 1.5},
+        )
+    )
     figure.add_hline(y=0.0, line={"color": "#616161", "width": 1})
     if len(ts):
         axis.apply(figure)
-    figure.update_layout(title=f"rolling Sharpe ratio ({window} window, annualised)",
-                         height=340, plot_bgcolor="white", hovermode="x unified",
-                         margin={"l": 60, "r": 20, "t": 50, "b": 40},
-                         xaxis_title="time (UTC, bar close)")
+    figure.update_layout(
+        title=f"rolling Sharpe ratio ({window} window, annualised)",
+        height=340,
+        plot_bgcolor="white",
+        hovermode="x unified",
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        xaxis_title="time (UTC, bar close)",
+    )
     figure.update_xaxes(showgrid=True, gridcolor="#eeeeee")
     figure.update_yaxes(showgrid=True, gridcolor="#eeeeee", zeroline=False)
     return figure
@@ -227,8 +270,11 @@ def trade_analysis(trades: pd.DataFrame) -> pd.DataFrame:
             "average_pnl": pnl.mean() if len(pnl) else math.nan,
             "average_win": average_win,
             "average_loss": average_loss,
-            "payoff_ratio": (average_win / -average_loss
-                             if len(wins) and len(losses) and average_loss < 0 else math.nan),
+            "payoff_ratio": (
+                average_win / -average_loss
+                if len(wins) and len(losses) and average_loss < 0
+                else math.nan
+            ),
             "best_return": part["return"].max() if len(part) else math.nan,
             "worst_return": part["return"].min() if len(part) else math.nan,
             "average_return": part["return"].mean() if len(part) else math.nan,
@@ -242,11 +288,20 @@ def trade_analysis(trades: pd.DataFrame) -> pd.DataFrame:
 
 
 #: Kinds of :func:`trade_analysis` rows, for :func:`format_trade_analysis`.
-ANALYSIS_KINDS = {"trades": "count", "win_rate": "percent", "total_pnl": "money",
-                  "average_pnl": "money", "average_win": "money", "average_loss": "money",
-                  "payoff_ratio": "ratio", "best_return": "return", "worst_return": "return",
-                  "average_return": "return", "average_duration": "duration",
-                  "longest": "duration"}
+ANALYSIS_KINDS = {
+    "trades": "count",
+    "win_rate": "percent",
+    "total_pnl": "money",
+    "average_pnl": "money",
+    "average_win": "money",
+    "average_loss": "money",
+    "payoff_ratio": "ratio",
+    "best_return": "return",
+    "worst_return": "return",
+    "average_return": "return",
+    "average_duration": "duration",
+    "longest": "duration",
+}
 
 
 def plot_trade_returns(trades: pd.DataFrame) -> go.Figure:
@@ -254,15 +309,29 @@ def plot_trade_returns(trades: pd.DataFrame) -> go.Figure:
     closed = trades[trades["exit_time"].notna()] if len(trades) else trades
     returns = closed["return"].astype(float).to_numpy() * 100.0 if len(closed) else np.empty(0)
     figure = go.Figure()
-    for name, chosen, color in (("winning", returns > 0, WIN_COLOR),
-                                ("losing", returns <= 0, LOSS_COLOR)):
-        figure.add_trace(go.Histogram(x=returns[chosen], name=f"{name} trades",
-                                      marker={"color": color}, opacity=0.8,
-                                      bingroup="returns",
-                                      hovertemplate="%{x} %: %{y} trades<extra></extra>"))
-    figure.update_layout(barmode="overlay", title="return per closed trade (%)", height=320,
-                         plot_bgcolor="white", xaxis_title="return of the trade (%)",
-                         yaxis_title="trades", margin={"l": 60, "r": 20, "t": 50, "b": 40})
+    for name, chosen, color in (
+        ("winning", returns > 0, WIN_COLOR),
+        ("losing", returns <= 0, LOSS_COLOR),
+    ):
+        figure.add_trace(
+            go.Histogram(
+                x=returns[chosen],
+                name=f"{name} trades",
+                marker={"color": color},
+                opacity=0.8,
+                bingroup="returns",
+                hovertemplate="%{x} %: %{y} trades<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        barmode="overlay",
+        title="return per closed trade (%)",
+        height=320,
+        plot_bgcolor="white",
+        xaxis_title="return of the trade (%)",
+        yaxis_title="trades",
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+    )
     figure.update_xaxes(showgrid=True, gridcolor="#eeeeee", ticksuffix=" %")
     figure.update_yaxes(showgrid=True, gridcolor="#eeeeee")
     return figure

@@ -52,7 +52,9 @@ class Bars:
         for name in ("ts",) + self.COLUMNS:
             array = getattr(self, name)
             if not isinstance(array, np.ndarray) or array.ndim != 1:
-                raise TypeError(f"Bars.{name} must be a 1-D numpy array, got {type(array).__name__}")
+                raise TypeError(
+                    f"Bars.{name} must be a 1-D numpy array, got {type(array).__name__}"
+                )
             if len(array) != n:
                 raise ValueError(
                     f"Bars.{name} has {len(array)} values but ts has {n}: all columns must align"
@@ -73,7 +75,7 @@ class Bars:
         close: Sequence[float] | np.ndarray,
         volume: Sequence[float] | np.ndarray | None = None,
         timeframe_ms: int = 0,
-    ) -> "Bars":
+    ) -> Bars:
         """Build bars from array-likes, converting dtypes and checking that ``ts`` increases.
 
         Raises
@@ -91,18 +93,32 @@ class Bars:
                 )
         as_float = lambda values: np.ascontiguousarray(values, dtype=np.float64)  # noqa: E731
         volume_array = as_float(volume) if volume is not None else np.zeros(len(ts_array))
-        return cls(ts_array, as_float(open), as_float(high), as_float(low), as_float(close),
-                   volume_array, int(timeframe_ms))
+        return cls(
+            ts_array,
+            as_float(open),
+            as_float(high),
+            as_float(low),
+            as_float(close),
+            volume_array,
+            int(timeframe_ms),
+        )
 
     def __len__(self) -> int:
         return len(self.ts)
 
-    def __getitem__(self, index: slice) -> "Bars":
+    def __getitem__(self, index: slice) -> Bars:
         """Return the bars in ``index`` (a slice), sharing memory with these bars."""
         if not isinstance(index, slice):
             raise TypeError("Bars can only be sliced, e.g. bars[:100] or bars[-50:]")
-        return Bars(self.ts[index], self.open[index], self.high[index], self.low[index],
-                    self.close[index], self.volume[index], self.timeframe_ms)
+        return Bars(
+            self.ts[index],
+            self.open[index],
+            self.high[index],
+            self.low[index],
+            self.close[index],
+            self.volume[index],
+            self.timeframe_ms,
+        )
 
 
 # --------------------------------------------------------------------------- costs and limits

@@ -59,7 +59,11 @@ from runner.strategy_source import strategy_source_hash
 
 _log = logging.getLogger(__name__)
 
-_NOT_PUBLISHED = ("indicators_json", "config_hash", "strategy_hash")  # signal columns kept off the bus
+_NOT_PUBLISHED = (
+    "indicators_json",
+    "config_hash",
+    "strategy_hash",
+)  # signal columns kept off the bus
 _SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(sort_keys=True), made once
 
 
@@ -207,12 +211,12 @@ class Bot:
         if loaded is None:
             self.state = new_state(self.config.initial_cash)
             self.cursor = None
-            history = bars_through(connection, self.config.market, begin_ts - 1,
-                                   self.history_window - 1)
+            history = bars_through(
+                connection, self.config.market, begin_ts - 1, self.history_window - 1
+            )
         else:
             self.state, self.cursor = loaded
-            history = bars_through(connection, self.config.market, self.cursor,
-                                   self.history_window)
+            history = bars_through(connection, self.config.market, self.cursor, self.history_window)
         for bar in history:
             self.window.append(bar)
 
@@ -245,10 +249,21 @@ class Bot:
         self.window.append(bar)
         window_ts, o, h, l, c, v = self.window.arrays()
         decision = self.decide(Bars(window_ts, o, h, l, c, v, self.timeframe_ms), ts)
-        status, state = step(self.state, self.execution_config, ts, open_, high, low, close,
-                             decision.raw_target, self._fills)
+        status, state = step(
+            self.state,
+            self.execution_config,
+            ts,
+            open_,
+            high,
+            low,
+            close,
+            decision.raw_target,
+            self._fills,
+        )
         if status == STATUS_OUT_OF_ORDER:  # the state is past this bar: trust the database
-            _log.warning("bot %s: bar %s is not after the last processed bar; reloading", self.bot_id, ts)
+            _log.warning(
+                "bot %s: bar %s is not after the last processed bar; reloading", self.bot_id, ts
+            )
             return None
         return self._prepared(ts, close, decision, state, status)
 
@@ -259,7 +274,9 @@ class Bot:
         self.bars_processed += 1
         self.window_stale = False
 
-    def _prepared(self, ts: int, close: float, decision: Decision, state: State, status: int) -> PreparedBar:
+    def _prepared(
+        self, ts: int, close: float, decision: Decision, state: State, status: int
+    ) -> PreparedBar:
         created = now_ms()
         pending = state.pending_target
         executed = status >= 0 and not math.isnan(pending)
@@ -290,7 +307,7 @@ class Bot:
         )
         trades = [
             dict(bot_id=self.bot_id, seq=seq, **row, created_at=created)
-            for seq, row in enumerate(fill_rows(self._fills[:max(status, 0)], self.timeframe_ms))
+            for seq, row in enumerate(fill_rows(self._fills[: max(status, 0)], self.timeframe_ms))
         ]
         record = BarRecord(
             bot_id=self.bot_id,
@@ -327,9 +344,17 @@ class Bot:
         messages = [(signals_channel(self.bot_id), signal)]
         messages.extend((trades_channel(self.bot_id), trade) for trade in record.trades)
         if record.trades:
-            messages.append((status_channel(self.bot_id), dict(
-                bot_id=self.bot_id, event="traded", ts=record.bar_ts,
-                cash=record.state["cash"], position=record.state["position"],
-                equity=record.performance["equity"],
-            )))
+            messages.append(
+                (
+                    status_channel(self.bot_id),
+                    dict(
+                        bot_id=self.bot_id,
+                        event="traded",
+                        ts=record.bar_ts,
+                        cash=record.state["cash"],
+                        position=record.state["position"],
+                        equity=record.performance["equity"],
+                    ),
+                )
+            )
         return messages

@@ -50,7 +50,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +62,19 @@ from research.types import Costs, RiskLimits, Stops
 from runner.strategy_source import StrategyReferenceError, StrategyResolver, resolve_strategy
 
 TOP_LEVEL_KEYS = (
-    "id", "strategy", "params", "exchange", "symbol", "timeframe", "initial_cash",
-    "costs", "stops", "risk", "start", "description", "version",
+    "id",
+    "strategy",
+    "params",
+    "exchange",
+    "symbol",
+    "timeframe",
+    "initial_cash",
+    "costs",
+    "stops",
+    "risk",
+    "start",
+    "description",
+    "version",
 )
 REQUIRED_KEYS = ("strategy", "exchange", "symbol", "timeframe")
 SECTIONS = {"costs": Costs, "stops": Stops, "risk": RiskLimits}
@@ -195,21 +206,33 @@ def parse_bot_config(
     if "portfolio" in data and "strategy" not in data:  # a portfolio bot
         identifier = data.get("id", bot_id)
         if not isinstance(identifier, str) or not _BOT_ID.match(identifier):
-            raise fail("id", f"{identifier!r} is not a valid bot id: use 1-64 letters, digits, "
-                             "'_', '.' or '-'")
+            raise fail(
+                "id",
+                f"{identifier!r} is not a valid bot id: use 1-64 letters, digits, '_', '.' or '-'",
+            )
         from runner.portfolio_config import parse_portfolio_config
 
-        return parse_portfolio_config(data, bot_id=identifier, source=source, fail=fail,
-                                      parse_section=_parse_section, parse_start=_parse_start,
-                                      reject_unknown=_reject_unknown)
+        return parse_portfolio_config(
+            data,
+            bot_id=identifier,
+            source=source,
+            fail=fail,
+            parse_section=_parse_section,
+            parse_start=_parse_start,
+            reject_unknown=_reject_unknown,
+        )
     _reject_unknown(data, TOP_LEVEL_KEYS, "", fail)
     for key in REQUIRED_KEYS:
         if key not in data:
-            raise fail(key, f"missing; add \"{key}\": ... (required keys: {', '.join(REQUIRED_KEYS)})")
+            raise fail(
+                key, f'missing; add "{key}": ... (required keys: {", ".join(REQUIRED_KEYS)})'
+            )
 
     identifier = data.get("id", bot_id)
     if not isinstance(identifier, str) or not _BOT_ID.match(identifier):
-        raise fail("id", f"{identifier!r} is not a valid bot id: use 1-64 letters, digits, '_', '.' or '-'")
+        raise fail(
+            "id", f"{identifier!r} is not a valid bot id: use 1-64 letters, digits, '_', '.' or '-'"
+        )
 
     strategy = data["strategy"]
     try:
@@ -221,7 +244,9 @@ def parse_bot_config(
     if raw_params is None:
         raw_params = {}
     if not isinstance(raw_params, Mapping):
-        raise fail("params", f"must be an object of parameter values, got {type(raw_params).__name__}")
+        raise fail(
+            "params", f"must be an object of parameter values, got {type(raw_params).__name__}"
+        )
     try:
         params = spec.make_params(dict(raw_params))
     except (ValueError, TypeError) as exc:
@@ -244,10 +269,14 @@ def parse_bot_config(
         )
 
     initial_cash = data.get("initial_cash", 10_000.0)
-    if isinstance(initial_cash, bool) or not isinstance(initial_cash, (int, float)) or not (
-        math.isfinite(initial_cash) and initial_cash > 0
+    if (
+        isinstance(initial_cash, bool)
+        or not isinstance(initial_cash, (int, float))
+        or not (math.isfinite(initial_cash) and initial_cash > 0)
     ):
-        raise fail("initial_cash", f"must be a positive number of quote currency, got {initial_cash!r}")
+        raise fail(
+            "initial_cash", f"must be a positive number of quote currency, got {initial_cash!r}"
+        )
 
     sections = {}
     for name, kind in SECTIONS.items():
@@ -308,7 +337,9 @@ def load_bot_config(path: str | Path, *, resolve: StrategyResolver = resolve_str
     return parse_bot_config(data, bot_id=path.stem, source=str(path), resolve=resolve)
 
 
-def load_bot_configs(directory: str | Path, *, resolve: StrategyResolver = resolve_strategy) -> list[BotConfig]:
+def load_bot_configs(
+    directory: str | Path, *, resolve: StrategyResolver = resolve_strategy
+) -> list[BotConfig]:
     """Load every ``*.json`` file of ``directory`` (sorted by name); ids must be unique.
 
     Raises
@@ -368,7 +399,10 @@ def _suggest(key: str, allowed: tuple[str, ...]) -> str | None:
 
 def _parse_section(values: Any, name: str, kind: type, fail) -> Any:
     if not isinstance(values, Mapping):
-        raise fail(name, f"must be an object with keys {', '.join(kind._fields)}, got {type(values).__name__}")
+        raise fail(
+            name,
+            f"must be an object with keys {', '.join(kind._fields)}, got {type(values).__name__}",
+        )
     _reject_unknown(values, kind._fields, f"{name}.", fail)
     parsed = {}
     for key, value in values.items():
@@ -378,7 +412,10 @@ def _parse_section(values: Any, name: str, kind: type, fail) -> Any:
                 raise fail(path, "cannot be null: give a number")
             parsed[key] = math.nan
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail(path, f"must be a number{' or null' if key in NULLABLE_FIELDS[name] else ''}, got {value!r}")
+            raise fail(
+                path,
+                f"must be a number{' or null' if key in NULLABLE_FIELDS[name] else ''}, got {value!r}",
+            )
         else:
             parsed[key] = float(value)
     if name == "stops":  # a given stops object is complete: what it omits is disabled
@@ -390,7 +427,9 @@ def _parse_start(value: Any, fail) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise fail("start", "must be an ISO 8601 UTC time such as '2018-01-01T00:00:00Z' or ms since 1970")
+        raise fail(
+            "start", "must be an ISO 8601 UTC time such as '2018-01-01T00:00:00Z' or ms since 1970"
+        )
     if isinstance(value, int):
         return value
     if isinstance(value, str):
@@ -400,9 +439,12 @@ def _parse_start(value: Any, fail) -> int | None:
             pass
         else:
             if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
+                moment = moment.replace(tzinfo=UTC)
             return int(moment.timestamp() * 1000)
-    raise fail("start", f"{value!r} is not a time: use ISO 8601 UTC such as '2018-01-01T00:00:00Z' or ms since 1970")
+    raise fail(
+        "start",
+        f"{value!r} is not a time: use ISO 8601 UTC such as '2018-01-01T00:00:00Z' or ms since 1970",
+    )
 
 
 def _json_ready(values: dict) -> dict:

@@ -96,7 +96,8 @@ def _by_bot(records: Sequence[BarRecord]) -> dict[str, list[BarRecord]]:
             raise ValueError(
                 f"bot {record.bot_id!r}: bar {record.bar_ts} follows {record.previous_ts}, but the "
                 f"batch's previous bar of this bot is {chain[-1].bar_ts}: a bot's records must be "
-                "consecutive, in bar order")
+                "consecutive, in bar order"
+            )
         chain.append(record)
     return bots
 
@@ -116,13 +117,21 @@ def _write_chain(connection: Connection, chain: list[BarRecord]) -> bool:
     table = schema.bot_state
     previous = chain[0].previous_ts
     if previous is None:
-        claim = sqlite.insert(table).values(state).on_conflict_do_update(
-            index_elements=["bot_id"], set_={key: state[key] for key in _STATE_UPDATES},
-            where=table.c.cursor_ts.is_(None))
+        claim = (
+            sqlite.insert(table)
+            .values(state)
+            .on_conflict_do_update(
+                index_elements=["bot_id"],
+                set_={key: state[key] for key in _STATE_UPDATES},
+                where=table.c.cursor_ts.is_(None),
+            )
+        )
     else:
-        claim = table.update().where(table.c.bot_id == state["bot_id"],
-                                     table.c.cursor_ts == previous).values(
-            {key: state[key] for key in _STATE_UPDATES})
+        claim = (
+            table.update()
+            .where(table.c.bot_id == state["bot_id"], table.c.cursor_ts == previous)
+            .values({key: state[key] for key in _STATE_UPDATES})
+        )
     if connection.execute(claim).rowcount != 1:
         return False
     connection.execute(schema.signals.insert(), [record.signal for record in chain])
@@ -135,18 +144,52 @@ def _write_chain(connection: Connection, chain: list[BarRecord]) -> bool:
 
 _STATE_UPDATES = ("cash", "position", "cursor_ts", "state_json", "updated_at")
 # (column, PostgreSQL array type) of each table, in insert order
-_SIGNAL_COLUMNS = (("bot_id", "text"), ("ts", "bigint"), ("action", "text"), ("target", "float8"),
-                   ("raw_target", "float8"), ("price", "float8"), ("executed", "boolean"),
-                   ("indicators_json", "text"), ("created_at", "bigint"), ("config_hash", "text"),
-                   ("strategy_hash", "text"))
-_TRADE_COLUMNS = (("bot_id", "text"), ("bar_ts", "bigint"), ("seq", "integer"), ("ts", "bigint"),
-                  ("side", "text"), ("size", "float8"), ("price", "float8"), ("fee", "float8"),
-                  ("reason", "text"), ("realized_pnl", "float8"), ("cash_after", "float8"),
-                  ("position_after", "float8"), ("created_at", "bigint"), ("symbol", "text"))
-_STATE_COLUMNS = (("bot_id", "text"), ("cash", "float8"), ("position", "float8"), ("cursor_ts", "bigint"),
-                  ("state_json", "text"), ("updated_at", "bigint"), ("previous_ts", "bigint"))
-_PERFORMANCE_COLUMNS = (("bot_id", "text"), ("ts", "bigint"), ("equity", "float8"), ("cash", "float8"),
-                        ("position", "float8"), ("price", "float8"))
+_SIGNAL_COLUMNS = (
+    ("bot_id", "text"),
+    ("ts", "bigint"),
+    ("action", "text"),
+    ("target", "float8"),
+    ("raw_target", "float8"),
+    ("price", "float8"),
+    ("executed", "boolean"),
+    ("indicators_json", "text"),
+    ("created_at", "bigint"),
+    ("config_hash", "text"),
+    ("strategy_hash", "text"),
+)
+_TRADE_COLUMNS = (
+    ("bot_id", "text"),
+    ("bar_ts", "bigint"),
+    ("seq", "integer"),
+    ("ts", "bigint"),
+    ("side", "text"),
+    ("size", "float8"),
+    ("price", "float8"),
+    ("fee", "float8"),
+    ("reason", "text"),
+    ("realized_pnl", "float8"),
+    ("cash_after", "float8"),
+    ("position_after", "float8"),
+    ("created_at", "bigint"),
+    ("symbol", "text"),
+)
+_STATE_COLUMNS = (
+    ("bot_id", "text"),
+    ("cash", "float8"),
+    ("position", "float8"),
+    ("cursor_ts", "bigint"),
+    ("state_json", "text"),
+    ("updated_at", "bigint"),
+    ("previous_ts", "bigint"),
+)
+_PERFORMANCE_COLUMNS = (
+    ("bot_id", "text"),
+    ("ts", "bigint"),
+    ("equity", "float8"),
+    ("cash", "float8"),
+    ("position", "float8"),
+    ("price", "float8"),
+)
 
 
 def _unnest(prefix: str, columns) -> str:
@@ -158,8 +201,10 @@ def _unnest(prefix: str, columns) -> str:
 def _insert_written(table: str, prefix: str, columns) -> str:
     """INSERT of the rows of ``prefix`` that belong to a bot whose cursor was claimed."""
     names = ", ".join(name for name, _ in columns)
-    return (f"INSERT INTO {table} ({names}) SELECT {names} FROM {_unnest(prefix, columns)} "
-            f"WHERE {prefix}.bot_id IN (SELECT bot_id FROM written)")
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM {_unnest(prefix, columns)} "
+        f"WHERE {prefix}.bot_id IN (SELECT bot_id FROM written)"
+    )
 
 
 _STATE_NAMES = ", ".join(name for name in ("bot_id", *_STATE_UPDATES))
@@ -184,11 +229,13 @@ _POSTGRES_BATCH = (
 """The one-round-trip batch write (plain driver SQL: no statement compilation per batch)."""
 
 
-def _postgres_batch_params(records: Sequence[BarRecord],
-                           bots: dict[str, list[BarRecord]]) -> dict[str, str]:
+def _postgres_batch_params(
+    records: Sequence[BarRecord], bots: dict[str, list[BarRecord]]
+) -> dict[str, str]:
     """Column arrays of :data:`_POSTGRES_BATCH`: ``{prefix_column: array literal}``."""
-    states = [dict(_state_row(chain[-1]), previous_ts=chain[0].previous_ts)
-              for chain in bots.values()]
+    states = [
+        dict(_state_row(chain[-1]), previous_ts=chain[0].previous_ts) for chain in bots.values()
+    ]
     params = {}
     for prefix, columns, rows in (
         ("g", _SIGNAL_COLUMNS, [record.signal for record in records]),
@@ -216,8 +263,12 @@ def _array_literal(values: list, kind: str) -> str:
     """
     if kind == "text":
         quoted: dict[str, str] = {"": '""'}  # a batch repeats its bot ids, actions and hashes
-        items = ["NULL" if value is None else quoted.get(value) or quoted.setdefault(
-                 value, _quote(value)) for value in values]
+        items = [
+            "NULL"
+            if value is None
+            else quoted.get(value) or quoted.setdefault(value, _quote(value))
+            for value in values
+        ]
     elif kind == "boolean":
         items = ["t" if value else "f" for value in values]
     elif kind == "float8":
@@ -247,8 +298,10 @@ def decode_state(text: str) -> State:
     """
     values = json.loads(text)
     if not isinstance(values, list) or len(values) != len(State._fields):
-        raise ValueError(f"a stored bot state must be a JSON list of {len(State._fields)} numbers "
-                         f"({', '.join(State._fields)}), got {text[:200]!r}")
+        raise ValueError(
+            f"a stored bot state must be a JSON list of {len(State._fields)} numbers "
+            f"({', '.join(State._fields)}), got {text[:200]!r}"
+        )
     return State._make(math.nan if value is None else float(value) for value in values)
 
 
@@ -330,13 +383,19 @@ def register_bots(engine: Engine, configs: Iterable, *, now: int | None = None) 
                 raise BotConfigChangedError(_refusal(config, stored, changed, decisions))
             if changed and decisions:
                 archived = archive_version(connection, config.bot_id, stored["version"], now=now)
-                values.update(status="active", restarts=0, last_error=None, heartbeat_at=None,
-                              created_at=now)
+                values.update(
+                    status="active", restarts=0, last_error=None, heartbeat_at=None, created_at=now
+                )
                 connection.execute(schema.bots.insert().values(bot_id=config.bot_id, **values))
-                connection.execute(schema.bot_events.insert().values(
-                    bot_id=config.bot_id, ts=now, event="new_version",
-                    detail=f"version {config.version} replaces version {stored['version']}, whose "
-                           f"records are kept as bot {archived!r}"))
+                connection.execute(
+                    schema.bot_events.insert().values(
+                        bot_id=config.bot_id,
+                        ts=now,
+                        event="new_version",
+                        detail=f"version {config.version} replaces version {stored['version']}, whose "
+                        f"records are kept as bot {archived!r}",
+                    )
+                )
                 changes[config.bot_id] = "new_version"
                 continue
             connection.execute(
@@ -373,12 +432,18 @@ ABSENT = "(absent)"
 
 def decision_count(connection: Connection, bot_id: str) -> int:
     """How many decisions (``signals`` rows) ``bot_id`` has recorded."""
-    return int(connection.execute(
-        select(func.count()).select_from(schema.signals).where(schema.signals.c.bot_id == bot_id)
-    ).scalar_one())
+    return int(
+        connection.execute(
+            select(func.count())
+            .select_from(schema.signals)
+            .where(schema.signals.c.bot_id == bot_id)
+        ).scalar_one()
+    )
 
 
-def archive_version(connection: Connection, bot_id: str, version: int, *, now: int | None = None) -> str:
+def archive_version(
+    connection: Connection, bot_id: str, version: int, *, now: int | None = None
+) -> str:
     """Move every row of ``bot_id`` to the id ``{bot_id}@v{version}`` (status ``retired``) inside
     the caller's transaction; return that id. The ``bots`` row of ``bot_id`` is gone afterwards.
 
@@ -392,16 +457,23 @@ def archive_version(connection: Connection, bot_id: str, version: int, *, now: i
         raise BotConfigChangedError(
             f"bot id {bot_id!r} is too long to keep its version {version} as {archived!r} "
             f"(at most {schema.bots.c.bot_id.type.length} characters): give the new config a new, "
-            "shorter bot id instead")
+            "shorter bot id instead"
+        )
     if bot_row(connection, archived) is not None:
         raise BotConfigChangedError(
             f"cannot keep version {version} of bot {bot_id!r} as {archived!r}: that id exists "
-            "already; give the new config a new bot id instead")
+            "already; give the new config a new bot id instead"
+        )
     row = bot_row(connection, bot_id)._asdict()
     row.update(bot_id=archived, status=ARCHIVED_STATUS, updated_at=now_ms() if now is None else now)
     connection.execute(schema.bots.insert().values(**row))
-    for table in (schema.bot_state, schema.signals, schema.trades, schema.bot_performance,
-                  schema.bot_events):
+    for table in (
+        schema.bot_state,
+        schema.signals,
+        schema.trades,
+        schema.bot_performance,
+        schema.bot_events,
+    ):
         connection.execute(table.update().where(table.c.bot_id == bot_id).values(bot_id=archived))
     connection.execute(schema.bots.delete().where(schema.bots.c.bot_id == bot_id))
     return archived
@@ -409,18 +481,23 @@ def archive_version(connection: Connection, bot_id: str, version: int, *, now: i
 
 def _refusal(config, stored: dict, changed: list, decisions: int) -> str:
     version = stored["version"]
-    listed = ", ".join(f"{path} {_shown(before)} -> {_shown(after)}" for path, before, after in changed)
+    listed = ", ".join(
+        f"{path} {_shown(before)} -> {_shown(after)}" for path, before, after in changed
+    )
     if config.version < version:
-        return (f"{config.source}: version {config.version} of bot {config.bot_id!r} is older than "
-                f"its recorded version {version}: versions only go up; set \"version\": {version + 1} "
-                "to start a new one")
+        return (
+            f"{config.source}: version {config.version} of bot {config.bot_id!r} is older than "
+            f'its recorded version {version}: versions only go up; set "version": {version + 1} '
+            "to start a new one"
+        )
     return (
         f"{config.source}: bot {config.bot_id!r} has recorded {decisions} decision(s) with another "
         f"config, and a bot's config cannot change once it has traded; changed: {listed}. Either "
-        "restore the recorded values, or give the new config a new bot id (\"id\" or the file "
+        'restore the recorded values, or give the new config a new bot id ("id" or the file '
         f"name), or start version {version + 1} of this bot with fresh state by setting "
-        f"\"version\": {version + 1} in the file (version {version}'s records stay in the "
-        f"database as bot '{config.bot_id}@v{version}')")
+        f'"version": {version + 1} in the file (version {version}\'s records stay in the '
+        f"database as bot '{config.bot_id}@v{version}')"
+    )
 
 
 def _shown(value: Any) -> str:
@@ -440,8 +517,15 @@ def bot_statuses(connection: Connection, bot_ids: Sequence[str] | None = None) -
     return {row.bot_id: row.status for row in connection.execute(query)}
 
 
-def set_status(engine: Engine, bot_id: str, status: str, *, error: str | None = None, event: str | None = None,
-               detail: str | None = None) -> bool:
+def set_status(
+    engine: Engine,
+    bot_id: str,
+    status: str,
+    *,
+    error: str | None = None,
+    event: str | None = None,
+    detail: str | None = None,
+) -> bool:
     """Set a bot's status (and ``last_error``), optionally logging an event; ``False`` if unknown."""
     if status not in BOT_STATUSES:
         raise ValueError(f"status must be one of {', '.join(BOT_STATUSES)}, got {status!r}")
@@ -475,8 +559,15 @@ def touch_heartbeats(engine: Engine, bot_ids: Sequence[str], *, now: int | None 
 # --------------------------------------------------------------------------- events
 
 
-def record_event(engine: Engine, bot_id: str, event: str, detail: str | None = None, *,
-                 count_restart: bool = False, now: int | None = None) -> None:
+def record_event(
+    engine: Engine,
+    bot_id: str,
+    event: str,
+    detail: str | None = None,
+    *,
+    count_restart: bool = False,
+    now: int | None = None,
+) -> None:
     """Append a ``bot_events`` row; ``count_restart`` also increments ``bots.restarts``."""
     now = now_ms() if now is None else now
     with engine.begin() as connection:

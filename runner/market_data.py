@@ -57,7 +57,9 @@ def bars_after(
     return [tuple(row) for row in rows]
 
 
-def bars_through(connection: Connection, market: tuple[str, str, str], through_ts: int, count: int) -> list[tuple]:
+def bars_through(
+    connection: Connection, market: tuple[str, str, str], through_ts: int, count: int
+) -> list[tuple]:
     """The last ``count`` stored bars with ``ts <= through_ts``, oldest first."""
     query = (
         _market(select(*_COLUMNS), market)
@@ -69,7 +71,9 @@ def bars_through(connection: Connection, market: tuple[str, str, str], through_t
     return [tuple(row) for row in reversed(rows)]
 
 
-def first_bar_ts(connection: Connection, market: tuple[str, str, str], at_or_after: int | None = None) -> int | None:
+def first_bar_ts(
+    connection: Connection, market: tuple[str, str, str], at_or_after: int | None = None
+) -> int | None:
     """Close ts of the first stored bar (at or after ``at_or_after``), or ``None``."""
     query = _market(select(schema.ohlcv.c.ts), market)
     if at_or_after is not None:
@@ -143,8 +147,15 @@ class MarketFeed:
         self._exhausted = False
         self.reads = 0
 
-    def bars_after(self, connection: Connection, after_ts: int, *, fresh_since: float,
-                   until_ts: int | None = None, limit: int = 2000) -> list[tuple] | None:
+    def bars_after(
+        self,
+        connection: Connection,
+        after_ts: int,
+        *,
+        fresh_since: float,
+        until_ts: int | None = None,
+        limit: int = 2000,
+    ) -> list[tuple] | None:
         """Bars with ``after_ts < ts <= until_ts`` (at most ``limit``), or ``None`` if not covered.
 
         The database is read again unless another caller's read **started** after

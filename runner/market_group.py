@@ -115,12 +115,20 @@ class MarketGroup:
         ``on_commit({bot_id: bars written}, fills written)`` after every commit (progress).
     """
 
-    def __init__(self, feed: MarketFeed, publish_many: Callable[[Iterable[tuple[str, dict]]], None], *,
-                 follow: bool = True, until_ts: int | None = None, chunk: int = 2000,
-                 write_lock: AbstractContextManager | None = None, batch_bars: int = BATCH_BARS,
-                 batch_seconds: float = BATCH_SECONDS,
-                 writer: Callable[[], Connection] | None = None,
-                 on_commit: Callable[[dict[str, int], int], None] | None = None) -> None:
+    def __init__(
+        self,
+        feed: MarketFeed,
+        publish_many: Callable[[Iterable[tuple[str, dict]]], None],
+        *,
+        follow: bool = True,
+        until_ts: int | None = None,
+        chunk: int = 2000,
+        write_lock: AbstractContextManager | None = None,
+        batch_bars: int = BATCH_BARS,
+        batch_seconds: float = BATCH_SECONDS,
+        writer: Callable[[], Connection] | None = None,
+        on_commit: Callable[[dict[str, int], int], None] | None = None,
+    ) -> None:
         if batch_bars < 1:
             raise ValueError(f"batch_bars must be at least 1, got {batch_bars}")
         self.feed = feed
@@ -165,13 +173,18 @@ class MarketGroup:
         propagate, with the uncommitted work dropped (then call :meth:`fail_all`); a member's
         own failure only ends that member.
         """
-        started = time.monotonic()  # a read that starts after this includes every bar announced so far
+        started = (
+            time.monotonic()
+        )  # a read that starts after this includes every bar announced so far
         try:
             while True:
                 self._admit(connection)
                 fresh_since = max(started, self.notified_at)
-                batch = [member for member in self.members
-                         if self._has_next(connection, member, fresh_since)]
+                batch = [
+                    member
+                    for member in self.members
+                    if self._has_next(connection, member, fresh_since)
+                ]
                 if not batch:
                     if self._joining:
                         continue
@@ -207,10 +220,13 @@ class MarketGroup:
         """Whether ``member`` has a bar to process, reading the next ones if it has none pending."""
         if not member.pending:
             after = member.bot.after
-            rows = self.feed.bars_after(connection, after, fresh_since=fresh_since, until_ts=self.until_ts,
-                                        limit=self.chunk)
+            rows = self.feed.bars_after(
+                connection, after, fresh_since=fresh_since, until_ts=self.until_ts, limit=self.chunk
+            )
             if rows is None:  # behind the feed's memory: read on its own
-                rows = bars_after(connection, self.feed.market, after, until_ts=self.until_ts, limit=self.chunk)
+                rows = bars_after(
+                    connection, self.feed.market, after, until_ts=self.until_ts, limit=self.chunk
+                )
             if connection.in_transaction():
                 connection.rollback()  # end the read transaction before the batch's write
             member.pending.extend(rows)
@@ -324,9 +340,14 @@ class MarketGroup:
             except BaseException:  # noqa: BLE001 - the error being raised already says enough
                 _drop(batch)
             else:
-                self.publish_many([message for member, prepared in batch
-                                   if prepared.record.bot_id in written
-                                   for message in member.bot.messages(prepared)])
+                self.publish_many(
+                    [
+                        message
+                        for member, prepared in batch
+                        if prepared.record.bot_id in written
+                        for message in member.bot.messages(prepared)
+                    ]
+                )
         _drop(self._batch)
         self._batch, self._rounds = [], 0
 

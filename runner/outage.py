@@ -37,8 +37,14 @@ class Outage:
         Monotonic seconds.
     """
 
-    def __init__(self, name: str, consequence: str, notice: Callable[..., None] | None = None,
-                 quiet: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        consequence: str,
+        notice: Callable[..., None] | None = None,
+        quiet: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = name
         self.consequence = consequence
         self.notice = notice
@@ -62,8 +68,9 @@ class Outage:
                 return
             self.since = now
             self.outages += 1
-        _log.warning("%s unreachable (%s): %s; retrying until it is back", self.name, error,
-                     self.consequence)
+        _log.warning(
+            "%s unreachable (%s): %s; retrying until it is back", self.name, error, self.consequence
+        )
         if self.notice is not None:
             self.notice(f"{self.name}_unavailable", error=error)
 

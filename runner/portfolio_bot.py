@@ -95,8 +95,9 @@ class PortfolioBot:
         self.spec = config.spec
         self.params = self.spec.make_params(config.params)
         self.history_window = self.spec.history_window(self.params, config.timeframe_ms)
-        self.book_config = make_book_config(config.costs, config.stops, config.limits,
-                                            config.book_rebalance)
+        self.book_config = make_book_config(
+            config.costs, config.stops, config.limits, config.book_rebalance
+        )
         self.config_hash = config.config_hash
         self.strategy_hash = _source_hash(self.spec.defined_by)
         self.symbols = list(config.symbols)
@@ -138,14 +139,16 @@ class PortfolioBot:
 
     # ------------------------------------------------------------------ the next grid bar
 
-    def next_bar(self, connection: Connection, *, follow: bool, until_ts: int | None,
-                 now: int) -> tuple[int, list] | None:
+    def next_bar(
+        self, connection: Connection, *, follow: bool, until_ts: int | None, now: int
+    ) -> tuple[int, list] | None:
         """The next grid bar to decide, ``(ts, [bar or None per market])``, or ``None`` when
         there is none yet (module docstring, step 1)."""
         for j, market in enumerate(self.config.markets):
             if not self.pending[j]:
-                rows = bars_after(connection, market, self.read_to[j], until_ts=until_ts,
-                                  limit=self.chunk)
+                rows = bars_after(
+                    connection, market, self.read_to[j], until_ts=until_ts, limit=self.chunk
+                )
                 if rows:
                     self.pending[j].extend(rows)
                     self.read_to[j] = int(rows[-1][0])
@@ -168,14 +171,21 @@ class PortfolioBot:
         """The strategy's weights at ``ts`` on every market's history window."""
         try:
             windows = zip(self.symbols, self.windows, strict=True)
-            panel = align({symbol: Bars(*window.arrays(), self.config.timeframe_ms)
-                           for symbol, window in windows}, window=True)
+            panel = align(
+                {
+                    symbol: Bars(*window.arrays(), self.config.timeframe_ms)
+                    for symbol, window in windows
+                },
+                window=True,
+            )
             weights = self.spec.evaluate(panel, self.params).weights[-1]
             gross = float(np.nansum(np.abs(weights)))
             limit = self.config.limits.max_gross
             if gross > limit * (1.0 + GROSS_TOLERANCE):
-                raise ValueError(f"the strategy asks for a gross weight of {gross:.6g}, above "
-                                 f"the book's limit max_gross={limit:g}")
+                raise ValueError(
+                    f"the strategy asks for a gross weight of {gross:.6g}, above "
+                    f"the book's limit max_gross={limit:g}"
+                )
         except Exception as exc:  # noqa: BLE001 - any strategy failure restarts the bot
             raise StrategyError(self.bot_id, ts, exc) from exc
         return weights
@@ -197,11 +207,13 @@ class PortfolioBot:
                 prices[:, j] = bar[1:5]
         weights = self.decide(ts)
         legs = self.legs.copy()
-        status, book = step_book(self.book, legs, self.book_config, ts, *prices, weights,
-                                 self._fills)
+        status, book = step_book(
+            self.book, legs, self.book_config, ts, *prices, weights, self._fills
+        )
         if status == STATUS_OUT_OF_ORDER:
-            _log.warning("bot %s: bar %s is not after the last processed bar; reloading",
-                         self.bot_id, ts)
+            _log.warning(
+                "bot %s: bar %s is not after the last processed bar; reloading", self.bot_id, ts
+            )
             return None
         return self._prepared(ts, bars, weights, book, legs, status)
 
@@ -212,45 +224,88 @@ class PortfolioBot:
         self.bars_processed += 1
         self.window_stale = False
 
-    def _prepared(self, ts: int, bars: list, weights: np.ndarray, book: BookState,
-                  legs: np.ndarray, status: int) -> PreparedBar:
+    def _prepared(
+        self,
+        ts: int,
+        bars: list,
+        weights: np.ndarray,
+        book: BookState,
+        legs: np.ndarray,
+        status: int,
+    ) -> PreparedBar:
         created = now_ms()
         if status < 0:  # a rejected bar: nothing changes
             book, legs = self.book, self.legs.copy()
         pending = legs[:, L_PENDING]
         ordered = np.where(np.isnan(pending), legs[:, L_ORDERED], pending)
         orders = bool((~np.isnan(pending)).any())
-        action = ("halt" if book.halt != HALT_NONE else "rebalance") if orders else \
-            ("halt" if book.halt != HALT_NONE else "hold")
-        present = [symbol for symbol, bar in zip(self.symbols, bars, strict=True)
-                   if bar is not None]
+        action = (
+            ("halt" if book.halt != HALT_NONE else "rebalance")
+            if orders
+            else ("halt" if book.halt != HALT_NONE else "hold")
+        )
+        present = [
+            symbol for symbol, bar in zip(self.symbols, bars, strict=True) if bar is not None
+        ]
         indicators: dict = {
-            "weights": {symbol: (None if math.isnan(w) else float(w))
-                        for symbol, w in zip(self.symbols, weights, strict=False)},
+            "weights": {
+                symbol: (None if math.isnan(w) else float(w))
+                for symbol, w in zip(self.symbols, weights, strict=False)
+            },
             "present": present,
             "missing": [symbol for symbol in self.symbols if symbol not in present],
         }
         if status == STATUS_BAD_BAR:
-            indicators["error"] = ("bar rejected by the execution function (bad prices); "
-                                   "not traded")
+            indicators["error"] = "bar rejected by the execution function (bad prices); not traded"
         signal = dict(
-            bot_id=self.bot_id, ts=ts, action=action,
+            bot_id=self.bot_id,
+            ts=ts,
+            action=action,
             target=float(np.abs(ordered).sum()),
             raw_target=float(np.nansum(np.abs(weights))),
-            price=float(book.equity), executed=orders,
-            indicators_json=json.dumps(indicators, sort_keys=True), created_at=created,
-            config_hash=self.config_hash, strategy_hash=self.strategy_hash)
-        fills = self._fills[:max(status, 0)]
-        trades = [dict(bot_id=self.bot_id, seq=seq, **row, created_at=created,
-                       symbol=self.symbols[int(market)])
-                  for seq, (row, market) in enumerate(zip(
-                      fill_rows(fills, self.config.timeframe_ms), fills["market"], strict=False))]
+            price=float(book.equity),
+            executed=orders,
+            indicators_json=json.dumps(indicators, sort_keys=True),
+            created_at=created,
+            config_hash=self.config_hash,
+            strategy_hash=self.strategy_hash,
+        )
+        fills = self._fills[: max(status, 0)]
+        trades = [
+            dict(
+                bot_id=self.bot_id,
+                seq=seq,
+                **row,
+                created_at=created,
+                symbol=self.symbols[int(market)],
+            )
+            for seq, (row, market) in enumerate(
+                zip(fill_rows(fills, self.config.timeframe_ms), fills["market"], strict=False)
+            )
+        ]
         record = BarRecord(
-            bot_id=self.bot_id, bar_ts=ts, signal=signal, trades=trades, previous_ts=self.cursor,
-            state=dict(bot_id=self.bot_id, cash=float(book.cash), position=0.0, cursor_ts=ts,
-                       state_json=encode_book(book, legs, self.symbols), updated_at=created),
-            performance=dict(bot_id=self.bot_id, ts=ts, equity=float(book.equity),
-                             cash=float(book.cash), position=0.0, price=0.0))
+            bot_id=self.bot_id,
+            bar_ts=ts,
+            signal=signal,
+            trades=trades,
+            previous_ts=self.cursor,
+            state=dict(
+                bot_id=self.bot_id,
+                cash=float(book.cash),
+                position=0.0,
+                cursor_ts=ts,
+                state_json=encode_book(book, legs, self.symbols),
+                updated_at=created,
+            ),
+            performance=dict(
+                bot_id=self.bot_id,
+                ts=ts,
+                equity=float(book.equity),
+                cash=float(book.cash),
+                position=0.0,
+                price=0.0,
+            ),
+        )
         return PreparedBar(record, (book, legs), indicators)
 
     def messages(self, prepared: PreparedBar) -> list[tuple[str, dict]]:
@@ -263,11 +318,24 @@ class PortfolioBot:
         messages.extend((trades_channel(self.bot_id), trade) for trade in record.trades)
         if record.trades:
             book, legs = prepared.state
-            messages.append((status_channel(self.bot_id), dict(
-                bot_id=self.bot_id, event="traded", ts=record.bar_ts, cash=float(book.cash),
-                positions={symbol: float(units) for symbol, units in
-                           zip(self.symbols, legs[:, L_POSITION], strict=False)},
-                equity=float(book.equity))))
+            messages.append(
+                (
+                    status_channel(self.bot_id),
+                    dict(
+                        bot_id=self.bot_id,
+                        event="traded",
+                        ts=record.bar_ts,
+                        cash=float(book.cash),
+                        positions={
+                            symbol: float(units)
+                            for symbol, units in zip(
+                                self.symbols, legs[:, L_POSITION], strict=False
+                            )
+                        },
+                        equity=float(book.equity),
+                    ),
+                )
+            )
         return messages
 
 
@@ -289,10 +357,15 @@ class PortfolioGroup:
         Wall-clock ms (the grace time is measured with it).
     """
 
-    def __init__(self, publish_many: Callable[[Iterable[tuple[str, dict]]], None], *,
-                 follow: bool = True, until_ts: int | None = None,
-                 write_lock: AbstractContextManager | None = None,
-                 clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        publish_many: Callable[[Iterable[tuple[str, dict]]], None],
+        *,
+        follow: bool = True,
+        until_ts: int | None = None,
+        write_lock: AbstractContextManager | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
         self.publish_many = publish_many
         self.follow = follow
         self.until_ts = until_ts
@@ -323,8 +396,9 @@ class PortfolioGroup:
                 self._leave(member, None)
                 continue
             bot = member.bot
-            found = bot.next_bar(connection, follow=self.follow, until_ts=self.until_ts,
-                                 now=self.clock())
+            found = bot.next_bar(
+                connection, follow=self.follow, until_ts=self.until_ts, now=self.clock()
+            )
             if connection.in_transaction():
                 connection.rollback()
             if found is None:
@@ -365,9 +439,13 @@ def encode_book(book: BookState, legs: np.ndarray, symbols: list[str]) -> str:
     """The JSON of a book: ``{"book": [...], "legs": [[...], ...], "symbols": [...]}``,
     ``nan`` as ``null``; floats round-trip exactly."""
     value = lambda x: None if math.isnan(x) else float(x)  # noqa: E731
-    return json.dumps({"book": [value(x) for x in book],
-                       "legs": [[value(x) for x in row] for row in legs.tolist()],
-                       "symbols": list(symbols)})
+    return json.dumps(
+        {
+            "book": [value(x) for x in book],
+            "legs": [[value(x) for x in row] for row in legs.tolist()],
+            "symbols": list(symbols),
+        }
+    )
 
 
 def decode_book(text: str, n_markets: int) -> tuple[BookState, np.ndarray]:
@@ -379,10 +457,15 @@ def decode_book(text: str, n_markets: int) -> tuple[BookState, np.ndarray]:
         If ``text`` is not a book of ``n_markets`` markets.
     """
     data = json.loads(text)
-    if not isinstance(data, dict) or len(data.get("legs", ())) != n_markets \
-            or len(data.get("book", ())) != len(BookState._fields):
-        raise ValueError(f"a stored portfolio book must hold {len(BookState._fields)} book "
-                         f"values and {n_markets} legs, got {text[:200]!r}")
+    if (
+        not isinstance(data, dict)
+        or len(data.get("legs", ())) != n_markets
+        or len(data.get("book", ())) != len(BookState._fields)
+    ):
+        raise ValueError(
+            f"a stored portfolio book must hold {len(BookState._fields)} book "
+            f"values and {n_markets} legs, got {text[:200]!r}"
+        )
     number = lambda x: math.nan if x is None else float(x)  # noqa: E731
     book = BookState._make(number(x) for x in data["book"])
     legs = np.array([[number(x) for x in row] for row in data["legs"]], dtype=np.float64)
@@ -393,7 +476,9 @@ def load_book(connection: Connection, bot_id: str, n_markets: int):
     """``(book, legs, cursor_ts)`` of ``bot_id``, or ``None`` if it processed no bar."""
     row = connection.execute(
         select(schema.bot_state.c.state_json, schema.bot_state.c.cursor_ts).where(
-            schema.bot_state.c.bot_id == bot_id)).first()
+            schema.bot_state.c.bot_id == bot_id
+        )
+    ).first()
     if row is None or row.cursor_ts is None:
         return None
     book, legs = decode_book(row.state_json, n_markets)

@@ -62,8 +62,19 @@ from research.types import Costs, Stops
 from strategies.portfolio_registry import get_portfolio, portfolio_names
 
 PORTFOLIO_KEYS = (
-    "id", "portfolio", "params", "universe", "initial_cash", "costs", "stops", "limits",
-    "rebalance", "grace_seconds", "start", "description", "version",
+    "id",
+    "portfolio",
+    "params",
+    "universe",
+    "initial_cash",
+    "costs",
+    "stops",
+    "limits",
+    "rebalance",
+    "grace_seconds",
+    "start",
+    "description",
+    "version",
 )
 REQUIRED = ("portfolio", "universe")
 UNIVERSE_KEYS = ("exchange", "timeframe", "symbols")
@@ -121,14 +132,18 @@ class PortfolioBotConfig:
             "id": self.bot_id,
             "portfolio": self.strategy,
             "params": dict(self.params),
-            "universe": {"exchange": self.exchange, "timeframe": self.timeframe,
-                         "symbols": list(self.symbols)},
+            "universe": {
+                "exchange": self.exchange,
+                "timeframe": self.timeframe,
+                "symbols": list(self.symbols),
+            },
             "initial_cash": self.initial_cash,
             "costs": {key: none(value) for key, value in self.costs._asdict().items()},
             "stops": {key: none(value) for key, value in self.stops._asdict().items()},
             "limits": {key: none(value) for key, value in self.limits._asdict().items()},
-            "rebalance": None if self.rebalance is None else
-            {key: none(value) for key, value in self.rebalance._asdict().items()},
+            "rebalance": None
+            if self.rebalance is None
+            else {key: none(value) for key, value in self.rebalance._asdict().items()},
             "grace_seconds": self.grace_seconds,
             "start": self.start,
             "description": self.description,
@@ -153,8 +168,9 @@ def resolve_portfolio(reference: str) -> PortfolioSpec:
         If nothing usable has that name (the message lists the shipped ones).
     """
     if not isinstance(reference, str) or not reference:
-        raise ValueError(f"must name a portfolio strategy, e.g. 'momentum_rotation', got "
-                         f"{reference!r}")
+        raise ValueError(
+            f"must name a portfolio strategy, e.g. 'momentum_rotation', got {reference!r}"
+        )
     if ":" in reference:
         module_name, _, attribute = reference.partition(":")
         try:
@@ -162,19 +178,29 @@ def resolve_portfolio(reference: str) -> PortfolioSpec:
         except ImportError as exc:
             raise ValueError(f"cannot import {module_name!r} for {reference!r}: {exc}") from None
         if not isinstance(value, PortfolioSpec):
-            raise ValueError(f"{reference!r} is not a portfolio strategy (made with @portfolio "
-                             "or allocate)")
+            raise ValueError(
+                f"{reference!r} is not a portfolio strategy (made with @portfolio or allocate)"
+            )
         return value
     try:
         return get_portfolio(reference)
     except ValueError as exc:
-        raise ValueError(f"{exc}; or module:ATTRIBUTE of your own (shipped: "
-                         f"{', '.join(portfolio_names())})") from None
+        raise ValueError(
+            f"{exc}; or module:ATTRIBUTE of your own (shipped: {', '.join(portfolio_names())})"
+        ) from None
 
 
-def parse_portfolio_config(data: Mapping, *, bot_id: str | None, source: str, fail,
-                           parse_section, parse_start, reject_unknown,
-                           resolve=resolve_portfolio) -> PortfolioBotConfig:
+def parse_portfolio_config(
+    data: Mapping,
+    *,
+    bot_id: str | None,
+    source: str,
+    fail,
+    parse_section,
+    parse_start,
+    reject_unknown,
+    resolve=resolve_portfolio,
+) -> PortfolioBotConfig:
     """Validate a decoded portfolio bot config (called by
     :func:`runner.config.parse_bot_config`, whose helpers and error format it shares).
 
@@ -186,8 +212,9 @@ def parse_portfolio_config(data: Mapping, *, bot_id: str | None, source: str, fa
     reject_unknown(data, PORTFOLIO_KEYS, "", fail)
     for key in REQUIRED:
         if key not in data:
-            raise fail(key, f"missing; add \"{key}\": ... (a portfolio bot needs "
-                            f"{', '.join(REQUIRED)})")
+            raise fail(
+                key, f'missing; add "{key}": ... (a portfolio bot needs {", ".join(REQUIRED)})'
+            )
     identifier = data.get("id", bot_id)
     reference = data["portfolio"]
     try:
@@ -203,18 +230,23 @@ def parse_portfolio_config(data: Mapping, *, bot_id: str | None, source: str, fa
         raise fail("params", str(exc)) from exc
     exchange, timeframe, symbols = _parse_universe(data["universe"], fail)
     initial_cash = data.get("initial_cash", 10_000.0)
-    if isinstance(initial_cash, bool) or not isinstance(initial_cash, (int, float)) or not (
-            math.isfinite(initial_cash) and initial_cash > 0):
-        raise fail("initial_cash", f"must be a positive number of quote currency, got "
-                                   f"{initial_cash!r}")
+    if (
+        isinstance(initial_cash, bool)
+        or not isinstance(initial_cash, (int, float))
+        or not (math.isfinite(initial_cash) and initial_cash > 0)
+    ):
+        raise fail(
+            "initial_cash", f"must be a positive number of quote currency, got {initial_cash!r}"
+        )
     costs = parse_section(data.get("costs") or {}, "costs", Costs, fail)
     stops = parse_section(data.get("stops") or {}, "stops", Stops, fail)
     limits = parse_section(data.get("limits") or {}, "limits", BookLimits, fail)
     rebalance = None
     if data.get("rebalance") is not None:
         rebalance = parse_section(data["rebalance"], "rebalance", Rebalance, fail)
-        rebalance = Rebalance(int(rebalance.every), int(rebalance.period),
-                              int(rebalance.offset), rebalance.drift)
+        rebalance = Rebalance(
+            int(rebalance.every), int(rebalance.period), int(rebalance.offset), rebalance.drift
+        )
     try:
         make_book_config(costs, stops, limits, rebalance or spec.rebalance(params))
     except ValueError as exc:
@@ -230,13 +262,27 @@ def parse_portfolio_config(data: Mapping, *, bot_id: str | None, source: str, fa
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise fail("version", f"must be a whole number from 1, got {version!r}")
     return PortfolioBotConfig(
-        bot_id=identifier, strategy=reference,
-        params={key: (value.item() if hasattr(value, "item") else value)
-                for key, value in params._asdict().items()},
-        exchange=exchange, timeframe=timeframe, symbols=symbols,
-        initial_cash=float(initial_cash), costs=costs, stops=stops, limits=limits,
-        rebalance=rebalance, grace_seconds=float(grace), start=parse_start(data.get("start"), fail),
-        description=description, version=version, spec=spec, source=source)
+        bot_id=identifier,
+        strategy=reference,
+        params={
+            key: (value.item() if hasattr(value, "item") else value)
+            for key, value in params._asdict().items()
+        },
+        exchange=exchange,
+        timeframe=timeframe,
+        symbols=symbols,
+        initial_cash=float(initial_cash),
+        costs=costs,
+        stops=stops,
+        limits=limits,
+        rebalance=rebalance,
+        grace_seconds=float(grace),
+        start=parse_start(data.get("start"), fail),
+        description=description,
+        version=version,
+        spec=spec,
+        source=source,
+    )
 
 
 def _parse_universe(universe: Any, fail) -> tuple[str, str, tuple[str, ...]]:
@@ -244,8 +290,11 @@ def _parse_universe(universe: Any, fail) -> tuple[str, str, tuple[str, ...]]:
         raise fail("universe", "must be an object with exchange, timeframe and symbols")
     for key in universe:
         if key not in UNIVERSE_KEYS:
-            raise fail(f"universe.{key}", f"unknown key (allowed: {', '.join(UNIVERSE_KEYS)}; "
-                                          "one timeframe for every market)")
+            raise fail(
+                f"universe.{key}",
+                f"unknown key (allowed: {', '.join(UNIVERSE_KEYS)}; "
+                "one timeframe for every market)",
+            )
     for key in UNIVERSE_KEYS:
         if key not in universe:
             raise fail(f"universe.{key}", "missing")
@@ -255,12 +304,16 @@ def _parse_universe(universe: Any, fail) -> tuple[str, str, tuple[str, ...]]:
         raise fail("universe.exchange", str(exc)) from exc
     timeframe = universe["timeframe"]
     if timeframe not in SUPPORTED_TIMEFRAMES:
-        raise fail("universe.timeframe", f"unsupported timeframe {timeframe!r} (supported: "
-                                         f"{', '.join(SUPPORTED_TIMEFRAMES)})")
+        raise fail(
+            "universe.timeframe",
+            f"unsupported timeframe {timeframe!r} (supported: {', '.join(SUPPORTED_TIMEFRAMES)})",
+        )
     symbols = universe["symbols"]
     if not isinstance(symbols, list) or not symbols:
-        raise fail("universe.symbols", "must be a list of at least one market, e.g. "
-                                       "[\"BTC/USDT\", \"ETH/USDT\"]")
+        raise fail(
+            "universe.symbols",
+            'must be a list of at least one market, e.g. ["BTC/USDT", "ETH/USDT"]',
+        )
     checked = []
     for index, symbol in enumerate(symbols):
         try:
@@ -268,6 +321,8 @@ def _parse_universe(universe: Any, fail) -> tuple[str, str, tuple[str, ...]]:
         except ValueError as exc:
             raise fail(f"universe.symbols[{index}]", str(exc)) from exc
         if checked.count(checked[-1]) > 1:
-            raise fail(f"universe.symbols[{index}]", f"{checked[-1]} is listed twice: list each "
-                                                    "market once")
+            raise fail(
+                f"universe.symbols[{index}]",
+                f"{checked[-1]} is listed twice: list each market once",
+            )
     return exchange, timeframe, tuple(checked)

@@ -59,9 +59,9 @@ from runner.health import HealthSettings, HealthWatch
 from runner.market_data import MarketFeed
 from runner.market_group import BATCH_BARS, BATCH_SECONDS, MarketGroup, Member
 from runner.outage import Outage
-from runner.progress import Progress, count_bars_after
 from runner.portfolio_bot import PortfolioBot, PortfolioGroup
 from runner.portfolio_config import PortfolioBotConfig
+from runner.progress import Progress, count_bars_after
 
 _log = logging.getLogger(__name__)
 
@@ -166,8 +166,16 @@ class Runner:
         heartbeat (:mod:`runner.health`; default: :meth:`HealthSettings.for_heartbeat`).
     """
 
-    def __init__(self, engine: Engine, bus: Bus, configs: list[BotConfig], *, settings: RunnerSettings = RunnerSettings(),
-                 replay: Replay | None = None, health: HealthSettings | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        bus: Bus,
+        configs: list[BotConfig],
+        *,
+        settings: RunnerSettings = RunnerSettings(),
+        replay: Replay | None = None,
+        health: HealthSettings | None = None,
+    ) -> None:
         ids = [config.bot_id for config in configs]
         if len(set(ids)) != len(ids):
             raise ValueError("bot ids must be unique")
@@ -175,12 +183,15 @@ class Runner:
         self.bus = bus
         self.settings = settings
         self.replay = replay
-        self.slots = {config.bot_id: _BotSlot(config, BotReport(config.bot_id)) for config in configs}
+        self.slots = {
+            config.bot_id: _BotSlot(config, BotReport(config.bot_id)) for config in configs
+        }
         self._stopping = False
         self.progress = Progress(ids)
         """Bars committed and left per bot (:class:`runner.progress.Progress`)."""
-        self.database = Outage("database", "every bot waits at its last committed bar",
-                               notice=self._notice)
+        self.database = Outage(
+            "database", "every bot waits at its last committed bar", notice=self._notice
+        )
         """Whether the database is reachable: one warning per outage, one line when it is back."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -189,30 +200,54 @@ class Runner:
         until = replay.to_ts if replay is not None else None
         single = [config for config in configs if not isinstance(config, PortfolioBotConfig)]
         self._markets = {
-            market_channel(*market): _Market(MarketGroup(
-                MarketFeed(market), bus.publish_many, follow=replay is None,
-                until_ts=until, chunk=settings.chunk,
-                write_lock=write_lock, batch_bars=settings.batch_bars,
-                batch_seconds=settings.batch_seconds, writer=self._connections.get,
-                on_commit=self.progress.committed))
+            market_channel(*market): _Market(
+                MarketGroup(
+                    MarketFeed(market),
+                    bus.publish_many,
+                    follow=replay is None,
+                    until_ts=until,
+                    chunk=settings.chunk,
+                    write_lock=write_lock,
+                    batch_bars=settings.batch_bars,
+                    batch_seconds=settings.batch_seconds,
+                    writer=self._connections.get,
+                    on_commit=self.progress.committed,
+                )
+            )
             for market in {config.market for config in single}
         }
         # a portfolio bot has a group of its own, woken by any of its markets
         self._listeners: dict[str, list[_Market]] = {
-            channel: [market] for channel, market in self._markets.items()}
+            channel: [market] for channel, market in self._markets.items()
+        }
         for config in configs:
             if isinstance(config, PortfolioBotConfig):
-                group = _Market(PortfolioGroup(bus.publish_many, follow=replay is None,
-                                               until_ts=until, write_lock=write_lock))
+                group = _Market(
+                    PortfolioGroup(
+                        bus.publish_many,
+                        follow=replay is None,
+                        until_ts=until,
+                        write_lock=write_lock,
+                    )
+                )
                 self._markets[_portfolio_key(config.bot_id)] = group
                 for market in config.markets:
                     self._listeners.setdefault(market_channel(*market), []).append(group)
         by_market: dict[tuple[str, str, str], list[str]] = {}
         for config in configs:
-            for market in config.markets if isinstance(config, PortfolioBotConfig) else [config.market]:
+            for market in (
+                config.markets if isinstance(config, PortfolioBotConfig) else [config.market]
+            ):
                 by_market.setdefault(market, []).append(config.bot_id)
-        self._health = None if replay is not None else HealthWatch(
-            engine, by_market, settings=health or HealthSettings.for_heartbeat(settings.heartbeat_interval))
+        self._health = (
+            None
+            if replay is not None
+            else HealthWatch(
+                engine,
+                by_market,
+                settings=health or HealthSettings.for_heartbeat(settings.heartbeat_interval),
+            )
+        )
 
     # ------------------------------------------------------------------ public
 
@@ -236,7 +271,9 @@ class Runner:
     async def run(self) -> dict[str, BotReport]:
         """Run until every bot finished its replay, or until :meth:`request_stop` (live)."""
         self._loop = asyncio.get_running_loop()
-        self._executor = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="bot")
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.settings.workers, thread_name_prefix="bot"
+        )
         subscription = None
         try:
             await self._retry_database(self._register)
@@ -244,9 +281,13 @@ class Runner:
             channels = sorted(self._listeners)
             if channels:
                 subscription = self.bus.subscribe(channels, self._on_market_message)
-            passes = [asyncio.create_task(self._run_passes(market)) for market in self._markets.values()]
+            passes = [
+                asyncio.create_task(self._run_passes(market)) for market in self._markets.values()
+            ]
             watchers = [asyncio.create_task(self._watch_statuses())]
-            supervisors = [asyncio.create_task(self._supervise(slot)) for slot in self.slots.values()]
+            supervisors = [
+                asyncio.create_task(self._supervise(slot)) for slot in self.slots.values()
+            ]
             await asyncio.gather(*supervisors)
             self._stopping = True
             self._wake_all()
@@ -254,7 +295,9 @@ class Runner:
             for watcher in watchers:
                 watcher.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
-            self._notice("runner_stopped", bots={bot: slot.report.status for bot, slot in self.slots.items()})
+            self._notice(
+                "runner_stopped", bots={bot: slot.report.status for bot, slot in self.slots.items()}
+            )
         finally:
             self._stopping = True  # whatever ended the run, every loop of the runner ends too
             if subscription is not None:
@@ -270,8 +313,9 @@ class Runner:
     def _register(self) -> None:
         changes = ledger.register_bots(self.engine, [slot.config for slot in self.slots.values()])
         for bot_id, change in changes.items():
-            self._notice("bot_new_version" if change == "new_version" else "bot_reconfigured",
-                         bot_id=bot_id)
+            self._notice(
+                "bot_new_version" if change == "new_version" else "bot_reconfigured", bot_id=bot_id
+            )
         with self.engine.connect() as connection:
             for slot in self.slots.values():
                 row = ledger.bot_row(connection, slot.config.bot_id)
@@ -310,27 +354,41 @@ class Runner:
                 await self._sleep_or_wake(slot.wake, self.settings.poll_interval)
                 continue
             slot.stop_requested = False
-            bot = (PortfolioBot(slot.config, chunk=self.settings.chunk)
-                   if isinstance(slot.config, PortfolioBotConfig) else Bot(slot.config))
+            bot = (
+                PortfolioBot(slot.config, chunk=self.settings.chunk)
+                if isinstance(slot.config, PortfolioBotConfig)
+                else Bot(slot.config)
+            )
             try:
                 await self._in_thread(self._recover, bot, slot)
                 self.database.succeeded()
                 slot.running = slot.started = True
                 self._status(bot_id, "restarted" if restarted else "started", cursor=bot.cursor)
-                await self._in_thread(ledger.record_event, self.engine, bot_id,
-                                      "restarted" if restarted else "started", None, count_restart=restarted)
+                await self._in_thread(
+                    ledger.record_event,
+                    self.engine,
+                    bot_id,
+                    "restarted" if restarted else "started",
+                    None,
+                    count_restart=restarted,
+                )
                 restarted = False
                 database_wait = self.settings.database_retry[0]
                 await self._follow(bot, slot)
                 if self.replay is not None and not self._stopping and not slot.stop_requested:
                     slot.report.status = "finished"
-                    await self._lifecycle_event(bot_id, "finished",
-                                                f"replay done; last bar {bot.cursor}")
+                    await self._lifecycle_event(
+                        bot_id, "finished", f"replay done; last bar {bot.cursor}"
+                    )
                     return
             except DATABASE_ERRORS as exc:
                 self.database.failed(_first_line(exc))
-                _log.debug("bot %s: database unavailable (%s); retrying in %.1fs", bot_id,
-                           _first_line(exc), database_wait)
+                _log.debug(
+                    "bot %s: database unavailable (%s); retrying in %.1fs",
+                    bot_id,
+                    _first_line(exc),
+                    database_wait,
+                )
                 await asyncio.sleep(database_wait)
                 database_wait = min(database_wait * 2, self.settings.database_retry[1])
             except Exception as exc:  # noqa: BLE001 - a crashing bot must not take the others down
@@ -366,10 +424,12 @@ class Runner:
         try:
             bot.recover(connection, begin)
             until = self.replay.to_ts if self.replay is not None else None
-            markets = (slot.config.markets if isinstance(slot.config, PortfolioBotConfig)
-                       else [slot.config.market])
-            left = max(count_bars_after(connection, market, bot.after, until)
-                       for market in markets)
+            markets = (
+                slot.config.markets
+                if isinstance(slot.config, PortfolioBotConfig)
+                else [slot.config.market]
+            )
+            left = max(count_bars_after(connection, market, bot.after, until) for market in markets)
             self.progress.recovered(slot.config.bot_id, left)
             if connection.in_transaction():
                 connection.rollback()
@@ -439,8 +499,15 @@ class Runner:
             except DATABASE_ERRORS:
                 await asyncio.sleep(self.settings.database_retry[1])
         if restarts >= self.settings.max_restarts_per_hour:
-            await self._retry_database(ledger.set_status, self.engine, bot_id, "failed",
-                                       error=message, event="failed", detail=message)
+            await self._retry_database(
+                ledger.set_status,
+                self.engine,
+                bot_id,
+                "failed",
+                error=message,
+                event="failed",
+                detail=message,
+            )
             slot.report.status = "failed"
             self._status(bot_id, "failed", error=message)
             self._notice("bot_failed", bot_id=bot_id, error=message)
@@ -484,9 +551,13 @@ class Runner:
                 if time.monotonic() - last_heartbeat >= self.settings.heartbeat_interval:
                     running = [bot_id for bot_id, slot in self.slots.items() if slot.running]
                     await self._in_thread(ledger.touch_heartbeats, self.engine, running)
-                    self.bus.publish_many([_status_message(bot_id, "heartbeat") for bot_id in running])
+                    self.bus.publish_many(
+                        [_status_message(bot_id, "heartbeat") for bot_id in running]
+                    )
                     last_heartbeat = time.monotonic()
-                    if self._health is not None:  # stalled markets, stale heartbeats (runner.health)
+                    if (
+                        self._health is not None
+                    ):  # stalled markets, stale heartbeats (runner.health)
                         self.bus.publish_many(await self._in_thread(self._health.check, running))
                 self.database.succeeded()
             except DATABASE_ERRORS as exc:
@@ -494,7 +565,9 @@ class Runner:
             await asyncio.sleep(self.settings.poll_interval)
 
     def _read_statuses(self) -> dict[str, str]:
-        connection = self._connections.get()  # the worker thread's own connection: no extra checkout
+        connection = (
+            self._connections.get()
+        )  # the worker thread's own connection: no extra checkout
         try:
             statuses = ledger.bot_statuses(connection, list(self.slots))
         except BaseException:
@@ -526,7 +599,7 @@ class Runner:
     async def _sleep_or_wake(self, wake: asyncio.Event, timeout: float) -> None:
         try:
             await asyncio.wait_for(wake.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     def _status(self, bot_id: str, event: str, **details) -> None:

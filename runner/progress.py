@@ -18,15 +18,23 @@ from sqlalchemy import Connection, func, select
 from candela.core import schema
 
 
-def count_bars_after(connection: Connection, market: tuple[str, str, str], after_ts: int,
-                     until_ts: int | None = None) -> int:
+def count_bars_after(
+    connection: Connection, market: tuple[str, str, str], after_ts: int, until_ts: int | None = None
+) -> int:
     """How many bars of ``market`` are stored with ``after_ts < ts <= until_ts`` (no upper
     bound when ``until_ts`` is ``None``)."""
     exchange, symbol, timeframe = market
     ohlcv = schema.ohlcv
-    query = select(func.count()).select_from(ohlcv).where(
-        ohlcv.c.exchange == exchange, ohlcv.c.symbol == symbol, ohlcv.c.timeframe == timeframe,
-        ohlcv.c.ts > after_ts)
+    query = (
+        select(func.count())
+        .select_from(ohlcv)
+        .where(
+            ohlcv.c.exchange == exchange,
+            ohlcv.c.symbol == symbol,
+            ohlcv.c.timeframe == timeframe,
+            ohlcv.c.ts > after_ts,
+        )
+    )
     if until_ts is not None:
         query = query.where(ohlcv.c.ts <= until_ts)
     return int(connection.execute(query).scalar_one())
@@ -81,8 +89,10 @@ class Progress:
     def totals(self) -> tuple[int, int]:
         """``(committed, expected)`` summed over the bots."""
         with self._lock:
-            return (sum(bot.committed for bot in self._bots.values()),
-                    sum(bot.expected for bot in self._bots.values()))
+            return (
+                sum(bot.committed for bot in self._bots.values()),
+                sum(bot.expected for bot in self._bots.values()),
+            )
 
     def bot(self, bot_id: str) -> BotProgress:
         """A copy of ``bot_id``'s progress."""

@@ -101,7 +101,8 @@ def find_strategy(reference: str, dirs: Iterable[str | Path] | None = None) -> S
     if not isinstance(reference, str) or not reference.strip():
         raise StrategyReferenceError(
             f"strategy must be a non-empty string such as 'sma_cross' or 'my_module:my_strategy', "
-            f"got {reference!r}")
+            f"got {reference!r}"
+        )
     if ":" in reference:
         return _module_entry(reference)
     folders = _folders(dirs)
@@ -110,11 +111,14 @@ def find_strategy(reference: str, dirs: Iterable[str | Path] | None = None) -> S
     if entry is None:
         close = difflib.get_close_matches(reference, list(entries), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        searched = ", ".join(f"{folder}{'' if folder.is_dir() else ' (missing)'}" for folder in folders)
+        searched = ", ".join(
+            f"{folder}{'' if folder.is_dir() else ' (missing)'}" for folder in folders
+        )
         raise StrategyReferenceError(
             f"unknown strategy {reference!r}{hint} (available: {', '.join(entries)}; user "
             f"strategies are found in {searched or 'no folder'}, see CANDELA_STRATEGY_PATH; or "
-            "name one as 'module:ATTRIBUTE')")
+            "name one as 'module:ATTRIBUTE')"
+        )
     return entry
 
 
@@ -131,15 +135,18 @@ def catalog(dirs: Iterable[str | Path] | None = None) -> dict[str, StrategyEntry
     StrategyReferenceError
         If a name is defined twice (naming both files), or a user file's name is not usable.
     """
-    entries = {name: StrategyEntry(name, spec, SHIPPED, strategy_file(spec))
-               for name, spec in all_specs().items()}
+    entries = {
+        name: StrategyEntry(name, spec, SHIPPED, strategy_file(spec))
+        for name, spec in all_specs().items()
+    }
     for entry in user_strategies(dirs):
         other = entries.get(entry.name)
         if other is not None and other.spec is not entry.spec:
             what = "the shipped strategy" if other.origin == SHIPPED else "the user strategy"
             raise StrategyReferenceError(
                 f"strategy name {entry.name!r} is defined twice: in {entry.file} and by {what} "
-                f"in {other.file}; rename one of them (a strategy is named by its 'name')")
+                f"in {other.file}; rename one of them (a strategy is named by its 'name')"
+            )
         entries.setdefault(entry.name, entry)
     return dict(sorted(entries.items()))
 
@@ -162,8 +169,11 @@ def user_strategies(dirs: Iterable[str | Path] | None = None) -> list[StrategyEn
             for value in vars(module).values():
                 if isinstance(value, StrategySpec) and id(value) not in seen:
                     seen.add(id(value))
-                    entries.append(StrategyEntry(value.name, value, USER,
-                                                 strategy_file(value) or path.resolve()))
+                    entries.append(
+                        StrategyEntry(
+                            value.name, value, USER, strategy_file(value) or path.resolve()
+                        )
+                    )
     return entries
 
 
@@ -215,7 +225,8 @@ def _import_user_file(path: Path) -> ModuleType:
     if not name.isidentifier() or keyword.iskeyword(name):
         raise StrategyReferenceError(
             f"user strategy file {path}: {name!r} is not a Python module name; rename the file "
-            "(letters, digits and '_', not starting with a digit)")
+            "(letters, digits and '_', not starting with a digit)"
+        )
     folder = str(path.parent)
     if folder not in sys.path:
         sys.path.append(folder)
@@ -227,7 +238,8 @@ def _import_user_file(path: Path) -> ModuleType:
     if origin != path:
         where = origin if origin is not None else f"a built-in or namespace module {name!r}"
         raise StrategyReferenceError(
-            f"user strategy file {path} has the name of another module ({where}): rename the file")
+            f"user strategy file {path} has the name of another module ({where}): rename the file"
+        )
     if module is not None and _loaded.get(path, modified) != modified:
         del sys.modules[name]  # changed since: import it afresh (no names left from before)
         module = None
@@ -257,18 +269,23 @@ def _module_entry(reference: str) -> StrategyEntry:
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
         raise StrategyReferenceError(
-            f"strategy {reference!r} is not 'module:ATTRIBUTE', e.g. 'my_package.my_module:my_strategy'")
+            f"strategy {reference!r} is not 'module:ATTRIBUTE', e.g. 'my_package.my_module:my_strategy'"
+        )
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name is None or not (module_name == exc.name or module_name.startswith(exc.name + ".")):
+        if exc.name is None or not (
+            module_name == exc.name or module_name.startswith(exc.name + ".")
+        ):
             raise  # the module exists but imports something missing: a bug in it
         raise StrategyReferenceError(
             f"cannot import strategy module {module_name!r} ({exc}): check the "
-            "'module:ATTRIBUTE' name and that the module is on the Python path") from exc
+            "'module:ATTRIBUTE' name and that the module is on the Python path"
+        ) from exc
     spec = getattr(module, attribute, None)
     if not isinstance(spec, StrategySpec):
         raise StrategyReferenceError(
             f"{reference!r} is not a StrategySpec: point 'strategy' at a module attribute that "
-            "holds one, e.g. 'my_package.my_module:my_strategy'")
+            "holds one, e.g. 'my_package.my_module:my_strategy'"
+        )
     return StrategyEntry(spec.name, spec, MODULE, strategy_file(spec) or _module_file(module))

@@ -14,10 +14,14 @@ def _history(p, timeframe_ms):
     return p.window + bars_per_period(p.every_hours * HOUR_MS, timeframe_ms) + 1
 
 
-@portfolio(lookback=lambda p: p.window, history=_history,
-           rebalance=lambda p: Rebalance(period=p.every_hours * HOUR_MS),
-           sweep={"window": (72, 168, 336), "every_hours": (24, 168)},
-           constraints=["window >= 8", "every_hours >= 1"], long_only=True)
+@portfolio(
+    lookback=lambda p: p.window,
+    history=_history,
+    rebalance=lambda p: Rebalance(period=p.every_hours * HOUR_MS),
+    sweep={"window": (72, 168, 336), "every_hours": (24, 168)},
+    constraints=["window >= 8", "every_hours >= 1"],
+    long_only=True,
+)
 def hrp(panel, window: int = 168, every_hours: int = 24):
     """Hierarchical risk parity (skfolio's ``HierarchicalRiskParity``) of the markets' log
     returns over the last ``window`` grid bars, estimated on the first bar of each
@@ -32,7 +36,7 @@ def hrp(panel, window: int = 168, every_hours: int = 24):
         if anchor < window:  # no estimate yet (or its period began before the data)
             continue
         if anchor not in estimates:
-            estimates[anchor] = _estimate(returns[anchor - window + 1: anchor + 1])
+            estimates[anchor] = _estimate(returns[anchor - window + 1 : anchor + 1])
         weights[t] = estimates[anchor]
     return weights
 

@@ -15,10 +15,13 @@ def above_trend(bars, trend: int = 100):
 
 
 inverse_vol_trend = allocate(
-    above_trend, inverse_volatility(vol_window=168), name="inverse_vol_trend",
+    above_trend,
+    inverse_volatility(vol_window=168),
+    name="inverse_vol_trend",
     rebalance=Rebalance(drift=0.05),
     sweep={"trend": (50, 100, 200), "vol_window": (72, 168, 336)},
     description="Every market above its trend (close over its SMA), weighted by the inverse "
-                "of its volatility (the standard deviation of its last vol_window log returns) "
-                "so that all markets in an uptrend would hold the whole book; the others are "
-                "cash. The book trades back to the weights when one drifts 5 points away.")
+    "of its volatility (the standard deviation of its last vol_window log returns) "
+    "so that all markets in an uptrend would hold the whole book; the others are "
+    "cash. The book trades back to the weights when one drifts 5 points away.",
+)

@@ -37,8 +37,9 @@ def get_portfolio(name: str) -> PortfolioSpec:
     if module_name is None:
         close = difflib.get_close_matches(str(name), portfolio_names(), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown portfolio strategy {name!r}{hint} (available: "
-                         f"{', '.join(portfolio_names())})")
+        raise ValueError(
+            f"unknown portfolio strategy {name!r}{hint} (available: {', '.join(portfolio_names())})"
+        )
     spec = getattr(importlib.import_module(module_name), name)
     if not isinstance(spec, PortfolioSpec) or spec.name != name:  # pragma: no cover - the table
         raise RuntimeError(f"{module_name}.{name} is not the portfolio registered as {name!r}")

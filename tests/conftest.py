@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from availability import unavailable
+
 from candela.core.paths import REPO_ROOT, SAMPLE_DIR, shared_data_dir
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -158,4 +158,3 @@ def strategy_folder(tmp_path, monkeypatch) -> Path:
         if file.startswith(str(tmp_path)):
             del sys.modules[name]
     sys.path[:] = path
-

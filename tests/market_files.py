@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-
 from availability import unavailable
+
 from candela.core.paths import REPO_ROOT, SAMPLE_DIR, shared_data_dir
 from candela.core.timeframes import timeframe_to_ms
 from research.types import Bars
@@ -51,8 +51,10 @@ def market_file(name: str) -> Path:
     shared = shared_data_dir() / name
     if shared.is_file():
         return shared
-    unavailable(f"{name} is not shipped with the repository and the wider market-data collection "
-                f"is not at {shared_data_dir()} (set CANDELA_SHARED_DATA)")
+    unavailable(
+        f"{name} is not shipped with the repository and the wider market-data collection "
+        f"is not at {shared_data_dir()} (set CANDELA_SHARED_DATA)"
+    )
 
 
 def read_ohlcv_csv(path, timeframe_ms: int | None = None, limit: int | None = None) -> Bars:
@@ -65,9 +67,15 @@ def read_ohlcv_csv(path, timeframe_ms: int | None = None, limit: int | None = No
     if timeframe_ms is None:
         timeframe_ms = timeframe_to_ms(path.name.split("_")[2].split(".")[0])
     frame = pd.read_csv(path, nrows=limit)
-    return Bars.from_arrays(frame["open_time_ms"].to_numpy() + timeframe_ms, frame["open"],
-                            frame["high"], frame["low"], frame["close"], frame["volume"],
-                            timeframe_ms)
+    return Bars.from_arrays(
+        frame["open_time_ms"].to_numpy() + timeframe_ms,
+        frame["open"],
+        frame["high"],
+        frame["low"],
+        frame["close"],
+        frame["volume"],
+        timeframe_ms,
+    )
 
 
 def read_market_bars(name: str, timeframe_ms: int | None = None, limit: int | None = None) -> Bars:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HEADER = '''\
+HEADER = """\
 import numpy as np
 
 from research import strategy
 from research.indicators import ema, sma
 from research.types import Stops
-'''
+"""
 
 #: The decorator's options per kind, besides the name, sweep, long_only and stops.
 OPTIONS = {
@@ -35,22 +35,22 @@ OPTIONS = {
 }
 
 BODIES = {
-    "above_sma": '''
+    "above_sma": """
     level = sma(bars.close, window)
     return bars.close > level, {"price": {"sma": level}}
-''',
-    "peeks": '''
+""",
+    "peeks": """
     close = np.asarray(bars.close)
     upcoming = np.append(close[1:], close[-1:])
     return (upcoming > close).astype(np.float64)
-''',
-    "short_memory": '''
+""",
+    "short_memory": """
     level = ema(bars.close, window)
     return np.clip((bars.close - level) / level * 50.0, -1.0, 1.0)
-''',
-    "broadcast_bug": '''
+""",
+    "broadcast_bug": """
     return bars.close + np.ones(3)  # planted bug: the lengths differ
-''',
+""",
 }
 
 FUNCTION = '''
@@ -62,19 +62,35 @@ def {attribute}(bars, window: int = 5):
 '''
 
 
-def strategy_code(kind: str, name: str | None = None, *, attribute: str = "SPEC",
-                  description: str | None = None, stops: str = "Stops()") -> str:
+def strategy_code(
+    kind: str,
+    name: str | None = None,
+    *,
+    attribute: str = "SPEC",
+    description: str | None = None,
+    stops: str = "Stops()",
+) -> str:
     """Source of a strategy module of ``kind`` (see the module docstring), named ``name``, held
     by the module attribute ``attribute`` (the function's name)."""
     name = name or kind
     description = description or f"The {kind} test strategy.\nSecond line of the description."
-    return HEADER + FUNCTION.format(
-        attribute=attribute, name=name, description=description, stops=stops,
-        long_only=kind != "short_memory", options=OPTIONS[kind]) + BODIES[kind]
+    return (
+        HEADER
+        + FUNCTION.format(
+            attribute=attribute,
+            name=name,
+            description=description,
+            stops=stops,
+            long_only=kind != "short_memory",
+            options=OPTIONS[kind],
+        )
+        + BODIES[kind]
+    )
 
 
-def write_strategy(folder: Path, file_name: str, kind: str = "above_sma", name: str | None = None,
-                   **options) -> Path:
+def write_strategy(
+    folder: Path, file_name: str, kind: str = "above_sma", name: str | None = None, **options
+) -> Path:
     """Write ``folder/file_name`` holding a ``kind`` strategy; return its path."""
     path = folder / file_name
     path.write_text(strategy_code(kind, name, **options), encoding="utf-8")

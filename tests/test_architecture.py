@@ -15,8 +15,16 @@ import candela
 import research
 from candela.core.paths import REPO_ROOT
 
-RESEARCH_CORE = {"types", "lines", "indicators", "indicator_memo", "strategy_model", "kernels",
-                 "panel", "portfolio_model"}
+RESEARCH_CORE = {
+    "types",
+    "lines",
+    "indicators",
+    "indicator_memo",
+    "strategy_model",
+    "kernels",
+    "panel",
+    "portfolio_model",
+}
 CONTRACTS_NAMING_THE_UPPER_LAYERS = ("research-core-pure", "strategies-pure", "runner")
 
 
@@ -32,8 +40,11 @@ def _listed(parser: configparser.ConfigParser, contract: str, key: str) -> set[s
 
 def test_every_research_upper_module_is_forbidden_to_the_core_strategies_and_runner():
     parser = _contracts()
-    upper = {f"research.{info.name}" for info in pkgutil.iter_modules(research.__path__)
-             if info.name not in RESEARCH_CORE}
+    upper = {
+        f"research.{info.name}"
+        for info in pkgutil.iter_modules(research.__path__)
+        if info.name not in RESEARCH_CORE
+    }
     assert upper, "research has no upper-layer modules?"
     for contract in CONTRACTS_NAMING_THE_UPPER_LAYERS:
         missing = upper - _listed(parser, contract, "forbidden_modules")

@@ -20,7 +20,7 @@ import venv
 
 import pytest
 
-FAKE_PYTHON = '''
+FAKE_PYTHON = """
 import os, runpy, sys
 version = tuple(int(part) for part in os.environ["FAKE_PYTHON_VERSION"].split("."))
 if sys.argv[1:2] == ["-m"]:
@@ -29,7 +29,7 @@ sys.version_info = (*version, "final", 0)
 sys.version = ".".join(map(str, version)) + sys.version[sys.version.index(" "):]
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
-'''
+"""
 
 
 @pytest.fixture
@@ -47,15 +47,24 @@ def fake_python(tmp_path, version: str):
     script = tmp_path / "fake_python.py"
     script.write_text(FAKE_PYTHON)
     launcher = tmp_path / f"python{version}"
-    launcher.write_text(f'#!/bin/sh\nFAKE_PYTHON_VERSION={version} exec "{sys.executable}" "{script}" "$@"\n')
+    launcher.write_text(
+        f'#!/bin/sh\nFAKE_PYTHON_VERSION={version} exec "{sys.executable}" "{script}" "$@"\n'
+    )
     launcher.chmod(0o755)
     return launcher
 
 
 def make(project, *arguments):
     environment = {key: value for key, value in os.environ.items() if not key.startswith("MAKE")}
-    return subprocess.run(["make", "--no-print-directory", *arguments], cwd=project, capture_output=True,
-                          text=True, env=environment, timeout=120, check=False)
+    return subprocess.run(
+        ["make", "--no-print-directory", *arguments],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
 
 
 def requires_python(project) -> str:
@@ -63,7 +72,9 @@ def requires_python(project) -> str:
 
 
 @pytest.mark.parametrize("target", ["demo", "test", "install", "check-python"])
-def test_a_python_outside_requires_python_is_refused_before_anything_is_created(project, tmp_path, target):
+def test_a_python_outside_requires_python_is_refused_before_anything_is_created(
+    project, tmp_path, target
+):
     python = fake_python(tmp_path, "3.13.0")
     result = make(project, target, f"PYTHON={python}")
     assert result.returncode != 0
@@ -74,17 +85,26 @@ def test_a_python_outside_requires_python_is_refused_before_anything_is_created(
         "'make PYTHON=/path/to/python3.x ...'"
     ]
     assert result.stdout == ""
-    assert sorted(path.name for path in project.iterdir()) == ["Makefile", "pyproject.toml", "tools"]
+    assert sorted(path.name for path in project.iterdir()) == [
+        "Makefile",
+        "pyproject.toml",
+        "tools",
+    ]
 
 
 def test_the_range_is_read_from_pyproject(project, tmp_path):
     python = fake_python(tmp_path, "3.13.0")
     pyproject = project / "pyproject.toml"
     text = pyproject.read_text()
-    pyproject.write_text(text.replace(f'requires-python = "{requires_python(project)}"',
-                                      'requires-python = ">=3.11,<3.14"'))
+    pyproject.write_text(
+        text.replace(
+            f'requires-python = "{requires_python(project)}"', 'requires-python = ">=3.11,<3.14"'
+        )
+    )
     assert make(project, "check-python", f"PYTHON={python}").returncode == 0
-    assert make(project, "check-python", f"PYTHON={fake_python(tmp_path, '3.14.1')}").returncode != 0
+    assert (
+        make(project, "check-python", f"PYTHON={fake_python(tmp_path, '3.14.1')}").returncode != 0
+    )
 
 
 def test_a_missing_interpreter_is_one_line(project):
@@ -104,25 +124,40 @@ def make_venv(project, **config):
     cfg = folder / "pyvenv.cfg"
     lines = cfg.read_text().splitlines()
     for key, value in config.items():
-        lines = [f"{key} = {value}" if line.split("=")[0].strip() == key else line for line in lines]
+        lines = [
+            f"{key} = {value}" if line.split("=")[0].strip() == key else line for line in lines
+        ]
     cfg.write_text("\n".join(lines) + "\n")
-    sum_ = subprocess.run("cksum < pyproject.toml | cut -d' ' -f1", shell=True, cwd=project, text=True,
-                          capture_output=True, check=True).stdout.strip()
+    sum_ = subprocess.run(
+        "cksum < pyproject.toml | cut -d' ' -f1",
+        shell=True,
+        cwd=project,
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.strip()
     stamp = folder / f".installed-{sum_}-runtime"
     stamp.touch()  # as if installed: only the interpreter check can make make install again
     return stamp
 
 
-@pytest.mark.parametrize("made_by", [{"executable": "/opt/another/bin/python3.11", "home": "/opt/another/bin"},
-                                     {"version": "3.11.0", "version_info": "3.11.0"}])
+@pytest.mark.parametrize(
+    "made_by",
+    [
+        {"executable": "/opt/another/bin/python3.11", "home": "/opt/another/bin"},
+        {"version": "3.11.0", "version_info": "3.11.0"},
+    ],
+)
 def test_a_venv_made_by_another_interpreter_is_removed_and_rebuilt(project, made_by):
     stamp = make_venv(project, **made_by)
     stamp_target = str(stamp.relative_to(project))
     assert make(project, "--question", stamp_target).returncode == 0  # before the check: up to date
     result = make(project, "check-python", f"PYTHON={sys.executable}")
     assert result.returncode == 0, result.stderr
-    assert re.fullmatch(r"\.venv was made by .+ \(Python .+\), not by .+: removing it to build it again\n",
-                        result.stdout)
+    assert re.fullmatch(
+        r"\.venv was made by .+ \(Python .+\), not by .+: removing it to build it again\n",
+        result.stdout,
+    )
     assert not (project / ".venv").exists()
     # what `make demo` runs next: the stamp is gone, so the venv is created and installed again
     plan = make(project, "--dry-run", stamp_target, f"PYTHON={sys.executable}").stdout
@@ -145,10 +180,20 @@ def test_a_folder_that_is_no_venv_is_not_removed(project):
 
 
 def test_each_target_installs_only_its_extras(project):
-    plans = {target: make(project, "--dry-run", target, f"PYTHON={sys.executable}").stdout
-             for target in ("demo", "test", "lab", "bench")}
-    installs = {target: re.findall(r'pip install --quiet -e "(\.[^"]*)"', plan) for target, plan in plans.items()}
-    assert installs == {"demo": ["."], "test": [".[dev]"], "lab": [".[notebooks]"], "bench": [".[bench]"]}
+    plans = {
+        target: make(project, "--dry-run", target, f"PYTHON={sys.executable}").stdout
+        for target in ("demo", "test", "lab", "bench")
+    }
+    installs = {
+        target: re.findall(r'pip install --quiet -e "(\.[^"]*)"', plan)
+        for target, plan in plans.items()
+    }
+    assert installs == {
+        "demo": ["."],
+        "test": [".[dev]"],
+        "lab": [".[notebooks]"],
+        "bench": [".[bench]"],
+    }
 
 
 # --------------------------------------------------------------------------- the specifier
@@ -156,7 +201,9 @@ def test_each_target_installs_only_its_extras(project):
 
 @pytest.fixture(scope="module")
 def check_python(repo_root):
-    spec = importlib.util.spec_from_file_location("check_python", repo_root / "tools" / "check_python.py")
+    spec = importlib.util.spec_from_file_location(
+        "check_python", repo_root / "tools" / "check_python.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

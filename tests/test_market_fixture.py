@@ -7,9 +7,9 @@ import hashlib
 import json
 
 import pytest
+from market_files import FIXTURE_DIR, REPOSITORY_DIRS, market_file, repository_file
 
 from candela.core.paths import SAMPLE_DIR
-from market_files import FIXTURE_DIR, REPOSITORY_DIRS, market_file, repository_file
 
 DOCUMENTS = {"PROVENANCE.md", "manifest.json"}
 
@@ -24,8 +24,11 @@ def manifest_files(root) -> list[dict]:
 
 def test_fixture_files_are_the_ones_listed_with_their_size_and_sha256():
     listed = {entry["file"]: entry for entry in manifest_files(FIXTURE_DIR)}
-    present = {path.relative_to(FIXTURE_DIR).as_posix() for path in FIXTURE_DIR.rglob("*")
-               if path.is_file() and path.name not in DOCUMENTS}
+    present = {
+        path.relative_to(FIXTURE_DIR).as_posix()
+        for path in FIXTURE_DIR.rglob("*")
+        if path.is_file() and path.name not in DOCUMENTS
+    }
     assert present == set(listed)
     provenance = (FIXTURE_DIR / "PROVENANCE.md").read_text()
     for name, entry in listed.items():
@@ -50,13 +53,18 @@ def test_market_file_prefers_the_repository_copy(monkeypatch, tmp_path):
         assert repository_file(name) is not None
         assert market_file(name) == repository_file(name)
     (tmp_path / "ohlcv" / "only_in_the_collection.csv.gz").write_bytes(b"x")
-    assert market_file("ohlcv/only_in_the_collection.csv.gz") == tmp_path / "ohlcv" / "only_in_the_collection.csv.gz"
+    assert (
+        market_file("ohlcv/only_in_the_collection.csv.gz")
+        == tmp_path / "ohlcv" / "only_in_the_collection.csv.gz"
+    )
 
 
 def test_a_file_nowhere_skips_or_fails_naming_it(monkeypatch, tmp_path):
     monkeypatch.setenv("CANDELA_SHARED_DATA", str(tmp_path / "absent"))
     outcomes = (pytest.skip.Exception, pytest.fail.Exception)
-    with pytest.raises(outcomes, match=r"ohlcv/nowhere_X-Y_1m\.csv\.gz is not shipped.*CANDELA_SHARED_DATA"):
+    with pytest.raises(
+        outcomes, match=r"ohlcv/nowhere_X-Y_1m\.csv\.gz is not shipped.*CANDELA_SHARED_DATA"
+    ):
         market_file("ohlcv/nowhere_X-Y_1m.csv.gz")
 
 
@@ -64,4 +72,6 @@ def test_a_file_nowhere_skips_or_fails_naming_it(monkeypatch, tmp_path):
 @pytest.mark.parametrize("root", REPOSITORY_DIRS, ids=["fixture", "sample"])
 def test_repository_copies_equal_the_collection_byte_for_byte(shared_data, root):
     for entry in manifest_files(root):
-        assert (shared_data / entry["file"]).read_bytes() == (root / entry["file"]).read_bytes(), entry["file"]
+        assert (shared_data / entry["file"]).read_bytes() == (root / entry["file"]).read_bytes(), (
+            entry["file"]
+        )

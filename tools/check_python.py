@@ -36,8 +36,10 @@ def read_requires_python(pyproject):
     with open(pyproject) as handle:
         found = _REQUIRES.findall(handle.read())
     if len(found) != 1:
-        fail("cannot read requires-python from %s: expected one line like requires-python = \">=3.11,<3.13\""
-             % pyproject)
+        fail(
+            'cannot read requires-python from %s: expected one line like requires-python = ">=3.11,<3.13"'
+            % pyproject
+        )
     return found[0]
 
 
@@ -64,16 +66,25 @@ def satisfies(version, specifier):
         if wildcard:
             if operator not in ("==", "!="):
                 fail("requires-python clause %r: '.*' only goes with == or !=" % clause.strip())
-            equal = tuple(version[:len(wanted)]) == wanted
+            equal = tuple(version[: len(wanted)]) == wanted
             ok = equal if operator == "==" else not equal
         elif operator == "~=":
-            ok = (_padded(version, len(wanted)) >= wanted
-                  and tuple(version[:len(wanted) - 1]) == wanted[:-1])
+            ok = (
+                _padded(version, len(wanted)) >= wanted
+                and tuple(version[: len(wanted) - 1]) == wanted[:-1]
+            )
         else:
             length = max(len(wanted), len(version))
             left, right = _padded(version, length), _padded(wanted, length)
-            ok = {"==": left == right, "===": left == right, "!=": left != right, "<=": left <= right,
-                  ">=": left >= right, "<": left < right, ">": left > right}[operator]
+            ok = {
+                "==": left == right,
+                "===": left == right,
+                "!=": left != right,
+                "<=": left <= right,
+                ">=": left >= right,
+                "<": left < right,
+                ">": left > right,
+            }[operator]
         if not ok:
             return False
     return True
@@ -101,9 +112,14 @@ def read_venv_config(venv):
 def venv_maker(config):
     """``(executable, version)`` that made a venv, from its ``pyvenv.cfg`` (``None`` if unrecorded)."""
     executable = config.get("executable")
-    if executable is None and config.get("home"):  # venvs made before Python 3.11 record only the folder
-        executable = os.path.join(config["home"], "python%d.%d" % tuple(_release(
-            config.get("version_info") or config.get("version") or "0.0")[:2]))
+    if executable is None and config.get(
+        "home"
+    ):  # venvs made before Python 3.11 record only the folder
+        executable = os.path.join(
+            config["home"],
+            "python%d.%d"
+            % tuple(_release(config.get("version_info") or config.get("version") or "0.0")[:2]),
+        )
     version = config.get("version_info") or config.get("version")
     return (os.path.realpath(executable) if executable else None), version
 
@@ -115,19 +131,30 @@ def main(arguments):
     specifier = read_requires_python(pyproject)
     here = platform.python_version()
     if not satisfies(tuple(sys.version_info[:3]), specifier):
-        fail("Candela needs Python %s (requires-python in %s); %s is Python %s: install a Python in that "
-             "range and run 'make PYTHON=/path/to/python3.x ...'" % (specifier, pyproject, base_executable(), here))
+        fail(
+            "Candela needs Python %s (requires-python in %s); %s is Python %s: install a Python in that "
+            "range and run 'make PYTHON=/path/to/python3.x ...'"
+            % (specifier, pyproject, base_executable(), here)
+        )
     if not os.path.lexists(venv):
         return 0
     config = read_venv_config(venv)
     if config is None:
-        fail("%s exists but is not a virtual environment (no pyvenv.cfg): move it away so that make can "
-             "create one" % venv)
+        fail(
+            "%s exists but is not a virtual environment (no pyvenv.cfg): move it away so that make can "
+            "create one" % venv
+        )
     executable, version = venv_maker(config)
-    if executable == base_executable() and version == here and os.path.exists(os.path.join(venv, "bin", "python")):
+    if (
+        executable == base_executable()
+        and version == here
+        and os.path.exists(os.path.join(venv, "bin", "python"))
+    ):
         return 0
-    print("%s was made by %s (Python %s), not by %s (Python %s): removing it to build it again"
-          % (venv, executable or "an unrecorded interpreter", version or "?", base_executable(), here))
+    print(
+        "%s was made by %s (Python %s), not by %s (Python %s): removing it to build it again"
+        % (venv, executable or "an unrecorded interpreter", version or "?", base_executable(), here)
+    )
     shutil.rmtree(venv)
     return 0
 

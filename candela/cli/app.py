@@ -31,12 +31,7 @@ from candela.cli.commands import (
 )
 from candela.core.db import DatabaseConfigError, DatabaseUnavailableError, SchemaOutdatedError
 
-USER_ERRORS = (
-    CommandError,
-    DatabaseConfigError,
-    DatabaseUnavailableError,
-    SchemaOutdatedError,
-)
+USER_ERRORS = (CommandError, DatabaseConfigError, DatabaseUnavailableError, SchemaOutdatedError)
 """Printed as one line with exit status 2; anything else propagates with its traceback."""
 
 
@@ -47,8 +42,10 @@ def installed_version() -> str:
     try:
         return version("candela")
     except PackageNotFoundError:
-        raise CommandError("candela is not installed as a package, so it has no version: run "
-                           "'make install' (or pip install -e .) in the repository") from None
+        raise CommandError(
+            "candela is not installed as a package, so it has no version: run "
+            "'make install' (or pip install -e .) in the repository"
+        ) from None
 
 
 class _VersionAction(argparse.Action):
@@ -74,22 +71,25 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``candela`` argument parser with every subcommand registered."""
-    parser = _Parser(
-        prog="candela",
-        description="Crypto research, backtesting and paper trading.",
-    )
+    parser = _Parser(prog="candela", description="Crypto research, backtesting and paper trading.")
     parser.add_argument(
         "--database-url",
         default=None,
         help="database URL (default: $CANDELA_DATABASE_URL, else sqlite:///data/candela.core.db)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    parser.add_argument("--version", action=_VersionAction, help="print the installed Candela version and exit")
+    parser.add_argument(
+        "--version", action=_VersionAction, help="print the installed Candela version and exit"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     db.register(commands)
-    data_parser = commands.add_parser("data", help="import, backfill, collect and inspect market data")
-    data_commands = data_parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    data_parser = commands.add_parser(
+        "data", help="import, backfill, collect and inspect market data"
+    )
+    data_commands = data_parser.add_subparsers(
+        dest="data_command", metavar="SUBCOMMAND", required=True
+    )
     data_import.register(data_commands)
     pipeline.register(data_commands)
     research.register(commands)
@@ -120,4 +120,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-

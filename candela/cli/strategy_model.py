@@ -36,8 +36,14 @@ def parameters(spec) -> list[Parameter]:
     for name in spec.params._fields:
         kind = annotations.get(name, type(defaults.get(name)))
         kind = getattr(kind, "__forward_arg__", kind)  # a postponed annotation: its text
-        out.append(Parameter(name, kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind)),
-                             defaults.get(name), spec.sweep.get(name)))
+        out.append(
+            Parameter(
+                name,
+                kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind)),
+                defaults.get(name),
+                spec.sweep.get(name),
+            )
+        )
     return out
 
 
@@ -89,5 +95,6 @@ def backtest_from(spec, bars, params, costs, *, stops, risk, initial_cash, start
     from research.backtesting import backtest
 
     start = None if start_ts is None else pd.Timestamp(int(start_ts), unit="ms", tz="UTC")
-    return backtest(spec, bars, params, costs, stops=stops, risk=risk, initial_cash=initial_cash,
-                    start=start)
+    return backtest(
+        spec, bars, params, costs, stops=stops, risk=risk, initial_cash=initial_cash, start=start
+    )

@@ -139,8 +139,11 @@ class InProcessBus:
             text = encode(payload)
             with self._lock:
                 self.published += 1
-            matching = [callback for patterns, callback in subscribers
-                        if any(fnmatch.fnmatchcase(channel, pattern) for pattern in patterns)]
+            matching = [
+                callback
+                for patterns, callback in subscribers
+                if any(fnmatch.fnmatchcase(channel, pattern) for pattern in patterns)
+            ]
             for callback in matching:
                 try:
                     callback(channel, decode(text))
@@ -209,7 +212,9 @@ class RedisBus:
         self.dropped = 0
         self.connected = True
         self._subscriptions: list[Subscription] = []
-        self._thread = threading.Thread(target=self._publish_loop, name="redis-bus-publisher", daemon=True)
+        self._thread = threading.Thread(
+            target=self._publish_loop, name="redis-bus-publisher", daemon=True
+        )
         self._thread.start()
 
     def publish(self, channel: str, payload: dict[str, Any]) -> None:
@@ -268,7 +273,11 @@ class RedisBus:
                     if self._closed:
                         return
                 if self.connected:
-                    _log.warning("Redis unreachable at %s (%s): queueing messages and retrying", self.url, exc)
+                    _log.warning(
+                        "Redis unreachable at %s (%s): queueing messages and retrying",
+                        self.url,
+                        exc,
+                    )
                     self.connected = False
                 time.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
@@ -311,7 +320,9 @@ class RedisBus:
         self._subscriptions.append(subscription)
         return subscription
 
-    def _subscribe_loop(self, channels, callback, stop: threading.Event, ready: threading.Event) -> None:
+    def _subscribe_loop(
+        self, channels, callback, stop: threading.Event, ready: threading.Event
+    ) -> None:
         patterns = [channel for channel in channels if "*" in channel]
         plain = [channel for channel in channels if "*" not in channel]
         backoff = 0.05
@@ -341,7 +352,9 @@ class RedisBus:
                         _log.exception("subscriber of %s raised", channel)
             except redis.RedisError as exc:
                 if not warned:
-                    _log.warning("Redis subscription to %s lost (%s): reconnecting", ", ".join(channels), exc)
+                    _log.warning(
+                        "Redis subscription to %s lost (%s): reconnecting", ", ".join(channels), exc
+                    )
                     warned = True
                 ready.set()
                 stop.wait(backoff)

@@ -94,7 +94,9 @@ def create_database_engine(url: str | None = None, *, pool_size: int = 5) -> Eng
             engine = create_engine(parsed, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+            engine = create_engine(
+                parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size
+            )
     except (NoSuchModuleError, ArgumentError, ModuleNotFoundError) as exc:
         raise DatabaseConfigError(
             f"cannot use database URL {redacted(url)}: {exc}; "
@@ -204,9 +206,7 @@ def connect(url: str | None = None, *, require_schema: bool = True, pool_size: i
 
 
 def insert_ignoring_duplicates(
-    connection: Connection,
-    table: Table,
-    rows: Sequence[Mapping] | Iterable[Mapping],
+    connection: Connection, table: Table, rows: Sequence[Mapping] | Iterable[Mapping]
 ) -> int:
     """Insert ``rows`` into ``table``, skipping rows whose key already exists.
 

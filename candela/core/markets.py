@@ -21,9 +21,7 @@ def validate_symbol(symbol: str) -> str:
     hint = ""
     if isinstance(symbol, str) and re.match(r"^[A-Za-z0-9]+[-_][A-Za-z0-9]+$", symbol):
         hint = f"; did you mean {re.sub(r'[-_]', '/', symbol).upper()!r}?"
-    raise ValueError(
-        f"symbol {symbol!r} is not in unified BASE/QUOTE form (e.g. 'BTC/USDT'){hint}"
-    )
+    raise ValueError(f"symbol {symbol!r} is not in unified BASE/QUOTE form (e.g. 'BTC/USDT'){hint}")
 
 
 def validate_exchange(exchange: str) -> str:

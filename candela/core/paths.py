@@ -33,6 +33,7 @@ def shared_data_dir() -> Path:
         return Path(override)
     return REPO_ROOT.parent / "shared" / "data"
 
+
 USER_STRATEGY_DIR = REPO_ROOT / "user_strategies"
 """The default folder of user strategy modules (nothing creates it; see :func:`strategy_dirs`)."""
 

@@ -61,8 +61,13 @@ ohlcv = Table(
     Column("low", Double, nullable=False),
     Column("close", Double, nullable=False),
     Column("volume", Double, nullable=False),
-    Column("ingested_at", BigInteger, nullable=True, default=lambda: time.time_ns() // 1_000_000,
-           comment="wall-clock ms UTC when this version of the bar was stored (NULL: not recorded)"),
+    Column(
+        "ingested_at",
+        BigInteger,
+        nullable=True,
+        default=lambda: time.time_ns() // 1_000_000,
+        comment="wall-clock ms UTC when this version of the bar was stored (NULL: not recorded)",
+    ),
 )
 
 ohlcv_revisions = Table(
@@ -78,13 +83,26 @@ ohlcv_revisions = Table(
     Column("low", Double, nullable=False),
     Column("close", Double, nullable=False),
     Column("volume", Double, nullable=False),
-    Column("ingested_at", BigInteger, nullable=True,
-           comment="when this superseded version had been stored (NULL: not recorded)"),
-    Column("revised_at", BigInteger, nullable=False,
-           comment="wall-clock ms UTC when a new version replaced this one"),
+    Column(
+        "ingested_at",
+        BigInteger,
+        nullable=True,
+        comment="when this superseded version had been stored (NULL: not recorded)",
+    ),
+    Column(
+        "revised_at",
+        BigInteger,
+        nullable=False,
+        comment="wall-clock ms UTC when a new version replaced this one",
+    ),
 )
-Index("ix_ohlcv_revisions_market_ts", ohlcv_revisions.c.exchange, ohlcv_revisions.c.symbol,
-      ohlcv_revisions.c.timeframe, ohlcv_revisions.c.ts)
+Index(
+    "ix_ohlcv_revisions_market_ts",
+    ohlcv_revisions.c.exchange,
+    ohlcv_revisions.c.symbol,
+    ohlcv_revisions.c.timeframe,
+    ohlcv_revisions.c.ts,
+)
 
 raw_trades = Table(
     "raw_trades",
@@ -106,8 +124,12 @@ gaps = Table(
     Column("exchange", String(32), nullable=False),
     Column("symbol", String(40), nullable=False),
     Column("timeframe", String(8), nullable=False),
-    Column("first_missing_ts", BigInteger, nullable=False, comment="close ts of the first missing bar"),
-    Column("last_missing_ts", BigInteger, nullable=False, comment="close ts of the last missing bar"),
+    Column(
+        "first_missing_ts", BigInteger, nullable=False, comment="close ts of the first missing bar"
+    ),
+    Column(
+        "last_missing_ts", BigInteger, nullable=False, comment="close ts of the last missing bar"
+    ),
     Column("missing_bars", Integer, nullable=False),
     Column(
         "status",
@@ -118,7 +140,9 @@ gaps = Table(
     Column("detail", Text, nullable=True),
     Column("found_at", BigInteger, nullable=False),
     Column("resolved_at", BigInteger, nullable=True),
-    UniqueConstraint("exchange", "symbol", "timeframe", "first_missing_ts", name="uq_gaps_market_start"),
+    UniqueConstraint(
+        "exchange", "symbol", "timeframe", "first_missing_ts", name="uq_gaps_market_start"
+    ),
 )
 
 collector_state = Table(
@@ -166,18 +190,32 @@ signals = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("bot_id", String(64), ForeignKey("bots.bot_id", ondelete="CASCADE"), nullable=False),
-    Column("ts", BigInteger, nullable=False, comment="close ts of the bar the decision was made at"),
+    Column(
+        "ts", BigInteger, nullable=False, comment="close ts of the bar the decision was made at"
+    ),
     Column("action", String(16), nullable=False, comment="buy | sell | hold | halt"),
     Column("target", Double, nullable=False, comment="target position level after risk limits"),
-    Column("raw_target", Double, nullable=False, comment="the strategy's target before risk limits"),
+    Column(
+        "raw_target", Double, nullable=False, comment="the strategy's target before risk limits"
+    ),
     Column("price", Double, nullable=False, comment="close of the decision bar"),
-    Column("executed", Boolean, nullable=False, comment="whether the decision changes the position"),
+    Column(
+        "executed", Boolean, nullable=False, comment="whether the decision changes the position"
+    ),
     Column("indicators_json", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
-    Column("config_hash", String(64), nullable=True,
-           comment="SHA-256 of the bot's config (canonical JSON) that made the decision"),
-    Column("strategy_hash", String(64), nullable=True,
-           comment="SHA-256 of the source file of the strategy that made the decision"),
+    Column(
+        "config_hash",
+        String(64),
+        nullable=True,
+        comment="SHA-256 of the bot's config (canonical JSON) that made the decision",
+    ),
+    Column(
+        "strategy_hash",
+        String(64),
+        nullable=True,
+        comment="SHA-256 of the source file of the strategy that made the decision",
+    ),
     UniqueConstraint("bot_id", "ts", name="uq_signals_bot_ts"),
 )
 
@@ -186,7 +224,9 @@ trades = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("bot_id", String(64), ForeignKey("bots.bot_id", ondelete="CASCADE"), nullable=False),
-    Column("bar_ts", BigInteger, nullable=False, comment="close ts of the bar the fill happened in"),
+    Column(
+        "bar_ts", BigInteger, nullable=False, comment="close ts of the bar the fill happened in"
+    ),
     Column("seq", Integer, nullable=False, comment="order of the fill within its bar"),
     Column("ts", BigInteger, nullable=False, comment="fill time: bar open for signal fills"),
     Column("side", String(4), nullable=False, comment="buy | sell"),
@@ -198,8 +238,12 @@ trades = Table(
     Column("cash_after", Double, nullable=False),
     Column("position_after", Double, nullable=False),
     Column("created_at", BigInteger, nullable=False),
-    Column("symbol", String(40), nullable=True,
-           comment="the market of a portfolio bot's fill (null for a single-market bot)"),
+    Column(
+        "symbol",
+        String(40),
+        nullable=True,
+        comment="the market of a portfolio bot's fill (null for a single-market bot)",
+    ),
     UniqueConstraint("bot_id", "bar_ts", "seq", name="uq_trades_bot_bar_seq"),
 )
 
@@ -220,7 +264,12 @@ bot_events = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("bot_id", String(64), nullable=False),
     Column("ts", BigInteger, nullable=False, comment="wall-clock ms UTC"),
-    Column("event", String(24), nullable=False, comment="started | stopped | crashed | restarted | failed"),
+    Column(
+        "event",
+        String(24),
+        nullable=False,
+        comment="started | stopped | crashed | restarted | failed",
+    ),
     Column("detail", Text, nullable=True),
 )
 Index("ix_bot_events_bot_ts", bot_events.c.bot_id, bot_events.c.ts)
@@ -246,7 +295,12 @@ strategy_runs = Table(
 strategy_signals = Table(
     "strategy_signals",
     metadata,
-    Column("run_id", String(36), ForeignKey("strategy_runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "run_id",
+        String(36),
+        ForeignKey("strategy_runs.run_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     Column("ts", BigInteger, primary_key=True, comment="bar close ts"),
     Column("target", Double, nullable=False),
     Column("position", Double, nullable=False),
@@ -257,7 +311,12 @@ strategy_signals = Table(
 strategy_trades = Table(
     "strategy_trades",
     metadata,
-    Column("run_id", String(36), ForeignKey("strategy_runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "run_id",
+        String(36),
+        ForeignKey("strategy_runs.run_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     Column("seq", Integer, primary_key=True),
     Column("bar_ts", BigInteger, nullable=False),
     Column("ts", BigInteger, nullable=False),
@@ -275,15 +334,27 @@ strategy_trades = Table(
 sweep_runs = Table(
     "sweep_runs",
     metadata,
-    Column("run_key", String(64), primary_key=True,
-           comment="SHA-256 of bars_hash, code_hash and settings_json: rows with this key are "
-                   "interchangeable"),
+    Column(
+        "run_key",
+        String(64),
+        primary_key=True,
+        comment="SHA-256 of bars_hash, code_hash and settings_json: rows with this key are "
+        "interchangeable",
+    ),
     Column("strategy", String(64), nullable=False),
     Column("bars_hash", String(64), nullable=False, comment="SHA-256 of the bars' arrays"),
-    Column("code_hash", String(64), nullable=False,
-           comment="SHA-256 of the strategy's source file and the engine's"),
-    Column("settings_json", Text, nullable=False,
-           comment="costs, stops, risk, initial cash, first traded bar, segment cuts"),
+    Column(
+        "code_hash",
+        String(64),
+        nullable=False,
+        comment="SHA-256 of the strategy's source file and the engine's",
+    ),
+    Column(
+        "settings_json",
+        Text,
+        nullable=False,
+        comment="costs, stops, risk, initial cash, first traded bar, segment cuts",
+    ),
     Column("exchange", String(32), nullable=True),
     Column("symbol", String(40), nullable=True),
     Column("timeframe", String(8), nullable=True),
@@ -296,24 +367,36 @@ sweep_runs = Table(
 sweep_rows = Table(
     "sweep_rows",
     metadata,
-    Column("run_key", String(64), ForeignKey("sweep_runs.run_key", ondelete="CASCADE"),
-           primary_key=True),
-    Column("params_hash", String(64), primary_key=True,
-           comment="SHA-256 of params_json"),
+    Column(
+        "run_key",
+        String(64),
+        ForeignKey("sweep_runs.run_key", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("params_hash", String(64), primary_key=True, comment="SHA-256 of params_json"),
     Column("params_json", Text, nullable=False, comment="every parameter, canonical JSON"),
     Column("stats_json", Text, nullable=False),
-    Column("moments", LargeBinary, nullable=False,
-           comment="float64 little-endian, segments x 6 return moments"),
+    Column(
+        "moments",
+        LargeBinary,
+        nullable=False,
+        comment="float64 little-endian, segments x 6 return moments",
+    ),
     Column("created_at", BigInteger, nullable=False),
 )
 
 sweeps = Table(
     "sweeps",
     metadata,
-    Column("sweep_id", String(32), primary_key=True,
-           comment="hash of run_key and the grid: the same sweep run again has the same id"),
-    Column("run_key", String(64), ForeignKey("sweep_runs.run_key", ondelete="CASCADE"),
-           nullable=False),
+    Column(
+        "sweep_id",
+        String(32),
+        primary_key=True,
+        comment="hash of run_key and the grid: the same sweep run again has the same id",
+    ),
+    Column(
+        "run_key", String(64), ForeignKey("sweep_runs.run_key", ondelete="CASCADE"), nullable=False
+    ),
     Column("kind", String(16), nullable=False, comment="sweep, search or walkforward"),
     Column("strategy", String(64), nullable=False),
     Column("grid_json", Text, nullable=False),

@@ -33,8 +33,25 @@ from research.kernels.records import (
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
-def simulate_span_nb(state, config, stops_on, limits_on, ts, open_, high, low, close, target,
-                     equity, cash, position, fills, start, n_fills, exposed):
+def simulate_span_nb(
+    state,
+    config,
+    stops_on,
+    limits_on,
+    ts,
+    open_,
+    high,
+    low,
+    close,
+    target,
+    equity,
+    cash,
+    position,
+    fills,
+    start,
+    n_fills,
+    exposed,
+):
     """Loop the execution function over the bars from ``start`` on.
 
     Stops at the end of the bars, at a rejected bar (the bar itself unprocessed), or when
@@ -83,8 +100,20 @@ def simulate_span_nb(state, config, stops_on, limits_on, ts, open_, high, low, c
     status = STATUS_OK
     while i < n and n_fills + MAX_FILLS_PER_BAR <= capacity:
         u = np.uint64(i)  # an unsigned index: no negative-index wraparound code per read
-        k, st = advance_nb(st, cfg, stops_on, limits_on, ts[u], open_[u], high[u], low[u],
-                           close[u], target[u], fills, n_fills)
+        k, st = advance_nb(
+            st,
+            cfg,
+            stops_on,
+            limits_on,
+            ts[u],
+            open_[u],
+            high[u],
+            low[u],
+            close[u],
+            target[u],
+            fills,
+            n_fills,
+        )
         if k < 0:
             status = k
             break
@@ -113,8 +142,9 @@ class Simulation(NamedTuple):
     state: State  #: the account after the last processed bar
 
 
-def simulate(state, config, ts, open_, high, low, close, target, equity, cash, position,
-             fills=None) -> Simulation:
+def simulate(
+    state, config, ts, open_, high, low, close, target, equity, cash, position, fills=None
+) -> Simulation:
     """Run :func:`simulate_span_nb` over all the bars, growing the fill table as needed; the
     one loop behind both entry points.
 
@@ -137,8 +167,24 @@ def simulate(state, config, ts, open_, high, low, close, target, equity, cash, p
     i = n_fills = exposed = 0
     while True:
         state, i, n_fills, exposed, status = simulate_span_nb(
-            state, config, stops_on, limits_on, ts, open_, high, low, close, target, equity,
-            cash, position, fills, i, n_fills, exposed)
+            state,
+            config,
+            stops_on,
+            limits_on,
+            ts,
+            open_,
+            high,
+            low,
+            close,
+            target,
+            equity,
+            cash,
+            position,
+            fills,
+            i,
+            n_fills,
+            exposed,
+        )
         state = tuple(state)
         if i >= len(ts) or status < 0:
             break
@@ -180,12 +226,13 @@ def run_backtest(state, config, ts, open_, high, low, close, target):
     position = np.empty(n)
     equity = np.empty(n)
     run = simulate(state, config, ts, open_, high, low, close, target, equity, cash, position)
-    cash[run.processed:] = position[run.processed:] = equity[run.processed:] = np.nan
+    cash[run.processed :] = position[run.processed :] = equity[run.processed :] = np.nan
     return run.fills, cash, position, equity, run.status, run.state
 
 
-def run_equity(state, config, ts, open_, high, low, close, target, equity,
-               fills=None) -> Simulation:
+def run_equity(
+    state, config, ts, open_, high, low, close, target, equity, fills=None
+) -> Simulation:
     """:func:`run_backtest` recording only the equity, into ``equity[:n_bars]`` (the rest is
     untouched).
 
@@ -198,8 +245,7 @@ def run_equity(state, config, ts, open_, high, low, close, target, equity,
     fills : ndarray of FILL_DTYPE, optional
         Fill table to reuse (see :func:`simulate`).
     """
-    return simulate(state, config, ts, open_, high, low, close, target, equity, _NONE, _NONE,
-                    fills)
+    return simulate(state, config, ts, open_, high, low, close, target, equity, _NONE, _NONE, fills)
 
 
 _NONE = np.empty(0)  # "do not record" (read-only use: never written)

@@ -165,20 +165,32 @@ def _fill_pending(cash, position, entry, extreme, level, reason, cfg, fills, k, 
     the level now ordered (``0.0`` when ruin prevented opening).
     """
     if position != 0.0 and (level == 0.0 or (level > 0.0) != (position > 0.0)):
-        k, cash, position, entry, extreme = _trade(cash, position, entry, extreme, cfg, fills, k,
-                                                   -position, open_price, reason, True)
+        k, cash, position, entry, extreme = _trade(
+            cash, position, entry, extreme, cfg, fills, k, -position, open_price, reason, True
+        )
     if level != 0.0:
         units, equity = _units_for_level(cash, position, cfg, level, open_price)
         if equity <= 0.0:  # bankrupt: close what is left, open nothing
             if position != 0.0:
                 k, cash, position, entry, extreme = _trade(
-                    cash, position, entry, extreme, cfg, fills, k, -position, open_price, reason,
-                    True)
+                    cash,
+                    position,
+                    entry,
+                    extreme,
+                    cfg,
+                    fills,
+                    k,
+                    -position,
+                    open_price,
+                    reason,
+                    True,
+                )
             return k, cash, position, entry, extreme, 0.0
         delta = units - position
         if delta != 0.0:
-            k, cash, position, entry, extreme = _trade(cash, position, entry, extreme, cfg, fills,
-                                                       k, delta, open_price, reason, True)
+            k, cash, position, entry, extreme = _trade(
+                cash, position, entry, extreme, cfg, fills, k, delta, open_price, reason, True
+            )
     return k, cash, position, entry, extreme, level
 
 
@@ -213,8 +225,9 @@ def _exit_price(d, cfg, entry, extreme, open_price, high, low):
 
 
 @njit(**_INLINED)
-def _protective_exit(cash, position, entry, extreme, ordered, stopped, cfg, fills, k, open_price,
-                     high, low):
+def _protective_exit(
+    cash, position, entry, extreme, ordered, stopped, cfg, fills, k, open_price, high, low
+):
     """Step 3 of the module docstring.
 
     Returns ``(k, cash, position, entry, extreme, ordered, stopped)``.
@@ -226,9 +239,19 @@ def _protective_exit(cash, position, entry, extreme, ordered, stopped, cfg, fill
     exit_price, reason = _exit_price(d, cfg, entry, extreme, open_price, high, low)
     if math.isnan(exit_price):
         return k, cash, position, entry, extreme, ordered, stopped
-    k, cash, position, entry, extreme = _trade(cash, position, entry, extreme, cfg, fills, k,
-                                               -position, exit_price, reason,
-                                               exit_price == open_price)
+    k, cash, position, entry, extreme = _trade(
+        cash,
+        position,
+        entry,
+        extreme,
+        cfg,
+        fills,
+        k,
+        -position,
+        exit_price,
+        reason,
+        exit_price == open_price,
+    )
     return k, cash, position, entry, extreme, 0.0, ordered
 
 
@@ -273,8 +296,7 @@ def _decide(cfg, target, stopped, halt):
 
 
 @njit(**_INLINED)
-def advance_nb(st, cfg, stops_on, limits_on, ts, open_price, high, low, close, target, fills,
-               k):
+def advance_nb(st, cfg, stops_on, limits_on, ts, open_price, high, low, close, target, fills, k):
     """The execution function: advance the account ``st`` by one bar.
 
     Parameters
@@ -325,14 +347,23 @@ def advance_nb(st, cfg, stops_on, limits_on, ts, open_price, high, low, close, t
     # 2. open fill
     if not math.isnan(st.pending_target):
         k, cash, position, entry, extreme, ordered = _fill_pending(
-            cash, position, entry, extreme, st.pending_target, st.pending_reason, cfg, fills, k,
-            open_price)
+            cash,
+            position,
+            entry,
+            extreme,
+            st.pending_target,
+            st.pending_reason,
+            cfg,
+            fills,
+            k,
+            open_price,
+        )
     # 3. protective exits (compiled out with stops_on=None; the trailing extreme is still
     # carried past the open at step 4)
     if stops_on is not None:
         k, cash, position, entry, extreme, ordered, stopped = _protective_exit(
-            cash, position, entry, extreme, ordered, stopped, cfg, fills, k, open_price, high,
-            low)
+            cash, position, entry, extreme, ordered, stopped, cfg, fills, k, open_price, high, low
+        )
     for j in range(first, k):  # the bar of this bar's fills
         fills[j].bar = int(st.bars)
         fills[j].bar_ts = ts
@@ -350,12 +381,36 @@ def advance_nb(st, cfg, stops_on, limits_on, ts, open_price, high, low, close, t
     pending, pending_reason = np.nan, st.pending_reason
     if level != ordered:  # queued for the next open
         pending, pending_reason = level, reason
-    return k, State(cash, position, entry, extreme, pending, pending_reason, ordered, stopped,
-                    day, day_start_equity, peak, halt, equity, float(ts), st.bars + 1.0)
+    return k, State(
+        cash,
+        position,
+        entry,
+        extreme,
+        pending,
+        pending_reason,
+        ordered,
+        stopped,
+        day,
+        day_start_equity,
+        peak,
+        halt,
+        equity,
+        float(ts),
+        st.bars + 1.0,
+    )
 
 
-def step(state: State, config: Config, ts: int, open_price: float, high: float, low: float,
-         close: float, target: float, fills: np.ndarray) -> tuple[int, State]:
+def step(
+    state: State,
+    config: Config,
+    ts: int,
+    open_price: float,
+    high: float,
+    low: float,
+    close: float,
+    target: float,
+    fills: np.ndarray,
+) -> tuple[int, State]:
     """Advance ``state`` by one bar: :func:`advance_nb` with every step compiled in; the
     runner's entry point.
 
@@ -378,8 +433,9 @@ def step(state: State, config: Config, ts: int, open_price: float, high: float, 
     state : State
         The account after the bar.
     """
-    n_fills, values = step_nb(tuple(state), tuple(config), ts, open_price, high, low, close,
-                              target, fills)
+    n_fills, values = step_nb(
+        tuple(state), tuple(config), ts, open_price, high, low, close, target, fills
+    )
     return n_fills, State._make(values)
 
 
@@ -389,6 +445,18 @@ def step_nb(state, config, ts, open_price, high, low, close, target, fills):
     :class:`~research.kernels.records.State` and a :class:`~research.kernels.records.Config`,
     and so is the state returned. Numba's dispatcher types a plain tuple of floats in C and
     boxes one several times faster than a named tuple (about 1 µs a call against 10)."""
-    n_fills, st = advance_nb(State(*state), Config(*config), True, True, ts, open_price, high,
-                             low, close, target, fills, 0)
+    n_fills, st = advance_nb(
+        State(*state),
+        Config(*config),
+        True,
+        True,
+        ts,
+        open_price,
+        high,
+        low,
+        close,
+        target,
+        fills,
+        0,
+    )
     return n_fills, st[:]

@@ -67,13 +67,7 @@ import math
 import numpy as np
 from numba import njit
 
-from research.kernels.execution import (
-    DAY_MS,
-    _bar_status,
-    _protective_exit,
-    _risk_halt,
-    _trade,
-)
+from research.kernels.execution import DAY_MS, _bar_status, _protective_exit, _risk_halt, _trade
 from research.kernels.portfolio_records import (
     L_ENTRY,
     L_EXTREME,
@@ -113,8 +107,18 @@ _S_VALUE = 2  # the order's value, for the order of execution; then the decided 
 def _trade_leg(legs, j, cash, cfg, fills, k, delta, mid_price, reason, at_open):
     """:func:`~research.kernels.execution._trade` on market ``j``'s leg; returns ``(k, cash)``."""
     k, cash, position, entry, extreme = _trade(
-        cash, legs[j, L_POSITION], legs[j, L_ENTRY], legs[j, L_EXTREME], cfg, fills, k, delta,
-        mid_price, reason, at_open)
+        cash,
+        legs[j, L_POSITION],
+        legs[j, L_ENTRY],
+        legs[j, L_EXTREME],
+        cfg,
+        fills,
+        k,
+        delta,
+        mid_price,
+        reason,
+        at_open,
+    )
     legs[j, L_POSITION] = position
     legs[j, L_ENTRY] = entry
     legs[j, L_EXTREME] = extreme
@@ -146,8 +150,9 @@ def _rebalance_open(legs, cash, cfg, fills, k, open_, i, scratch, order):
             continue
         position = legs[j, L_POSITION]
         if position != 0.0 and level != 0.0 and (level > 0.0) != (position > 0.0):
-            k, cash = _trade_leg(legs, j, cash, cfg, fills, k, -position, mid,
-                                 legs[j, L_PENDING_REASON], True)
+            k, cash = _trade_leg(
+                legs, j, cash, cfg, fills, k, -position, mid, legs[j, L_PENDING_REASON], True
+            )
     # b. valuation
     sizing = False
     equity_mid = cash
@@ -159,8 +164,11 @@ def _rebalance_open(legs, cash, cfg, fills, k, open_, i, scratch, order):
         position = legs[j, L_POSITION]
         if position != 0.0:
             equity_mid += position * mid
-        if not math.isnan(open_[i, j]) and legs[j, L_PENDING] != 0.0 \
-                and not math.isnan(legs[j, L_PENDING]):
+        if (
+            not math.isnan(open_[i, j])
+            and legs[j, L_PENDING] != 0.0
+            and not math.isnan(legs[j, L_PENDING])
+        ):
             sizing = True
     equity = equity_mid
     if sizing:
@@ -227,8 +235,9 @@ def _rebalance_open(legs, cash, cfg, fills, k, open_, i, scratch, order):
             side = 1.0 if delta > 0.0 else -1.0
             if abs(delta) * mid * (1.0 + side * cfg.slippage_bps * 1e-4) < cfg.min_notional:
                 continue
-        k, cash = _trade_leg(legs, j, cash, cfg, fills, k, delta, mid,
-                             legs[j, L_PENDING_REASON], True)
+        k, cash = _trade_leg(
+            legs, j, cash, cfg, fills, k, delta, mid, legs[j, L_PENDING_REASON], True
+        )
     # the weights are ordered
     for j in range(m):
         if math.isnan(open_[i, j]) or math.isnan(legs[j, L_PENDING]):
@@ -308,8 +317,24 @@ def _decide_book(legs, cfg, weights, i, halt, equity, rebalance, scratch):
 
 
 @njit(**_INLINED)
-def advance_book_nb(st, legs, cfg, stops_on, limits_on, ts, open_, high, low, close, weights,
-                    i, fills, k, scratch, order):
+def advance_book_nb(
+    st,
+    legs,
+    cfg,
+    stops_on,
+    limits_on,
+    ts,
+    open_,
+    high,
+    low,
+    close,
+    weights,
+    i,
+    fills,
+    k,
+    scratch,
+    order,
+):
     """The execution function of a book: advance it by grid row ``i``.
 
     Parameters
@@ -352,8 +377,7 @@ def advance_book_nb(st, legs, cfg, stops_on, limits_on, ts, open_, high, low, cl
         return STATUS_OUT_OF_ORDER, st
     for j in range(m):
         if not math.isnan(open_[u, j]):
-            status = _bar_status(st.last_ts, ts, open_[u, j], high[u, j], low[u, j],
-                                 close[u, j])
+            status = _bar_status(st.last_ts, ts, open_[u, j], high[u, j], low[u, j], close[u, j])
             if status != STATUS_OK:
                 return status, st
     first = k
@@ -378,9 +402,19 @@ def advance_book_nb(st, legs, cfg, stops_on, limits_on, ts, open_, high, low, cl
                 continue
             before = k
             k, cash, position, entry, extreme, ordered, stopped = _protective_exit(
-                cash, legs[j, L_POSITION], legs[j, L_ENTRY], legs[j, L_EXTREME],
-                legs[j, L_ORDERED], legs[j, L_STOPPED], cfg, fills, k, open_[u, j], high[u, j],
-                low[u, j])
+                cash,
+                legs[j, L_POSITION],
+                legs[j, L_ENTRY],
+                legs[j, L_EXTREME],
+                legs[j, L_ORDERED],
+                legs[j, L_STOPPED],
+                cfg,
+                fills,
+                k,
+                open_[u, j],
+                high[u, j],
+                low[u, j],
+            )
             if k != before:
                 fills[k - 1].market = j
             legs[j, L_POSITION] = position
@@ -412,24 +446,47 @@ def advance_book_nb(st, legs, cfg, stops_on, limits_on, ts, open_, high, low, cl
     # 5. decision
     rebalance = _rebalance_due(cfg, st.bars, st.last_ts, ts)
     _decide_book(legs, cfg, weights, u, halt, equity, rebalance, scratch)
-    return k, BookState(cash, day, day_start_equity, peak, halt, equity, float(ts),
-                        st.bars + 1.0)
+    return k, BookState(cash, day, day_start_equity, peak, halt, equity, float(ts), st.bars + 1.0)
 
 
 @njit(**_KERNEL)
-def step_book_nb(book, legs, config, ts, open_, high, low, close, weights, fills, scratch,
-                 order):
+def step_book_nb(book, legs, config, ts, open_, high, low, close, weights, fills, scratch, order):
     """:func:`advance_book_nb` on row 0 of one-row arrays, every step compiled in; ``book``
     and ``config`` are plain tuples of their values (faster to pass, see
     :func:`~research.kernels.execution.step_nb`), and so is the book returned."""
-    k, st = advance_book_nb(BookState(*book), legs, BookConfig(*config), True, True, ts, open_,
-                            high, low, close, weights, 0, fills, 0, scratch, order)
+    k, st = advance_book_nb(
+        BookState(*book),
+        legs,
+        BookConfig(*config),
+        True,
+        True,
+        ts,
+        open_,
+        high,
+        low,
+        close,
+        weights,
+        0,
+        fills,
+        0,
+        scratch,
+        order,
+    )
     return k, st[:]
 
 
-def step_book(book: BookState, legs: np.ndarray, config: BookConfig, ts: int,
-              open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
-              weights: np.ndarray, fills: np.ndarray) -> tuple[int, BookState]:
+def step_book(
+    book: BookState,
+    legs: np.ndarray,
+    config: BookConfig,
+    ts: int,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    weights: np.ndarray,
+    fills: np.ndarray,
+) -> tuple[int, BookState]:
     """Advance a book by one grid bar: the runner's entry point.
 
     Parameters
@@ -456,8 +513,18 @@ def step_book(book: BookState, legs: np.ndarray, config: BookConfig, ts: int,
         The book after the bar.
     """
     m = legs.shape[0]
-    rows = [np.ascontiguousarray(values, dtype=np.float64).reshape(1, m)
-            for values in (open_, high, low, close, weights)]
-    k, values = step_book_nb(tuple(book), legs, tuple(config), ts, *rows, fills,
-                             np.empty((m, 3)), np.empty(m, dtype=np.int64))
+    rows = [
+        np.ascontiguousarray(values, dtype=np.float64).reshape(1, m)
+        for values in (open_, high, low, close, weights)
+    ]
+    k, values = step_book_nb(
+        tuple(book),
+        legs,
+        tuple(config),
+        ts,
+        *rows,
+        fills,
+        np.empty((m, 3)),
+        np.empty(m, dtype=np.int64),
+    )
     return int(k), BookState._make(values)

@@ -44,9 +44,28 @@ from research.kernels.records import FILL_DTYPE, STATUS_OK, Config, State
 
 
 @njit(cache=True, _nrt=False, error_model="numpy")
-def simulate_book_span_nb(book, legs, config, stops_on, limits_on, ts, open_, high, low, close,
-                          weights, equity, cash, positions, fills, start, n_fills, exposed,
-                          scratch, order):
+def simulate_book_span_nb(
+    book,
+    legs,
+    config,
+    stops_on,
+    limits_on,
+    ts,
+    open_,
+    high,
+    low,
+    close,
+    weights,
+    equity,
+    cash,
+    positions,
+    fills,
+    start,
+    n_fills,
+    exposed,
+    scratch,
+    order,
+):
     """Loop the book's execution function over the grid rows from ``start`` on.
 
     Stops at the end of the rows, at a rejected bar (unprocessed), or when ``fills`` has fewer
@@ -91,8 +110,24 @@ def simulate_book_span_nb(book, legs, config, stops_on, limits_on, ts, open_, hi
     i = start
     status = STATUS_OK
     while i < n and n_fills + MAX_FILLS_PER_MARKET * m <= capacity:
-        k, st = advance_book_nb(st, legs, cfg, stops_on, limits_on, ts[i], open_, high, low,
-                                close, weights, i, fills, n_fills, scratch, order)
+        k, st = advance_book_nb(
+            st,
+            legs,
+            cfg,
+            stops_on,
+            limits_on,
+            ts[i],
+            open_,
+            high,
+            low,
+            close,
+            weights,
+            i,
+            fills,
+            n_fills,
+            scratch,
+            order,
+        )
         if k < 0:
             status = k
             break
@@ -126,9 +161,22 @@ class BookSimulation(NamedTuple):
     legs: np.ndarray  #: the legs after it (the array passed in, updated in place)
 
 
-def simulate_book(book: BookState, legs: np.ndarray, config: BookConfig, ts, open_, high, low,
-                  close, weights, equity, cash=None, positions=None, fills=None,
-                  general: bool = False) -> BookSimulation:
+def simulate_book(
+    book: BookState,
+    legs: np.ndarray,
+    config: BookConfig,
+    ts,
+    open_,
+    high,
+    low,
+    close,
+    weights,
+    equity,
+    cash=None,
+    positions=None,
+    fills=None,
+    general: bool = False,
+) -> BookSimulation:
     """Run the book over every row, growing the fill table as needed.
 
     Parameters
@@ -149,8 +197,9 @@ def simulate_book(book: BookState, legs: np.ndarray, config: BookConfig, ts, ope
         docstring).
     """
     if not general and _single_market_book(config, open_, weights):
-        return _simulate_single(book, legs, config, ts, open_, high, low, close, weights,
-                                equity, cash, positions)
+        return _simulate_single(
+            book, legs, config, ts, open_, high, low, close, weights, equity, cash, positions
+        )
     m = legs.shape[0]
     need = MAX_FILLS_PER_MARKET * m
     if fills is None or len(fills) < need:
@@ -164,8 +213,27 @@ def simulate_book(book: BookState, legs: np.ndarray, config: BookConfig, ts, ope
     i = n_fills = exposed = 0
     while True:
         state, i, n_fills, exposed, status = simulate_book_span_nb(
-            state, legs, config, stops_on, limits_on, ts, open_, high, low, close, weights,
-            equity, cash, positions, fills, i, n_fills, exposed, scratch, order)
+            state,
+            legs,
+            config,
+            stops_on,
+            limits_on,
+            ts,
+            open_,
+            high,
+            low,
+            close,
+            weights,
+            equity,
+            cash,
+            positions,
+            fills,
+            i,
+            n_fills,
+            exposed,
+            scratch,
+            order,
+        )
         state = tuple(state)
         if i >= len(ts) or status < 0:
             break
@@ -180,33 +248,70 @@ _NONE = np.empty(0)  # "do not record" (read-only use: never written)
 
 def _single_market_book(config: BookConfig, open_: np.ndarray, weights: np.ndarray) -> bool:
     """Whether the single-market loop runs this book exactly (module docstring)."""
-    return (open_.shape[1] == 1 and config.every == 0.0 and config.period_ms == 0.0
-            and math.isnan(config.drift) and config.min_notional == 0.0
-            and config.max_weight <= min(1.0, config.max_gross)
-            and not np.isnan(open_[:, 0]).any())
+    return (
+        open_.shape[1] == 1
+        and config.every == 0.0
+        and config.period_ms == 0.0
+        and math.isnan(config.drift)
+        and config.min_notional == 0.0
+        and config.max_weight <= min(1.0, config.max_gross)
+        and not np.isnan(open_[:, 0]).any()
+    )
 
 
-def _simulate_single(book, legs, config, ts, open_, high, low, close, weights, equity, cash,
-                     positions) -> BookSimulation:
+def _simulate_single(
+    book, legs, config, ts, open_, high, low, close, weights, equity, cash, positions
+) -> BookSimulation:
     """:func:`simulate_book` of a one-market book through the single-market loop."""
     leg = legs[0]
-    state = State(book.cash, leg[L_POSITION], leg[L_ENTRY], leg[L_EXTREME], leg[L_PENDING],
-                  leg[L_PENDING_REASON], leg[L_ORDERED], leg[L_STOPPED], book.day,
-                  book.day_start_equity, book.peak_equity, book.halt, book.equity, book.last_ts,
-                  book.bars)
-    single = Config(config.fee_rate, config.slippage_bps, config.stop_loss, config.take_profit,
-                    config.trailing_stop, config.max_weight, config.daily_loss_limit,
-                    config.max_drawdown)
+    state = State(
+        book.cash,
+        leg[L_POSITION],
+        leg[L_ENTRY],
+        leg[L_EXTREME],
+        leg[L_PENDING],
+        leg[L_PENDING_REASON],
+        leg[L_ORDERED],
+        leg[L_STOPPED],
+        book.day,
+        book.day_start_equity,
+        book.peak_equity,
+        book.halt,
+        book.equity,
+        book.last_ts,
+        book.bars,
+    )
+    single = Config(
+        config.fee_rate,
+        config.slippage_bps,
+        config.stop_loss,
+        config.take_profit,
+        config.trailing_stop,
+        config.max_weight,
+        config.daily_loss_limit,
+        config.max_drawdown,
+    )
     n = len(ts)
     record = positions is not None or cash is not None
     cash_out = np.empty(n) if record else _NONE
     position_out = np.empty(n) if record else _NONE
-    run = simulate(state, single, ts, open_[:, 0], high[:, 0], low[:, 0], close[:, 0],
-                   np.ascontiguousarray(weights[:, 0]), equity, cash_out, position_out)
+    run = simulate(
+        state,
+        single,
+        ts,
+        open_[:, 0],
+        high[:, 0],
+        low[:, 0],
+        close[:, 0],
+        np.ascontiguousarray(weights[:, 0]),
+        equity,
+        cash_out,
+        position_out,
+    )
     if cash is not None:
-        cash[:run.processed] = cash_out[:run.processed]
+        cash[: run.processed] = cash_out[: run.processed]
     if positions is not None:
-        positions[:run.processed, 0] = position_out[:run.processed]
+        positions[: run.processed, 0] = position_out[: run.processed]
     fills = new_book_fills(len(run.fills))
     for name in FILL_DTYPE.names:
         fills[name] = run.fills[name]
@@ -214,10 +319,17 @@ def _simulate_single(book, legs, config, ts, open_, high, low, close, weights, e
     end = run.state
     if run.processed:
         leg[L_LAST_CLOSE] = close[run.processed - 1, 0]
-    leg[L_POSITION], leg[L_ENTRY], leg[L_EXTREME] = end.position, end.entry_price, \
-        end.trail_extreme
+    leg[L_POSITION], leg[L_ENTRY], leg[L_EXTREME] = end.position, end.entry_price, end.trail_extreme
     leg[L_PENDING], leg[L_PENDING_REASON] = end.pending_target, end.pending_reason
     leg[L_ORDERED], leg[L_STOPPED] = end.ordered_target, end.stopped_target
-    state = BookState(end.cash, end.day, end.day_start_equity, end.peak_equity, end.halt,
-                      end.equity, end.last_ts, end.bars)
+    state = BookState(
+        end.cash,
+        end.day,
+        end.day_start_equity,
+        end.peak_equity,
+        end.halt,
+        end.equity,
+        end.last_ts,
+        end.bars,
+    )
     return BookSimulation(fills, run.processed, run.exposed, run.status, state, legs)

@@ -43,11 +43,24 @@ MAX_FILLS_PER_MARKET = 3
 
 #: One fill of a book: :data:`~research.kernels.records.FILL_DTYPE` and the market's column.
 #: ``cash_after`` is the book's cash, ``position_after`` the market's position.
-BOOK_FILL_DTYPE = np.dtype([(name, FILL_DTYPE.fields[name][0]) for name in FILL_DTYPE.names]
-                           + [("market", np.int64)], align=True)
+BOOK_FILL_DTYPE = np.dtype(
+    [(name, FILL_DTYPE.fields[name][0]) for name in FILL_DTYPE.names] + [("market", np.int64)],
+    align=True,
+)
 
-BOOK_FILL_COLUMNS = ("ts", "bar_ts", "market", "side", "size", "price", "fee", "reason",
-                     "realized_pnl", "cash_after", "position_after")
+BOOK_FILL_COLUMNS = (
+    "ts",
+    "bar_ts",
+    "market",
+    "side",
+    "size",
+    "price",
+    "fee",
+    "reason",
+    "realized_pnl",
+    "cash_after",
+    "position_after",
+)
 
 
 class BookState(NamedTuple):
@@ -144,8 +157,9 @@ class BookLimits(NamedTuple):
     min_notional: float = 0.0
 
 
-def make_book_config(costs, stops, limits: BookLimits = BookLimits(),
-                     rebalance: Rebalance = Rebalance()) -> BookConfig:
+def make_book_config(
+    costs, stops, limits: BookLimits = BookLimits(), rebalance: Rebalance = Rebalance()
+) -> BookConfig:
     """Validate :class:`~research.types.Costs`, ``Stops``, :class:`BookLimits` and
     :class:`Rebalance` into a :class:`BookConfig`.
 
@@ -160,8 +174,9 @@ def make_book_config(costs, stops, limits: BookLimits = BookLimits(),
     period = _within(rebalance.period, "rebalance.period", 0.0, 1e13)
     offset = _within(rebalance.offset, "rebalance.offset", 0.0, max(period, 0.0))
     if period and offset >= period:
-        raise ValueError(f"rebalance.offset must be below rebalance.period ({period:.0f} ms), "
-                         f"got {offset:.0f}")
+        raise ValueError(
+            f"rebalance.offset must be below rebalance.period ({period:.0f} ms), got {offset:.0f}"
+        )
     return BookConfig(
         fee_rate=_within(costs.fee_rate, "costs.fee_rate", 0.0, 0.5),
         slippage_bps=_within(costs.slippage_bps, "costs.slippage_bps", 0.0, 5000.0),
@@ -169,12 +184,13 @@ def make_book_config(costs, stops, limits: BookLimits = BookLimits(),
         take_profit=_fraction_or_nan(stops.take_profit, "stops.take_profit", 100.0),
         trailing_stop=_fraction_or_nan(stops.trailing_stop, "stops.trailing_stop", 1.0),
         max_weight=_within(limits.max_weight, "limits.max_weight", 0.0, 100.0),
-        daily_loss_limit=_fraction_or_nan(limits.daily_loss_limit, "limits.daily_loss_limit",
-                                          1.0),
+        daily_loss_limit=_fraction_or_nan(limits.daily_loss_limit, "limits.daily_loss_limit", 1.0),
         max_drawdown=_fraction_or_nan(limits.max_drawdown, "limits.max_drawdown", 1.0),
         max_gross=_within(limits.max_gross, "limits.max_gross", 0.0, 100.0),
         min_notional=_within(limits.min_notional, "limits.min_notional", 0.0, 1e12),
-        every=every, period_ms=period, offset_ms=offset,
+        every=every,
+        period_ms=period,
+        offset_ms=offset,
         drift=_fraction_or_nan(rebalance.drift, "rebalance.drift", 100.0),
     )
 
@@ -185,16 +201,26 @@ def book_switches(config: BookConfig) -> tuple[bool | None, bool | None]:
     :func:`~research.kernels.records.feature_switches`)."""
     stops = (config.stop_loss, config.take_profit, config.trailing_stop)
     limits = (config.daily_loss_limit, config.max_drawdown)
-    return (None if all(map(math.isnan, stops)) else True,
-            None if all(map(math.isnan, limits)) else True)
+    return (
+        None if all(map(math.isnan, stops)) else True,
+        None if all(map(math.isnan, limits)) else True,
+    )
 
 
 def new_book(initial_cash: float, n_markets: int) -> tuple[BookState, np.ndarray]:
     """The ``(book, legs)`` of a fresh, flat book of ``n_markets`` markets holding
     ``initial_cash``."""
     cash = float(initial_cash)
-    book = BookState(cash=cash, day=-1.0, day_start_equity=cash, peak_equity=cash,
-                     halt=float(HALT_NONE), equity=cash, last_ts=-1.0, bars=0.0)
+    book = BookState(
+        cash=cash,
+        day=-1.0,
+        day_start_equity=cash,
+        peak_equity=cash,
+        halt=float(HALT_NONE),
+        equity=cash,
+        last_ts=-1.0,
+        bars=0.0,
+    )
     legs = np.empty((n_markets, LEG_FIELDS))
     legs[:, L_POSITION] = 0.0
     legs[:, L_ENTRY] = np.nan

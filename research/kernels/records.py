@@ -80,33 +80,59 @@ class Config(NamedTuple):
 
 #: One fill. ``align=True`` keeps every field on its natural boundary: the kernel stores and
 #: numpy sums the float fields in place, as columns of a 2-D array would be.
-FILL_DTYPE = np.dtype([
-    ("bar", np.int64),  # index of the bar: bars the account processed before it
-    ("bar_ts", np.int64),  # close time of the bar, ms UTC
-    ("side", np.int8),  # +1 buy, -1 sell
-    ("reason", np.int8),  # REASON_*
-    ("at_open", np.bool_),  # filled at the bar's open (else intrabar)
-    ("size", np.float64),  # units, positive
-    ("price", np.float64),  # fill price including slippage
-    ("fee", np.float64),
-    ("realized_pnl", np.float64),  # price P&L of the closed part minus this fill's fee
-    ("cash_after", np.float64),
-    ("position_after", np.float64),
-], align=True)
+FILL_DTYPE = np.dtype(
+    [
+        ("bar", np.int64),  # index of the bar: bars the account processed before it
+        ("bar_ts", np.int64),  # close time of the bar, ms UTC
+        ("side", np.int8),  # +1 buy, -1 sell
+        ("reason", np.int8),  # REASON_*
+        ("at_open", np.bool_),  # filled at the bar's open (else intrabar)
+        ("size", np.float64),  # units, positive
+        ("price", np.float64),  # fill price including slippage
+        ("fee", np.float64),
+        ("realized_pnl", np.float64),  # price P&L of the closed part minus this fill's fee
+        ("cash_after", np.float64),
+        ("position_after", np.float64),
+    ],
+    align=True,
+)
 
 #: The columns of :func:`fill_columns`, in order.
-FILL_COLUMNS = ("ts", "bar_ts", "side", "size", "price", "fee", "reason", "realized_pnl",
-                "cash_after", "position_after")
+FILL_COLUMNS = (
+    "ts",
+    "bar_ts",
+    "side",
+    "size",
+    "price",
+    "fee",
+    "reason",
+    "realized_pnl",
+    "cash_after",
+    "position_after",
+)
 _REASON_NAMES = np.array(REASON_NAMES, dtype=object)
 
 
 def new_state(initial_cash: float) -> State:
     """The state of a fresh, flat account holding ``initial_cash``."""
     cash = float(initial_cash)
-    return State(cash=cash, position=0.0, entry_price=math.nan, trail_extreme=math.nan,
-                 pending_target=math.nan, pending_reason=math.nan, ordered_target=0.0,
-                 stopped_target=math.nan, day=-1.0, day_start_equity=cash, peak_equity=cash,
-                 halt=float(HALT_NONE), equity=cash, last_ts=-1.0, bars=0.0)
+    return State(
+        cash=cash,
+        position=0.0,
+        entry_price=math.nan,
+        trail_extreme=math.nan,
+        pending_target=math.nan,
+        pending_reason=math.nan,
+        ordered_target=0.0,
+        stopped_target=math.nan,
+        day=-1.0,
+        day_start_equity=cash,
+        peak_equity=cash,
+        halt=float(HALT_NONE),
+        equity=cash,
+        last_ts=-1.0,
+        bars=0.0,
+    )
 
 
 def make_config(costs, stops, risk) -> Config:
@@ -136,8 +162,10 @@ def feature_switches(config: Config) -> tuple[bool | None, bool | None]:
     out) when every stop, respectively every risk limit, is ``nan``, else ``True``."""
     stops = (config.stop_loss, config.take_profit, config.trailing_stop)
     limits = (config.daily_loss_limit, config.max_drawdown)
-    return (None if all(map(math.isnan, stops)) else True,
-            None if all(map(math.isnan, limits)) else True)
+    return (
+        None if all(map(math.isnan, stops)) else True,
+        None if all(map(math.isnan, limits)) else True,
+    )
 
 
 def _within(value, name: str, low: float, high: float) -> float:

@@ -27,8 +27,23 @@ def bucket_label_nb(ts, target_ms, offset_ms):
 
 
 @njit(cache=True)
-def resample_nb(ts, open_, high, low, close, volume, target_ms, offset_ms,
-                out_ts, out_open, out_high, out_low, out_close, out_volume, out_count):
+def resample_nb(
+    ts,
+    open_,
+    high,
+    low,
+    close,
+    volume,
+    target_ms,
+    offset_ms,
+    out_ts,
+    out_open,
+    out_high,
+    out_low,
+    out_close,
+    out_volume,
+    out_count,
+):
     """Aggregate bars into buckets of ``target_ms``; return the number of buckets written.
 
     Parameters

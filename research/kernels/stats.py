@@ -139,7 +139,7 @@ def equity_stats_nb(equity, ts, timeframe_ms, initial_cash):
     max_drawdown = -math.inf
     underwater = 0.0
     for start in range(0, n, BLOCK):
-        block = equity[start:start + BLOCK]
+        block = equity[start : start + BLOCK]
         m = len(block)
         _returns_nb(block, previous, returns)
         previous = block[m - 1]

@@ -8,18 +8,21 @@ from numba import njit
 from research.kernels.records import fill_times_nb
 
 #: One round trip, flat to flat.
-TRADE_DTYPE = np.dtype([
-    ("entry_fill", np.int64),  # index of the opening fill
-    ("exit_fill", np.int64),  # index of the closing fill (-1 while open)
-    ("entry_ts", np.int64),  # time of the opening fill, ms UTC (see fill_times_nb)
-    ("exit_ts", np.int64),  # time of the closing fill (-1 while open)
-    ("side", np.int8),  # +1 long, -1 short
-    ("size", np.float64),  # units entered (sum of the fills that grew the position)
-    ("entry_price", np.float64),  # size-weighted average price of the fills that grew it
-    ("exit_price", np.float64),  # ... of the fills that shrank it (nan if none)
-    ("fees", np.float64),  # fees of all fills of the trade
-    ("pnl", np.float64),  # net P&L: sum of the fills' realized P&L (price P&L minus every fee)
-], align=True)
+TRADE_DTYPE = np.dtype(
+    [
+        ("entry_fill", np.int64),  # index of the opening fill
+        ("exit_fill", np.int64),  # index of the closing fill (-1 while open)
+        ("entry_ts", np.int64),  # time of the opening fill, ms UTC (see fill_times_nb)
+        ("exit_ts", np.int64),  # time of the closing fill (-1 while open)
+        ("side", np.int8),  # +1 long, -1 short
+        ("size", np.float64),  # units entered (sum of the fills that grew the position)
+        ("entry_price", np.float64),  # size-weighted average price of the fills that grew it
+        ("exit_price", np.float64),  # ... of the fills that shrank it (nan if none)
+        ("fees", np.float64),  # fees of all fills of the trade
+        ("pnl", np.float64),  # net P&L: sum of the fills' realized P&L (price P&L minus every fee)
+    ],
+    align=True,
+)
 
 
 @njit(cache=True)

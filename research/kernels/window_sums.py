@@ -88,8 +88,9 @@ def block_accumulators(x: np.ndarray, n: int) -> np.ndarray:
     return _window_sums(x, n, 1.0, False)[1][:, 0]
 
 
-def _window_sums(x: np.ndarray, n: int, divisor: float,
-                 keep_constant: bool) -> tuple[np.ndarray, np.ndarray]:
+def _window_sums(
+    x: np.ndarray, n: int, divisor: float, keep_constant: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """``(out, blocks)``: see :func:`fixed_point_sums_nb`."""
     # the output is allocated by numpy (which asks for transparent huge pages on large arrays):
     # a bars-long array allocated inside Numba pays a page fault per 4 KiB on first touch,
@@ -98,16 +99,36 @@ def _window_sums(x: np.ndarray, n: int, divisor: float,
     if n < 1:
         out[:] = np.nan
         return out, np.empty((0, 3), np.int64)
-    out[:n - 1] = np.nan
+    out[: n - 1] = np.nan
     block = max(1024, 4 * n)
     blocks = np.empty((-(-max(len(x) - n + 1, 0) // block), 3), np.int64)
     bits = x.view(np.int64)  # the values' IEEE-754 bits
     candidates = np.empty(block, np.bool_)
-    fixed_point_sums_nb(x, bits, n, divisor, keep_constant, out, np.empty(block, np.int64),
-                        np.empty(block, np.int64), candidates, blocks)
+    fixed_point_sums_nb(
+        x,
+        bits,
+        n,
+        divisor,
+        keep_constant,
+        out,
+        np.empty(block, np.int64),
+        np.empty(block, np.int64),
+        candidates,
+        blocks,
+    )
     if (blocks[:, 0] == _LIMBS).any():
-        limb_sums_nb(x, bits, n, divisor, keep_constant, out, blocks, block,
-                     np.empty(MAX_LIMBS, np.int64), np.empty(MAX_LIMBS, np.int64))
+        limb_sums_nb(
+            x,
+            bits,
+            n,
+            divisor,
+            keep_constant,
+            out,
+            blocks,
+            block,
+            np.empty(MAX_LIMBS, np.int64),
+            np.empty(MAX_LIMBS, np.int64),
+        )
     return out, blocks
 
 
@@ -115,8 +136,7 @@ def _window_sums(x: np.ndarray, n: int, divisor: float,
 
 
 @njit(**_KERNEL)
-def fixed_point_sums_nb(x, bits, n, divisor, keep_constant, out, lows, highs, candidates,
-                        blocks):
+def fixed_point_sums_nb(x, bits, n, divisor, keep_constant, out, lows, highs, candidates, blocks):
     """``out[t]``: the sum of the window ``x[t-n+1 : t+1]`` over ``divisor``, ``nan`` if it holds
     an inf or a nan; but if ``keep_constant``, a window of ``n`` equal values gives its last
     value. For the blocks that fixed point can take (``n >= 1``).
@@ -159,8 +179,17 @@ def fixed_point_sums_nb(x, bits, n, divisor, keep_constant, out, lows, highs, ca
             if split:
                 high += highs[i]
                 highs[i] = high
-        found = _results_nb(values[n - 1:], results[n - 1:], math.ldexp(1.0, lowest), divisor,
-                            keep_constant, split, lows, highs, candidates)
+        found = _results_nb(
+            values[n - 1 :],
+            results[n - 1 :],
+            math.ldexp(1.0, lowest),
+            divisor,
+            keep_constant,
+            split,
+            lows,
+            highs,
+            candidates,
+        )
         if not (nonfinite or found):
             continue
         # windows holding an inf or a nan (all of them are looked at if there is one), and
@@ -227,7 +256,7 @@ def _steps_nb(x, n, up, split, lows, highs):
         high += word >> 32
     lows[0] = low
     highs[0] = high
-    entering, leaving = x[n:], x[:windows - 1]
+    entering, leaving = x[n:], x[: windows - 1]
     step_lows, step_highs = lows[1:windows], highs[1:windows]
     for i in range(windows - 1):
         new = _word_nb(entering[i], up)

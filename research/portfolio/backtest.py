@@ -18,12 +18,7 @@ import numpy as np
 
 from research.backtesting import start_index
 from research.kernels.portfolio_backtest import simulate_book
-from research.kernels.portfolio_records import (
-    BookLimits,
-    Rebalance,
-    make_book_config,
-    new_book,
-)
+from research.kernels.portfolio_records import BookLimits, Rebalance, make_book_config, new_book
 from research.panel import Panel
 from research.portfolio.result import PortfolioResult, book_stats
 from research.portfolio_model import PortfolioSpec, check_weights
@@ -83,13 +78,17 @@ def backtest_portfolio(
         weight above ``limits.max_gross``), each naming the field, market or time.
     """
     if not isinstance(spec, PortfolioSpec):
-        raise TypeError(f"spec must be a portfolio strategy (@portfolio or allocate(...), e.g. "
-                        f"strategies.portfolio_registry.get_portfolio('momentum_rotation')), "
-                        f"got {type(spec).__name__}")
+        raise TypeError(
+            f"spec must be a portfolio strategy (@portfolio or allocate(...), e.g. "
+            f"strategies.portfolio_registry.get_portfolio('momentum_rotation')), "
+            f"got {type(spec).__name__}"
+        )
     if not isinstance(panel, Panel):
-        raise TypeError(f"a portfolio backtest takes a research.panel.Panel (see "
-                        f"research.portfolio.universe.load_universe), got "
-                        f"{type(panel).__name__}")
+        raise TypeError(
+            f"a portfolio backtest takes a research.panel.Panel (see "
+            f"research.portfolio.universe.load_universe), got "
+            f"{type(panel).__name__}"
+        )
     params = spec.make_params(params)
     first = start_index(panel, start)
     offset = history_offset(panel, first, spec.history_window(params, panel.timeframe_ms))
@@ -98,8 +97,9 @@ def backtest_portfolio(
     costs = _as(costs, Costs, "costs")
     stops = _as(stops, Stops, "stops")
     limits = _as(limits, BookLimits, "limits")
-    rebalance = spec.rebalance(params) if rebalance is None else _as(rebalance, Rebalance,
-                                                                      "rebalance")
+    rebalance = (
+        spec.rebalance(params) if rebalance is None else _as(rebalance, Rebalance, "rebalance")
+    )
     initial_cash = float(initial_cash)
     if not (math.isfinite(initial_cash) and initial_cash > 0):
         raise ValueError(f"initial_cash must be a positive number, got {initial_cash}")
@@ -108,14 +108,26 @@ def backtest_portfolio(
     skip = first - offset
     traded = panel[first:] if first else panel
     weights = np.ascontiguousarray(evaluation.weights[skip:])
-    check_weights(weights, traded, max(0, evaluation.lookback - skip), spec.name,
-                  max_gross=limits.max_gross)
-    return run_book(spec.name, params, traded, weights, config, initial_cash,
-                    costs=costs, stops=stops, limits=limits, rebalance=rebalance)
+    check_weights(
+        weights, traded, max(0, evaluation.lookback - skip), spec.name, max_gross=limits.max_gross
+    )
+    return run_book(
+        spec.name,
+        params,
+        traded,
+        weights,
+        config,
+        initial_cash,
+        costs=costs,
+        stops=stops,
+        limits=limits,
+        rebalance=rebalance,
+    )
 
 
-def run_book(name: str, params: Any, panel: Panel, weights: np.ndarray, config, initial_cash,
-             **settings: Any) -> PortfolioResult:
+def run_book(
+    name: str, params: Any, panel: Panel, weights: np.ndarray, config, initial_cash, **settings: Any
+) -> PortfolioResult:
     """Trade ``weights`` on ``panel`` from a fresh book; the result with its stats (what
     :func:`backtest_portfolio` and a portfolio sweep row share)."""
     n, m = len(panel), panel.n_markets
@@ -123,14 +135,42 @@ def run_book(name: str, params: Any, panel: Panel, weights: np.ndarray, config, 
     equity = np.full(n, np.nan)
     cash = np.full(n, np.nan)
     positions = np.full((n, m), np.nan)
-    run = simulate_book(book, legs, config, panel.ts, panel.open, panel.high, panel.low,
-                        panel.close, weights, equity, cash, positions)
-    stats = book_stats(panel, run.fills, equity[:run.processed], positions[:run.processed],
-                       run.exposed, initial_cash)
+    run = simulate_book(
+        book,
+        legs,
+        config,
+        panel.ts,
+        panel.open,
+        panel.high,
+        panel.low,
+        panel.close,
+        weights,
+        equity,
+        cash,
+        positions,
+    )
+    stats = book_stats(
+        panel,
+        run.fills,
+        equity[: run.processed],
+        positions[: run.processed],
+        run.exposed,
+        initial_cash,
+    )
     return PortfolioResult(
-        spec_name=name, params=params, panel=panel, target=weights, fill_rows=run.fills,
-        equity_values=equity, cash_values=cash, position_values=positions, stats=stats,
-        status=int(run.status), initial_cash=float(initial_cash), settings=dict(settings))
+        spec_name=name,
+        params=params,
+        panel=panel,
+        target=weights,
+        fill_rows=run.fills,
+        equity_values=equity,
+        cash_values=cash,
+        position_values=positions,
+        stats=stats,
+        status=int(run.status),
+        initial_cash=float(initial_cash),
+        settings=dict(settings),
+    )
 
 
 def history_offset(panel: Panel, first: int, history: int) -> int:
@@ -155,5 +195,4 @@ def _as(value: Any, kind: type, name: str):
             return kind(**value)
         except TypeError as exc:
             raise ValueError(f"{name}: {exc}; fields are {', '.join(kind._fields)}") from None
-    raise TypeError(f"{name} must be {kind.__module__}.{kind.__name__}, got "
-                    f"{type(value).__name__}")
+    raise TypeError(f"{name} must be {kind.__module__}.{kind.__name__}, got {type(value).__name__}")

@@ -27,8 +27,9 @@ from research.portfolio_model import PortfolioEvaluation, PortfolioSpec
 MAX_LISTED = 10
 
 
-def portfolio_lookahead(spec: PortfolioSpec, panel: Panel, params: Any = None,
-                        samples: int = 50, seed: int = 0) -> LookaheadReport:
+def portfolio_lookahead(
+    spec: PortfolioSpec, panel: Panel, params: Any = None, samples: int = 50, seed: int = 0
+) -> LookaheadReport:
     """Recompute the weights on ``panel[:t+1]`` at ``samples`` random ``t`` from the
     look-back on; ``ok`` when no past weight changes (see the module docstring)."""
     params, full = _prepare(spec, panel, params, extra=1)
@@ -43,17 +44,26 @@ def portfolio_lookahead(spec: PortfolioSpec, panel: Panel, params: Any = None,
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             errors[int(t)] = f"{type(exc).__name__}: {exc}"
             continue
-        differs = _differs(truncated[first:], full.weights[first: t + 1])
+        differs = _differs(truncated[first:], full.weights[first : t + 1])
         for i, j in np.argwhere(differs)[:MAX_LISTED]:
-            mismatches.append(Mismatch(int(t), int(i) + first, float(truncated[i + first, j]),
-                                       float(full.weights[i + first, j]), panel.markets[j]))
+            mismatches.append(
+                Mismatch(
+                    int(t),
+                    int(i) + first,
+                    float(truncated[i + first, j]),
+                    float(full.weights[i + first, j]),
+                    panel.markets[j],
+                )
+            )
         offending.update(int(i) + first for i in np.flatnonzero(differs.any(axis=1)))
-    return LookaheadReport(spec.name, params, sampled,
-                           np.array(sorted(offending), dtype=np.int64), mismatches, errors)
+    return LookaheadReport(
+        spec.name, params, sampled, np.array(sorted(offending), dtype=np.int64), mismatches, errors
+    )
 
 
-def portfolio_history_check(spec: PortfolioSpec, panel: Panel, params: Any = None,
-                            samples: int = 50, seed: int = 0) -> HistoryReport:
+def portfolio_history_check(
+    spec: PortfolioSpec, panel: Panel, params: Any = None, samples: int = 50, seed: int = 0
+) -> HistoryReport:
     """Check that the window a portfolio bot loads for bar ``t`` gives the full-history
     weights at ``t``, at ``samples`` random ``t`` (see the module docstring)."""
     params, full = _prepare(spec, panel, params)
@@ -71,23 +81,32 @@ def portfolio_history_check(spec: PortfolioSpec, panel: Panel, params: Any = Non
         differs = _differs(last, full.weights[t])
         if differs.any():
             offending.append(int(t))
-            mismatches += [Mismatch(int(t), int(t), float(last[j]), float(full.weights[t, j]),
-                                    panel.markets[j]) for j in np.flatnonzero(differs)]
-    return HistoryReport(spec.name, params, window, sampled, np.array(offending, dtype=np.int64),
-                         mismatches, errors)
+            mismatches += [
+                Mismatch(
+                    int(t), int(t), float(last[j]), float(full.weights[t, j]), panel.markets[j]
+                )
+                for j in np.flatnonzero(differs)
+            ]
+    return HistoryReport(
+        spec.name, params, window, sampled, np.array(offending, dtype=np.int64), mismatches, errors
+    )
 
 
-def _prepare(spec: PortfolioSpec, panel: Panel, params: Any,
-             extra: int = 0) -> tuple[Any, PortfolioEvaluation]:
+def _prepare(
+    spec: PortfolioSpec, panel: Panel, params: Any, extra: int = 0
+) -> tuple[Any, PortfolioEvaluation]:
     if not isinstance(spec, PortfolioSpec):
         raise TypeError(f"spec must be a portfolio strategy, got {type(spec).__name__}")
     if not isinstance(panel, Panel):
-        raise TypeError(f"a portfolio check takes a research.panel.Panel, got "
-                        f"{type(panel).__name__}")
+        raise TypeError(
+            f"a portfolio check takes a research.panel.Panel, got {type(panel).__name__}"
+        )
     params = spec.make_params(params)
     needed = spec.lookback(params) + 1 + extra
     if len(panel) < needed:
-        raise ValueError(f"checking {spec.name!r} with {params} needs at least {needed} grid "
-                         f"bars (look-back + {1 + extra}), got {len(panel)}: pass a longer "
-                         "history")
+        raise ValueError(
+            f"checking {spec.name!r} with {params} needs at least {needed} grid "
+            f"bars (look-back + {1 + extra}), got {len(panel)}: pass a longer "
+            "history"
+        )
     return params, spec.evaluate(panel, params)

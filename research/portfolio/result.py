@@ -105,8 +105,11 @@ class PortfolioResult:
         columns = fill_columns(self.fill_rows, self.panel.timeframe_ms)
         for name in ("ts", "bar_ts"):
             columns[name] = pd.to_datetime(columns[name], unit="ms", utc=True)
-        columns["market"] = np.asarray(self.panel.markets, dtype=object)[
-            self.fill_rows["market"]] if len(self.fill_rows) else np.empty(0, dtype=object)
+        columns["market"] = (
+            np.asarray(self.panel.markets, dtype=object)[self.fill_rows["market"]]
+            if len(self.fill_rows)
+            else np.empty(0, dtype=object)
+        )
         return pd.DataFrame(columns, columns=list(BOOK_FILL_COLUMNS))
 
     @cached_property
@@ -123,7 +126,8 @@ class PortfolioResult:
             empty.insert(0, "market", pd.Series(dtype=object))
             return empty
         return pd.concat(frames, ignore_index=True).sort_values(
-            ["entry_time", "market"], kind="stable", ignore_index=True)
+            ["entry_time", "market"], kind="stable", ignore_index=True
+        )
 
     @cached_property
     def equity(self) -> pd.Series:
@@ -135,8 +139,9 @@ class PortfolioResult:
 
     @cached_property
     def positions(self) -> pd.DataFrame:
-        return pd.DataFrame(self.position_values, index=self.index,
-                            columns=list(self.panel.markets))
+        return pd.DataFrame(
+            self.position_values, index=self.index, columns=list(self.panel.markets)
+        )
 
     @cached_property
     def weights(self) -> pd.DataFrame:
@@ -151,15 +156,20 @@ class PortfolioResult:
 
     @cached_property
     def benchmark(self) -> pd.Series:
-        return pd.Series(equal_weight_buy_and_hold(self.panel, self.initial_cash),
-                         index=self.index, name="equal_weight_buy_and_hold")
+        return pd.Series(
+            equal_weight_buy_and_hold(self.panel, self.initial_cash),
+            index=self.index,
+            name="equal_weight_buy_and_hold",
+        )
 
     @cached_property
     def contribution(self) -> pd.Series:
-        values = market_contributions(self.panel, self.fill_rows, self.position_values,
-                                      self.equity_values)
-        return pd.Series(values, index=pd.Index(list(self.panel.markets), name="market"),
-                         name="contribution")
+        values = market_contributions(
+            self.panel, self.fill_rows, self.position_values, self.equity_values
+        )
+        return pd.Series(
+            values, index=pd.Index(list(self.panel.markets), name="market"), name="contribution"
+        )
 
     @cached_property
     def markets(self) -> pd.DataFrame:
@@ -178,9 +188,11 @@ class PortfolioResult:
 
     def __repr__(self) -> str:
         final = float(self.stats.get("final_equity", math.nan))
-        return (f"PortfolioResult({self.spec_name}, {self.params}, markets="
-                f"{self.panel.n_markets}, bars={len(self.panel)}, fills={len(self.fill_rows)}, "
-                f"final_equity={final:.2f}, status={self.status_name})")
+        return (
+            f"PortfolioResult({self.spec_name}, {self.params}, markets="
+            f"{self.panel.n_markets}, bars={len(self.panel)}, fills={len(self.fill_rows)}, "
+            f"final_equity={final:.2f}, status={self.status_name})"
+        )
 
 
 def equal_weight_buy_and_hold(panel: Panel, initial_cash: float) -> np.ndarray:
@@ -198,8 +210,9 @@ def equal_weight_buy_and_hold(panel: Panel, initial_cash: float) -> np.ndarray:
     return value.sum(axis=1) if n else np.empty(0)
 
 
-def market_contributions(panel: Panel, fills: np.ndarray, positions: np.ndarray,
-                         equity: np.ndarray) -> np.ndarray:
+def market_contributions(
+    panel: Panel, fills: np.ndarray, positions: np.ndarray, equity: np.ndarray
+) -> np.ndarray:
     """Each market's profit: the cash flows of its fills (fees included) plus its final
     position at its last close (see :class:`PortfolioResult`)."""
     m = panel.n_markets
@@ -215,8 +228,14 @@ def market_contributions(panel: Panel, fills: np.ndarray, positions: np.ndarray,
     return flows + np.where(held != 0.0, held * np.nan_to_num(last_close), 0.0)
 
 
-def book_stats(panel: Panel, fills: np.ndarray, equity: np.ndarray, positions: np.ndarray,
-               exposed: int, initial_cash: float) -> pd.Series:
+def book_stats(
+    panel: Panel,
+    fills: np.ndarray,
+    equity: np.ndarray,
+    positions: np.ndarray,
+    exposed: int,
+    initial_cash: float,
+) -> pd.Series:
     """The book's statistics over the processed bars (:func:`research.metrics.stats_of_run`
     with the equal-weight buy-and-hold book as the benchmark); empty without a bar."""
     n = len(equity)
@@ -225,8 +244,9 @@ def book_stats(panel: Panel, fills: np.ndarray, equity: np.ndarray, positions: n
     benchmark = equal_weight_buy_and_hold(panel[:n], initial_cash)
     # the benchmark's statistics are computed from an "instrument" whose first open is the
     # initial cash and whose closes are the benchmark book's equity (they are scale-free)
-    context = bars_context(panel.ts[:n], panel.timeframe_ms, np.array([float(initial_cash)]),
-                           benchmark)
+    context = bars_context(
+        panel.ts[:n], panel.timeframe_ms, np.array([float(initial_cash)]), benchmark
+    )
     if len(fills):
         pnls, durations = [], []
         for j in range(panel.n_markets):
@@ -242,8 +262,9 @@ def book_stats(panel: Panel, fills: np.ndarray, equity: np.ndarray, positions: n
         pnls_array, durations_array, fees = np.empty(0), np.empty(0), 0.0
     holding = (positions != 0.0).any(axis=1)
     gaps_held = gaps_held_by_position(context, holding)
-    values = stats_of_run(equity, exposed, gaps_held, context, pnls_array, durations_array,
-                          initial_cash, fees)
+    values = stats_of_run(
+        equity, exposed, gaps_held, context, pnls_array, durations_array, initial_cash, fees
+    )
     return pd.Series(values, dtype=np.float64)
 
 
@@ -259,16 +280,20 @@ def market_table(result: PortfolioResult) -> pd.DataFrame:
     for j, market in enumerate(markets):
         own = closed[closed["market"] == market] if len(closed) else closed
         fees = result.fill_rows["fee"][result.fill_rows["market"] == j].sum()
-        rows.append({
-            "contribution": float(result.contribution.iloc[j]),
-            "contribution_pct": float(result.contribution.iloc[j]) / result.initial_cash,
-            "trades": len(own),
-            "win_rate": float((own["pnl"] > 0).mean()) if len(own) else math.nan,
-            "fees": float(fees),
-            "exposure": float((positions[:, j] != 0.0).mean()) if len(positions) else math.nan,
-            "mean_weight": float(np.nanmean(np.abs(weights[:, j]))) if len(weights)
-            else math.nan,
-            "coverage": float(result.panel.present[:, j].mean()) if len(result.panel)
-            else math.nan,
-        })
+        rows.append(
+            {
+                "contribution": float(result.contribution.iloc[j]),
+                "contribution_pct": float(result.contribution.iloc[j]) / result.initial_cash,
+                "trades": len(own),
+                "win_rate": float((own["pnl"] > 0).mean()) if len(own) else math.nan,
+                "fees": float(fees),
+                "exposure": float((positions[:, j] != 0.0).mean()) if len(positions) else math.nan,
+                "mean_weight": float(np.nanmean(np.abs(weights[:, j])))
+                if len(weights)
+                else math.nan,
+                "coverage": float(result.panel.present[:, j].mean())
+                if len(result.panel)
+                else math.nan,
+            }
+        )
     return pd.DataFrame(rows, index=pd.Index(markets, name="market"))

@@ -33,12 +33,20 @@ from research.types import Costs, Stops
 DEFAULT_MIN_TRADES = 10
 
 
-def sweep_portfolio(spec: PortfolioSpec, panel: Panel,
-                    grid: Mapping[str, Iterable[Any]] | None = None, costs: Costs = Costs(), *,
-                    stops: Stops = Stops(), limits: BookLimits = BookLimits(),
-                    rebalance: Rebalance | None = None, initial_cash: float = 10_000.0,
-                    metric: str = "sharpe", min_trades: int = DEFAULT_MIN_TRADES,
-                    per_market: bool = True) -> pd.DataFrame:
+def sweep_portfolio(
+    spec: PortfolioSpec,
+    panel: Panel,
+    grid: Mapping[str, Iterable[Any]] | None = None,
+    costs: Costs = Costs(),
+    *,
+    stops: Stops = Stops(),
+    limits: BookLimits = BookLimits(),
+    rebalance: Rebalance | None = None,
+    initial_cash: float = 10_000.0,
+    metric: str = "sharpe",
+    min_trades: int = DEFAULT_MIN_TRADES,
+    per_market: bool = True,
+) -> pd.DataFrame:
     """Backtest ``spec`` on ``panel`` for every parameter set of ``grid``.
 
     Parameters
@@ -68,15 +76,25 @@ def sweep_portfolio(spec: PortfolioSpec, panel: Panel,
     grid = dict(spec.sweep if grid is None else grid)
     unknown = [name for name in grid if name not in spec.params._fields]
     if unknown:
-        raise ValueError(f"grid names unknown parameter {unknown[0]!r} of portfolio strategy "
-                         f"{spec.name!r} (parameters: {', '.join(spec.params._fields)})")
+        raise ValueError(
+            f"grid names unknown parameter {unknown[0]!r} of portfolio strategy "
+            f"{spec.name!r} (parameters: {', '.join(spec.params._fields)})"
+        )
     names = list(grid)
     rows = []
     for values in itertools.product(*(list(grid[name]) for name in names)):
         row: dict[str, Any] = dict(zip(names, values, strict=False))
         try:
-            result = backtest_portfolio(spec, panel, row, costs, stops=stops, limits=limits,
-                                        rebalance=rebalance, initial_cash=initial_cash)
+            result = backtest_portfolio(
+                spec,
+                panel,
+                row,
+                costs,
+                stops=stops,
+                limits=limits,
+                rebalance=rebalance,
+                initial_cash=initial_cash,
+            )
         except (ValueError, TypeError) as exc:
             row.update(valid=False, invalid_reason=str(exc))
         else:
@@ -89,8 +107,13 @@ def sweep_portfolio(spec: PortfolioSpec, panel: Panel,
     return _ranked(pd.DataFrame(rows), metric, min_trades)
 
 
-def sweep_universes(spec: PortfolioSpec, universes: Mapping[str, Panel], params: Any = None,
-                    costs: Costs = Costs(), **settings: Any) -> pd.DataFrame:
+def sweep_universes(
+    spec: PortfolioSpec,
+    universes: Mapping[str, Panel],
+    params: Any = None,
+    costs: Costs = Costs(),
+    **settings: Any,
+) -> pd.DataFrame:
     """Backtest ``spec`` with ``params`` on each universe of ``universes`` (``{name: Panel}``,
     e.g. ``panel.select([...])`` subsets).
 
@@ -114,9 +137,15 @@ def sweep_universes(spec: PortfolioSpec, universes: Mapping[str, Panel], params:
     return pd.DataFrame(rows).set_index("universe")
 
 
-def pairs_table(strategy: StrategySpec, panel: Panel, params: Any = None,
-                costs: Costs = Costs(), *, stops: Stops | None = None,
-                initial_cash: float = 10_000.0) -> pd.DataFrame:
+def pairs_table(
+    strategy: StrategySpec,
+    panel: Panel,
+    params: Any = None,
+    costs: Costs = Costs(),
+    *,
+    stops: Stops | None = None,
+    initial_cash: float = 10_000.0,
+) -> pd.DataFrame:
     """The "which pairs work" table: ``strategy`` backtested on each market of ``panel`` alone
     (:func:`research.backtest` on its own bars), and its contribution in the equal-weight book
     of all the markets (:func:`~research.portfolio_model.allocate` with
@@ -132,18 +161,30 @@ def pairs_table(strategy: StrategySpec, panel: Panel, params: Any = None,
     """
     from research.backtesting import backtest  # the single-market backtest
 
-    columns = ["total_return", "sharpe", "max_drawdown", "trade_count", "win_rate",
-               "profit_factor", "buy_hold_return"]
+    columns = [
+        "total_return",
+        "sharpe",
+        "max_drawdown",
+        "trade_count",
+        "win_rate",
+        "profit_factor",
+        "buy_hold_return",
+    ]
     params = strategy.make_params(params)
-    book = backtest_portfolio(allocate(strategy, EQUAL_WEIGHT), panel, params._asdict(), costs,
-                              stops=stops or strategy.stops, initial_cash=initial_cash)
+    book = backtest_portfolio(
+        allocate(strategy, EQUAL_WEIGHT),
+        panel,
+        params._asdict(),
+        costs,
+        stops=stops or strategy.stops,
+        initial_cash=initial_cash,
+    )
     rows = []
     for market in panel.markets:
         bars = panel.bars(market)
         row: dict[str, Any] = {"market": market, "bars": len(bars), "invalid_reason": ""}
         try:
-            result = backtest(strategy, bars, params, costs, stops=stops,
-                              initial_cash=initial_cash)
+            result = backtest(strategy, bars, params, costs, stops=stops, initial_cash=initial_cash)
         except (ValueError, TypeError) as exc:
             row["invalid_reason"] = str(exc)
         else:
@@ -151,8 +192,11 @@ def pairs_table(strategy: StrategySpec, panel: Panel, params: Any = None,
         row["book_contribution"] = float(book.contribution[market]) / initial_cash
         rows.append(row)
     frame = pd.DataFrame(rows).set_index("market")
-    return frame.sort_values("sharpe", ascending=False, na_position="last") \
-        if "sharpe" in frame else frame
+    return (
+        frame.sort_values("sharpe", ascending=False, na_position="last")
+        if "sharpe" in frame
+        else frame
+    )
 
 
 def _ranked(frame: pd.DataFrame, metric: str, min_trades: int) -> pd.DataFrame:

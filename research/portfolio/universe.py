@@ -20,8 +20,15 @@ from research.data import _engine, _to_utc, load_bars, to_ms
 from research.panel import Panel, align
 
 
-def universe_symbols(engine: Engine | str | None, exchange: str, timeframe: str, *,
-                     quote: str | None = None, start=None, end=None) -> list[str]:
+def universe_symbols(
+    engine: Engine | str | None,
+    exchange: str,
+    timeframe: str,
+    *,
+    quote: str | None = None,
+    start=None,
+    end=None,
+) -> list[str]:
     """The symbols stored for ``exchange`` at ``timeframe`` with at least one bar between
     ``start`` and ``end`` (inclusive close times; ``None``: unbounded), sorted; with ``quote``
     only those quoted in it (``"USDT"``: ``BTC/USDT``, ``ETH/USDT``, ...).
@@ -41,21 +48,37 @@ def universe_symbols(engine: Engine | str | None, exchange: str, timeframe: str,
         clauses.append(" AND ts <= :end")
         values["end"] = to_ms(end)
     with engine.connect() as connection:
-        symbols = sorted(connection.execute(text(
-            "SELECT DISTINCT symbol FROM ohlcv WHERE exchange = :e AND timeframe = :t"
-            + "".join(clauses)), values).scalars())
+        symbols = sorted(
+            connection.execute(
+                text(
+                    "SELECT DISTINCT symbol FROM ohlcv WHERE exchange = :e AND timeframe = :t"
+                    + "".join(clauses)
+                ),
+                values,
+            ).scalars()
+        )
     if quote is not None:
         symbols = [symbol for symbol in symbols if symbol.split("/")[-1] == quote]
     if not symbols:
         what = f"{exchange} {timeframe}" + (f" quoted in {quote}" if quote else "")
-        raise ValueError(f"no market of {what} has bars in the span: see research.inventory() "
-                         "for what is stored, or import/backfill the markets first")
+        raise ValueError(
+            f"no market of {what} has bars in the span: see research.inventory() "
+            "for what is stored, or import/backfill the markets first"
+        )
     return symbols
 
 
-def load_universe(engine: Engine | str | None, exchange: str, timeframe: str,
-                  symbols: Sequence[str] | None = None, *, quote: str | None = None,
-                  start=None, end=None, history: int = 0) -> Panel:
+def load_universe(
+    engine: Engine | str | None,
+    exchange: str,
+    timeframe: str,
+    symbols: Sequence[str] | None = None,
+    *,
+    quote: str | None = None,
+    start=None,
+    end=None,
+    history: int = 0,
+) -> Panel:
     """Load a universe's bars as one panel.
 
     Parameters
@@ -89,13 +112,13 @@ def load_universe(engine: Engine | str | None, exchange: str, timeframe: str,
     """
     engine = _engine(engine)
     if symbols is None:
-        symbols = universe_symbols(engine, exchange, timeframe, quote=quote, start=start,
-                                   end=end)
+        symbols = universe_symbols(engine, exchange, timeframe, quote=quote, start=start, end=end)
     symbols = [str(symbol) for symbol in symbols]
     repeated = sorted({symbol for symbol in symbols if symbols.count(symbol) > 1})
     if repeated:
-        raise ValueError(f"the universe lists {', '.join(repeated)} more than once: list each "
-                         "market once")
+        raise ValueError(
+            f"the universe lists {', '.join(repeated)} more than once: list each market once"
+        )
     if not symbols:
         raise ValueError("a universe needs at least one symbol")
     if history and start is None:
@@ -134,15 +157,18 @@ def coverage(panel: Panel) -> pd.DataFrame:
     """
     counts = panel.coverage_counts()
     n = len(panel)
-    frame = pd.DataFrame({
-        "first": _to_utc(np.where(counts["bars"] > 0, counts["first_ts"], 0)),
-        "last": _to_utc(np.where(counts["bars"] > 0, counts["last_ts"], 0)),
-        "bars": counts["bars"],
-        "coverage": counts["bars"] / n if n else np.zeros(panel.n_markets),
-        "before": counts["before"],
-        "missing": counts["missing"],
-        "after": counts["after"],
-    }, index=pd.Index(list(panel.markets), name="market"))
+    frame = pd.DataFrame(
+        {
+            "first": _to_utc(np.where(counts["bars"] > 0, counts["first_ts"], 0)),
+            "last": _to_utc(np.where(counts["bars"] > 0, counts["last_ts"], 0)),
+            "bars": counts["bars"],
+            "coverage": counts["bars"] / n if n else np.zeros(panel.n_markets),
+            "before": counts["before"],
+            "missing": counts["missing"],
+            "after": counts["after"],
+        },
+        index=pd.Index(list(panel.markets), name="market"),
+    )
     empty = counts["bars"] == 0
     frame.loc[empty, ["first", "last"]] = pd.NaT
     return frame

@@ -85,12 +85,15 @@ class CrossValidation:
         """Mean, standard deviation, 5 % / median / 95 % quantiles of the paths' out-of-sample
         Sharpe ratios, and the share of paths below 0."""
         values = self.paths["sharpe"].to_numpy(dtype=float)
-        return {"paths": len(values), "mean_sharpe": float(np.nanmean(values)),
-                "std_sharpe": float(np.nanstd(values, ddof=1)) if len(values) > 1 else math.nan,
-                "q05_sharpe": float(np.nanquantile(values, 0.05)),
-                "median_sharpe": float(np.nanmedian(values)),
-                "q95_sharpe": float(np.nanquantile(values, 0.95)),
-                "share_negative": float(np.mean(values < 0))}
+        return {
+            "paths": len(values),
+            "mean_sharpe": float(np.nanmean(values)),
+            "std_sharpe": float(np.nanstd(values, ddof=1)) if len(values) > 1 else math.nan,
+            "q05_sharpe": float(np.nanquantile(values, 0.05)),
+            "median_sharpe": float(np.nanmedian(values)),
+            "q95_sharpe": float(np.nanquantile(values, 0.95)),
+            "share_negative": float(np.mean(values < 0)),
+        }
 
 
 def cross_validate(
@@ -141,21 +144,27 @@ def cross_validate(
         large as a fold, or a grid with no valid combination.
     """
     if method not in ("cpcv", "kfold"):
-        raise ValueError(f"unknown method {method!r}: use 'cpcv' (combinatorial purged CV) or "
-                         "'kfold' (purged k-fold)")
+        raise ValueError(
+            f"unknown method {method!r}: use 'cpcv' (combinatorial purged CV) or "
+            "'kfold' (purged k-fold)"
+        )
     if metric not in CV_METRICS:
-        raise ValueError(f"unknown cross-validation metric {metric!r}: the training set is "
-                         f"not contiguous, so only {', '.join(CV_METRICS)} are exact; choose "
-                         "one of them")
+        raise ValueError(
+            f"unknown cross-validation metric {metric!r}: the training set is "
+            f"not contiguous, so only {', '.join(CV_METRICS)} are exact; choose "
+            "one of them"
+        )
     if method == "kfold":
         n_test_folds = 1
     minimum = 2 if method == "kfold" else 3
     if not minimum <= n_folds <= len(bars):
-        raise ValueError(f"n_folds must be between {minimum} and the number of bars "
-                         f"({len(bars)}), got {n_folds}")
+        raise ValueError(
+            f"n_folds must be between {minimum} and the number of bars ({len(bars)}), got {n_folds}"
+        )
     if not 1 <= n_test_folds < n_folds:
-        raise ValueError(f"n_test_folds must be at least 1 and below n_folds ({n_folds}), got "
-                         f"{n_test_folds}")
+        raise ValueError(
+            f"n_test_folds must be at least 1 and below n_folds ({n_folds}), got {n_test_folds}"
+        )
     _check_settings(spec, costs, stops, risk, initial_cash)
     grid = normalize_grid(spec, spec.sweep if grid is None else grid)
     from research.sweeps import valid_combinations
@@ -163,68 +172,109 @@ def cross_validate(
     candidates, n_combinations, _ = valid_combinations(spec, grid)
     candidates = [params for params in candidates if spec.lookback(params) < len(bars)]
     if not candidates:
-        raise ValueError(f"none of the {n_combinations} combinations of the grid is valid for "
-                         f"strategy {spec.name!r} on {len(bars)} bars: widen the grid or load "
-                         "more bars")
+        raise ValueError(
+            f"none of the {n_combinations} combinations of the grid is valid for "
+            f"strategy {spec.name!r} on {len(bars)} bars: widen the grid or load "
+            "more bars"
+        )
     if embargo is None:
         embargo = max(spec.history_window(params) for params in candidates)
     fold = len(bars) // n_folds
     if purge < 0 or embargo < 0 or purge + embargo >= fold:
-        raise ValueError(f"purge ({purge}) plus embargo ({embargo}) bars must be smaller than "
-                         f"a fold ({fold} bars = {len(bars)} bars / {n_folds} folds): use "
-                         "fewer folds, more bars or a smaller embargo")
+        raise ValueError(
+            f"purge ({purge}) plus embargo ({embargo}) bars must be smaller than "
+            f"a fold ({fold} bars = {len(bars)} bars / {n_folds} folds): use "
+            "fewer folds, more bars or a smaller embargo"
+        )
     if method == "kfold":
         splits = purged_kfold(len(bars), n_folds, purge, embargo)
         path_ids = np.zeros((n_folds, 1), dtype=np.int64)
     else:
         from skfolio.model_selection import CombinatorialPurgedCV  # the validation extra
 
-        splitter = CombinatorialPurgedCV(n_folds=n_folds, n_test_folds=n_test_folds,
-                                         purged_size=purge, embargo_size=embargo)
+        splitter = CombinatorialPurgedCV(
+            n_folds=n_folds, n_test_folds=n_test_folds, purged_size=purge, embargo_size=embargo
+        )
         splits = list(splitter.split(np.empty((len(bars), 0))))
         path_ids = np.asarray(splitter.get_path_ids())
     group_starts = sorted({int(test[0]) for _, tests in splits for test in tests})
     cuts = _cuts(splits, len(bars))
     run_settings = (costs, stops, risk, float(initial_cash))
-    evaluation = evaluate(spec, bars, candidates, run_settings, cuts, n_jobs=n_jobs,
-                          backend=backend, progress=progress, grid=grid, client=client,
-                          description=f"{method} {spec.name}")
-    per_year = bars_context(bars.ts, bars.timeframe_ms or int(np.diff(bars.ts).min())
-                            ).bars_per_year
+    evaluation = evaluate(
+        spec,
+        bars,
+        candidates,
+        run_settings,
+        cuts,
+        n_jobs=n_jobs,
+        backend=backend,
+        progress=progress,
+        grid=grid,
+        client=client,
+        description=f"{method} {spec.name}",
+    )
+    per_year = bars_context(bars.ts, bars.timeframe_ms or int(np.diff(bars.ts).min())).bars_per_year
     scale = math.sqrt(per_year)
     moments = evaluation.moments
     usable = np.array([not isinstance(row, Invalid) for row in evaluation.stats])
     if not usable.any():
-        raise ValueError(f"every combination of the grid is invalid for strategy {spec.name!r} "
-                         f"on these bars ({evaluation.stats[0].reason}): widen the grid")
+        raise ValueError(
+            f"every combination of the grid is invalid for strategy {spec.name!r} "
+            f"on these bars ({evaluation.stats[0].reason}): widen the grid"
+        )
     names = tuple(grid)
     rows = []
     path_moments: dict[int, np.ndarray] = {}
     for split, (train, tests) in enumerate(splits):
         train_segments = _segments_of(train, cuts)
         train_moments = combine(moments, train_segments)
-        score = (sharpe(train_moments, zero_variance=0.0) if metric == "sharpe"
-                 else compounded_return(train_moments))
+        score = (
+            sharpe(train_moments, zero_variance=0.0)
+            if metric == "sharpe"
+            else compounded_return(train_moments)
+        )
         chosen = int(np.argmax(np.where(np.isfinite(score) & usable, score, -np.inf)))
         params = candidates[chosen]
         for group, test in enumerate(tests):
             test_moments = combine(moments[chosen], _segments_of(test, cuts))
             path = int(path_ids[split, group])
             path_moments[path] = path_moments.get(path, 0.0) + test_moments
-            rows.append({"split": split, "group": group_starts.index(int(test[0])),
-                         "path": path, "start_ts": int(bars.ts[test[0]]),
-                         "end_ts": int(bars.ts[test[-1]]), "train_bars": len(train),
-                         **{name: getattr(params, name) for name in names},
-                         "train_sharpe": float(sharpe(train_moments[chosen])) * scale,
-                         "test_sharpe": float(sharpe(test_moments)) * scale,
-                         "test_return": float(compounded_return(test_moments))})
-    paths = pd.DataFrame([{"path": path, "sharpe": float(sharpe(total)) * scale,
-                           "total_return": float(compounded_return(total))}
-                          for path, total in sorted(path_moments.items())])
-    return CrossValidation(method=method, n_folds=n_folds, n_test_folds=n_test_folds,
-                           purge=int(purge), embargo=int(embargo), metric=metric,
-                           splits=pd.DataFrame(rows), paths=paths, bars_per_year=per_year,
-                           param_names=names)
+            rows.append(
+                {
+                    "split": split,
+                    "group": group_starts.index(int(test[0])),
+                    "path": path,
+                    "start_ts": int(bars.ts[test[0]]),
+                    "end_ts": int(bars.ts[test[-1]]),
+                    "train_bars": len(train),
+                    **{name: getattr(params, name) for name in names},
+                    "train_sharpe": float(sharpe(train_moments[chosen])) * scale,
+                    "test_sharpe": float(sharpe(test_moments)) * scale,
+                    "test_return": float(compounded_return(test_moments)),
+                }
+            )
+    paths = pd.DataFrame(
+        [
+            {
+                "path": path,
+                "sharpe": float(sharpe(total)) * scale,
+                "total_return": float(compounded_return(total)),
+            }
+            for path, total in sorted(path_moments.items())
+        ]
+    )
+    return CrossValidation(
+        method=method,
+        n_folds=n_folds,
+        n_test_folds=n_test_folds,
+        purge=int(purge),
+        embargo=int(embargo),
+        metric=metric,
+        splits=pd.DataFrame(rows),
+        paths=paths,
+        bars_per_year=per_year,
+        param_names=names,
+    )
 
 
 def _cuts(splits, n_bars: int) -> np.ndarray:

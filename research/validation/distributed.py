@@ -24,8 +24,9 @@ from typing import Any
 DEFAULT_TIMEOUT_S = 10
 
 
-def connect_cluster(address: str | None = None, *, n_workers: int = 2,
-                    timeout: float = DEFAULT_TIMEOUT_S) -> Any:
+def connect_cluster(
+    address: str | None = None, *, n_workers: int = 2, timeout: float = DEFAULT_TIMEOUT_S
+) -> Any:
     """A ``distributed.Client`` for the scheduler at ``address`` (e.g. ``tcp://host:8786``);
     ``None`` starts a local cluster of ``n_workers`` worker processes with one thread each.
 
@@ -38,16 +39,20 @@ def connect_cluster(address: str | None = None, *, n_workers: int = 2,
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise ValueError("the Dask engine needs the distributed extra: "
-                         "pip install 'candela[distributed]'") from None
+        raise ValueError(
+            "the Dask engine needs the distributed extra: pip install 'candela[distributed]'"
+        ) from None
     if address is None:
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         return Client(cluster)
     try:
         return Client(address, timeout=timeout)
     except (OSError, TimeoutError) as exc:
-        raise ValueError(f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
-                         f"({exc.__class__.__name__}): start one with 'dask scheduler' and "
-                         "workers with 'dask worker ADDRESS', or check the address "
-                         "(tcp://HOST:8786)") from None
+        raise ValueError(
+            f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
+            f"({exc.__class__.__name__}): start one with 'dask scheduler' and "
+            "workers with 'dask worker ADDRESS', or check the address "
+            "(tcp://HOST:8786)"
+        ) from None

@@ -132,8 +132,13 @@ def evaluate(
     if size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     batches = _batches(list(candidates), grid or {}, size)
-    bar = tqdm(total=n, desc=description or f"sweep {spec.name}", unit="run",
-               disable=not progress, smoothing=0.1)
+    bar = tqdm(
+        total=n,
+        desc=description or f"sweep {spec.name}",
+        unit="run",
+        disable=not progress,
+        smoothing=0.1,
+    )
 
     def collect(results: BatchResult) -> None:
         for index, row, row_moments in results:
@@ -146,23 +151,46 @@ def evaluate(
     try:
         if workers == 1 and backend in PROCESS_BACKENDS + ("threading", "sequential"):
             for batch in batches:
-                collect(run_batch(spec, bars, batch, [candidates[i] for i in batch],
-                                  run_settings, cuts, start, split))
+                collect(
+                    run_batch(
+                        spec,
+                        bars,
+                        batch,
+                        [candidates[i] for i in batch],
+                        run_settings,
+                        cuts,
+                        start,
+                        split,
+                    )
+                )
         else:
-            for results in _parallel(spec, bars, batches, candidates, run_settings, cuts,
-                                     n_jobs, backend, client, start, split):
+            for results in _parallel(
+                spec,
+                bars,
+                batches,
+                candidates,
+                run_settings,
+                cuts,
+                n_jobs,
+                backend,
+                client,
+                start,
+                split,
+            ):
                 collect(results)
     finally:
         bar.close()
     return Evaluation(stats, moments)
 
 
-def _parallel(spec, bars, batches, candidates, run_settings, cuts, n_jobs, backend, client,
-              start, split):
+def _parallel(
+    spec, bars, batches, candidates, run_settings, cuts, n_jobs, backend, client, start, split
+):
     options: dict[str, Any] = {"n_jobs": n_jobs, "return_as": "generator_unordered"}
     if backend == "dask":
-        config = parallel_config(backend="dask", scatter=[bars], client=client,
-                                 wait_for_workers_timeout=30)
+        config = parallel_config(
+            backend="dask", scatter=[bars], client=client, wait_for_workers_timeout=30
+        )
         shipped = nullcontext(bars)  # the scattered object itself: joblib swaps in its future
     else:
         config = nullcontext()
@@ -170,9 +198,19 @@ def _parallel(spec, bars, batches, candidates, run_settings, cuts, n_jobs, backe
             options["backend"] = backend
         shipped = _shared_bars(bars, backend)
     with config, shipped as shared:
-        tasks = (delayed(run_batch)(spec, shared, batch, [candidates[i] for i in batch],
-                                    run_settings, cuts, start, split)
-                 for batch in batches)
+        tasks = (
+            delayed(run_batch)(
+                spec,
+                shared,
+                batch,
+                [candidates[i] for i in batch],
+                run_settings,
+                cuts,
+                start,
+                split,
+            )
+            for batch in batches
+        )
         yield from Parallel(**options)(tasks)
 
 
@@ -184,9 +222,16 @@ def _dask_workers(client: Any) -> int:
     return len(client.scheduler_info().get("workers", {}))
 
 
-def run_batch(spec: StrategySpec, bars: Bars, indices: Sequence[int], params_list: Sequence[Any],
-              run_settings: tuple, cuts: np.ndarray, start: int = 0,
-              split: int | None = None) -> BatchResult:
+def run_batch(
+    spec: StrategySpec,
+    bars: Bars,
+    indices: Sequence[int],
+    params_list: Sequence[Any],
+    run_settings: tuple,
+    cuts: np.ndarray,
+    start: int = 0,
+    split: int | None = None,
+) -> BatchResult:
     """Run ``params_list`` (the candidates at ``indices``) trading from bar ``start`` (to
     ``split`` when given, then ``oos_`` stats from it): ``[(index, outcome, moments)]``.
 
@@ -199,8 +244,7 @@ def run_batch(spec: StrategySpec, bars: Bars, indices: Sequence[int], params_lis
     traded = bars if split is None else bars[:split]
     out: BatchResult = []
     with indicator_cache(max_bytes=BATCH_CACHE_ARRAYS * len(bars) * 8):
-        buffers = {"equity_buffer": np.empty(len(bars)),
-                   "fill_buffer": new_fills(BATCH_FILL_ROWS)}
+        buffers = {"equity_buffer": np.empty(len(bars)), "fill_buffer": new_fills(BATCH_FILL_ROWS)}
         context = _context(traded[start:])
         held_out_context = None if split is None else _context(bars[split:])
         for index, params in zip(indices, params_list, strict=True):
@@ -208,16 +252,17 @@ def run_batch(spec: StrategySpec, bars: Bars, indices: Sequence[int], params_lis
             row_moments = np.zeros((len(cuts) - 1, N_MOMENTS))
             if not isinstance(outcome, Invalid):
                 processed = int(outcome.get("n_bars", 0))
-                segment_moments_nb(buffers["equity_buffer"][:processed], initial_cash, cuts,
-                                   row_moments)
+                segment_moments_nb(
+                    buffers["equity_buffer"][:processed], initial_cash, cuts, row_moments
+                )
                 if split is not None:
-                    held_out = _outcome(spec, bars, params, run_settings, buffers,
-                                        held_out_context, start=split)
+                    held_out = _outcome(
+                        spec, bars, params, run_settings, buffers, held_out_context, start=split
+                    )
                     if isinstance(held_out, Invalid):
                         outcome = held_out._replace(reason=f"out of sample: {held_out.reason}")
                         row_moments[:] = 0.0
                     else:
-                        outcome.update({f"oos_{name}": value for name, value in
-                                        held_out.items()})
+                        outcome.update({f"oos_{name}": value for name, value in held_out.items()})
             out.append((index, outcome, row_moments))
     return out

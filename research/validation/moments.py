@@ -97,7 +97,7 @@ def segment_moments_nb(equity, initial_cash, cuts, out):
         s1 = s2 = s3 = s4 = 0.0
         for block in range(start, stop, _BLOCK):
             end = min(block + _BLOCK, stop)
-            r = scratch[:end - block]
+            r = scratch[: end - block]
             _returns_nb(equity[block:end], previous, r)
             previous = equity[end - 1]
             a, b, c, d = _power_sums_nb(r)
@@ -117,8 +117,9 @@ def segment_moments(equity: np.ndarray, initial_cash: float, cuts: np.ndarray) -
     """The ``(len(cuts) - 1, 6)`` moments of :func:`segment_moments_nb`, freshly allocated."""
     cuts = np.ascontiguousarray(cuts, dtype=np.int64)
     out = np.empty((len(cuts) - 1, N_MOMENTS))
-    segment_moments_nb(np.ascontiguousarray(equity, dtype=np.float64), float(initial_cash), cuts,
-                       out)
+    segment_moments_nb(
+        np.ascontiguousarray(equity, dtype=np.float64), float(initial_cash), cuts, out
+    )
     return out
 
 
@@ -138,8 +139,10 @@ def block_cuts(n_bars: int, n_blocks: int, sub_blocks: int = 1) -> np.ndarray:
     if n_blocks < 1 or sub_blocks < 1:
         raise ValueError(f"n_blocks and sub_blocks must be positive, got {n_blocks}, {sub_blocks}")
     if n_bars < n_blocks * sub_blocks:
-        raise ValueError(f"{n_bars} bars cannot make {n_blocks} blocks of {sub_blocks} part(s) "
-                         "each: use fewer blocks or more bars")
+        raise ValueError(
+            f"{n_bars} bars cannot make {n_blocks} blocks of {sub_blocks} part(s) "
+            "each: use fewer blocks or more bars"
+        )
     cuts = [0]
     for size in _split_sizes(n_bars, n_blocks):
         start = cuts[-1]
@@ -206,9 +209,9 @@ def skew_kurtosis(moments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         e3 = moments[..., SUM_CUBE] / n
         e4 = moments[..., SUM_QUAD] / n
         m2 = e2 - mean * mean
-        m3 = e3 - 3 * mean * e2 + 2 * mean ** 3
-        m4 = e4 - 4 * mean * e3 + 6 * mean * mean * e2 - 3 * mean ** 4
-        g1 = m3 / m2 ** 1.5
+        m3 = e3 - 3 * mean * e2 + 2 * mean**3
+        m4 = e4 - 4 * mean * e3 + 6 * mean * mean * e2 - 3 * mean**4
+        g1 = m3 / m2**1.5
         g2 = m4 / (m2 * m2) - 3.0
         skew = np.sqrt(n * (n - 1)) / (n - 2) * g1
         excess = (n - 1) / ((n - 2) * (n - 3)) * ((n + 1) * g2 + 6.0)

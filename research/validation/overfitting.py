@@ -66,12 +66,23 @@ def expected_max_sharpe(n_trials: float, sharpe_std: float) -> float:
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
     if n_trials == 1 or not sharpe_std > 0:
         return 0.0
-    return float(sharpe_std * ((1 - EULER_GAMMA) * _NORMAL.inv_cdf(1 - 1 / n_trials)
-                               + EULER_GAMMA * _NORMAL.inv_cdf(1 - 1 / (n_trials * math.e))))
+    return float(
+        sharpe_std
+        * (
+            (1 - EULER_GAMMA) * _NORMAL.inv_cdf(1 - 1 / n_trials)
+            + EULER_GAMMA * _NORMAL.inv_cdf(1 - 1 / (n_trials * math.e))
+        )
+    )
 
 
-def deflated_sharpe_ratio(sharpe_ratio: float, n_bars: int, skew: float, kurtosis: float,
-                          n_trials: float, sharpe_std: float) -> float:
+def deflated_sharpe_ratio(
+    sharpe_ratio: float,
+    n_bars: int,
+    skew: float,
+    kurtosis: float,
+    n_trials: float,
+    sharpe_std: float,
+) -> float:
     """The deflated Sharpe ratio (module docstring): a probability in [0, 1].
 
     Parameters
@@ -97,7 +108,7 @@ def deflated_sharpe_ratio(sharpe_ratio: float, n_bars: int, skew: float, kurtosi
     if not all(math.isfinite(v) for v in values) or n_bars < 2:
         return math.nan
     benchmark = expected_max_sharpe(n_trials, sharpe_std)
-    variance = 1 - skew * sharpe_ratio + (kurtosis - 1) / 4 * sharpe_ratio ** 2
+    variance = 1 - skew * sharpe_ratio + (kurtosis - 1) / 4 * sharpe_ratio**2
     if not variance > 0:
         return math.nan
     return _NORMAL.cdf((sharpe_ratio - benchmark) * math.sqrt(n_bars - 1) / math.sqrt(variance))
@@ -143,8 +154,10 @@ def cscv_splits(n_blocks: int) -> np.ndarray:
     The rows are :func:`itertools.combinations` of the blocks in lexicographic order.
     """
     if n_blocks < 2 or n_blocks % 2:
-        raise ValueError(f"the number of CSCV blocks must be even and at least 2, got "
-                         f"{n_blocks}: 16 is usual (12,870 splits), 8 or 10 on short data")
+        raise ValueError(
+            f"the number of CSCV blocks must be even and at least 2, got "
+            f"{n_blocks}: 16 is usual (12,870 splits), 8 or 10 on short data"
+        )
     combos = list(itertools.combinations(range(n_blocks), n_blocks // 2))
     matrix = np.zeros((len(combos), n_blocks), dtype=bool)
     for row, chosen in enumerate(combos):
@@ -172,8 +185,9 @@ def probability_of_backtest_overfitting(block_moments: np.ndarray) -> PBOResult:
         raise ValueError("block_moments must have shape (combinations, blocks, 6)")
     n_combinations, n_blocks, _ = block_moments.shape
     if n_combinations < 2:
-        raise ValueError(f"PBO ranks combinations against each other: it needs at least 2, got "
-                         f"{n_combinations}")
+        raise ValueError(
+            f"PBO ranks combinations against each other: it needs at least 2, got {n_combinations}"
+        )
     splits = cscv_splits(n_blocks)
     chosen = np.flatnonzero(splits.ravel()).reshape(len(splits), n_blocks // 2) % n_blocks
     # (S, M, 3): count, sum and sum of squares per block; the out-of-sample half is the total
@@ -195,8 +209,10 @@ def probability_of_backtest_overfitting(block_moments: np.ndarray) -> PBOResult:
         first = _sharpe3(sums)
         second = _sharpe3(np.subtract(total, sums, out=sums))
         mirror = slice(len(splits) - stop, len(splits) - start)
-        for chunk, train, test in ((slice(start, stop), first, second),
-                                   (mirror, second[::-1], first[::-1])):
+        for chunk, train, test in (
+            (slice(start, stop), first, second),
+            (mirror, second[::-1], first[::-1]),
+        ):
             winner = np.argmax(train, axis=1)
             rows = np.arange(len(winner))
             best_oos = test[rows, winner]
@@ -206,9 +222,15 @@ def probability_of_backtest_overfitting(block_moments: np.ndarray) -> PBOResult:
             logits[chunk] = np.log(omega / (1.0 - omega))
             is_best[chunk] = train[rows, winner]
             oos_best[chunk] = best_oos
-    return PBOResult(pbo=float(np.mean(logits <= 0.0)), logits=logits, is_sharpe=is_best,
-                     oos_sharpe=oos_best, probability_of_loss=float(np.mean(oos_best < 0.0)),
-                     n_blocks=n_blocks, n_combinations=n_combinations)
+    return PBOResult(
+        pbo=float(np.mean(logits <= 0.0)),
+        logits=logits,
+        is_sharpe=is_best,
+        oos_sharpe=oos_best,
+        probability_of_loss=float(np.mean(oos_best < 0.0)),
+        n_blocks=n_blocks,
+        n_combinations=n_combinations,
+    )
 
 
 def _sharpe3(sums: np.ndarray) -> np.ndarray:
@@ -278,19 +300,30 @@ class Overfitting:
     def summary(self) -> dict[str, float]:
         """The figures as a flat dict (for tables, JSON and reports)."""
         return {
-            "dsr": self.dsr, "dsr_all_trials": self.dsr_all_trials,
-            "annual_sharpe": self.annual_sharpe, "annual_benchmark": self.annual_benchmark,
-            "n_trials": self.n_trials, "n_effective": self.n_effective,
-            "skew": self.skew, "kurtosis": self.kurtosis, "n_bars": self.n_bars,
+            "dsr": self.dsr,
+            "dsr_all_trials": self.dsr_all_trials,
+            "annual_sharpe": self.annual_sharpe,
+            "annual_benchmark": self.annual_benchmark,
+            "n_trials": self.n_trials,
+            "n_effective": self.n_effective,
+            "skew": self.skew,
+            "kurtosis": self.kurtosis,
+            "n_bars": self.n_bars,
             "pbo": math.nan if self.pbo is None else self.pbo.pbo,
             "probability_of_loss": math.nan if self.pbo is None else self.pbo.probability_of_loss,
             "cscv_blocks": 0 if self.pbo is None else self.pbo.n_blocks,
         }
 
 
-def assess(block_moments: np.ndarray, selected: int | None, n_blocks: int,
-           bars_per_year: float, *, clusters: bool = True,
-           looked_at: int | None = None) -> Overfitting:
+def assess(
+    block_moments: np.ndarray,
+    selected: int | None,
+    n_blocks: int,
+    bars_per_year: float,
+    *,
+    clusters: bool = True,
+    looked_at: int | None = None,
+) -> Overfitting:
     """Deflated Sharpe ratio and PBO of a set of trials from their returns' moments in
     ``n_blocks x sub_blocks`` segments (:func:`~research.validation.moments.block_cuts`).
 
@@ -339,10 +372,21 @@ def assess(block_moments: np.ndarray, selected: int | None, n_blocks: int,
         grouped = block_moments.reshape(n_trials, n_blocks, n_segments // n_blocks, -1).sum(2)
         pbo = probability_of_backtest_overfitting(grouped)
     return Overfitting(
-        selected=selected, sharpe=sr, annual_sharpe=sr * scale, n_bars=n_bars, skew=skew,
-        kurtosis=kurtosis, n_trials=n_trials, n_effective=n_effective, sharpe_std=sharpe_std,
-        benchmark=benchmark, annual_benchmark=benchmark * scale,
+        selected=selected,
+        sharpe=sr,
+        annual_sharpe=sr * scale,
+        n_bars=n_bars,
+        skew=skew,
+        kurtosis=kurtosis,
+        n_trials=n_trials,
+        n_effective=n_effective,
+        sharpe_std=sharpe_std,
+        benchmark=benchmark,
+        annual_benchmark=benchmark * scale,
         dsr=deflated_sharpe_ratio(sr, n_bars, skew, kurtosis, n_effective, sharpe_std),
-        dsr_all_trials=deflated_sharpe_ratio(sr, n_bars, skew, kurtosis,
-                                             max(n_trials, looked_at or 0), sharpe_std),
-        pbo=pbo, trials_method=method)
+        dsr_all_trials=deflated_sharpe_ratio(
+            sr, n_bars, skew, kurtosis, max(n_trials, looked_at or 0), sharpe_std
+        ),
+        pbo=pbo,
+        trials_method=method,
+    )

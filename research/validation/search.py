@@ -66,6 +66,7 @@ class StudyError(ValueError):
     """The study cannot be kept or continued as asked (an in-memory database, a stored study
     that optimises in the other direction)."""
 
+
 PRUNING_STAGES = (0.25, 0.5)
 DEFAULT_BLOCKS = 16
 SUB_BLOCKS = 4
@@ -200,24 +201,43 @@ def search(
     name = study_name or f"{spec.name}-{key.run_key[:12]}"
     direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
     with _quiet_optuna():
-        study = optuna.create_study(storage=_rdb(storage_url), study_name=name,
-                                    direction=direction, load_if_exists=True)
+        study = optuna.create_study(
+            storage=_rdb(storage_url), study_name=name, direction=direction, load_if_exists=True
+        )
     if study.direction.name.lower() != direction:
-        raise StudyError(f"study {name!r} was stored to {study.direction.name.lower()} its "
-                         f"objective, and metric {metric!r} needs {direction}: choose another "
-                         "study_name")
-    task = _Task(spec=spec, bars=bars, distributions=distributions, run_settings=run_settings,
-                 cuts=cuts, metric=metric, min_trades=min_trades, direction=direction,
-                 storage_url=storage_url, study_name=name, key=key, database_url=str(
-                     engine.url.render_as_string(hide_password=False)), pruning=pruning,
-                 start=int(start))
+        raise StudyError(
+            f"study {name!r} was stored to {study.direction.name.lower()} its "
+            f"objective, and metric {metric!r} needs {direction}: choose another "
+            "study_name"
+        )
+    task = _Task(
+        spec=spec,
+        bars=bars,
+        distributions=distributions,
+        run_settings=run_settings,
+        cuts=cuts,
+        metric=metric,
+        min_trades=min_trades,
+        direction=direction,
+        storage_url=storage_url,
+        study_name=name,
+        key=key,
+        database_url=str(engine.url.render_as_string(hide_password=False)),
+        pruning=pruning,
+        start=int(start),
+    )
     deadline = None if timeout is None else time.time() + float(timeout)
     finished = _finished(study)
-    bar = tqdm(total=n_trials, initial=min(finished, n_trials), desc=f"search {spec.name}",
-               unit="trial", disable=not progress)
+    bar = tqdm(
+        total=n_trials,
+        initial=min(finished, n_trials),
+        desc=f"search {spec.name}",
+        unit="trial",
+        disable=not progress,
+    )
     try:
-        if n_jobs == 1 and backend in ("loky", "multiprocessing", "threading", "sequential",
-                                       None):
+        if n_jobs == 1 and backend in ("loky", "multiprocessing", "threading", "sequential", None):
+
             def advance() -> None:
                 bar.update(max(0, min(_finished(study), n_trials) - bar.n))
 
@@ -232,15 +252,18 @@ def search(
             options = {"n_jobs": n_jobs, "return_as": "generator_unordered"}
             if backend is not None:
                 options["backend"] = backend
-            calls = (delayed(run_trials)(task, size, seed + 1 + i, deadline)
-                     for i, size in enumerate(chunks))
+            calls = (
+                delayed(run_trials)(task, size, seed + 1 + i, deadline)
+                for i, size in enumerate(chunks)
+            )
             for _ in Parallel(**options)(calls):
                 now = _finished(study)
                 bar.update(max(0, min(now, n_trials) - bar.n))
     finally:
         bar.close()
-    return _result(study, store, key, cuts, n_blocks, metric, min_trades, storage_label,
-                   bars[start:])
+    return _result(
+        study, store, key, cuts, n_blocks, metric, min_trades, storage_label, bars[start:]
+    )
 
 
 # --------------------------------------------------------------------------- the space
@@ -254,15 +277,13 @@ def search_space(spec: StrategySpec, space: Mapping[str, Any]) -> dict[str, Any]
     ValueError
         For an unknown parameter (with a suggestion) or a value list that is empty.
     """
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     if not isinstance(space, Mapping) or not space:
-        raise ValueError("the search space must be a non-empty mapping of parameter name to "
-                         "values, e.g. {'fast': range(5, 50), 'slow': (20, 200)}")
+        raise ValueError(
+            "the search space must be a non-empty mapping of parameter name to "
+            "values, e.g. {'fast': range(5, 50), 'slow': (20, 200)}"
+        )
     distributions: dict[str, Any] = {}
     for name, values in space.items():
         if name not in spec.params._fields:
@@ -271,8 +292,11 @@ def search_space(spec: StrategySpec, space: Mapping[str, Any]) -> dict[str, Any]
             if len(values) == 0:
                 raise ValueError(f"space[{name!r}] is an empty range")
             distributions[name] = IntDistribution(values[0], values[-1], step=abs(values.step))
-        elif isinstance(values, tuple) and len(values) == 2 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        elif (
+            isinstance(values, tuple)
+            and len(values) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        ):
             low, high = values
             if not low < high:
                 raise ValueError(f"space[{name!r}] = {values}: low must be below high")
@@ -311,8 +335,10 @@ def study_storage(engine) -> tuple[str, str]:
     if url.get_backend_name() == "sqlite":
         database = url.database
         if not database or database == ":memory:":
-            raise StudyError("an in-memory SQLite database cannot keep a study: use a file "
-                             "(CANDELA_DATABASE_URL=sqlite:///path/candela.db) or PostgreSQL")
+            raise StudyError(
+                "an in-memory SQLite database cannot keep a study: use a file "
+                "(CANDELA_DATABASE_URL=sqlite:///path/candela.db) or PostgreSQL"
+            )
         path = Path(database).expanduser().resolve()
         study_file = path.with_name(path.stem + ".optuna.db")
         return f"sqlite:///{study_file}", str(study_file)
@@ -328,15 +354,22 @@ def _rdb(storage_url: str):
 
     engine_kwargs: dict[str, Any] = {}
     if storage_url.startswith("postgresql"):
-        engine_kwargs = {"connect_args": {"options": f"-csearch_path={OPTUNA_SCHEMA}"},
-                         "pool_pre_ping": True}
+        engine_kwargs = {
+            "connect_args": {"options": f"-csearch_path={OPTUNA_SCHEMA}"},
+            "pool_pre_ping": True,
+        }
     else:
         engine_kwargs = {"connect_args": {"timeout": 60}}
     with _quiet_optuna():
         storage = optuna.storages.RDBStorage(
-            storage_url, engine_kwargs=engine_kwargs, heartbeat_interval=10, grace_period=30,
+            storage_url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=10,
+            grace_period=30,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=3))
+                max_retry=3
+            ),
+        )
     if storage_url.startswith("sqlite"):
         # Candela's SQLite settings (WAL, synchronous=NORMAL: a commit without a disk flush,
         # still durable across a crash of the process): Optuna commits a dozen times a trial,
@@ -393,8 +426,13 @@ class _Task:
     start: int = 0
 
 
-def run_trials(task: _Task, n: int, seed: int, deadline: float | None,
-               on_trial: Callable[[], None] | None = None) -> int:
+def run_trials(
+    task: _Task,
+    n: int,
+    seed: int,
+    deadline: float | None,
+    on_trial: Callable[[], None] | None = None,
+) -> int:
     """Run up to ``n`` trials of the task's study (in this process or a worker), calling
     ``on_trial`` after each; return how many were started."""
     import optuna
@@ -405,16 +443,20 @@ def run_trials(task: _Task, n: int, seed: int, deadline: float | None,
     stored = store.load_rows(task.key, len(task.cuts) - 1)
     with _quiet_optuna():
         study = optuna.load_study(
-            study_name=task.study_name, storage=_rdb(task.storage_url),
+            study_name=task.study_name,
+            storage=_rdb(task.storage_url),
             sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=10) if task.pruning
-            else optuna.pruners.NopPruner())
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=10)
+            if task.pruning
+            else optuna.pruners.NopPruner(),
+        )
         started = 0
         for _ in range(n):
             if _expired(deadline):
                 break
-            study.optimize(lambda trial: _objective(trial, task, store, stored), n_trials=1,
-                           catch=())
+            study.optimize(
+                lambda trial: _objective(trial, task, store, stored), n_trials=1, catch=()
+            )
             started += 1
             if on_trial is not None:
                 on_trial()
@@ -425,8 +467,10 @@ def run_trials(task: _Task, n: int, seed: int, deadline: float | None,
 def _objective(trial, task: _Task, store: SweepStore, stored: dict) -> float:
     import optuna
 
-    values = {name: _suggest(trial, name, distribution)
-              for name, distribution in task.distributions.items()}
+    values = {
+        name: _suggest(trial, name, distribution)
+        for name, distribution in task.distributions.items()
+    }
     try:
         params = task.spec.make_params(values)
         task.spec.check_enough_bars(len(task.bars), params)
@@ -440,16 +484,24 @@ def _objective(trial, task: _Task, store: SweepStore, stored: dict) -> float:
     if task.pruning:
         for step, fraction in enumerate(PRUNING_STAGES):
             traded = max(2, int((len(task.bars) - task.start) * fraction))
-            prefix = task.bars[:task.start + traded]
+            prefix = task.bars[: task.start + traded]
             if len(prefix) <= task.spec.lookback(params):
                 continue
-            [(_, outcome, _)] = run_batch(task.spec, prefix, [0], [params], task.run_settings,
-                                          np.array([0, traded]), task.start)
+            [(_, outcome, _)] = run_batch(
+                task.spec,
+                prefix,
+                [0],
+                [params],
+                task.run_settings,
+                np.array([0, traded]),
+                task.start,
+            )
             trial.report(_score(outcome, task), step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
-    [(_, outcome, moments)] = run_batch(task.spec, task.bars, [0], [params], task.run_settings,
-                                        task.cuts, task.start)
+    [(_, outcome, moments)] = run_batch(
+        task.spec, task.bars, [0], [params], task.run_settings, task.cuts, task.start
+    )
     store.write_rows(task.key, [(text, outcome, moments)])
     stored[text] = (outcome, moments)
     return _score(outcome, task)
@@ -459,8 +511,7 @@ def _suggest(trial, name: str, distribution) -> Any:
     from optuna.distributions import FloatDistribution, IntDistribution
 
     if isinstance(distribution, IntDistribution):
-        return trial.suggest_int(name, distribution.low, distribution.high,
-                                 step=distribution.step)
+        return trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step)
     if isinstance(distribution, FloatDistribution):
         return trial.suggest_float(name, distribution.low, distribution.high)
     return trial.suggest_categorical(name, distribution.choices)
@@ -492,16 +543,19 @@ def _expired(deadline: float | None) -> bool:
 # --------------------------------------------------------------------------- the result
 
 
-def _result(study, store: SweepStore, key, cuts, n_blocks, metric, min_trades, storage_label,
-            bars) -> SearchResult:
+def _result(
+    study, store: SweepStore, key, cuts, n_blocks, metric, min_trades, storage_label, bars
+) -> SearchResult:
     import optuna
 
     from research.metrics import bars_context
 
     stored = store.load_rows(key, len(cuts) - 1)
     rows, moments = [], []
-    states = {optuna.trial.TrialState.COMPLETE: "complete",
-              optuna.trial.TrialState.PRUNED: "pruned"}
+    states = {
+        optuna.trial.TrialState.COMPLETE: "complete",
+        optuna.trial.TrialState.PRUNED: "pruned",
+    }
     n_failed = 0
     for trial in study.get_trials(deepcopy=False):
         if trial.state not in states:
@@ -509,8 +563,12 @@ def _result(study, store: SweepStore, key, cuts, n_blocks, metric, min_trades, s
             continue
         if "invalid_reason" in trial.user_attrs:
             continue  # a constraint, not a backtest
-        row = {"number": trial.number, "state": states[trial.state], **trial.params,
-               "value": trial.value}
+        row = {
+            "number": trial.number,
+            "state": states[trial.state],
+            **trial.params,
+            "value": trial.value,
+        }
         text = trial.user_attrs.get("params_json")
         if trial.state == optuna.trial.TrialState.COMPLETE and text in stored:
             stats, row_moments = stored[text]
@@ -531,15 +589,22 @@ def _result(study, store: SweepStore, key, cuts, n_blocks, metric, min_trades, s
     overfitting = None
     stacked = np.stack(moments) if moments else np.empty((0, len(cuts) - 1, 6))
     if len(stacked):
-        selected = None if best is None else int(np.flatnonzero(
-            complete.index == best.name)[0])
+        selected = None if best is None else int(np.flatnonzero(complete.index == best.name)[0])
         per_year = bars_context(bars.ts, bars.timeframe_ms or int(np.diff(bars.ts).min()))
         n_pruned = int((frame["state"] == "pruned").sum())
-        overfitting = assess(stacked, selected, n_blocks, per_year.bars_per_year,
-                             looked_at=len(stacked) + n_pruned)
+        overfitting = assess(
+            stacked, selected, n_blocks, per_year.bars_per_year, looked_at=len(stacked) + n_pruned
+        )
     return SearchResult(
-        study_name=study.study_name, storage=storage_label, frame=frame, metric=metric,
-        min_trades=min_trades, best=best, overfitting=overfitting,
-        n_complete=len(complete), n_pruned=int((frame["state"] == "pruned").sum())
-        if len(frame) else 0, n_failed=n_failed, moments=stacked)
-
+        study_name=study.study_name,
+        storage=storage_label,
+        frame=frame,
+        metric=metric,
+        min_trades=min_trades,
+        best=best,
+        overfitting=overfitting,
+        n_complete=len(complete),
+        n_pruned=int((frame["state"] == "pruned").sum()) if len(frame) else 0,
+        n_failed=n_failed,
+        moments=stacked,
+    )

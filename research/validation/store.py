@@ -46,11 +46,19 @@ from research.validation.engine import BatchResult, Evaluation, evaluate
 from research.validation.moments import N_MOMENTS
 
 #: Modules whose source decides a row's numbers, besides the strategy's own file.
-ENGINE_MODULES = ("research.indicators", "research.types", "research.backtesting",
-                  "research.metrics", "research.kernels.backtest", "research.kernels.execution",
-                  "research.kernels.records", "research.kernels.stats",
-                  "research.kernels.trades", "research.kernels.window_sums",
-                  "research.validation.moments")
+ENGINE_MODULES = (
+    "research.indicators",
+    "research.types",
+    "research.backtesting",
+    "research.metrics",
+    "research.kernels.backtest",
+    "research.kernels.execution",
+    "research.kernels.records",
+    "research.kernels.stats",
+    "research.kernels.trades",
+    "research.kernels.window_sums",
+    "research.validation.moments",
+)
 
 
 def bars_fingerprint(bars: Bars) -> str:
@@ -65,8 +73,9 @@ def code_fingerprint(spec: StrategySpec) -> str:
     """SHA-256 of the strategy's name, the file that defines its target function and the
     :data:`ENGINE_MODULES` files."""
     digest = hashlib.sha256(spec.name.encode())
-    files = [_source_file(spec.function)] + [Path(import_module(name).__file__)
-                                           for name in ENGINE_MODULES]
+    files = [_source_file(spec.function)] + [
+        Path(import_module(name).__file__) for name in ENGINE_MODULES
+    ]
     for path in files:
         digest.update(str(path.name).encode())
         digest.update(path.read_bytes())
@@ -76,8 +85,10 @@ def code_fingerprint(spec: StrategySpec) -> str:
 def _source_file(function: Callable) -> Path:
     path = inspect.getsourcefile(inspect.unwrap(function))
     if path is None or not Path(path).is_file():
-        raise ValueError(f"cannot store sweeps of {function!r}: its source file is unknown "
-                         "(define the strategy in a module file, not interactively)")
+        raise ValueError(
+            f"cannot store sweeps of {function!r}: its source file is unknown "
+            "(define the strategy in a module file, not interactively)"
+        )
     return Path(path)
 
 
@@ -101,16 +112,30 @@ class RunKey:
     settings_json: str
 
 
-def run_key(spec: StrategySpec, bars: Bars, run_settings: tuple, cuts: np.ndarray,
-            start: int = 0, split: int | None = None) -> RunKey:
+def run_key(
+    spec: StrategySpec,
+    bars: Bars,
+    run_settings: tuple,
+    cuts: np.ndarray,
+    start: int = 0,
+    split: int | None = None,
+) -> RunKey:
     """The :class:`RunKey` of ``spec`` on ``bars`` with ``run_settings`` = ``(costs, stops,
     risk, initial_cash)`` (``stops=None``: the strategy's own), stored moments cut at
     ``cuts``, trading from bar ``start`` (to ``split``, then out of sample, when given)."""
     costs, stops, risk, initial_cash = run_settings
     stops = spec.stops if stops is None else stops
-    settings = _dumps({"costs": costs._asdict(), "stops": stops._asdict(),
-                       "risk": risk._asdict(), "initial_cash": float(initial_cash),
-                       "start": int(start), "split": split, "cuts": [int(c) for c in cuts]})
+    settings = _dumps(
+        {
+            "costs": costs._asdict(),
+            "stops": stops._asdict(),
+            "risk": risk._asdict(),
+            "initial_cash": float(initial_cash),
+            "start": int(start),
+            "split": split,
+            "cuts": [int(c) for c in cuts],
+        }
+    )
     bars_hash, code_hash = bars_fingerprint(bars), code_fingerprint(spec)
     return RunKey(_sha(f"{bars_hash}:{code_hash}:{settings}"), bars_hash, code_hash, settings)
 
@@ -128,67 +153,122 @@ class SweepStore:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
 
-    def ensure_run(self, key: RunKey, spec: StrategySpec, bars: Bars, *,
-                   market: Mapping[str, str | None] | None = None) -> None:
+    def ensure_run(
+        self,
+        key: RunKey,
+        spec: StrategySpec,
+        bars: Bars,
+        *,
+        market: Mapping[str, str | None] | None = None,
+    ) -> None:
         """Record the run (once; later calls change nothing)."""
         market = market or {}
-        row = {"run_key": key.run_key, "strategy": spec.name, "bars_hash": key.bars_hash,
-               "code_hash": key.code_hash, "settings_json": key.settings_json,
-               "exchange": market.get("exchange"), "symbol": market.get("symbol"),
-               "timeframe": market.get("timeframe"), "start_ts": int(bars.ts[0]),
-               "end_ts": int(bars.ts[-1]), "n_bars": len(bars), "created_at": now_ms()}
+        row = {
+            "run_key": key.run_key,
+            "strategy": spec.name,
+            "bars_hash": key.bars_hash,
+            "code_hash": key.code_hash,
+            "settings_json": key.settings_json,
+            "exchange": market.get("exchange"),
+            "symbol": market.get("symbol"),
+            "timeframe": market.get("timeframe"),
+            "start_ts": int(bars.ts[0]),
+            "end_ts": int(bars.ts[-1]),
+            "n_bars": len(bars),
+            "created_at": now_ms(),
+        }
         with self.engine.begin() as connection:
             insert_ignoring_duplicates(connection, sweep_runs, [row])
 
     def load_rows(self, key: RunKey, n_segments: int) -> dict[str, tuple[dict, np.ndarray]]:
         """``{params_json: (stats, moments)}`` of every row stored under ``key``."""
-        query = sa.select(sweep_rows.c.params_json, sweep_rows.c.stats_json,
-                          sweep_rows.c.moments).where(sweep_rows.c.run_key == key.run_key)
+        query = sa.select(
+            sweep_rows.c.params_json, sweep_rows.c.stats_json, sweep_rows.c.moments
+        ).where(sweep_rows.c.run_key == key.run_key)
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
-        return {params: (_outcome_from_json(stats), _moments_from_bytes(blob, n_segments))
-                for params, stats, blob in rows}
+        return {
+            params: (_outcome_from_json(stats), _moments_from_bytes(blob, n_segments))
+            for params, stats, blob in rows
+        }
 
     def write_rows(self, key: RunKey, rows: Sequence[tuple[str, dict, np.ndarray]]) -> int:
         """Insert ``(params_json, stats, moments)`` rows in one transaction; rows already
         stored are left alone. Returns the rows inserted."""
         created = now_ms()
-        records = [{"run_key": key.run_key, "params_hash": _sha(params),
-                    "params_json": params, "stats_json": _outcome_json(stats),
-                    "moments": np.ascontiguousarray(moments, dtype="<f8").tobytes(),
-                    "created_at": created}
-                   for params, stats, moments in rows]
+        records = [
+            {
+                "run_key": key.run_key,
+                "params_hash": _sha(params),
+                "params_json": params,
+                "stats_json": _outcome_json(stats),
+                "moments": np.ascontiguousarray(moments, dtype="<f8").tobytes(),
+                "created_at": created,
+            }
+            for params, stats, moments in rows
+        ]
         with self.engine.begin() as connection:
             return insert_ignoring_duplicates(connection, sweep_rows, records)
 
-    def begin_sweep(self, identifier: str, key: RunKey, *, kind: str, strategy: str,
-                    grid: Mapping[str, Sequence[Any]], metric: str, min_trades: int,
-                    n_combinations: int) -> None:
+    def begin_sweep(
+        self,
+        identifier: str,
+        key: RunKey,
+        *,
+        kind: str,
+        strategy: str,
+        grid: Mapping[str, Sequence[Any]],
+        metric: str,
+        min_trades: int,
+        n_combinations: int,
+    ) -> None:
         """Record a sweep as running (or mark an earlier record of it running again)."""
         now = now_ms()
-        record = {"sweep_id": identifier, "run_key": key.run_key, "kind": kind,
-                  "strategy": strategy,
-                  "grid_json": _dumps({name: list(values) for name, values in grid.items()}),
-                  "metric": metric, "min_trades": int(min_trades),
-                  "n_combinations": int(n_combinations), "n_done": 0, "status": "running",
-                  "summary_json": None, "created_at": now, "updated_at": now}
+        record = {
+            "sweep_id": identifier,
+            "run_key": key.run_key,
+            "kind": kind,
+            "strategy": strategy,
+            "grid_json": _dumps({name: list(values) for name, values in grid.items()}),
+            "metric": metric,
+            "min_trades": int(min_trades),
+            "n_combinations": int(n_combinations),
+            "n_done": 0,
+            "status": "running",
+            "summary_json": None,
+            "created_at": now,
+            "updated_at": now,
+        }
         with self.engine.begin() as connection:
             if not insert_ignoring_duplicates(connection, sweeps, [record]):
-                connection.execute(sweeps.update().where(sweeps.c.sweep_id == identifier)
-                                   .values(status="running", metric=metric,
-                                           min_trades=int(min_trades), updated_at=now))
+                connection.execute(
+                    sweeps.update()
+                    .where(sweeps.c.sweep_id == identifier)
+                    .values(
+                        status="running", metric=metric, min_trades=int(min_trades), updated_at=now
+                    )
+                )
 
     def progress(self, identifier: str, n_done: int) -> None:
         with self.engine.begin() as connection:
-            connection.execute(sweeps.update().where(sweeps.c.sweep_id == identifier)
-                               .values(n_done=int(n_done), updated_at=now_ms()))
+            connection.execute(
+                sweeps.update()
+                .where(sweeps.c.sweep_id == identifier)
+                .values(n_done=int(n_done), updated_at=now_ms())
+            )
 
     def finish_sweep(self, identifier: str, n_done: int, summary: Mapping[str, Any]) -> None:
         with self.engine.begin() as connection:
-            connection.execute(sweeps.update().where(sweeps.c.sweep_id == identifier)
-                               .values(n_done=int(n_done), status="complete",
-                                       summary_json=_dumps(dict(summary)),
-                                       updated_at=now_ms()))
+            connection.execute(
+                sweeps.update()
+                .where(sweeps.c.sweep_id == identifier)
+                .values(
+                    n_done=int(n_done),
+                    status="complete",
+                    summary_json=_dumps(dict(summary)),
+                    updated_at=now_ms(),
+                )
+            )
 
 
 def _outcome_json(outcome: dict | Invalid) -> str:
@@ -220,21 +300,41 @@ class StoredEvaluation:
     n_computed: int
 
 
-def evaluate_stored(store: SweepStore, spec: StrategySpec, bars: Bars, candidates: Sequence[Any],
-                    run_settings: tuple, cuts: np.ndarray, *, kind: str,
-                    grid: Mapping[str, Sequence[Any]], metric: str, min_trades: int,
-                    n_combinations: int, extra: Any = None, start: int = 0,
-                    split: int | None = None,
-                    market: Mapping[str, str | None] | None = None,
-                    **evaluate_options: Any) -> StoredEvaluation:
+def evaluate_stored(
+    store: SweepStore,
+    spec: StrategySpec,
+    bars: Bars,
+    candidates: Sequence[Any],
+    run_settings: tuple,
+    cuts: np.ndarray,
+    *,
+    kind: str,
+    grid: Mapping[str, Sequence[Any]],
+    metric: str,
+    min_trades: int,
+    n_combinations: int,
+    extra: Any = None,
+    start: int = 0,
+    split: int | None = None,
+    market: Mapping[str, str | None] | None = None,
+    **evaluate_options: Any,
+) -> StoredEvaluation:
     """:func:`~research.validation.engine.evaluate` through the store: rows already stored
     under the same run key are loaded, the others computed and written batch by batch as they
     finish. The sweep's record is left ``running`` until :meth:`SweepStore.finish_sweep`."""
     key = run_key(spec, bars, run_settings, cuts, start, split)
     identifier = sweep_id(key, kind, grid, extra)
     store.ensure_run(key, spec, bars, market=market)
-    store.begin_sweep(identifier, key, kind=kind, strategy=spec.name, grid=grid, metric=metric,
-                      min_trades=min_trades, n_combinations=n_combinations)
+    store.begin_sweep(
+        identifier,
+        key,
+        kind=kind,
+        strategy=spec.name,
+        grid=grid,
+        metric=metric,
+        min_trades=min_trades,
+        n_combinations=n_combinations,
+    )
     stored = store.load_rows(key, len(cuts) - 1)
     keys = [params_json(params) for params in candidates]
     missing = [i for i, text in enumerate(keys) if text not in stored]
@@ -242,14 +342,22 @@ def evaluate_stored(store: SweepStore, spec: StrategySpec, bars: Bars, candidate
 
     def write(results: BatchResult) -> None:
         nonlocal done
-        store.write_rows(key, [(keys[missing[i]], stats, moments)
-                               for i, stats, moments in results])
+        store.write_rows(key, [(keys[missing[i]], stats, moments) for i, stats, moments in results])
         done += len(results)
         store.progress(identifier, done)
 
-    computed = evaluate(spec, bars, [candidates[i] for i in missing], run_settings, cuts,
-                        on_batch=write, start=start, split=split, grid=dict(grid),
-                        **evaluate_options)
+    computed = evaluate(
+        spec,
+        bars,
+        [candidates[i] for i in missing],
+        run_settings,
+        cuts,
+        on_batch=write,
+        start=start,
+        split=split,
+        grid=dict(grid),
+        **evaluate_options,
+    )
     stats: list[dict] = []
     moments = np.empty((len(candidates), len(cuts) - 1, N_MOMENTS))
     position = {index: j for j, index in enumerate(missing)}
@@ -260,23 +368,37 @@ def evaluate_stored(store: SweepStore, spec: StrategySpec, bars: Bars, candidate
             row, row_moments = stored[text]
         stats.append(row)
         moments[i] = row_moments
-    return StoredEvaluation(Evaluation(stats, moments), identifier, key.run_key,
-                            n_loaded=len(candidates) - len(missing), n_computed=len(missing))
+    return StoredEvaluation(
+        Evaluation(stats, moments),
+        identifier,
+        key.run_key,
+        n_loaded=len(candidates) - len(missing),
+        n_computed=len(missing),
+    )
 
 
 def list_sweeps(engine: sa.Engine) -> pd.DataFrame:
     """Every stored sweep, newest first: id, kind, strategy, market, bars, status, progress,
     the metric and the headline figures of its summary."""
-    query = (sa.select(sweeps, sweep_runs.c.exchange, sweep_runs.c.symbol,
-                       sweep_runs.c.timeframe, sweep_runs.c.start_ts, sweep_runs.c.end_ts,
-                       sweep_runs.c.n_bars)
-             .join(sweep_runs, sweeps.c.run_key == sweep_runs.c.run_key)
-             .order_by(sweeps.c.created_at.desc()))
+    query = (
+        sa.select(
+            sweeps,
+            sweep_runs.c.exchange,
+            sweep_runs.c.symbol,
+            sweep_runs.c.timeframe,
+            sweep_runs.c.start_ts,
+            sweep_runs.c.end_ts,
+            sweep_runs.c.n_bars,
+        )
+        .join(sweep_runs, sweeps.c.run_key == sweep_runs.c.run_key)
+        .order_by(sweeps.c.created_at.desc())
+    )
     with engine.connect() as connection:
         frame = pd.DataFrame(connection.execute(query).mappings().all())
     if frame.empty:
-        return pd.DataFrame(columns=["sweep_id", "kind", "strategy", "status", "n_done",
-                                     "n_combinations"])
+        return pd.DataFrame(
+            columns=["sweep_id", "kind", "strategy", "status", "n_done", "n_combinations"]
+        )
     summaries = [_loads(text) if text else {} for text in frame.pop("summary_json")]
     for name in ("dsr", "pbo", "best_sharpe"):
         frame[name] = [summary.get(name, np.nan) for summary in summaries]
@@ -311,25 +433,31 @@ def load_sweep(engine: sa.Engine, identifier: str) -> StoredSweep:
         If no stored sweep, or more than one, starts with ``identifier``.
     """
     frame = list_sweeps(engine)
-    matches = frame[frame["sweep_id"].str.startswith(str(identifier))] if len(identifier) >= 6 \
+    matches = (
+        frame[frame["sweep_id"].str.startswith(str(identifier))]
+        if len(identifier) >= 6
         else frame.iloc[0:0]
+    )
     if len(matches) != 1:
         known = ", ".join(frame["sweep_id"].str[:8].head(5)) or "none stored yet"
         what = "no stored sweep" if matches.empty else "more than one stored sweep"
-        raise ValueError(f"{what} has id {identifier!r} (give 6 or more characters; recent "
-                         f"sweeps: {known}; list them with research.validation.store."
-                         "list_sweeps or 'candela sweeps list')")
+        raise ValueError(
+            f"{what} has id {identifier!r} (give 6 or more characters; recent "
+            f"sweeps: {known}; list them with research.validation.store."
+            "list_sweeps or 'candela sweeps list')"
+        )
     record = matches.iloc[0].to_dict()
     with engine.connect() as connection:
-        settings = connection.execute(sa.select(sweep_runs.c.settings_json).where(
-            sweep_runs.c.run_key == record["run_key"])).scalar_one()
-        summary = connection.execute(sa.select(sweeps.c.summary_json).where(
-            sweeps.c.sweep_id == record["sweep_id"])).scalar_one()
+        settings = connection.execute(
+            sa.select(sweep_runs.c.settings_json).where(sweep_runs.c.run_key == record["run_key"])
+        ).scalar_one()
+        summary = connection.execute(
+            sa.select(sweeps.c.summary_json).where(sweeps.c.sweep_id == record["sweep_id"])
+        ).scalar_one()
     record["settings"] = _loads(settings)
     record["summary"] = _loads(summary) if summary else {}
     n_segments = len(record["settings"]["cuts"]) - 1
-    rows = SweepStore(engine).load_rows(
-        RunKey(record["run_key"], "", "", settings), n_segments)
+    rows = SweepStore(engine).load_rows(RunKey(record["run_key"], "", "", settings), n_segments)
     grid = record["grid"]
     names = list(grid)
     wanted = set(map(tuple, _grid_points(grid)))
@@ -342,9 +470,13 @@ def load_sweep(engine: sa.Engine, identifier: str) -> StoredSweep:
             params_rows.append(point + (not invalid, stats.reason if invalid else ""))
             stats_rows.append({} if invalid else stats)
             moments.append(row_moments)
-    frame = pd.concat([pd.DataFrame(params_rows, columns=names + ["valid", "invalid_reason"]),
-                       pd.DataFrame(stats_rows, columns=list(STAT_NAMES), dtype=np.float64)],
-                      axis=1)
+    frame = pd.concat(
+        [
+            pd.DataFrame(params_rows, columns=names + ["valid", "invalid_reason"]),
+            pd.DataFrame(stats_rows, columns=list(STAT_NAMES), dtype=np.float64),
+        ],
+        axis=1,
+    )
     order = frame.sort_values(names, kind="stable").index
     frame = frame.loc[order].reset_index(drop=True)
     stacked = np.stack(moments)[order] if moments else np.empty((0, n_segments, N_MOMENTS))

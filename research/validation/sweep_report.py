@@ -71,42 +71,59 @@ def report_inputs(engine, sweep_id: str, resolve: Callable[[str], Any]) -> Repor
     stored = load_sweep(engine, sweep_id)
     record = stored.record
     if not all(record.get(name) for name in ("exchange", "symbol", "timeframe")):
-        raise ValueError(f"sweep {record['sweep_id'][:8]} was stored without its market: run it "
-                         "with market=... (or with 'candela sweep'), so that the report can "
-                         "reload its bars")
-    bars = load_bars(engine, record["exchange"], record["symbol"], record["timeframe"],
-                     int(record["start_ts"]), int(record["end_ts"]))
+        raise ValueError(
+            f"sweep {record['sweep_id'][:8]} was stored without its market: run it "
+            "with market=... (or with 'candela sweep'), so that the report can "
+            "reload its bars"
+        )
+    bars = load_bars(
+        engine,
+        record["exchange"],
+        record["symbol"],
+        record["timeframe"],
+        int(record["start_ts"]),
+        int(record["end_ts"]),
+    )
     with engine.connect() as connection:
         from sqlalchemy import select
 
         from candela.core.schema import sweep_runs
 
-        bars_hash = connection.execute(select(sweep_runs.c.bars_hash).where(
-            sweep_runs.c.run_key == record["run_key"])).scalar_one()
+        bars_hash = connection.execute(
+            select(sweep_runs.c.bars_hash).where(sweep_runs.c.run_key == record["run_key"])
+        ).scalar_one()
     if bars_fingerprint(bars) != bars_hash:
-        raise ValueError(f"the stored {record['exchange']} {record['symbol']} "
-                         f"{record['timeframe']} bars have changed since sweep "
-                         f"{record['sweep_id'][:8]} ran (bars added, refetched or removed in "
-                         "its span): run the sweep again for a report on the current bars")
+        raise ValueError(
+            f"the stored {record['exchange']} {record['symbol']} "
+            f"{record['timeframe']} bars have changed since sweep "
+            f"{record['sweep_id'][:8]} ran (bars added, refetched or removed in "
+            "its span): run the sweep again for a report on the current bars"
+        )
     settings = record["settings"]
     spec = resolve(record["strategy"])
     frame = stored.frame
-    valid = frame["valid"].to_numpy(dtype=bool) if "valid" in frame else np.ones(len(frame),
-                                                                                  bool)
+    valid = frame["valid"].to_numpy(dtype=bool) if "valid" in frame else np.ones(len(frame), bool)
     overfitting = None
     if valid.sum() > 1:
         ranked = rank(frame, record["metric"], int(record["min_trades"]))
         valid_index = np.flatnonzero(valid)
-        selected = (int(np.searchsorted(valid_index, ranked.index[0])) if len(ranked)
-                    else None)
+        selected = int(np.searchsorted(valid_index, ranked.index[0])) if len(ranked) else None
         per_year = bars_context(bars.ts, bars.timeframe_ms).bars_per_year
         n_blocks = (len(settings["cuts"]) - 1) // SUB_BLOCKS
         overfitting = assess(stored.moments[valid], selected, n_blocks, per_year)
     return ReportInputs(
-        record=record, spec=spec, bars=bars, grid=record["grid"],
-        costs=Costs(**settings["costs"]), stops=Stops(**settings["stops"]),
-        risk=RiskLimits(**settings["risk"]), initial_cash=float(settings["initial_cash"]),
-        frame=frame, moments=stored.moments, overfitting=overfitting)
+        record=record,
+        spec=spec,
+        bars=bars,
+        grid=record["grid"],
+        costs=Costs(**settings["costs"]),
+        stops=Stops(**settings["stops"]),
+        risk=RiskLimits(**settings["risk"]),
+        initial_cash=float(settings["initial_cash"]),
+        frame=frame,
+        moments=stored.moments,
+        overfitting=overfitting,
+    )
 
 
 def default_notebook() -> Path:
@@ -115,10 +132,18 @@ def default_notebook() -> Path:
     return REPO_ROOT / "notebooks" / SWEEP_NOTEBOOK
 
 
-def run_sweep_report(sweep_id: str, *, database_url: str | None = None,
-                     out_dir: str | Path = "out", notebook: str | Path | None = None,
-                     walkforward_windows: int = 5, cv_folds: int = 6, cv_test_folds: int = 2,
-                     n_jobs: int = 1, html: bool = True):
+def run_sweep_report(
+    sweep_id: str,
+    *,
+    database_url: str | None = None,
+    out_dir: str | Path = "out",
+    notebook: str | Path | None = None,
+    walkforward_windows: int = 5,
+    cv_folds: int = 6,
+    cv_test_folds: int = 2,
+    n_jobs: int = 1,
+    html: bool = True,
+):
     """Execute the sweep report notebook for the stored sweep ``sweep_id`` (a prefix of 6 or
     more characters is enough) into ``out_dir/sweep_<id>.ipynb`` and ``.html``.
 
@@ -154,17 +179,27 @@ def run_sweep_report(sweep_id: str, *, database_url: str | None = None,
     page = output.with_suffix(".html")
     partial = folder / f".{output.stem}.{uuid.uuid4().hex[:8]}.partial.ipynb"
     partial_page = partial.with_suffix(".html")
-    parameters = {"sweep_id": identifier, "database_url": url,
-                  "walkforward_windows": int(walkforward_windows), "cv_folds": int(cv_folds),
-                  "cv_test_folds": int(cv_test_folds), "n_jobs": int(n_jobs)}
+    parameters = {
+        "sweep_id": identifier,
+        "database_url": url,
+        "walkforward_windows": int(walkforward_windows),
+        "cv_folds": int(cv_folds),
+        "cv_test_folds": int(cv_test_folds),
+        "n_jobs": int(n_jobs),
+    }
     chatter = logging.getLogger("papermill")
     level = chatter.level
     chatter.setLevel(max(level, logging.WARNING))
     rendered = None
     try:
-        papermill.execute_notebook(str(source), str(partial), parameters=parameters,
-                                   kernel_name="python3", cwd=str(source.parent),
-                                   progress_bar=False)
+        papermill.execute_notebook(
+            str(source),
+            str(partial),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(source.parent),
+            progress_bar=False,
+        )
         rendered = export_html(partial, partial_page) if html else None
         partial.replace(output)
         if rendered is not None:

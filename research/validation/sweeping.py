@@ -55,12 +55,27 @@ def resolve_store(store: Any):
     return SweepStore(store)
 
 
-def evaluate_sweep(spec, bars, candidates: Sequence[Any], run_settings: tuple, *,
-                   grid: Mapping[str, Sequence[Any]], split: int | None, store: Any,
-                   market: Mapping[str, str | None] | None, metric: str, min_trades: int,
-                   n_combinations: int, extra: Any, n_jobs: int, backend: str | None,
-                   batch_size: int | None, progress: bool, client: Any,
-                   cscv_blocks: int = DEFAULT_CSCV_BLOCKS) -> SweepEvaluation:
+def evaluate_sweep(
+    spec,
+    bars,
+    candidates: Sequence[Any],
+    run_settings: tuple,
+    *,
+    grid: Mapping[str, Sequence[Any]],
+    split: int | None,
+    store: Any,
+    market: Mapping[str, str | None] | None,
+    metric: str,
+    min_trades: int,
+    n_combinations: int,
+    extra: Any,
+    n_jobs: int,
+    backend: str | None,
+    batch_size: int | None,
+    progress: bool,
+    client: Any,
+    cscv_blocks: int = DEFAULT_CSCV_BLOCKS,
+) -> SweepEvaluation:
     """Evaluate a sweep's candidates with their moments; through ``store`` when given (rows
     already stored are loaded, the others written batch by batch as they finish)."""
     from research.validation.store import evaluate_stored
@@ -69,31 +84,60 @@ def evaluate_sweep(spec, bars, candidates: Sequence[Any], run_settings: tuple, *
     blocks = cscv_blocks if n_traded >= cscv_blocks * SUB_BLOCKS else 2
     sub_blocks = SUB_BLOCKS if n_traded >= blocks * SUB_BLOCKS else 1
     cuts = block_cuts(n_traded, blocks, sub_blocks)
-    options = {"n_jobs": n_jobs, "backend": backend, "batch_size": batch_size,
-               "progress": progress, "client": client, "description": f"sweep {spec.name}"}
+    options = {
+        "n_jobs": n_jobs,
+        "backend": backend,
+        "batch_size": batch_size,
+        "progress": progress,
+        "client": client,
+        "description": f"sweep {spec.name}",
+    }
     resolved = resolve_store(store)
     if resolved is None:
-        evaluation: Evaluation = evaluate(spec, bars, candidates, run_settings, cuts,
-                                          split=split, grid=dict(grid), **options)
+        evaluation: Evaluation = evaluate(
+            spec, bars, candidates, run_settings, cuts, split=split, grid=dict(grid), **options
+        )
         return SweepEvaluation(evaluation.stats, evaluation.moments, blocks)
-    stored = evaluate_stored(resolved, spec, bars, candidates, run_settings, cuts, kind="sweep",
-                             grid=grid, metric=metric, min_trades=min_trades,
-                             n_combinations=n_combinations, extra=extra, market=market,
-                             split=split, **options)
-    return SweepEvaluation(stored.evaluation.stats, stored.evaluation.moments, blocks,
-                           sweep_id=stored.sweep_id, store=resolved, n_loaded=stored.n_loaded)
+    stored = evaluate_stored(
+        resolved,
+        spec,
+        bars,
+        candidates,
+        run_settings,
+        cuts,
+        kind="sweep",
+        grid=grid,
+        metric=metric,
+        min_trades=min_trades,
+        n_combinations=n_combinations,
+        extra=extra,
+        market=market,
+        split=split,
+        **options,
+    )
+    return SweepEvaluation(
+        stored.evaluation.stats,
+        stored.evaluation.moments,
+        blocks,
+        sweep_id=stored.sweep_id,
+        store=resolved,
+        n_loaded=stored.n_loaded,
+    )
 
 
-def sweep_overfitting(evaluation: SweepEvaluation, frame: pd.DataFrame,
-                      candidate_rows: Sequence[int], ranked: pd.DataFrame,
-                      bars_per_year: float) -> Overfitting | None:
+def sweep_overfitting(
+    evaluation: SweepEvaluation,
+    frame: pd.DataFrame,
+    candidate_rows: Sequence[int],
+    ranked: pd.DataFrame,
+    bars_per_year: float,
+) -> Overfitting | None:
     """DSR and PBO of a sweep (``None`` with fewer than two valid rows).
 
     ``candidate_rows[i]`` is the frame row of candidate ``i``; the statistics judge the best
     ranked row (or the highest Sharpe ratio when no row has enough trades).
     """
-    valid = [i for i, outcome in enumerate(evaluation.outcomes)
-             if not isinstance(outcome, Invalid)]
+    valid = [i for i, outcome in enumerate(evaluation.outcomes) if not isinstance(outcome, Invalid)]
     if len(valid) < 2:
         return None
     selected = None
@@ -103,8 +147,9 @@ def sweep_overfitting(evaluation: SweepEvaluation, frame: pd.DataFrame,
     return assess(evaluation.moments[valid], selected, evaluation.n_blocks, bars_per_year)
 
 
-def finish(evaluation: SweepEvaluation, overfitting: Overfitting | None,
-           ranked: pd.DataFrame, metric: str) -> None:
+def finish(
+    evaluation: SweepEvaluation, overfitting: Overfitting | None, ranked: pd.DataFrame, metric: str
+) -> None:
     """Mark a stored sweep complete with its summary (best row and overfitting figures)."""
     if evaluation.store is None:
         return

@@ -66,8 +66,13 @@ class EffectiveTrials:
     method: str
 
 
-def effective_trials(block_returns: np.ndarray, *, max_clusters: int | None = None,
-                     max_points: int = DEFAULT_MAX_POINTS, seed: int = 0) -> EffectiveTrials:
+def effective_trials(
+    block_returns: np.ndarray,
+    *,
+    max_clusters: int | None = None,
+    max_points: int = DEFAULT_MAX_POINTS,
+    seed: int = 0,
+) -> EffectiveTrials:
     """Cluster correlated trials and count the clusters (module docstring).
 
     Parameters
@@ -93,12 +98,20 @@ def effective_trials(block_returns: np.ndarray, *, max_clusters: int | None = No
     n_flat = int(flat.sum())
     labels[flat] = 0
     varying = np.flatnonzero(~flat)
-    method = ("clusters of correlated trials (average linkage on sqrt((1 - rho) / 2) of "
-              f"{returns.shape[1]} block returns, k by ONC silhouette quality)")
+    method = (
+        "clusters of correlated trials (average linkage on sqrt((1 - rho) / 2) of "
+        f"{returns.shape[1]} block returns, k by ONC silhouette quality)"
+    )
     if len(varying) < 3:
         labels[varying] = np.arange(1, len(varying) + 1)
-        return EffectiveTrials(n_trials, n_trials, labels, float("nan"), n_flat,
-                               "every trial counts (fewer than 3 trials that vary)")
+        return EffectiveTrials(
+            n_trials,
+            n_trials,
+            labels,
+            float("nan"),
+            n_flat,
+            "every trial counts (fewer than 3 trials that vary)",
+        )
     if len(varying) > max_points:
         rng = np.random.default_rng(seed)
         varying = np.sort(rng.choice(varying, max_points, replace=False))
@@ -124,9 +137,14 @@ def effective_trials(block_returns: np.ndarray, *, max_clusters: int | None = No
             best_k, best_quality, best_labels = k, float(quality), cuts[k]
     labels[varying] = best_labels
     n_effective = best_k + (1 if n_flat else 0)
-    return EffectiveTrials(n_trials, n_effective, labels,
-                           best_quality if np.isfinite(best_quality) else float("nan"), n_flat,
-                           method)
+    return EffectiveTrials(
+        n_trials,
+        n_effective,
+        labels,
+        best_quality if np.isfinite(best_quality) else float("nan"),
+        n_flat,
+        method,
+    )
 
 
 #: Rows of the distance matrix computed at a time for the silhouettes (memory: this many x
@@ -163,7 +181,7 @@ def silhouettes_of_cuts(rows: np.ndarray, cuts: dict[int, np.ndarray]) -> dict[i
         plans[k] = (index, np.bincount(index).astype(np.float64), order, starts)
     scores = {k: np.empty(n) for k in cuts}
     for start in range(0, n, _SILHOUETTE_ROWS):
-        block = cdist(rows, rows[start:start + _SILHOUETTE_ROWS], metric="correlation")
+        block = cdist(rows, rows[start : start + _SILHOUETTE_ROWS], metric="correlation")
         np.clip(block, 0.0, 2.0, out=block)
         block *= 0.5
         np.sqrt(block, out=block)  # (all points x this block's points), C-contiguous

@@ -95,8 +95,10 @@ class WalkForward:
         chosen = self.windows.dropna(subset=["is_sharpe"])
         mean_is_sharpe = chosen["is_sharpe"].mean()
         mean_is_cagr = chosen["is_cagr"].mean()
-        return {"sharpe": efficiency_ratio(self.stats["sharpe"], mean_is_sharpe),
-                "cagr": efficiency_ratio(self.stats["cagr"], mean_is_cagr)}
+        return {
+            "sharpe": efficiency_ratio(self.stats["sharpe"], mean_is_sharpe),
+            "cagr": efficiency_ratio(self.stats["cagr"], mean_is_cagr),
+        }
 
     def stability(self) -> pd.DataFrame:
         """Per parameter: distinct values chosen, changes between consecutive windows (and
@@ -109,11 +111,17 @@ class WalkForward:
             numeric = pd.api.types.is_numeric_dtype(values)
             mean = float(values.mean()) if numeric else math.nan
             std = float(values.std(ddof=1)) if numeric and len(values) > 1 else math.nan
-            rows.append({"parameter": name, "distinct": int(values.nunique()),
-                         "changes": changes,
-                         "change_share": changes / max(len(values) - 1, 1),
-                         "mean": mean, "std": std,
-                         "cv": std / abs(mean) if numeric and mean else math.nan})
+            rows.append(
+                {
+                    "parameter": name,
+                    "distinct": int(values.nunique()),
+                    "changes": changes,
+                    "change_share": changes / max(len(values) - 1, 1),
+                    "mean": mean,
+                    "std": std,
+                    "cv": std / abs(mean) if numeric and mean else math.nan,
+                }
+            )
         return pd.DataFrame(rows)
 
 
@@ -184,38 +192,85 @@ def walk_forward(
     candidates = _constrained(spec, grid)
     first_stop = windows[0].train_stop
     if not any(spec.lookback(params) < first_stop for params in candidates):
-        raise ValueError(f"no combination of the grid has a look-back shorter than the "
-                         f"{first_stop} bars up to the end of the first training window: use a "
-                         "longer train window or shorter look-back parameters")
+        raise ValueError(
+            f"no combination of the grid has a look-back shorter than the "
+            f"{first_stop} bars up to the end of the first training window: use a "
+            "longer train window or shorter look-back parameters"
+        )
     run_settings = (costs, stops, risk, float(initial_cash))
     names = tuple(grid)
     rows, equities, trades, fills_bars = [], [], [], []
     capital = float(initial_cash)
-    outer = tqdm(windows, desc=f"walk-forward {spec.name}", unit="window",
-                 disable=not progress or len(windows) < 2)
+    outer = tqdm(
+        windows,
+        desc=f"walk-forward {spec.name}",
+        unit="window",
+        disable=not progress or len(windows) < 2,
+    )
     for window in outer:
         if search_trials:
-            chosen, training = _search(spec, bars, window, space or grid, run_settings, metric,
-                                       min_trades, search_trials, database_url, seed, n_jobs,
-                                       backend, progress)
+            chosen, training = _search(
+                spec,
+                bars,
+                window,
+                space or grid,
+                run_settings,
+                metric,
+                min_trades,
+                search_trials,
+                database_url,
+                seed,
+                n_jobs,
+                backend,
+                progress,
+            )
         else:
-            chosen, training = _train(spec, bars, window, candidates, run_settings, names,
-                                      metric, min_trades, n_jobs, backend, client, progress,
-                                      grid)
+            chosen, training = _train(
+                spec,
+                bars,
+                window,
+                candidates,
+                run_settings,
+                names,
+                metric,
+                min_trades,
+                n_jobs,
+                backend,
+                client,
+                progress,
+                grid,
+            )
         row = _window_row(bars, window, names, chosen, training, metric, min_trades)
         if chosen is None:
-            equity = pd.Series(capital, index=_index(bars.ts[window.test_start:window.test_stop]))
-            row.update(oos_sharpe=math.nan, oos_cagr=math.nan, oos_total_return=0.0,
-                       oos_max_drawdown=0.0, oos_trades=0)
+            equity = pd.Series(capital, index=_index(bars.ts[window.test_start : window.test_stop]))
+            row.update(
+                oos_sharpe=math.nan,
+                oos_cagr=math.nan,
+                oos_total_return=0.0,
+                oos_max_drawdown=0.0,
+                oos_trades=0,
+            )
             window_trades = pd.DataFrame()
         else:
-            result = backtest(spec, bars[:window.test_stop], chosen, costs, stops=stops,
-                              risk=risk, initial_cash=capital, start=window.test_start)
+            result = backtest(
+                spec,
+                bars[: window.test_stop],
+                chosen,
+                costs,
+                stops=stops,
+                risk=risk,
+                initial_cash=capital,
+                start=window.test_start,
+            )
             equity = result.equity
             stats = result.stats
-            row.update(oos_sharpe=stats["sharpe"], oos_cagr=stats["cagr"],
-                       oos_total_return=stats["total_return"],
-                       oos_max_drawdown=stats["max_drawdown"], oos_trades=stats["trade_count"])
+            row.update(
+                oos_sharpe=stats["sharpe"],
+                oos_cagr=stats["cagr"],
+                oos_total_return=stats["total_return"],
+                oos_max_drawdown=stats["max_drawdown"],
+                oos_trades=stats["trade_count"],
+            )
             window_trades = result.trades.assign(window=window.index)
             fills_bars.append(result)
         row["wfe_sharpe"] = efficiency_ratio(row["oos_sharpe"], row["is_sharpe"])
@@ -228,14 +283,26 @@ def walk_forward(
     first = windows[0].test_start
     out_of_sample = bars[first:]
     stats = _stitched_stats(stitched, fills_bars, out_of_sample, float(initial_cash))
-    trades_frame = pd.concat([t for t in trades if len(t)], ignore_index=True) \
-        if any(len(t) for t in trades) else pd.DataFrame()
-    buy_hold = pd.Series(float(initial_cash) * out_of_sample.close / out_of_sample.open[0],
-                         index=stitched.index)
-    return WalkForward(windows=pd.DataFrame(rows), equity=stitched,
-                       stats=pd.Series(stats, name=spec.name), trades=trades_frame,
-                       metric=metric, min_trades=int(min_trades), param_names=names,
-                       anchored=anchored, initial_cash=float(initial_cash), buy_hold=buy_hold)
+    trades_frame = (
+        pd.concat([t for t in trades if len(t)], ignore_index=True)
+        if any(len(t) for t in trades)
+        else pd.DataFrame()
+    )
+    buy_hold = pd.Series(
+        float(initial_cash) * out_of_sample.close / out_of_sample.open[0], index=stitched.index
+    )
+    return WalkForward(
+        windows=pd.DataFrame(rows),
+        equity=stitched,
+        stats=pd.Series(stats, name=spec.name),
+        trades=trades_frame,
+        metric=metric,
+        min_trades=int(min_trades),
+        param_names=names,
+        anchored=anchored,
+        initial_cash=float(initial_cash),
+        buy_hold=buy_hold,
+    )
 
 
 def _constrained(spec, grid) -> list[Any]:
@@ -243,55 +310,110 @@ def _constrained(spec, grid) -> list[Any]:
 
     candidates, n_combinations, _ = valid_combinations(spec, grid)
     if not candidates:
-        raise ValueError(f"none of the {n_combinations} combinations of the grid satisfies the "
-                         f"constraints of strategy {spec.name!r}: widen the grid")
+        raise ValueError(
+            f"none of the {n_combinations} combinations of the grid satisfies the "
+            f"constraints of strategy {spec.name!r}: widen the grid"
+        )
     return candidates
 
 
-def _train(spec, bars, window: Window, candidates, run_settings, names, metric, min_trades,
-           n_jobs, backend, client, progress, grid):
+def _train(
+    spec,
+    bars,
+    window: Window,
+    candidates,
+    run_settings,
+    names,
+    metric,
+    min_trades,
+    n_jobs,
+    backend,
+    client,
+    progress,
+    grid,
+):
     """The chosen params of ``window`` (``None`` when no row qualifies) and its training
     sweep: ``(frame, overfitting or None)``."""
     n_train = window.train_stop - window.train_start
     blocks = WINDOW_BLOCKS if n_train >= 4 * WINDOW_BLOCKS else 2
     cuts = block_cuts(n_train, blocks, 4 if n_train >= 4 * blocks * 4 else 1)
-    evaluation = evaluate(spec, bars[:window.train_stop], candidates, run_settings, cuts,
-                          start=window.train_start, n_jobs=n_jobs, backend=backend,
-                          client=client, progress=progress, grid=grid,
-                          description=f"window {window.index + 1} {spec.name}")
-    valid = [i for i, stats in enumerate(evaluation.stats)
-             if not isinstance(stats, Invalid) and stats.get("n_bars")]
+    evaluation = evaluate(
+        spec,
+        bars[: window.train_stop],
+        candidates,
+        run_settings,
+        cuts,
+        start=window.train_start,
+        n_jobs=n_jobs,
+        backend=backend,
+        client=client,
+        progress=progress,
+        grid=grid,
+        description=f"window {window.index + 1} {spec.name}",
+    )
+    valid = [
+        i
+        for i, stats in enumerate(evaluation.stats)
+        if not isinstance(stats, Invalid) and stats.get("n_bars")
+    ]
     frame = pd.DataFrame([evaluation.stats[i] for i in valid])
     if frame.empty:
         return None, (frame, None)
-    params_frame = pd.DataFrame([[getattr(candidates[i], n) for n in names] for i in valid],
-                                columns=list(names))
-    frame = pd.concat([params_frame, frame.drop(columns=[c for c in names if c in frame])],
-                      axis=1)
+    params_frame = pd.DataFrame(
+        [[getattr(candidates[i], n) for n in names] for i in valid], columns=list(names)
+    )
+    frame = pd.concat([params_frame, frame.drop(columns=[c for c in names if c in frame])], axis=1)
     ranked = rank(frame, metric, min_trades)
     chosen_row = None if ranked.empty else int(ranked.index[0])
     overfitting = None
     if len(valid) > 1:
-        overfitting = assess(evaluation.moments[valid], chosen_row, blocks,
-                             float(frame["bars_per_year"].iloc[0]))
+        overfitting = assess(
+            evaluation.moments[valid], chosen_row, blocks, float(frame["bars_per_year"].iloc[0])
+        )
     frame.attrs["chosen"] = chosen_row
     chosen = None if chosen_row is None else candidates[valid[chosen_row]]
     return chosen, (frame, overfitting)
 
 
-def _search(spec, bars, window: Window, space, run_settings, metric, min_trades, trials,
-            database_url, seed, n_jobs, backend, progress):
+def _search(
+    spec,
+    bars,
+    window: Window,
+    space,
+    run_settings,
+    metric,
+    min_trades,
+    trials,
+    database_url,
+    seed,
+    n_jobs,
+    backend,
+    progress,
+):
     """:func:`_train` with an Optuna search instead of the whole grid."""
     from research.validation.search import search
 
     costs, stops, risk, initial_cash = run_settings
-    result = search(spec, bars[:window.train_stop], space, costs, stops=stops, risk=risk,
-                    initial_cash=initial_cash, n_trials=trials, metric=metric,
-                    min_trades=min_trades, database_url=database_url, seed=seed,
-                    n_jobs=n_jobs, backend=backend, progress=progress,
-                    start=window.train_start, n_blocks=WINDOW_BLOCKS)
-    frame = result.frame[result.frame["state"] == "complete"] if len(result.frame) else \
-        result.frame
+    result = search(
+        spec,
+        bars[: window.train_stop],
+        space,
+        costs,
+        stops=stops,
+        risk=risk,
+        initial_cash=initial_cash,
+        n_trials=trials,
+        metric=metric,
+        min_trades=min_trades,
+        database_url=database_url,
+        seed=seed,
+        n_jobs=n_jobs,
+        backend=backend,
+        progress=progress,
+        start=window.train_start,
+        n_blocks=WINDOW_BLOCKS,
+    )
+    frame = result.frame[result.frame["state"] == "complete"] if len(result.frame) else result.frame
     if result.best is None:
         return None, (frame, result.overfitting)
     frame.attrs["chosen"] = result.best.name
@@ -299,8 +421,9 @@ def _search(spec, bars, window: Window, space, run_settings, metric, min_trades,
     return chosen, (frame, result.overfitting)
 
 
-def _window_row(bars, window: Window, names, chosen, training, metric,
-                min_trades) -> dict[str, Any]:
+def _window_row(
+    bars, window: Window, names, chosen, training, metric, min_trades
+) -> dict[str, Any]:
     frame, overfitting = training
     row: dict[str, Any] = {
         "window": window.index,
@@ -333,16 +456,26 @@ def _stitched_stats(equity: pd.Series, results, bars: Bars, initial_cash: float)
     where = {int(ts): i for i, ts in enumerate(bars.ts)}
     for result in results:
         first = where[int(result.bars.ts[0])]
-        position[first:first + len(result.bars)] = result.position.to_numpy()
+        position[first : first + len(result.bars)] = result.position.to_numpy()
         if len(result.fill_rows):
-            window_pnls, window_durations = closed_trade_arrays_nb(result.fill_rows,
-                                                                   result.timeframe_ms)
+            window_pnls, window_durations = closed_trade_arrays_nb(
+                result.fill_rows, result.timeframe_ms
+            )
             pnls.extend(window_pnls)
             durations.extend(window_durations)
         fees += float(result.stats["total_fees"])
-    return compute_stats(equity.to_numpy(), position, bars.ts, bars.timeframe_ms
-                         or int(np.diff(bars.ts).min()), np.asarray(pnls), np.asarray(durations),
-                         initial_cash, fees, open_=bars.open, close=bars.close)
+    return compute_stats(
+        equity.to_numpy(),
+        position,
+        bars.ts,
+        bars.timeframe_ms or int(np.diff(bars.ts).min()),
+        np.asarray(pnls),
+        np.asarray(durations),
+        initial_cash,
+        fees,
+        open_=bars.open,
+        close=bars.close,
+    )
 
 
 def _index(ts: np.ndarray) -> pd.DatetimeIndex:

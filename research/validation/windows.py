@@ -33,8 +33,14 @@ class Window:
     test_stop: int
 
 
-def walk_forward_windows(ts: np.ndarray, train: Length, test: Length | None = None, *,
-                         n_windows: int | None = None, anchored: bool = False) -> list[Window]:
+def walk_forward_windows(
+    ts: np.ndarray,
+    train: Length,
+    test: Length | None = None,
+    *,
+    n_windows: int | None = None,
+    anchored: bool = False,
+) -> list[Window]:
     """The windows of a walk-forward analysis over bars closing at ``ts``.
 
     Parameters
@@ -60,12 +66,16 @@ def walk_forward_windows(ts: np.ndarray, train: Length, test: Length | None = No
     ts = np.asarray(ts, dtype=np.int64)
     n = len(ts)
     if (test is None) == (n_windows is None):
-        raise ValueError("give the test window's length (test=...) or the number of windows "
-                         "(n_windows=...), not both")
+        raise ValueError(
+            "give the test window's length (test=...) or the number of windows "
+            "(n_windows=...), not both"
+        )
     in_time = not _is_bars(train)
     if test is not None and _is_bars(test) == in_time:
-        raise ValueError("train and test must both be numbers of bars or both durations "
-                         f"(got train={train!r}, test={test!r})")
+        raise ValueError(
+            "train and test must both be numbers of bars or both durations "
+            f"(got train={train!r}, test={test!r})"
+        )
     if in_time:
         train_ms = _duration_ms(train, "train")
         first_test = int(np.searchsorted(ts, ts[0] + train_ms, side="left"))
@@ -74,19 +84,25 @@ def walk_forward_windows(ts: np.ndarray, train: Length, test: Length | None = No
         first_test = _positive_bars(train, "train")
     if first_test >= n:
         span = _describe_span(ts)
-        raise ValueError(f"the training window ({train!r}) covers all {n} bars ({span}): no "
-                         "bar is left to test on; use a shorter train window or more bars")
+        raise ValueError(
+            f"the training window ({train!r}) covers all {n} bars ({span}): no "
+            "bar is left to test on; use a shorter train window or more bars"
+        )
     if n_windows is not None:
         if not isinstance(n_windows, (int, np.integer)) or n_windows < 1:
             raise ValueError(f"n_windows must be a positive number, got {n_windows!r}")
         if in_time:
             width = (int(ts[-1]) + 1 - int(ts[first_test])) / n_windows
-            starts = [int(np.searchsorted(ts, ts[first_test] + round(k * width), side="left"))
-                      for k in range(n_windows)]
+            starts = [
+                int(np.searchsorted(ts, ts[first_test] + round(k * width), side="left"))
+                for k in range(n_windows)
+            ]
         else:
             if n - first_test < n_windows:
-                raise ValueError(f"{n - first_test} bars after the training window cannot make "
-                                 f"{n_windows} test windows: use fewer windows or more bars")
+                raise ValueError(
+                    f"{n - first_test} bars after the training window cannot make "
+                    f"{n_windows} test windows: use fewer windows or more bars"
+                )
             starts = [first_test + (k * (n - first_test)) // n_windows for k in range(n_windows)]
     elif in_time:
         test_ms = _duration_ms(test, "test")
@@ -132,8 +148,10 @@ def _duration_ms(length: Any, name: str) -> int:
     try:
         value = pd.Timedelta(length)
     except (ValueError, TypeError):
-        raise ValueError(f"{name}={length!r} is neither a number of bars nor a duration such "
-                         "as '90D', '12h' or '4W'") from None
+        raise ValueError(
+            f"{name}={length!r} is neither a number of bars nor a duration such "
+            "as '90D', '12h' or '4W'"
+        ) from None
     ms = int(value / pd.Timedelta(milliseconds=1))
     if ms <= 0:
         raise ValueError(f"{name} must be a positive duration, got {length!r}")

@@ -14,7 +14,12 @@ def database(tmp_path_factory, repo_root) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'cli.db'}"
     engine = connect(url, require_schema=False)
     upgrade(engine)
-    import_candles(engine, repo_root / "data" / "sample" / "ohlcv" / "binance_BTC-USDT_1h.csv.gz",
-                   "binance", "BTC/USDT", "1h")
+    import_candles(
+        engine,
+        repo_root / "data" / "sample" / "ohlcv" / "binance_BTC-USDT_1h.csv.gz",
+        "binance",
+        "BTC/USDT",
+        "1h",
+    )
     engine.dispose()
     return url

@@ -27,7 +27,11 @@ def test_in_process_bus_delivers_to_matching_subscribers_and_survives_a_bad_one(
     bus.publish_many([("system:events", {"n": 3}), ("trades:a", {"n": 5}), ("signals:b", {"n": 6})])
     subscription.close()
     bus.publish("signals:a", {"n": 4})
-    assert got == [("signals:a", {"x": None, "n": 1}), ("system:events", {"n": 3}), ("signals:b", {"n": 6})]
+    assert got == [
+        ("signals:a", {"x": None, "n": 1}),
+        ("system:events", {"n": 3}),
+        ("signals:b", {"n": 6}),
+    ]
 
 
 @pytest.mark.parametrize("bus_class", [InProcessBus, RedisBus])
@@ -38,11 +42,16 @@ def test_both_buses_satisfy_the_bus_protocol(bus_class):
         expected = inspect.signature(getattr(Bus, name))
         actual = inspect.signature(getattr(bus_class, name))
         for parameter in expected.parameters.values():
-            assert parameter.name in actual.parameters, f"{bus_class.__name__}.{name} lacks {parameter.name}"
+            assert parameter.name in actual.parameters, (
+                f"{bus_class.__name__}.{name} lacks {parameter.name}"
+            )
             if parameter.default is not inspect.Parameter.empty:
                 assert actual.parameters[parameter.name].default == parameter.default
-        required = [p.name for p in actual.parameters.values()
-                    if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+        required = [
+            p.name
+            for p in actual.parameters.values()
+            if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD
+        ]
         assert set(required) <= set(expected.parameters), f"{bus_class.__name__}.{name} needs more"
 
 
@@ -78,13 +87,21 @@ def test_redis_bus_round_trip_with_patterns(redis_url):
 
     bus.subscribe([f"signals:{prefix}-*", f"status:{prefix}"], collect)
     bus.publish(f"signals:{prefix}-0", {"index": 0})
-    bus.publish_many([(f"signals:{prefix}-1", {"index": 1}), (f"trades:{prefix}", {"ignored": True}),
-                      (f"status:{prefix}", {"index": 2})])
+    bus.publish_many(
+        [
+            (f"signals:{prefix}-1", {"index": 1}),
+            (f"trades:{prefix}", {"ignored": True}),
+            (f"status:{prefix}", {"index": 2}),
+        ]
+    )
     assert bus.flush(5)
     assert done.wait(5)
     bus.close()
-    assert got == [(f"signals:{prefix}-0", {"index": 0}), (f"signals:{prefix}-1", {"index": 1}),
-                   (f"status:{prefix}", {"index": 2})]
+    assert got == [
+        (f"signals:{prefix}-0", {"index": 0}),
+        (f"signals:{prefix}-1", {"index": 1}),
+        (f"status:{prefix}", {"index": 2}),
+    ]
 
 
 def _closed_port() -> int:

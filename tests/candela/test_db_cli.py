@@ -7,7 +7,12 @@ import socket
 import pytest
 
 from candela.cli import main
-from candela.core.db import DatabaseConfigError, create_database_engine, current_revision, head_revision
+from candela.core.db import (
+    DatabaseConfigError,
+    create_database_engine,
+    current_revision,
+    head_revision,
+)
 
 
 def free_port() -> int:
@@ -57,7 +62,9 @@ def test_unreachable_postgres_names_the_server_and_the_fix(capsys):
     code, _, err = run_cli(capsys, "--database-url", url, "db", "upgrade")
     assert code == 2
     assert err.count("\n") == 1
-    assert "cannot connect to" in err and "Connection refused" in err and "CANDELA_DATABASE_URL" in err
+    assert (
+        "cannot connect to" in err and "Connection refused" in err and "CANDELA_DATABASE_URL" in err
+    )
 
 
 def test_missing_postgres_database_is_reported(capsys, postgres_admin_url):

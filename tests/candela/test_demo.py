@@ -13,11 +13,26 @@ pytestmark = pytest.mark.slow
 
 
 def run_demo(database_url: str, out_dir) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("CANDELA_")}
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("CANDELA_")
+    }
     environment["CANDELA_SHARED_DATA"] = "/nonexistent"  # a user's clone has only the sample
     return subprocess.run(
-        [sys.executable, "-m", "candela.cli", "--database-url", database_url, "demo", "--out", str(out_dir)],
-        capture_output=True, text=True, timeout=600, env=environment, check=False,
+        [
+            sys.executable,
+            "-m",
+            "candela.cli",
+            "--database-url",
+            database_url,
+            "demo",
+            "--out",
+            str(out_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environment,
+        check=False,
     )
 
 
@@ -27,7 +42,9 @@ def test_demo_runs_twice_on_an_empty_database_and_paper_matches_backtest(tmp_pat
     assert first.returncode == 0, first.stderr[-3000:]
     output = first.stdout
 
-    imported = re.search(r"24 files: (\d+) new, 0 already stored, 0 conflicting, 0 rejected", output)
+    imported = re.search(
+        r"24 files: (\d+) new, 0 already stored, 0 conflicting, 0 rejected", output
+    )
     assert imported and int(imported.group(1)) > 90_000
     assert "bittrex ADA/BTC" in output and "gaps" in output
 
@@ -40,7 +57,9 @@ def test_demo_runs_twice_on_an_empty_database_and_paper_matches_backtest(tmp_pat
     assert not re.search(r"\d[eE][+-]?\d", research_step)  # no scientific notation
     assert re.search(r"^sharpe\s+-?[\d.]+  mean / std", research_step, re.MULTILINE)
 
-    comparisons = re.findall(r"(\d+) paper fills, (\d+) backtest fills, identical: (True|False)", output)
+    comparisons = re.findall(
+        r"(\d+) paper fills, (\d+) backtest fills, identical: (True|False)", output
+    )
     assert len(comparisons) == 2
     for paper, backtest, identical in comparisons:
         assert identical == "True" and paper == backtest and int(paper) > 0

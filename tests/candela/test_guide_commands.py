@@ -18,8 +18,11 @@ def guide_commands(repo_root) -> list[str]:
         if shell:
             commands.append(line)
     text = "\n".join(commands).replace("\\\n", " ")
-    return [line.removeprefix("$ ").split("  #")[0].strip() for line in text.splitlines()
-            if line.removeprefix("$ ").startswith("candela ")]
+    return [
+        line.removeprefix("$ ").split("  #")[0].strip()
+        for line in text.splitlines()
+        if line.removeprefix("$ ").startswith("candela ")
+    ]
 
 
 def test_every_command_of_the_guide_parses(repo_root):

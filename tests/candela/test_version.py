@@ -22,9 +22,18 @@ def test_version_is_the_installed_package_version(repo_root, capsys):
 def test_version_from_a_fresh_process(repo_root):
     from importlib.metadata import version
 
-    result = subprocess.run([sys.executable, "-m", "candela.cli", "--version"], capture_output=True, text=True,
-                            cwd=repo_root, check=False)
-    assert (result.returncode, result.stdout, result.stderr) == (0, f"candela {version('candela')}\n", "")
+    result = subprocess.run(
+        [sys.executable, "-m", "candela.cli", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        f"candela {version('candela')}\n",
+        "",
+    )
 
 
 def test_version_without_package_metadata_says_how_to_install(monkeypatch, capsys):

@@ -54,14 +54,21 @@ def child_environment(cache_dir) -> dict:
 def test_after_warmup_a_first_run_compiles_nothing(tmp_path, repo_root):
     cache = tmp_path / "numba-cache"
     cache.mkdir()
-    warm = subprocess.run([sys.executable, "-m", "candela.cli", "warmup"], capture_output=True,
-                          text=True, env=child_environment(cache), timeout=900, check=False)
+    warm = subprocess.run(
+        [sys.executable, "-m", "candela.cli", "warmup"],
+        capture_output=True,
+        text=True,
+        env=child_environment(cache),
+        timeout=900,
+        check=False,
+    )
     assert warm.returncode == 0, warm.stderr[-2000:]
     lines = warm.stdout.splitlines()
     steps = len(warmup_steps())
     assert lines[0].startswith(f"compiling Candela's kernels for this machine ({steps} steps")
     assert [line.split("]")[0].strip() for line in lines[1:-1]] == [
-        f"[{number}/{steps}" for number in range(1, steps + 1)]
+        f"[{number}/{steps}" for number in range(1, steps + 1)
+    ]
     assert all(line.endswith(" s") for line in lines[1:])
     assert lines[-1].startswith("kernels ready in ")
     assert any(path.suffix == ".nbc" for path in cache.rglob("*"))
@@ -72,18 +79,34 @@ def test_after_warmup_a_first_run_compiles_nothing(tmp_path, repo_root):
 
     engine = connect(database, require_schema=False)
     upgrade(engine)
-    import_candles(engine, repo_root / "data" / "sample" / "ohlcv" / "binance_BTC-USDT_1h.csv.gz",
-                   "binance", "BTC/USDT", "1h")
+    import_candles(
+        engine,
+        repo_root / "data" / "sample" / "ohlcv" / "binance_BTC-USDT_1h.csv.gz",
+        "binance",
+        "BTC/USDT",
+        "1h",
+    )
     engine.dispose()
-    first = subprocess.run([sys.executable, "-c", FIRST_RUN, database], capture_output=True,
-                           text=True, env=child_environment(cache), timeout=600, check=False,
-                           cwd=repo_root)
+    first = subprocess.run(
+        [sys.executable, "-c", FIRST_RUN, database],
+        capture_output=True,
+        text=True,
+        env=child_environment(cache),
+        timeout=600,
+        check=False,
+        cwd=repo_root,
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     assert json.loads(first.stdout.strip().splitlines()[-1]) == {}  # everything came from the cache
 
-    again = subprocess.run([sys.executable, "-m", "candela.cli", "warmup", "--quiet"],
-                           capture_output=True, text=True, env=child_environment(cache),
-                           timeout=600, check=False)
+    again = subprocess.run(
+        [sys.executable, "-m", "candela.cli", "warmup", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=child_environment(cache),
+        timeout=600,
+        check=False,
+    )
     assert again.returncode == 0 and again.stdout.startswith("kernels ready in ")
     assert again.stdout.count("\n") == 1
 

@@ -17,8 +17,10 @@ BINANCE_CANDLES = {
     ("ETHUSDT", "ETH", "USDT"): ("1m", "1h"),
 }
 OKX_CANDLES = {"BTC-USDT": ("1m", "1h")}
-TRADES = {("BTCUSDT", "BTC", "USDT"): "trades_binance_BTC-USDT.csv.gz",
-          ("ETHUSDT", "ETH", "USDT"): "trades_binance_ETH-USDT.csv.gz"}
+TRADES = {
+    ("BTCUSDT", "BTC", "USDT"): "trades_binance_BTC-USDT.csv.gz",
+    ("ETHUSDT", "ETH", "USDT"): "trades_binance_ETH-USDT.csv.gz",
+}
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +47,9 @@ def mock_server(shared_candles):
     mock = MockExchange()
     for (symbol_id, base, quote), timeframes in BINANCE_CANDLES.items():
         for timeframe in timeframes:
-            mock.add_binance_candles(symbol_id, timeframe, shared_candles(f"{base}-{quote}", timeframe), base, quote)
+            mock.add_binance_candles(
+                symbol_id, timeframe, shared_candles(f"{base}-{quote}", timeframe), base, quote
+            )
     for inst_id, timeframes in OKX_CANDLES.items():
         for timeframe in timeframes:
             mock.add_okx_candles(inst_id, timeframe, shared_candles(inst_id, timeframe))

@@ -44,11 +44,32 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
-TIMEFRAME_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
-                "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000,
-                "12h": 43_200_000, "1d": 86_400_000}
-OKX_BARS = {"1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1H": "1h", "2H": "2h",
-            "4H": "4h", "6Hutc": "6h", "12Hutc": "12h", "1Dutc": "1d"}
+TIMEFRAME_MS = {
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+}
+OKX_BARS = {
+    "1m": "1m",
+    "3m": "3m",
+    "5m": "5m",
+    "15m": "15m",
+    "30m": "30m",
+    "1H": "1h",
+    "2H": "2h",
+    "4H": "4h",
+    "6Hutc": "6h",
+    "12Hutc": "12h",
+    "1Dutc": "1d",
+}
 
 
 def read_candle_file(path: Path) -> list[list]:
@@ -64,8 +85,13 @@ def read_trade_file(path: Path) -> list[dict]:
     with gzip.open(path, "rt", newline="") as handle:
         reader = csv.DictReader(handle)
         return [
-            {"id": int(row["trade_id"]), "ts": int(row["ts_ms"]), "price": row["price"],
-             "amount": row["amount"], "maker": row["side"] == "sell"}
+            {
+                "id": int(row["trade_id"]),
+                "ts": int(row["ts_ms"]),
+                "price": row["price"],
+                "amount": row["amount"],
+                "maker": row["side"] == "sell",
+            }
             for row in reader
         ]
 
@@ -96,7 +122,9 @@ class Fault:
 
 
 FAULTS = {
-    "http_429": Fault(429, '{"code":-1003,"msg":"Too many requests."}', headers={"Retry-After": "0"}),
+    "http_429": Fault(
+        429, '{"code":-1003,"msg":"Too many requests."}', headers={"Retry-After": "0"}
+    ),
     "okx_429": Fault(429, '{"msg":"Too Many Requests","code":"50011","data":[]}'),
     "http_418": Fault(418, '{"code":-1003,"msg":"Way too many requests; IP banned."}'),
     "http_500": Fault(500, "Internal Server Error", "text/plain"),
@@ -150,8 +178,11 @@ class MockExchange:
     def now_ms(self) -> int:
         if self._now_ms is not None:
             return self._now_ms
-        ends = [rows[-1][0] + TIMEFRAME_MS[tf] for (_, tf), rows in
-                list(self.binance_candles.items()) + list(self.okx_candles.items()) if rows]
+        ends = [
+            rows[-1][0] + TIMEFRAME_MS[tf]
+            for (_, tf), rows in list(self.binance_candles.items()) + list(self.okx_candles.items())
+            if rows
+        ]
         ends += [trades[-1]["ts"] + 1 for trades in self.trades.values() if trades]
         return max(ends, default=0)
 
@@ -159,7 +190,9 @@ class MockExchange:
     def now_ms(self, value: int | None) -> None:
         self._now_ms = value
 
-    def add_binance_candles(self, symbol_id: str, timeframe: str, rows: list[list], base: str, quote: str) -> None:
+    def add_binance_candles(
+        self, symbol_id: str, timeframe: str, rows: list[list], base: str, quote: str
+    ) -> None:
         self.binance_candles[(symbol_id, timeframe)] = sorted(rows, key=lambda row: row[0])
         self.binance_markets[symbol_id] = (base, quote)
 
@@ -179,8 +212,9 @@ class MockExchange:
         with self._lock:
             self.faults[path_suffix].extend([fault] * times)
 
-    def corrupt_candle(self, exchange: str, symbol_id: str, timeframe: str, open_ms: int,
-                       times: int | None = None) -> None:
+    def corrupt_candle(
+        self, exchange: str, symbol_id: str, timeframe: str, open_ms: int, times: int | None = None
+    ) -> None:
         """Serve the candle opening at ``open_ms`` with ``high`` below ``low`` (``times``: None = always)."""
         self.corrupted[(exchange, symbol_id, timeframe, open_ms)] = times
 
@@ -265,8 +299,12 @@ class MockExchange:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             if fault.body is not None:
-                return web.Response(status=fault.status, text=fault.body, headers=fault.headers,
-                                    content_type=fault.content_type)
+                return web.Response(
+                    status=fault.status,
+                    text=fault.body,
+                    headers=fault.headers,
+                    content_type=fault.content_type,
+                )
         routes = {
             "/api/v3/exchangeInfo": self._binance_exchange_info,
             "/api/v3/klines": self._binance_klines,
@@ -282,7 +320,9 @@ class MockExchange:
         if handler is None:
             return web.json_response({"code": -1, "msg": f"mock: no route {path}"}, status=404)
         status, payload = handler(query)
-        return web.Response(status=status, text=json.dumps(payload), content_type="application/json")
+        return web.Response(
+            status=status, text=json.dumps(payload), content_type="application/json"
+        )
 
     # Binance ------------------------------------------------------------
 
@@ -290,10 +330,17 @@ class MockExchange:
         symbols = []
         for symbol_id, (base, quote) in sorted(self.binance_markets.items()):
             template = dict(_real_exchange_info_symbol())
-            template.update({"symbol": symbol_id, "baseAsset": base, "quoteAsset": quote, "status": "TRADING"})
+            template.update(
+                {"symbol": symbol_id, "baseAsset": base, "quoteAsset": quote, "status": "TRADING"}
+            )
             symbols.append(template)
-        return 200, {"timezone": "UTC", "serverTime": self.now_ms, "rateLimits": [],
-                     "exchangeFilters": [], "symbols": symbols}
+        return 200, {
+            "timezone": "UTC",
+            "serverTime": self.now_ms,
+            "rateLimits": [],
+            "exchangeFilters": [],
+            "symbols": symbols,
+        }
 
     def _binance_klines(self, query) -> tuple[int, object]:
         symbol_id, interval = query.get("symbol"), query.get("interval")
@@ -311,7 +358,11 @@ class MockExchange:
         end = int(query["endTime"]) if "endTime" in query else None
         low = 0 if start is None else bisect.bisect_left(rows, start, key=_open_time)
         high = bisect.bisect_right(rows, now if end is None else min(end, now), key=_open_time)
-        selected = rows[low:min(high, low + limit)] if start is not None else rows[max(low, high - limit):high]
+        selected = (
+            rows[low : min(high, low + limit)]
+            if start is not None
+            else rows[max(low, high - limit) : high]
+        )
         out = []
         for row in selected:
             o, h, lo, c, v = row[1:6]
@@ -349,7 +400,10 @@ class MockExchange:
             start = int(query["startTime"])
             end = int(query.get("endTime", start + 3_600_000))
             if end - start > 3_600_000:
-                return 400, {"code": -1127, "msg": "More than 1 hours between startTime and endTime."}
+                return 400, {
+                    "code": -1127,
+                    "msg": "More than 1 hours between startTime and endTime.",
+                }
             selected = [t for t in trades if start <= t["ts"] <= end][:limit]
         elif "endTime" in query:
             end = int(query["endTime"])
@@ -364,8 +418,18 @@ class MockExchange:
             return 400, {"code": -1121, "msg": "Invalid symbol."}
         limit = min(int(query.get("limit", 500)), 1000)
         selected = self.visible_trades(symbol_id)[-limit:]
-        return 200, [{"id": t["id"], "price": t["price"], "qty": t["amount"], "quoteQty": "0",
-                      "time": t["ts"], "isBuyerMaker": t["maker"], "isBestMatch": True} for t in selected]
+        return 200, [
+            {
+                "id": t["id"],
+                "price": t["price"],
+                "qty": t["amount"],
+                "quoteQty": "0",
+                "time": t["ts"],
+                "isBuyerMaker": t["maker"],
+                "isBestMatch": True,
+            }
+            for t in selected
+        ]
 
     # OKX ----------------------------------------------------------------
 
@@ -373,11 +437,31 @@ class MockExchange:
         if query.get("instType") != "SPOT":
             return 200, {"code": "51000", "msg": "Parameter instType error", "data": []}
         data = [
-            {"instType": "SPOT", "instId": inst_id, "uly": "", "instFamily": "", "baseCcy": base,
-             "quoteCcy": quote, "settleCcy": "", "ctVal": "", "ctMult": "", "ctValCcy": "",
-             "optType": "", "stk": "", "listTime": "1548133413000", "expTime": "", "lever": "10",
-             "tickSz": "0.1", "lotSz": "0.00000001", "minSz": "0.00001", "ctType": "", "alias": "",
-             "state": "live", "maxLmtSz": "9999999999", "maxMktSz": "1000000"}
+            {
+                "instType": "SPOT",
+                "instId": inst_id,
+                "uly": "",
+                "instFamily": "",
+                "baseCcy": base,
+                "quoteCcy": quote,
+                "settleCcy": "",
+                "ctVal": "",
+                "ctMult": "",
+                "ctValCcy": "",
+                "optType": "",
+                "stk": "",
+                "listTime": "1548133413000",
+                "expTime": "",
+                "lever": "10",
+                "tickSz": "0.1",
+                "lotSz": "0.00000001",
+                "minSz": "0.00001",
+                "ctType": "",
+                "alias": "",
+                "state": "live",
+                "maxLmtSz": "9999999999",
+                "maxMktSz": "1000000",
+            }
             for inst_id, (base, quote) in sorted(self.okx_markets.items())
         ]
         return 200, _okx(*data)
@@ -399,7 +483,7 @@ class MockExchange:
         high = bisect.bisect_right(rows, now, key=_open_time)
         if after is not None:
             high = min(high, bisect.bisect_left(rows, after, key=_open_time))
-        newest_first = rows[max(low, high - limit):high][::-1]
+        newest_first = rows[max(low, high - limit) : high][::-1]
         data = []
         for row in newest_first:
             o, h, lo, c, v = row[1:6]
@@ -455,8 +539,16 @@ class MockExchange:
 
 def agg_trade_rest(trade: dict) -> dict:
     """A trade as Binance's ``/api/v3/aggTrades`` returns it (one aggregate per recorded trade)."""
-    return {"a": trade["id"], "p": trade["price"], "q": trade["amount"], "f": trade["id"],
-            "l": trade["id"], "T": trade["ts"], "m": trade["maker"], "M": True}
+    return {
+        "a": trade["id"],
+        "p": trade["price"],
+        "q": trade["amount"],
+        "f": trade["id"],
+        "l": trade["id"],
+        "T": trade["ts"],
+        "m": trade["maker"],
+        "M": True,
+    }
 
 
 def agg_trade_event(symbol_id: str, trade: dict) -> dict:

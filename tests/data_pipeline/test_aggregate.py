@@ -15,15 +15,22 @@ MINUTE = 60_000
 
 def pandas_candles(ts, price, amount, tf_ms):
     """Oracle: pandas resample, right-labelled, left-closed; empty intervals flat at the previous close."""
-    frame = pd.DataFrame({"price": price, "amount": amount},
-                         index=pd.to_datetime(np.asarray(ts), unit="ms", utc=True))
+    frame = pd.DataFrame(
+        {"price": price, "amount": amount},
+        index=pd.to_datetime(np.asarray(ts), unit="ms", utc=True),
+    )
     rule = pd.Timedelta(milliseconds=tf_ms)
     resampled = frame.resample(rule, label="right", closed="left", origin="epoch")
-    out = pd.DataFrame({
-        "open": resampled["price"].first(), "high": resampled["price"].max(),
-        "low": resampled["price"].min(), "close": resampled["price"].last(),
-        "volume": resampled["amount"].sum(), "trades": resampled["price"].count(),
-    })
+    out = pd.DataFrame(
+        {
+            "open": resampled["price"].first(),
+            "high": resampled["price"].max(),
+            "low": resampled["price"].min(),
+            "close": resampled["price"].last(),
+            "volume": resampled["amount"].sum(),
+            "trades": resampled["price"].count(),
+        }
+    )
     close = out["close"].ffill()
     for column in ("open", "high", "low", "close"):
         out[column] = out[column].fillna(close)
@@ -31,7 +38,9 @@ def pandas_candles(ts, price, amount, tf_ms):
 
 
 trade_batches = st.lists(
-    st.tuples(st.integers(0, 400_000), st.floats(1, 1000), st.floats(0.001, 10)), min_size=1, max_size=300,
+    st.tuples(st.integers(0, 400_000), st.floats(1, 1000), st.floats(0.001, 10)),
+    min_size=1,
+    max_size=300,
 )
 
 
@@ -91,12 +100,24 @@ def test_live_aggregator_in_batches_equals_one_pass(trades, cuts):
     emitted = {name: [] for name in timeframes}
     bounds = sorted({min(c, len(ts)) for c in cuts} | {0, len(ts)})
     for start, stop in zip(bounds[:-1], bounds[1:]):
-        for name, candles in aggregator.add(ts[start:stop], price[start:stop], amount[start:stop]).items():
-            emitted[name].extend(zip(candles.ts.tolist(), candles.open, candles.high, candles.low,
-                                     candles.close, candles.volume))
+        for name, candles in aggregator.add(
+            ts[start:stop], price[start:stop], amount[start:stop]
+        ).items():
+            emitted[name].extend(
+                zip(
+                    candles.ts.tolist(),
+                    candles.open,
+                    candles.high,
+                    candles.low,
+                    candles.close,
+                    candles.volume,
+                )
+            )
     for name, tf in timeframes.items():
         whole = aggregate_trades(ts, price, amount, tf)
-        expected = list(zip(whole.ts.tolist(), whole.open, whole.high, whole.low, whole.close, whole.volume))
+        expected = list(
+            zip(whole.ts.tolist(), whole.open, whole.high, whole.low, whole.close, whole.volume)
+        )
         assert len(emitted[name]) == len(expected) - 1  # the last candle is still open
         for got, want in zip(emitted[name], expected):
             assert got[:5] == want[:5]
@@ -112,11 +133,19 @@ def test_wall_clock_closes_the_open_candle_and_elapsed_empty_intervals():
     silent.add([5_000], [10.0], [1.0])
     assert silent.close_until(3 * MINUTE, fill_empty=False)["1m"].ts.tolist() == [MINUTE]
     assert silent.close_until(9 * MINUTE, fill_empty=False)["1m"].size == 0
-    assert silent.add([4 * MINUTE], [12.0], [1.0])["1m"].ts.tolist() == [2 * MINUTE, 3 * MINUTE, 4 * MINUTE]
+    assert silent.add([4 * MINUTE], [12.0], [1.0])["1m"].ts.tolist() == [
+        2 * MINUTE,
+        3 * MINUTE,
+        4 * MINUTE,
+    ]
     closed = aggregator.close_until(3 * MINUTE + 10)["1m"]
     assert closed.ts.tolist() == [MINUTE, 2 * MINUTE, 3 * MINUTE]
     assert closed.volume.tolist() == [3.0, 0.0, 0.0]
-    assert closed.close.tolist() == [11.0, 11.0, 11.0] and closed.open.tolist() == [10.0, 11.0, 11.0]
+    assert closed.close.tolist() == [11.0, 11.0, 11.0] and closed.open.tolist() == [
+        10.0,
+        11.0,
+        11.0,
+    ]
     assert aggregator.close_until(3 * MINUTE + 20)["1m"].size == 0  # nothing emitted twice
     later = aggregator.add([4 * MINUTE + 1], [12.0], [1.0])["1m"]
     assert later.ts.tolist() == [4 * MINUTE]  # the empty 4th minute, flat at 11
@@ -125,7 +154,9 @@ def test_wall_clock_closes_the_open_candle_and_elapsed_empty_intervals():
 
 def test_first_partly_seen_interval_is_not_emitted():
     aggregator = CandleAggregator({"1m": MINUTE})  # starts inside the first minute
-    closed = aggregator.add([30_000, MINUTE + 1, 2 * MINUTE + 1], [1.0, 2.0, 3.0], [1.0, 1.0, 1.0])["1m"]
+    closed = aggregator.add([30_000, MINUTE + 1, 2 * MINUTE + 1], [1.0, 2.0, 3.0], [1.0, 1.0, 1.0])[
+        "1m"
+    ]
     assert closed.ts.tolist() == [2 * MINUTE]
 
 
@@ -140,23 +171,35 @@ def reference_rollup(rows, source_ms, target_ms):
     """Plain-Python reference of Binance's rule: zero-volume candles don't count for O/H/L/C."""
     groups = {}
     for ts, o, h, lo, c, v in rows:
-        groups.setdefault((ts - 1) // target_ms * target_ms + target_ms, []).append((ts, o, h, lo, c, v))
+        groups.setdefault((ts - 1) // target_ms * target_ms + target_ms, []).append(
+            (ts, o, h, lo, c, v)
+        )
     out = {}
     for key, members in groups.items():
         if len(members) != target_ms // source_ms:
             continue
         traded = [m for m in members if m[5] > 0]
         if traded:
-            out[key] = (traded[0][1], max(m[2] for m in traded), min(m[3] for m in traded), traded[-1][4],
-                        sum(m[5] for m in members))
+            out[key] = (
+                traded[0][1],
+                max(m[2] for m in traded),
+                min(m[3] for m in traded),
+                traded[-1][4],
+                sum(m[5] for m in members),
+            )
         else:
             out[key] = (members[0][1],) * 4 + (0.0,)
     return out
 
 
 @settings(max_examples=60, deadline=None)
-@given(bars=st.lists(st.tuples(st.booleans(), st.booleans(), st.floats(1, 100), st.floats(0, 5)),
-                     min_size=1, max_size=80))
+@given(
+    bars=st.lists(
+        st.tuples(st.booleans(), st.booleans(), st.floats(1, 100), st.floats(0, 5)),
+        min_size=1,
+        max_size=80,
+    )
+)
 def test_resample_matches_the_reference(bars):
     rows, previous_close, ts = [], 50.0, 0
     for present, traded, price, spread in bars:
@@ -164,7 +207,9 @@ def test_resample_matches_the_reference(bars):
         if not present:
             continue
         if traded:
-            rows.append((ts, price, price + spread, price - spread / 2, price + spread / 3, spread + 0.5))
+            rows.append(
+                (ts, price, price + spread, price - spread / 2, price + spread / 3, spread + 0.5)
+            )
             previous_close = price + spread / 3
         else:
             rows.append((ts, previous_close, previous_close, previous_close, previous_close, 0.0))

@@ -15,10 +15,10 @@ import json
 
 import numpy as np
 import pytest
-
-from data_pipeline.aggregate import aggregate_trades, resample_candles
 from market_files import REPOSITORY_DIRS, market_file
 from mock_exchange import read_candle_file
+
+from data_pipeline.aggregate import aggregate_trades, resample_candles
 
 RECORDINGS = (
     "binance_spot_ws_combined_2021-10-12.jsonl",
@@ -56,14 +56,21 @@ def test_recorded_binance_streams_are_rebuilt_exactly():
         for kline, trades in covered_snapshots(market_file(f"exchange_samples/{name}")):
             trades.sort(key=lambda t: (t["T"], t["a"]))
             candles = aggregate_trades(
-                [t["T"] for t in trades], [float(t["p"]) for t in trades], [float(t["q"]) for t in trades],
-                60_000, buyer_maker=[t["m"] for t in trades],
+                [t["T"] for t in trades],
+                [float(t["p"]) for t in trades],
+                [float(t["q"]) for t in trades],
+                60_000,
+                buyer_maker=[t["m"] for t in trades],
             )
             k = kline["k"]
             assert candles.size == 1, f"{kline['s']}: trades fell into {candles.size} candles"
             assert candles.ts[0] == k["t"] + 60_000  # close time = exchange open time + 1m
             assert (candles.open[0], candles.high[0], candles.low[0], candles.close[0]) == (
-                float(k["o"]), float(k["h"]), float(k["l"]), float(k["c"]))
+                float(k["o"]),
+                float(k["h"]),
+                float(k["l"]),
+                float(k["c"]),
+            )
             assert candles.volume[0] == pytest.approx(float(k["v"]), rel=1e-12)
             assert candles.quote_volume[0] == pytest.approx(float(k["q"]), rel=1e-9)
             assert candles.taker_buy_volume[0] == pytest.approx(float(k["V"]), rel=1e-12)
@@ -99,15 +106,22 @@ def test_rolled_up_binance_candles_equal_binance_coarser_candles(binance_klines,
     names = binance_klines
     compared = naive_mismatches = 0
     for symbol in sorted({name.split("_")[1] for name in names}):
-        if f"binance_{symbol}_{source}.csv.gz" not in names or f"binance_{symbol}_{target}.csv.gz" not in names:
+        if (
+            f"binance_{symbol}_{source}.csv.gz" not in names
+            or f"binance_{symbol}_{target}.csv.gz" not in names
+        ):
             continue
         fine_ts, fine = candles_of(binance_klines, symbol, source)
         coarse_ts, coarse = candles_of(binance_klines, symbol, target)
         rolled = resample_candles(fine_ts, *fine.T, TF_MS[source], TF_MS[target])
         common, mine, theirs = np.intersect1d(rolled.ts, coarse_ts, return_indices=True)
         got = np.column_stack([rolled.open, rolled.high, rolled.low, rolled.close])[mine]
-        np.testing.assert_array_equal(got, coarse[theirs, :4], err_msg=f"{symbol} {source}->{target}")
-        np.testing.assert_allclose(rolled.volume[mine], coarse[theirs, 4], rtol=1e-9, err_msg=symbol)
+        np.testing.assert_array_equal(
+            got, coarse[theirs, :4], err_msg=f"{symbol} {source}->{target}"
+        )
+        np.testing.assert_allclose(
+            rolled.volume[mine], coarse[theirs, 4], rtol=1e-9, err_msg=symbol
+        )
         compared += len(common)
         # the zero-volume rule matters: a naive high/low over all parts disagrees somewhere
         bucket = (fine_ts - 1) // TF_MS[target] * TF_MS[target] + TF_MS[target]
@@ -116,6 +130,8 @@ def test_rolled_up_binance_candles_equal_binance_coarser_candles(binance_klines,
             naive_low = parts[:, 2].min()
             naive_mismatches += naive_low != coarse[coarse_ts == ts, 2][0]
     assert compared > 100
-    print(f"{source}->{target}: {compared} candles equal; naive O/H/L/C would miss {naive_mismatches}")
+    print(
+        f"{source}->{target}: {compared} candles equal; naive O/H/L/C would miss {naive_mismatches}"
+    )
     if source == "1m":
         assert naive_mismatches > 0

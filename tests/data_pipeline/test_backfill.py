@@ -26,14 +26,36 @@ SINCE = 1_524_873_600_000  # 2018-04-28T00:00Z
 UNTIL = 1_529_366_400_000  # 2018-06-19T00:00Z
 
 
-def run_backfill(mock, db, exchange_id="binance", symbols=("BTC/USDT",), timeframes=("1m",),
-                 since=SINCE, until=UNTIL, policy=FAST, **kwargs):
+def run_backfill(
+    mock,
+    db,
+    exchange_id="binance",
+    symbols=("BTC/USDT",),
+    timeframes=("1m",),
+    since=SINCE,
+    until=UNTIL,
+    policy=FAST,
+    **kwargs,
+):
     async def main():
-        exchange = create_exchange(exchange_id, endpoints=Endpoints(mock.http_url), rate_limit_ms=1,
-                                   timeout_ms=kwargs.pop("timeout_ms", 3000))
+        exchange = create_exchange(
+            exchange_id,
+            endpoints=Endpoints(mock.http_url),
+            rate_limit_ms=1,
+            timeout_ms=kwargs.pop("timeout_ms", 3000),
+        )
         try:
-            return await backfill(exchange, db, list(symbols), list(timeframes), since, until,
-                                  policy=policy, progress=False, **kwargs)
+            return await backfill(
+                exchange,
+                db,
+                list(symbols),
+                list(timeframes),
+                since,
+                until,
+                policy=policy,
+                progress=False,
+                **kwargs,
+            )
         finally:
             await exchange.close()
 
@@ -43,9 +65,16 @@ def run_backfill(mock, db, exchange_id="binance", symbols=("BTC/USDT",), timefra
 def stored(db, exchange="binance", symbol="BTC/USDT", timeframe="1m"):
     with db.connect() as connection:
         rows = connection.execute(
-            select(ohlcv.c.ts, ohlcv.c.open, ohlcv.c.high, ohlcv.c.low, ohlcv.c.close, ohlcv.c.volume)
-            .where(ohlcv.c.exchange == exchange, ohlcv.c.symbol == symbol, ohlcv.c.timeframe == timeframe)
-            .order_by(ohlcv.c.ts)).all()
+            select(
+                ohlcv.c.ts, ohlcv.c.open, ohlcv.c.high, ohlcv.c.low, ohlcv.c.close, ohlcv.c.volume
+            )
+            .where(
+                ohlcv.c.exchange == exchange,
+                ohlcv.c.symbol == symbol,
+                ohlcv.c.timeframe == timeframe,
+            )
+            .order_by(ohlcv.c.ts)
+        ).all()
     return np.array(rows, dtype=np.float64).reshape(-1, 6)
 
 
@@ -127,8 +156,9 @@ def test_okx_backfill_pages_newest_first_windows(mock, db, shared_candles):
     with db.connect() as connection:
         ledger = list_gaps(connection, exchange="okx")
     # the outage between the two recorded segments, and the hours after the data ends (long closed)
-    assert [(g.first_missing_ts, g.status) for g in ledger if g.first_missing_ts > SINCE + 3_600_000] == [
-        (1_524_913_200_000, "confirmed_empty"), (1_529_359_200_000, "confirmed_empty")]
+    assert [
+        (g.first_missing_ts, g.status) for g in ledger if g.first_missing_ts > SINCE + 3_600_000
+    ] == [(1_524_913_200_000, "confirmed_empty"), (1_529_359_200_000, "confirmed_empty")]
     assert report.rejected == 0
     mock.reset()
     run_backfill(mock, db, exchange_id="okx", timeframes=("1h",))
@@ -148,7 +178,11 @@ def test_a_bad_candle_is_rejected_then_refetched(mock, db, shared_candles):
     mock.corrupt_candle("binance", "BTCUSDT", "1m", bad, times=1)
     report = run_backfill(mock, db, since=rows[600][0], until=rows[650][0])
     [(reason, count)] = report.markets[0].rejected.items()  # high and low swapped
-    assert count == 1 and reason in ("high_below_open_close", "low_above_open_close", "high_below_low")
+    assert count == 1 and reason in (
+        "high_below_open_close",
+        "low_above_open_close",
+        "high_below_low",
+    )
     np.testing.assert_array_equal(stored(db), oracle(rows, "1m", rows[600][0], rows[650][0]))
     assert report.markets[0].gaps == [(bad + 60_000, bad + 60_000, "refetched")]
 
@@ -180,13 +214,20 @@ def test_a_bad_candle_received_twice_is_counted_once(mock, db, shared_candles):
     bad = rows[620][0]
     mock.corrupt_candle("binance", "BTCUSDT", "1m", bad)
     report = run_backfill(mock, db, since=rows[600][0], until=rows[650][0])
-    served = [q for q in klines_requests(mock)
-              if int(q["startTime"]) <= bad <= int(q.get("endTime", bad))]
+    served = [
+        q for q in klines_requests(mock) if int(q["startTime"]) <= bad <= int(q.get("endTime", bad))
+    ]
     assert len(served) == 2  # its page, then the gap pass asking for it again
     [(reason, count)] = report.markets[0].rejected.items()
-    assert count == 1 and reason in ("high_below_open_close", "low_above_open_close", "high_below_low")
+    assert count == 1 and reason in (
+        "high_below_open_close",
+        "low_above_open_close",
+        "high_below_low",
+    )
     assert report.rejected == 1
-    assert report.markets[0].gaps == [(bad + 60_000, bad + 60_000, "open")]  # still asked again next run
+    assert report.markets[0].gaps == [
+        (bad + 60_000, bad + 60_000, "open")
+    ]  # still asked again next run
 
 
 def test_publishes_only_bars_newer_than_the_previous_newest(mock, db, shared_candles):
@@ -204,7 +245,9 @@ def test_publishes_only_bars_newer_than_the_previous_newest(mock, db, shared_can
 def test_a_candela_bus_is_a_publisher(mock, db, shared_candles):
     rows = shared_candles("BTC-USDT", "1m")
     bus, received = InProcessBus(), []
-    bus.subscribe(["market:binance:*"], lambda channel, payload: received.append((channel, payload["ts"])))
+    bus.subscribe(
+        ["market:binance:*"], lambda channel, payload: received.append((channel, payload["ts"]))
+    )
     run_backfill(mock, db, since=rows[600][0], until=rows[700][0], publisher=bus)
     run_backfill(mock, db, since=rows[600][0], until=rows[702][0], publisher=bus)
     assert received == [("market:binance:BTC/USDT:1m", rows[i][0] + 60_000) for i in (700, 701)]
@@ -218,13 +261,24 @@ def test_concurrent_markets_respect_the_rate_limit(mock, db, shared_candles):
         try:
             await exchange.load_markets()
             mock.reset()
-            return await backfill(exchange, db, ["BTC/USDT", "ETH/USDT"], ["1m", "1h"],
-                                  rows[600][0], rows[900][0], policy=FAST, progress=False, limit=100)
+            return await backfill(
+                exchange,
+                db,
+                ["BTC/USDT", "ETH/USDT"],
+                ["1m", "1h"],
+                rows[600][0],
+                rows[900][0],
+                policy=FAST,
+                progress=False,
+                limit=100,
+            )
         finally:
             await exchange.close()
 
     asyncio.run(main())
-    times = [t for (path, _), t in zip(mock.requests, mock.request_times) if path.endswith("/klines")]
+    times = [
+        t for (path, _), t in zip(mock.requests, mock.request_times) if path.endswith("/klines")
+    ]
     assert len(times) >= 6
     spacing = np.diff(times)
     # Binance klines cost 0.4 units of 100 ms: 40 ms apart, though four markets ask at once

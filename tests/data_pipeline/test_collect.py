@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from mock_exchange import agg_trade_event
 from sqlalchemy import select
 
 from candela.core.bus import decode, market_channel
@@ -21,7 +22,6 @@ from data_pipeline.collect import TradeCollector, poll_candles
 from data_pipeline.exchanges import Endpoints, create_exchange
 from data_pipeline.publish import MemoryPublisher, RedisPublisher
 from data_pipeline.retry import RetryPolicy
-from mock_exchange import agg_trade_event
 
 pytestmark = pytest.mark.slow
 
@@ -39,34 +39,59 @@ def window(mock):
 
 def stored(db, timeframe):
     with db.connect() as connection:
-        rows = connection.execute(select(ohlcv.c.ts, ohlcv.c.open, ohlcv.c.high, ohlcv.c.low, ohlcv.c.close,
-                                         ohlcv.c.volume).where(ohlcv.c.timeframe == timeframe)
-                                  .order_by(ohlcv.c.ts)).all()
+        rows = connection.execute(
+            select(
+                ohlcv.c.ts, ohlcv.c.open, ohlcv.c.high, ohlcv.c.low, ohlcv.c.close, ohlcv.c.volume
+            )
+            .where(ohlcv.c.timeframe == timeframe)
+            .order_by(ohlcv.c.ts)
+        ).all()
     return np.array(rows, dtype=np.float64).reshape(-1, 6)
 
 
 def expected(trades, tf_ms):
     """Closed candles a collector that saw these trades must store: not the first (partly seen)
     interval, not the last (still open)."""
-    candles = aggregate_trades([t["ts"] for t in trades], [float(t["price"]) for t in trades],
-                               [float(t["amount"]) for t in trades], tf_ms)
-    table = np.column_stack([candles.ts, candles.open, candles.high, candles.low, candles.close, candles.volume])
+    candles = aggregate_trades(
+        [t["ts"] for t in trades],
+        [float(t["price"]) for t in trades],
+        [float(t["amount"]) for t in trades],
+        tf_ms,
+    )
+    table = np.column_stack(
+        [candles.ts, candles.open, candles.high, candles.low, candles.close, candles.volume]
+    )
     first_ts = trades[0]["ts"]
     table = table[table[:, 0] - tf_ms >= first_ts]  # opened after the first trade was seen
     return table[:-1]
 
 
 async def collect(mock, db, target_id, publisher=None, store_trades=False):
-    exchange = create_exchange("binance", streaming=True, rate_limit_ms=1, timeout_ms=2000,
-                               endpoints=Endpoints(mock.http_url, mock.ws_url))
-    collector = TradeCollector(exchange, db, ["BTC/USDT"], list(TIMEFRAMES), publisher=publisher,
-                               store_trades=store_trades, policy=FAST, tick=0.05, reorder_wait=0.2)
+    exchange = create_exchange(
+        "binance",
+        streaming=True,
+        rate_limit_ms=1,
+        timeout_ms=2000,
+        endpoints=Endpoints(mock.http_url, mock.ws_url),
+    )
+    collector = TradeCollector(
+        exchange,
+        db,
+        ["BTC/USDT"],
+        list(TIMEFRAMES),
+        publisher=publisher,
+        store_trades=store_trades,
+        policy=FAST,
+        tick=0.05,
+        reorder_wait=0.2,
+    )
     # simulated wall clock: the newest trade time seen (the recorded trades are from 2023)
     collector.clock = lambda: collector.latest_trade_ts["BTC/USDT"] or 0
     deadline = time.monotonic() + 60
     try:
-        await collector.run(lambda: collector.last_trade_ids["BTC/USDT"] == target_id
-                            or time.monotonic() > deadline)
+        await collector.run(
+            lambda: collector.last_trade_ids["BTC/USDT"] == target_id or time.monotonic() > deadline
+        )
     finally:
         await exchange.close()
     return collector
@@ -99,11 +124,17 @@ def test_dropped_connection_duplicates_and_reordering_lose_and_double_nothing(mo
     # while the collector writes, which the same id-gap check repairs
     assert collector.stats["refetched"] >= 300
     assert collector.stats["trades"] == len(window)
-    from_ids = [int(q["fromId"]) for p, q in mock.requests if p.endswith("/aggTrades") and "fromId" in q]
+    from_ids = [
+        int(q["fromId"]) for p, q in mock.requests if p.endswith("/aggTrades") and "fromId" in q
+    ]
     assert any(window[1199]["id"] < f <= window[1200]["id"] for f in from_ids)
     check_candles(db, window)
     with db.connect() as connection:
-        ids = connection.execute(select(raw_trades.c.trade_id).order_by(raw_trades.c.trade_id)).scalars().all()
+        ids = (
+            connection.execute(select(raw_trades.c.trade_id).order_by(raw_trades.c.trade_id))
+            .scalars()
+            .all()
+        )
         state = connection.execute(select(collector_state)).one()
     assert ids == [t["id"] for t in window]
     assert state.last_trade_id == window[-1]["id"]
@@ -114,7 +145,9 @@ def test_candles_are_published_after_commit_on_redis(mock, db, window, redis_url
 
     client = redis.Redis.from_url(redis_url)
     pubsub = client.pubsub()
-    pubsub.subscribe(market_channel("binance", "BTC/USDT", "1m"), market_channel("binance", "BTC/USDT", "5m"))
+    pubsub.subscribe(
+        market_channel("binance", "BTC/USDT", "1m"), market_channel("binance", "BTC/USDT", "5m")
+    )
     pubsub.get_message(timeout=1)
     pubsub.get_message(timeout=1)
     mock.ws_plan["BTCUSDT"] = [[agg_trade_event("BTCUSDT", t) for t in window]]
@@ -157,7 +190,9 @@ def test_wall_clock_closes_the_open_candle_but_never_invents_quiet_ones(mock, db
     assert len(stored(db, "1m")) == len(table)
 
 
-def test_rest_polling_fallback_stores_closed_candles_and_publishes_new_ones(mock, db, shared_candles):
+def test_rest_polling_fallback_stores_closed_candles_and_publishes_new_ones(
+    mock, db, shared_candles
+):
     rows = shared_candles("BTC-USDT", "1m")
     mock.now_ms = rows[600][0] + 30_000  # inside the bar opening at rows[600]
     exchange = create_exchange("binance", rate_limit_ms=1, endpoints=Endpoints(mock.http_url))
@@ -165,8 +200,17 @@ def test_rest_polling_fallback_stores_closed_candles_and_publishes_new_ones(mock
 
     async def one_round():
         try:
-            return await poll_candles(exchange, db, ["BTC/USDT"], ["1m"], publisher=publisher,
-                                      interval=0, lookback_bars=5, max_rounds=1, policy=FAST)
+            return await poll_candles(
+                exchange,
+                db,
+                ["BTC/USDT"],
+                ["1m"],
+                publisher=publisher,
+                interval=0,
+                lookback_bars=5,
+                max_rounds=1,
+                policy=FAST,
+            )
         finally:
             await exchange.close()
 
@@ -196,10 +240,11 @@ def test_a_restarted_collector_finishes_the_candles_left_open_and_loses_none(moc
     assert before[-1, 0] == minute  # the minute of the last processed trade is still open
 
     mock.reset()
-    mock.ws_plan["BTCUSDT"] = [events[stop_at + 1:]]
+    mock.ws_plan["BTCUSDT"] = [events[stop_at + 1 :]]
     second = asyncio.run(collect(mock, db, window[-1]["id"]))
     in_minute = [t for t in window[: stop_at + 1] if t["ts"] >= minute]
     assert second.stats["resumed"] == len(in_minute)  # that minute's trades, fetched again
-    assert any(path.endswith("/aggTrades") and "startTime" in query
-               for path, query in mock.requests)
+    assert any(
+        path.endswith("/aggTrades") and "startTime" in query for path, query in mock.requests
+    )
     check_candles(db, window)

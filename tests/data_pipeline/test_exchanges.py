@@ -17,7 +17,10 @@ def test_production_settings_without_endpoints():
             assert exchange.enableRateLimit is True
             assert exchange.rateLimit == 50  # Binance's own pace is kept unless asked otherwise
             assert exchange.options["fetchMarkets"]["types"] == ["spot"]
-            assert exchange.options["fetchCurrencies"] is False and exchange.options["fetchMargins"] is False
+            assert (
+                exchange.options["fetchCurrencies"] is False
+                and exchange.options["fetchMargins"] is False
+            )
             assert exchange.urls["api"]["public"].startswith("https://api.binance.com")
         finally:
             await exchange.close()
@@ -27,8 +30,12 @@ def test_production_settings_without_endpoints():
 
 def test_every_rest_and_ws_url_points_at_the_loopback(mock):
     async def main():
-        exchange = create_exchange("binance", streaming=True, rate_limit_ms=1,
-                                   endpoints=Endpoints(mock.http_url, mock.ws_url))
+        exchange = create_exchange(
+            "binance",
+            streaming=True,
+            rate_limit_ms=1,
+            endpoints=Endpoints(mock.http_url, mock.ws_url),
+        )
         try:
             for key, url in exchange.urls["api"].items():
                 if isinstance(url, str):
@@ -56,15 +63,27 @@ def test_okx_loads_spot_instruments_only(mock):
     assert mock.requests == [("/api/v5/public/instruments", {"instType": "SPOT"})]
 
 
-@pytest.mark.parametrize("fault,error", [
-    ("malformed_json", ccxt.BadResponse), ("html_body", ccxt.BadResponse), ("empty_body", ccxt.BadResponse),
-    ("wrong_shape", ccxt.BadResponse), ("http_429", ccxt.DDoSProtection), ("http_418", ccxt.DDoSProtection),
-    ("http_500", ccxt.ExchangeNotAvailable), ("http_504", ccxt.RequestTimeout), ("slow", ccxt.RequestTimeout),
-])
+@pytest.mark.parametrize(
+    "fault,error",
+    [
+        ("malformed_json", ccxt.BadResponse),
+        ("html_body", ccxt.BadResponse),
+        ("empty_body", ccxt.BadResponse),
+        ("wrong_shape", ccxt.BadResponse),
+        ("http_429", ccxt.DDoSProtection),
+        ("http_418", ccxt.DDoSProtection),
+        ("http_500", ccxt.ExchangeNotAvailable),
+        ("http_504", ccxt.RequestTimeout),
+        ("slow", ccxt.RequestTimeout),
+    ],
+)
 def test_malformed_or_failed_answers_raise_instead_of_returning_garbage(mock, fault, error):
     """Stock ccxt returns rows like [[2, None, ...]] for a 200 with a broken body (guide §3)."""
+
     async def main():
-        exchange = create_exchange("binance", rate_limit_ms=1, timeout_ms=1000, endpoints=Endpoints(mock.http_url))
+        exchange = create_exchange(
+            "binance", rate_limit_ms=1, timeout_ms=1000, endpoints=Endpoints(mock.http_url)
+        )
         try:
             await exchange.load_markets()
             mock.inject("/klines", fault)
@@ -77,8 +96,14 @@ def test_malformed_or_failed_answers_raise_instead_of_returning_garbage(mock, fa
 
 
 def test_every_error_the_retry_policy_retries_is_operation_failed():
-    for error in (ccxt.BadResponse, ccxt.DDoSProtection, ccxt.RateLimitExceeded, ccxt.RequestTimeout,
-                  ccxt.ExchangeNotAvailable, ccxt.NetworkError):
+    for error in (
+        ccxt.BadResponse,
+        ccxt.DDoSProtection,
+        ccxt.RateLimitExceeded,
+        ccxt.RequestTimeout,
+        ccxt.ExchangeNotAvailable,
+        ccxt.NetworkError,
+    ):
         assert issubclass(error, ccxt.OperationFailed)
     assert not issubclass(ccxt.BadSymbol, ccxt.OperationFailed)
 

@@ -11,13 +11,13 @@ import asyncio
 
 import numpy as np
 import pytest
+from mock_exchange import FAULTS
+from test_backfill import oracle, stored
 
 from data_pipeline.backfill import BackfillError, backfill
 from data_pipeline.exchanges import Endpoints, create_exchange
 from data_pipeline.retry import RetryPolicy
 from data_pipeline.validation import validate_candles
-from mock_exchange import FAULTS
-from test_backfill import oracle, stored
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +27,21 @@ ALL_FAULTS = sorted(name for name in FAULTS if not name.startswith("okx_"))
 
 def run(mock, db, exchange_id, since, until, timeframe="1m"):
     async def main():
-        exchange = create_exchange(exchange_id, endpoints=Endpoints(mock.http_url), rate_limit_ms=1,
-                                   timeout_ms=1000)
+        exchange = create_exchange(
+            exchange_id, endpoints=Endpoints(mock.http_url), rate_limit_ms=1, timeout_ms=1000
+        )
         try:
-            return await backfill(exchange, db, ["BTC/USDT"], [timeframe], since, until, policy=FAST,
-                                  progress=False, limit=100)
+            return await backfill(
+                exchange,
+                db,
+                ["BTC/USDT"],
+                [timeframe],
+                since,
+                until,
+                policy=FAST,
+                progress=False,
+                limit=100,
+            )
         finally:
             await exchange.close()
 
@@ -63,22 +73,28 @@ def test_binance_persistent_fault_stops_with_a_clear_error(mock, db, shared_cand
     # the first page works, then the exchange keeps failing
     run(mock, db, "binance", since, rows[650][0])
     mock.inject("/klines", fault, times=50)
-    with pytest.raises(BackfillError, match=r"binance BTC/USDT 1m window 2018-06-18T\d\d:\d\dZ \.\. "
-                                            r"2018-06-18T\d\d:\d\dZ: gave up after 4 attempts"):
+    with pytest.raises(
+        BackfillError,
+        match=r"binance BTC/USDT 1m window 2018-06-18T\d\d:\d\dZ \.\. "
+        r"2018-06-18T\d\d:\d\dZ: gave up after 4 attempts",
+    ):
         run(mock, db, "binance", since, until)
     table = stored(db)
     np.testing.assert_array_equal(table, oracle(rows, "1m", since, rows[650][0]))
     assert_only_valid_unique_bars(table, 60_000)
 
 
-@pytest.mark.parametrize("fault", ["okx_429", "http_503", "html_body", "empty_body", "wrong_shape", "slow"])
+@pytest.mark.parametrize(
+    "fault", ["okx_429", "http_503", "html_body", "empty_body", "wrong_shape", "slow"]
+)
 def test_okx_transient_fault_is_retried(mock, db, shared_candles, fault):
     rows = shared_candles("BTC-USDT", "1h")
     since, until = rows[10][0], rows[400][0]
     mock.inject("/history-candles", fault, times=2)
     run(mock, db, "okx", since, until, timeframe="1h")
-    np.testing.assert_array_equal(stored(db, exchange="okx", timeframe="1h"),
-                                  oracle(rows, "1h", since, until))
+    np.testing.assert_array_equal(
+        stored(db, exchange="okx", timeframe="1h"), oracle(rows, "1h", since, until)
+    )
 
 
 @pytest.mark.parametrize("fault", ["malformed_json", "html_body", "empty_body", "wrong_shape"])

@@ -18,7 +18,13 @@ from candela.cli import main
 from candela.core.db import connect
 from candela.core.timeframes import SUPPORTED_TIMEFRAMES, timeframe_to_ms
 from data_pipeline.gaps import list_gaps
-from data_pipeline.importer import SpacingError, check_spacing, import_candles, infer_market, read_candle_file
+from data_pipeline.importer import (
+    SpacingError,
+    check_spacing,
+    import_candles,
+    infer_market,
+    read_candle_file,
+)
 
 MINUTE = 60_000
 
@@ -33,8 +39,10 @@ def table_counts(url) -> tuple[int, int]:
     engine = connect(url)
     try:
         with engine.connect() as connection:
-            return (connection.execute(sa.text("SELECT COUNT(*) FROM ohlcv")).scalar_one(),
-                    connection.execute(sa.text("SELECT COUNT(*) FROM gaps")).scalar_one())
+            return (
+                connection.execute(sa.text("SELECT COUNT(*) FROM ohlcv")).scalar_one(),
+                connection.execute(sa.text("SELECT COUNT(*) FROM gaps")).scalar_one(),
+            )
     finally:
         engine.dispose()
 
@@ -81,8 +89,9 @@ def test_every_file_of_the_wider_collection_fits_its_own_timeframe_and_no_other(
 
 
 @pytest.mark.parametrize("case", ["as_5m", "named_1m", "5m_as_1h"])
-def test_a_file_spaced_unlike_its_timeframe_is_refused_and_nothing_written(database_url, sample_dir,
-                                                                            tmp_path, case, capsys):
+def test_a_file_spaced_unlike_its_timeframe_is_refused_and_nothing_written(
+    database_url, sample_dir, tmp_path, case, capsys
+):
     hourly = sample_dir / "ohlcv" / "binance_BTC-USDT_1h.csv.gz"
     market = ["--exchange", "binance", "--symbol", "BTC/USDT"]
     if case == "as_5m":
@@ -94,27 +103,42 @@ def test_a_file_spaced_unlike_its_timeframe_is_refused_and_nothing_written(datab
         arguments = []
         words = "which does not fit the timeframe 1m in the file's name: pass --timeframe 1h"
     else:
-        path, arguments = sample_dir / "ohlcv" / "binance_BTC-USDT_5m.csv.gz", [*market, "--timeframe", "1h"]
+        path, arguments = (
+            sample_dir / "ohlcv" / "binance_BTC-USDT_5m.csv.gz",
+            [*market, "--timeframe", "1h"],
+        )
         words = "which does not fit --timeframe 1h: pass --timeframe 5m"
     steps = len(pd.read_csv(path)) - 1
-    at_spacing = int((pd.read_csv(path)["open_time_ms"].diff() == (5 if case == "5m_as_1h" else 60) * MINUTE).sum())
-    code, out, err = run_cli(capsys, "--database-url", database_url, "data", "import", path, *arguments)
+    at_spacing = int(
+        (
+            pd.read_csv(path)["open_time_ms"].diff() == (5 if case == "5m_as_1h" else 60) * MINUTE
+        ).sum()
+    )
+    code, out, err = run_cli(
+        capsys, "--database-url", database_url, "data", "import", path, *arguments
+    )
     assert code == 2 and out == ""
     assert err.count("\n") == 1
     spacing = "5m" if case == "5m_as_1h" else "1h"
-    assert err == (f"error: {path}: rows are spaced {spacing} apart ({at_spacing} of {steps} steps between "
-                   f"rows), {words}\n")
+    assert err == (
+        f"error: {path}: rows are spaced {spacing} apart ({at_spacing} of {steps} steps between "
+        f"rows), {words}\n"
+    )
     assert table_counts(database_url) == (0, 0)
 
 
 def test_spacing_that_is_no_timeframe_says_so(tmp_path):
     path = tmp_path / "odd.csv"
     times = 1_600_000_000_000 - 1_600_000_000_000 % (7 * MINUTE) + np.arange(50) * 7 * MINUTE
-    frame = pd.DataFrame({"open_time_ms": times, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5,
-                          "volume": 3.0})
+    frame = pd.DataFrame(
+        {"open_time_ms": times, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 3.0}
+    )
     frame.to_csv(path, index=False)
-    with pytest.raises(SpacingError, match=r"rows are spaced 7m apart \(49 of 49 steps between rows\), which "
-                                           r"does not fit timeframe 1m: no timeframe Candela stores is 7m long"):
+    with pytest.raises(
+        SpacingError,
+        match=r"rows are spaced 7m apart \(49 of 49 steps between rows\), which "
+        r"does not fit timeframe 1m: no timeframe Candela stores is 7m long",
+    ):
         check_spacing(path, read_candle_file(path, "1m").ts, "1m")
 
 
@@ -151,8 +175,9 @@ def listed_gaps(capsys, url):
     return [(line[start:].split()[0], line[start:].split()[1]) for line in rows]
 
 
-def test_gaps_of_an_imported_gappy_file_are_in_the_ledger_and_both_commands_agree(database_url, sample_dir,
-                                                                                   capsys):
+def test_gaps_of_an_imported_gappy_file_are_in_the_ledger_and_both_commands_agree(
+    database_url, sample_dir, capsys
+):
     path = sample_dir / "ohlcv" / "bittrex_ADA-BTC_1m.csv.gz"
     opens = pd.read_csv(path)["open_time_ms"].to_numpy()
     close = opens + MINUTE
@@ -163,7 +188,10 @@ def test_gaps_of_an_imported_gappy_file_are_in_the_ledger_and_both_commands_agre
 
     code, out, err = run_cli(capsys, "--database-url", database_url, "data", "import", path)
     assert code == 0, err
-    assert f"; {len(expected)} gap(s), {len(missing)} missing bar(s), recorded in the gap ledger" in out
+    assert (
+        f"; {len(expected)} gap(s), {len(missing)} missing bar(s), recorded in the gap ledger"
+        in out
+    )
 
     entries = ledger(database_url)
     assert [(g.first_missing_ts, g.last_missing_ts, g.missing_bars) for g in entries] == expected
@@ -183,8 +211,14 @@ def write_rows(path, header, rows):
     return path
 
 
-def test_a_later_import_that_fills_holes_updates_the_ledger(database_url, sample_dir, tmp_path, capsys):
-    lines = gzip.decompress((sample_dir / "ohlcv" / "binance_BTC-USDT_1m.csv.gz").read_bytes()).decode().splitlines()
+def test_a_later_import_that_fills_holes_updates_the_ledger(
+    database_url, sample_dir, tmp_path, capsys
+):
+    lines = (
+        gzip.decompress((sample_dir / "ohlcv" / "binance_BTC-USDT_1m.csv.gz").read_bytes())
+        .decode()
+        .splitlines()
+    )
     header, rows = lines[0], lines[1:101]
     first = write_rows(tmp_path / "first.csv.gz", header, rows[:10] + rows[20:40] + rows[50:])
     second = write_rows(tmp_path / "second.csv.gz", header, rows[10:20] + rows[40:45])
@@ -207,14 +241,29 @@ def test_a_later_import_that_fills_holes_updates_the_ledger(database_url, sample
 
 
 def test_a_hole_between_an_import_and_stored_bars_is_recorded(database_url, sample_dir, tmp_path):
-    lines = gzip.decompress((sample_dir / "ohlcv" / "binance_BTC-USDT_1m.csv.gz").read_bytes()).decode().splitlines()
+    lines = (
+        gzip.decompress((sample_dir / "ohlcv" / "binance_BTC-USDT_1m.csv.gz").read_bytes())
+        .decode()
+        .splitlines()
+    )
     header, rows = lines[0], lines[1:61]
     close = [int(row.split(",")[0]) + MINUTE for row in rows]
     engine = connect(database_url)
     try:
-        import_candles(engine, write_rows(tmp_path / "late.csv.gz", header, rows[40:]), "binance", "BTC/USDT", "1m")
-        report = import_candles(engine, write_rows(tmp_path / "early.csv.gz", header, rows[:25]),
-                                "binance", "BTC/USDT", "1m")
+        import_candles(
+            engine,
+            write_rows(tmp_path / "late.csv.gz", header, rows[40:]),
+            "binance",
+            "BTC/USDT",
+            "1m",
+        )
+        report = import_candles(
+            engine,
+            write_rows(tmp_path / "early.csv.gz", header, rows[:25]),
+            "binance",
+            "BTC/USDT",
+            "1m",
+        )
     finally:
         engine.dispose()
     assert report.new_gaps == ((close[25], close[39]),)

@@ -28,8 +28,10 @@ def stored_frame(url, market=("binance", "BTC/USDT", "1m")) -> pd.DataFrame:
     try:
         with engine.connect() as connection:
             rows = connection.execute(
-                sa.text("SELECT ts, open, high, low, close, volume FROM ohlcv WHERE exchange = :e "
-                        "AND symbol = :s AND timeframe = :t ORDER BY ts"),
+                sa.text(
+                    "SELECT ts, open, high, low, close, volume FROM ohlcv WHERE exchange = :e "
+                    "AND symbol = :s AND timeframe = :t ORDER BY ts"
+                ),
                 dict(zip("est", market)),
             ).all()
     finally:
@@ -63,14 +65,38 @@ def expected_from_csv(path) -> pd.DataFrame:
 
 
 def test_import_then_reimport_says_nothing_new(database_url, real_file, capsys):
-    code, out, err = run_cli(capsys, "--database-url", database_url, "data", "import", real_file,
-                             "--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1m")
+    code, out, err = run_cli(
+        capsys,
+        "--database-url",
+        database_url,
+        "data",
+        "import",
+        real_file,
+        "--exchange",
+        "binance",
+        "--symbol",
+        "BTC/USDT",
+        "--timeframe",
+        "1m",
+    )
     assert code == 0, err
     assert "1500 new, 0 already stored" in out
     pd.testing.assert_frame_equal(stored_frame(database_url), expected_from_csv(real_file))
 
-    code, out, err = run_cli(capsys, "--database-url", database_url, "data", "import", real_file,
-                             "--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1m")
+    code, out, err = run_cli(
+        capsys,
+        "--database-url",
+        database_url,
+        "data",
+        "import",
+        real_file,
+        "--exchange",
+        "binance",
+        "--symbol",
+        "BTC/USDT",
+        "--timeframe",
+        "1m",
+    )
     assert code == 0, err
     assert "0 new, 1500 already stored" in out
     assert count_rows(database_url) == 1500
@@ -107,7 +133,9 @@ def test_columns_in_another_order_and_plain_csv(database_url, real_file, tmp_pat
 # --------------------------------------------------------------------------- rejected rows
 
 
-def test_rejected_rows_are_counted_with_reasons_and_lines(database_url, real_file, tmp_path, capsys):
+def test_rejected_rows_are_counted_with_reasons_and_lines(
+    database_url, real_file, tmp_path, capsys
+):
     lines = gzip.decompress(real_file.read_bytes()).decode().splitlines()
     header, rows = lines[0], lines[1:41]
     base = int(rows[-1].split(",")[0])
@@ -123,10 +151,24 @@ def test_rejected_rows_are_counted_with_reasons_and_lines(database_url, real_fil
     }
     good_after = f"{base + 9 * MINUTE},9000,9100,8900,9050,2"
     path = tmp_path / "with_bad_rows.csv"
-    path.write_text("\n".join([header, *rows, *(text for text, _ in bad.values()), good_after]) + "\n")
+    path.write_text(
+        "\n".join([header, *rows, *(text for text, _ in bad.values()), good_after]) + "\n"
+    )
 
-    code, out, err = run_cli(capsys, "--database-url", database_url, "data", "import", path,
-                             "--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1m")
+    code, out, err = run_cli(
+        capsys,
+        "--database-url",
+        database_url,
+        "data",
+        "import",
+        path,
+        "--exchange",
+        "binance",
+        "--symbol",
+        "BTC/USDT",
+        "--timeframe",
+        "1m",
+    )
     assert code == 0, err
     assert "41 new, 0 already stored, 7 rejected (48 rows" in out
     for line, (_, reason) in list(bad.items())[:5]:
@@ -166,16 +208,25 @@ def refuse_inserts_at(url, ts):
     engine = connect(url)
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            connection.execute(sa.text(
-                "CREATE FUNCTION refuse_bar() RETURNS trigger AS $$ BEGIN "
-                f"IF NEW.ts = {ts} THEN RAISE EXCEPTION 'bar % refused by test trigger', NEW.ts; END IF; "
-                "RETURN NEW; END $$ LANGUAGE plpgsql"))
-            connection.execute(sa.text(
-                "CREATE TRIGGER refuse_bar BEFORE INSERT ON ohlcv FOR EACH ROW EXECUTE FUNCTION refuse_bar()"))
+            connection.execute(
+                sa.text(
+                    "CREATE FUNCTION refuse_bar() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.ts = {ts} THEN RAISE EXCEPTION 'bar % refused by test trigger', NEW.ts; END IF; "
+                    "RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+            )
+            connection.execute(
+                sa.text(
+                    "CREATE TRIGGER refuse_bar BEFORE INSERT ON ohlcv FOR EACH ROW EXECUTE FUNCTION refuse_bar()"
+                )
+            )
         else:
-            connection.execute(sa.text(
-                f"CREATE TRIGGER refuse_bar BEFORE INSERT ON ohlcv WHEN NEW.ts = {ts} "
-                "BEGIN SELECT RAISE(ABORT, 'bar refused by test trigger'); END"))
+            connection.execute(
+                sa.text(
+                    f"CREATE TRIGGER refuse_bar BEFORE INSERT ON ohlcv WHEN NEW.ts = {ts} "
+                    "BEGIN SELECT RAISE(ABORT, 'bar refused by test trigger'); END"
+                )
+            )
     engine.dispose()
 
 
@@ -191,7 +242,11 @@ def test_failure_halfway_through_the_write_leaves_nothing(database_url, real_fil
 
     code, out, err = run_cli(capsys, "--database-url", database_url, "data", "import", real_file)
     assert code == 2 and out == ""
-    assert err.count("\n") == 1 and err.startswith("error: importing") and "refused by test trigger" in err
+    assert (
+        err.count("\n") == 1
+        and err.startswith("error: importing")
+        and "refused by test trigger" in err
+    )
     assert count_rows(database_url) == 0
 
 
@@ -203,21 +258,29 @@ def test_postgres_writes_with_one_set_based_insert_per_chunk(postgres_url, real_
     upgrade(engine)
     with engine.begin() as connection:
         connection.execute(sa.text("CREATE TABLE insert_log (query text, rows_seen bigint)"))
-        connection.execute(sa.text(
-            "CREATE FUNCTION log_insert() RETURNS trigger AS $$ BEGIN "
-            "INSERT INTO insert_log SELECT current_query(), COUNT(*) FROM new_rows; RETURN NULL; END "
-            "$$ LANGUAGE plpgsql"))
-        connection.execute(sa.text(
-            "CREATE TRIGGER log_insert AFTER INSERT ON ohlcv REFERENCING NEW TABLE AS new_rows "
-            "FOR EACH STATEMENT EXECUTE FUNCTION log_insert()"))
+        connection.execute(
+            sa.text(
+                "CREATE FUNCTION log_insert() RETURNS trigger AS $$ BEGIN "
+                "INSERT INTO insert_log SELECT current_query(), COUNT(*) FROM new_rows; RETURN NULL; END "
+                "$$ LANGUAGE plpgsql"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "CREATE TRIGGER log_insert AFTER INSERT ON ohlcv REFERENCING NEW TABLE AS new_rows "
+                "FOR EACH STATEMENT EXECUTE FUNCTION log_insert()"
+            )
+        )
     report = import_candles(engine, real_file, "binance", "BTC/USDT", "1m", chunk_rows=1000)
     with engine.connect() as connection:
         log = connection.execute(sa.text("SELECT query, rows_seen FROM insert_log")).all()
     engine.dispose()
     assert report.inserted == 1500
     assert [rows for _, rows in log] == [1000, 500]
-    assert all("FROM candela_staging_ohlcv_" in query and "ON CONFLICT DO NOTHING" in query
-               for query, _ in log)
+    assert all(
+        "FROM candela_staging_ohlcv_" in query and "ON CONFLICT DO NOTHING" in query
+        for query, _ in log
+    )
 
 
 # --------------------------------------------------------------------------- bad input
@@ -237,13 +300,51 @@ def bad_files(tmp_path, real_file):
     text = raw.decode()
     header, *rows = text.splitlines()
     return {
-        "malformed": (write(tmp_path / "malformed.csv", "\n".join([header, *rows[:9], rows[9].replace(",", ",x", 1), *rows[10:20]])), "line 11"),
-        "truncated_csv": (write(tmp_path / "truncated.csv", raw[: len(raw) // 2].rstrip(b"\n")[:-3]), "truncated"),
-        "truncated_gzip": (write(tmp_path / "truncated.csv.gz", real_file.read_bytes()[:-300]), "truncated or corrupt gzip"),
-        "missing_column": (write(tmp_path / "missing.csv", "\n".join(line.rsplit(",", 1)[0] for line in [header, *rows[:5]])), "missing volume"),
-        "extra_column": (write(tmp_path / "extra.csv", "\n".join([header + ",trades", *(row + ",7" for row in rows[:5])])), "unexpected 'trades'"),
+        "malformed": (
+            write(
+                tmp_path / "malformed.csv",
+                "\n".join([header, *rows[:9], rows[9].replace(",", ",x", 1), *rows[10:20]]),
+            ),
+            "line 11",
+        ),
+        "truncated_csv": (
+            write(tmp_path / "truncated.csv", raw[: len(raw) // 2].rstrip(b"\n")[:-3]),
+            "truncated",
+        ),
+        "truncated_gzip": (
+            write(tmp_path / "truncated.csv.gz", real_file.read_bytes()[:-300]),
+            "truncated or corrupt gzip",
+        ),
+        "missing_column": (
+            write(
+                tmp_path / "missing.csv",
+                "\n".join(line.rsplit(",", 1)[0] for line in [header, *rows[:5]]),
+            ),
+            "missing volume",
+        ),
+        "extra_column": (
+            write(
+                tmp_path / "extra.csv",
+                "\n".join([header + ",trades", *(row + ",7" for row in rows[:5])]),
+            ),
+            "unexpected 'trades'",
+        ),
         "empty": (write(tmp_path / "empty.csv", ""), "empty"),
-        "seconds": (write(tmp_path / "seconds.csv", "\n".join([header, *(str(int(row.split(",")[0]) // 1000) + row[row.index(","):] for row in rows[:5])])), "look like seconds"),
+        "seconds": (
+            write(
+                tmp_path / "seconds.csv",
+                "\n".join(
+                    [
+                        header,
+                        *(
+                            str(int(row.split(",")[0]) // 1000) + row[row.index(",") :]
+                            for row in rows[:5]
+                        ),
+                    ]
+                ),
+            ),
+            "look like seconds",
+        ),
         "no_header": (write(tmp_path / "no_header.csv", "\n".join(rows[:5])), "no header line"),
         "header_only": (write(tmp_path / "header.csv", header), "no candle rows"),
         "binary": (write(tmp_path / "binary.csv", b"\x00\xff\xfe garbage"), "not UTF-8"),
@@ -251,13 +352,38 @@ def bad_files(tmp_path, real_file):
     }
 
 
-@pytest.mark.parametrize("case", ["malformed", "truncated_csv", "truncated_gzip", "missing_column",
-                                  "extra_column", "empty", "seconds", "no_header", "header_only", "binary",
-                                  "missing_file"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "malformed",
+        "truncated_csv",
+        "truncated_gzip",
+        "missing_column",
+        "extra_column",
+        "empty",
+        "seconds",
+        "no_header",
+        "header_only",
+        "binary",
+        "missing_file",
+    ],
+)
 def test_bad_files_give_one_error_line_and_write_nothing(database_url, bad_files, case, capsys):
     path, words = bad_files[case]
-    code, out, err = run_cli(capsys, "--database-url", database_url, "data", "import", path,
-                             "--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1m")
+    code, out, err = run_cli(
+        capsys,
+        "--database-url",
+        database_url,
+        "data",
+        "import",
+        path,
+        "--exchange",
+        "binance",
+        "--symbol",
+        "BTC/USDT",
+        "--timeframe",
+        "1m",
+    )
     assert code == 2
     assert out == ""
     assert err.startswith("error: ") and err.count("\n") == 1, err
@@ -278,7 +404,9 @@ def test_bad_market_options(database_url, real_file, options, words, capsys):
     arguments = {"--exchange": "binance", "--symbol": "BTC/USDT", "--timeframe": "1m"}
     arguments.update(dict(zip(options[::2], options[1::2])))
     flat = [item for pair in arguments.items() for item in pair]
-    code, out, err = run_cli(capsys, "--database-url", database_url, "data", "import", real_file, *flat)
+    code, out, err = run_cli(
+        capsys, "--database-url", database_url, "data", "import", real_file, *flat
+    )
     assert code == 2 and out == "" and err.count("\n") == 1 and words in err
     assert count_rows(database_url) == 0
 
@@ -315,7 +443,9 @@ def test_misspelled_postgres_database_name(postgres_admin_url, real_file, capsys
 
 
 def test_database_without_schema_is_refused(empty_database_url, real_file, capsys):
-    code, _, err = run_cli(capsys, "--database-url", empty_database_url, "data", "import", real_file)
+    code, _, err = run_cli(
+        capsys, "--database-url", empty_database_url, "data", "import", real_file
+    )
     assert code == 2 and err.count("\n") == 1 and "candela db upgrade" in err
 
 
@@ -324,16 +454,26 @@ def test_large_float_precision_round_trips(database_url, tmp_path):
     rng = np.random.default_rng(7)
     price = 1e-8 + rng.random(200) * 1e-6
     ts = (np.arange(200) + 27_000_000) * MINUTE
-    frame = pd.DataFrame({"open_time_ms": ts, "open": price, "high": price * 1.01,
-                          "low": price * 0.99, "close": price, "volume": rng.random(200) * 1e7})
+    frame = pd.DataFrame(
+        {
+            "open_time_ms": ts,
+            "open": price,
+            "high": price * 1.01,
+            "low": price * 0.99,
+            "close": price,
+            "volume": rng.random(200) * 1e7,
+        }
+    )
     path = tmp_path / "tiny.csv"
     frame.to_csv(path, index=False, float_format="%.17g")
     engine = connect(database_url)
     import_candles(engine, path, "bittrex", "XVG/BTC", "1m")
     engine.dispose()
     stored = stored_frame(database_url, ("bittrex", "XVG/BTC", "1m"))
-    assert np.array_equal(stored[["open", "high", "low", "close", "volume"]].to_numpy(),
-                          pd.read_csv(path)[["open", "high", "low", "close", "volume"]].to_numpy())
+    assert np.array_equal(
+        stored[["open", "high", "low", "close", "volume"]].to_numpy(),
+        pd.read_csv(path)[["open", "high", "low", "close", "volume"]].to_numpy(),
+    )
 
 
 @pytest.mark.slow
@@ -345,11 +485,15 @@ def test_demo_step_imports_the_sample_and_then_nothing_new(engine, tmp_path, cap
     context = DemoContext(engine=engine, out_dir=tmp_path)
     foundation.run(context)
     first = capsys.readouterr().out
-    assert f"{len(manifest)} files: {total} new, 0 already stored, 0 conflicting, 0 rejected" in first
+    assert (
+        f"{len(manifest)} files: {total} new, 0 already stored, 0 conflicting, 0 rejected" in first
+    )
     inventory_lines = first.split("\n\n")[-1].strip().splitlines()
     assert inventory_lines[0].split()[:2] == ["market", "timeframe"]
     assert len(inventory_lines) == 1 + len(manifest)
-    assert any(line.startswith("bittrex ADA/BTC   1m") and line.endswith("1436 (237753 bars)")
-               for line in inventory_lines)
+    assert any(
+        line.startswith("bittrex ADA/BTC   1m") and line.endswith("1436 (237753 bars)")
+        for line in inventory_lines
+    )
     foundation.run(context)
     assert f"{len(manifest)} files: 0 new, {total} already stored" in capsys.readouterr().out

@@ -24,14 +24,21 @@ def run(errors, policy, exchange=None):
         waits.append(seconds)
 
     async def main():
-        return await call_with_retry(flaky, policy=policy, describe="binance BTC/USDT 1m window X .. Y",
-                                     exchange=exchange, sleep=sleep)
+        return await call_with_retry(
+            flaky,
+            policy=policy,
+            describe="binance BTC/USDT 1m window X .. Y",
+            exchange=exchange,
+            sleep=sleep,
+        )
 
     return asyncio.run(main()), len(calls), waits
 
 
 def test_retryable_errors_back_off_exponentially_with_bounded_jitter():
-    policy = RetryPolicy(attempts=5, base_delay=1.0, max_delay=100.0, throttle_factor=4.0, jitter=0.5)
+    policy = RetryPolicy(
+        attempts=5, base_delay=1.0, max_delay=100.0, throttle_factor=4.0, jitter=0.5
+    )
     errors = [ccxt.RequestTimeout("t"), ccxt.ExchangeNotAvailable("n"), ccxt.BadResponse("b")]
     result, calls, waits = run(errors, policy)
     assert result == "ok" and calls == 4
@@ -43,8 +50,12 @@ def test_throttling_waits_longer_and_honours_retry_after():
     class Exchange:
         last_response_headers = {"Retry-After": "30"}
 
-    policy = RetryPolicy(attempts=3, base_delay=1.0, max_delay=60.0, throttle_factor=4.0, jitter=0.0)
-    _, _, waits = run([ccxt.DDoSProtection("429"), ccxt.RateLimitExceeded("-1003")], policy, Exchange())
+    policy = RetryPolicy(
+        attempts=3, base_delay=1.0, max_delay=60.0, throttle_factor=4.0, jitter=0.0
+    )
+    _, _, waits = run(
+        [ccxt.DDoSProtection("429"), ccxt.RateLimitExceeded("-1003")], policy, Exchange()
+    )
     assert waits == [30.0, 30.0]  # max(4 * base * 2**n, Retry-After)
     _, _, waits = run([ccxt.DDoSProtection("429")], RetryPolicy(base_delay=1.0, jitter=0.0))
     assert waits == [4.0]
@@ -58,8 +69,11 @@ def test_waits_are_capped():
 
 def test_gives_up_after_the_bounded_attempts_naming_the_window():
     policy = RetryPolicy(attempts=3, base_delay=0.0, jitter=0.0)
-    with pytest.raises(FetchError, match=r"^binance BTC/USDT 1m window X \.\. Y: gave up after 3 attempts; "
-                                         r"last error RequestTimeout: slow"):
+    with pytest.raises(
+        FetchError,
+        match=r"^binance BTC/USDT 1m window X \.\. Y: gave up after 3 attempts; "
+        r"last error RequestTimeout: slow",
+    ):
         run([ccxt.RequestTimeout("slow")] * 3, policy)
 
 

@@ -32,8 +32,12 @@ def bars(ts, seed=0):
 def stored(engine, market=MARKET):
     exchange, symbol, timeframe = market
     query = (
-        sa.select(ohlcv.c.ts, ohlcv.c.open, ohlcv.c.high, ohlcv.c.low, ohlcv.c.close, ohlcv.c.volume)
-        .where(ohlcv.c.exchange == exchange, ohlcv.c.symbol == symbol, ohlcv.c.timeframe == timeframe)
+        sa.select(
+            ohlcv.c.ts, ohlcv.c.open, ohlcv.c.high, ohlcv.c.low, ohlcv.c.close, ohlcv.c.volume
+        )
+        .where(
+            ohlcv.c.exchange == exchange, ohlcv.c.symbol == symbol, ohlcv.c.timeframe == timeframe
+        )
         .order_by(ohlcv.c.ts)
     )
     with engine.connect() as connection:
@@ -124,10 +128,14 @@ def test_empty_and_invalid_input(engine):
     assert stored(engine) == []
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     batches=st.lists(
-        st.tuples(st.sets(st.integers(1, 60), max_size=25), st.integers(0, 2)), min_size=1, max_size=4
+        st.tuples(st.sets(st.integers(1, 60), max_size=25), st.integers(0, 2)),
+        min_size=1,
+        max_size=4,
     )
 )
 def test_counts_match_a_dictionary_model(engine, batches):
@@ -158,13 +166,32 @@ def versions(engine, ts, market=MARKET):
     exchange, symbol, timeframe = market
     key = (exchange, symbol, timeframe, ts)
     with engine.connect() as connection:
-        current = connection.execute(sa.select(ohlcv).where(
-            ohlcv.c.exchange == key[0], ohlcv.c.symbol == key[1], ohlcv.c.timeframe == key[2],
-            ohlcv.c.ts == key[3])).mappings().one()
-        old = connection.execute(sa.select(ohlcv_revisions).where(
-            ohlcv_revisions.c.exchange == key[0], ohlcv_revisions.c.symbol == key[1],
-            ohlcv_revisions.c.timeframe == key[2], ohlcv_revisions.c.ts == key[3])
-            .order_by(ohlcv_revisions.c.revised_at, ohlcv_revisions.c.id)).mappings().all()
+        current = (
+            connection.execute(
+                sa.select(ohlcv).where(
+                    ohlcv.c.exchange == key[0],
+                    ohlcv.c.symbol == key[1],
+                    ohlcv.c.timeframe == key[2],
+                    ohlcv.c.ts == key[3],
+                )
+            )
+            .mappings()
+            .one()
+        )
+        old = (
+            connection.execute(
+                sa.select(ohlcv_revisions)
+                .where(
+                    ohlcv_revisions.c.exchange == key[0],
+                    ohlcv_revisions.c.symbol == key[1],
+                    ohlcv_revisions.c.timeframe == key[2],
+                    ohlcv_revisions.c.ts == key[3],
+                )
+                .order_by(ohlcv_revisions.c.revised_at, ohlcv_revisions.c.id)
+            )
+            .mappings()
+            .all()
+        )
     return current, old
 
 
@@ -201,7 +228,12 @@ def test_revise_replaces_differing_bars_and_keeps_each_replaced_version(engine):
 
     with engine.begin() as connection:
         revised = store_bars(connection, *MARKET, *corrected, revise=True)
-    assert (revised.inserted, revised.unchanged, revised.conflicting, revised.revised) == (0, 19, 1, 1)
+    assert (revised.inserted, revised.unchanged, revised.conflicting, revised.revised) == (
+        0,
+        19,
+        1,
+        1,
+    )
     current, old = versions(engine, int(ts[4]))
     assert current["close"] == corrected[4][4] and current["high"] == corrected[2][4]
     assert len(old) == 1
@@ -216,11 +248,14 @@ def test_revise_replaces_differing_bars_and_keeps_each_replaced_version(engine):
     latest, chain = versions(engine, int(ts[4]))
     assert latest["volume"] == again[5][4]
     assert [(row["close"], row["volume"]) for row in chain] == [
-        (original[4][4], original[5][4]), (corrected[4][4], corrected[5][4])]
+        (original[4][4], original[5][4]),
+        (corrected[4][4], corrected[5][4]),
+    ]
     assert chain[1]["ingested_at"] == chain[0]["revised_at"] <= chain[1]["revised_at"]
     others = [row for row in stored(engine) if row[0] != int(ts[4])]
-    assert np.array_equal(np.array([row[1:] for row in others]),
-                          np.delete(np.column_stack(original[1:]), 4, axis=0))
+    assert np.array_equal(
+        np.array([row[1:] for row in others]), np.delete(np.column_stack(original[1:]), 4, axis=0)
+    )
 
 
 def test_a_failed_revision_leaves_no_trace(engine):
@@ -236,5 +271,10 @@ def test_a_failed_revision_leaves_no_trace(engine):
         store_bars(connection, *MARKET, *corrected, revise=True)
         raise RuntimeError("abort")
     with engine.connect() as connection:
-        assert connection.execute(sa.select(sa.func.count()).select_from(ohlcv_revisions)).scalar_one() == 0
-    assert np.array_equal(np.array([row[1:] for row in stored(engine)]), np.column_stack(original[1:]))
+        assert (
+            connection.execute(sa.select(sa.func.count()).select_from(ohlcv_revisions)).scalar_one()
+            == 0
+        )
+    assert np.array_equal(
+        np.array([row[1:] for row in stored(engine)]), np.column_stack(original[1:])
+    )

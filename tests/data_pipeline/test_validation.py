@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from market_files import market_file
 
 from data_pipeline.validation import REASONS, validate_candles
-from market_files import market_file
 
 MINUTE = 60_000
 
@@ -133,13 +133,17 @@ def test_real_file_rows_are_all_accepted():
 
     frame = pd.read_csv(market_file("ohlcv/bittrex_ADA-BTC_1m.csv.gz"))
     ts = frame["open_time_ms"].to_numpy() + MINUTE
-    result = validate_candles(ts, *(frame[name].to_numpy() for name in ("open", "high", "low", "close", "volume")), MINUTE)
+    result = validate_candles(
+        ts, *(frame[name].to_numpy() for name in ("open", "high", "low", "close", "volume")), MINUTE
+    )
     assert result.accepted == len(frame)
 
 
 prices = st.sampled_from([math.nan, -1.0, 0.0, 0.5, 1.0, 1.5, 2.0, math.inf])
 volumes = st.sampled_from([math.nan, -1.0, 0.0, 3.0])
-stamps = st.integers(min_value=0, max_value=12).map(lambda k: k * MINUTE // 2)  # half are misaligned
+stamps = st.integers(min_value=0, max_value=12).map(
+    lambda k: k * MINUTE // 2
+)  # half are misaligned
 rows_strategy = st.lists(st.tuples(stamps, prices, prices, prices, prices, volumes), max_size=40)
 
 

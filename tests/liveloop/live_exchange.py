@@ -23,7 +23,6 @@ import time
 from collections import defaultdict
 
 from aiohttp import WSMsgType, web
-
 from mock_exchange import MockExchange, agg_trade_event
 
 MINUTE_MS = 60_000
@@ -116,8 +115,11 @@ class LiveExchange(MockExchange):
         while index < len(trades) and not ws.closed:
             due = bisect.bisect_right(times, self.now_ms)
             if due == index:
-                wait = 0.05 if self._started_at is None else \
-                    (times[index] - self.now_ms) / 1000 / self.speed
+                wait = (
+                    0.05
+                    if self._started_at is None
+                    else (times[index] - self.now_ms) / 1000 / self.speed
+                )
                 await asyncio.sleep(min(max(wait, 0.001), 0.05))
                 continue
             try:

@@ -33,6 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from live_exchange import MINUTE_MS, LiveExchange, moved
+from market_files import market_file
+from mock_exchange import read_trade_file
+from runner_support import backtest_fills, final_equity, runner_fills, wait_for
 from sqlalchemy import func, select
 
 import research
@@ -40,11 +44,7 @@ from candela.core import schema
 from candela.core.bus import RedisBus
 from candela.core.db import connect, now_ms
 from data_pipeline.aggregate import aggregate_trades
-from live_exchange import MINUTE_MS, LiveExchange, moved
-from market_files import market_file
-from mock_exchange import read_trade_file
 from research.types import Bars, Stops
-from runner_support import backtest_fills, final_equity, runner_fills, wait_for
 from strategies.registry import get_strategy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -54,25 +54,43 @@ SPEED = 20.0
 """Exchange seconds per wall-clock second: the 11 recorded minutes play in about 33 s."""
 RECORDED_FROM = 1_723_161_000_000
 """2024-08-08 23:50 UTC: the trades of the later recorded window, after this time."""
-MARKETS = {"BTC/USDT": ("BTCUSDT", "BTC", "USDT", "trades/trades_binance_BTC-USDT.csv.gz"),
-           "ETH/USDT": ("ETHUSDT", "ETH", "USDT", "trades/trades_binance_ETH-USDT.csv.gz")}
+MARKETS = {
+    "BTC/USDT": ("BTCUSDT", "BTC", "USDT", "trades/trades_binance_BTC-USDT.csv.gz"),
+    "ETH/USDT": ("ETHUSDT", "ETH", "USDT", "trades/trades_binance_ETH-USDT.csv.gz"),
+}
 COSTS = {"fee_rate": 0.001, "slippage_bps": 1.0}
 BOTS = {  # short windows: the recorded stream makes ten closed 1m bars per market
     "btc-sma": ("BTC/USDT", "sma_cross", {"fast": 1, "slow": 2}, {}),
-    "btc-donchian": ("BTC/USDT", "donchian_breakout",
-                     {"entry_window": 2, "exit_window": 1, "max_hold": 3, "allow_short": True}, {}),
+    "btc-donchian": (
+        "BTC/USDT",
+        "donchian_breakout",
+        {"entry_window": 2, "exit_window": 1, "max_hold": 3, "allow_short": True},
+        {},
+    ),
     "eth-sma": ("ETH/USDT", "sma_cross", {"fast": 2, "slow": 3}, {}),
     "eth-sma-stop": ("ETH/USDT", "sma_cross", {"fast": 1, "slow": 2}, {"stop_loss": 0.0005}),
-    "eth-donchian": ("ETH/USDT", "donchian_breakout",
-                     {"entry_window": 2, "exit_window": 1, "max_hold": 3, "allow_short": True}, {}),
+    "eth-donchian": (
+        "ETH/USDT",
+        "donchian_breakout",
+        {"entry_window": 2, "exit_window": 1, "max_hold": 3, "allow_short": True},
+        {},
+    ),
 }
 
 
 class Loop:
     """One live loop: the exchange, the two processes, a Redis listener, the bots' configs."""
 
-    def __init__(self, exchange: LiveExchange, url: str, redis_url: str, folder: Path,
-                 start_ms: int, trades: dict[str, list[dict]], prefix: str) -> None:
+    def __init__(
+        self,
+        exchange: LiveExchange,
+        url: str,
+        redis_url: str,
+        folder: Path,
+        start_ms: int,
+        trades: dict[str, list[dict]],
+        prefix: str,
+    ) -> None:
         self.exchange, self.url, self.redis_url, self.folder = exchange, url, redis_url, folder
         self.start_ms, self.trades, self.prefix = start_ms, trades, prefix
         self.engine = connect(url)
@@ -94,6 +112,7 @@ class Loop:
             if first_ms <= payload.get("ts", 0) <= last_ms:  # ours (the shared Redis carries more)
                 with self._lock:
                     self.announced.append(payload)
+
         return record
 
     def _on_signal(self, _channel, payload):
@@ -103,23 +122,51 @@ class Loop:
     # ------------------------------------------------------------------ processes
 
     def start_collector(self) -> None:
-        command = [sys.executable, "-m", "candela.cli", "data", "collect", "--exchange", "binance",
-                   "--symbols", ",".join(MARKETS), "--timeframes", "1m",
-                   "--rest-url", self.exchange.http_url, "--ws-url", self.exchange.ws_url,
-                   "--rate-limit-ms", "1", "--timeout", "5"]
+        command = [
+            sys.executable,
+            "-m",
+            "candela.cli",
+            "data",
+            "collect",
+            "--exchange",
+            "binance",
+            "--symbols",
+            ",".join(MARKETS),
+            "--timeframes",
+            "1m",
+            "--rest-url",
+            self.exchange.http_url,
+            "--ws-url",
+            self.exchange.ws_url,
+            "--rate-limit-ms",
+            "1",
+            "--timeout",
+            "5",
+        ]
         self.collector = self._spawn("collector", command)
 
     def start_runner(self) -> None:
-        command = [sys.executable, "-m", "candela.cli", "run", "--bots", str(self.folder),
-                   "--poll", "0.2", "--heartbeat", "0.5"]
+        command = [
+            sys.executable,
+            "-m",
+            "candela.cli",
+            "run",
+            "--bots",
+            str(self.folder),
+            "--poll",
+            "0.2",
+            "--heartbeat",
+            "0.5",
+        ]
         self.runner = self._spawn("runner", command)
 
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
         log = open(self.folder.parent / f"{name}-{len(self.logs)}.log", "w")  # noqa: SIM115
         self._files.append(log)  # closed in close()
         self.logs.append((name, log.name))
-        return subprocess.Popen(command, cwd=REPO, env=self.environment, stdout=log,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            command, cwd=REPO, env=self.environment, stdout=log, stderr=subprocess.STDOUT
+        )
 
     def kill(self, name: str) -> None:
         """SIGKILL the ``collector`` or the ``runner`` (no warning, no cleanup)."""
@@ -130,8 +177,10 @@ class Loop:
 
     def stop(self) -> None:
         """Stop both processes the way a user does (Ctrl-C / SIGTERM); check they exit cleanly."""
-        for process, stop_signal, clean in ((self.runner, signal.SIGTERM, (0,)),
-                                            (self.collector, signal.SIGINT, (0, 130))):
+        for process, stop_signal, clean in (
+            (self.runner, signal.SIGTERM, (0,)),
+            (self.collector, signal.SIGINT, (0, 130)),
+        ):
             if process is not None and process.poll() is None:
                 process.send_signal(stop_signal)
                 process.wait(60)
@@ -150,8 +199,9 @@ class Loop:
             log.close()
 
     def output(self) -> str:
-        return "\n".join(f"----- {name}\n{Path(path).read_text()[-3000:]}"
-                         for name, path in self.logs)
+        return "\n".join(
+            f"----- {name}\n{Path(path).read_text()[-3000:]}" for name, path in self.logs
+        )
 
     def alive(self) -> None:
         """Fail if a process that should run has exited."""
@@ -164,23 +214,39 @@ class Loop:
         ohlcv = schema.ohlcv
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(ohlcv.c.ts, ohlcv.c.open, ohlcv.c.high, ohlcv.c.low, ohlcv.c.close,
-                       ohlcv.c.volume)
-                .where(ohlcv.c.exchange == "binance", ohlcv.c.symbol == symbol,
-                       ohlcv.c.timeframe == "1m")
-                .order_by(ohlcv.c.ts)).all()
+                select(
+                    ohlcv.c.ts,
+                    ohlcv.c.open,
+                    ohlcv.c.high,
+                    ohlcv.c.low,
+                    ohlcv.c.close,
+                    ohlcv.c.volume,
+                )
+                .where(
+                    ohlcv.c.exchange == "binance",
+                    ohlcv.c.symbol == symbol,
+                    ohlcv.c.timeframe == "1m",
+                )
+                .order_by(ohlcv.c.ts)
+            ).all()
         return np.array(rows, dtype=np.float64).reshape(-1, 6)
 
     def cursor(self, bot_id: str) -> int | None:
         with self.engine.connect() as connection:
-            return connection.execute(select(schema.bot_state.c.cursor_ts).where(
-                schema.bot_state.c.bot_id == bot_id)).scalar()
+            return connection.execute(
+                select(schema.bot_state.c.cursor_ts).where(schema.bot_state.c.bot_id == bot_id)
+            ).scalar()
 
     def heartbeats(self) -> int:
         with self.engine.connect() as connection:
-            return connection.execute(select(func.count()).select_from(schema.bots).where(
-                schema.bots.c.heartbeat_at.is_not(None),
-                schema.bots.c.bot_id.like(f"{self.prefix}-%"))).scalar_one()
+            return connection.execute(
+                select(func.count())
+                .select_from(schema.bots)
+                .where(
+                    schema.bots.c.heartbeat_at.is_not(None),
+                    schema.bots.c.bot_id.like(f"{self.prefix}-%"),
+                )
+            ).scalar_one()
 
     def wait_until_exchange(self, ms: int) -> None:
         while self.exchange.now_ms < ms:
@@ -191,18 +257,27 @@ class Loop:
         """The oracle: candles of every interval the collector saw whole (not the first one,
         whose start it missed, not the last one, still open)."""
         trades = self.trades[symbol]
-        candles = aggregate_trades([t["ts"] for t in trades], [float(t["price"]) for t in trades],
-                                   [float(t["amount"]) for t in trades], MINUTE_MS)
-        table = np.column_stack([candles.ts, candles.open, candles.high, candles.low,
-                                 candles.close, candles.volume])
+        candles = aggregate_trades(
+            [t["ts"] for t in trades],
+            [float(t["price"]) for t in trades],
+            [float(t["amount"]) for t in trades],
+            MINUTE_MS,
+        )
+        table = np.column_stack(
+            [candles.ts, candles.open, candles.high, candles.low, candles.close, candles.volume]
+        )
         return table[1:-1]
 
 
 @pytest.fixture
 def loop(pg_url, redis_url, tmp_path):
     """The exchange and everything around it, before anything runs."""
-    first = min(trade["ts"] for _, _, _, name in MARKETS.values()
-                for trade in read_trade_file(market_file(name)) if trade["ts"] > RECORDED_FROM)
+    first = min(
+        trade["ts"]
+        for _, _, _, name in MARKETS.values()
+        for trade in read_trade_file(market_file(name))
+        if trade["ts"] > RECORDED_FROM
+    )
     # whole minutes, so that the stream starts 30 s (of the exchange's clock) after it is started,
     # and the exchange's clock is always ahead of the wall clock (it runs faster)
     shift = -(-(now_ms() + 30_000 - first) // MINUTE_MS) * MINUTE_MS
@@ -210,17 +285,29 @@ def loop(pg_url, redis_url, tmp_path):
     exchange = LiveExchange(start_ms, SPEED)
     trades = {}
     for symbol, (symbol_id, base, quote, name) in MARKETS.items():
-        recorded = [trade for trade in read_trade_file(market_file(name))
-                    if trade["ts"] > RECORDED_FROM]
+        recorded = [
+            trade for trade in read_trade_file(market_file(name)) if trade["ts"] > RECORDED_FROM
+        ]
         trades[symbol] = moved(recorded, shift)
         exchange.add_trades(symbol_id, trades[symbol], base, quote)
     prefix = f"live-{uuid.uuid4().hex[:6]}"
     folder = tmp_path / "bots"
     folder.mkdir()
     for bot_id, (symbol, strategy, params, stops) in BOTS.items():
-        (folder / f"{prefix}-{bot_id}.json").write_text(json.dumps(dict(
-            strategy=strategy, params=params, exchange="binance", symbol=symbol, timeframe="1m",
-            costs=COSTS, stops=stops, start=start_ms)))
+        (folder / f"{prefix}-{bot_id}.json").write_text(
+            json.dumps(
+                dict(
+                    strategy=strategy,
+                    params=params,
+                    exchange="binance",
+                    symbol=symbol,
+                    timeframe="1m",
+                    costs=COSTS,
+                    stops=stops,
+                    start=start_ms,
+                )
+            )
+        )
     with exchange:
         state = Loop(exchange, pg_url, redis_url, folder, start_ms, trades, prefix)
         try:
@@ -233,10 +320,18 @@ def _start(loop: Loop) -> None:
     """Start the collector and the runner, wait until both are ready, then start the exchange."""
     loop.start_collector()
     loop.start_runner()
-    wait_for(lambda: len(loop.exchange.ws_subscriptions) >= len(MARKETS), 120, interval=0.1,
-             message=f"the collector's subscriptions\n{loop.output()}")
-    wait_for(lambda: loop.heartbeats() == len(BOTS), 120, interval=0.1,
-             message=f"the runner's bots\n{loop.output()}")
+    wait_for(
+        lambda: len(loop.exchange.ws_subscriptions) >= len(MARKETS),
+        120,
+        interval=0.1,
+        message=f"the collector's subscriptions\n{loop.output()}",
+    )
+    wait_for(
+        lambda: loop.heartbeats() == len(BOTS),
+        120,
+        interval=0.1,
+        message=f"the runner's bots\n{loop.output()}",
+    )
     loop.exchange.start_clock()
 
 
@@ -247,12 +342,20 @@ def _finish(loop: Loop) -> dict[str, np.ndarray]:
     expected = {symbol: loop.closed_candles(symbol) for symbol in MARKETS}
     for symbol, table in expected.items():
         count = len(table)
-        wait_for(lambda symbol=symbol, count=count: len(loop.stored(symbol)) >= count, 120,
-                 interval=0.2, message=f"the collector to store {symbol}'s bars\n{loop.output()}")
+        wait_for(
+            lambda symbol=symbol, count=count: len(loop.stored(symbol)) >= count,
+            120,
+            interval=0.2,
+            message=f"the collector to store {symbol}'s bars\n{loop.output()}",
+        )
     for bot_id, (symbol, *_rest) in BOTS.items():
         last = int(expected[symbol][-1, 0])
-        wait_for(lambda bot=f"{loop.prefix}-{bot_id}", last=last: loop.cursor(bot) == last, 120,
-                 interval=0.2, message=f"{bot_id} to process the last bar\n{loop.output()}")
+        wait_for(
+            lambda bot=f"{loop.prefix}-{bot_id}", last=last: loop.cursor(bot) == last,
+            120,
+            interval=0.2,
+            message=f"{bot_id} to process the last bar\n{loop.output()}",
+        )
     loop.alive()
     loop.stop()
     return expected
@@ -272,14 +375,23 @@ def _check_bars_and_bots(loop: Loop, expected: dict[str, np.ndarray]) -> dict[st
         bot = f"{loop.prefix}-{bot_id}"
         table = stored[symbol]
         bars = Bars(table[:, 0].astype(np.int64), *table[:, 1:].T, MINUTE_MS)
-        result = research.backtest(get_strategy(strategy), bars, params, COSTS,
-                                   stops=Stops(**stops))
-        np.testing.assert_array_equal(runner_fills(loop.engine, bot), backtest_fills(result),
-                                      err_msg=bot)
+        result = research.backtest(
+            get_strategy(strategy), bars, params, COSTS, stops=Stops(**stops)
+        )
+        np.testing.assert_array_equal(
+            runner_fills(loop.engine, bot), backtest_fills(result), err_msg=bot
+        )
         assert final_equity(loop.engine, bot) == float(result.equity.iloc[-1])
         with loop.engine.connect() as connection:
-            decided = connection.execute(select(schema.signals.c.ts).where(
-                schema.signals.c.bot_id == bot).order_by(schema.signals.c.ts)).scalars().all()
+            decided = (
+                connection.execute(
+                    select(schema.signals.c.ts)
+                    .where(schema.signals.c.bot_id == bot)
+                    .order_by(schema.signals.c.ts)
+                )
+                .scalars()
+                .all()
+            )
         assert decided == table[:, 0].astype(int).tolist()  # one decision per bar, none twice
         fills += len(result.fills)
     assert fills >= 10, "the bots should trade on these bars"
@@ -292,8 +404,9 @@ def test_live_loop_collects_announces_and_trades_like_the_backtest(loop):
     stored = _check_bars_and_bots(loop, expected)
     # every stored bar was announced once, with its values, after its commit
     for symbol, table in stored.items():
-        announced = sorted((a for a in loop.announced if a["symbol"] == symbol),
-                           key=lambda a: a["ts"])
+        announced = sorted(
+            (a for a in loop.announced if a["symbol"] == symbol), key=lambda a: a["ts"]
+        )
         assert [a["ts"] for a in announced] == table[:, 0].astype(int).tolist()
         assert [a["close"] for a in announced] == table[:, 4].tolist()
     # and every decision was published

@@ -38,9 +38,11 @@ from research.panel import align
 N_GRID = 10_000
 COSTS = {"fee_rate": 0.0025, "slippage_bps": 5.0}
 BOTS = {
-    "momentum_rotation": dict(params={"top": 2, "window": 60, "every_hours": 1},
-                              stops={"stop_loss": 0.01},
-                              limits={"max_drawdown": 0.5, "min_notional": 5.0}),
+    "momentum_rotation": dict(
+        params={"top": 2, "window": 60, "every_hours": 1},
+        stops={"stop_loss": 0.01},
+        limits={"max_drawdown": 0.5, "min_notional": 5.0},
+    ),
     "inverse_vol_trend": dict(params={"trend": 60, "vol_window": 60}),
     "runner_test_strategies:sma_book": dict(params={"fast": 10, "slow": 40}),
 }
@@ -52,10 +54,17 @@ def _store(engine, universe):
 
 
 def _assert_same_as_backtest(engine, config, panel, **start):
-    result = research.backtest(config.spec, panel, config.params, config.costs,
-                               stops=config.stops, limits=config.limits,
-                               rebalance=config.book_rebalance,
-                               initial_cash=config.initial_cash, **start)
+    result = research.backtest(
+        config.spec,
+        panel,
+        config.params,
+        config.costs,
+        stops=config.stops,
+        limits=config.limits,
+        rebalance=config.book_rebalance,
+        initial_cash=config.initial_cash,
+        **start,
+    )
     expected = portfolio_backtest_fills(result)
     assert len(expected) > 20, f"{config.strategy} trades too rarely to test parity"
     assert portfolio_fills(engine, config.bot_id) == expected, config.strategy
@@ -75,8 +84,10 @@ def test_replayed_portfolio_bots_record_the_backtests_fills(pg_engine, redis_url
     assert (~panel.present).any(axis=1).mean() > 0.1  # some market absent at many bars
     _store(pg_engine, universe)
     prefix = f"pf-{uuid.uuid4().hex[:8]}"
-    configs = [portfolio_config(f"{prefix}-{index}", name, universe, costs=COSTS, **fields)
-               for index, (name, fields) in enumerate(BOTS.items())]
+    configs = [
+        portfolio_config(f"{prefix}-{index}", name, universe, costs=COSTS, **fields)
+        for index, (name, fields) in enumerate(BOTS.items())
+    ]
     bus = RedisBus(redis_url)
     try:
         reports = replay(pg_engine, bus, configs)
@@ -98,8 +109,13 @@ def test_a_portfolio_replay_from_mid_series_is_the_backtest_from_that_start(pg_e
     panel = align(universe)
     _store(pg_engine, universe)
     start = int(panel.ts[2_500])
-    config = portfolio_config(f"from-{uuid.uuid4().hex[:8]}", "inverse_vol_trend", universe,
-                              costs=COSTS, params={"trend": 60, "vol_window": 90})
+    config = portfolio_config(
+        f"from-{uuid.uuid4().hex[:8]}",
+        "inverse_vol_trend",
+        universe,
+        costs=COSTS,
+        params={"trend": 60, "vol_window": 90},
+    )
     bus = RedisBus(redis_url)
     try:
         reports = replay(pg_engine, bus, [config], from_ts=start)
@@ -117,8 +133,13 @@ def test_hrp_bot_replays_the_backtest(pg_engine):
 
     universe = bittrex_universe(grid_bars=1_500)
     _store(pg_engine, universe)
-    config = portfolio_config(f"hrp-{uuid.uuid4().hex[:8]}", "hrp", universe, costs=COSTS,
-                              params={"window": 120, "every_hours": 1})
+    config = portfolio_config(
+        f"hrp-{uuid.uuid4().hex[:8]}",
+        "hrp",
+        universe,
+        costs=COSTS,
+        params={"window": 120, "every_hours": 1},
+    )
     reports = replay(pg_engine, InProcessBus(), [config])
     assert reports[config.bot_id].status == "finished"
     _assert_same_as_backtest(pg_engine, config, align(universe))

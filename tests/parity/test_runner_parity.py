@@ -55,7 +55,9 @@ def test_replayed_runner_records_the_backtests_trades(pg_engine, redis_url, ada_
     prefix = f"parity-{uuid.uuid4().hex[:8]}"
     specs = all_specs()
     assert len(specs) >= 6
-    configs = [bot_config(f"{prefix}-{name}", name, costs=COSTS, **EXTRAS.get(name, {})) for name in specs]
+    configs = [
+        bot_config(f"{prefix}-{name}", name, costs=COSTS, **EXTRAS.get(name, {})) for name in specs
+    ]
 
     bus = RedisBus(redis_url)
     received: dict[str, int] = {}
@@ -78,8 +80,13 @@ def test_replayed_runner_records_the_backtests_trades(pg_engine, redis_url, ada_
         assert count_rows(pg_engine, schema.signals, config.bot_id) == N_BARS
         assert count_rows(pg_engine, schema.bot_performance, config.bot_id) == N_BARS
         result = research.backtest(
-            specs[config.strategy], bars, config.params, config.costs,
-            stops=config.stops, risk=config.risk, initial_cash=config.initial_cash,
+            specs[config.strategy],
+            bars,
+            config.params,
+            config.costs,
+            stops=config.stops,
+            risk=config.risk,
+            initial_cash=config.initial_cash,
         )
         expected = backtest_fills(result)
         recorded = runner_fills(pg_engine, config.bot_id)
@@ -100,12 +107,23 @@ def test_risk_limits_halt_at_the_same_bar_in_runner_and_backtest(any_engine, ada
     bars = ada_btc_bars[:3000]
     store_bars(any_engine, ADA_BTC, bars)
     risk = {"max_position": 1.0, "daily_loss_limit": 0.003, "max_drawdown": 0.025}
-    config = bot_config("halting", "ema_cross", params={"fast": 3, "slow": 8},
-                        costs={"fee_rate": 0.003, "slippage_bps": 10}, risk=risk)
+    config = bot_config(
+        "halting",
+        "ema_cross",
+        params={"fast": 3, "slow": 8},
+        costs={"fee_rate": 0.003, "slippage_bps": 10},
+        risk=risk,
+    )
     replay(any_engine, InProcessBus(), [config])
-    result = research.backtest(all_specs()["ema_cross"], bars, config.params, config.costs,
-                               risk=RiskLimits(**risk), stops=Stops(),
-                               initial_cash=config.initial_cash)
+    result = research.backtest(
+        all_specs()["ema_cross"],
+        bars,
+        config.params,
+        config.costs,
+        risk=RiskLimits(**risk),
+        stops=Stops(),
+        initial_cash=config.initial_cash,
+    )
     np.testing.assert_array_equal(runner_fills(any_engine, "halting"), backtest_fills(result))
     fills = result.fills
     reasons = set(fills["reason"])
@@ -116,8 +134,13 @@ def test_risk_limits_halt_at_the_same_bar_in_runner_and_backtest(any_engine, ada
             .where(schema.trades.c.bot_id == "halting", schema.trades.c.reason != "signal")
             .order_by(schema.trades.c.bar_ts)
         ).all()
-    expected = [(int(ts.value // 10**6), reason) for ts, reason in
-                zip(fills.loc[fills.reason != "signal", "bar_ts"], fills.loc[fills.reason != "signal", "reason"])]
+    expected = [
+        (int(ts.value // 10**6), reason)
+        for ts, reason in zip(
+            fills.loc[fills.reason != "signal", "bar_ts"],
+            fills.loc[fills.reason != "signal", "reason"],
+        )
+    ]
     assert [(int(ts), reason) for ts, reason in halts] == expected
     assert not math.isnan(final_equity(any_engine, "halting"))
 
@@ -127,17 +150,19 @@ def test_risk_limits_halt_at_the_same_bar_in_runner_and_backtest(any_engine, ada
 @pytest.mark.redis
 @pytest.mark.parametrize("first", [300, 2_500])
 def test_a_replay_from_mid_series_records_the_backtest_from_that_start(
-        pg_engine, redis_url, ada_btc_bars, first):
+    pg_engine, redis_url, ada_btc_bars, first
+):
     """``candela run --replay --from T``: every bot starts at the first bar closing at or after
     T with its history window of stored bars before it (all the bars there are when the start is
     nearer the first stored bar than a history window: 300 bars here, less than every shipped
     strategy's window but sma_cross's). Its fills equal ``research.backtest(..., start=T)``."""
-    bars = ada_btc_bars[:first + 1_500]
+    bars = ada_btc_bars[: first + 1_500]
     store_bars(pg_engine, ADA_BTC, bars)
     prefix = f"from-{first}-{uuid.uuid4().hex[:8]}"
     specs = all_specs()
-    configs = [bot_config(f"{prefix}-{name}", name, costs=COSTS, **EXTRAS.get(name, {}))
-               for name in specs]
+    configs = [
+        bot_config(f"{prefix}-{name}", name, costs=COSTS, **EXTRAS.get(name, {})) for name in specs
+    ]
     windows = [specs[name].history_window(specs[name].make_params()) for name in specs]
     if first == 300:
         assert sum(window > first for window in windows) >= 4  # clamped at the first bar
@@ -155,12 +180,19 @@ def test_a_replay_from_mid_series_records_the_backtest_from_that_start(
         assert reports[config.bot_id].status == "finished", reports[config.bot_id]
         assert count_rows(pg_engine, schema.signals, config.bot_id) == len(bars) - first
         result = research.backtest(
-            specs[config.strategy], bars, config.params, config.costs, stops=config.stops,
-            risk=config.risk, initial_cash=config.initial_cash,
-            start=pd.Timestamp(start, unit="ms", tz="UTC"))
+            specs[config.strategy],
+            bars,
+            config.params,
+            config.costs,
+            stops=config.stops,
+            risk=config.risk,
+            initial_cash=config.initial_cash,
+            start=pd.Timestamp(start, unit="ms", tz="UTC"),
+        )
         expected = backtest_fills(result)
         traded += len(expected) > 0
-        np.testing.assert_array_equal(runner_fills(pg_engine, config.bot_id), expected,
-                                      err_msg=config.strategy)
+        np.testing.assert_array_equal(
+            runner_fills(pg_engine, config.bot_id), expected, err_msg=config.strategy
+        )
         assert final_equity(pg_engine, config.bot_id) == float(result.equity.iloc[-1])
     assert traded >= 5

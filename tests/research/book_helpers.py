@@ -8,19 +8,22 @@ import math
 import numpy as np
 
 from research.kernels.portfolio_backtest import simulate_book
-from research.kernels.portfolio_records import (
-    BookLimits,
-    Rebalance,
-    make_book_config,
-    new_book,
-)
+from research.kernels.portfolio_records import BookLimits, Rebalance, make_book_config, new_book
 from research.types import Costs, Stops
 
 CASH = 10_000.0
 
 
-def synthetic_panel(n: int, m: int, seed: int, *, absent: float = 0.1, volatility: float = 0.03,
-                    timeframe_ms: int = 3_600_000, start_ts: int = 1_600_000_000_000):
+def synthetic_panel(
+    n: int,
+    m: int,
+    seed: int,
+    *,
+    absent: float = 0.1,
+    volatility: float = 0.03,
+    timeframe_ms: int = 3_600_000,
+    start_ts: int = 1_600_000_000_000,
+):
     """``(ts, open, high, low, close)`` of ``m`` random-walk markets on ``n`` grid rows; each
     row of a market is absent (all ``nan``) with probability ``absent``, and some markets list
     late or delist early (absent at the start or the end)."""
@@ -39,15 +42,19 @@ def synthetic_panel(n: int, m: int, seed: int, *, absent: float = 0.1, volatilit
         if rng.random() < 0.3:
             missing[: rng.integers(0, n // 2 + 1), j] = True  # listed late
         if rng.random() < 0.3:
-            missing[n - rng.integers(0, n // 3 + 1):, j] = True  # delisted
+            missing[n - rng.integers(0, n // 3 + 1) :, j] = True  # delisted
     for array in (open_, high, low, close):
         array[missing] = np.nan
     return ts, open_, high, low, close
 
 
-def random_weights(n: int, m: int, seed: int,
-                   levels=(-0.5, -0.25, 0.0, 0.1, 0.25, 0.5, 1.0, math.nan),
-                   change_probability: float = 0.1):
+def random_weights(
+    n: int,
+    m: int,
+    seed: int,
+    levels=(-0.5, -0.25, 0.0, 0.1, 0.25, 0.5, 1.0, math.nan),
+    change_probability: float = 0.1,
+):
     """Piecewise-constant random weights per market."""
     rng = np.random.default_rng(seed + 104_729)
     out = np.empty((n, m))
@@ -62,13 +69,22 @@ def random_weights(n: int, m: int, seed: int,
 def book_config(s: dict):
     return make_book_config(
         Costs(s.get("fee_rate", 0.0), s.get("slippage_bps", 0.0)),
-        Stops(s.get("stop_loss", math.nan), s.get("take_profit", math.nan),
-              s.get("trailing_stop", math.nan)),
-        BookLimits(s.get("max_weight", 1.0), s.get("max_gross", 1.0),
-                   s.get("daily_loss_limit", math.nan), s.get("max_drawdown", math.nan),
-                   s.get("min_notional", 0.0)),
-        Rebalance(s.get("every", 0), s.get("period", 0), s.get("offset", 0),
-                  s.get("drift", math.nan)))
+        Stops(
+            s.get("stop_loss", math.nan),
+            s.get("take_profit", math.nan),
+            s.get("trailing_stop", math.nan),
+        ),
+        BookLimits(
+            s.get("max_weight", 1.0),
+            s.get("max_gross", 1.0),
+            s.get("daily_loss_limit", math.nan),
+            s.get("max_drawdown", math.nan),
+            s.get("min_notional", 0.0),
+        ),
+        Rebalance(
+            s.get("every", 0), s.get("period", 0), s.get("offset", 0), s.get("drift", math.nan)
+        ),
+    )
 
 
 def run_book(panel, weights, s: dict | None = None, cash: float = CASH, general: bool = True):
@@ -80,7 +96,19 @@ def run_book(panel, weights, s: dict | None = None, cash: float = CASH, general:
     n, m = open_.shape
     book, legs = new_book(cash, m)
     equity, cash_out, positions = np.full(n, np.nan), np.full(n, np.nan), np.full((n, m), np.nan)
-    run = simulate_book(book, legs, book_config(s), ts, open_, high, low, close,
-                        np.ascontiguousarray(weights, dtype=float), equity, cash_out, positions,
-                        general=general)
+    run = simulate_book(
+        book,
+        legs,
+        book_config(s),
+        ts,
+        open_,
+        high,
+        low,
+        close,
+        np.ascontiguousarray(weights, dtype=float),
+        equity,
+        cash_out,
+        positions,
+        general=general,
+    )
     return run.fills, cash_out, positions, equity, run.status, run.book, run.legs

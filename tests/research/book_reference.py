@@ -84,9 +84,22 @@ class ReferenceBook:
             leg.entry_price = (leg.entry_price * abs(old) + price * abs(units)) / abs(new)
         self.cash -= units * price + fee
         leg.position = new
-        self.fills.append(dict(bar=bar, bar_ts=ts, market=j, side=side, size=abs(units),
-                               price=price, fee=fee, reason=reason, realized_pnl=pnl,
-                               at_open=at_open, cash_after=self.cash, position_after=new))
+        self.fills.append(
+            dict(
+                bar=bar,
+                bar_ts=ts,
+                market=j,
+                side=side,
+                size=abs(units),
+                price=price,
+                fee=fee,
+                reason=reason,
+                realized_pnl=pnl,
+                at_open=at_open,
+                cash_after=self.cash,
+                position_after=new,
+            )
+        )
 
     def _value(self, marks):
         """Cash plus every position at its mark, added up in column order."""
@@ -109,8 +122,10 @@ class ReferenceBook:
             leg = self.legs[j]
             if leg.position != 0 and weight != 0 and (weight > 0) != (leg.position > 0):
                 self._trade(bar, ts, j, -leg.position, opens[j], reason, True)
-        marks = [opens[j] if not math.isnan(opens[j]) else self.legs[j].last_close
-                 for j in range(self.n_markets)]
+        marks = [
+            opens[j] if not math.isnan(opens[j]) else self.legs[j].last_close
+            for j in range(self.n_markets)
+        ]
         equity_mid = self._value(marks)
         sizing = any(weight != 0 for weight, _ in todo.values())
         equity = equity_mid
@@ -141,7 +156,8 @@ class ReferenceBook:
                 price = self._slipped(opens[j], 1)
                 cost = units * price * (1 + self.fee_rate)
                 if cost > self.cash and cost - self.cash > max(
-                        TOLERANCE * max(abs(cost), abs(self.cash)), 1e-12):
+                    TOLERANCE * max(abs(cost), abs(self.cash)), 1e-12
+                ):
                     if self.cash <= max(TOLERANCE * cost, 1e-12):
                         continue
                     units = self.cash / (1 + self.fee_rate) / price
@@ -170,8 +186,11 @@ class ReferenceBook:
         for level, reason in stops:
             if stop is None or (long and level > stop[0]) or (not long and level < stop[0]):
                 stop = (level, reason)
-        take = (leg.entry_price * (1 + sign * self.take_profit)
-                if not math.isnan(self.take_profit) else None)
+        take = (
+            leg.entry_price * (1 + sign * self.take_profit)
+            if not math.isnan(self.take_profit)
+            else None
+        )
 
         def past_stop(price):
             return stop is not None and (price <= stop[0] if long else price >= stop[0])
@@ -225,8 +244,10 @@ class ReferenceBook:
         self.last_ts = ts
 
     def _decide(self, ts, weights, new_halt):
-        levels = [0.0 if math.isnan(w) else min(max(w, -self.max_weight), self.max_weight)
-                  for w in weights]
+        levels = [
+            0.0 if math.isnan(w) else min(max(w, -self.max_weight), self.max_weight)
+            for w in weights
+        ]
         gross = sum(abs(level) for level in levels)
         if gross > self.max_gross:
             levels = [level * (self.max_gross / gross) for level in levels]
@@ -265,8 +286,10 @@ def simulate_book(ts, open_, high, low, close, weights, *, cash=10_000.0, **sett
     book = ReferenceBook(cash=cash, n_markets=open_.shape[1], **settings)
     cash_series, positions, equity = [], [], []
     for i in range(len(ts)):
-        book.step(int(ts[i]), *(list(map(float, array[i]))
-                                for array in (open_, high, low, close, weights)))
+        book.step(
+            int(ts[i]),
+            *(list(map(float, array[i])) for array in (open_, high, low, close, weights)),
+        )
         cash_series.append(book.cash)
         positions.append([leg.position for leg in book.legs])
         equity.append(book.equity)

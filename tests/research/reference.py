@@ -86,8 +86,9 @@ class ReferenceAccount:
             self.entry_price = (self.entry_price * abs(old) + price * abs(units)) / abs(new)
         self.cash -= units * price + fee
         self.position = new
-        self.fills.append(Fill(bar, side, abs(units), price, fee, reason, pnl, at_open,
-                               self.cash, self.position))
+        self.fills.append(
+            Fill(bar, side, abs(units), price, fee, reason, pnl, at_open, self.cash, self.position)
+        )
 
     def _go_to(self, bar, level, reason, mid):
         self.ordered = level
@@ -176,7 +177,9 @@ class ReferenceAccount:
         if self.halt is None and not math.isnan(self.daily_loss_limit):
             if self.equity <= self.day_start_equity * (1 - self.daily_loss_limit):
                 self.halt = new_halt = "daily_loss"
-        level = 0.0 if math.isnan(target) else min(max(target, -self.max_position), self.max_position)
+        level = (
+            0.0 if math.isnan(target) else min(max(target, -self.max_position), self.max_position)
+        )
         if self.stopped is not None:
             if level == self.stopped:
                 level = 0.0
@@ -195,16 +198,30 @@ def simulate(ts, open_, high, low, close, target, *, cash=10_000.0, **settings):
     account = ReferenceAccount(cash=cash, **settings)
     cash_series, position_series, equity_series = [], [], []
     for i in range(len(ts)):
-        account.step(i, int(ts[i]), float(open_[i]), float(high[i]), float(low[i]),
-                     float(close[i]), float(target[i]))
+        account.step(
+            i,
+            int(ts[i]),
+            float(open_[i]),
+            float(high[i]),
+            float(low[i]),
+            float(close[i]),
+            float(target[i]),
+        )
         cash_series.append(account.cash)
         position_series.append(account.position)
         equity_series.append(account.cash + account.position * float(close[i]))
     return account.fills, cash_series, position_series, equity_series
 
 
-def synthetic_bars(n: int, seed: int, *, timeframe_ms: int = 3_600_000, volatility: float = 0.02,
-                   gap: float = 0.01, start_ts: int = 1_600_000_000_000):
+def synthetic_bars(
+    n: int,
+    seed: int,
+    *,
+    timeframe_ms: int = 3_600_000,
+    volatility: float = 0.02,
+    gap: float = 0.01,
+    start_ts: int = 1_600_000_000_000,
+):
     """Valid random-walk OHLC bars with gaps between bars (for property tests).
 
     Returns ``(ts, open, high, low, close)`` numpy arrays; ``ts`` are close times starting at
@@ -222,8 +239,12 @@ def synthetic_bars(n: int, seed: int, *, timeframe_ms: int = 3_600_000, volatili
     return ts, open_, high, low, close
 
 
-def random_targets(n: int, seed: int, levels=(-1.0, -0.5, 0.0, 0.5, 1.0, float("nan")),
-                   change_probability: float = 0.15):
+def random_targets(
+    n: int,
+    seed: int,
+    levels=(-1.0, -0.5, 0.0, 0.5, 1.0, float("nan")),
+    change_probability: float = 0.15,
+):
     """Piecewise-constant random target levels (strategies hold a level for a while)."""
     import numpy as np
 

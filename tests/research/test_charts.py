@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
-
 from market_files import read_market_bars
+
 from research import charts
 from research.backtesting import backtest
 from research.charts import plot_heatmap, plot_result
@@ -38,13 +38,17 @@ def traces_on(figure: go.Figure, axis: str) -> list:
 
 
 def pane_axes(figure: go.Figure) -> list[str]:
-    return sorted({trace.yaxis or "y" for trace in figure.data},
-                  key=lambda name: int(name[1:] or 1))
+    return sorted(
+        {trace.yaxis or "y" for trace in figure.data}, key=lambda name: int(name[1:] or 1)
+    )
 
 
 def pane_titles(figure: go.Figure) -> list[str]:
-    return [annotation.text for annotation in figure.layout.annotations
-            if not annotation.text.startswith(" gap")]
+    return [
+        annotation.text
+        for annotation in figure.layout.annotations
+        if not annotation.text.startswith(" gap")
+    ]
 
 
 def on_bars(trace, bars) -> np.ndarray:
@@ -57,7 +61,7 @@ def on_bars(trace, bars) -> np.ndarray:
 
 
 def rgb(color: str) -> np.ndarray:
-    return np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
+    return np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)], dtype=float)
 
 
 def test_panes_price_volume_equity_drawdown(sma_result, bars):
@@ -76,15 +80,17 @@ def test_panes_price_volume_equity_drawdown(sma_result, bars):
     equity, benchmark = traces_on(figure, "y3")
     np.testing.assert_array_equal(on_bars(equity, bars), sma_result.equity.to_numpy())
     assert benchmark.name == "buy and hold" and benchmark.line.dash == "dash"
-    np.testing.assert_allclose(on_bars(benchmark, bars),
-                               sma_result.initial_cash * bars.close / bars.open[0], rtol=1e-12)
+    np.testing.assert_allclose(
+        on_bars(benchmark, bars), sma_result.initial_cash * bars.close / bars.open[0], rtol=1e-12
+    )
     (drawdown,) = traces_on(figure, "y4")
     peak = sma_result.equity.clip(lower=sma_result.initial_cash).cummax()
     expected = (sma_result.equity / peak - 1.0) * 100.0
     np.testing.assert_allclose(on_bars(drawdown, bars), expected.to_numpy(), rtol=1e-12)
     assert np.nanmax(drawdown.y) <= 0.0
-    assert np.nanmin(drawdown.y) == pytest.approx(-100 * sma_result.stats["max_drawdown"],
-                                                 rel=1e-12)
+    assert np.nanmin(drawdown.y) == pytest.approx(
+        -100 * sma_result.stats["max_drawdown"], rel=1e-12
+    )
 
 
 def test_series_colours_stay_clear_of_the_candles_and_the_trades(sma_result):
@@ -95,8 +101,7 @@ def test_series_colours_stay_clear_of_the_candles_and_the_trades(sma_result):
     for trace in series:
         distances = [np.linalg.norm(rgb(trace.line.color) - rgb(color)) for color in reserved]
         assert min(distances) > 80, trace.name
-    assert all(np.linalg.norm(rgb(c) - rgb(d)) > 80 for c in charts.SERIES_COLORS
-               for d in reserved)
+    assert all(np.linalg.norm(rgb(c) - rgb(d)) > 80 for c in charts.SERIES_COLORS for d in reserved)
 
 
 def test_the_chart_fits_a_laptop_screen(sma_result, bars):
@@ -157,23 +162,28 @@ def test_one_marker_per_entry_and_per_closed_exit(sma_result):
     assert all("price" in text and "size" in text for text in entries.text)
     assert all(reason in text for reason, text in zip(closed["exit_reason"], exits.text))
     won = closed["pnl"].to_numpy() > 0
-    np.testing.assert_array_equal(np.asarray(exits.marker.color),
-                                  np.where(won, charts.WIN_COLOR, charts.LOSS_COLOR))
+    np.testing.assert_array_equal(
+        np.asarray(exits.marker.color), np.where(won, charts.WIN_COLOR, charts.LOSS_COLOR)
+    )
 
 
 def test_each_closed_trade_is_a_line_from_entry_to_exit_coloured_by_its_result(sma_result):
     figure = plot_result(sma_result)
     closed = sma_result.trades[sma_result.trades["exit_time"].notna()]
-    for name, chosen, color in (("winning trades", closed["pnl"] > 0, charts.WIN_COLOR),
-                                ("losing trades", closed["pnl"] <= 0, charts.LOSS_COLOR)):
+    for name, chosen, color in (
+        ("winning trades", closed["pnl"] > 0, charts.WIN_COLOR),
+        ("losing trades", closed["pnl"] <= 0, charts.LOSS_COLOR),
+    ):
         (trace,) = [t for t in figure.data if t.name == name]
         assert trace.line.color == color
         part = closed[chosen.to_numpy()]
         assert 0 < len(part) and len(trace.x) == 3 * len(part)  # entry, exit, break
-        np.testing.assert_array_equal(np.asarray(trace.y[0::3], dtype=float),
-                                      part["entry_price"].to_numpy())
-        np.testing.assert_array_equal(np.asarray(trace.y[1::3], dtype=float),
-                                      part["exit_price"].to_numpy())
+        np.testing.assert_array_equal(
+            np.asarray(trace.y[0::3], dtype=float), part["entry_price"].to_numpy()
+        )
+        np.testing.assert_array_equal(
+            np.asarray(trace.y[1::3], dtype=float), part["exit_price"].to_numpy()
+        )
         assert all(value is None for value in trace.y[2::3])
         assert "P&L" in trace.text[0]
 
@@ -186,13 +196,21 @@ def test_long_histories_draw_only_their_last_bars(sma_result, bars):
     assert "last 300 of 1,498 bars" in figure.layout.title.text
     entries = next(t for t in figure.data if t.name == "entries")
     first_close = pd.Timestamp(int(bars.ts[-300]), unit="ms", tz="UTC")
-    expected = sma_result.trades[sma_result.trades["entry_time"] >= first_close - pd.Timedelta("1h")]
+    expected = sma_result.trades[
+        sma_result.trades["entry_time"] >= first_close - pd.Timedelta("1h")
+    ]
     assert 0 < len(entries.x) == len(expected) < len(sma_result.trades)
     (drawdown,) = traces_on(figure, "y4")
     full = plot_result(sma_result, max_bars=None)
-    np.testing.assert_array_equal(on_bars(drawdown, Bars.from_arrays(
-        bars.ts[-300:], *(getattr(bars, c)[-300:] for c in Bars.COLUMNS), HOUR_MS)),
-        on_bars(traces_on(full, "y4")[0], bars)[-300:])
+    np.testing.assert_array_equal(
+        on_bars(
+            drawdown,
+            Bars.from_arrays(
+                bars.ts[-300:], *(getattr(bars, c)[-300:] for c in Bars.COLUMNS), HOUR_MS
+            ),
+        ),
+        on_bars(traces_on(full, "y4")[0], bars)[-300:],
+    )
 
 
 def test_a_run_loaded_from_the_database_plots_without_candles(sma_result, engine):
@@ -244,13 +262,19 @@ def test_explicit_overlays_win_and_unknown_ones_are_rejected(sma_result):
 
 
 def test_stop_exits_show_their_reason(bars):
-    result = backtest(get_strategy("sma_cross"), bars, {"fast": 10, "slow": 30}, Costs(),
-                      stops=Stops(stop_loss=0.01))
+    result = backtest(
+        get_strategy("sma_cross"),
+        bars,
+        {"fast": 10, "slow": 30},
+        Costs(),
+        stops=Stops(stop_loss=0.01),
+    )
     reasons = set(result.trades["exit_reason"])
     assert "stop_loss" in reasons
     exits = next(t for t in plot_result(result).data if t.name == "exits")
-    assert sum("stop_loss" in text for text in exits.text) == \
-        int((result.trades["exit_reason"] == "stop_loss").sum())
+    assert sum("stop_loss" in text for text in exits.text) == int(
+        (result.trades["exit_reason"] == "stop_loss").sum()
+    )
 
 
 def test_standalone_html_has_no_external_scripts(sma_result, tmp_path):
@@ -266,8 +290,9 @@ def test_standalone_html_has_no_external_scripts(sma_result, tmp_path):
 
 def test_heatmap_cells_match_the_sweep_rows(bars):
     spec = get_strategy("sma_cross")
-    result = sweep(spec, bars, {"fast": [5, 10, 20, 30], "slow": [20, 30, 60]}, progress=False,
-                   keep_best=0)
+    result = sweep(
+        spec, bars, {"fast": [5, 10, 20, 30], "slow": [20, 30, 60]}, progress=False, keep_best=0
+    )
     figure = plot_heatmap(result.frame, "fast", "slow", "sharpe")
     (heatmap,) = figure.data
     assert list(heatmap.x) == [5, 10, 20, 30] and list(heatmap.y) == [20, 30, 60]
@@ -281,9 +306,15 @@ def test_heatmap_cells_match_the_sweep_rows(bars):
 
 
 def test_heatmap_takes_the_best_over_other_parameters():
-    frame = pd.DataFrame({"a": [1, 1, 2, 2], "b": [1, 1, 1, 1], "c": [0, 1, 0, 1],
-                          "sharpe": [0.5, 0.9, -0.1, -0.3],
-                          "max_drawdown": [0.2, 0.1, 0.3, 0.4]})
+    frame = pd.DataFrame(
+        {
+            "a": [1, 1, 2, 2],
+            "b": [1, 1, 1, 1],
+            "c": [0, 1, 0, 1],
+            "sharpe": [0.5, 0.9, -0.1, -0.3],
+            "max_drawdown": [0.2, 0.1, 0.3, 0.4],
+        }
+    )
     figure = plot_heatmap(frame, "a", "b", "sharpe")
     np.testing.assert_array_equal(np.asarray(figure.data[0].z, dtype=float), [[0.9, -0.1]])
     assert "highest over the other parameters" in figure.layout.title.text
@@ -294,10 +325,15 @@ def test_heatmap_takes_the_best_over_other_parameters():
 
 
 def test_heatmap_colours_say_good_or_bad_whatever_the_metric():
-    frame = pd.DataFrame({"fast": [5, 10, 5, 10], "slow": [20, 20, 40, 40],
-                          "sharpe": [1.5, -0.5, 0.2, -2.0],
-                          "max_drawdown": [0.1, 0.4, 0.2, 0.3],
-                          "trade_count": [30, 12, 3, 40]})
+    frame = pd.DataFrame(
+        {
+            "fast": [5, 10, 5, 10],
+            "slow": [20, 20, 40, 40],
+            "sharpe": [1.5, -0.5, 0.2, -2.0],
+            "max_drawdown": [0.1, 0.4, 0.2, 0.3],
+            "trade_count": [30, 12, 3, 40],
+        }
+    )
     sharpe = plot_heatmap(frame, "fast", "slow", "sharpe").data[0]
     drawdown = plot_heatmap(frame, "fast", "slow", "max_drawdown").data[0]
     # plotly colours a scale's first colour at the lowest value: red for a low Sharpe, green
@@ -316,10 +352,17 @@ def test_heatmap_colours_say_good_or_bad_whatever_the_metric():
 
 
 def test_heatmap_leaves_out_rows_with_too_few_trades():
-    frame = pd.DataFrame({"fast": [5, 10, 5, 10], "slow": [20, 20, 40, 40],
-                          "sharpe": [1.5, -0.5, 9.0, -2.0], "trade_count": [30, 12, 1, 40]})
-    z = np.asarray(plot_heatmap(frame, "fast", "slow", "sharpe", min_trades=10).data[0].z,
-                   dtype=float)
+    frame = pd.DataFrame(
+        {
+            "fast": [5, 10, 5, 10],
+            "slow": [20, 20, 40, 40],
+            "sharpe": [1.5, -0.5, 9.0, -2.0],
+            "trade_count": [30, 12, 1, 40],
+        }
+    )
+    z = np.asarray(
+        plot_heatmap(frame, "fast", "slow", "sharpe", min_trades=10).data[0].z, dtype=float
+    )
     assert np.isnan(z[1, 0]) and z[0, 0] == 1.5 and z[1, 1] == -2.0
 
 

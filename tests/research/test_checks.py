@@ -17,7 +17,7 @@ from research.types import Bars
 def _rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
     out = np.full(len(values), np.nan)
     cumulative = np.concatenate([[0.0], np.cumsum(values)])
-    out[window - 1:] = (cumulative[window:] - cumulative[:-window]) / window
+    out[window - 1 :] = (cumulative[window:] - cumulative[:-window]) / window
     return out
 
 
@@ -141,8 +141,9 @@ def test_bad_arguments_raise_helpful_errors(bars):
         lookahead(CAUSAL, bars.close)
 
 
-@pytest.fixture(scope="module", params=["binance_BTC-USDT_1h", "bittrex_LTC-BTC_5m",
-                                        "binance_BTC-USDT_1d"])
+@pytest.fixture(
+    scope="module", params=["binance_BTC-USDT_1h", "bittrex_LTC-BTC_5m", "binance_BTC-USDT_1d"]
+)
 def real_bars(request) -> Bars:
     return read_market_bars(f"{request.param}.csv.gz")
 

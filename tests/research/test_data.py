@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from market_files import read_ohlcv_csv
+
 from candela.core.timeframes import timeframe_to_ms
 from data_pipeline.store import store_bars
 from research.data import gaps, inventory, load_bars, load_frame, resample
@@ -40,7 +40,10 @@ def complete_labels(bars: Bars, timeframe: str) -> set[int]:
 
 
 def same_bar(ours: Bars, i: int, theirs: Bars, j: int) -> bool:
-    prices = all(getattr(ours, name)[i] == getattr(theirs, name)[j] for name in ("open", "high", "low", "close"))
+    prices = all(
+        getattr(ours, name)[i] == getattr(theirs, name)[j]
+        for name in ("open", "high", "low", "close")
+    )
     return prices and abs(ours.volume[i] - theirs.volume[j]) <= 1e-9 * max(1.0, theirs.volume[j])
 
 
@@ -59,10 +62,18 @@ def compare_with_exchange(fine: Bars, coarse: Bars, timeframe: str, labels=None)
 
 def naive_ohlc(fine: Bars, timeframe: str) -> dict[int, tuple]:
     """Aggregation without the zero-volume rule (pandas), to show the rule matters."""
-    frame = pd.DataFrame({"label": -(-fine.ts // timeframe_to_ms(timeframe)) * timeframe_to_ms(timeframe),
-                          "open": fine.open, "high": fine.high, "low": fine.low, "close": fine.close})
-    grouped = frame.groupby("label").agg(open=("open", "first"), high=("high", "max"),
-                                         low=("low", "min"), close=("close", "last"))
+    frame = pd.DataFrame(
+        {
+            "label": -(-fine.ts // timeframe_to_ms(timeframe)) * timeframe_to_ms(timeframe),
+            "open": fine.open,
+            "high": fine.high,
+            "low": fine.low,
+            "close": fine.close,
+        }
+    )
+    grouped = frame.groupby("label").agg(
+        open=("open", "first"), high=("high", "max"), low=("low", "min"), close=("close", "last")
+    )
     return {label: tuple(row) for label, row in zip(grouped.index, grouped.itertuples(index=False))}
 
 
@@ -77,25 +88,34 @@ def test_resample_reproduces_binance_klines(shared_data):
     files here allow 5694 comparisons: the count per pair must equal the manifest's.
     """
     manifest = json.loads((shared_data / "manifest.json").read_text())
-    expected_counts = {(row["symbol"], row["fine"], row["coarse"]): row["compared_bars"]
-                       for row in manifest["checks"]["resample_consistency"] if row["exchange"] == "binance"}
+    expected_counts = {
+        (row["symbol"], row["fine"], row["coarse"]): row["compared_bars"]
+        for row in manifest["checks"]["resample_consistency"]
+        if row["exchange"] == "binance"
+    }
     total = naive_mismatches = 0
     for fine_name, coarse_name in PAIRS:
         for fine_path in sorted((shared_data / "ohlcv").glob(f"binance_*_{fine_name}.csv.gz")):
-            coarse_path = fine_path.with_name(fine_path.name.replace(f"_{fine_name}.", f"_{coarse_name}."))
+            coarse_path = fine_path.with_name(
+                fine_path.name.replace(f"_{fine_name}.", f"_{coarse_name}.")
+            )
             if not coarse_path.exists():
                 continue
             symbol = fine_path.name.split("_")[1]
             fine, coarse = read_file(fine_path, fine_name), read_file(coarse_path, coarse_name)
             compared, matching = compare_with_exchange(fine, coarse, coarse_name)
             assert compared == expected_counts[(symbol, fine_name, coarse_name)], fine_path.name
-            assert matching == compared, f"{fine_path.name} -> {coarse_name}: {compared - matching} differ"
+            assert matching == compared, (
+                f"{fine_path.name} -> {coarse_name}: {compared - matching} differ"
+            )
             total += compared
             naive = naive_ohlc(fine, coarse_name)
             labels = complete_labels(fine, coarse_name)
             naive_mismatches += sum(
                 naive[label] != (coarse.open[j], coarse.high[j], coarse.low[j], coarse.close[j])
-                for j, label in enumerate(coarse.ts.tolist()) if label in labels)
+                for j, label in enumerate(coarse.ts.tolist())
+                if label in labels
+            )
     assert total == 8786 - 3092
     assert naive_mismatches > 0  # without the zero-volume rule some bars would differ
 
@@ -109,8 +129,11 @@ def test_resample_reproduces_sample_klines_including_zero_volume_bars(sample_dir
             fine_path = folder / f"binance_{symbol}_{fine_name}.csv.gz"
             coarse_path = folder / f"binance_{symbol}_{coarse_name}.csv.gz"
             if fine_path.exists() and coarse_path.exists():
-                compared, matching = compare_with_exchange(read_file(fine_path, fine_name),
-                                                           read_file(coarse_path, coarse_name), coarse_name)
+                compared, matching = compare_with_exchange(
+                    read_file(fine_path, fine_name),
+                    read_file(coarse_path, coarse_name),
+                    coarse_name,
+                )
                 assert matching == compared
                 compared_total += compared
     assert compared_total > 1500
@@ -119,8 +142,11 @@ def test_resample_reproduces_sample_klines_including_zero_volume_bars(sample_dir
     neo_5m = read_file(folder / "binance_NEO-USDT_5m.csv.gz", "5m")
     naive = naive_ohlc(neo, "5m")
     labels = complete_labels(neo, "5m")
-    assert any(naive[t] != (neo_5m.open[j], neo_5m.high[j], neo_5m.low[j], neo_5m.close[j])
-               for j, t in enumerate(neo_5m.ts.tolist()) if t in labels)
+    assert any(
+        naive[t] != (neo_5m.open[j], neo_5m.high[j], neo_5m.low[j], neo_5m.close[j])
+        for j, t in enumerate(neo_5m.ts.tolist())
+        if t in labels
+    )
 
 
 def test_resample_reproduces_bittrex_candles(sample_dir):
@@ -144,20 +170,30 @@ def test_resample_reproduces_bittrex_candles(sample_dir):
 def pandas_oracle(bars: Bars, timeframe: str) -> pd.DataFrame:
     """pandas resample on open times (label='right', closed='left') with the zero-volume rule."""
     index = pd.to_datetime(bars.ts - bars.timeframe_ms, unit="ms", utc=True)
-    frame = pd.DataFrame({"open": bars.open, "high": bars.high, "low": bars.low, "close": bars.close,
-                          "volume": bars.volume}, index=index)
+    frame = pd.DataFrame(
+        {
+            "open": bars.open,
+            "high": bars.high,
+            "low": bars.low,
+            "close": bars.close,
+            "volume": bars.volume,
+        },
+        index=index,
+    )
     traded = frame[["open", "high", "low", "close"]].where(frame["volume"] > 0)
     rule = {"5m": "5min", "15m": "15min", "1h": "1h", "4h": "4h", "1d": "1D"}[timeframe]
     sampler = dict(rule=rule, label="right", closed="left")
-    result = pd.DataFrame({
-        "open": traded["open"].resample(**sampler).first(),
-        "high": traded["high"].resample(**sampler).max(),
-        "low": traded["low"].resample(**sampler).min(),
-        "close": traded["close"].resample(**sampler).last(),
-        "volume": frame["volume"].resample(**sampler).sum(),
-        "last_close": frame["close"].resample(**sampler).last(),
-        "bars": frame["close"].resample(**sampler).count(),
-    })
+    result = pd.DataFrame(
+        {
+            "open": traded["open"].resample(**sampler).first(),
+            "high": traded["high"].resample(**sampler).max(),
+            "low": traded["low"].resample(**sampler).min(),
+            "close": traded["close"].resample(**sampler).last(),
+            "volume": frame["volume"].resample(**sampler).sum(),
+            "last_close": frame["close"].resample(**sampler).last(),
+            "bars": frame["close"].resample(**sampler).count(),
+        }
+    )
     result = result[result["bars"] > 0]
     for name in ("open", "high", "low", "close"):  # all bars empty: flat at the last close
         result[name] = result[name].fillna(result["last_close"])
@@ -175,7 +211,9 @@ def assert_matches_oracle(bars: Bars, timeframe: str):
 
 @pytest.mark.parametrize("timeframe", ["5m", "15m", "1h", "4h", "1d"])
 def test_resample_matches_pandas_on_bittrex(sample_dir, timeframe):
-    assert_matches_oracle(read_file(sample_dir / "ohlcv" / "bittrex_ADA-BTC_1m.csv.gz", "1m"), timeframe)
+    assert_matches_oracle(
+        read_file(sample_dir / "ohlcv" / "bittrex_ADA-BTC_1m.csv.gz", "1m"), timeframe
+    )
 
 
 @st.composite
@@ -214,11 +252,19 @@ def test_resample_property_matches_pandas_and_drops_only_unfinished_edges(bars, 
 
 def test_resample_frames_weeks_and_bad_arguments(sample_dir):
     bars = read_file(sample_dir / "ohlcv" / "binance_BTC-USDT_1d.csv.gz", "1d")
-    frame = pd.DataFrame({name: getattr(bars, name) for name in ("open", "high", "low", "close", "volume")},
-                         index=pd.DatetimeIndex(pd.to_datetime(bars.ts, unit="ms", utc=True), name="ts"))
+    frame = pd.DataFrame(
+        {name: getattr(bars, name) for name in ("open", "high", "low", "close", "volume")},
+        index=pd.DatetimeIndex(pd.to_datetime(bars.ts, unit="ms", utc=True), name="ts"),
+    )
     weekly = resample(frame, "1w")  # timeframe inferred from the index
-    assert isinstance(weekly, pd.DataFrame) and str(weekly.index.tz) == "UTC" and weekly.index.name == "ts"
-    assert (weekly.index.day_of_week == 0).all() and (weekly.index.hour == 0).all()  # Monday 00:00 closes
+    assert (
+        isinstance(weekly, pd.DataFrame)
+        and str(weekly.index.tz) == "UTC"
+        and weekly.index.name == "ts"
+    )
+    assert (weekly.index.day_of_week == 0).all() and (
+        weekly.index.hour == 0
+    ).all()  # Monday 00:00 closes
     as_bars = resample(bars, "1w")
     np.testing.assert_array_equal(weekly["close"].to_numpy(), as_bars.close)
     # a week closing Monday holds the seven daily bars closing Tuesday..Monday
@@ -259,8 +305,16 @@ def gap_oracle(ts, step):
 
 
 def test_inventory_and_gaps_on_synthetic_markets(engine):
-    assert list(inventory(engine).columns) == ["exchange", "symbol", "timeframe", "first", "last",
-                                               "bars", "gaps", "missing_bars"]
+    assert list(inventory(engine).columns) == [
+        "exchange",
+        "symbol",
+        "timeframe",
+        "first",
+        "last",
+        "bars",
+        "gaps",
+        "missing_bars",
+    ]
     assert inventory(engine).empty
     minutes = [1, 2, 3, 7, 8, 20, 21, 22, 23, 30]
     hours = np.array([1, 2, 3, 4, 5]) * 60
@@ -270,16 +324,26 @@ def test_inventory_and_gaps_on_synthetic_markets(engine):
         store_bars(connection, "binance", "BTC/USDT", "1m", *synthetic(range(1, 101)))
     table = inventory(engine)
     assert table[["exchange", "symbol", "timeframe"]].values.tolist() == [
-        ["binance", "BTC/USDT", "1m"], ["kraken", "ETH/EUR", "1m"], ["kraken", "ETH/EUR", "1h"]]
+        ["binance", "BTC/USDT", "1m"],
+        ["kraken", "ETH/EUR", "1m"],
+        ["kraken", "ETH/EUR", "1h"],
+    ]
     row = table.iloc[1]
     expected = gap_oracle([m * MINUTE for m in minutes], MINUTE)
-    assert (row.bars, row.gaps, row.missing_bars) == (10, len(expected), sum(g[2] for g in expected))
+    assert (row.bars, row.gaps, row.missing_bars) == (
+        10,
+        len(expected),
+        sum(g[2] for g in expected),
+    )
     assert row["first"] == pd.Timestamp(MINUTE, unit="ms", tz="UTC")
     assert row["last"] == pd.Timestamp(30 * MINUTE, unit="ms", tz="UTC")
     assert table.iloc[0].gaps == 0 and table.iloc[2].gaps == 0
 
     found = gaps(engine, "kraken", "ETH/EUR", "1m")
-    assert list(zip(found["first_missing_ts"], found["last_missing_ts"], found["missing_bars"])) == expected
+    assert (
+        list(zip(found["first_missing_ts"], found["last_missing_ts"], found["missing_bars"]))
+        == expected
+    )
     assert found["first_missing"].iloc[0] == pd.Timestamp("1970-01-01 00:04", tz="UTC")
     assert gaps(engine, "binance", "BTC/USDT", "1m").empty
     with pytest.raises(ValueError, match="stored markets"):
@@ -293,7 +357,13 @@ def test_inventory_of_the_sample_matches_its_manifest(engine, sample_dir):
 
     manifest = json.loads((sample_dir / "manifest.json").read_text())["files"]
     for entry in manifest:
-        import_candles(engine, sample_dir / entry["file"], entry["exchange"], entry["symbol"], entry["timeframe"])
+        import_candles(
+            engine,
+            sample_dir / entry["file"],
+            entry["exchange"],
+            entry["symbol"],
+            entry["timeframe"],
+        )
     table = inventory(engine).set_index(["exchange", "symbol", "timeframe"])
     assert len(table) == len(manifest)
     for entry in manifest:
@@ -330,10 +400,17 @@ def test_load_bars_equals_read_sql_and_bounds_are_inclusive(engine):
         store_bars(connection, "binance", "BTC/USDT", "1m", *(column[:150] for column in data))
         store_bars(connection, "binance", "ETH/USDT", "1m", *synthetic(range(1, 50)))
     with engine.connect() as connection:
-        oracle = pd.read_sql(sa.text("SELECT ts, open, high, low, close, volume FROM ohlcv "
-                                     "WHERE symbol = 'BTC/USDT' ORDER BY ts"), connection)
+        oracle = pd.read_sql(
+            sa.text(
+                "SELECT ts, open, high, low, close, volume FROM ohlcv "
+                "WHERE symbol = 'BTC/USDT' ORDER BY ts"
+            ),
+            connection,
+        )
     bars = load_bars(engine, "binance", "BTC/USDT", "1m")
-    assert bars.timeframe_ms == MINUTE and bars.ts.dtype == np.int64 and bars.close.flags.c_contiguous
+    assert (
+        bars.timeframe_ms == MINUTE and bars.ts.dtype == np.int64 and bars.close.flags.c_contiguous
+    )
     for name in ("ts", "open", "high", "low", "close", "volume"):
         np.testing.assert_array_equal(getattr(bars, name), oracle[name].to_numpy())
 
@@ -344,12 +421,13 @@ def test_load_bars_equals_read_sql_and_bounds_are_inclusive(engine):
         (pd.Timestamp(start, unit="ms", tz="UTC"), pd.Timestamp(end, unit="ms", tz="UTC")),
         ("1970-01-01T00:10:00", "1970-01-01 00:20"),  # tz-naive strings are UTC
         ("1970-01-01T01:10:00+01:00", "1970-01-01T00:20Z"),
-        (dt.datetime(1970, 1, 1, 0, 10), dt.datetime(1970, 1, 1, 0, 20, tzinfo=dt.timezone.utc)),
+        (dt.datetime(1970, 1, 1, 0, 10), dt.datetime(1970, 1, 1, 0, 20, tzinfo=dt.UTC)),
         (np.datetime64("1970-01-01T00:10"), np.int64(end)),
     ]:
         assert load_bars(engine, "binance", "BTC/USDT", "1m", low, high).ts.tolist() == expected
-    assert load_bars(engine, "binance", "BTC/USDT", "1m", start=295 * MINUTE).ts.tolist() == \
-        [t * MINUTE for t in range(295, 301)]
+    assert load_bars(engine, "binance", "BTC/USDT", "1m", start=295 * MINUTE).ts.tolist() == [
+        t * MINUTE for t in range(295, 301)
+    ]
     assert load_bars(engine, "binance", "BTC/USDT", "1m", end=MINUTE).ts.tolist() == [MINUTE]
 
     frame = load_frame(engine, "binance", "BTC/USDT", "1m", start, end)
@@ -364,16 +442,20 @@ def test_history_loads_that_many_stored_bars_before_the_start(engine):
     minutes = [m for m in range(1, 101) if not 40 <= m < 60]  # a 20-bar hole
     with engine.begin() as connection:
         store_bars(connection, "binance", "BTC/USDT", "1m", *synthetic(minutes))
-    loaded = load_bars(engine, "binance", "BTC/USDT", "1m", start=70 * MINUTE, end=80 * MINUTE,
-                       history=15)
+    loaded = load_bars(
+        engine, "binance", "BTC/USDT", "1m", start=70 * MINUTE, end=80 * MINUTE, history=15
+    )
     expected = [m for m in minutes if m <= 80]
-    expected = expected[expected.index(70) - 15:]
+    expected = expected[expected.index(70) - 15 :]
     assert loaded.ts.tolist() == [m * MINUTE for m in expected]  # 35..39, 60..80
-    everything_before = load_bars(engine, "binance", "BTC/USDT", "1m", start="1970-01-01T00:05",
-                                  history=1_000)
+    everything_before = load_bars(
+        engine, "binance", "BTC/USDT", "1m", start="1970-01-01T00:05", history=1_000
+    )
     assert everything_before.ts[0] == MINUTE and everything_before.ts[-1] == 100 * MINUTE
-    assert load_bars(engine, "binance", "BTC/USDT", "1m", start=5 * MINUTE, history=0).ts[0] == \
-        5 * MINUTE
+    assert (
+        load_bars(engine, "binance", "BTC/USDT", "1m", start=5 * MINUTE, history=0).ts[0]
+        == 5 * MINUTE
+    )
     with pytest.raises(ValueError, match="give start too"):
         load_bars(engine, "binance", "BTC/USDT", "1m", history=10)
     with pytest.raises(ValueError, match="history must be a number of bars"):
@@ -384,7 +466,10 @@ def test_load_errors_say_what_is_stored(engine):
     with engine.begin() as connection:
         store_bars(connection, "binance", "BTC/USDT", "1m", *synthetic(range(1, 11)))
         store_bars(connection, "binance", "BTC/USDT", "5m", *synthetic(np.arange(1, 5) * 5))
-    with pytest.raises(ValueError, match=r"no bars for binance ETH/USDT 1m; stored markets: binance BTC/USDT \(1m, 5m\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"no bars for binance ETH/USDT 1m; stored markets: binance BTC/USDT \(1m, 5m\)",
+    ):
         load_bars(engine, "binance", "ETH/USDT", "1m")
     with pytest.raises(ValueError, match="is stored at 1m, 5m"):
         load_bars(engine, "binance", "BTC/USDT", "1h")

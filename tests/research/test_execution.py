@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from reference import random_targets, simulate, synthetic_bars
+
 from research.kernels import execution as ex
 from research.kernels import records as rc
 from research.kernels.backtest import run_backtest
@@ -33,8 +33,15 @@ def run(bars, target, costs=Costs(0.0, 0.0), stops=Stops(), risk=RiskLimits(), c
     state = rc.new_state(cash)
     config = rc.make_config(costs, stops, risk)
     fills, cash_s, pos_s, eq_s, status, state = run_backtest(
-        state, config, ts.astype(np.int64), o.astype(float), h.astype(float), l.astype(float),
-        c.astype(float), np.asarray(target, dtype=float))
+        state,
+        config,
+        ts.astype(np.int64),
+        o.astype(float),
+        h.astype(float),
+        l.astype(float),
+        c.astype(float),
+        np.asarray(target, dtype=float),
+    )
     return fills, cash_s, pos_s, eq_s, status, state
 
 
@@ -45,8 +52,15 @@ def make_bars(rows, start=T0 + HOUR, step=HOUR):
     return ts, array[:, 0], array[:, 1], array[:, 2], array[:, 3]
 
 
-FLAT_BARS = make_bars([(100, 101, 99, 100), (102, 103, 101, 102), (104, 105, 103, 104),
-                       (106, 107, 105, 106), (108, 109, 107, 108)])
+FLAT_BARS = make_bars(
+    [
+        (100, 101, 99, 100),
+        (102, 103, 101, 102),
+        (104, 105, 103, 104),
+        (106, 107, 105, 106),
+        (108, 109, 107, 108),
+    ]
+)
 
 
 # ----------------------------------------------------------------------------- open fills
@@ -80,7 +94,8 @@ def test_slippage_is_against_the_trader_and_fee_is_on_notional():
     expected_cash = sell["size"] * sell["price"] * (1 - 0.002)
     assert cash[-1] == pytest.approx(expected_cash, rel=1e-14)
     assert sell["realized_pnl"] == pytest.approx(
-        (sell["price"] - buy["price"]) * buy["size"] - sell["fee"], rel=1e-12)
+        (sell["price"] - buy["price"]) * buy["size"] - sell["fee"], rel=1e-12
+    )
 
 
 def test_fractional_level_sizes_from_equity():
@@ -120,7 +135,9 @@ def test_flip_is_a_close_then_an_open_from_the_resulting_cash():
 
 
 def test_nan_target_means_flat_and_max_position_clips():
-    fills, *_ = run(FLAT_BARS, [np.nan, 3.0, 3.0, np.nan, np.nan], risk=RiskLimits(max_position=0.5))
+    fills, *_ = run(
+        FLAT_BARS, [np.nan, 3.0, 3.0, np.nan, np.nan], risk=RiskLimits(max_position=0.5)
+    )
     buy, sell = fills
     assert buy["bar"] == 2 and sell["bar"] == 4
     assert buy["size"] * 104.0 == pytest.approx(0.5 * 10_000, rel=1e-14)
@@ -195,9 +212,11 @@ def test_short_stops_mirror_the_long_ones():
 
 
 def test_trailing_stop_follows_the_high_of_completed_bars_and_the_open():
-    rows = [(100, 120, 100, 118),  # extreme becomes 120 at this close -> stop 108
-            (117, 119, 109, 110),  # low 109 > 108: holds
-            (111, 112, 107, 108)]  # low 107 <= 108: out at 108
+    rows = [
+        (100, 120, 100, 118),  # extreme becomes 120 at this close -> stop 108
+        (117, 119, 109, 110),  # low 109 > 108: holds
+        (111, 112, 107, 108),
+    ]  # low 107 <= 108: out at 108
     fills, *_ = long_then(rows, Stops(trailing_stop=0.1))
     assert len(fills) == 2
     assert fills[1]["reason"] == rc.REASON_TRAILING_STOP
@@ -233,10 +252,13 @@ def test_after_a_stop_stay_flat_until_the_target_changes():
 
 def test_daily_loss_halts_until_the_next_utc_day():
     # hourly bars from 01:00; the position loses 10% on the day by 03:00's close
-    rows = [(100, 100, 100, 100), (100, 100, 100, 100), (100, 100, 88, 89)] + [(89, 90, 88, 89)] * 30
+    rows = [(100, 100, 100, 100), (100, 100, 100, 100), (100, 100, 88, 89)] + [
+        (89, 90, 88, 89)
+    ] * 30
     bars = make_bars(rows)
-    fills, cash, pos, eq, status, state = run(bars, [1.0] * len(rows),
-                                              risk=RiskLimits(daily_loss_limit=0.1))
+    fills, cash, pos, eq, status, state = run(
+        bars, [1.0] * len(rows), risk=RiskLimits(daily_loss_limit=0.1)
+    )
     reasons = [int(f["reason"]) for f in fills]
     bar_of = [int(f["bar"]) for f in fills]
     assert reasons[:2] == [rc.REASON_SIGNAL, rc.REASON_DAILY_LOSS]
@@ -246,7 +268,7 @@ def test_daily_loss_halts_until_the_next_utc_day():
     ts = bars[0]
     first_new_day = int(np.flatnonzero((ts - 1) // DAY > (ts[0] - 1) // DAY)[0])
     assert bar_of[2] == first_new_day + 1 and reasons[2] == rc.REASON_SIGNAL
-    assert np.all(pos[4:first_new_day + 1] == 0.0)
+    assert np.all(pos[4 : first_new_day + 1] == 0.0)
 
 
 def test_daily_loss_not_reached_keeps_trading():
@@ -256,8 +278,9 @@ def test_daily_loss_not_reached_keeps_trading():
 
 
 def test_max_drawdown_kill_switch_is_permanent():
-    rows = ([(100, 100, 100, 100), (100, 130, 100, 130), (130, 131, 100, 101)]
-            + [(101, 102, 100, 101)] * 60)
+    rows = [(100, 100, 100, 100), (100, 130, 100, 130), (130, 131, 100, 101)] + [
+        (101, 102, 100, 101)
+    ] * 60
     bars = make_bars(rows)
     target = [1.0, 1.0, 1.0] + [0.0, 1.0] * 30
     fills, cash, pos, eq, status, state = run(bars, target, risk=RiskLimits(max_drawdown=0.2))
@@ -270,10 +293,17 @@ def test_max_drawdown_kill_switch_is_permanent():
 # ----------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("bar", [
-    (100, 101, 99, np.nan), (0, 101, 99, 100), (100, 99, 98, 100), (100, 101, 100.5, 100),
-    (-1, 1, -2, 0.5), (100, np.inf, 99, 100),
-])
+@pytest.mark.parametrize(
+    "bar",
+    [
+        (100, 101, 99, np.nan),
+        (0, 101, 99, 100),
+        (100, 99, 98, 100),
+        (100, 101, 100.5, 100),
+        (-1, 1, -2, 0.5),
+        (100, np.inf, 99, 100),
+    ],
+)
 def test_bad_bar_returns_status_and_leaves_state_unchanged(bar):
     state = rc.new_state(1000.0)
     config = rc.make_config(Costs(), Stops(), RiskLimits())
@@ -297,14 +327,17 @@ def test_backtest_loop_stops_at_the_first_bad_bar():
     assert np.isfinite(eq[:3]).all() and np.isnan(eq[3:]).all()
 
 
-@pytest.mark.parametrize("field, kwargs", [
-    ("costs.fee_rate", dict(costs=Costs(fee_rate=-0.1))),
-    ("costs.slippage_bps", dict(costs=Costs(slippage_bps=float("nan")))),
-    ("stops.stop_loss", dict(stops=Stops(stop_loss=0.0))),
-    ("stops.trailing_stop", dict(stops=Stops(trailing_stop=1.5))),
-    ("risk.max_position", dict(risk=RiskLimits(max_position=-1))),
-    ("risk.max_drawdown", dict(risk=RiskLimits(max_drawdown=2.0))),
-])
+@pytest.mark.parametrize(
+    "field, kwargs",
+    [
+        ("costs.fee_rate", dict(costs=Costs(fee_rate=-0.1))),
+        ("costs.slippage_bps", dict(costs=Costs(slippage_bps=float("nan")))),
+        ("stops.stop_loss", dict(stops=Stops(stop_loss=0.0))),
+        ("stops.trailing_stop", dict(stops=Stops(trailing_stop=1.5))),
+        ("risk.max_position", dict(risk=RiskLimits(max_position=-1))),
+        ("risk.max_drawdown", dict(risk=RiskLimits(max_drawdown=2.0))),
+    ],
+)
 def test_make_config_names_the_bad_field(field, kwargs):
     arguments = dict(costs=Costs(), stops=Stops(), risk=RiskLimits()) | kwargs
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
@@ -313,22 +346,29 @@ def test_make_config_names_the_bad_field(field, kwargs):
 
 # ----------------------------------------------------------------------------- properties
 
-SETTINGS = st.fixed_dictionaries({
-    "fee_rate": st.sampled_from([0.0, 0.0005, 0.001, 0.01]),
-    "slippage_bps": st.sampled_from([0.0, 1.0, 10.0]),
-    "stop_loss": st.sampled_from([math.nan, 0.01, 0.03, 0.1]),
-    "take_profit": st.sampled_from([math.nan, 0.02, 0.05]),
-    "trailing_stop": st.sampled_from([math.nan, 0.02, 0.05]),
-    "max_position": st.sampled_from([1.0, 0.5, 2.0]),
-    "daily_loss_limit": st.sampled_from([math.nan, 0.02, 0.05]),
-    "max_drawdown": st.sampled_from([math.nan, 0.1, 0.3]),
-})
+SETTINGS = st.fixed_dictionaries(
+    {
+        "fee_rate": st.sampled_from([0.0, 0.0005, 0.001, 0.01]),
+        "slippage_bps": st.sampled_from([0.0, 1.0, 10.0]),
+        "stop_loss": st.sampled_from([math.nan, 0.01, 0.03, 0.1]),
+        "take_profit": st.sampled_from([math.nan, 0.02, 0.05]),
+        "trailing_stop": st.sampled_from([math.nan, 0.02, 0.05]),
+        "max_position": st.sampled_from([1.0, 0.5, 2.0]),
+        "daily_loss_limit": st.sampled_from([math.nan, 0.02, 0.05]),
+        "max_drawdown": st.sampled_from([math.nan, 0.1, 0.3]),
+    }
+)
 
 
 def kernel_run(bars, target, s, cash=10_000.0):
-    return run(bars, target, Costs(s["fee_rate"], s["slippage_bps"]),
-               Stops(s["stop_loss"], s["take_profit"], s["trailing_stop"]),
-               RiskLimits(s["max_position"], s["daily_loss_limit"], s["max_drawdown"]), cash)
+    return run(
+        bars,
+        target,
+        Costs(s["fee_rate"], s["slippage_bps"]),
+        Stops(s["stop_loss"], s["take_profit"], s["trailing_stop"]),
+        RiskLimits(s["max_position"], s["daily_loss_limit"], s["max_drawdown"]),
+        cash,
+    )
 
 
 COMMON = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -350,8 +390,10 @@ def test_kernel_agrees_with_the_reference_loop(seed, n, s):
         assert bool(fill["at_open"]) == ref.at_open
         np.testing.assert_allclose(
             [fill[name] for name in ("size", "price", "fee", "cash_after", "position_after")],
-            [ref.size, ref.price, ref.fee, ref.cash_after, ref.position_after], rtol=1e-9,
-            atol=1e-9)
+            [ref.size, ref.price, ref.fee, ref.cash_after, ref.position_after],
+            rtol=1e-9,
+            atol=1e-9,
+        )
         assert fill["realized_pnl"] == pytest.approx(ref.realized_pnl, rel=1e-9, abs=1e-7)
     np.testing.assert_allclose(eq, ref_eq, rtol=1e-9)
     np.testing.assert_allclose(pos, ref_pos, rtol=1e-9, atol=1e-12)
@@ -391,9 +433,10 @@ def test_no_fill_uses_a_later_bar(seed, n, cut, s):
     fills, _, _, eq, _, _ = kernel_run(bars, target, s)
     other = synthetic_bars(n, seed + 1)
     scale = bars[4][t] / other[1][t + 1] if t + 1 < n else 1.0
-    perturbed = [bars[0]] + [np.concatenate([a[: t + 1], b[t + 1:] * scale])
-                             for a, b in zip(bars[1:], other[1:])]
-    other_target = np.concatenate([target[: t + 1], random_targets(n, seed + 1)[t + 1:]])
+    perturbed = [bars[0]] + [
+        np.concatenate([a[: t + 1], b[t + 1 :] * scale]) for a, b in zip(bars[1:], other[1:])
+    ]
+    other_target = np.concatenate([target[: t + 1], random_targets(n, seed + 1)[t + 1 :]])
     fills2, _, _, eq2, _, _ = kernel_run(perturbed, other_target, s)
     upto = fills[fills["bar"] <= t]
     upto2 = fills2[fills2["bar"] <= t]
@@ -413,26 +456,43 @@ def test_runner_style_bar_by_bar_equals_the_loop():
     """Calling step per bar with the persisted state reproduces run_backtest exactly."""
     bars = synthetic_bars(500, 3)
     target = random_targets(500, 3)
-    s = dict(fee_rate=0.001, slippage_bps=5.0, stop_loss=0.03, take_profit=math.nan,
-             trailing_stop=0.05, max_position=1.0, daily_loss_limit=0.05, max_drawdown=0.5)
+    s = dict(
+        fee_rate=0.001,
+        slippage_bps=5.0,
+        stop_loss=0.03,
+        take_profit=math.nan,
+        trailing_stop=0.05,
+        max_position=1.0,
+        daily_loss_limit=0.05,
+        max_drawdown=0.5,
+    )
     fills, cash, pos, eq, status, final = kernel_run(bars, target, s)
-    config = rc.make_config(Costs(0.001, 5.0), Stops(0.03, math.nan, 0.05),
-                            RiskLimits(1.0, 0.05, 0.5))
+    config = rc.make_config(
+        Costs(0.001, 5.0), Stops(0.03, math.nan, 0.05), RiskLimits(1.0, 0.05, 0.5)
+    )
     state = rc.new_state(10_000.0)
     out = rc.new_fills(rc.MAX_FILLS_PER_BAR)
     collected = []
     for i in range(500):
         persisted = [float(value) for value in state]  # plain floats, as a database holds them
-        k, state = ex.step(rc.State(*persisted), config, bars[0][i], bars[1][i], bars[2][i],
-                           bars[3][i], bars[4][i], target[i], out)
+        k, state = ex.step(
+            rc.State(*persisted),
+            config,
+            bars[0][i],
+            bars[1][i],
+            bars[2][i],
+            bars[3][i],
+            bars[4][i],
+            target[i],
+            out,
+        )
         collected.extend(out[:k].copy())
     np.testing.assert_array_equal(np.array(collected, dtype=rc.FILL_DTYPE), fills)
     np.testing.assert_array_equal(state, final)
 
 
 def test_ruined_account_closes_and_opens_nothing():
-    bars = make_bars([(100, 100, 100, 100), (100, 100, 60, 60), (60, 61, 59, 60),
-                      (60, 61, 59, 60)])
+    bars = make_bars([(100, 100, 100, 100), (100, 100, 60, 60), (60, 61, 59, 60), (60, 61, 59, 60)])
     fills, cash, pos, eq, *_ = run(bars, [3.0, 2.0, 2.0, 2.0], risk=RiskLimits(max_position=3.0))
     buy, close = fills
     assert buy["size"] == pytest.approx(300.0)
@@ -453,8 +513,10 @@ def test_compiled_out_steps_change_nothing(stops_off, limits_off, seed, n, s):
     stop_keys = ("stop_loss", "take_profit", "trailing_stop")
     limit_keys = ("daily_loss_limit", "max_drawdown")
     s = dict(s)
-    for keys, off, fallback in ((stop_keys, stops_off, ("stop_loss", 0.03)),
-                                (limit_keys, limits_off, ("max_drawdown", 0.3))):
+    for keys, off, fallback in (
+        (stop_keys, stops_off, ("stop_loss", 0.03)),
+        (limit_keys, limits_off, ("max_drawdown", 0.3)),
+    ):
         if off:
             s.update({key: math.nan for key in keys})
         elif all(math.isnan(s[key]) for key in keys):
@@ -462,18 +524,28 @@ def test_compiled_out_steps_change_nothing(stops_off, limits_off, seed, n, s):
     bars = synthetic_bars(n, seed, volatility=0.04)
     target = random_targets(n, seed, levels=(-2.0, -1.0, 0.0, 0.5, 1.0, math.nan))
     fills, _, _, eq, status, final = kernel_run(bars, target, s)
-    config = rc.make_config(Costs(s["fee_rate"], s["slippage_bps"]),
-                            Stops(s["stop_loss"], s["take_profit"], s["trailing_stop"]),
-                            RiskLimits(s["max_position"], s["daily_loss_limit"],
-                                       s["max_drawdown"]))
+    config = rc.make_config(
+        Costs(s["fee_rate"], s["slippage_bps"]),
+        Stops(s["stop_loss"], s["take_profit"], s["trailing_stop"]),
+        RiskLimits(s["max_position"], s["daily_loss_limit"], s["max_drawdown"]),
+    )
     stops_on, limits_on = rc.feature_switches(config)
     assert (stops_on is None) == stops_off and (limits_on is None) == limits_off
     state = rc.new_state(10_000.0)
     out = rc.new_fills(rc.MAX_FILLS_PER_BAR)
     collected, equity = [], []
     for i in range(n):
-        k, state = ex.step(state, config, bars[0][i], bars[1][i], bars[2][i], bars[3][i],
-                           bars[4][i], target[i], out)
+        k, state = ex.step(
+            state,
+            config,
+            bars[0][i],
+            bars[1][i],
+            bars[2][i],
+            bars[3][i],
+            bars[4][i],
+            target[i],
+            out,
+        )
         assert k >= 0
         collected.extend(out[:k].copy())
         equity.append(state.equity)

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from market_files import read_market_bars
+
 from research import formatting as fmt
 from research.backtesting import backtest
 from research.metrics import STAT_NAMES
@@ -35,7 +35,7 @@ def test_numbers_are_positional_and_keep_six_significant_digits(value):
     text = fmt.fmt_number(value)
     assert not SCIENTIFIC.search(text)
     parsed = float(text.replace(",", ""))
-    assert parsed == pytest.approx(value, rel=1e-5, abs=10.0 ** -fmt.MAX_DECIMALS)
+    assert parsed == pytest.approx(value, rel=1e-5, abs=10.0**-fmt.MAX_DECIMALS)
 
 
 def test_the_issues_examples_read_as_dates_percentages_and_money():
@@ -48,11 +48,20 @@ def test_the_issues_examples_read_as_dates_percentages_and_money():
     assert fmt.fmt_number(206_326_012.35) == "206,326,012"
 
 
-@pytest.mark.parametrize("milliseconds, text", [
-    (0, "0 s"), (250, "0.25 s"), (45_000, "45 s"), (1_930_000, "32 min 10 s"),
-    (7_320_000, "2 h 02 min"), (86_400_000, "1 d"), (15_865_380_000, "183 d 15 h"),
-    (pd.Timedelta(hours=3), "3 h 00 min"), (math.nan, "n/a"),
-])
+@pytest.mark.parametrize(
+    "milliseconds, text",
+    [
+        (0, "0 s"),
+        (250, "0.25 s"),
+        (45_000, "45 s"),
+        (1_930_000, "32 min 10 s"),
+        (7_320_000, "2 h 02 min"),
+        (86_400_000, "1 d"),
+        (15_865_380_000, "183 d 15 h"),
+        (pd.Timedelta(hours=3), "3 h 00 min"),
+        (math.nan, "n/a"),
+    ],
+)
 def test_durations_read_as_durations(milliseconds, text):
     assert fmt.fmt_duration(milliseconds) == text
 
@@ -118,8 +127,14 @@ def test_trade_tables_show_the_market_s_precision(gappy_run):
 
 
 def test_sweep_frames_format_in_sample_and_out_of_sample_stats():
-    frame = pd.DataFrame({"fast": [5, 10], "sharpe": [1.23456, -0.5],
-                          "total_return": [0.0137, -0.2], "oos_max_drawdown": [0.12, 0.3]})
+    frame = pd.DataFrame(
+        {
+            "fast": [5, 10],
+            "sharpe": [1.23456, -0.5],
+            "total_return": [0.0137, -0.2],
+            "oos_max_drawdown": [0.12, 0.3],
+        }
+    )
     out = fmt.format_frame(frame)
     assert list(out["fast"]) == ["5", "10"]
     assert list(out["sharpe"]) == ["1.23", "-0.50"]

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from market_files import market_file
 
 from candela.core.paths import SAMPLE_DIR
-from market_files import market_file
 from research import indicators as ind
 from research.kernels.window_sums import window_sums
 
@@ -28,8 +28,11 @@ REAL_FILES = [
     "bittrex_XVG-BTC_1d.csv.gz",  # 35-bar flat run
     "binance_NEO-BTC_1h.csv.gz",
 ]
-SAMPLE_FILES = sorted(p.name for p in (SAMPLE_DIR / "ohlcv").glob("*.csv*")) if (
-    SAMPLE_DIR / "ohlcv").is_dir() else []
+SAMPLE_FILES = (
+    sorted(p.name for p in (SAMPLE_DIR / "ohlcv").glob("*.csv*"))
+    if (SAMPLE_DIR / "ohlcv").is_dir()
+    else []
+)
 
 
 def read_frame(path: Path) -> pd.DataFrame:
@@ -42,13 +45,22 @@ def real(request) -> pd.DataFrame:
     return read_frame(market_file(f"ohlcv/{request.param}"))
 
 
-@pytest.fixture(scope="module", params=SAMPLE_FILES or [pytest.param(None, marks=pytest.mark.skip(
-    reason="no bundled sample in data/sample/ohlcv yet"))])
+@pytest.fixture(
+    scope="module",
+    params=SAMPLE_FILES
+    or [
+        pytest.param(
+            None, marks=pytest.mark.skip(reason="no bundled sample in data/sample/ohlcv yet")
+        )
+    ],
+)
 def sample(request) -> pd.DataFrame:
     return read_frame(SAMPLE_DIR / "ohlcv" / request.param)
 
 
-def assert_matches(actual: np.ndarray, expected, rtol: float = 1e-9, atol: float | None = None) -> None:
+def assert_matches(
+    actual: np.ndarray, expected, rtol: float = 1e-9, atol: float | None = None
+) -> None:
     """Same NaN positions, values within ``rtol`` relative (absolute floor ``atol``, by default
     ``rtol * 1e-6 *`` the largest magnitude, for values that cancel to about zero)."""
     expected = np.asarray(expected, dtype=np.float64)
@@ -96,8 +108,8 @@ def window_moments(x: pd.Series, n: int, ddof: int) -> tuple[pd.Series, pd.Serie
         shifted = windows - windows[:, :1]
         spread = shifted.std(axis=1, ddof=ddof)
         spread[windows.max(axis=1) == windows.min(axis=1)] = 0.0
-        std[n - 1:] = spread
-        deviation[n - 1:] = shifted[:, -1] - shifted.mean(axis=1)
+        std[n - 1 :] = spread
+        deviation[n - 1 :] = shifted[:, -1] - shifted.mean(axis=1)
     return pd.Series(deviation, index=x.index), pd.Series(std, index=x.index)
 
 
@@ -109,13 +121,19 @@ def check_all_indicators(f: pd.DataFrame) -> None:
     close = f.close
     for n in (1, 2, 10, 50):
         assert_matches(ind.sma(close.values, n), close.rolling(n).mean())
-        assert_matches(ind.ema(close.values, n), close.ewm(span=n, adjust=False, min_periods=n).mean())
+        assert_matches(
+            ind.ema(close.values, n), close.ewm(span=n, adjust=False, min_periods=n).mean()
+        )
     for n in (2, 14, 30):
         assert_matches(ind.rsi(close.values, n), oracle_rsi(close, n))
-        assert_matches(ind.atr(f.high.values, f.low.values, close.values, n),
-                       oracle_true_range(f).ewm(alpha=1 / n, adjust=False, min_periods=n).mean())
-    line = (close.ewm(span=12, adjust=False, min_periods=12).mean()
-            - close.ewm(span=26, adjust=False, min_periods=26).mean())
+        assert_matches(
+            ind.atr(f.high.values, f.low.values, close.values, n),
+            oracle_true_range(f).ewm(alpha=1 / n, adjust=False, min_periods=n).mean(),
+        )
+    line = (
+        close.ewm(span=12, adjust=False, min_periods=12).mean()
+        - close.ewm(span=26, adjust=False, min_periods=26).mean()
+    )
     signal = line.ewm(span=9, adjust=False, min_periods=9).mean()
     macd = ind.macd(close.values, 12, 26, 9)
     assert_matches(macd.line, line)
@@ -206,10 +224,14 @@ def test_recursive_indicators_forget_their_seed_bit_for_bit(real, n):
     close, high, low = real.close.values, real.high.values, real.low.values
     ema_bars = ind.converged_warmup(ind.ema_alpha(n))
     wilder_bars = ind.converged_warmup(ind.wilder_alpha(n)) + 1
-    full_ema, full_rsi, full_atr = ind.ema(close, n), ind.rsi(close, n), ind.atr(high, low, close, n)
+    full_ema, full_rsi, full_atr = (
+        ind.ema(close, n),
+        ind.rsi(close, n),
+        ind.atr(high, low, close, n),
+    )
     checked = 0
     for t in range(wilder_bars, len(close), max(1, len(close) // 200)):
-        assert ind.ema(close[t - ema_bars:t + 1], n)[-1] == full_ema[t]
+        assert ind.ema(close[t - ema_bars : t + 1], n)[-1] == full_ema[t]
         window = slice(t - wilder_bars, t + 1)
         assert ind.rsi(close[window], n)[-1] == full_rsi[t]
         assert ind.atr(high[window], low[window], close[window], n)[-1] == full_atr[t]
@@ -227,15 +249,25 @@ def test_converged_warmup_formula():
 
 # --------------------------------------------------------------------------- hypothesis properties
 
-prices = hnp.arrays(np.float64, st.integers(2, 120),
-                    elements=st.floats(0.5, 2.0, allow_nan=False, allow_infinity=False))
+prices = hnp.arrays(
+    np.float64,
+    st.integers(2, 120),
+    elements=st.floats(0.5, 2.0, allow_nan=False, allow_infinity=False),
+)
 
 
 def all_outputs(x: np.ndarray, n: int) -> list[np.ndarray]:
     high, low = x * 1.01, x * 0.99
-    return [ind.sma(x, n), ind.ema(x, n), ind.rsi(x, n), ind.atr(high, low, x, n),
-            *ind.macd(x, n, n + 3, 4), *ind.bollinger(x, n), ind.rolling_zscore(x, n),
-            *ind.donchian(high, low, n)]
+    return [
+        ind.sma(x, n),
+        ind.ema(x, n),
+        ind.rsi(x, n),
+        ind.atr(high, low, x, n),
+        *ind.macd(x, n, n + 3, 4),
+        *ind.bollinger(x, n),
+        ind.rolling_zscore(x, n),
+        *ind.donchian(high, low, n),
+    ]
 
 
 @settings(max_examples=60, deadline=None)
@@ -258,16 +290,20 @@ price_like = st.floats(1e-6, 1e5, allow_nan=False).map(lambda v: float(np.float3
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(hnp.arrays(np.float64, st.integers(1, 80), elements=wide_floats),
-                 hnp.arrays(np.float64, st.integers(1, 80), elements=price_like)),
-       st.integers(1, 25))
+@given(
+    st.one_of(
+        hnp.arrays(np.float64, st.integers(1, 80), elements=wide_floats),
+        hnp.arrays(np.float64, st.integers(1, 80), elements=price_like),
+    ),
+    st.integers(1, 25),
+)
 def test_window_sum_is_the_correctly_rounded_sum_of_each_window(x, n):
     """Sliding exact accumulation equals math.fsum (correct rounding) of every window, with
     the fixed-point accumulators (price-like ranges) and the limb one (exponents far apart)."""
     got = window_sums(x, n)
     assert np.isnan(got[: n - 1]).all()
     for t in range(n - 1, len(x)):
-        assert got[t] == math.fsum(x[t - n + 1: t + 1])
+        assert got[t] == math.fsum(x[t - n + 1 : t + 1])
 
 
 @settings(max_examples=60, deadline=None)
@@ -286,7 +322,9 @@ def reference_event_position(le, lx, se, sx, max_hold):
     out = []
     for t in range(len(le)):
         window = range(max(0, t - max_hold + 1), t + 1)
-        entries = [(s, +1) for s in window if le[s]] + [(s, -1) for s in window if se[s] and not le[s]]
+        entries = [(s, +1) for s in window if le[s]] + [
+            (s, -1) for s in window if se[s] and not le[s]
+        ]
         if not entries:
             out.append(0.0)
             continue
@@ -297,7 +335,8 @@ def reference_event_position(le, lx, se, sx, max_hold):
 
 
 bool_arrays = st.integers(1, 80).flatmap(
-    lambda n: st.tuples(*[hnp.arrays(np.bool_, n, elements=st.booleans()) for _ in range(4)]))
+    lambda n: st.tuples(*[hnp.arrays(np.bool_, n, elements=st.booleans()) for _ in range(4)])
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -315,17 +354,23 @@ def reference_trailing(entry, close, distance, max_hold):
         held = False
         if starts:
             s = starts[-1]
-            held = all(close[u] >= max(close[s:u + 1]) - distance[u] for u in range(s + 1, t + 1))
+            held = all(close[u] >= max(close[s : u + 1]) - distance[u] for u in range(s + 1, t + 1))
         position.append(1.0 if held else 0.0)
-        level.append(max(close[starts[-1]:t + 1]) - distance[t] if held else math.nan)
+        level.append(max(close[starts[-1] : t + 1]) - distance[t] if held else math.nan)
     return position, level
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(1, 60).flatmap(lambda n: st.tuples(
-    hnp.arrays(np.bool_, n, elements=st.booleans()),
-    hnp.arrays(np.float64, n, elements=st.floats(1, 2)),
-    hnp.arrays(np.float64, n, elements=st.floats(0, 0.5)))), st.integers(1, 20))
+@given(
+    st.integers(1, 60).flatmap(
+        lambda n: st.tuples(
+            hnp.arrays(np.bool_, n, elements=st.booleans()),
+            hnp.arrays(np.float64, n, elements=st.floats(1, 2)),
+            hnp.arrays(np.float64, n, elements=st.floats(0, 0.5)),
+        )
+    ),
+    st.integers(1, 20),
+)
 def test_trailing_exit_follows_the_windowed_rule(arrays, max_hold):
     entry, close, distance = arrays
     position, level = ind.trailing_exit_position(entry, close, distance, max_hold)

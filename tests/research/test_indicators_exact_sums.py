@@ -39,7 +39,7 @@ def exact_sum(values: np.ndarray) -> float:
 def reference_window_sums(x: np.ndarray, n: int, at=None) -> np.ndarray:
     out = np.full(len(x), np.nan)
     for t in range(n - 1, len(x)) if at is None else at:
-        window = x[t - n + 1:t + 1]
+        window = x[t - n + 1 : t + 1]
         if np.isfinite(window).all():
             out[t] = exact_sum(window)
     return out
@@ -48,7 +48,7 @@ def reference_window_sums(x: np.ndarray, n: int, at=None) -> np.ndarray:
 def reference_sma(x: np.ndarray, n: int, at=None) -> np.ndarray:
     out = reference_window_sums(x, n, at) / n
     for t in range(n - 1, len(x)) if at is None else at:
-        window = x[t - n + 1:t + 1]
+        window = x[t - n + 1 : t + 1]
         if not np.isnan(window[0]) and (window[1:] == window[:-1]).all():
             out[t] = x[t]
     return out
@@ -76,8 +76,21 @@ def check_against_reference(x: np.ndarray, n: int, at=None) -> None:
 
 # --------------------------------------------------------------------------- hypothesis
 
-special = st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 5e-324, -2.5e-310,
-                           1.7976931348623157e308, 0.1, 1e-5 + 1e-13, 2.0 ** 53 + 2])
+special = st.sampled_from(
+    [
+        math.nan,
+        math.inf,
+        -math.inf,
+        0.0,
+        -0.0,
+        5e-324,
+        -2.5e-310,
+        1.7976931348623157e308,
+        0.1,
+        1e-5 + 1e-13,
+        2.0**53 + 2,
+    ]
+)
 value_kinds = [
     st.floats(100.0, 1600.0),  # prices: one word, or two for long windows
     st.integers(900_000, 900_400).map(lambda c: c / 100),  # cent ticks: flat runs, ties
@@ -92,8 +105,7 @@ value_kinds = [
 def series_with_runs(draw) -> np.ndarray:
     """Values of one or two kinds, each repeated 1 to 40 times (constant windows)."""
     kinds = draw(st.lists(st.sampled_from(value_kinds), min_size=1, max_size=2))
-    runs = draw(st.lists(st.tuples(st.one_of(kinds), st.integers(1, 40)), min_size=1,
-                         max_size=12))
+    runs = draw(st.lists(st.tuples(st.one_of(kinds), st.integers(1, 40)), min_size=1, max_size=12))
     return np.array([value for value, repeat in runs for _ in range(repeat)], dtype=np.float64)
 
 
@@ -115,7 +127,7 @@ def price_walk(size: int, start: float, end: float, seed: int = RNG_SEED) -> np.
     path = np.round(path, 2)
     flat = rng.integers(0, size - 60, 20)
     for begin in flat:
-        path[begin:begin + rng.integers(2, 60)] = path[begin]
+        path[begin : begin + rng.integers(2, 60)] = path[begin]
     return path
 
 
@@ -125,13 +137,22 @@ def regimes() -> dict[str, tuple[np.ndarray, int, int]]:
     size = 6000
     return {
         "prices, one word": (price_walk(size, 9000.0, 9500.0), 50, ws._ONE_WORD),
-        "prices around 1024, long window, two words": (price_walk(size, 1024.0, 1024.0), 700,
-                                                       ws._TWO_WORDS),
+        "prices around 1024, long window, two words": (
+            price_walk(size, 1024.0, 1024.0),
+            700,
+            ws._TWO_WORDS,
+        ),
         "exponents 20 apart, limbs": (
-            rng.uniform(1, 2, size) * 2.0 ** rng.integers(0, 20, size), 30, ws._LIMBS),
+            rng.uniform(1, 2, size) * 2.0 ** rng.integers(0, 20, size),
+            30,
+            ws._LIMBS,
+        ),
         "exponents far apart, limbs": (
-            rng.normal(0, 1, size) * 10.0 ** rng.integers(-200, 200, size), 30, ws._LIMBS),
-        "subnormal values, limbs": (rng.normal(0, 1, size) * 2.0 ** -1070, 40, ws._LIMBS),
+            rng.normal(0, 1, size) * 10.0 ** rng.integers(-200, 200, size),
+            30,
+            ws._LIMBS,
+        ),
+        "subnormal values, limbs": (rng.normal(0, 1, size) * 2.0**-1070, 40, ws._LIMBS),
         "constant 0.1 (0.1 * 3 / 3 != 0.1)": (np.full(size, 0.1), 3, ws._ONE_WORD),
     }
 
@@ -157,9 +178,9 @@ def test_a_window_gives_the_same_bits_as_the_full_history(name):
     x, n, _ = regimes()[name]
     full_sums, full_means = ws.window_sums(x, n), ind.sma(x, n)
     for t in range(n - 1, len(x), 97):
-        window = x[t - n + 1:t + 1]
-        assert_same_bits(ws.window_sums(window, n)[-1:], full_sums[t:t + 1])
-        assert_same_bits(ind.sma(window, n)[-1:], full_means[t:t + 1])
+        window = x[t - n + 1 : t + 1]
+        assert_same_bits(ws.window_sums(window, n)[-1:], full_sums[t : t + 1])
+        assert_same_bits(ind.sma(window, n)[-1:], full_means[t : t + 1])
 
 
 def test_a_long_price_history_takes_the_integer_accumulators_block_by_block():

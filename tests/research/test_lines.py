@@ -28,25 +28,55 @@ def numbers(value):
 # --------------------------------------------------------------------------- the algebra
 
 
-@pytest.mark.parametrize("expression", [
-    lambda: A + B, lambda: B * 2.0, lambda: 3 - B, lambda: A > B, lambda: B <= 2,
-    lambda: (A > 3) & (B < 4), lambda: (A > 3) | (B < 4), lambda: ~(B > 2), lambda: np.sign(A - B),
-    lambda: np.abs(B), lambda: np.maximum(A, B), lambda: np.isnan(B), lambda: np.log(B),
-    lambda: np.where(A > B, A, 0.0), lambda: np.clip(B, 1.0, 2.0),
-    lambda: np.select([A > 5, B > 2], [A, B], 0.0), lambda: B.astype(np.float32),
-    lambda: B.copy(), lambda: B[:], lambda: np.nan_to_num(B), lambda: False & (B > 1),
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        lambda: A + B,
+        lambda: B * 2.0,
+        lambda: 3 - B,
+        lambda: A > B,
+        lambda: B <= 2,
+        lambda: (A > 3) & (B < 4),
+        lambda: (A > 3) | (B < 4),
+        lambda: ~(B > 2),
+        lambda: np.sign(A - B),
+        lambda: np.abs(B),
+        lambda: np.maximum(A, B),
+        lambda: np.isnan(B),
+        lambda: np.log(B),
+        lambda: np.where(A > B, A, 0.0),
+        lambda: np.clip(B, 1.0, 2.0),
+        lambda: np.select([A > 5, B > 2], [A, B], 0.0),
+        lambda: B.astype(np.float32),
+        lambda: B.copy(),
+        lambda: B[:],
+        lambda: np.nan_to_num(B),
+        lambda: False & (B > 1),
+    ],
+)
 def test_element_wise_operations_keep_the_largest_numbers(expression):
     assert numbers(expression()) == (4, 30)
 
 
-@pytest.mark.parametrize("expression", [
-    lambda: B[1:], lambda: B[::-1], lambda: B[B > 2], lambda: np.roll(B, 1),
-    lambda: np.concatenate([A, B]), lambda: np.diff(B), lambda: np.cumsum(B), lambda: B.cumsum(),
-    lambda: np.maximum.accumulate(B), lambda: B + np.arange(10.0),
-    lambda: np.where(A > 3, B, A.view(np.ndarray)),
-    lambda: np.sort(B), lambda: np.asarray(B), lambda: B + [1.0] * 10,
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        lambda: B[1:],
+        lambda: B[::-1],
+        lambda: B[B > 2],
+        lambda: np.roll(B, 1),
+        lambda: np.concatenate([A, B]),
+        lambda: np.diff(B),
+        lambda: np.cumsum(B),
+        lambda: B.cumsum(),
+        lambda: np.maximum.accumulate(B),
+        lambda: B + np.arange(10.0),
+        lambda: np.where(A > 3, B, A.view(np.ndarray)),
+        lambda: np.sort(B),
+        lambda: np.asarray(B),
+        lambda: B + [1.0] * 10,
+    ],
+)
 def test_anything_else_gives_a_plain_array(expression):
     value = expression()
     assert type(value) is np.ndarray
@@ -90,26 +120,50 @@ def all_indicators(close: Line, high: Line, low: Line, n: int) -> dict[str, Line
     bands = ind.bollinger(close, n)
     channel = ind.donchian(high, low, n)
     return {
-        "sma": ind.sma(close, n), "ema": ind.ema(close, n), "rsi": ind.rsi(close, n),
-        "atr": ind.atr(high, low, close, n), "true_range": ind.true_range(high, low, close),
-        "macd": macd.line, "macd_signal": macd.signal, "macd_histogram": macd.histogram,
-        "bb_upper": bands.upper, "bb_lower": bands.lower, "rolling_std": ind.rolling_std(close, n),
-        "zscore": ind.rolling_zscore(close, n), "donchian_upper": channel.upper,
-        "donchian_lower": channel.lower, "shift": ind.shift(close, 3),
+        "sma": ind.sma(close, n),
+        "ema": ind.ema(close, n),
+        "rsi": ind.rsi(close, n),
+        "atr": ind.atr(high, low, close, n),
+        "true_range": ind.true_range(high, low, close),
+        "macd": macd.line,
+        "macd_signal": macd.signal,
+        "macd_histogram": macd.histogram,
+        "bb_upper": bands.upper,
+        "bb_lower": bands.lower,
+        "rolling_std": ind.rolling_std(close, n),
+        "zscore": ind.rolling_zscore(close, n),
+        "donchian_upper": channel.upper,
+        "donchian_lower": channel.lower,
+        "shift": ind.shift(close, 3),
         # chains: an indicator of an indicator adds its own numbers
-        "ema_of_sma": ind.ema(ind.sma(close, n), 4), "rsi_of_ema": ind.rsi(ind.ema(close, 3), n),
+        "ema_of_sma": ind.ema(ind.sma(close, n), 4),
+        "rsi_of_ema": ind.rsi(ind.ema(close, 3), n),
         "sma_of_atr": ind.sma(ind.atr(high, low, close, n), 6),
-        "shifted_channel": ind.shift(channel.upper), "price_minus_ema": close - ind.ema(close, n),
+        "shifted_channel": ind.shift(channel.upper),
+        "price_minus_ema": close - ind.ema(close, n),
     }
 
 
 EXPECTED_LOOKBACK = {  # by the usual definitions, for raw prices
-    "sma": lambda n: n - 1, "ema": lambda n: n - 1, "rsi": lambda n: n, "atr": lambda n: n - 1,
-    "true_range": lambda n: 0, "macd": lambda n: n + 6, "macd_signal": lambda n: n + 10,
-    "macd_histogram": lambda n: n + 10, "bb_upper": lambda n: n - 1, "bb_lower": lambda n: n - 1,
-    "rolling_std": lambda n: n - 1, "zscore": lambda n: n - 1, "donchian_upper": lambda n: n - 1,
-    "donchian_lower": lambda n: n - 1, "shift": lambda n: 3, "ema_of_sma": lambda n: n + 2,
-    "rsi_of_ema": lambda n: n + 2, "sma_of_atr": lambda n: n + 4, "shifted_channel": lambda n: n,
+    "sma": lambda n: n - 1,
+    "ema": lambda n: n - 1,
+    "rsi": lambda n: n,
+    "atr": lambda n: n - 1,
+    "true_range": lambda n: 0,
+    "macd": lambda n: n + 6,
+    "macd_signal": lambda n: n + 10,
+    "macd_histogram": lambda n: n + 10,
+    "bb_upper": lambda n: n - 1,
+    "bb_lower": lambda n: n - 1,
+    "rolling_std": lambda n: n - 1,
+    "zscore": lambda n: n - 1,
+    "donchian_upper": lambda n: n - 1,
+    "donchian_lower": lambda n: n - 1,
+    "shift": lambda n: 3,
+    "ema_of_sma": lambda n: n + 2,
+    "rsi_of_ema": lambda n: n + 2,
+    "sma_of_atr": lambda n: n + 4,
+    "shifted_channel": lambda n: n,
     "price_minus_ema": lambda n: n - 1,
 }
 
@@ -141,7 +195,7 @@ def test_a_window_of_the_history_window_gives_the_full_history_value(real, n):
     for t in rng.integers(0, len(real), 40):
         for name, line in full.items():
             start = max(0, t - line.history + 1)
-            window = [_raw(plain[start:t + 1, column]) for column in range(3)]
+            window = [_raw(plain[start : t + 1, column]) for column in range(3)]
             value = all_indicators(*window, n)[name][-1]
             assert value == line[t] or (np.isnan(value) and np.isnan(line[t])), (name, t)
 
@@ -151,13 +205,18 @@ def test_window_indicators_need_their_whole_history_window(real):
     close, high, low = _raw(real.close), _raw(real.high), _raw(real.low)
     for name in ("sma", "bb_upper", "donchian_upper", "rolling_std", "shifted_channel"):
         line = all_indicators(close, high, low, 12)[name]
-        short = [_raw(real[column].to_numpy()[100 - line.history + 2: 101])
-                 for column in ("close", "high", "low")]
+        short = [
+            _raw(real[column].to_numpy()[100 - line.history + 2 : 101])
+            for column in ("close", "high", "low")
+        ]
         assert np.isnan(all_indicators(*short, 12)[name][-1]), name
 
 
-prices = hnp.arrays(np.float64, st.integers(0, 80),
-                    elements=st.floats(0.5, 2.0, allow_nan=False, allow_infinity=False))
+prices = hnp.arrays(
+    np.float64,
+    st.integers(0, 80),
+    elements=st.floats(0.5, 2.0, allow_nan=False, allow_infinity=False),
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -185,7 +244,7 @@ def test_plain_inputs_give_plain_results():
 def rolling_median(values, n):
     out = np.full(len(values), np.nan)
     if len(values) >= n:
-        out[n - 1:] = np.median(np.lib.stride_tricks.sliding_window_view(values, n), axis=1)
+        out[n - 1 :] = np.median(np.lib.stride_tricks.sliding_window_view(values, n), axis=1)
     return out
 
 

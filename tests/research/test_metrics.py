@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from market_files import read_market_bars
+
 from research.backtesting import backtest
 from research.kernels.stats import equity_stats_nb
 from research.metrics import compute_stats, periods_per_year
@@ -28,8 +28,14 @@ from research.types import Costs
 HOUR = 3_600_000
 
 
-def pandas_stats(equity: pd.Series, position: pd.Series, initial: float, timeframe_ms: int,
-                 trades: pd.DataFrame, bars=None) -> dict:
+def pandas_stats(
+    equity: pd.Series,
+    position: pd.Series,
+    initial: float,
+    timeframe_ms: int,
+    trades: pd.DataFrame,
+    bars=None,
+) -> dict:
     """The same statistics, written with pandas idioms from their textbook definitions:
     calendar years from the first bar's open to the last close, gaps included; moments
     annualised by the bars present per calendar year."""
@@ -47,8 +53,11 @@ def pandas_stats(equity: pd.Series, position: pd.Series, initial: float, timefra
     # longest time under water: group bars by the peak they are below
     times = pd.Series(equity.index).reset_index(drop=True)
     new_peak = equity.reset_index(drop=True) >= peak.reset_index(drop=True)
-    peak_time = times.where(new_peak).ffill().fillna(times.iloc[0] - pd.Timedelta(
-        milliseconds=timeframe_ms))
+    peak_time = (
+        times.where(new_peak)
+        .ffill()
+        .fillna(times.iloc[0] - pd.Timedelta(milliseconds=timeframe_ms))
+    )
     underwater = (times - peak_time).where(~new_peak, pd.Timedelta(0))
     closed = trades[trades["exit_reason"] != "open"]
     pnl = closed["pnl"]
@@ -59,14 +68,16 @@ def pandas_stats(equity: pd.Series, position: pd.Series, initial: float, timefra
         "bars_per_year": per_year,
         "missing_bars": int(sum(step // bar - 1 for step in gap_steps)),
         "gaps": len(gap_steps),
-        "longest_gap_ms": ((gap_steps.max() - bar) / pd.Timedelta(milliseconds=1)
-                           if len(gap_steps) else 0),
+        "longest_gap_ms": (
+            (gap_steps.max() - bar) / pd.Timedelta(milliseconds=1) if len(gap_steps) else 0
+        ),
         "gaps_held": int((held_before_gap != 0).sum()),
         "total_return": equity.iloc[-1] / initial - 1,
         "cagr": cagr,
         "annual_volatility": returns.std() * math.sqrt(per_year),
         "sharpe": returns.mean() / returns.std() * math.sqrt(per_year),
-        "sortino": returns.mean() / math.sqrt((returns.clip(upper=0) ** 2).mean())
+        "sortino": returns.mean()
+        / math.sqrt((returns.clip(upper=0) ** 2).mean())
         * math.sqrt(per_year),
         "max_drawdown": max_dd,
         "calmar": cagr / max_dd,
@@ -82,16 +93,20 @@ def pandas_stats(equity: pd.Series, position: pd.Series, initial: float, timefra
         holding = pd.Series(bars.close / bars.open[0])
         held_returns = pd.concat([pd.Series([1.0]), holding]).pct_change().iloc[1:]
         expected["buy_hold_return"] = holding.iloc[-1] - 1
-        expected["buy_hold_sharpe"] = (held_returns.mean() / held_returns.std()
-                                       * math.sqrt(per_year))
+        expected["buy_hold_sharpe"] = held_returns.mean() / held_returns.std() * math.sqrt(per_year)
         expected["buy_hold_max_drawdown"] = (1 - holding / holding.clip(lower=1.0).cummax()).max()
         expected["excess_return"] = expected["total_return"] - expected["buy_hold_return"]
     return expected
 
 
-@pytest.mark.parametrize("dataset, timeframe_ms", [
-    ("binance_BTC-USDT_1h", HOUR), ("binance_ETH-USDT_4h", 4 * HOUR),
-    ("bittrex_ETH-BTC_5m", 300_000)])
+@pytest.mark.parametrize(
+    "dataset, timeframe_ms",
+    [
+        ("binance_BTC-USDT_1h", HOUR),
+        ("binance_ETH-USDT_4h", 4 * HOUR),
+        ("bittrex_ETH-BTC_5m", 300_000),
+    ],
+)
 @pytest.mark.parametrize("strategy", ["sma_cross", "ema_cross"])
 def test_stats_match_pandas_on_real_backtests(dataset, timeframe_ms, strategy):
     from strategies.registry import get_strategy
@@ -99,8 +114,9 @@ def test_stats_match_pandas_on_real_backtests(dataset, timeframe_ms, strategy):
     bars = read_market_bars(f"{dataset}.csv.gz", timeframe_ms)
     result = backtest(get_strategy(strategy), bars, costs=Costs(0.001, 2.0))
     assert result.stats["trade_count"] >= 3
-    expected = pandas_stats(result.equity, result.position, 10_000.0, timeframe_ms,
-                            result.trades, bars)
+    expected = pandas_stats(
+        result.equity, result.position, 10_000.0, timeframe_ms, result.trades, bars
+    )
     for key, value in expected.items():
         assert result.stats[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
 
@@ -109,8 +125,16 @@ def test_hand_computed_drawdown_and_ratios():
     equity = np.array([100.0, 110.0, 105.0, 100.0, 111.0, 90.0])
     position = np.array([0.0, 1.0, 1.0, 0.0, 2.0, 2.0])
     ts = HOUR * np.arange(1, 7, dtype=np.int64)
-    stats = compute_stats(equity, position, ts, HOUR, np.array([10.0, -5.0, 20.0]),
-                          np.array([HOUR, 2 * HOUR, 3 * HOUR]), 100.0, 1.5)
+    stats = compute_stats(
+        equity,
+        position,
+        ts,
+        HOUR,
+        np.array([10.0, -5.0, 20.0]),
+        np.array([HOUR, 2 * HOUR, 3 * HOUR]),
+        100.0,
+        1.5,
+    )
     assert stats["max_drawdown"] == pytest.approx(1 - 90 / 111)
     assert stats["max_drawdown_duration_ms"] == 2 * HOUR  # peak at bar 1, below until bar 3
     assert stats["total_return"] == pytest.approx(-0.1)
@@ -126,8 +150,9 @@ def test_hand_computed_drawdown_and_ratios():
 
 def test_duration_counts_from_the_initial_cash_when_the_first_bar_loses():
     ts = HOUR * np.arange(1, 4, dtype=np.int64)
-    stats = compute_stats(np.array([99.0, 98.0, 97.0]), np.ones(3), ts, HOUR, np.empty(0),
-                          np.empty(0), 100.0)
+    stats = compute_stats(
+        np.array([99.0, 98.0, 97.0]), np.ones(3), ts, HOUR, np.empty(0), np.empty(0), 100.0
+    )
     assert stats["max_drawdown_duration_ms"] == 3 * HOUR
     assert stats["sortino"] < 0 and stats["sharpe"] < 0
 
@@ -137,16 +162,31 @@ def test_degenerate_inputs_give_nan_not_errors():
     flat = compute_stats(np.full(4, 100.0), np.zeros(4), ts, HOUR, np.empty(0), np.empty(0), 100.0)
     assert flat["total_return"] == 0 and flat["max_drawdown"] == 0
     assert flat["max_drawdown_duration_ms"] == 0
-    for key in ("sharpe", "sortino", "calmar", "win_rate", "profit_factor", "expectancy",
-                "average_holding_ms"):
+    for key in (
+        "sharpe",
+        "sortino",
+        "calmar",
+        "win_rate",
+        "profit_factor",
+        "expectancy",
+        "average_holding_ms",
+    ):
         assert math.isnan(flat[key]), key
     assert flat["trade_count"] == 0 and flat["exposure"] == 0
-    rising = compute_stats(np.array([101.0, 102.0, 103.0, 104.0]), np.ones(4), ts, HOUR,
-                           np.array([4.0]), np.array([HOUR]), 100.0)
+    rising = compute_stats(
+        np.array([101.0, 102.0, 103.0, 104.0]),
+        np.ones(4),
+        ts,
+        HOUR,
+        np.array([4.0]),
+        np.array([HOUR]),
+        100.0,
+    )
     assert rising["sortino"] == math.inf and rising["profit_factor"] == math.inf
     assert math.isnan(rising["calmar"])
-    ruined = compute_stats(np.array([50.0, -5.0]), np.ones(2), ts[:2], HOUR, np.empty(0),
-                           np.empty(0), 100.0)
+    ruined = compute_stats(
+        np.array([50.0, -5.0]), np.ones(2), ts[:2], HOUR, np.empty(0), np.empty(0), 100.0
+    )
     assert ruined["cagr"] == -1.0 and ruined["max_drawdown"] == pytest.approx(1.05)
     one = compute_stats(np.array([100.0]), np.zeros(1), ts[:1], HOUR, np.empty(0), np.empty(0), 100)
     assert math.isnan(one["sharpe"]) and math.isnan(one["annual_volatility"])
@@ -188,9 +228,13 @@ def reference_equity_stats(equity, ts, timeframe_ms, initial):
 
 
 @settings(max_examples=80, deadline=None)
-@given(seed=st.integers(0, 2**31), n=st.sampled_from([1, 2, 7, 2047, 2048, 2049, 5000]),
-       drift=st.sampled_from([-1e-3, 0.0, 2e-4, 1e-3]), volatility=st.sampled_from([0.0, 1e-4, 1e-2]),
-       nan_at=st.one_of(st.none(), st.floats(0.0, 1.0)))
+@given(
+    seed=st.integers(0, 2**31),
+    n=st.sampled_from([1, 2, 7, 2047, 2048, 2049, 5000]),
+    drift=st.sampled_from([-1e-3, 0.0, 2e-4, 1e-3]),
+    volatility=st.sampled_from([0.0, 1e-4, 1e-2]),
+    nan_at=st.one_of(st.none(), st.floats(0.0, 1.0)),
+)
 def test_equity_stats_match_a_bar_by_bar_reference(seed, n, drift, volatility, nan_at):
     """Blocks, lanes, the skipped blocks of the drawdown pass and the one-pass variance give
     the textbook numbers: rising curves (a new peak in most blocks), falling ones (none),
@@ -225,8 +269,9 @@ def test_gaps_coverage_and_calendar_annualisation_by_hand():
     position = np.array([0.0, 1.0, 1.0, 0.0, 0.0, 1.0])  # held across the first gap only
     opens = np.array([10.0, 10.0, 10.5, 11.0, 10.0, 10.0])
     closes = np.array([10.0, 10.5, 11.0, 10.0, 10.0, 12.0])
-    stats = compute_stats(equity, position, ts, HOUR, np.empty(0), np.empty(0), 100.0,
-                          open_=opens, close=closes)
+    stats = compute_stats(
+        equity, position, ts, HOUR, np.empty(0), np.empty(0), 100.0, open_=opens, close=closes
+    )
     assert stats["elapsed_ms"] == 10 * HOUR  # first open (hour 0) to last close (hour 10)
     assert stats["missing_bars"] == 4 and stats["gaps"] == 2
     assert stats["coverage"] == pytest.approx(6 / 10)
@@ -252,8 +297,16 @@ def test_gaps_held_from_the_fills_equal_those_from_the_positions():
     bars = read_market_bars("bittrex_ADA-BTC_1m.csv.gz")
     result = backtest(get_strategy("sma_cross"), bars, {"fast": 10, "slow": 50}, Costs(0.001))
     from_positions = compute_stats(
-        result.equity.to_numpy(), result.position.to_numpy(), bars.ts, bars.timeframe_ms,
-        np.empty(0), np.empty(0), 10_000.0, open_=bars.open, close=bars.close)
+        result.equity.to_numpy(),
+        result.position.to_numpy(),
+        bars.ts,
+        bars.timeframe_ms,
+        np.empty(0),
+        np.empty(0),
+        10_000.0,
+        open_=bars.open,
+        close=bars.close,
+    )
     assert result.stats["gaps"] == 1436 and result.stats["missing_bars"] == 237_753
     assert 0 < result.stats["gaps_held"] == from_positions["gaps_held"] < 1436
     for name in ("bars_per_year", "cagr", "sharpe", "buy_hold_sharpe", "coverage"):

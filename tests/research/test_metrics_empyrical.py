@@ -41,8 +41,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from market_files import read_market_bars
+
 from research.backtesting import backtest
 from research.metrics import buy_and_hold
 from research.tearsheet import monthly_returns, rolling_sharpe
@@ -95,16 +95,21 @@ def test_buy_and_hold_agrees_with_empyrical(run):
     holding = buy_and_hold(bars.open, bars.close, run.initial_cash)
     returns = bar_returns(holding, run.initial_cash)
     per_year = run.stats["bars_per_year"]
-    assert run.stats["buy_hold_return"] == pytest.approx(bars.close[-1] / bars.open[0] - 1,
-                                                         rel=1e-12)
-    assert run.stats["buy_hold_return"] == pytest.approx(empyrical.cum_returns_final(returns),
-                                                         rel=1e-9)
+    assert run.stats["buy_hold_return"] == pytest.approx(
+        bars.close[-1] / bars.open[0] - 1, rel=1e-12
+    )
+    assert run.stats["buy_hold_return"] == pytest.approx(
+        empyrical.cum_returns_final(returns), rel=1e-9
+    )
     assert run.stats["buy_hold_sharpe"] == pytest.approx(
-        empyrical.sharpe_ratio(returns, annualization=per_year), rel=1e-9)
-    assert run.stats["buy_hold_max_drawdown"] == pytest.approx(-empyrical.max_drawdown(returns),
-                                                               rel=1e-9)
+        empyrical.sharpe_ratio(returns, annualization=per_year), rel=1e-9
+    )
+    assert run.stats["buy_hold_max_drawdown"] == pytest.approx(
+        -empyrical.max_drawdown(returns), rel=1e-9
+    )
     assert run.stats["excess_return"] == pytest.approx(
-        run.stats["total_return"] - run.stats["buy_hold_return"], rel=1e-12)
+        run.stats["total_return"] - run.stats["buy_hold_return"], rel=1e-12
+    )
 
 
 def test_calendar_annualisation_is_the_bars_present_per_calendar_year(run):
@@ -123,8 +128,10 @@ def test_calendar_annualisation_is_the_bars_present_per_calendar_year(run):
 
 
 def test_monthly_and_yearly_returns_agree_with_empyrical(run):
-    returns = pd.Series(bar_returns(run.equity.to_numpy(), run.initial_cash),
-                        index=run.equity.index.tz_localize(None))
+    returns = pd.Series(
+        bar_returns(run.equity.to_numpy(), run.initial_cash),
+        index=run.equity.index.tz_localize(None),
+    )
     table = monthly_returns(run)
     theirs = empyrical.aggregate_returns(returns, "monthly")
     for (year, month), value in theirs.items():
@@ -143,8 +150,9 @@ def test_rolling_sharpe_agrees_with_empyrical_on_bars_without_gaps():
     result = backtest(get_strategy("sma_cross"), bars, {"fast": 5, "slow": 20}, Costs(0.001))
     ours = rolling_sharpe(result, "7D")["strategy"].to_numpy()
     returns = bar_returns(result.equity.to_numpy(), result.initial_cash)
-    theirs = empyrical.roll_sharpe_ratio(returns, window=168,
-                                         annualization=result.stats["bars_per_year"])
+    theirs = empyrical.roll_sharpe_ratio(
+        returns, window=168, annualization=result.stats["bars_per_year"]
+    )
     assert np.isnan(ours[:167]).all()  # no value before a whole window lies in the run
     np.testing.assert_allclose(ours[167:], np.asarray(theirs), rtol=1e-7, atol=1e-9)
     assert math.isfinite(ours[-1])

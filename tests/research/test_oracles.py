@@ -54,9 +54,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-
-from reference import simulate
 from market_files import market_file, read_ohlcv_csv
+from reference import simulate
+
 from research.backtesting import backtest
 from research.kernels import records as rc
 from research.strategy_model import StrategySpec, strategy
@@ -64,22 +64,26 @@ from research.types import Bars, Costs, RiskLimits, Stops
 
 pytestmark = pytest.mark.slow
 
-DATASETS = ["binance_BTC-USDT_1h", "binance_ETH-USDT_4h", "bittrex_ADA-BTC_5m",
-            "bittrex_ETH-BTC_1m"]
+DATASETS = [
+    "binance_BTC-USDT_1h",
+    "binance_ETH-USDT_4h",
+    "bittrex_ADA-BTC_5m",
+    "bittrex_ETH-BTC_1m",
+]
 INITIAL_CASH = 10_000.0
 
 
 # ----------------------------------------------------------------------------- a local strategy
 
+
 def _sma(values: np.ndarray, window: int) -> np.ndarray:
     out = np.full(len(values), np.nan)
     cumulative = np.cumsum(values)
-    out[window - 1:] = (cumulative[window - 1:] - np.concatenate([[0.0], cumulative[:-window]]))
+    out[window - 1 :] = cumulative[window - 1 :] - np.concatenate([[0.0], cumulative[:-window]])
     return out / window
 
 
-@strategy(name="local_sma_long_short", lookback=lambda p: p.slow,
-          history=lambda p: p.slow + 1)
+@strategy(name="local_sma_long_short", lookback=lambda p: p.slow, history=lambda p: p.slow + 1)
 def LOCAL_SMA(bars, fast: int = 10, slow: int = 30):
     """Plain numpy (running sums), its look-back declared."""
     fast_sma, slow_sma = _sma(np.asarray(bars.close), fast), _sma(np.asarray(bars.close), slow)
@@ -94,14 +98,21 @@ def strategies_under_test() -> dict[str, StrategySpec]:
     return specs
 
 
-STRATEGY_NAMES = ["bollinger_breakout", "donchian_breakout", "ema_cross", "macd_rsi",
-                  "rsi_reversion", "sma_cross", LOCAL_SMA.name]
+STRATEGY_NAMES = [
+    "bollinger_breakout",
+    "donchian_breakout",
+    "ema_cross",
+    "macd_rsi",
+    "rsi_reversion",
+    "sma_cross",
+    LOCAL_SMA.name,
+]
 
 
 # ----------------------------------------------------------------------------- data
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(path: str) -> Bars:
     return read_ohlcv_csv(path)
 
@@ -133,16 +144,28 @@ def index_of(bars: Bars) -> pd.DatetimeIndex:
 def vectorbt_portfolio(vbt, spec, bars, level, costs):
     index = index_of(bars)
     signal = pd.Series(np.concatenate([[0.0], level[:-1]]), index=index)  # fills next open
-    common = dict(price=pd.Series(bars.open, index=index), fees=costs.fee_rate,
-                  slippage=costs.slippage_bps / 1e4, size=np.inf, init_cash=INITIAL_CASH,
-                  freq=pd.Timedelta(milliseconds=bars.timeframe_ms))
+    common = dict(
+        price=pd.Series(bars.open, index=index),
+        fees=costs.fee_rate,
+        slippage=costs.slippage_bps / 1e4,
+        size=np.inf,
+        init_cash=INITIAL_CASH,
+        freq=pd.Timedelta(milliseconds=bars.timeframe_ms),
+    )
     close = pd.Series(bars.close, index=index)
     if spec.long_only:
-        return vbt.Portfolio.from_signals(close, entries=signal > 0, exits=signal <= 0,
-                                          direction="longonly", **common)
+        return vbt.Portfolio.from_signals(
+            close, entries=signal > 0, exits=signal <= 0, direction="longonly", **common
+        )
     return vbt.Portfolio.from_signals(
-        close, entries=signal > 0, exits=signal == 0, short_entries=signal < 0,
-        short_exits=signal == 0, upon_opposite_entry="reverse", **common)
+        close,
+        entries=signal > 0,
+        exits=signal == 0,
+        short_entries=signal < 0,
+        short_exits=signal == 0,
+        upon_opposite_entry="reverse",
+        **common,
+    )
 
 
 def entry_exit_bars(result) -> tuple[np.ndarray, np.ndarray]:
@@ -178,12 +201,14 @@ def test_trades_and_equity_agree_with_vectorbt(vbt, bars, name):
     closed = (positions["Status"] == "Closed").to_numpy()
     np.testing.assert_array_equal(as_ms(positions["Exit Timestamp"])[closed], exits[closed])
     assert (exits[~closed] == -1).all()
-    np.testing.assert_array_equal(np.where(positions["Direction"] == "Long", "long", "short"),
-                                  ours.trades["side"].to_numpy())
+    np.testing.assert_array_equal(
+        np.where(positions["Direction"] == "Long", "long", "short"), ours.trades["side"].to_numpy()
+    )
     np.testing.assert_allclose(positions["Size"], ours.trades["size"], rtol=1e-9)
     np.testing.assert_allclose(positions["Avg Entry Price"], ours.trades["entry_price"], rtol=1e-12)
-    np.testing.assert_allclose(positions["PnL"][closed], ours.trades["pnl"][closed], rtol=1e-7,
-                               atol=1e-9 * INITIAL_CASH)
+    np.testing.assert_allclose(
+        positions["PnL"][closed], ours.trades["pnl"][closed], rtol=1e-7, atol=1e-9 * INITIAL_CASH
+    )
     value = portfolio.value().to_numpy()
     assert ours.equity.iloc[-1] == pytest.approx(value[-1], rel=1e-9)
     np.testing.assert_allclose(ours.equity.to_numpy(), value, rtol=1e-9)
@@ -205,8 +230,11 @@ def test_stats_agree_with_vectorbt(vbt, bars, name):
     assert s["total_return"] * 100 == pytest.approx(theirs["Total Return [%]"], rel=1e-9)
     assert s["max_drawdown"] * 100 == pytest.approx(theirs["Max Drawdown [%]"], rel=1e-9)
     assert s["total_fees"] == pytest.approx(theirs["Total Fees Paid"], rel=1e-9)
-    for ours_key, their_key in [("sharpe", "Sharpe Ratio"), ("sortino", "Sortino Ratio"),
-                                ("calmar", "Calmar Ratio")]:
+    for ours_key, their_key in [
+        ("sharpe", "Sharpe Ratio"),
+        ("sortino", "Sortino Ratio"),
+        ("calmar", "Calmar Ratio"),
+    ]:
         assert s[ours_key] == pytest.approx(theirs[their_key], rel=1e-7), ours_key
     assert s["trade_count"] == theirs["Total Closed Trades"]
     if s["trade_count"]:
@@ -244,12 +272,27 @@ def backtesting_py_run(spec, bars, level, fee_rate):
                 self.sell(size=1 - 1e-15)
 
     index = index_of(bars).tz_localize(None)
-    data = pd.DataFrame({"Open": bars.open, "High": bars.high, "Low": bars.low,
-                         "Close": bars.close, "Volume": bars.volume}, index=index)
+    data = pd.DataFrame(
+        {
+            "Open": bars.open,
+            "High": bars.high,
+            "Low": bars.low,
+            "Close": bars.close,
+            "Volume": bars.volume,
+        },
+        index=index,
+    )
     unit = INITIAL_CASH / (bars.high.max() * 1e12)
-    engine = FractionalBacktest(data, FollowTarget, cash=INITIAL_CASH, commission=fee_rate,
-                                trade_on_close=False, exclusive_orders=True,
-                                fractional_unit=unit, finalize_trades=False)
+    engine = FractionalBacktest(
+        data,
+        FollowTarget,
+        cash=INITIAL_CASH,
+        commission=fee_rate,
+        trade_on_close=False,
+        exclusive_orders=True,
+        fractional_unit=unit,
+        finalize_trades=False,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return engine.run()
@@ -268,8 +311,9 @@ def test_trades_and_equity_agree_with_backtesting_py(bars, name):
     n = len(closed)
     np.testing.assert_array_equal(as_ms(theirs["EntryTime"].dt.tz_localize("UTC")), entries[:n])
     np.testing.assert_array_equal(as_ms(theirs["ExitTime"].dt.tz_localize("UTC")), exits[:n])
-    np.testing.assert_array_equal(np.where(theirs["Size"] > 0, "long", "short"),
-                                  closed["side"].to_numpy())
+    np.testing.assert_array_equal(
+        np.where(theirs["Size"] > 0, "long", "short"), closed["side"].to_numpy()
+    )
     np.testing.assert_allclose(theirs["Size"].abs(), closed["size"], rtol=1e-9)
     np.testing.assert_allclose(theirs["PnL"], closed["pnl"], rtol=1e-6, atol=1e-9 * INITIAL_CASH)
     assert ours.equity.iloc[-1] == pytest.approx(stats["Equity Final [$]"], rel=1e-9)
@@ -282,8 +326,10 @@ def test_trades_and_equity_agree_with_backtesting_py(bars, name):
 STOP_CASES = {
     "stops": dict(stops=Stops(0.03, 0.06, math.nan), risk=RiskLimits()),
     "trailing": dict(stops=Stops(math.nan, math.nan, 0.04), risk=RiskLimits(max_position=0.5)),
-    "risk": dict(stops=Stops(0.05, math.nan, 0.08),
-                 risk=RiskLimits(max_position=1.0, daily_loss_limit=0.02, max_drawdown=0.15)),
+    "risk": dict(
+        stops=Stops(0.05, math.nan, 0.08),
+        risk=RiskLimits(max_position=1.0, daily_loss_limit=0.02, max_drawdown=0.15),
+    ),
 }
 
 
@@ -295,11 +341,22 @@ def test_stops_and_risk_limits_agree_with_the_reference_loop(bars, name, case):
     stops, risk = STOP_CASES[case]["stops"], STOP_CASES[case]["risk"]
     ours = backtest(spec, bars, costs=costs, stops=stops, risk=risk, initial_cash=INITIAL_CASH)
     fills, _, positions, equity = simulate(
-        bars.ts, bars.open, bars.high, bars.low, bars.close, ours.target, cash=INITIAL_CASH,
-        fee_rate=costs.fee_rate, slippage_bps=costs.slippage_bps, stop_loss=stops.stop_loss,
-        take_profit=stops.take_profit, trailing_stop=stops.trailing_stop,
-        max_position=risk.max_position, daily_loss_limit=risk.daily_loss_limit,
-        max_drawdown=risk.max_drawdown)
+        bars.ts,
+        bars.open,
+        bars.high,
+        bars.low,
+        bars.close,
+        ours.target,
+        cash=INITIAL_CASH,
+        fee_rate=costs.fee_rate,
+        slippage_bps=costs.slippage_bps,
+        stop_loss=stops.stop_loss,
+        take_profit=stops.take_profit,
+        trailing_stop=stops.trailing_stop,
+        max_position=risk.max_position,
+        daily_loss_limit=risk.daily_loss_limit,
+        max_drawdown=risk.max_drawdown,
+    )
     table = ours.fills
     assert len(table) == len(fills)
     assert list(table["reason"]) == [f.reason for f in fills]

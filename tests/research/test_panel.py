@@ -22,16 +22,24 @@ def hourly(hours, price=100.0, timeframe_ms=HOUR):
     """Bars closing at ``T0 + h * HOUR`` for each h; prices encode the hour (price + h)."""
     hours = np.asarray(hours)
     close = price + hours.astype(float)
-    return Bars(T0 + hours.astype(np.int64) * HOUR, close - 0.5, close + 1.0, close - 1.0, close,
-                np.ones(len(hours)), timeframe_ms)
+    return Bars(
+        T0 + hours.astype(np.int64) * HOUR,
+        close - 0.5,
+        close + 1.0,
+        close - 1.0,
+        close,
+        np.ones(len(hours)),
+        timeframe_ms,
+    )
 
 
 def test_grid_is_the_union_and_missing_bars_are_nan():
     panel = align({"A": hourly([1, 2, 3, 5]), "B": hourly([2, 3, 4, 5], price=200.0)})
     assert panel.markets == ("A", "B")
     np.testing.assert_array_equal(panel.ts, T0 + HOUR * np.array([1, 2, 3, 4, 5]))
-    np.testing.assert_array_equal(panel.present, [[True, False], [True, True], [True, True],
-                                                  [False, True], [True, True]])
+    np.testing.assert_array_equal(
+        panel.present, [[True, False], [True, True], [True, True], [False, True], [True, True]]
+    )
     assert np.isnan(panel.open[0, 1]) and np.isnan(panel.volume[3, 0])
     assert panel.close[4, 0] == 105.0 and panel.close[2, 1] == 203.0
     # each market's own bars come back unchanged
@@ -60,8 +68,9 @@ def test_last_close_carries_an_absent_market_forward():
     last = panel.last_close()
     assert np.isnan(last[0, 1])  # B not yet listed
     assert last[3, 0] == 103.0  # A absent at hour 4: its close of hour 3
-    np.testing.assert_array_equal(forward_fill(np.array([[np.nan], [1.0], [np.nan], [2.0]])),
-                                  [[np.nan], [1.0], [1.0], [2.0]])
+    np.testing.assert_array_equal(
+        forward_fill(np.array([[np.nan], [1.0], [np.nan], [2.0]])), [[np.nan], [1.0], [1.0], [2.0]]
+    )
 
 
 def test_coverage_counts_split_every_grid_row():
@@ -90,13 +99,17 @@ def test_real_pairs_align_on_their_common_grid():
         np.testing.assert_array_equal(panel.close[rows, j], bars[name].close)
         assert panel.present[:, j].sum() == len(bars[name])
     counts = panel.coverage_counts()
-    assert (counts["bars"] + counts["before"] + counts["after"] + counts["missing"]
-            == len(panel)).all()
+    assert (
+        counts["bars"] + counts["before"] + counts["after"] + counts["missing"] == len(panel)
+    ).all()
 
 
 def test_start_and_end_bound_the_grid():
-    panel = align({"A": hourly([1, 2, 3, 4]), "B": hourly([2, 3, 4, 5])},
-                  start=T0 + 2 * HOUR, end=T0 + 4 * HOUR)
+    panel = align(
+        {"A": hourly([1, 2, 3, 4]), "B": hourly([2, 3, 4, 5])},
+        start=T0 + 2 * HOUR,
+        end=T0 + 4 * HOUR,
+    )
     np.testing.assert_array_equal(panel.ts, T0 + HOUR * np.array([2, 3, 4]))
 
 
@@ -112,14 +125,19 @@ def test_slicing_and_selecting():
         panel.column("D")
 
 
-@pytest.mark.parametrize("bars, message", [
-    ({}, "at least one market"),
-    ({"A": hourly([1, 2]), "B": hourly([1, 2], timeframe_ms=2 * HOUR)},
-     "market 'B' has 7200000 ms bars but 'A' has 3600000 ms bars: a universe has one timeframe"),
-    ({"A": hourly([1, 2]), "B": hourly([5, 6])}, "no common span: 'B' starts after 'A' ends"),
-    ({"A": hourly([1, 2]), "B": hourly([1, 2], timeframe_ms=0)}, "market 'B' has no timeframe"),
-    ({"A": hourly([1, 2]), "B": hourly([])}, "market 'B' has no bars"),
-])
+@pytest.mark.parametrize(
+    "bars, message",
+    [
+        ({}, "at least one market"),
+        (
+            {"A": hourly([1, 2]), "B": hourly([1, 2], timeframe_ms=2 * HOUR)},
+            "market 'B' has 7200000 ms bars but 'A' has 3600000 ms bars: a universe has one timeframe",
+        ),
+        ({"A": hourly([1, 2]), "B": hourly([5, 6])}, "no common span: 'B' starts after 'A' ends"),
+        ({"A": hourly([1, 2]), "B": hourly([1, 2], timeframe_ms=0)}, "market 'B' has no timeframe"),
+        ({"A": hourly([1, 2]), "B": hourly([])}, "market 'B' has no bars"),
+    ],
+)
 def test_bad_universes_are_refused_naming_the_market(bars, message):
     with pytest.raises(ValueError, match=message):
         align(bars)
@@ -127,13 +145,26 @@ def test_bad_universes_are_refused_naming_the_market(bars, message):
 
 def test_off_grid_market_is_refused():
     shifted = hourly([1, 2])
-    shifted = Bars(shifted.ts + 60_000, shifted.open, shifted.high, shifted.low, shifted.close,
-                   shifted.volume, HOUR)
+    shifted = Bars(
+        shifted.ts + 60_000,
+        shifted.open,
+        shifted.high,
+        shifted.low,
+        shifted.close,
+        shifted.volume,
+        HOUR,
+    )
     with pytest.raises(ValueError, match="market 'B': close time .* is off the grid of 'A'"):
         align({"A": hourly([1, 2]), "B": shifted})
 
 
 def test_panel_checks_its_shapes():
     with pytest.raises(ValueError, match="Panel.close must be a float64 array of shape"):
-        Panel(("A",), np.array([1], dtype=np.int64), *([np.ones((1, 1))] * 3), np.ones(1),
-              np.ones((1, 1)), HOUR)
+        Panel(
+            ("A",),
+            np.array([1], dtype=np.int64),
+            *([np.ones((1, 1))] * 3),
+            np.ones(1),
+            np.ones((1, 1)),
+            HOUR,
+        )

@@ -101,8 +101,10 @@ def test_an_absent_market_does_not_trade_and_is_valued_at_its_last_close():
 
 
 def test_on_change_trades_only_the_market_whose_weight_changed():
-    panel = panel_of([(100 + i, 102 + i, 99 + i, 101 + i) for i in range(5)],
-                     [(50 - i, 51 - i, 48 - i, 49 - i) for i in range(5)])
+    panel = panel_of(
+        [(100 + i, 102 + i, 99 + i, 101 + i) for i in range(5)],
+        [(50 - i, 51 - i, 48 - i, 49 - i) for i in range(5)],
+    )
     weights = [[0.4, 0.4], [0.4, 0.4], [0.6, 0.4], [0.6, 0.4], [0.6, 0.4]]
     fills, *_ = run_book(panel, weights)
     assert [(f["bar"], f["market"]) for f in fills] == [(1, 0), (1, 1), (3, 0)]
@@ -134,7 +136,10 @@ def test_a_calendar_period_rebalances_at_the_first_decision_at_or_after_each_bou
     panel = tuple(np.delete(a, 3, axis=0) for a in panel)  # T0 + 4h is not on the grid
     fills, *_ = run_book(panel, [[0.5, 0.5]] * (n - 1), {"period": 4 * HOUR})
     assert sorted({int(panel[0][int(f["bar"]) - 1]) for f in fills}) == [
-        T0 + HOUR, T0 + 5 * HOUR, T0 + 8 * HOUR]
+        T0 + HOUR,
+        T0 + 5 * HOUR,
+        T0 + 8 * HOUR,
+    ]
 
 
 def test_a_drift_past_the_threshold_rebalances_the_whole_book():
@@ -156,8 +161,9 @@ def test_a_drift_past_the_threshold_rebalances_the_whole_book():
 
 def test_max_weight_clips_and_the_gross_weight_is_scaled_down():
     panel = panel_of(flat(100.0, 3), flat(50.0, 3), flat(20.0, 3))
-    fills, cash, pos, eq, *_ = run_book(panel, [[0.9, 0.6, -0.3]] * 3,
-                                        {"max_weight": 0.5, "max_gross": 1.0})
+    fills, cash, pos, eq, *_ = run_book(
+        panel, [[0.9, 0.6, -0.3]] * 3, {"max_weight": 0.5, "max_gross": 1.0}
+    )
     value = pos[1] * np.array([100.0, 50.0, 20.0])
     np.testing.assert_allclose(value / CASH, np.array([0.5, 0.5, -0.3]) / 1.3, rtol=1e-12)
 
@@ -175,18 +181,26 @@ def test_orders_below_the_minimum_are_not_sent_but_closes_are():
 
 def test_a_flip_closes_first_then_sizes_from_the_cash_left():
     panel = panel_of(flat(100.0, 4), flat(50.0, 4))
-    fills, cash, pos, eq, *_ = run_book(panel, [[0.5, 0.5], [-0.5, 0.5], [-0.5, 0.5],
-                                                [-0.5, 0.5]], {"fee_rate": 0.001})
+    fills, cash, pos, eq, *_ = run_book(
+        panel, [[0.5, 0.5], [-0.5, 0.5], [-0.5, 0.5], [-0.5, 0.5]], {"fee_rate": 0.001}
+    )
     close_long, open_short = fills_of(fills, 0)[1:]
     assert close_long["position_after"] == 0.0 and open_short["side"] == -1
     equity_after_close = close_long["cash_after"] + pos[1, 1] * 50.0
-    assert open_short["size"] == pytest.approx(0.5 * equity_after_close / (100.0 * 1.001),
-                                               rel=1e-12)
+    assert open_short["size"] == pytest.approx(
+        0.5 * equity_after_close / (100.0 * 1.001), rel=1e-12
+    )
 
 
 def test_a_stop_closes_one_market_which_stays_flat_until_its_weight_changes():
-    a = [(100, 100, 100, 100), (100, 101, 99, 100), (100, 100, 90, 95), (95, 96, 94, 95),
-         (95, 96, 94, 95), (95, 96, 94, 95)]
+    a = [
+        (100, 100, 100, 100),
+        (100, 101, 99, 100),
+        (100, 100, 90, 95),
+        (95, 96, 94, 95),
+        (95, 96, 94, 95),
+        (95, 96, 94, 95),
+    ]
     panel = panel_of(a, flat(50.0, 6))
     weights = [[0.5, 0.5]] * 4 + [[0.4, 0.5]] * 2
     fills, cash, pos, eq, *_ = run_book(panel, weights, {"stop_loss": 0.05})
@@ -217,11 +231,14 @@ def test_a_ruined_book_closes_what_is_present_and_opens_nothing():
     assert (pos[3:] == 0.0).all() and len(fills[fills["bar"] > 3]) == 0
 
 
-@pytest.mark.parametrize("row, status", [
-    ((100.0, 99.0, 98.0, 100.0), rc.STATUS_BAD_BAR),  # high below the open
-    ((100.0, 101.0, 99.0, np.inf), rc.STATUS_BAD_BAR),
-    ((-1.0, 101.0, -2.0, 100.0), rc.STATUS_BAD_BAR),
-])
+@pytest.mark.parametrize(
+    "row, status",
+    [
+        ((100.0, 99.0, 98.0, 100.0), rc.STATUS_BAD_BAR),  # high below the open
+        ((100.0, 101.0, 99.0, np.inf), rc.STATUS_BAD_BAR),
+        ((-1.0, 101.0, -2.0, 100.0), rc.STATUS_BAD_BAR),
+    ],
+)
 def test_a_bad_bar_of_a_present_market_leaves_the_book_untouched(row, status):
     panel = panel_of([(100.0,) * 4, row, (100.0,) * 4], flat(50.0, 3))
     fills, cash, pos, eq, got, book, legs = run_book(panel, [[0.5, 0.5]] * 3)
@@ -246,8 +263,15 @@ def test_a_bar_out_of_order_is_refused_by_step_book():
 def test_step_book_bar_by_bar_equals_the_loop():
     panel = synthetic_panel(400, 4, 11)
     weights = random_weights(400, 4, 11)
-    s = dict(fee_rate=0.001, slippage_bps=5.0, stop_loss=0.05, trailing_stop=0.08,
-             daily_loss_limit=0.05, max_drawdown=0.5, min_notional=5.0)
+    s = dict(
+        fee_rate=0.001,
+        slippage_bps=5.0,
+        stop_loss=0.05,
+        trailing_stop=0.08,
+        daily_loss_limit=0.05,
+        max_drawdown=0.5,
+        min_notional=5.0,
+    )
     fills, cash, pos, eq, status, final_book, final_legs = run_book(panel, weights, s)
     config = book_config(s)
     book, legs = pr.new_book(CASH, 4)
@@ -257,8 +281,9 @@ def test_step_book_bar_by_bar_equals_the_loop():
         # persisted as plain floats (JSON), as the runner stores them
         book = pr.BookState(*[float(x) for x in book])
         legs = np.array([[float(x) for x in row] for row in legs])
-        k, book = step_book(book, legs, config, int(panel[0][i]), *(a[i] for a in panel[1:]),
-                            weights[i], out)
+        k, book = step_book(
+            book, legs, config, int(panel[0][i]), *(a[i] for a in panel[1:]), weights[i], out
+        )
         assert k >= 0
         collected.extend(out[:k].copy())
     np.testing.assert_array_equal(np.array(collected, dtype=pr.BOOK_FILL_DTYPE), fills)
@@ -269,31 +294,36 @@ def test_step_book_bar_by_bar_equals_the_loop():
 # ----------------------------------------------------------------------------- one market
 
 
-SINGLE = st.fixed_dictionaries({
-    "fee_rate": st.sampled_from([0.0, 0.001, 0.0075]),
-    "slippage_bps": st.sampled_from([0.0, 2.5, 10.0]),
-    "stop_loss": st.sampled_from([NAN, 0.02, 0.05]),
-    "take_profit": st.sampled_from([NAN, 0.02, 0.05]),
-    "trailing_stop": st.sampled_from([NAN, 0.02, 0.05]),
-    "max_position": st.sampled_from([1.0, 0.5]),
-    "daily_loss_limit": st.sampled_from([NAN, 0.02, 0.05]),
-    "max_drawdown": st.sampled_from([NAN, 0.1, 0.3]),
-})
+SINGLE = st.fixed_dictionaries(
+    {
+        "fee_rate": st.sampled_from([0.0, 0.001, 0.0075]),
+        "slippage_bps": st.sampled_from([0.0, 2.5, 10.0]),
+        "stop_loss": st.sampled_from([NAN, 0.02, 0.05]),
+        "take_profit": st.sampled_from([NAN, 0.02, 0.05]),
+        "trailing_stop": st.sampled_from([NAN, 0.02, 0.05]),
+        "max_position": st.sampled_from([1.0, 0.5]),
+        "daily_loss_limit": st.sampled_from([NAN, 0.02, 0.05]),
+        "max_drawdown": st.sampled_from([NAN, 0.1, 0.3]),
+    }
+)
 
 
 def assert_one_market_book_equals_the_single_kernel(bars, target, s):
     ts, o, h, low, c = bars
-    config = rc.make_config(Costs(s["fee_rate"], s["slippage_bps"]),
-                            Stops(s["stop_loss"], s["take_profit"], s["trailing_stop"]),
-                            RiskLimits(s["max_position"], s["daily_loss_limit"],
-                                       s["max_drawdown"]))
-    fills, cash, pos, eq, status, state = run_backtest(rc.new_state(CASH), config, ts, o, h,
-                                                       low, c, target)
+    config = rc.make_config(
+        Costs(s["fee_rate"], s["slippage_bps"]),
+        Stops(s["stop_loss"], s["take_profit"], s["trailing_stop"]),
+        RiskLimits(s["max_position"], s["daily_loss_limit"], s["max_drawdown"]),
+    )
+    fills, cash, pos, eq, status, state = run_backtest(
+        rc.new_state(CASH), config, ts, o, h, low, c, target
+    )
     book_s = dict(s, max_weight=s["max_position"], max_gross=1.0)
     panel = (ts, o[:, None], h[:, None], low[:, None], c[:, None])
     for general in (True, False):  # the book loop, and the single-market loop it dispatches to
         b_fills, b_cash, b_pos, b_eq, b_status, book, legs = run_book(
-            panel, target[:, None], book_s, general=general)
+            panel, target[:, None], book_s, general=general
+        )
         assert b_status == status == rc.STATUS_OK
         assert len(b_fills) == len(fills)
         for name in rc.FILL_DTYPE.names:
@@ -302,11 +332,26 @@ def assert_one_market_book_equals_the_single_kernel(bars, target, s):
         np.testing.assert_array_equal(b_cash, cash)
         np.testing.assert_array_equal(b_pos[:, 0], pos)
         np.testing.assert_array_equal(b_eq, eq)
-        assert book == (state.cash, state.day, state.day_start_equity, state.peak_equity,
-                        state.halt, state.equity, state.last_ts, state.bars)
-        expected_leg = [state.position, state.entry_price, state.trail_extreme,
-                        state.pending_target, state.pending_reason, state.ordered_target,
-                        state.stopped_target, c[-1]]
+        assert book == (
+            state.cash,
+            state.day,
+            state.day_start_equity,
+            state.peak_equity,
+            state.halt,
+            state.equity,
+            state.last_ts,
+            state.bars,
+        )
+        expected_leg = [
+            state.position,
+            state.entry_price,
+            state.trail_extreme,
+            state.pending_target,
+            state.pending_reason,
+            state.ordered_target,
+            state.stopped_target,
+            c[-1],
+        ]
         np.testing.assert_array_equal(legs[0], expected_leg)
 
 
@@ -318,38 +363,60 @@ def test_one_market_with_weight_one_is_the_single_market_kernel_bit_for_bit(seed
     assert_one_market_book_equals_the_single_kernel(bars, target, s)
 
 
-@pytest.mark.parametrize("name", ["bittrex_ADA-BTC_1m", "binance_BTC-USDT_1h",
-                                  "bittrex_ETH-BTC_5m", "binance_ETH-USDT_4h"])
+@pytest.mark.parametrize(
+    "name",
+    ["bittrex_ADA-BTC_1m", "binance_BTC-USDT_1h", "bittrex_ETH-BTC_5m", "binance_ETH-USDT_4h"],
+)
 def test_one_market_book_equals_the_single_market_kernel_on_real_data(name):
     bars = read_market_bars(f"{name}.csv.gz")
     columns = (bars.ts, bars.open, bars.high, bars.low, bars.close)
-    target = random_targets(len(bars), 5, levels=(-1.0, 0.0, 0.5, 1.0, NAN),
-                            change_probability=0.02)
-    for s in (dict(fee_rate=0.001, slippage_bps=5.0, stop_loss=NAN, take_profit=NAN,
-                   trailing_stop=NAN, max_position=1.0, daily_loss_limit=NAN, max_drawdown=NAN),
-              dict(fee_rate=0.001, slippage_bps=5.0, stop_loss=0.02, take_profit=0.04,
-                   trailing_stop=0.03, max_position=1.0, daily_loss_limit=0.03,
-                   max_drawdown=0.4)):
+    target = random_targets(
+        len(bars), 5, levels=(-1.0, 0.0, 0.5, 1.0, NAN), change_probability=0.02
+    )
+    for s in (
+        dict(
+            fee_rate=0.001,
+            slippage_bps=5.0,
+            stop_loss=NAN,
+            take_profit=NAN,
+            trailing_stop=NAN,
+            max_position=1.0,
+            daily_loss_limit=NAN,
+            max_drawdown=NAN,
+        ),
+        dict(
+            fee_rate=0.001,
+            slippage_bps=5.0,
+            stop_loss=0.02,
+            take_profit=0.04,
+            trailing_stop=0.03,
+            max_position=1.0,
+            daily_loss_limit=0.03,
+            max_drawdown=0.4,
+        ),
+    ):
         assert_one_market_book_equals_the_single_kernel(columns, target, s)
 
 
 # ----------------------------------------------------------------------------- reference book
 
-BOOK = st.fixed_dictionaries({
-    "fee_rate": st.sampled_from([0.0, 0.001, 0.01]),
-    "slippage_bps": st.sampled_from([0.0, 5.0, 20.0]),
-    "stop_loss": st.sampled_from([NAN, 0.03, 0.08]),
-    "take_profit": st.sampled_from([NAN, 0.05]),
-    "trailing_stop": st.sampled_from([NAN, 0.05]),
-    "max_weight": st.sampled_from([1.0, 0.4]),
-    "max_gross": st.sampled_from([1.0, 0.8, 1.5]),
-    "daily_loss_limit": st.sampled_from([NAN, 0.05]),
-    "max_drawdown": st.sampled_from([NAN, 0.2]),
-    "min_notional": st.sampled_from([0.0, 50.0]),
-    "every": st.sampled_from([0, 0, 5]),
-    "period": st.sampled_from([0, 0, 6 * HOUR]),
-    "drift": st.sampled_from([NAN, NAN, 0.05]),
-})
+BOOK = st.fixed_dictionaries(
+    {
+        "fee_rate": st.sampled_from([0.0, 0.001, 0.01]),
+        "slippage_bps": st.sampled_from([0.0, 5.0, 20.0]),
+        "stop_loss": st.sampled_from([NAN, 0.03, 0.08]),
+        "take_profit": st.sampled_from([NAN, 0.05]),
+        "trailing_stop": st.sampled_from([NAN, 0.05]),
+        "max_weight": st.sampled_from([1.0, 0.4]),
+        "max_gross": st.sampled_from([1.0, 0.8, 1.5]),
+        "daily_loss_limit": st.sampled_from([NAN, 0.05]),
+        "max_drawdown": st.sampled_from([NAN, 0.2]),
+        "min_notional": st.sampled_from([0.0, 50.0]),
+        "every": st.sampled_from([0, 0, 5]),
+        "period": st.sampled_from([0, 0, 6 * HOUR]),
+        "drift": st.sampled_from([NAN, NAN, 0.05]),
+    }
+)
 COMMON = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -364,13 +431,18 @@ def test_kernel_agrees_with_the_reference_book(seed, n, m, s):
     assert len(fills) == len(ref_fills)
     for fill, ref in zip(fills, ref_fills, strict=False):
         assert (int(fill["bar"]), int(fill["market"]), int(fill["side"])) == (
-            ref["bar"], ref["market"], ref["side"])
+            ref["bar"],
+            ref["market"],
+            ref["side"],
+        )
         assert rc.REASON_NAMES[int(fill["reason"])] == ref["reason"]
         assert bool(fill["at_open"]) == ref["at_open"]
         np.testing.assert_allclose(
             [fill[name] for name in ("size", "price", "fee", "cash_after", "position_after")],
             [ref[name] for name in ("size", "price", "fee", "cash_after", "position_after")],
-            rtol=1e-9, atol=1e-9)
+            rtol=1e-9,
+            atol=1e-9,
+        )
     np.testing.assert_allclose(eq, ref_eq, rtol=1e-9)
     np.testing.assert_allclose(pos, ref_pos, rtol=1e-9, atol=1e-12)
 
@@ -405,18 +477,24 @@ def test_value_is_conserved_net_of_fees_across_every_fill(seed, n, m, s):
 
 
 @COMMON
-@given(seed=st.integers(0, 2**31), n=st.integers(3, 150), m=st.integers(1, 4),
-       cut=st.floats(0.0, 1.0), s=BOOK)
+@given(
+    seed=st.integers(0, 2**31),
+    n=st.integers(3, 150),
+    m=st.integers(1, 4),
+    cut=st.floats(0.0, 1.0),
+    s=BOOK,
+)
 def test_no_fill_uses_a_later_bar(seed, n, m, cut, s):
     panel = synthetic_panel(n, m, seed)
     weights = random_weights(n, m, seed)
     t = int(cut * (n - 1))
     fills, cash, pos, eq, *_ = run_book(panel, weights, s)
     other = synthetic_panel(n, m, seed + 1)
-    changed = tuple(np.concatenate([a[: t + 1], b[t + 1:]])
-                    for a, b in zip(panel, other, strict=True))
+    changed = tuple(
+        np.concatenate([a[: t + 1], b[t + 1 :]]) for a, b in zip(panel, other, strict=True)
+    )
     changed = (panel[0],) + changed[1:]
-    other_weights = np.concatenate([weights[: t + 1], random_weights(n, m, seed + 1)[t + 1:]])
+    other_weights = np.concatenate([weights[: t + 1], random_weights(n, m, seed + 1)[t + 1 :]])
     fills2, cash2, pos2, eq2, *_ = run_book(changed, other_weights, s)
     np.testing.assert_array_equal(fills[fills["bar"] <= t], fills2[fills2["bar"] <= t])
     np.testing.assert_array_equal(eq[: t + 1], eq2[: t + 1])
@@ -460,14 +538,15 @@ def test_compiled_out_steps_change_nothing(stops_off, limits_off, seed, n, m, s)
     fills, cash, pos, eq, status, final_book, final_legs = run_book(panel, weights, s)
     config = book_config(s)
     assert (pr.book_switches(config)[0] is None) == (
-        stops_off or all(math.isnan(s[k]) for k in ("stop_loss", "take_profit",
-                                                     "trailing_stop")))
+        stops_off or all(math.isnan(s[k]) for k in ("stop_loss", "take_profit", "trailing_stop"))
+    )
     book, legs = pr.new_book(CASH, m)
     out = pr.new_book_fills(pr.MAX_FILLS_PER_MARKET * m)
     collected = []
     for i in range(n):
-        k, book = step_book(book, legs, config, int(panel[0][i]), *(a[i] for a in panel[1:]),
-                            weights[i], out)
+        k, book = step_book(
+            book, legs, config, int(panel[0][i]), *(a[i] for a in panel[1:]), weights[i], out
+        )
         collected.extend(out[:k].copy())
     np.testing.assert_array_equal(np.array(collected, dtype=pr.BOOK_FILL_DTYPE), fills)
     np.testing.assert_array_equal(book, final_book)

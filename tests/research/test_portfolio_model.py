@@ -35,8 +35,9 @@ PAIRS = ["BTC-USDT", "ETH-USDT", "NEO-USDT", "XRP-USDT"]
 @functools.cache
 def usdt_panel():
     """The bundled Binance 1h pairs: BTC and ETH from April 2018, NEO and XRP from May."""
-    return align({name.replace("-", "/"): read_market_bars(f"binance_{name}_1h.csv.gz")
-                  for name in PAIRS})
+    return align(
+        {name.replace("-", "/"): read_market_bars(f"binance_{name}_1h.csv.gz") for name in PAIRS}
+    )
 
 
 @strategy(long_only=True)
@@ -56,8 +57,9 @@ def test_equal_weight_is_each_markets_own_target_over_the_number_of_markets():
         own = above_average.evaluate(panel.bars(market), {"n": 30}).target
         rows = panel.rows(market)
         # on the market's own bars: its own target over four slots
-        np.testing.assert_array_equal(weights[rows[rows >= 29], j],
-                                      np.nan_to_num(own[rows >= 29]) / 4)
+        np.testing.assert_array_equal(
+            weights[rows[rows >= 29], j], np.nan_to_num(own[rows >= 29]) / 4
+        )
         # where it is absent its last target holds; before its first bar it is 0
         expected = pd.Series(np.nan, index=range(len(panel)))
         expected[rows] = np.nan_to_num(own) / 4
@@ -82,8 +84,9 @@ def test_inverse_volatility_weights_against_pandas():
     expected = signal * inverse.div(inverse.sum(axis=1), axis=0).fillna(0.0)
     lookback = spec.lookback({"n": 30, "vol_window": 48})
     assert lookback == 48
-    np.testing.assert_allclose(weights[lookback:], expected.to_numpy()[lookback:], rtol=1e-9,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        weights[lookback:], expected.to_numpy()[lookback:], rtol=1e-9, atol=1e-12
+    )
     full = np.nansum(weights, axis=1)
     assert full.max() <= 1.0 + 1e-12
 
@@ -102,32 +105,38 @@ def test_a_user_allocation_rule():
     weights = spec.weights(usdt_panel(), {"n": 30, "cap": 0.5})
     equal = allocate(above_average, EQUAL_WEIGHT).weights(usdt_panel(), {"n": 30})
     longs = (equal[30:] > 0).sum(axis=1)
-    expected = np.where(equal[30:] > 0, np.minimum(1.0 / np.maximum(longs, 1), 0.5)[:, None],
-                        0.0)
+    expected = np.where(equal[30:] > 0, np.minimum(1.0 / np.maximum(longs, 1), 0.5)[:, None], 0.0)
     np.testing.assert_array_equal(weights[30:], expected)
     assert spec.params._fields == ("n", "cap") and spec.lookback({"n": 30}) == 29
 
 
 def test_an_allocation_parameter_named_like_the_strategys_is_refused():
     rule = inverse_volatility()._replace(params={"n": 10})
-    with pytest.raises(ValueError, match="the allocation's parameter 'n' has the name of a "
-                                         "parameter of strategy 'above_average'"):
+    with pytest.raises(
+        ValueError,
+        match="the allocation's parameter 'n' has the name of a "
+        "parameter of strategy 'above_average'",
+    ):
         allocate(above_average, rule)
 
 
 def test_allocated_parameters_are_validated_like_a_strategys():
     spec = allocate(above_average, inverse_volatility())
     assert spec.params._fields == ("n", "vol_window")
-    with pytest.raises(ValueError, match="unknown parameter 'vol_windw'.*did you mean "
-                                         "'vol_window'"):
+    with pytest.raises(
+        ValueError, match="unknown parameter 'vol_windw'.*did you mean 'vol_window'"
+    ):
         spec.make_params(vol_windw=5)
 
 
 # ----------------------------------------------------------------------------- @portfolio
 
 
-@portfolio(lookback=lambda p: p.window, rebalance=lambda p: Rebalance(every=p.every),
-           constraints=["window >= 1"])
+@portfolio(
+    lookback=lambda p: p.window,
+    rebalance=lambda p: Rebalance(every=p.every),
+    constraints=["window >= 1"],
+)
 def leaders(panel, window: int = 24, every: int = 12):
     """Long the best market over the window."""
     return top_k(trailing_return(panel.close, window), 1)
@@ -142,12 +151,17 @@ def test_a_cross_sectional_strategy_declares_its_numbers():
         leaders.make_params(window=0)
 
 
-@pytest.mark.parametrize("body, message", [
-    (lambda panel: np.zeros(3), "must return an array of shape"),
-    (lambda panel: np.full(panel.close.shape, np.nan), "gave the weight nan for BTC/USDT at "
-                                                       "2018-04-07T16:00:00.000Z"),
-    (lambda panel: np.full(panel.close.shape, np.inf), "gave the weight inf"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (lambda panel: np.zeros(3), "must return an array of shape"),
+        (
+            lambda panel: np.full(panel.close.shape, np.nan),
+            "gave the weight nan for BTC/USDT at 2018-04-07T16:00:00.000Z",
+        ),
+        (lambda panel: np.full(panel.close.shape, np.inf), "gave the weight inf"),
+    ],
+)
 def test_weights_a_book_cannot_trade_are_refused(body, message):
     spec = portfolio(lambda panel, x=1: body(panel), lookback=0, name="bad")
     with pytest.raises((TypeError, ValueError), match=message):
@@ -156,8 +170,11 @@ def test_weights_a_book_cannot_trade_are_refused(body, message):
 
 def test_nan_is_allowed_for_a_market_not_yet_listed():
     panel = usdt_panel()
-    spec = portfolio(lambda panel, x=1: np.where(np.maximum.accumulate(panel.present, axis=0),
-                                               0.1, np.nan), lookback=0, name="listed")
+    spec = portfolio(
+        lambda panel, x=1: np.where(np.maximum.accumulate(panel.present, axis=0), 0.1, np.nan),
+        lookback=0,
+        name="listed",
+    )
     weights = spec.weights(panel)
     assert np.isnan(weights[0, 2]) and weights[-1, 2] == 0.1
 
@@ -169,8 +186,7 @@ def test_helpers_against_pandas_and_loops():
     panel = usdt_panel()
     close = pd.DataFrame(panel.close)
     np.testing.assert_array_equal(trailing_return(panel.close, 24), (close / close.shift(24) - 1))
-    np.testing.assert_allclose(log_returns(panel.close), np.log(close / close.shift(1)),
-                               rtol=1e-15)
+    np.testing.assert_allclose(log_returns(panel.close), np.log(close / close.shift(1)), rtol=1e-15)
     scores = trailing_return(panel.close, 24)
     chosen = top_k(scores, 2)
     for i in range(len(scores)):
@@ -192,8 +208,9 @@ def test_helpers_against_pandas_and_loops():
 
 def test_the_registry_lists_the_shipped_portfolios():
     assert portfolio_names() == ["hrp", "inverse_vol_trend", "momentum_rotation"]
-    with pytest.raises(ValueError, match="unknown portfolio strategy 'momentum'; did you mean "
-                                         "'momentum_rotation'"):
+    with pytest.raises(
+        ValueError, match="unknown portfolio strategy 'momentum'; did you mean 'momentum_rotation'"
+    ):
         get_portfolio("momentum")
 
 
@@ -221,12 +238,13 @@ def test_hrp_weights_are_skfolios_estimate_of_each_periods_first_bar():
     anchors = period_anchors(panel.ts, 86_400_000)
     checked = 0
     for anchor in sorted(set(anchors[anchors >= 96]))[::7]:
-        window = returns[anchor - 95: anchor + 1]
+        window = returns[anchor - 95 : anchor + 1]
         usable = (np.isfinite(window).sum(axis=0) >= 48) & (np.nan_to_num(window).std(axis=0) > 0)
         expected = np.zeros(4)
         if usable.sum() > 1:
-            expected[usable] = HierarchicalRiskParity().fit(
-                np.nan_to_num(window[:, usable])).weights_
+            expected[usable] = (
+                HierarchicalRiskParity().fit(np.nan_to_num(window[:, usable])).weights_
+            )
         elif usable.sum() == 1:
             expected[usable] = 1.0
         for t in np.flatnonzero(anchors == anchor):
@@ -263,7 +281,7 @@ def test_all_shipped_portfolios_are_long_only_and_within_the_book():
     panel = usdt_panel()
     for name, spec in all_portfolios().items():
         weights = spec.weights(panel)
-        body = weights[spec.lookback():]
+        body = weights[spec.lookback() :]
         assert spec.long_only and (np.nan_to_num(body) >= 0).all(), name
         assert np.nansum(body, axis=1).max() <= 1.0 + 1e-9, name
         assert np.isfinite(body).all(), name

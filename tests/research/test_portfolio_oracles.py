@@ -68,8 +68,7 @@ END_2018 = 1_531_785_600_000  # 2018-07-17: leaves ETH-BTC's 2020 segment out
 
 @functools.cache
 def load_panel(names: tuple[str, ...], end: int | None = None):
-    bars = {name.replace("-", "/"): read_market_bars(f"binance_{name}_1h.csv.gz")
-            for name in names}
+    bars = {name.replace("-", "/"): read_market_bars(f"binance_{name}_1h.csv.gz") for name in names}
     return align(bars, end=end)
 
 
@@ -125,7 +124,7 @@ def order_cells(weights, present, every: int) -> dict[tuple[int, int], float]:
     if every:
         for decision in range(0, n - 1, every):
             for j in range(m):
-                later = np.flatnonzero(present[decision + 1:, j])
+                later = np.flatnonzero(present[decision + 1 :, j])
                 if len(later):
                     cells[(decision + 1 + int(later[0]), j)] = float(weights[decision, j])
         return cells
@@ -160,10 +159,21 @@ def vectorbt_book(vbt, panel, weights, fee, slippage_bps, every, our_fills):
             val_price[i, j] = panel.open[i, j] * (1.0 + s * slip)
     index = pd.DatetimeIndex(pd.to_datetime(panel.ts, unit="ms", utc=True))
     return vbt.Portfolio.from_orders(
-        pd.DataFrame(last_close, index=index, columns=list(panel.markets)), size=size,
-        size_type=size_type, price=panel.open, val_price=val_price, fees=fee, slippage=slip,
-        init_cash=CASH, cash_sharing=True, group_by=True, call_seq="auto", min_size=0.0,
-        direction="longonly", freq=pd.Timedelta(milliseconds=panel.timeframe_ms))
+        pd.DataFrame(last_close, index=index, columns=list(panel.markets)),
+        size=size,
+        size_type=size_type,
+        price=panel.open,
+        val_price=val_price,
+        fees=fee,
+        slippage=slip,
+        init_cash=CASH,
+        cash_sharing=True,
+        group_by=True,
+        call_seq="auto",
+        min_size=0.0,
+        direction="longonly",
+        freq=pd.Timedelta(milliseconds=panel.timeframe_ms),
+    )
 
 
 def assert_same_book(vbt, panel, weights, *, fee, slippage_bps=0.0, every=0):
@@ -195,7 +205,8 @@ def assert_same_book(vbt, panel, weights, *, fee, slippage_bps=0.0, every=0):
 def assert_within(actual, desired, tolerance):
     worst = np.argmax(np.abs(actual - desired) - tolerance)
     assert (np.abs(actual - desired) <= tolerance).all(), (
-        f"fill {worst}: {actual[worst]!r} vs {desired[worst]!r} (tolerance {tolerance[worst]!r})")
+        f"fill {worst}: {actual[worst]!r} vs {desired[worst]!r} (tolerance {tolerance[worst]!r})"
+    )
 
 
 def test_the_bundled_pairs_have_absent_markets():

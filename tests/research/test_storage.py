@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-
 from reference import random_targets, synthetic_bars
+
 from research.backtesting import backtest
 from research.storage import load_run, save_result
 from research.strategy_model import strategy
@@ -28,9 +28,15 @@ def SPEC(bars, seed: int = 5, scale: float = 1.0):
 def result():
     ts, o, h, l, c = synthetic_bars(400, 11)
     bars = Bars.from_arrays(ts, o, h, l, c, np.ones(len(ts)), 3_600_000)
-    return backtest(SPEC, bars, {"seed": 5, "scale": 0.8}, Costs(0.001, 3.0),
-                    stops=Stops(stop_loss=0.03, trailing_stop=0.05),
-                    risk=RiskLimits(daily_loss_limit=0.04), initial_cash=5_000.0)
+    return backtest(
+        SPEC,
+        bars,
+        {"seed": 5, "scale": 0.8},
+        Costs(0.001, 3.0),
+        stops=Stops(stop_loss=0.03, trailing_stop=0.05),
+        risk=RiskLimits(daily_loss_limit=0.04),
+        initial_cash=5_000.0,
+    )
 
 
 def test_round_trip_preserves_everything(engine, result):
@@ -58,10 +64,14 @@ def test_runs_are_kept_apart_and_stats_are_valid_json(engine, result):
     second = save_result(engine, result)
     assert first != second
     with engine.connect() as connection:
-        counts = dict(connection.execute(sa.text(
-            "SELECT run_id, COUNT(*) FROM strategy_signals GROUP BY run_id")).all())
-        stats_json = connection.execute(sa.text(
-            "SELECT stats_json FROM strategy_runs WHERE run_id = :r"), {"r": first}).scalar_one()
+        counts = dict(
+            connection.execute(
+                sa.text("SELECT run_id, COUNT(*) FROM strategy_signals GROUP BY run_id")
+            ).all()
+        )
+        stats_json = connection.execute(
+            sa.text("SELECT stats_json FROM strategy_runs WHERE run_id = :r"), {"r": first}
+        ).scalar_one()
     assert counts == {first: 400, second: 400}
     stats = json.loads(stats_json)  # strict JSON: no NaN/Infinity literals
     assert stats["trade_count"] == result.stats["trade_count"]

@@ -30,8 +30,10 @@ def bars() -> Bars:
 
 
 # the guide's example (docs/writing-a-strategy.md), as written there
-@strategy(sweep={"fast": range(5, 30, 2), "slow": range(20, 120, 5), "ceiling": [60, 70, 80]},
-          constraints=["fast < slow", "0 < ceiling <= 100"])
+@strategy(
+    sweep={"fast": range(5, 30, 2), "slow": range(20, 120, 5), "ceiling": [60, 70, 80]},
+    constraints=["fast < slow", "0 < ceiling <= 100"],
+)
 def trend_not_overbought(bars, fast: int = 12, slow: int = 26, ceiling: float = 70.0):
     """Long while the fast EMA is above the slow one and the RSI is below a ceiling."""
     fast_ema, slow_ema = ema(bars.close, fast), ema(bars.close, slow)
@@ -68,14 +70,20 @@ def test_the_guide_example_is_a_strategy(bars):
 
 def test_parameters_are_checked_and_converted():
     spec = trend_not_overbought
-    with pytest.raises(ValueError, match=r"parameter 'fast' of strategy 'trend_not_overbought' "
-                                         r"must be int, got 'ten'"):
+    with pytest.raises(
+        ValueError,
+        match=r"parameter 'fast' of strategy 'trend_not_overbought' "
+        r"must be int, got 'ten'",
+    ):
         spec.make_params({"fast": "ten"})
     with pytest.raises(ValueError, match=r"unknown parameter 'fsat'.*did you mean 'fast'\?"):
         spec.make_params({"fsat": 3})
-    with pytest.raises(ConstraintError, match=r"constraint 'fast < slow' of strategy "
-                                              r"'trend_not_overbought' does not hold for "
-                                              r"fast=30, slow=26") as caught:
+    with pytest.raises(
+        ConstraintError,
+        match=r"constraint 'fast < slow' of strategy "
+        r"'trend_not_overbought' does not hold for "
+        r"fast=30, slow=26",
+    ) as caught:
         spec.make_params(fast=30)
     assert caught.value.constraint == "fast < slow"
     with pytest.raises(ConstraintError, match=r"'0 < ceiling <= 100'.*ceiling=150.0"):
@@ -83,17 +91,20 @@ def test_parameters_are_checked_and_converted():
     assert spec.make_params(fast=8.0).fast == 8
 
 
-@pytest.mark.parametrize("text, fields, words", [
-    ("fast", ("fast",), "must compare parameters and numbers"),
-    ("fast < slow()", ("fast", "slow"), "may only hold parameter names and numbers"),
-    ("fast < __import__('os').getpid()", ("fast",), "may only hold parameter names"),
-    ("fast * 2 < slow", ("fast", "slow"), "may only hold parameter names"),
-    ("fast < True", ("fast",), "may only hold parameter names"),
-    ("fast in (1, 2)", ("fast",), "may only use <, <=, >, >=, == and !="),
-    ("1 < 2", ("fast",), "names no parameter"),
-    ("fats < 3", ("fast",), "did you mean 'fast'"),
-    ("fast <", ("fast",), "is not a comparison"),
-])
+@pytest.mark.parametrize(
+    "text, fields, words",
+    [
+        ("fast", ("fast",), "must compare parameters and numbers"),
+        ("fast < slow()", ("fast", "slow"), "may only hold parameter names and numbers"),
+        ("fast < __import__('os').getpid()", ("fast",), "may only hold parameter names"),
+        ("fast * 2 < slow", ("fast", "slow"), "may only hold parameter names"),
+        ("fast < True", ("fast",), "may only hold parameter names"),
+        ("fast in (1, 2)", ("fast",), "may only use <, <=, >, >=, == and !="),
+        ("1 < 2", ("fast",), "names no parameter"),
+        ("fats < 3", ("fast",), "did you mean 'fast'"),
+        ("fast <", ("fast",), "is not a comparison"),
+    ],
+)
 def test_constraints_are_comparisons_of_parameters_and_numbers_only(text, fields, words):
     with pytest.raises(ValueError, match=words):
         parse_constraint(text, fields, "x")
@@ -107,18 +118,23 @@ def test_chained_and_negative_constraints():
     assert not constraint.holds(params)
 
 
-@pytest.mark.parametrize("define, words", [
-    (lambda: strategy(lambda bars, fast: 1), "parameter 'fast' needs a default"),
-    (lambda: strategy(lambda bars, *rest: 1), "no \\*args"),
-    (lambda: strategy(lambda: 1), "must take the bars first"),
-    (lambda: strategy(lambda bars, when=[1]: 1), "must be an int, float, bool or str"),
-    (lambda: strategy(sweep={"fsat": [1]})(lambda bars, fast=1: 1), "did you mean 'fast'"),
-    (lambda: strategy(constraints="fast < 3")(lambda bars, fast=1: 1), "a list of comparisons"),
-    (lambda: strategy(constraints=["fast > 3"])(lambda bars, fast=1: 1),
-     "constraint 'fast > 3'.*does not hold for fast=1"),
-    (lambda: strategy(lookback=-1)(lambda bars, fast=1: 1), "lookback= must be a number"),
-    (lambda: strategy(stops=(0.1, 0.2, 0.3))(lambda bars, fast=1: 1), "research.types.Stops"),
-])
+@pytest.mark.parametrize(
+    "define, words",
+    [
+        (lambda: strategy(lambda bars, fast: 1), "parameter 'fast' needs a default"),
+        (lambda: strategy(lambda bars, *rest: 1), "no \\*args"),
+        (lambda: strategy(lambda: 1), "must take the bars first"),
+        (lambda: strategy(lambda bars, when=[1]: 1), "must be an int, float, bool or str"),
+        (lambda: strategy(sweep={"fsat": [1]})(lambda bars, fast=1: 1), "did you mean 'fast'"),
+        (lambda: strategy(constraints="fast < 3")(lambda bars, fast=1: 1), "a list of comparisons"),
+        (
+            lambda: strategy(constraints=["fast > 3"])(lambda bars, fast=1: 1),
+            "constraint 'fast > 3'.*does not hold for fast=1",
+        ),
+        (lambda: strategy(lookback=-1)(lambda bars, fast=1: 1), "lookback= must be a number"),
+        (lambda: strategy(stops=(0.1, 0.2, 0.3))(lambda bars, fast=1: 1), "research.types.Stops"),
+    ],
+)
 def test_a_wrong_definition_is_refused_when_it_is_made(define, words):
     with pytest.raises((TypeError, ValueError), match=words):
         define()
@@ -148,8 +164,11 @@ def test_a_plain_target_is_refused_with_the_three_fixes(bars):
         rolled.lookback()
     message = str(caught.value)
     assert "look-back and history window unknown" in message
-    for fix in ("research.indicators.shift", "@indicator(lookback=..., history=...)",
-                "declare lookback= and history= on @strategy"):
+    for fix in (
+        "research.indicators.shift",
+        "@indicator(lookback=..., history=...)",
+        "declare lookback= and history= on @strategy",
+    ):
         assert fix in message
     with pytest.raises(UnknownHistoryError):
         research.backtest(rolled, bars)
@@ -171,8 +190,9 @@ def test_shift_replaces_slicing_and_declared_numbers_override_the_lines(bars):
         return bars.close > shift(bars.close, window)
 
     assert (rising.lookback(), rising.history_window()) == (3, 4)
-    np.testing.assert_array_equal(rising.target(bars)[3:],
-                                  (bars.close[3:] > bars.close[:-3]).astype(float))
+    np.testing.assert_array_equal(
+        rising.target(bars)[3:], (bars.close[3:] > bars.close[:-3]).astype(float)
+    )
 
     @strategy(lookback=lambda p: p.window, history=lambda p: 2 * p.window)
     def declared(bars, window: int = 3):
@@ -210,8 +230,11 @@ def test_what_a_strategy_returns_is_checked(bars):
     cases = [
         (lambda b: (b.close, {"p": {"a": b.close}}, 3), TypeError, "target or \\(target, panes\\)"),
         (lambda b: (b.close, {"p": b.close}), TypeError, "pane 'p' must map series names"),
-        (lambda b: (b.close, {"p": {"a": b.close}, "q": {"a": b.close}}), ValueError,
-         "series 'a' appears in two panes"),
+        (
+            lambda b: (b.close, {"p": {"a": b.close}, "q": {"a": b.close}}),
+            ValueError,
+            "series 'a' appears in two panes",
+        ),
         (lambda b: b.close.astype(str), TypeError, "dtype <U"),
         (lambda b: list(b.close), TypeError, "must return numpy arrays"),
     ]

@@ -53,7 +53,8 @@ def test_every_row_equals_an_individual_backtest(hourly_bars):
     grid = {"fast": [5, 10, 20, 40], "slow": [20, 30, 60]}
     result = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=2)
     assert list(zip(result.frame["fast"], result.frame["slow"], strict=True)) == list(
-        itertools.product(grid["fast"], grid["slow"]))
+        itertools.product(grid["fast"], grid["slow"])
+    )
     valid = [(f, s) for f, s in itertools.product(grid["fast"], grid["slow"]) if f < s]
     assert list(zip(valid_rows(result)["fast"], valid_rows(result)["slow"], strict=True)) == valid
     for _, row in valid_rows(result).iterrows():
@@ -79,8 +80,14 @@ def test_invalid_combinations_are_rows_with_their_reason_and_counted(hourly_bars
 
 def test_combinations_needing_more_bars_than_exist_are_invalid_rows(hourly_bars):
     short = hourly_bars[:100]
-    result = sweep(SMA, short, {"fast": [5], "slow": [20, 99, 100, 150]}, progress=False,
-                   keep_best=0, min_trades=0)
+    result = sweep(
+        SMA,
+        short,
+        {"fast": [5], "slow": [20, 99, 100, 150]},
+        progress=False,
+        keep_best=0,
+        min_trades=0,
+    )
     # slow=100 has look-back 99: 100 bars are just enough; 150 needs 150
     assert list(result.frame["valid"]) == [True, True, True, False]
     assert result.frame["invalid_reason"].iloc[3] == "too few bars: 100 < look-back 149 + 1"
@@ -105,15 +112,27 @@ def _sometimes_raises():
 def test_a_strategy_that_raises_makes_invalid_rows_not_a_crash(hourly_bars, n_jobs):
     spec = _sometimes_raises()
     grid = {"fast": [5, 13, 40], "slow": [30, 60]}
-    result = sweep(spec, hourly_bars, grid, COSTS, progress=False, keep_best=1, n_jobs=n_jobs,
-                   backend="threading", batch_size=2, min_trades=0)
+    result = sweep(
+        spec,
+        hourly_bars,
+        grid,
+        COSTS,
+        progress=False,
+        keep_best=1,
+        n_jobs=n_jobs,
+        backend="threading",
+        batch_size=2,
+        min_trades=0,
+    )
     frame = result.frame.set_index(["fast", "slow"])
     assert not frame.loc[(13, 30), "valid"] and not frame.loc[(13, 60), "valid"]
     assert frame.loc[(13, 30), "invalid_reason"] == "ZeroDivisionError: thirteen is unlucky"
     assert frame.loc[(40, 30), "invalid_reason"] == "constraint 'fast < slow'"
     assert frame["valid"].sum() == result.n_evaluated == 3
-    assert result.invalid_reasons == {"constraint 'fast < slow'": 1,
-                                      "ZeroDivisionError raised by the strategy": 2}
+    assert result.invalid_reasons == {
+        "constraint 'fast < slow'": 1,
+        "ZeroDivisionError raised by the strategy": 2,
+    }
     for fast, slow in [(5, 30), (5, 60), (40, 60)]:
         params = spec.make_params(fast=fast, slow=slow)
         expected = backtest(spec, hourly_bars, params, COSTS).stats
@@ -165,16 +184,18 @@ def test_seeded_subset_is_reproducible_and_drawn_from_the_valid_grid(hourly_bars
 
 
 def test_sample_larger_than_the_grid_evaluates_everything(hourly_bars):
-    result = sweep(SMA, hourly_bars, {"fast": [5, 10], "slow": [20]}, progress=False,
-                   sample=50, keep_best=0)
+    result = sweep(
+        SMA, hourly_bars, {"fast": [5, 10], "slow": [20]}, progress=False, sample=50, keep_best=0
+    )
     assert len(result.frame) == 2
 
 
 def test_two_processes_give_the_same_table_as_one(long_bars):
     grid = {"fast": [5, 15, 30, 45], "slow": [40, 80]}
     serial = sweep(SMA, long_bars, grid, COSTS, progress=False, keep_best=1)
-    parallel = sweep(SMA, long_bars, grid, COSTS, progress=False, keep_best=1, n_jobs=2,
-                     batch_size=2)
+    parallel = sweep(
+        SMA, long_bars, grid, COSTS, progress=False, keep_best=1, n_jobs=2, batch_size=2
+    )
     pd.testing.assert_frame_equal(serial.frame, parallel.frame)
     assert list(serial.equity) == list(parallel.equity)
     assert not serial.frame["valid"].all()
@@ -242,8 +263,17 @@ def test_out_of_sample_fraction_must_leave_two_parts(hourly_bars):
 def test_threads_give_the_same_table_as_one_process(hourly_bars):
     grid = {"fast": [5, 15], "slow": [30, 60]}
     serial = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=0)
-    threaded = sweep(SMA, hourly_bars, grid, COSTS, progress=False, keep_best=0, n_jobs=2,
-                     backend="threading", batch_size=1)
+    threaded = sweep(
+        SMA,
+        hourly_bars,
+        grid,
+        COSTS,
+        progress=False,
+        keep_best=0,
+        n_jobs=2,
+        backend="threading",
+        batch_size=1,
+    )
     pd.testing.assert_frame_equal(serial.frame, threaded.frame)
 
 
@@ -253,9 +283,14 @@ def test_threads_give_the_same_table_as_one_process(hourly_bars):
 def test_rank_leaves_out_rows_with_too_few_trades():
     from research.sweeps import rank
 
-    frame = pd.DataFrame({"fast": [5, 10, 15, 20], "trade_count": [1, 12, 30, 9],
-                          "profit_factor": [np.inf, 1.4, 1.1, 3.0],
-                          "max_drawdown": [0.01, 0.2, 0.1, 0.05]})
+    frame = pd.DataFrame(
+        {
+            "fast": [5, 10, 15, 20],
+            "trade_count": [1, 12, 30, 9],
+            "profit_factor": [np.inf, 1.4, 1.1, 3.0],
+            "max_drawdown": [0.01, 0.2, 0.1, 0.05],
+        }
+    )
     assert list(rank(frame, "profit_factor")["fast"]) == [5, 20, 10, 15]  # no filter: inf first
     assert list(rank(frame, "profit_factor", min_trades=10)["fast"]) == [10, 15]
     assert list(rank(frame, "max_drawdown", min_trades=10)["fast"]) == [15, 10]  # lower first
@@ -266,8 +301,7 @@ def test_a_one_trade_parameter_set_does_not_rank_by_default():
     profit factor of inf: it must not reach the top 5, by default and at any metric."""
     bars = read_market_bars("bittrex_ADA-BTC_1d.csv.gz")
     grid = {"fast": [2, 3, 5, 10, 60], "slow": [5, 10, 20, 200]}
-    result = sweep(SMA, bars, grid, COSTS, progress=False, keep_best=3,
-                   metric="profit_factor")
+    result = sweep(SMA, bars, grid, COSTS, progress=False, keep_best=3, metric="profit_factor")
     frame = result.frame
     few = frame["trade_count"] < 10
     assert result.min_trades == 10 and result.n_too_few_trades == few.sum() > 0
@@ -280,8 +314,9 @@ def test_a_one_trade_parameter_set_does_not_rank_by_default():
         assert int(row["trade_count"].iloc[0]) >= 10
     everything = result.best(5, min_trades=0)
     assert everything["profit_factor"].iloc[0] == np.inf
-    unfiltered = sweep(SMA, bars, grid, COSTS, progress=False, keep_best=0,
-                       metric="profit_factor", min_trades=0)
+    unfiltered = sweep(
+        SMA, bars, grid, COSTS, progress=False, keep_best=0, metric="profit_factor", min_trades=0
+    )
     assert unfiltered.best(1)["profit_factor"].iloc[0] == np.inf
     with pytest.raises(ValueError, match="min_trades"):
         sweep(SMA, bars, grid, COSTS, progress=False, min_trades=-1)

@@ -23,8 +23,18 @@ def stored(engine):
         for name in PAIRS + ["NEO-BTC"]:
             one = read_market_bars(f"binance_{name}_1h.csv.gz")
             symbol = name.replace("-", "/")
-            store_bars(connection, "binance", symbol, "1h", one.ts, one.open, one.high, one.low,
-                       one.close, one.volume)
+            store_bars(
+                connection,
+                "binance",
+                symbol,
+                "1h",
+                one.ts,
+                one.open,
+                one.high,
+                one.low,
+                one.close,
+                one.volume,
+            )
             bars[symbol] = one
     return engine, bars
 
@@ -43,14 +53,24 @@ def test_a_universe_is_its_markets_aligned(stored):
 def test_every_pair_of_a_quote_with_data_in_the_span(stored):
     engine, bars = stored
     assert universe_symbols(engine, "binance", "1h", quote="USDT") == [
-        "BTC/USDT", "ETH/USDT", "NEO/USDT", "XRP/USDT"]
+        "BTC/USDT",
+        "ETH/USDT",
+        "NEO/USDT",
+        "XRP/USDT",
+    ]
     assert universe_symbols(engine, "binance", "1h") == [
-        "BTC/USDT", "ETH/USDT", "NEO/BTC", "NEO/USDT", "XRP/USDT"]
+        "BTC/USDT",
+        "ETH/USDT",
+        "NEO/BTC",
+        "NEO/USDT",
+        "XRP/USDT",
+    ]
     # the second BTC/USDT segment only: NEO and XRP (May-June 2018) have data there too
     late = universe_symbols(engine, "binance", "1h", quote="USDT", start="2018-06-25")
     assert late == ["ETH/USDT"]
-    panel = load_universe(engine, "binance", "1h", quote="USDT", start="2018-05-09",
-                          end="2018-05-10")
+    panel = load_universe(
+        engine, "binance", "1h", quote="USDT", start="2018-05-09", end="2018-05-10"
+    )
     assert panel.markets == ("BTC/USDT", "ETH/USDT", "NEO/USDT", "XRP/USDT")
     assert panel.ts[0] >= pd.Timestamp("2018-05-09", tz="UTC").value // 1_000_000
     assert panel.present.all()
@@ -61,13 +81,14 @@ def test_history_loads_grid_bars_before_the_start(stored):
     start = "2018-05-20"
     start_ms = pd.Timestamp(start, tz="UTC").value // 1_000_000
     full = load_universe(engine, "binance", "1h", ["BTC/USDT", "NEO/USDT"])
-    panel = load_universe(engine, "binance", "1h", ["BTC/USDT", "NEO/USDT"], start=start,
-                          end="2018-05-21", history=30)
+    panel = load_universe(
+        engine, "binance", "1h", ["BTC/USDT", "NEO/USDT"], start=start, end="2018-05-21", history=30
+    )
     before = panel.ts[panel.ts < start_ms]
     assert len(before) == 30
     first = int(np.searchsorted(full.ts, start_ms)) - 30
-    np.testing.assert_array_equal(panel.ts, full.ts[first:first + len(panel)])
-    np.testing.assert_array_equal(panel.close, full.close[first:first + len(panel)])
+    np.testing.assert_array_equal(panel.ts, full.ts[first : first + len(panel)])
+    np.testing.assert_array_equal(panel.close, full.close[first : first + len(panel)])
 
 
 def test_coverage_per_market(stored):
@@ -75,8 +96,7 @@ def test_coverage_per_market(stored):
     panel = load_universe(engine, "binance", "1h", quote="USDT")
     table = coverage(panel)
     assert list(table.index) == list(panel.markets)
-    assert (table["bars"] + table["before"] + table["missing"] + table["after"]
-            == len(panel)).all()
+    assert (table["bars"] + table["before"] + table["missing"] + table["after"] == len(panel)).all()
     np.testing.assert_allclose(table["coverage"], table["bars"] / len(panel))
     # oracle: plain set arithmetic on the stored close times
     grid = np.unique(np.concatenate([bars[symbol].ts for symbol in panel.markets]))
@@ -93,11 +113,17 @@ def test_coverage_per_market(stored):
     assert table.loc["BTC/USDT", "missing"] == 0 and table.loc["NEO/USDT", "before"] > 0
 
 
-@pytest.mark.parametrize("symbols, message", [
-    (["BTC/USDT", "DOGE/USDT"], "universe market binance DOGE/USDT 1h: no bars for binance "
-                                "DOGE/USDT 1h; stored markets"),
-    (["BTC/USDT", "BTC/USDT"], "lists BTC/USDT more than once"),
-])
+@pytest.mark.parametrize(
+    "symbols, message",
+    [
+        (
+            ["BTC/USDT", "DOGE/USDT"],
+            "universe market binance DOGE/USDT 1h: no bars for binance "
+            "DOGE/USDT 1h; stored markets",
+        ),
+        (["BTC/USDT", "BTC/USDT"], "lists BTC/USDT more than once"),
+    ],
+)
 def test_bad_universes_name_the_market(stored, symbols, message):
     engine, _ = stored
     with pytest.raises(ValueError, match=message):
@@ -115,8 +141,18 @@ def test_no_common_span_is_refused(stored):
     with engine.begin() as connection:
         late = read_market_bars("binance_BTC-USDT_4h.csv.gz")
         keep = late.ts > pd.Timestamp("2023-01-01", tz="UTC").value // 1_000_000
-        store_bars(connection, "binance", "SOL/USDT", "1h", late.ts[keep], late.open[keep],
-                   late.high[keep], late.low[keep], late.close[keep], late.volume[keep])
+        store_bars(
+            connection,
+            "binance",
+            "SOL/USDT",
+            "1h",
+            late.ts[keep],
+            late.open[keep],
+            late.high[keep],
+            late.low[keep],
+            late.close[keep],
+            late.volume[keep],
+        )
     with pytest.raises(ValueError, match="no common span"):
         load_universe(engine, "binance", "1h", ["NEO/USDT", "SOL/USDT"])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from market_files import market_file
 from runner_support import ADA_BTC_FILE, MINUTE_MS, read_csv_bars
 

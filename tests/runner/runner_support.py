@@ -11,10 +11,10 @@ import math
 from pathlib import Path
 
 import numpy as np
-
 from market_files import read_ohlcv_csv
-from candela.core.db import insert_ignoring_duplicates
+
 from candela.core import schema
+from candela.core.db import insert_ignoring_duplicates
 from research.types import Bars
 from runner.config import BotConfig, parse_bot_config
 from runner.process import Replay, Runner, RunnerSettings
@@ -37,14 +37,24 @@ def read_csv_bars(path: Path, timeframe_ms: int, limit: int | None = None) -> Ba
     return read_ohlcv_csv(path, timeframe_ms, limit)
 
 
-def store_bars(engine, market: tuple[str, str, str], bars: Bars, start: int = 0, stop: int | None = None) -> int:
+def store_bars(
+    engine, market: tuple[str, str, str], bars: Bars, start: int = 0, stop: int | None = None
+) -> int:
     """Insert ``bars[start:stop]`` into ``ohlcv`` (idempotent); return the rows inserted."""
     exchange, symbol, timeframe = market
     stop = len(bars) if stop is None else stop
     rows = [
-        dict(exchange=exchange, symbol=symbol, timeframe=timeframe, ts=int(bars.ts[i]),
-             open=float(bars.open[i]), high=float(bars.high[i]), low=float(bars.low[i]),
-             close=float(bars.close[i]), volume=float(bars.volume[i]))
+        dict(
+            exchange=exchange,
+            symbol=symbol,
+            timeframe=timeframe,
+            ts=int(bars.ts[i]),
+            open=float(bars.open[i]),
+            high=float(bars.high[i]),
+            low=float(bars.low[i]),
+            close=float(bars.close[i]),
+            volume=float(bars.volume[i]),
+        )
         for i in range(start, stop)
     ]
     with engine.begin() as connection:
@@ -73,7 +83,16 @@ def runner_fills(engine, bot_id: str) -> np.ndarray:
     with engine.connect() as connection:
         rows = trade_rows(connection, bot_id)
     return np.array(
-        [(row["ts"], 1.0 if row["side"] == "buy" else -1.0, row["price"], row["size"], row["fee"]) for row in rows],
+        [
+            (
+                row["ts"],
+                1.0 if row["side"] == "buy" else -1.0,
+                row["price"],
+                row["size"],
+                row["fee"],
+            )
+            for row in rows
+        ],
         dtype=np.float64,
     ).reshape(-1, 5)
 
@@ -85,8 +104,13 @@ def backtest_fills(result) -> np.ndarray:
     if len(fills) and fills["ts"].dt.unit != "ns":
         ts = fills["ts"].dt.as_unit("ms").astype("int64").to_numpy()
     side = np.where(fills["side"].to_numpy() == "buy", 1.0, -1.0)
-    return np.column_stack([ts, side, fills["price"].to_numpy(), fills["size"].to_numpy(),
-                            fills["fee"].to_numpy()]).astype(np.float64).reshape(-1, 5)
+    return (
+        np.column_stack(
+            [ts, side, fills["price"].to_numpy(), fills["size"].to_numpy(), fills["fee"].to_numpy()]
+        )
+        .astype(np.float64)
+        .reshape(-1, 5)
+    )
 
 
 def final_equity(engine, bot_id: str) -> float:
@@ -97,7 +121,8 @@ def final_equity(engine, bot_id: str) -> float:
         value = connection.execute(
             select(schema.bot_performance.c.equity)
             .where(schema.bot_performance.c.bot_id == bot_id)
-            .order_by(schema.bot_performance.c.ts.desc()).limit(1)
+            .order_by(schema.bot_performance.c.ts.desc())
+            .limit(1)
         ).scalar()
     return math.nan if value is None else float(value)
 
@@ -106,8 +131,11 @@ def count_rows(engine, table, bot_id: str) -> int:
     from sqlalchemy import func, select
 
     with engine.connect() as connection:
-        return int(connection.execute(
-            select(func.count()).select_from(table).where(table.c.bot_id == bot_id)).scalar_one())
+        return int(
+            connection.execute(
+                select(func.count()).select_from(table).where(table.c.bot_id == bot_id)
+            ).scalar_one()
+        )
 
 
 class LiveRunner:
@@ -127,7 +155,7 @@ class LiveRunner:
         except BaseException as exc:  # noqa: BLE001 - surfaced by __exit__
             self.error = exc
 
-    def __enter__(self) -> "LiveRunner":
+    def __enter__(self) -> LiveRunner:
         self.thread.start()
         return self
 
@@ -139,7 +167,9 @@ class LiveRunner:
             raise self.error
 
 
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.02, message: str = "condition") -> None:
+def wait_for(
+    predicate, timeout: float = 60.0, interval: float = 0.02, message: str = "condition"
+) -> None:
     """Poll ``predicate`` until it is true, or fail after ``timeout`` seconds."""
     import time
 
@@ -165,14 +195,37 @@ def table_rows(engine, table, bot_id: str, columns: tuple[str, ...]) -> list[tup
     """``columns`` of every row of ``bot_id`` in ``table``, in ts (then seq) order."""
     from sqlalchemy import select
 
-    order = [table.c.bar_ts, table.c.seq] if "seq" in table.c else [table.c.ts] if "ts" in table.c else []
+    order = (
+        [table.c.bar_ts, table.c.seq]
+        if "seq" in table.c
+        else [table.c.ts]
+        if "ts" in table.c
+        else []
+    )
     with engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(
-            select(*[table.c[name] for name in columns]).where(table.c.bot_id == bot_id).order_by(*order))]
+        return [
+            tuple(row)
+            for row in connection.execute(
+                select(*[table.c[name] for name in columns])
+                .where(table.c.bot_id == bot_id)
+                .order_by(*order)
+            )
+        ]
 
 
-TRADE_COLUMNS = ("bar_ts", "seq", "ts", "side", "size", "price", "fee", "reason", "realized_pnl",
-                 "cash_after", "position_after")
+TRADE_COLUMNS = (
+    "bar_ts",
+    "seq",
+    "ts",
+    "side",
+    "size",
+    "price",
+    "fee",
+    "reason",
+    "realized_pnl",
+    "cash_after",
+    "position_after",
+)
 
 
 # --------------------------------------------------------------------------- portfolio bots
@@ -189,21 +242,29 @@ def bittrex_universe(names=BITTREX_1M, grid_bars: int | None = None) -> dict[str
 
     bars = {name.replace("-", "/"): read_market_bars(f"bittrex_{name}_1m.csv.gz") for name in names}
     first = max(int(one.ts[0]) for one in bars.values())  # the January 2018 segment
-    bars = {symbol: one[int(np.searchsorted(one.ts, first - 3 * 3_600_000)):]
-            for symbol, one in bars.items()}
+    bars = {
+        symbol: one[int(np.searchsorted(one.ts, first - 3 * 3_600_000)) :]
+        for symbol, one in bars.items()
+    }
     if grid_bars is not None:
         grid = np.unique(np.concatenate([one.ts for one in bars.values()]))
         last = grid[min(grid_bars, len(grid)) - 1]
-        bars = {symbol: one[: int(np.searchsorted(one.ts, last, side="right"))]
-                for symbol, one in bars.items()}
+        bars = {
+            symbol: one[: int(np.searchsorted(one.ts, last, side="right"))]
+            for symbol, one in bars.items()
+        }
     return bars
 
 
-def portfolio_config(bot_id: str, portfolio: str, symbols, *, exchange="bittrex",
-                     timeframe="1m", **fields):
+def portfolio_config(
+    bot_id: str, portfolio: str, symbols, *, exchange="bittrex", timeframe="1m", **fields
+):
     """A validated portfolio bot config over ``symbols``."""
-    data = dict(id=bot_id, portfolio=portfolio,
-                universe={"exchange": exchange, "timeframe": timeframe, "symbols": list(symbols)})
+    data = dict(
+        id=bot_id,
+        portfolio=portfolio,
+        universe={"exchange": exchange, "timeframe": timeframe, "symbols": list(symbols)},
+    )
     data.update(fields)
     return parse_bot_config(data, source=f"test bot {bot_id}")
 
@@ -214,16 +275,26 @@ def portfolio_fills(engine, bot_id: str) -> list[tuple]:
 
     with engine.connect() as connection:
         rows = trade_rows(connection, bot_id)
-    return [(row["ts"], row["symbol"], row["side"], row["price"], row["size"], row["fee"])
-            for row in rows]
+    return [
+        (row["ts"], row["symbol"], row["side"], row["price"], row["size"], row["fee"])
+        for row in rows
+    ]
 
 
 def portfolio_backtest_fills(result) -> list[tuple]:
     """A portfolio backtest's fills as ``(ts, symbol, side, price, size, fee)``."""
     fills = result.fills
     ts = fills["ts"].dt.as_unit("ms").astype("int64").tolist()
-    return list(zip(ts, fills["market"], fills["side"], fills["price"].tolist(),
-                    fills["size"].tolist(), fills["fee"].tolist()))
+    return list(
+        zip(
+            ts,
+            fills["market"],
+            fills["side"],
+            fills["price"].tolist(),
+            fills["size"].tolist(),
+            fills["fee"].tolist(),
+        )
+    )
 
 
 def equity_rows(engine, bot_id: str) -> np.ndarray:

@@ -9,6 +9,7 @@ import json
 
 import pytest
 import sqlalchemy as sa
+from runner_support import bot_config, replay
 from sqlalchemy import func, select
 
 from candela.cli import main as candela
@@ -19,11 +20,16 @@ from data_pipeline.importer import import_candles
 from runner import ledger
 from runner.ledger import BotConfigChangedError, register_bots
 from runner.strategy_source import strategy_file
-from runner_support import bot_config, replay
 from strategies.registry import get_strategy
 
 MARKET = ("binance", "BTC/USDT", "1h")
-TABLES = (schema.signals, schema.trades, schema.bot_performance, schema.bot_state, schema.bot_events)
+TABLES = (
+    schema.signals,
+    schema.trades,
+    schema.bot_performance,
+    schema.bot_state,
+    schema.bot_events,
+)
 
 
 @pytest.fixture
@@ -33,14 +39,19 @@ def engine(any_engine, sample_dir):
 
 
 def config(**fields):
-    return bot_config("fixed", "sma_cross", MARKET, **{"params": {"fast": 10, "slow": 50}, **fields})
+    return bot_config(
+        "fixed", "sma_cross", MARKET, **{"params": {"fast": 10, "slow": 50}, **fields}
+    )
 
 
 def rows(engine, bot_id: str) -> dict[str, int]:
     with engine.connect() as connection:
-        return {table.name: connection.execute(select(func.count()).select_from(table)
-                                               .where(table.c.bot_id == bot_id)).scalar_one()
-                for table in TABLES}
+        return {
+            table.name: connection.execute(
+                select(func.count()).select_from(table).where(table.c.bot_id == bot_id)
+            ).scalar_one()
+            for table in TABLES
+        }
 
 
 def stored_json(engine, bot_id: str) -> str:
@@ -52,12 +63,16 @@ def test_every_decision_records_the_hashes_of_its_config_and_strategy(engine):
     bot = config()
     replay(engine, InProcessBus(), [bot], to_ts=1_524_000_000_000)
     with engine.connect() as connection:
-        hashes = connection.execute(select(schema.signals.c.config_hash, schema.signals.c.strategy_hash)
-                                    .where(schema.signals.c.bot_id == "fixed")).all()
+        hashes = connection.execute(
+            select(schema.signals.c.config_hash, schema.signals.c.strategy_hash).where(
+                schema.signals.c.bot_id == "fixed"
+            )
+        ).all()
     source = strategy_file(get_strategy("sma_cross")).read_bytes()
     assert len(hashes) > 100
-    assert set(hashes) == {(hashlib.sha256(bot.to_json().encode()).hexdigest(),
-                            hashlib.sha256(source).hexdigest())}
+    assert set(hashes) == {
+        (hashlib.sha256(bot.to_json().encode()).hexdigest(), hashlib.sha256(source).hexdigest())
+    }
 
 
 def test_a_changed_config_of_a_bot_that_traded_is_refused_naming_the_fields(engine):
@@ -68,8 +83,11 @@ def test_a_changed_config_of_a_bot_that_traded_is_refused_naming_the_fields(engi
         register_bots(engine, [changed])
     message = str(info.value)
     assert message.startswith("test bot fixed: bot 'fixed' has recorded ")
-    assert 'params.slow 50 -> 60' in message and 'symbol "BTC/USDT" -> "ETH/USDT"' in message
-    assert "stops.stop_loss null -> 0.05" in message and "fast" not in message.split("changed:")[1].split(".")[0]
+    assert "params.slow 50 -> 60" in message and 'symbol "BTC/USDT" -> "ETH/USDT"' in message
+    assert (
+        "stops.stop_loss null -> 0.05" in message
+        and "fast" not in message.split("changed:")[1].split(".")[0]
+    )
     assert 'setting "version": 2' in message and "'fixed@v1'" in message and "new bot id" in message
     assert rows(engine, "fixed") == before and stored_json(engine, "fixed") == text
     with pytest.raises(BotConfigChangedError):  # the runner refuses it too, before any bar
@@ -79,9 +97,13 @@ def test_a_changed_config_of_a_bot_that_traded_is_refused_naming_the_fields(engi
 
 def test_a_bot_that_never_traded_may_change_and_an_unchanged_one_is_left_alone(engine):
     assert register_bots(engine, [config()]) == {}
-    assert register_bots(engine, [config(params={"fast": 5, "slow": 50})]) == {"fixed": "reconfigured"}
+    assert register_bots(engine, [config(params={"fast": 5, "slow": 50})]) == {
+        "fixed": "reconfigured"
+    }
     assert json.loads(stored_json(engine, "fixed"))["params"] == {"fast": 5, "slow": 50}
-    replay(engine, InProcessBus(), [config(params={"fast": 5, "slow": 50})], to_ts=1_524_000_000_000)
+    replay(
+        engine, InProcessBus(), [config(params={"fast": 5, "slow": 50})], to_ts=1_524_000_000_000
+    )
     assert register_bots(engine, [config(params={"fast": 5, "slow": 50})]) == {}
 
 
@@ -106,23 +128,35 @@ def test_a_new_version_starts_fresh_and_keeps_the_old_records_apart(engine, caps
     assert register_bots(engine, [new]) == {"fixed": "new_version"}
     archived = rows(engine, "fixed@v1")
     assert archived == before
-    assert rows(engine, "fixed") == {"signals": 0, "trades": 0, "bot_performance": 0, "bot_state": 0,
-                                     "bot_events": 1}
+    assert rows(engine, "fixed") == {
+        "signals": 0,
+        "trades": 0,
+        "bot_performance": 0,
+        "bot_state": 0,
+        "bot_events": 1,
+    }
     with engine.connect() as connection:
         retired = ledger.bot_row(connection, "fixed@v1")
         current = ledger.bot_row(connection, "fixed")
-        old_hashes = set(connection.execute(select(schema.signals.c.config_hash)
-                                            .where(schema.signals.c.bot_id == "fixed@v1")).scalars())
+        old_hashes = set(
+            connection.execute(
+                select(schema.signals.c.config_hash).where(schema.signals.c.bot_id == "fixed@v1")
+            ).scalars()
+        )
     assert retired.status == "retired" and retired.config_json == old.to_json()
     assert current.status == "active" and current.config_json == new.to_json()
     assert old_hashes == {old.config_hash}
 
     replay(engine, InProcessBus(), [new])
     with engine.connect() as connection:
-        first = connection.execute(select(func.min(schema.signals.c.ts))
-                                   .where(schema.signals.c.bot_id == "fixed")).scalar_one()
-        new_hashes = set(connection.execute(select(schema.signals.c.config_hash)
-                                            .where(schema.signals.c.bot_id == "fixed")).scalars())
+        first = connection.execute(
+            select(func.min(schema.signals.c.ts)).where(schema.signals.c.bot_id == "fixed")
+        ).scalar_one()
+        new_hashes = set(
+            connection.execute(
+                select(schema.signals.c.config_hash).where(schema.signals.c.bot_id == "fixed")
+            ).scalars()
+        )
         first_bar = connection.execute(select(func.min(schema.ohlcv.c.ts))).scalar_one()
     assert first == first_bar  # fresh state: the replay starts again at the first stored bar
     assert new_hashes == {new.config_hash}
@@ -131,7 +165,9 @@ def test_a_new_version_starts_fresh_and_keeps_the_old_records_apart(engine, caps
     url = engine.url.render_as_string(hide_password=False)
     assert candela(["--database-url", url, "bots", "start", "fixed@v1"]) == 2
     assert "retired version" in capsys.readouterr().err
-    with pytest.raises(BotConfigChangedError, match="version 1 of bot 'fixed' is older than its recorded version 2"):
+    with pytest.raises(
+        BotConfigChangedError, match="version 1 of bot 'fixed' is older than its recorded version 2"
+    ):
         register_bots(engine, [config()])
 
 
@@ -141,13 +177,20 @@ def test_candela_run_refuses_an_edited_file_in_one_line(engine, tmp_path, capsys
     bots.mkdir()
     data = {**config().to_dict(), "start": None}
     (bots / "fixed.json").write_text(json.dumps(data))
-    assert candela(["--database-url", url, "run", "--replay", "--bots", str(bots), "--to", "2018-04-18"]) == 0
+    assert (
+        candela(
+            ["--database-url", url, "run", "--replay", "--bots", str(bots), "--to", "2018-04-18"]
+        )
+        == 0
+    )
     data["params"]["slow"] = 45
     (bots / "fixed.json").write_text(json.dumps(data))
     capsys.readouterr()
     assert candela(["--database-url", url, "run", "--replay", "--bots", str(bots)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"error: {bots / 'fixed.json'}: bot 'fixed' has recorded")
+    assert err.count("\n") == 1 and err.startswith(
+        f"error: {bots / 'fixed.json'}: bot 'fixed' has recorded"
+    )
     assert "params.slow 50 -> 45" in err
 
 
@@ -155,15 +198,27 @@ def test_the_migration_adds_the_hash_columns_to_existing_signals(empty_database_
     engine = create_database_engine(empty_database_url)
     upgrade(engine, "0001")
     with engine.begin() as connection:
-        connection.execute(sa.text(
-            "INSERT INTO bots (bot_id, strategy, exchange, symbol, timeframe, config_json, status, "
-            "restarts, created_at, updated_at) VALUES ('old', 'sma_cross', 'binance', 'BTC/USDT', "
-            "'1h', '{}', 'active', 0, 1, 1)"))
-        connection.execute(sa.text(
-            "INSERT INTO signals (bot_id, ts, action, target, raw_target, price, executed, "
-            "indicators_json, created_at) VALUES ('old', 5, 'hold', 0, 0, 1.5, false, '{}', 1)"))
+        connection.execute(
+            sa.text(
+                "INSERT INTO bots (bot_id, strategy, exchange, symbol, timeframe, config_json, status, "
+                "restarts, created_at, updated_at) VALUES ('old', 'sma_cross', 'binance', 'BTC/USDT', "
+                "'1h', '{}', 'active', 0, 1, 1)"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO signals (bot_id, ts, action, target, raw_target, price, executed, "
+                "indicators_json, created_at) VALUES ('old', 5, 'hold', 0, 0, 1.5, false, '{}', 1)"
+            )
+        )
     upgrade(engine)
     with engine.connect() as connection:
         row = connection.execute(select(schema.signals)).one()
     engine.dispose()
-    assert (row.bot_id, row.ts, row.price, row.config_hash, row.strategy_hash) == ("old", 5, 1.5, None, None)
+    assert (row.bot_id, row.ts, row.price, row.config_hash, row.strategy_hash) == (
+        "old",
+        5,
+        1.5,
+        None,
+        None,
+    )

@@ -15,9 +15,23 @@ from runner.ledger import decode_state, encode_state
 
 # The slots of the state vector that ``state_json`` held before the state was a named tuple:
 # a JSON list of 15 numbers in this order, ``null`` for ``nan``.
-VECTOR_SLOTS = ("cash", "position", "entry_price", "trail_extreme", "pending_target",
-                "pending_reason", "ordered_target", "stopped_target", "day", "day_start_equity",
-                "peak_equity", "halt", "equity", "last_ts", "bars")
+VECTOR_SLOTS = (
+    "cash",
+    "position",
+    "entry_price",
+    "trail_extreme",
+    "pending_target",
+    "pending_reason",
+    "ordered_target",
+    "stopped_target",
+    "day",
+    "day_start_equity",
+    "peak_equity",
+    "halt",
+    "equity",
+    "last_ts",
+    "bars",
+)
 HOUR = 3_600_000
 T0 = 1_700_006_400_000
 
@@ -27,16 +41,29 @@ def traded_state() -> State:
     config = make_config(Costs(0.001, 5.0), Stops(trailing_stop=0.05), RiskLimits())
     state, fills = new_state(10_000.0), new_fills(3)
     for i, (price, target) in enumerate([(100.0, 1.0), (101.0, 1.0), (103.0, 0.5)]):
-        _, state = step(state, config, T0 + (i + 1) * HOUR, price, price + 1.0, price - 1.0,
-                        price + 0.5, target, fills)
+        _, state = step(
+            state,
+            config,
+            T0 + (i + 1) * HOUR,
+            price,
+            price + 1.0,
+            price - 1.0,
+            price + 0.5,
+            target,
+            fills,
+        )
     assert state.position > 0.0 and not math.isnan(state.pending_target)
     return state
 
 
 def test_a_row_in_the_state_vector_format_loads_field_by_field():
     state = traded_state()
-    vector_row = json.dumps([None if math.isnan(value) else value
-                             for value in (getattr(state, slot) for slot in VECTOR_SLOTS)])
+    vector_row = json.dumps(
+        [
+            None if math.isnan(value) else value
+            for value in (getattr(state, slot) for slot in VECTOR_SLOTS)
+        ]
+    )
     loaded = decode_state(vector_row)
     assert type(loaded) is State
     np.testing.assert_array_equal(loaded, state)

@@ -7,9 +7,9 @@ import time
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from runner_support import ADA_BTC, store_bars
 
 from runner.market_data import BarWindow, MarketFeed, bars_after
-from runner_support import ADA_BTC, store_bars
 
 
 @settings(max_examples=60, deadline=None)
@@ -56,7 +56,9 @@ def test_market_feed_serves_every_bar_once_in_order_with_small_reads(any_engine,
         assert feed.bars_after(connection, int(bars.ts[10]), fresh_since=woken) is None
 
 
-def test_bots_notified_by_one_message_share_one_read_that_started_after_it(any_engine, ada_btc_bars):
+def test_bots_notified_by_one_message_share_one_read_that_started_after_it(
+    any_engine, ada_btc_bars
+):
     """The pipeline commits, then publishes: any read that STARTED after the message arrived
     holds the bar, so bots woken by that message are served from memory, however late they run;
     a read that started before the message does not count."""

@@ -10,14 +10,6 @@ import math
 
 import numpy as np
 import pytest
-
-import research
-from candela.core import schema
-from runner import ledger
-from runner.bot import Bot, StrategyError, ThreadConnections
-from runner.ledger import BarRecord
-from runner.market_data import MarketFeed
-from runner.market_group import MarketGroup, Member
 from runner_support import (
     ADA_BTC,
     backtest_fills,
@@ -28,6 +20,14 @@ from runner_support import (
     store_bars,
     table_rows,
 )
+
+import research
+from candela.core import schema
+from runner import ledger
+from runner.bot import Bot, StrategyError, ThreadConnections
+from runner.ledger import BarRecord
+from runner.market_data import MarketFeed
+from runner.market_group import MarketGroup, Member
 from strategies.registry import get_strategy
 
 
@@ -48,13 +48,20 @@ def _recovered(engine, config, begin_ts: int) -> Bot:
     return bot
 
 
-def _replay_group(engine, bots, departures, published, *, until_ts=None, batch_bars=500,
-                  pipelined=False) -> None:
+def _replay_group(
+    engine, bots, departures, published, *, until_ts=None, batch_bars=500, pipelined=False
+) -> None:
     """One replay pass (``follow=False``) of ``bots`` on a fresh group; ``pipelined``: full
     batches are committed by the group's writer thread while the next one is decided."""
     connections = ThreadConnections(engine)
-    group = MarketGroup(MarketFeed(ADA_BTC), published.extend, follow=False, until_ts=until_ts,
-                        batch_bars=batch_bars, writer=connections.get if pipelined else None)
+    group = MarketGroup(
+        MarketFeed(ADA_BTC),
+        published.extend,
+        follow=False,
+        until_ts=until_ts,
+        batch_bars=batch_bars,
+        writer=connections.get if pipelined else None,
+    )
     for bot in bots:
         group.join(departures.member(bot))
     try:
@@ -70,8 +77,9 @@ def _signal_ts(published, bot_id: str) -> list[int]:
 
 
 @pytest.mark.parametrize("batch_bars, pipelined", [(1, False), (500, False), (7, True)])
-def test_a_bot_whose_bar_is_already_recorded_reloads_while_the_others_commit(any_engine, ada_btc_bars,
-                                                                             batch_bars, pipelined):
+def test_a_bot_whose_bar_is_already_recorded_reloads_while_the_others_commit(
+    any_engine, ada_btc_bars, batch_bars, pipelined
+):
     """Another runner recorded the ema bot's first bars: its first batch is refused (its stored
     cursor moved), it reloads and goes on, and the others commit as if nothing happened; with a
     bar per transaction, a batch of all bars, or batches of 7 committed while the next ones are
@@ -79,42 +87,65 @@ def test_a_bot_whose_bar_is_already_recorded_reloads_while_the_others_commit(any
     bars = ada_btc_bars[:600]
     store_bars(any_engine, ADA_BTC, bars)
     begin = int(bars.ts[0])
-    configs = [bot_config("batch-sma", "sma_cross"), bot_config("batch-ema", "ema_cross", params={"fast": 5, "slow": 15}),
-               bot_config("batch-donchian", "donchian_breakout")]
+    configs = [
+        bot_config("batch-sma", "sma_cross"),
+        bot_config("batch-ema", "ema_cross", params={"fast": 5, "slow": 15}),
+        bot_config("batch-donchian", "donchian_breakout"),
+    ]
     ledger.register_bots(any_engine, configs)
     group_bots = [_recovered(any_engine, config, begin) for config in configs]
 
     # meanwhile "another runner" records the first 151 bars of the ema bot
     elsewhere, elsewhere_published = Departures(), []
-    _replay_group(any_engine, [_recovered(any_engine, configs[1], begin)], elsewhere, elsewhere_published,
-                  until_ts=int(bars.ts[150]))
+    _replay_group(
+        any_engine,
+        [_recovered(any_engine, configs[1], begin)],
+        elsewhere,
+        elsewhere_published,
+        until_ts=int(bars.ts[150]),
+    )
     assert cursor_ts(any_engine, "batch-ema") == bars.ts[150]
 
     departures, published = Departures(), []
-    _replay_group(any_engine, group_bots, departures, published, batch_bars=batch_bars,
-                  pipelined=pipelined)
+    _replay_group(
+        any_engine, group_bots, departures, published, batch_bars=batch_bars, pipelined=pipelined
+    )
 
-    assert departures.left == {config.bot_id: None for config in configs}  # all finished, none failed
+    assert departures.left == {
+        config.bot_id: None for config in configs
+    }  # all finished, none failed
     for config in configs:
-        assert count_rows(any_engine, schema.signals, config.bot_id) == len(bars)  # each bar exactly once
+        assert count_rows(any_engine, schema.signals, config.bot_id) == len(
+            bars
+        )  # each bar exactly once
         assert count_rows(any_engine, schema.bot_performance, config.bot_id) == len(bars)
         result = research.backtest(get_strategy(config.strategy), bars, config.params, config.costs)
-        np.testing.assert_array_equal(runner_fills(any_engine, config.bot_id), backtest_fills(result))
+        np.testing.assert_array_equal(
+            runner_fills(any_engine, config.bot_id), backtest_fills(result)
+        )
     # the ema bot's first bar conflicted: it published nothing for the bars recorded elsewhere
     assert _signal_ts(published, "batch-ema") == bars.ts[151:].tolist()
     assert _signal_ts(published, "batch-sma") == bars.ts.tolist()
 
 
-def test_a_bot_whose_strategy_raises_leaves_alone_and_the_others_commit_that_bar(any_engine, ada_btc_bars):
+def test_a_bot_whose_strategy_raises_leaves_alone_and_the_others_commit_that_bar(
+    any_engine, ada_btc_bars
+):
     bars = ada_btc_bars[:300]
     store_bars(any_engine, ADA_BTC, bars)
     fail_at = int(bars.ts[120])
-    configs = [bot_config("healthy", "sma_cross"),
-               bot_config("broken", "runner_test_strategies:BROKEN", params={"fail_at_ts": fail_at})]
+    configs = [
+        bot_config("healthy", "sma_cross"),
+        bot_config("broken", "runner_test_strategies:BROKEN", params={"fail_at_ts": fail_at}),
+    ]
     ledger.register_bots(any_engine, configs)
     departures, published = Departures(), []
-    _replay_group(any_engine, [_recovered(any_engine, config, int(bars.ts[0])) for config in configs],
-                  departures, published)
+    _replay_group(
+        any_engine,
+        [_recovered(any_engine, config, int(bars.ts[0])) for config in configs],
+        departures,
+        published,
+    )
 
     error = departures.left["broken"]
     assert isinstance(error, StrategyError) and error.bar_ts == fail_at
@@ -128,18 +159,47 @@ def test_a_bot_whose_strategy_raises_leaves_alone_and_the_others_commit_that_bar
     np.testing.assert_array_equal(runner_fills(any_engine, "healthy"), backtest_fills(result))
 
 
-def _record(bot_id: str, ts: int, value: float, text: str,
-            previous_ts: int | None = None) -> BarRecord:
+def _record(
+    bot_id: str, ts: int, value: float, text: str, previous_ts: int | None = None
+) -> BarRecord:
     return BarRecord(
         bot_id=bot_id,
         bar_ts=ts,
-        signal=dict(bot_id=bot_id, ts=ts, action="buy", target=value, raw_target=-value, price=value,
-                    executed=True, indicators_json=text, created_at=ts),
-        trades=[dict(bot_id=bot_id, bar_ts=ts, seq=seq, ts=ts - 60_000, side="buy", size=value, price=value,
-                     fee=value, reason="signal", realized_pnl=-value, cash_after=value, position_after=value,
-                     created_at=ts) for seq in range(2)],
-        state=dict(bot_id=bot_id, cash=value, position=-value, cursor_ts=ts, state_json=text, updated_at=ts),
-        performance=dict(bot_id=bot_id, ts=ts, equity=value, cash=value, position=-value, price=value),
+        signal=dict(
+            bot_id=bot_id,
+            ts=ts,
+            action="buy",
+            target=value,
+            raw_target=-value,
+            price=value,
+            executed=True,
+            indicators_json=text,
+            created_at=ts,
+        ),
+        trades=[
+            dict(
+                bot_id=bot_id,
+                bar_ts=ts,
+                seq=seq,
+                ts=ts - 60_000,
+                side="buy",
+                size=value,
+                price=value,
+                fee=value,
+                reason="signal",
+                realized_pnl=-value,
+                cash_after=value,
+                position_after=value,
+                created_at=ts,
+            )
+            for seq in range(2)
+        ],
+        state=dict(
+            bot_id=bot_id, cash=value, position=-value, cursor_ts=ts, state_json=text, updated_at=ts
+        ),
+        performance=dict(
+            bot_id=bot_id, ts=ts, equity=value, cash=value, position=-value, price=value
+        ),
         previous_ts=previous_ts,
     )
 
@@ -163,21 +223,40 @@ def test_write_bars_commits_each_new_bar_exactly_once_and_values_round_trip(any_
         assert ledger.write_bars(connection, batch) == {"writer-1", "writer-2"}  # writer-0 had it
         assert ledger.write_bars(connection, []) == set()
         with pytest.raises(ValueError, match="consecutive"):
-            ledger.write_bars(connection, [_record("writer-1", 2000, 1.0, "x", 1000),
-                                           _record("writer-1", 3000, 1.0, "x", 1000)])
+            ledger.write_bars(
+                connection,
+                [
+                    _record("writer-1", 2000, 1.0, "x", 1000),
+                    _record("writer-1", 3000, 1.0, "x", 1000),
+                ],
+            )
 
     for bot_id, value in values.items():
         assert count_rows(any_engine, schema.signals, bot_id) == 1
         assert count_rows(any_engine, schema.trades, bot_id) == 2
         with any_engine.connect() as connection:
-            signal = connection.execute(schema.signals.select().where(schema.signals.c.bot_id == bot_id)).one()
-            state = connection.execute(schema.bot_state.select().where(schema.bot_state.c.bot_id == bot_id)).one()
-            trade = connection.execute(schema.trades.select().where(schema.trades.c.bot_id == bot_id)).first()
-        assert (signal.target, signal.raw_target, signal.indicators_json) == (value, -value, awkward)
-        assert (state.cash, state.position, state.cursor_ts, state.state_json) == (value, -value, 1000, awkward)
+            signal = connection.execute(
+                schema.signals.select().where(schema.signals.c.bot_id == bot_id)
+            ).one()
+            state = connection.execute(
+                schema.bot_state.select().where(schema.bot_state.c.bot_id == bot_id)
+            ).one()
+            trade = connection.execute(
+                schema.trades.select().where(schema.trades.c.bot_id == bot_id)
+            ).first()
+        assert (signal.target, signal.raw_target, signal.indicators_json) == (
+            value,
+            -value,
+            awkward,
+        )
+        assert (state.cash, state.position, state.cursor_ts, state.state_json) == (
+            value,
+            -value,
+            1000,
+            awkward,
+        )
         assert (trade.realized_pnl, trade.ts) == (-value, 1000 - 60_000)
         assert not math.isnan(state.cash)
-
 
 
 def test_write_bars_commits_a_bots_bars_only_from_its_stored_cursor_all_or_none(any_engine):
@@ -201,13 +280,14 @@ def test_write_bars_commits_a_bots_bars_only_from_its_stored_cursor_all_or_none(
         pairs = zip(chain("chain-0", 1000, 3, None), chain("chain-1", 1000, 3, None), strict=True)
         first = [record for pair in pairs for record in pair]
         assert ledger.write_bars(connection, first) == {"chain-0", "chain-1"}
-        assert ledger.write_bars(connection, chain("chain-0", 4000, 2, 3000)
-                                 + chain("chain-1", 2000, 2, 1000)) == {"chain-0"}  # 1 is stale
+        assert ledger.write_bars(
+            connection, chain("chain-0", 4000, 2, 3000) + chain("chain-1", 2000, 2, 1000)
+        ) == {"chain-0"}  # 1 is stale
         # not chain-1's first bar any more
         assert ledger.write_bars(connection, chain("chain-1", 1000, 1, None)) == set()
 
     def decided(bot_id):
-        return [ts for ts, in table_rows(any_engine, schema.signals, bot_id, ("ts",))]
+        return [ts for (ts,) in table_rows(any_engine, schema.signals, bot_id, ("ts",))]
 
     assert decided("chain-0") == [1000, 2000, 3000, 4000, 5000]
     assert decided("chain-1") == [1000, 2000, 3000]
@@ -215,6 +295,7 @@ def test_write_bars_commits_a_bots_bars_only_from_its_stored_cursor_all_or_none(
     assert count_rows(any_engine, schema.trades, "chain-0") == 10
     assert cursor_ts(any_engine, "chain-0") == 5000 and cursor_ts(any_engine, "chain-1") == 3000
     with any_engine.connect() as connection:
-        state = connection.execute(schema.bot_state.select().where(
-            schema.bot_state.c.bot_id == "chain-0")).one()
+        state = connection.execute(
+            schema.bot_state.select().where(schema.bot_state.c.bot_id == "chain-0")
+        ).one()
     assert (state.cash, state.state_json) == (5000 / 7, "chain-0 5000")  # the batch's last state

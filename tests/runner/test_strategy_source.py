@@ -7,6 +7,7 @@ import os
 import sys
 
 import pytest
+from strategy_folders import write_strategy
 
 import candela.core.paths as paths
 from runner.config import BotConfigError, parse_bot_config
@@ -19,7 +20,6 @@ from runner.strategy_source import (
     strategy_source_hash,
 )
 from strategies.registry import get_strategy, names
-from strategy_folders import write_strategy
 
 BASE = {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1h"}
 
@@ -44,7 +44,9 @@ def test_a_bot_config_names_a_user_strategy_like_a_shipped_one(strategy_folder):
     write_strategy(strategy_folder, "mine.py", name="mine")
     config = parse_bot_config({**BASE, "strategy": "mine", "params": {"window": 9}}, bot_id="b")
     assert config.spec.name == "mine" and config.params == {"window": 9}
-    with pytest.raises(BotConfigError, match=r"strategy: unknown strategy 'mien'; did you mean 'mine'\?"):
+    with pytest.raises(
+        BotConfigError, match=r"strategy: unknown strategy 'mien'; did you mean 'mine'\?"
+    ):
         parse_bot_config({**BASE, "strategy": "mien"}, bot_id="b")
 
 
@@ -53,8 +55,10 @@ def test_every_folder_of_the_setting_is_searched_in_order(tmp_path, strategy_fol
     second.mkdir()
     write_strategy(strategy_folder, "first_one.py", name="first_one")
     write_strategy(second, "second_one.py", name="second_one")
-    monkeypatch.setenv("CANDELA_STRATEGY_PATH",
-                       os.pathsep.join([str(strategy_folder), "", str(second), str(tmp_path / "nowhere")]))
+    monkeypatch.setenv(
+        "CANDELA_STRATEGY_PATH",
+        os.pathsep.join([str(strategy_folder), "", str(second), str(tmp_path / "nowhere")]),
+    )
     assert paths.strategy_dirs() == [strategy_folder, second, tmp_path / "nowhere"]
     assert find_strategy("second_one").file == (second / "second_one.py").resolve()
     with pytest.raises(StrategyReferenceError, match=r"nowhere \(missing\)"):
@@ -79,7 +83,9 @@ def test_a_name_clash_with_a_shipped_strategy_names_both_files(strategy_folder):
     with pytest.raises(StrategyReferenceError) as info:
         resolve_strategy("ema_cross")  # any name: the catalog is ambiguous
     message = str(info.value)
-    assert str(mine.resolve()) in message and str(strategy_file(get_strategy("sma_cross"))) in message
+    assert (
+        str(mine.resolve()) in message and str(strategy_file(get_strategy("sma_cross"))) in message
+    )
     assert "defined twice" in message
 
 
@@ -95,7 +101,8 @@ def test_an_imported_spec_is_registered_once_where_it_is_defined(strategy_folder
     origin = write_strategy(strategy_folder, "origin.py", name="origin")
     (strategy_folder / "reuser.py").write_text(
         "from origin import SPEC as BORROWED\nfrom strategies.registry import get_strategy\n"
-        "SHIPPED = get_strategy('sma_cross')\n")
+        "SHIPPED = get_strategy('sma_cross')\n"
+    )
     listed = catalog()
     assert listed["origin"].file == origin.resolve()
     assert listed["sma_cross"].origin == "shipped"
@@ -103,12 +110,16 @@ def test_an_imported_spec_is_registered_once_where_it_is_defined(strategy_folder
 
 def test_a_file_named_like_another_module_is_refused(strategy_folder):
     write_strategy(strategy_folder, "json.py", name="jsonish")
-    with pytest.raises(StrategyReferenceError, match=r"json\.py has the name of another module.*rename"):
+    with pytest.raises(
+        StrategyReferenceError, match=r"json\.py has the name of another module.*rename"
+    ):
         catalog()
 
 
 def test_a_bug_in_a_user_file_keeps_its_traceback_with_the_file_named(strategy_folder):
-    (strategy_folder / "broken.py").write_text("import numpy as np\nWINDOW = np.ones(3) + np.ones(2)\n")
+    (strategy_folder / "broken.py").write_text(
+        "import numpy as np\nWINDOW = np.ones(3) + np.ones(2)\n"
+    )
     with pytest.raises(ValueError, match="broadcast") as info:
         catalog()
     assert not isinstance(info.value, StrategyReferenceError)
@@ -128,9 +139,13 @@ def test_an_edited_user_file_is_read_again(strategy_folder):
 def test_module_attribute_references(strategy_folder):
     assert find_strategy("strategies.sma_cross:sma_cross").spec is get_strategy("sma_cross")
     assert find_strategy("strategies.sma_cross:sma_cross").origin == "module"
-    with pytest.raises(StrategyReferenceError, match="cannot import strategy module 'no_such_module'"):
+    with pytest.raises(
+        StrategyReferenceError, match="cannot import strategy module 'no_such_module'"
+    ):
         resolve_strategy("no_such_module:SPEC")
-    with pytest.raises(StrategyReferenceError, match="'strategies.sma_cross:Params' is not a StrategySpec"):
+    with pytest.raises(
+        StrategyReferenceError, match="'strategies.sma_cross:Params' is not a StrategySpec"
+    ):
         resolve_strategy("strategies.sma_cross:Params")
     with pytest.raises(StrategyReferenceError, match="is not 'module:ATTRIBUTE'"):
         resolve_strategy("strategies.sma_cross:")
@@ -148,4 +163,7 @@ def test_the_source_hash_is_the_defining_file_s(strategy_folder):
     assert file.name == "sma_cross.py" and file.parent.name == "strategies"
     assert strategy_source_hash(spec) == hashlib.sha256(file.read_bytes()).hexdigest()
     path = write_strategy(strategy_folder, "hashed.py", name="hashed")
-    assert strategy_source_hash(resolve_strategy("hashed")) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (
+        strategy_source_hash(resolve_strategy("hashed"))
+        == hashlib.sha256(path.read_bytes()).hexdigest()
+    )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from market_files import read_market_bars
+
 from research.types import Bars
 
 #: Several exchanges, symbols and timeframes, each with thousands of bars (warm-ups reach ~1,000).

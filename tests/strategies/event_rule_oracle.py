@@ -14,8 +14,10 @@ def last_index(flags: pd.Series) -> pd.Series:
 
 def windowed_position(long_entry, long_exit, short_entry, short_exit, max_hold: int) -> np.ndarray:
     """Side of the most recent entry within ``max_hold`` bars unless exited since; else flat."""
-    le, lx, se, sx = (pd.Series(np.asarray(a, dtype=bool)) for a in
-                      (long_entry, long_exit, short_entry, short_exit))
+    le, lx, se, sx = (
+        pd.Series(np.asarray(a, dtype=bool))
+        for a in (long_entry, long_exit, short_entry, short_exit)
+    )
     last_long, last_short = last_index(le), last_index(se & ~le)
     now = pd.Series(np.arange(len(le)))
     is_long = last_long >= last_short

@@ -46,7 +46,7 @@ def assert_history_window_exact(spec: StrategySpec, bars: Bars, params, count: i
     window = spec.history_window(params)
     points = sample_points(spec.lookback(params), len(bars), count)
     for t in points:
-        last = spec.evaluate(bars[max(0, t - window + 1): t + 1], params)
+        last = spec.evaluate(bars[max(0, t - window + 1) : t + 1], params)
         assert same(last.target[-1], full.target[t]), f"window decision differs at t={t}"
         for name, values in last.indicators.items():
             assert same(values[-1], full.indicators[name][t]), f"{name} differs at t={t}"

@@ -26,7 +26,9 @@ def pandas_target(bars, window, num_std, atr_window, atr_multiplier, max_hold):
     std = pd.Series(np.r_[np.full(window - 1, np.nan), windows.std(axis=1)])  # population
     upper = mean + num_std * std
     prev = close.shift()
-    true_range = pd.concat([high - low, (high - prev).abs(), (low - prev).abs()], axis=1).max(axis=1)
+    true_range = pd.concat([high - low, (high - prev).abs(), (low - prev).abs()], axis=1).max(
+        axis=1
+    )
     atr = true_range.ewm(alpha=1 / atr_window, adjust=False, min_periods=atr_window).mean()
     entry = close > upper
     group = entry.cumsum()  # 0 before the first entry
@@ -39,18 +41,28 @@ def pandas_target(bars, window, num_std, atr_window, atr_multiplier, max_hold):
     return held.to_numpy(dtype=float, copy=True), upper.to_numpy()
 
 
-@pytest.mark.parametrize("window, num_std, atr_window, atr_multiplier, max_hold",
-                         [(20, 2.0, 14, 3.0, 100), (10, 1.5, 5, 1.5, 40)])
-def test_matches_pandas_on_real_data(real_bars, window, num_std, atr_window, atr_multiplier,
-                                     max_hold):
-    params = SPEC.make_params(window=window, num_std=num_std, atr_window=atr_window,
-                              atr_multiplier=atr_multiplier, max_hold=max_hold)
+@pytest.mark.parametrize(
+    "window, num_std, atr_window, atr_multiplier, max_hold",
+    [(20, 2.0, 14, 3.0, 100), (10, 1.5, 5, 1.5, 40)],
+)
+def test_matches_pandas_on_real_data(
+    real_bars, window, num_std, atr_window, atr_multiplier, max_hold
+):
+    params = SPEC.make_params(
+        window=window,
+        num_std=num_std,
+        atr_window=atr_window,
+        atr_multiplier=atr_multiplier,
+        max_hold=max_hold,
+    )
     lookback = SPEC.lookback(params)
     assert lookback == max(window, atr_window) - 1  # the bands' and the ATR's first values
     atr_history = converged_warmup(wilder_alpha(atr_window)) + 2
     assert SPEC.history_window(params) == max(window, atr_history) + max_hold - 1
     target = assert_lookback_shape(SPEC, real_bars, params)
-    expected, upper = pandas_target(real_bars, window, num_std, atr_window, atr_multiplier, max_hold)
+    expected, upper = pandas_target(
+        real_bars, window, num_std, atr_window, atr_multiplier, max_hold
+    )
     expected[:lookback] = np.nan
     ours = SPEC.indicators(real_bars, params)["bb_upper"]
     np.testing.assert_allclose(ours, upper, rtol=1e-9)
@@ -61,14 +73,16 @@ def test_matches_pandas_on_real_data(real_bars, window, num_std, atr_window, atr
 def test_trailing_exit_on_a_scripted_path():
     """Breakout, new high, then a close more than k * ATR below it exits at that close."""
     from research.types import Bars
+
     close = np.r_[np.full(200, 100.0), 103.0, 106.0, 107.0, 100.0, 100.0]
-    bars = Bars.from_arrays(np.arange(1, len(close) + 1) * 60_000, close, close + 0.5, close - 0.5,
-                            close)
+    bars = Bars.from_arrays(
+        np.arange(1, len(close) + 1) * 60_000, close, close + 0.5, close - 0.5, close
+    )
     params = SPEC.make_params(window=10, num_std=2.0, atr_window=2, atr_multiplier=1.0, max_hold=30)
     target = SPEC.target(bars, params)
     values = SPEC.indicators(bars, params)
     atr = values["atr"]
-    assert np.isnan(target[:SPEC.lookback(params)]).all() and target[199] == 0.0
+    assert np.isnan(target[: SPEC.lookback(params)]).all() and target[199] == 0.0
     assert target[200] == 1.0 and target[201] == 1.0 and target[202] == 1.0  # breakout, held
     assert values["trailing_stop"][202] == 107.0 - atr[202]
     assert 100.0 < 107.0 - atr[203]  # the drop to 100 is below the trailing level
@@ -82,7 +96,9 @@ def test_causal_and_history_window_exact(real_bars):
 
 
 def test_param_validation_says_how_to_fix():
-    with pytest.raises(ValueError, match=r"unknown parameter 'atr_mult'.*did you mean 'atr_multiplier'"):
+    with pytest.raises(
+        ValueError, match=r"unknown parameter 'atr_mult'.*did you mean 'atr_multiplier'"
+    ):
         SPEC.make_params(atr_mult=2.0)
     with pytest.raises(ValueError, match="constraint 'num_std > 0'"):
         SPEC.make_params(num_std=0.0)

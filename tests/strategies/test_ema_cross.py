@@ -26,8 +26,10 @@ def test_matches_pandas_on_real_data(real_bars, fast, slow):
     assert SPEC.history_window(params) == converged_warmup(ema_alpha(slow)) + 1
     target = assert_lookback_shape(SPEC, real_bars, params, levels=(-1.0, 0.0, 1.0))
     close = pd.Series(real_bars.close)
-    gap = (close.ewm(span=fast, adjust=False, min_periods=fast).mean()
-           - close.ewm(span=slow, adjust=False, min_periods=slow).mean())
+    gap = (
+        close.ewm(span=fast, adjust=False, min_periods=fast).mean()
+        - close.ewm(span=slow, adjust=False, min_periods=slow).mean()
+    )
     expected = np.sign(gap.to_numpy())
     near_tie = (gap.abs() <= 8 * np.spacing(close.abs())).to_numpy()
     np.testing.assert_array_equal(target[~near_tie], expected[~near_tie])

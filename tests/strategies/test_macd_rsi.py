@@ -17,22 +17,26 @@ from strategies.macd_rsi import macd_rsi as SPEC
 
 
 def pandas_macd(close: pd.Series, fast: int, slow: int, signal: int):
-    line = (close.ewm(span=fast, adjust=False, min_periods=fast).mean()
-            - close.ewm(span=slow, adjust=False, min_periods=slow).mean())
+    line = (
+        close.ewm(span=fast, adjust=False, min_periods=fast).mean()
+        - close.ewm(span=slow, adjust=False, min_periods=slow).mean()
+    )
     return line, line.ewm(span=signal, adjust=False, min_periods=signal).mean()
 
 
-@pytest.mark.parametrize("fast, slow, signal, rsi_window, ceiling",
-                         [(12, 26, 9, 14, 70.0), (5, 20, 4, 6, 60.0)])
+@pytest.mark.parametrize(
+    "fast, slow, signal, rsi_window, ceiling", [(12, 26, 9, 14, 70.0), (5, 20, 4, 6, 60.0)]
+)
 def test_matches_pandas_on_real_data(real_bars, fast, slow, signal, rsi_window, ceiling):
     """Long while line > signal and rsi < ceiling. pandas rounds each EMA step differently
     (it normalises by ``(1 - alpha) + alpha``), so bars where the line is within a few ulps of
     its signal line are excluded and must be rare."""
-    params = SPEC.make_params(fast=fast, slow=slow, signal=signal, rsi_window=rsi_window,
-                              ceiling=ceiling)
+    params = SPEC.make_params(
+        fast=fast, slow=slow, signal=signal, rsi_window=rsi_window, ceiling=ceiling
+    )
     lookback = max(slow + signal - 2, rsi_window)  # the signal line's and the RSI's first values
     assert SPEC.lookback(params) == lookback
-    macd_history = (converged_warmup(ema_alpha(slow)) + 1 + converged_warmup(ema_alpha(signal)))
+    macd_history = converged_warmup(ema_alpha(slow)) + 1 + converged_warmup(ema_alpha(signal))
     rsi_history = converged_warmup(wilder_alpha(rsi_window)) + 2
     assert SPEC.history_window(params) == max(macd_history, rsi_history)
     target = assert_lookback_shape(SPEC, real_bars, params)
@@ -41,8 +45,9 @@ def test_matches_pandas_on_real_data(real_bars, fast, slow, signal, rsi_window, 
     rsi = pandas_rsi(close, rsi_window)
     expected = ((line > signal_line) & (rsi < ceiling)).to_numpy(dtype=float)
     expected[:lookback] = np.nan
-    near_tie = ((line - signal_line).abs() <= 16 * np.spacing(close.abs())) \
-        | ((rsi - ceiling).abs() < 1e-9)
+    near_tie = ((line - signal_line).abs() <= 16 * np.spacing(close.abs())) | (
+        (rsi - ceiling).abs() < 1e-9
+    )
     near_tie = near_tie.to_numpy()
     np.testing.assert_array_equal(target[~near_tie], expected[~near_tie])
     assert near_tie.mean() < 0.01

@@ -8,8 +8,14 @@ import pytest
 from research.strategy_model import StrategySpec
 from strategies import registry
 
-SHIPPED = ["bollinger_breakout", "donchian_breakout", "ema_cross", "macd_rsi", "rsi_reversion",
-           "sma_cross"]
+SHIPPED = [
+    "bollinger_breakout",
+    "donchian_breakout",
+    "ema_cross",
+    "macd_rsi",
+    "rsi_reversion",
+    "sma_cross",
+]
 
 
 def test_all_specs_lists_every_shipped_strategy_by_its_own_name():
@@ -39,8 +45,9 @@ def test_spec_declarations_are_consistent(name, real_bars):
             spec.make_params({field: value})  # sweep values have the declared types
     evaluation = spec.evaluate(real_bars, params)
     assert evaluation.panes == spec.panes(params) and evaluation.indicators
-    assert [name for names in evaluation.panes.values() for name in names] == \
-        list(evaluation.indicators)
+    assert [name for names in evaluation.panes.values() for name in names] == list(
+        evaluation.indicators
+    )
     for array in evaluation.indicators.values():
         assert array.dtype == np.float64 and len(array) == len(real_bars)
     assert spec.description and spec.__class__ is StrategySpec

@@ -27,12 +27,21 @@ def pandas_rsi(close: pd.Series, n: int) -> pd.Series:
 
 
 @pytest.mark.parametrize("allow_short", [False, True])
-@pytest.mark.parametrize("window, lower, exit_level, upper, max_hold",
-                         [(14, 30.0, 50.0, 70.0, 100), (6, 25.0, 55.0, 75.0, 20)])
-def test_matches_pandas_on_real_data(real_bars, window, lower, exit_level, upper, max_hold,
-                                     allow_short):
-    params = SPEC.make_params(window=window, lower=lower, exit_level=exit_level, upper=upper,
-                              max_hold=max_hold, allow_short=allow_short)
+@pytest.mark.parametrize(
+    "window, lower, exit_level, upper, max_hold",
+    [(14, 30.0, 50.0, 70.0, 100), (6, 25.0, 55.0, 75.0, 20)],
+)
+def test_matches_pandas_on_real_data(
+    real_bars, window, lower, exit_level, upper, max_hold, allow_short
+):
+    params = SPEC.make_params(
+        window=window,
+        lower=lower,
+        exit_level=exit_level,
+        upper=upper,
+        max_hold=max_hold,
+        allow_short=allow_short,
+    )
     assert SPEC.lookback(params) == window  # the RSI's first value
     rsi_history = converged_warmup(wilder_alpha(window)) + 2
     assert SPEC.history_window(params) == rsi_history + max_hold - 1
@@ -45,8 +54,10 @@ def test_matches_pandas_on_real_data(real_bars, window, lower, exit_level, upper
     rsi = rsi.where(unchanged < window)  # stale: nan compares false, so no event
     never = pd.Series(False, index=rsi.index)
     expected = windowed_position(
-        rsi < lower, rsi > exit_level,
-        (rsi > upper) if allow_short else never, (rsi < exit_level) if allow_short else never,
+        rsi < lower,
+        rsi > exit_level,
+        (rsi > upper) if allow_short else never,
+        (rsi < exit_level) if allow_short else never,
         max_hold,
     )
     expected[:window] = np.nan
@@ -66,7 +77,7 @@ def test_a_long_flat_stretch_makes_no_event_and_keeps_the_window_exact():
     bars = Bars.from_arrays(np.arange(1, len(close) + 1) * 60_000, close, close, close, close)
     full = SPEC.target(bars, params)
     for t in range(window, len(close)):
-        assert SPEC.target(bars[t - window + 1: t + 1], params)[-1] == full[t]
+        assert SPEC.target(bars[t - window + 1 : t + 1], params)[-1] == full[t]
     stretch = slice(window, 50 + 3 * window)
     assert (SPEC.indicators(bars, params)["rsi"][stretch] < 1.0).all()  # "oversold" forever...
     assert (full[stretch] == 0.0).all()  # ...but stale, so flat
@@ -79,7 +90,9 @@ def test_causal_and_history_window_exact(real_bars):
 
 
 def test_param_validation_says_how_to_fix():
-    with pytest.raises(ValueError, match=r"unknown parameter 'allow_shorts'.*did you mean 'allow_short'"):
+    with pytest.raises(
+        ValueError, match=r"unknown parameter 'allow_shorts'.*did you mean 'allow_short'"
+    ):
         SPEC.make_params(allow_shorts=True)
     ordered = r"constraint '0 <= lower < exit_level < upper <= 100'"
     with pytest.raises(ValueError, match=ordered + r".*lower=60.0"):

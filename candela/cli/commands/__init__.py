@@ -27,5 +27,5 @@ def user_errors(*kinds: type[BaseException], prefix: str = "") -> Iterator[None]
     """
     try:
         yield
-    except kinds or (ValueError, TypeError) as exc:
+    except kinds or (ValueError, TypeError) as exc:  # noqa: B030 - kinds is a tuple of classes
         raise CommandError(f"{prefix}{exc}") from exc

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC
 
 from candela.cli.commands import CommandError, bots_create, bots_reconcile
 
@@ -39,24 +40,38 @@ def register(commands: argparse._SubParsersAction) -> None:
     bots_create.register(sub)
     bots_reconcile.register(sub)
     listing = sub.add_parser("list", help="every bot: status, market, cursor, equity, heartbeat")
-    listing.add_argument("--bots", default=None, metavar="DIR",
-                         help="also list configs of this folder not yet registered (default: config/bots/)")
-    listing.add_argument("--stale", type=float, default=STALE_SECONDS, metavar="SECONDS",
-                         help="a hosted bot without a heartbeat for this long is orphaned "
-                              "(default: 60)")
+    listing.add_argument(
+        "--bots",
+        default=None,
+        metavar="DIR",
+        help="also list configs of this folder not yet registered (default: config/bots/)",
+    )
+    listing.add_argument(
+        "--stale",
+        type=float,
+        default=STALE_SECONDS,
+        metavar="SECONDS",
+        help="a hosted bot without a heartbeat for this long is orphaned (default: 60)",
+    )
     listing.set_defaults(handler=_list)
     start = sub.add_parser("start", help="mark a bot active (the runner starts it)")
     start.add_argument("bot_id", metavar="ID")
     start.set_defaults(handler=_start)
-    stop = sub.add_parser("stop", help="mark a bot stopped (the runner stops it after its current bar)")
+    stop = sub.add_parser(
+        "stop", help="mark a bot stopped (the runner stops it after its current bar)"
+    )
     stop.add_argument("bot_id", metavar="ID")
     stop.set_defaults(handler=_stop)
     status = sub.add_parser("status", help="details of one bot (or a summary of all)")
     status.add_argument("bot_id", metavar="ID", nargs="?")
     status.add_argument("--json", action="store_true", help="print JSON")
-    status.add_argument("--stale", type=float, default=STALE_SECONDS, metavar="SECONDS",
-                        help="a hosted bot without a heartbeat for this long is orphaned "
-                             "(default: 60)")
+    status.add_argument(
+        "--stale",
+        type=float,
+        default=STALE_SECONDS,
+        metavar="SECONDS",
+        help="a hosted bot without a heartbeat for this long is orphaned (default: 60)",
+    )
     status.set_defaults(handler=_status)
 
 
@@ -69,8 +84,9 @@ HOSTED_EVENTS = ("started", "restarted", "crashed")
 LIFECYCLE_EVENTS = (*HOSTED_EVENTS, "stopped", "finished", "failed")
 
 
-def bot_state(status: str, last_event: str | None, heartbeat_age_ms: int | None,
-              stale_ms: float) -> str:
+def bot_state(
+    status: str, last_event: str | None, heartbeat_age_ms: int | None, stale_ms: float
+) -> str:
     """The state ``list`` and ``status`` show (see the module docstring)."""
     if status != "active":
         return status
@@ -91,15 +107,27 @@ def _bot_summaries(engine, stale_seconds: float = STALE_SECONDS) -> list[dict]:
     now = now_ms()
     events = schema.bot_events
     with engine.connect() as connection:
-        latest = select(func.max(events.c.id)).where(events.c.event.in_(LIFECYCLE_EVENTS)) \
+        latest = (
+            select(func.max(events.c.id))
+            .where(events.c.event.in_(LIFECYCLE_EVENTS))
             .group_by(events.c.bot_id)
-        last_events = dict(connection.execute(
-            select(events.c.bot_id, events.c.event).where(events.c.id.in_(latest))).all())
+        )
+        last_events = dict(
+            connection.execute(
+                select(events.c.bot_id, events.c.event).where(events.c.id.in_(latest))
+            ).all()
+        )
         states = {row.bot_id: row for row in connection.execute(select(schema.bot_state))}
-        trade_counts = dict(connection.execute(
-            select(schema.trades.c.bot_id, func.count()).group_by(schema.trades.c.bot_id)).all())
-        signal_counts = dict(connection.execute(
-            select(schema.signals.c.bot_id, func.count()).group_by(schema.signals.c.bot_id)).all())
+        trade_counts = dict(
+            connection.execute(
+                select(schema.trades.c.bot_id, func.count()).group_by(schema.trades.c.bot_id)
+            ).all()
+        )
+        signal_counts = dict(
+            connection.execute(
+                select(schema.signals.c.bot_id, func.count()).group_by(schema.signals.c.bot_id)
+            ).all()
+        )
         summaries = []
         for bot in connection.execute(select(schema.bots).order_by(schema.bots.c.bot_id)):
             state = states.get(bot.bot_id)
@@ -108,32 +136,43 @@ def _bot_summaries(engine, stale_seconds: float = STALE_SECONDS) -> list[dict]:
                 equity = connection.execute(
                     select(schema.bot_performance.c.equity)
                     .where(schema.bot_performance.c.bot_id == bot.bot_id)
-                    .order_by(schema.bot_performance.c.ts.desc()).limit(1)
+                    .order_by(schema.bot_performance.c.ts.desc())
+                    .limit(1)
                 ).scalar()
             age = None if bot.heartbeat_at is None else now - bot.heartbeat_at
             last_event = last_events.get(bot.bot_id)
-            summaries.append(dict(
-                bot_id=bot.bot_id, strategy=bot.strategy, exchange=bot.exchange, symbol=bot.symbol,
-                timeframe=bot.timeframe, status=bot.status, last_event=last_event,
-                heartbeat_age_ms=age, restarts=bot.restarts,
-                state=bot_state(bot.status, last_event, age, stale_seconds * 1000),
-                last_error=bot.last_error, heartbeat_at=bot.heartbeat_at,
-                cursor_ts=None if state is None else state.cursor_ts,
-                cash=None if state is None else state.cash,
-                position=None if state is None else state.position,
-                equity=equity, signals=signal_counts.get(bot.bot_id, 0),
-                trades=trade_counts.get(bot.bot_id, 0),
-            ))
+            summaries.append(
+                dict(
+                    bot_id=bot.bot_id,
+                    strategy=bot.strategy,
+                    exchange=bot.exchange,
+                    symbol=bot.symbol,
+                    timeframe=bot.timeframe,
+                    status=bot.status,
+                    last_event=last_event,
+                    heartbeat_age_ms=age,
+                    restarts=bot.restarts,
+                    state=bot_state(bot.status, last_event, age, stale_seconds * 1000),
+                    last_error=bot.last_error,
+                    heartbeat_at=bot.heartbeat_at,
+                    cursor_ts=None if state is None else state.cursor_ts,
+                    cash=None if state is None else state.cash,
+                    position=None if state is None else state.position,
+                    equity=equity,
+                    signals=signal_counts.get(bot.bot_id, 0),
+                    trades=trade_counts.get(bot.bot_id, 0),
+                )
+            )
     return summaries
 
 
 def _time(ms) -> str:
     # imported when the command runs, not at start-up: keeps `candela --help` light
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _list(arguments: argparse.Namespace) -> int:
@@ -149,13 +188,17 @@ def _list(arguments: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     known = {summary["bot_id"] for summary in summaries}
-    print(f"{'bot':<24} {'state':<9} {'strategy':<20} {'market':<28} {'last bar (UTC)':<20} "
-          f"{'equity':>14} {'trades':>7} heartbeat")
+    print(
+        f"{'bot':<24} {'state':<9} {'strategy':<20} {'market':<28} {'last bar (UTC)':<20} "
+        f"{'equity':>14} {'trades':>7} heartbeat"
+    )
     for s in summaries:
         market = f"{s['exchange']} {s['symbol']} {s['timeframe']}"
         equity = "-" if s["equity"] is None else f"{s['equity']:.6g}"
-        print(f"{s['bot_id']:<24} {s['state']:<9} {s['strategy'][:20]:<20} {market:<28} "
-              f"{_time(s['cursor_ts']):<20} {equity:>14} {s['trades']:>7} {_heartbeat(s)}")
+        print(
+            f"{s['bot_id']:<24} {s['state']:<9} {s['strategy'][:20]:<20} {market:<28} "
+            f"{_time(s['cursor_ts']):<20} {equity:>14} {s['trades']:>7} {_heartbeat(s)}"
+        )
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from pathlib import Path
 
@@ -167,7 +210,9 @@ def _list(arguments: argparse.Namespace) -> int:
             except (ValueError, AttributeError):
                 bot_id = path.stem
             if bot_id not in known:
-                print(f"{bot_id:<24} {'new':<8} (config {path}, not registered until 'candela run')")
+                print(
+                    f"{bot_id:<24} {'new':<8} (config {path}, not registered until 'candela run')"
+                )
     return 0
 
 
@@ -184,8 +229,9 @@ ACTIONS = {"start": ("active", "start_requested"), "stop": ("stopped", "stop_req
 """``candela bots start|stop``: the status each sets and the event it records."""
 
 
-def change_status(database_url: str | None, bot_id: str, action: str, *,
-                  source: str = "from the command line") -> str:
+def change_status(
+    database_url: str | None, bot_id: str, action: str, *, source: str = "from the command line"
+) -> str:
     """Do what ``candela bots start|stop ID`` does and return the line it prints.
 
     ``action`` is ``"start"`` or ``"stop"``; ``source`` is recorded as the event's detail (the
@@ -202,8 +248,10 @@ def change_status(database_url: str | None, bot_id: str, action: str, *,
         with engine.connect() as connection:
             row = bot_row(connection, bot_id)
         if row is not None and row.status == ARCHIVED_STATUS:
-            raise CommandError(f"bot {bot_id!r} is a retired version of a bot: its "
-                               "records are kept for reading, it does not run again")
+            raise CommandError(
+                f"bot {bot_id!r} is a retired version of a bot: its "
+                "records are kept for reading, it does not run again"
+            )
         if not set_status(engine, bot_id, status, event=event, detail=source):
             raise CommandError(
                 f"no bot {bot_id!r} in the database: 'candela bots list' shows the bots; "
@@ -238,18 +286,27 @@ def _status(arguments: argparse.Namespace) -> int:
     if arguments.bot_id is not None:
         summaries = [s for s in summaries if s["bot_id"] == arguments.bot_id]
         if not summaries:
-            raise CommandError(f"no bot {arguments.bot_id!r} in the database: see 'candela bots list'")
+            raise CommandError(
+                f"no bot {arguments.bot_id!r} in the database: see 'candela bots list'"
+            )
     if arguments.json:
         print(json.dumps(summaries, indent=2, sort_keys=True))
         return 0
     for s in summaries:
         market = f"{s['exchange']} {s['symbol']} {s['timeframe']}"
         print(f"{s['bot_id']}: {s['state']}  ({s['strategy']} on {market})")
-        print(f"  last bar   {_time(s['cursor_ts'])} UTC   signals {s['signals']}   trades {s['trades']}")
+        print(
+            f"  last bar   {_time(s['cursor_ts'])} UTC   signals {s['signals']}   trades {s['trades']}"
+        )
         if s["cash"] is not None:
-            print(f"  cash {s['cash']:.8g}   position {s['position']:.8g}   equity {s['equity']:.8g}")
-        beat = ("none" if s["heartbeat_at"] is None
-                else f"{_time(s['heartbeat_at'])} UTC, {_heartbeat(s)}")
+            print(
+                f"  cash {s['cash']:.8g}   position {s['position']:.8g}   equity {s['equity']:.8g}"
+            )
+        beat = (
+            "none"
+            if s["heartbeat_at"] is None
+            else f"{_time(s['heartbeat_at'])} UTC, {_heartbeat(s)}"
+        )
         print(f"  heartbeat  {beat}   restarts {s['restarts']}")
         if s["last_error"]:
             print(f"  last error {s['last_error']}")

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,39 +33,90 @@ CHECK_BARS = 20_000
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``create`` to the ``bots`` subcommands."""
     create = sub.add_parser(
-        "create", help="check a strategy on a market's stored bars and write a bot config",
+        "create",
+        help="check a strategy on a market's stored bars and write a bot config",
         description="Build a bot config from the options, run the look-ahead and history-window "
-                    "checks of its strategy on the market's stored bars, and write the config "
-                    "to config/bots/ID.json only if everything passes.")
-    create.add_argument("bot_id", metavar="ID", help="the new bot's id (letters, digits, '_', '.', '-')")
-    create.add_argument("--strategy", required=True,
-                        help="a strategy name (see 'candela strategies list') or module:ATTRIBUTE")
+        "checks of its strategy on the market's stored bars, and write the config "
+        "to config/bots/ID.json only if everything passes.",
+    )
+    create.add_argument(
+        "bot_id", metavar="ID", help="the new bot's id (letters, digits, '_', '.', '-')"
+    )
+    create.add_argument(
+        "--strategy",
+        required=True,
+        help="a strategy name (see 'candela strategies list') or module:ATTRIBUTE",
+    )
     create.add_argument("--exchange", required=True, help="exchange id, e.g. binance")
     create.add_argument("--symbol", required=True, help="unified symbol, e.g. BTC/USDT")
     create.add_argument("--timeframe", required=True, help="bar timeframe, e.g. 1h")
-    create.add_argument("--param", "--params", dest="param", action="extend", nargs="+", default=[],
-                        metavar="NAME=VALUE", help="strategy parameters, e.g. --params fast=10 slow=50")
+    create.add_argument(
+        "--param",
+        "--params",
+        dest="param",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="strategy parameters, e.g. --params fast=10 slow=50",
+    )
     create.add_argument("--fee", type=float, default=0.001, help="fee rate (default: 0.001)")
-    create.add_argument("--slippage-bps", type=float, default=0.0, help="slippage in bps (default: 0)")
-    create.add_argument("--cash", type=float, default=10_000.0, help="initial cash (default: 10000)")
-    for name, text in (("stop-loss", "exit this fraction against the entry price"),
-                       ("take-profit", "exit this fraction in favour of the entry price"),
-                       ("trailing-stop", "exit this fraction below the best price since entry")):
-        create.add_argument(f"--{name}", type=_fraction_or_none, default=argparse.SUPPRESS,
-                            metavar="F|none", help=f"{text} (default: the strategy's own stops)")
-    create.add_argument("--max-position", type=float, default=1.0,
-                        help="largest absolute target level (default: 1.0)")
-    create.add_argument("--daily-loss-limit", type=_fraction_or_none, default=None, metavar="F|none",
-                        help="flat for the rest of the UTC day after losing this fraction (default: none)")
-    create.add_argument("--max-drawdown", type=_fraction_or_none, default=None, metavar="F|none",
-                        help="stop trading for good after this drawdown (default: none)")
-    create.add_argument("--start", default=None, metavar="TIME",
-                        help="first bar to trade (ISO 8601 UTC or ms); default: the bars that "
-                             "close after the bot is first run")
+    create.add_argument(
+        "--slippage-bps", type=float, default=0.0, help="slippage in bps (default: 0)"
+    )
+    create.add_argument(
+        "--cash", type=float, default=10_000.0, help="initial cash (default: 10000)"
+    )
+    for name, text in (
+        ("stop-loss", "exit this fraction against the entry price"),
+        ("take-profit", "exit this fraction in favour of the entry price"),
+        ("trailing-stop", "exit this fraction below the best price since entry"),
+    ):
+        create.add_argument(
+            f"--{name}",
+            type=_fraction_or_none,
+            default=argparse.SUPPRESS,
+            metavar="F|none",
+            help=f"{text} (default: the strategy's own stops)",
+        )
+    create.add_argument(
+        "--max-position",
+        type=float,
+        default=1.0,
+        help="largest absolute target level (default: 1.0)",
+    )
+    create.add_argument(
+        "--daily-loss-limit",
+        type=_fraction_or_none,
+        default=None,
+        metavar="F|none",
+        help="flat for the rest of the UTC day after losing this fraction (default: none)",
+    )
+    create.add_argument(
+        "--max-drawdown",
+        type=_fraction_or_none,
+        default=None,
+        metavar="F|none",
+        help="stop trading for good after this drawdown (default: none)",
+    )
+    create.add_argument(
+        "--start",
+        default=None,
+        metavar="TIME",
+        help="first bar to trade (ISO 8601 UTC or ms); default: the bars that "
+        "close after the bot is first run",
+    )
     create.add_argument("--description", default="", help="free text stored in the config")
-    create.add_argument("--bots", default=None, metavar="DIR", help="bot config folder (default: config/bots/)")
-    create.add_argument("--check-bars", type=int, default=CHECK_BARS, metavar="N",
-                        help=f"run the checks on the last N stored bars (default: {CHECK_BARS})")
+    create.add_argument(
+        "--bots", default=None, metavar="DIR", help="bot config folder (default: config/bots/)"
+    )
+    create.add_argument(
+        "--check-bars",
+        type=int,
+        default=CHECK_BARS,
+        metavar="N",
+        help=f"run the checks on the last N stored bars (default: {CHECK_BARS})",
+    )
     create.set_defaults(handler=_create)
 
 
@@ -97,7 +148,7 @@ def _create(arguments: argparse.Namespace) -> int:
     _run_checks(config, bars)
     data = config.to_dict()
     if config.start is not None:  # readable in the file; it reads back as the same ms
-        data["start"] = datetime.fromtimestamp(config.start / 1000, tz=timezone.utc).isoformat()
+        data["start"] = datetime.fromtimestamp(config.start / 1000, tz=UTC).isoformat()
     write_config(path, data)
     where = "" if arguments.bots is None else f" --bots {arguments.bots}"
     print(f"bot {config.bot_id!r} written to {path}")
@@ -111,18 +162,29 @@ def _config_data(arguments: argparse.Namespace, spec, params: dict[str, Any]) ->
     """The bot config (as in a file) of the options; stops start from the strategy's own."""
     none = lambda value: None if isinstance(value, float) and math.isnan(value) else value  # noqa: E731
     data: dict[str, Any] = {
-        "id": arguments.bot_id, "strategy": arguments.strategy, "params": params,
-        "exchange": arguments.exchange, "symbol": arguments.symbol,
-        "timeframe": arguments.timeframe, "initial_cash": arguments.cash,
+        "id": arguments.bot_id,
+        "strategy": arguments.strategy,
+        "params": params,
+        "exchange": arguments.exchange,
+        "symbol": arguments.symbol,
+        "timeframe": arguments.timeframe,
+        "initial_cash": arguments.cash,
         "costs": {"fee_rate": arguments.fee, "slippage_bps": arguments.slippage_bps},
-        "risk": {"max_position": arguments.max_position,
-                 "daily_loss_limit": arguments.daily_loss_limit,
-                 "max_drawdown": arguments.max_drawdown},
+        "risk": {
+            "max_position": arguments.max_position,
+            "daily_loss_limit": arguments.daily_loss_limit,
+            "max_drawdown": arguments.max_drawdown,
+        },
         "description": arguments.description,
     }
-    given = {name: getattr(arguments, name) for name in spec.stops._fields if hasattr(arguments, name)}
+    given = {
+        name: getattr(arguments, name) for name in spec.stops._fields if hasattr(arguments, name)
+    }
     if given:
-        data["stops"] = {**{name: none(value) for name, value in spec.stops._asdict().items()}, **given}
+        data["stops"] = {
+            **{name: none(value) for name, value in spec.stops._asdict().items()},
+            **given,
+        }
     if arguments.start is not None:
         text = arguments.start.strip()
         data["start"] = int(text) if text.lstrip("-").isdigit() else text
@@ -136,8 +198,10 @@ def _check_new_id(bot_id: str, folder: Path, path: Path, database_url: str | Non
     from runner.ledger import decision_count
 
     if path.exists():
-        raise CommandError(f"{path} exists already: a bot's config is not overwritten; choose "
-                           "another id (or delete the file of a bot that never ran)")
+        raise CommandError(
+            f"{path} exists already: a bot's config is not overwritten; choose "
+            "another id (or delete the file of a bot that never ran)"
+        )
     for other in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             declared = json.loads(other.read_text(encoding="utf-8")).get("id")
@@ -152,9 +216,11 @@ def _check_new_id(bot_id: str, folder: Path, path: Path, database_url: str | Non
     finally:
         engine.dispose()
     if decisions:
-        raise CommandError(f"bot {bot_id!r} has {decisions} decision(s) recorded in the database: "
-                           "the id belongs to the config that made them; choose another id (see "
-                           f"'candela bots status {bot_id}')")
+        raise CommandError(
+            f"bot {bot_id!r} has {decisions} decision(s) recorded in the database: "
+            "the id belongs to the config that made them; choose another id (see "
+            f"'candela bots status {bot_id}')"
+        )
 
 
 def _checked_bars(arguments: argparse.Namespace, config):
@@ -178,9 +244,10 @@ def _checked_bars(arguments: argparse.Namespace, config):
             f"{' '.join(config.market)} has {len(bars)} stored bars, but checking "
             f"{config.spec.name} with {format_params(params)} needs at least {needed} (look-back "
             f"{model.lookback(config.spec, params)} + 2): import or backfill more bars "
-            "('candela data backfill') or use shorter parameters; nothing written")
+            "('candela data backfill') or use shorter parameters; nothing written"
+        )
     # enough bars for full history windows too, when the market has them
-    return bars[-max(arguments.check_bars, model.history_window(config.spec, params) + needed):]
+    return bars[-max(arguments.check_bars, model.history_window(config.spec, params) + needed) :]
 
 
 def _run_checks(config, bars) -> None:
@@ -190,8 +257,10 @@ def _run_checks(config, bars) -> None:
     from candela.cli.commands.research import format_params
 
     spec, params = config.spec, config.spec.make_params(config.params)
-    print(f"checking {spec.name} {format_params(params)} on the last {len(bars)} stored bars of "
-          f"{' '.join(config.market)}:")
+    print(
+        f"checking {spec.name} {format_params(params)} on the last {len(bars)} stored bars of "
+        f"{' '.join(config.market)}:"
+    )
     failed = []
     for check in (model.lookahead_check, model.history_check):
         report = check(spec, bars, params)
@@ -199,8 +268,11 @@ def _run_checks(config, bars) -> None:
         if not report.ok:
             failed.append(str(report).splitlines()[0])
     if failed:
-        raise CommandError(f"bot {config.bot_id!r} not created, nothing written: "
-                           + "; ".join(failed) + "; fix the strategy and create the bot again")
+        raise CommandError(
+            f"bot {config.bot_id!r} not created, nothing written: "
+            + "; ".join(failed)
+            + "; fix the strategy and create the bot again"
+        )
 
 
 def write_config(path: Path, data: dict[str, Any]) -> None:

@@ -24,9 +24,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--exchange", help="ccxt exchange id, e.g. binance")
     parser.add_argument("--symbol", help="unified symbol, e.g. BTC/USDT")
     parser.add_argument("--timeframe", help="bar timeframe, e.g. 1m, 1h, 1d")
-    parser.add_argument("--revise", action="store_true",
-                        help="replace stored bars whose values differ (corrections); the replaced "
-                             "versions are kept in the database for 'candela bots reconcile'")
+    parser.add_argument(
+        "--revise",
+        action="store_true",
+        help="replace stored bars whose values differ (corrections); the replaced "
+        "versions are kept in the database for 'candela bots reconcile'",
+    )
     parser.set_defaults(handler=_import)
 
 
@@ -41,8 +44,11 @@ def _import(arguments: argparse.Namespace) -> int:
     exchange = arguments.exchange or guess[0]
     symbol = arguments.symbol or guess[1]
     timeframe = arguments.timeframe or guess[2]
-    absent = [f"--{name}" for name, value in
-              (("exchange", exchange), ("symbol", symbol), ("timeframe", timeframe)) if not value]
+    absent = [
+        f"--{name}"
+        for name, value in (("exchange", exchange), ("symbol", symbol), ("timeframe", timeframe))
+        if not value
+    ]
     if absent:
         raise CommandError(
             f"cannot tell the market of {arguments.file} from its name: pass {' '.join(absent)} "
@@ -55,13 +61,17 @@ def _import(arguments: argparse.Namespace) -> int:
 
     engine = connect(arguments.database_url)
     try:
-        report = import_candles(engine, arguments.file, exchange, symbol, timeframe,
-                                revise=arguments.revise)
+        report = import_candles(
+            engine, arguments.file, exchange, symbol, timeframe, revise=arguments.revise
+        )
     except ImportFailedError as exc:
         raise CommandError(str(exc)) from exc
     except SpacingError as exc:
-        given = (f"--timeframe {timeframe}" if arguments.timeframe else
-                 f"the timeframe {timeframe} in the file's name")
+        given = (
+            f"--timeframe {timeframe}"
+            if arguments.timeframe
+            else f"the timeframe {timeframe} in the file's name"
+        )
         raise CommandError(exc.describe(given, option="--timeframe")) from exc
     except (FileNotFoundError, ValueError) as exc:  # a missing, unreadable or malformed file
         raise CommandError(str(exc)) from exc
@@ -86,6 +96,8 @@ def format_rejections(report) -> str:
     width = max(len(reason) for reason in report.rejected)
     lines = [f"rejected rows ({report.rejected_total}):", f"  {'reason':<{width}}  rows"]
     lines += [f"  {reason:<{width}}  {count}" for reason, count in report.rejected.items()]
-    lines.append("  first examples: " + ", ".join(
-        f"line {line} ({reason})" for line, reason in report.rejected_examples))
+    lines.append(
+        "  first examples: "
+        + ", ".join(f"line {line} ({reason})" for line, reason in report.rejected_examples)
+    )
     return "\n".join(lines)

@@ -34,6 +34,10 @@ def _current(arguments: argparse.Namespace) -> int:
 
     engine = connect(arguments.database_url, require_schema=False)
     current, head = current_revision(engine), head_revision()
-    state = "up to date" if current == head else f"behind (code expects {head}); run 'candela db upgrade'"
+    state = (
+        "up to date"
+        if current == head
+        else f"behind (code expects {head}); run 'candela db upgrade'"
+    )
     print(f"schema revision {current or 'none'}: {state}")
     return 0 if current == head else 1

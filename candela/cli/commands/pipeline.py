@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from candela.cli.commands import CommandError, user_errors
 
@@ -11,7 +11,8 @@ from candela.cli.commands import CommandError, user_errors
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the pipeline's subcommands to the ``data`` group."""
     backfill = commands.add_parser(
-        "backfill", help="download historical candles from an exchange (ccxt) into the database",
+        "backfill",
+        help="download historical candles from an exchange (ccxt) into the database",
         description=(
             "Fetch closed candles page by page, validate every row, store new ones idempotently and "
             "record every gap in the ledger (see 'candela data gaps'). Runs resume after the last "
@@ -19,16 +20,22 @@ def register(commands: argparse._SubParsersAction) -> None:
         ),
     )
     _market_arguments(backfill)
-    backfill.add_argument("--since", required=True, help="first bar open time: 2024-01-01, 2024-01-01T12:00 "
-                                                         "(UTC) or epoch milliseconds")
-    backfill.add_argument("--until", help="last bar close time (default: now, by the exchange's clock)")
+    backfill.add_argument(
+        "--since",
+        required=True,
+        help="first bar open time: 2024-01-01, 2024-01-01T12:00 (UTC) or epoch milliseconds",
+    )
+    backfill.add_argument(
+        "--until", help="last bar close time (default: now, by the exchange's clock)"
+    )
     backfill.add_argument("--retries", type=int, default=5, help="retries per request (default 5)")
     backfill.add_argument("--no-progress", action="store_true", help="no progress bars")
     _endpoint_arguments(backfill)
     backfill.set_defaults(handler=_backfill)
 
     collect = commands.add_parser(
-        "collect", help="collect live trades (ccxt.pro) into closed candles; publish them on Redis",
+        "collect",
+        help="collect live trades (ccxt.pro) into closed candles; publish them on Redis",
         description=(
             "Follow the exchange's trade stream, build closed candles for every timeframe, store "
             "them and publish each on market:{exchange}:{symbol}:{timeframe} after the commit "
@@ -37,16 +44,30 @@ def register(commands: argparse._SubParsersAction) -> None:
         ),
     )
     _market_arguments(collect)
-    collect.add_argument("--store-trades", action="store_true", help="also store every trade in raw_trades")
-    collect.add_argument("--poll", action="store_true", help="poll REST candles instead of streaming trades")
-    collect.add_argument("--poll-interval", type=float, default=10.0, help="seconds between polls (default 10)")
-    collect.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    collect.add_argument("--redis-url", default=None, help="Redis URL (default: $CANDELA_REDIS_URL)")
-    collect.add_argument("--retries", type=int, default=5, help="retries per REST request (default 5)")
+    collect.add_argument(
+        "--store-trades", action="store_true", help="also store every trade in raw_trades"
+    )
+    collect.add_argument(
+        "--poll", action="store_true", help="poll REST candles instead of streaming trades"
+    )
+    collect.add_argument(
+        "--poll-interval", type=float, default=10.0, help="seconds between polls (default 10)"
+    )
+    collect.add_argument(
+        "--duration", type=float, default=None, help="stop after this many seconds"
+    )
+    collect.add_argument(
+        "--redis-url", default=None, help="Redis URL (default: $CANDELA_REDIS_URL)"
+    )
+    collect.add_argument(
+        "--retries", type=int, default=5, help="retries per REST request (default 5)"
+    )
     _endpoint_arguments(collect)
     collect.set_defaults(handler=_collect)
 
-    status = commands.add_parser("status", help="stored markets: spans, bar counts, last update, open gaps")
+    status = commands.add_parser(
+        "status", help="stored markets: spans, bar counts, last update, open gaps"
+    )
     status.add_argument("--exchange", default=None, help="only this exchange")
     status.set_defaults(handler=_status)
 
@@ -54,24 +75,43 @@ def register(commands: argparse._SubParsersAction) -> None:
     gaps.add_argument("--exchange", default=None)
     gaps.add_argument("--symbol", default=None)
     gaps.add_argument("--timeframe", default=None)
-    gaps.add_argument("--status", default=None,
-                      choices=("open", "refetched", "partially_refetched", "confirmed_empty"))
+    gaps.add_argument(
+        "--status",
+        default=None,
+        choices=("open", "refetched", "partially_refetched", "confirmed_empty"),
+    )
     gaps.set_defaults(handler=_gaps)
 
 
 def _market_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exchange", required=True, help="ccxt exchange id (tested: binance, okx)")
-    parser.add_argument("--symbols", required=True, help="comma-separated unified symbols, e.g. BTC/USDT,ETH/USDT")
-    parser.add_argument("--timeframes", required=True, help="comma-separated timeframes, e.g. 1m,1h")
+    parser.add_argument(
+        "--symbols", required=True, help="comma-separated unified symbols, e.g. BTC/USDT,ETH/USDT"
+    )
+    parser.add_argument(
+        "--timeframes", required=True, help="comma-separated timeframes, e.g. 1m,1h"
+    )
 
 
 def _endpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rate-limit-ms", type=float, default=None,
-                        help="ms per request-cost unit (default: the exchange's own)")
-    parser.add_argument("--rest-url", default=None, help="replace the exchange's REST host (a local mock)")
-    parser.add_argument("--ws-url", default=None, help="replace the exchange's WebSocket host (a local mock)")
-    parser.add_argument("--timeout", type=float, default=10.0,
-                        help="seconds to wait for each answer from the exchange (default 10)")
+    parser.add_argument(
+        "--rate-limit-ms",
+        type=float,
+        default=None,
+        help="ms per request-cost unit (default: the exchange's own)",
+    )
+    parser.add_argument(
+        "--rest-url", default=None, help="replace the exchange's REST host (a local mock)"
+    )
+    parser.add_argument(
+        "--ws-url", default=None, help="replace the exchange's WebSocket host (a local mock)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for each answer from the exchange (default 10)",
+    )
 
 
 def parse_time(text: str, option: str) -> int:
@@ -81,10 +121,12 @@ def parse_time(text: str, option: str) -> int:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise CommandError(f"{option} {text!r} is not a date: use e.g. 2024-01-01, 2024-01-01T12:00 "
-                           "or epoch milliseconds") from exc
+        raise CommandError(
+            f"{option} {text!r} is not a date: use e.g. 2024-01-01, 2024-01-01T12:00 "
+            "or epoch milliseconds"
+        ) from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
@@ -104,7 +146,9 @@ def _market(arguments):
         for timeframe in timeframes:
             timeframe_to_ms(timeframe)
     if not symbols or not timeframes:
-        raise CommandError("give at least one symbol and one timeframe, e.g. --symbols BTC/USDT --timeframes 1m")
+        raise CommandError(
+            "give at least one symbol and one timeframe, e.g. --symbols BTC/USDT --timeframes 1m"
+        )
     return exchange, symbols, timeframes
 
 
@@ -114,7 +158,9 @@ def _check_endpoint_arguments(arguments) -> None:
     for option, url in (("--rest-url", arguments.rest_url), ("--ws-url", arguments.ws_url)):
         schemes = ("http://", "https://") if option == "--rest-url" else ("ws://", "wss://")
         if url and not url.startswith(schemes):
-            raise CommandError(f"{option} {url!r} must start with {' or '.join(schemes)}, e.g. {schemes[0]}127.0.0.1:8080")
+            raise CommandError(
+                f"{option} {url!r} must start with {' or '.join(schemes)}, e.g. {schemes[0]}127.0.0.1:8080"
+            )
     if not arguments.timeout > 0:
         raise CommandError(f"--timeout must be more than 0 seconds, got {arguments.timeout:g}")
     if arguments.rate_limit_ms is not None and not arguments.rate_limit_ms >= 0:
@@ -129,16 +175,24 @@ def _create(arguments, exchange_id: str, streaming: bool):
 
     endpoints = Endpoints(arguments.rest_url, arguments.ws_url) if arguments.rest_url else None
     with user_errors(ValueError):  # an exchange ccxt does not know
-        return create_exchange(exchange_id, streaming=streaming, endpoints=endpoints,
-                               rate_limit_ms=arguments.rate_limit_ms,
-                               timeout_ms=int(arguments.timeout * 1000))
+        return create_exchange(
+            exchange_id,
+            streaming=streaming,
+            endpoints=endpoints,
+            rate_limit_ms=arguments.rate_limit_ms,
+            timeout_ms=int(arguments.timeout * 1000),
+        )
 
 
 def _exchange_error(error: Exception, arguments) -> CommandError:
     """One line for a request that failed for good; says what to check when the exchange was unreachable."""
     message = str(error)
     if getattr(error, "unreachable", False):
-        where = f"--rest-url {arguments.rest_url}" if arguments.rest_url else f"{arguments.exchange}'s status"
+        where = (
+            f"--rest-url {arguments.rest_url}"
+            if arguments.rest_url
+            else f"{arguments.exchange}'s status"
+        )
         message += f": check the network connection and {where}"
     return CommandError(message)
 
@@ -175,8 +229,17 @@ def _backfill(arguments: argparse.Namespace) -> int:
         exchange = _create(arguments, exchange_id, streaming=False)
         try:
             await _check_markets(exchange, symbols, timeframes, policy)
-            return await backfill(exchange, engine, symbols, timeframes, since, until, publisher=publisher,
-                                  policy=policy, progress=not arguments.no_progress)
+            return await backfill(
+                exchange,
+                engine,
+                symbols,
+                timeframes,
+                since,
+                until,
+                publisher=publisher,
+                policy=policy,
+                progress=not arguments.no_progress,
+            )
         finally:
             await exchange.close()
 
@@ -196,11 +259,15 @@ def _backfill(arguments: argparse.Namespace) -> int:
 def _print_report(report, iso) -> None:
     for m in report.markets:
         window = f"{iso(m.window[0])} .. {iso(m.window[1])}" if m.window else "-"
-        rejected = ", ".join(f"{reason} {count}" for reason, count in sorted(m.rejected.items())) or "none"
+        rejected = (
+            ", ".join(f"{reason} {count}" for reason, count in sorted(m.rejected.items())) or "none"
+        )
         gaps = ", ".join(f"{iso(a)}..{iso(b)} {status}" for a, b, status in m.gaps) or "none"
-        print(f"{m.exchange} {m.symbol} {m.timeframe} [{window}]: {m.requests} requests, "
-              f"{m.inserted} new bars, {m.unchanged} already stored, {m.conflicting} conflicting; "
-              f"rejected: {rejected}; gaps: {gaps}" + (f"; FAILED: {m.error}" if m.error else ""))
+        print(
+            f"{m.exchange} {m.symbol} {m.timeframe} [{window}]: {m.requests} requests, "
+            f"{m.inserted} new bars, {m.unchanged} already stored, {m.conflicting} conflicting; "
+            f"rejected: {rejected}; gaps: {gaps}" + (f"; FAILED: {m.error}" if m.error else "")
+        )
 
 
 def _collect(arguments: argparse.Namespace) -> int:
@@ -217,7 +284,9 @@ def _collect(arguments: argparse.Namespace) -> int:
     exchange_id, symbols, timeframes = _market(arguments)
     _check_endpoint_arguments(arguments)
     if not arguments.poll_interval > 0:
-        raise CommandError(f"--poll-interval must be more than 0 seconds, got {arguments.poll_interval:g}")
+        raise CommandError(
+            f"--poll-interval must be more than 0 seconds, got {arguments.poll_interval:g}"
+        )
     if arguments.duration is not None and not arguments.duration > 0:
         raise CommandError(f"--duration must be more than 0 seconds, got {arguments.duration:g}")
     policy = RetryPolicy(attempts=arguments.retries + 1)
@@ -241,15 +310,31 @@ def _collect(arguments: argparse.Namespace) -> int:
             # candles built from trades may have any timeframe; polled ones must be the exchange's
             await _check_markets(exchange, symbols, [] if from_trades else timeframes, policy)
             if from_trades:
-                collector = TradeCollector(exchange, engine, symbols, timeframes, publisher=publisher,
-                                           store_trades=arguments.store_trades, policy=policy)
+                collector = TradeCollector(
+                    exchange,
+                    engine,
+                    symbols,
+                    timeframes,
+                    publisher=publisher,
+                    store_trades=arguments.store_trades,
+                    policy=policy,
+                )
                 await collector.run(should_stop)
-                print(f"collected {collector.stats['trades']} trades, stored {collector.stats['candles']} "
-                      f"candles, fetched {collector.stats['refetched']} missed trades over REST")
+                print(
+                    f"collected {collector.stats['trades']} trades, stored {collector.stats['candles']} "
+                    f"candles, fetched {collector.stats['refetched']} missed trades over REST"
+                )
             else:
-                rounds = await poll_candles(exchange, engine, symbols, timeframes, publisher=publisher,
-                                            interval=arguments.poll_interval, should_stop=should_stop,
-                                            policy=policy)
+                rounds = await poll_candles(
+                    exchange,
+                    engine,
+                    symbols,
+                    timeframes,
+                    publisher=publisher,
+                    interval=arguments.poll_interval,
+                    should_stop=should_stop,
+                    policy=policy,
+                )
                 print(f"polled {rounds} round(s)")
         finally:
             await exchange.close()
@@ -303,8 +388,17 @@ def _gaps(arguments: argparse.Namespace) -> int:
     engine = connect(arguments.database_url)
     try:
         with engine.connect() as connection:
-            print(format_gaps(list_gaps(connection, arguments.exchange, arguments.symbol,
-                                        arguments.timeframe, arguments.status)))
+            print(
+                format_gaps(
+                    list_gaps(
+                        connection,
+                        arguments.exchange,
+                        arguments.symbol,
+                        arguments.timeframe,
+                        arguments.status,
+                    )
+                )
+            )
     finally:
         engine.dispose()
     return 0

@@ -13,42 +13,95 @@ The runner is an asyncio process; Ctrl-C (or SIGTERM) lets every bot finish its 
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from candela.cli.commands import CommandError, user_errors
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``run`` to the top-level commands."""
-    parser = commands.add_parser("run", help="run the paper-trading bots of config/bots/ (live or --replay)")
-    parser.add_argument("--bots", default=None, metavar="DIR",
-                        help="folder of bot JSON files (default: config/bots/)")
-    parser.add_argument("--bot", action="append", default=[], metavar="ID",
-                        help="run only this bot (repeatable; default: every bot of the folder)")
-    parser.add_argument("--replay", action="store_true",
-                        help="feed stored bars through the bots as fast as possible, then exit")
-    parser.add_argument("--from", dest="from_", default=None, metavar="TIME",
-                        help="replay: first bar close time (ISO 8601 UTC or ms) for bots without history")
-    parser.add_argument("--to", default=None, metavar="TIME",
-                        help="replay: last bar close time (ISO 8601 UTC or ms; default: the last stored bar)")
-    parser.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
-                        help="database poll interval for new bars and bot status (default: 1)")
-    parser.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
-                        help="heartbeat interval (default: 5)")
-    parser.add_argument("--workers", type=int, default=10, metavar="N",
-                        help="worker threads: each runs one market's pass (all its bots on a "
-                             "bar) or a bot's recovery at a time, with one database connection "
-                             "(default: 10, at most 64)")
-    parser.add_argument("--progress", type=float, default=10.0, metavar="SECONDS",
-                        help="replay, when stderr is not a terminal: a progress line every SECONDS "
-                             "(default: 10; on a terminal a progress bar)")
-    parser.add_argument("--summary", type=float, default=60.0, metavar="SECONDS",
-                        help="live: print a one-line summary every SECONDS (default: 60; 0: never)")
-    parser.add_argument("--batch-bars", type=int, default=None, metavar="N",
-                        help="replay and catch-up: most bars of each bot committed in one "
-                             "transaction (default: 500). A crash loses only the uncommitted "
-                             "batch, which the restarted runner processes again; live bars are "
-                             "committed at once")
+    parser = commands.add_parser(
+        "run", help="run the paper-trading bots of config/bots/ (live or --replay)"
+    )
+    parser.add_argument(
+        "--bots",
+        default=None,
+        metavar="DIR",
+        help="folder of bot JSON files (default: config/bots/)",
+    )
+    parser.add_argument(
+        "--bot",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run only this bot (repeatable; default: every bot of the folder)",
+    )
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="feed stored bars through the bots as fast as possible, then exit",
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_",
+        default=None,
+        metavar="TIME",
+        help="replay: first bar close time (ISO 8601 UTC or ms) for bots without history",
+    )
+    parser.add_argument(
+        "--to",
+        default=None,
+        metavar="TIME",
+        help="replay: last bar close time (ISO 8601 UTC or ms; default: the last stored bar)",
+    )
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="database poll interval for new bars and bot status (default: 1)",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="heartbeat interval (default: 5)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=10,
+        metavar="N",
+        help="worker threads: each runs one market's pass (all its bots on a "
+        "bar) or a bot's recovery at a time, with one database connection "
+        "(default: 10, at most 64)",
+    )
+    parser.add_argument(
+        "--progress",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="replay, when stderr is not a terminal: a progress line every SECONDS "
+        "(default: 10; on a terminal a progress bar)",
+    )
+    parser.add_argument(
+        "--summary",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="live: print a one-line summary every SECONDS (default: 60; 0: never)",
+    )
+    parser.add_argument(
+        "--batch-bars",
+        type=int,
+        default=None,
+        metavar="N",
+        help="replay and catch-up: most bars of each bot committed in one "
+        "transaction (default: 500). A crash loses only the uncommitted "
+        "batch, which the restarted runner processes again; live bars are "
+        "committed at once",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -67,7 +120,7 @@ def parse_time(value: str | None, option: str) -> int | None:
             "2018-01-10T12:00:00Z, or milliseconds since 1970"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
@@ -97,7 +150,11 @@ def _run(arguments: argparse.Namespace) -> int:
     replay = None
     if arguments.replay:
         replay = Replay(parse_time(arguments.from_, "--from"), parse_time(arguments.to, "--to"))
-        if replay.from_ts is not None and replay.to_ts is not None and replay.from_ts > replay.to_ts:
+        if (
+            replay.from_ts is not None
+            and replay.to_ts is not None
+            and replay.from_ts > replay.to_ts
+        ):
             raise CommandError("--from is after --to: swap them")
     with user_errors(BotConfigError, FileNotFoundError):
         configs = load_bot_configs(arguments.bots or BOT_CONFIG_DIR)
@@ -105,10 +162,14 @@ def _run(arguments: argparse.Namespace) -> int:
         known = {config.bot_id for config in configs}
         missing = [bot for bot in arguments.bot if bot not in known]
         if missing:
-            raise CommandError(f"no bot {', '.join(map(repr, missing))} in the folder (bots: {', '.join(sorted(known))})")
+            raise CommandError(
+                f"no bot {', '.join(map(repr, missing))} in the folder (bots: {', '.join(sorted(known))})"
+            )
         configs = [config for config in configs if config.bot_id in arguments.bot]
     if not configs:
-        raise CommandError("no bot configs found: add JSON files to config/bots/ or pass --bots DIR")
+        raise CommandError(
+            "no bot configs found: add JSON files to config/bots/ or pass --bots DIR"
+        )
     if not 1 <= arguments.workers <= 64:
         raise CommandError(f"--workers must be between 1 and 64, got {arguments.workers}")
     if arguments.batch_bars is not None and arguments.batch_bars < 1:
@@ -116,24 +177,33 @@ def _run(arguments: argparse.Namespace) -> int:
     if not arguments.progress > 0:
         raise CommandError(f"--progress must be more than 0 seconds, got {arguments.progress:g}")
     if arguments.summary < 0:
-        raise CommandError(f"--summary must be 0 (never) or more seconds, got "
-                           f"{arguments.summary:g}")
+        raise CommandError(
+            f"--summary must be 0 (never) or more seconds, got {arguments.summary:g}"
+        )
     engine = connect(arguments.database_url, pool_size=arguments.workers + 5)
     markets = stored_bars(engine, sorted({config.market for config in configs}))
     if replay is not None and not any(bars.count for bars in markets.values()):
         engine.dispose()
         raise CommandError(
             f"nothing to replay: no stored bar for {', '.join(' '.join(m) for m in markets)}; "
-            "store some first with 'candela data backfill' or 'candela data import'")
+            "store some first with 'candela data backfill' or 'candela data import'"
+        )
     bus = make_bus()
-    settings = RunnerSettings(poll_interval=arguments.poll, heartbeat_interval=arguments.heartbeat,
-                              workers=arguments.workers)
+    settings = RunnerSettings(
+        poll_interval=arguments.poll,
+        heartbeat_interval=arguments.heartbeat,
+        workers=arguments.workers,
+    )
     if arguments.batch_bars is not None:
         settings = dataclasses.replace(settings, batch_bars=arguments.batch_bars)
     runner = Runner(engine, bus, configs, settings=settings, replay=replay)
 
-    reporter = ProgressReporter(runner, replay=replay is not None, line_every=arguments.progress,
-                                summary_every=arguments.summary)
+    reporter = ProgressReporter(
+        runner,
+        replay=replay is not None,
+        line_every=arguments.progress,
+        summary_every=arguments.summary,
+    )
 
     async def main():
         loop = asyncio.get_running_loop()

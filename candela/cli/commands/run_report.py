@@ -44,8 +44,11 @@ def stored_bars(engine, markets) -> dict[tuple[str, str, str], MarketBars]:
             exchange, symbol, timeframe = market
             row = connection.execute(
                 select(func.count(), func.min(ohlcv.c.ts), func.max(ohlcv.c.ts)).where(
-                    ohlcv.c.exchange == exchange, ohlcv.c.symbol == symbol,
-                    ohlcv.c.timeframe == timeframe)).one()
+                    ohlcv.c.exchange == exchange,
+                    ohlcv.c.symbol == symbol,
+                    ohlcv.c.timeframe == timeframe,
+                )
+            ).one()
             found[market] = MarketBars(int(row[0]), row[1], row[2])
     return found
 
@@ -53,8 +56,9 @@ def stored_bars(engine, markets) -> dict[tuple[str, str, str], MarketBars]:
 def _cursors(engine, bot_ids) -> dict[str, int | None]:
     state = schema.bot_state
     with engine.connect() as connection:
-        rows = connection.execute(select(state.c.bot_id, state.c.cursor_ts)
-                                  .where(state.c.bot_id.in_(list(bot_ids)))).all()
+        rows = connection.execute(
+            select(state.c.bot_id, state.c.cursor_ts).where(state.c.bot_id.in_(list(bot_ids)))
+        ).all()
     return {row.bot_id: row.cursor_ts for row in rows}
 
 
@@ -68,8 +72,10 @@ def bus_description(bus) -> str:
     url = getattr(bus, "url", None)
     if url:
         return f"Redis at {redacted(url)}"
-    return ("in-process (CANDELA_REDIS_URL is not set: other processes, such as a notebook, "
-            "see no signals; the database records everything)")
+    return (
+        "in-process (CANDELA_REDIS_URL is not set: other processes, such as a notebook, "
+        "see no signals; the database records everything)"
+    )
 
 
 def describe(engine, bus, configs, replay, markets: dict, url: str | None = None) -> list[str]:
@@ -86,27 +92,42 @@ def describe(engine, bus, configs, replay, markets: dict, url: str | None = None
             window.append(f"from {fmt_time(replay.from_ts)}")
         window.append("to the newest" if replay.to_ts is None else f"to {fmt_time(replay.to_ts)}")
         mode = f"replaying stored bars {' '.join(window)}"
-    lines = [f"candela run: {len(configs)} bot(s) on {n_markets} market(s), {mode}",
-             f"  database  {redacted(url or engine.url.render_as_string(hide_password=False))}",
-             f"  bus       {bus_description(bus)}"]
+    lines = [
+        f"candela run: {len(configs)} bot(s) on {n_markets} market(s), {mode}",
+        f"  database  {redacted(url or engine.url.render_as_string(hide_password=False))}",
+        f"  bus       {bus_description(bus)}",
+    ]
     for market, bars in sorted(markets.items()):
         if bars.count:
-            lines.append(f"  market    {market_name(market)}: {fmt_count(bars.count)} stored bars, "
-                         f"{fmt_time(bars.first_ts)} .. {fmt_time(bars.last_ts)}")
+            lines.append(
+                f"  market    {market_name(market)}: {fmt_count(bars.count)} stored bars, "
+                f"{fmt_time(bars.first_ts)} .. {fmt_time(bars.last_ts)}"
+            )
         elif replay is None:
-            lines.append(f"  market    {market_name(market)}: no stored bar yet; its bots wait for "
-                         "the first one ('candela data collect' stores them)")
+            lines.append(
+                f"  market    {market_name(market)}: no stored bar yet; its bots wait for "
+                "the first one ('candela data collect' stores them)"
+            )
         else:
-            lines.append(f"  market    {market_name(market)}: no stored bar: nothing to replay "
-                         "(store bars with 'candela data backfill' or 'candela data import')")
+            lines.append(
+                f"  market    {market_name(market)}: no stored bar: nothing to replay "
+                "(store bars with 'candela data backfill' or 'candela data import')"
+            )
     cursors = _cursors(engine, [config.bot_id for config in configs])
     for config in configs:
         params = ", ".join(f"{key}={value}" for key, value in config.params.items())
         cursor = cursors.get(config.bot_id)
-        where = (f"resumes after {fmt_time(cursor)}" if cursor is not None
-                 else f"starts at {fmt_time(config.start)}" if config.start is not None else "new")
-        lines.append(f"  bot       {config.bot_id}: {config.strategy}({params}) on "
-                     f"{market_name(config.market)}; {where}")
+        where = (
+            f"resumes after {fmt_time(cursor)}"
+            if cursor is not None
+            else f"starts at {fmt_time(config.start)}"
+            if config.start is not None
+            else "new"
+        )
+        lines.append(
+            f"  bot       {config.bot_id}: {config.strategy}({params}) on "
+            f"{market_name(config.market)}; {where}"
+        )
     return lines
 
 
@@ -126,8 +147,15 @@ class ProgressReporter:
         Seconds between live summary lines (0: none).
     """
 
-    def __init__(self, runner, *, replay: bool, stream=None, line_every: float = 10.0,
-                 summary_every: float = 60.0) -> None:
+    def __init__(
+        self,
+        runner,
+        *,
+        replay: bool,
+        stream=None,
+        line_every: float = 10.0,
+        summary_every: float = 60.0,
+    ) -> None:
         self.runner = runner
         self.replay = replay
         self.stream = stream if stream is not None else sys.stderr
@@ -163,8 +191,14 @@ class ProgressReporter:
             if self._bar is None:
                 from tqdm.auto import tqdm
 
-                self._bar = tqdm(total=total, desc="replay", unit=" bars", file=self.stream,
-                                 smoothing=0.1, dynamic_ncols=True)
+                self._bar = tqdm(
+                    total=total,
+                    desc="replay",
+                    unit=" bars",
+                    file=self.stream,
+                    smoothing=0.1,
+                    dynamic_ncols=True,
+                )
             self._bar.total = max(total, self._bar.total)
             self._bar.update(done - self._bar.n)
             return
@@ -180,11 +214,16 @@ class ProgressReporter:
         from research.formatting import fmt_count, fmt_duration
 
         rate = done / seconds if seconds > 0 else 0.0
-        left = (f"{fmt_duration((total - done) / rate * 1000)} left" if rate > 0
-                else "time left unknown")
+        left = (
+            f"{fmt_duration((total - done) / rate * 1000)} left"
+            if rate > 0
+            else "time left unknown"
+        )
         share = 100.0 * done / total if total else 100.0
-        return (f"replay: {share:.0f}% {fmt_count(done)}/{fmt_count(total)} bars, "
-                f"{fmt_count(rate)} bars/s, {left}")
+        return (
+            f"replay: {share:.0f}% {fmt_count(done)}/{fmt_count(total)} bars, "
+            f"{fmt_count(rate)} bars/s, {left}"
+        )
 
     def summary_line(self) -> str:
         """One line on a live runner: bots by state, bars and trades since the last line,
@@ -204,9 +243,11 @@ class ProgressReporter:
         connected = getattr(self.runner.bus, "connected", True)
         bus = "ok" if connected else "DOWN (messages queued)"
         stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        return (f"{stamp}  bots: {bots}; {fmt_count(done - done_before)} bars and "
-                f"{fmt_count(trades - trades_before)} fills in the last {now - since:.0f} s; "
-                f"database {database}, bus {bus}")
+        return (
+            f"{stamp}  bots: {bots}; {fmt_count(done - done_before)} bars and "
+            f"{fmt_count(trades - trades_before)} fills in the last {now - since:.0f} s; "
+            f"database {database}, bus {bus}"
+        )
 
     def close(self) -> None:
         """Finish the progress bar, or (not on a terminal) print the last progress line."""
@@ -240,20 +281,28 @@ def final_report(engine, configs, reports, replay, markets: dict, seconds: float
             cursor = cursors.get(config.bot_id)
             if not bars.count:
                 status = "no bars"
-                note = (f"  {market_name(config.market)} has no stored bar: store some with "
-                        "'candela data backfill' or 'candela data import'")
+                note = (
+                    f"  {market_name(config.market)} has no stored bar: store some with "
+                    "'candela data backfill' or 'candela data import'"
+                )
             elif cursor is not None and cursor >= min(bars.last_ts, _end(replay, bars.last_ts)):
                 status = "up to date"
-                note = (f"  already processed every stored bar (the newest closed "
-                        f"{fmt_time(bars.last_ts)})")
+                note = (
+                    f"  already processed every stored bar (the newest closed "
+                    f"{fmt_time(bars.last_ts)})"
+                )
             else:
                 status = "no bars"
                 note = "  no stored bar in the requested window"
-        lines.append(f"{config.bot_id:<24} {status:<10} bars={report.bars:<8} "
-                     f"restarts={report.restarts}{note}")
+        lines.append(
+            f"{config.bot_id:<24} {status:<10} bars={report.bars:<8} "
+            f"restarts={report.restarts}{note}"
+        )
     if replay is not None and seconds > 0 and total:
-        lines.append(f"replayed {fmt_count(total)} bars of {len(configs)} bot(s) in "
-                     f"{seconds:.1f} s: {fmt_count(total / seconds)} bars/s")
+        lines.append(
+            f"replayed {fmt_count(total)} bars of {len(configs)} bot(s) in "
+            f"{seconds:.1f} s: {fmt_count(total / seconds)} bars/s"
+        )
     return lines
 
 

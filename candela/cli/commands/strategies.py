@@ -22,13 +22,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add ``strategies`` and its subcommands to the top-level commands."""
     parser = commands.add_parser("strategies", help="list the strategies and show one in full")
     sub = parser.add_subparsers(dest="strategies_command", metavar="SUBCOMMAND", required=True)
-    listing = sub.add_parser("list", help="every strategy: name, source, first line of its description")
+    listing = sub.add_parser(
+        "list", help="every strategy: name, source, first line of its description"
+    )
     listing.set_defaults(handler=_list)
-    show = sub.add_parser("show", help="one strategy: parameters, constraints, look-back, history "
-                                       "window, stops, source file, description")
+    show = sub.add_parser(
+        "show",
+        help="one strategy: parameters, constraints, look-back, history "
+        "window, stops, source file, description",
+    )
     show.add_argument("reference", metavar="NAME", help="a strategy name or module:ATTRIBUTE")
-    show.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                      help="parameter for the look-back and history window (default: the defaults)")
+    show.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="parameter for the look-back and history window (default: the defaults)",
+    )
     show.set_defaults(handler=_show)
 
 
@@ -39,16 +49,26 @@ def _list(arguments: argparse.Namespace) -> int:
 
     with user_errors(StrategyReferenceError):
         entries = catalog()
-    rows = [(entry.name, "shipped" if entry.origin == SHIPPED else _shown_path(entry.file),
-             first_line(entry.spec.description)) for entry in entries.values()]
+    rows = [
+        (
+            entry.name,
+            "shipped" if entry.origin == SHIPPED else _shown_path(entry.file),
+            first_line(entry.spec.description),
+        )
+        for entry in entries.values()
+    ]
     name_width = max(len("name"), *(len(row[0]) for row in rows))
     source_width = max(len("source"), *(len(row[1]) for row in rows))
     print(f"{'name':<{name_width}}  {'source':<{source_width}}  description")
     for name, source, description in rows:
         print(f"{name:<{name_width}}  {source:<{source_width}}  {description}")
-    folders = ", ".join(f"{_shown_path(folder)}{'' if folder.is_dir() else ' (missing)'}"
-                        for folder in strategy_dirs())
-    print(f"\nuser strategy folders: {folders or 'none'} (set CANDELA_STRATEGY_PATH to change them)")
+    folders = ", ".join(
+        f"{_shown_path(folder)}{'' if folder.is_dir() else ' (missing)'}"
+        for folder in strategy_dirs()
+    )
+    print(
+        f"\nuser strategy folders: {folders or 'none'} (set CANDELA_STRATEGY_PATH to change them)"
+    )
     return 0
 
 
@@ -67,17 +87,24 @@ def _show(arguments: argparse.Namespace) -> int:
     print(f"{spec.name}  ({origin}; source {_shown_path(entry.file)})")
     print()
     rows = [("parameter", "type", "default", "sweep")]
-    rows += [(p.name, p.type, repr(p.default), describe_values(p.sweep))
-             for p in model.parameters(spec)]
+    rows += [
+        (p.name, p.type, repr(p.default), describe_values(p.sweep)) for p in model.parameters(spec)
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
-        print("  " + "  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)) + f"  {row[3]}")
+        print(
+            "  " + "  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)) + f"  {row[3]}"
+        )
     print()
     print(f"constraints     {'; '.join(model.constraints(spec)) or 'none'}")
-    print(f"look-back       {model.lookback(spec, params)} bars for {which}: it trades from the "
-          "bar after them")
-    print(f"history window  {model.history_window(spec, params)} bars for {which}: loaded by the "
-          "runner for each decision")
+    print(
+        f"look-back       {model.lookback(spec, params)} bars for {which}: it trades from the "
+        "bar after them"
+    )
+    print(
+        f"history window  {model.history_window(spec, params)} bars for {which}: loaded by the "
+        "runner for each decision"
+    )
     print(f"stops           {describe_stops(spec.stops)}")
     print(f"long only       {'yes' if spec.long_only else 'no'}")
     print()
@@ -96,9 +123,9 @@ def first_line(text: str, width: int = 100) -> str:
     line = " ".join(paragraph)
     end = line.find(". ")
     if end >= 0:
-        line = line[:end + 1]
+        line = line[: end + 1]
     if len(line) > width:
-        line = line[:width - 3].rstrip() + "..."
+        line = line[: width - 3].rstrip() + "..."
     return line
 
 
@@ -119,8 +146,11 @@ def describe_values(values: Any) -> str:
 
 def describe_stops(stops) -> str:
     """``stop_loss 0.05, trailing_stop 0.02``, or ``none``."""
-    given = [f"{name} {value:.4g}" for name, value in stops._asdict().items()
-             if not (isinstance(value, float) and math.isnan(value))]
+    given = [
+        f"{name} {value:.4g}"
+        for name, value in stops._asdict().items()
+        if not (isinstance(value, float) and math.isnan(value))
+    ]
     return ", ".join(given) or "none"
 
 
@@ -129,7 +159,8 @@ def _shown_path(path: Path | None) -> str:
     if path is None:
         return "-"
     try:
-        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
+        return (
+            os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
+        )
     except ValueError:  # another drive (Windows)
         return str(path)
-

@@ -38,76 +38,140 @@ from candela.cli.commands.research import (
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``walkforward``, ``search`` and ``sweeps`` to the top-level commands."""
     walk = commands.add_parser(
-        "walkforward", help="walk-forward optimisation: choose on each training window, trade "
-                            "the next test window, stitch the out-of-sample record")
+        "walkforward",
+        help="walk-forward optimisation: choose on each training window, trade "
+        "the next test window, stitch the out-of-sample record",
+    )
     _market_arguments(walk)
     _run_arguments(walk)
-    walk.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                      help="fixed strategy parameter (repeatable)")
-    walk.add_argument("--grid", action="append", default=[], metavar="NAME=SPEC",
-                      help="swept parameter (repeatable), as for 'candela sweep'; default: the "
-                           "strategy's sweep ranges")
-    walk.add_argument("--train", required=True, metavar="LENGTH",
-                      help="training window: a number of bars (e.g. 2000) or a duration (90D, "
-                           "12h, 4W)")
-    walk.add_argument("--test", default=None, metavar="LENGTH",
-                      help="test window, in the unit of --train (or give --windows)")
-    walk.add_argument("--windows", type=int, default=None, metavar="N",
-                      help="split what follows the first training window into N test windows")
-    walk.add_argument("--anchored", action="store_true",
-                      help="training windows all start at the first bar (default: rolling)")
+    walk.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fixed strategy parameter (repeatable)",
+    )
+    walk.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help="swept parameter (repeatable), as for 'candela sweep'; default: the "
+        "strategy's sweep ranges",
+    )
+    walk.add_argument(
+        "--train",
+        required=True,
+        metavar="LENGTH",
+        help="training window: a number of bars (e.g. 2000) or a duration (90D, 12h, 4W)",
+    )
+    walk.add_argument(
+        "--test",
+        default=None,
+        metavar="LENGTH",
+        help="test window, in the unit of --train (or give --windows)",
+    )
+    walk.add_argument(
+        "--windows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="split what follows the first training window into N test windows",
+    )
+    walk.add_argument(
+        "--anchored",
+        action="store_true",
+        help="training windows all start at the first bar (default: rolling)",
+    )
     _selection_arguments(walk)
     _parallel_arguments(walk)
-    walk.add_argument("--csv", default=None, metavar="PATH",
-                      help="also write the per-window table as CSV")
+    walk.add_argument(
+        "--csv", default=None, metavar="PATH", help="also write the per-window table as CSV"
+    )
     walk.set_defaults(handler=_walkforward)
 
     search = commands.add_parser(
-        "search", help="model-based parameter search (Optuna TPE), its study kept in the "
-                       "database: run it again to resume")
+        "search",
+        help="model-based parameter search (Optuna TPE), its study kept in the "
+        "database: run it again to resume",
+    )
     _market_arguments(search)
     _run_arguments(search)
-    search.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="fixed strategy parameter (repeatable)")
-    search.add_argument("--space", action="append", default=[], metavar="NAME=SPEC",
-                        help="searched parameter (repeatable): NAME=LOW:HIGH (integers if both "
-                             "are, else continuous), NAME=LOW:HIGH:STEP or NAME=V1,V2,...; "
-                             "default: the strategy's sweep ranges")
-    search.add_argument("--trials", type=int, default=100,
-                        help="finished trials the study should reach (default: 100)")
-    search.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                        help="start no trial after this many seconds")
-    search.add_argument("--study", default=None, metavar="NAME",
-                        help="study name (default: derived from the strategy, bars and settings)")
-    search.add_argument("--no-pruning", action="store_true",
-                        help="run every trial on all the bars (no median pruning)")
+    search.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fixed strategy parameter (repeatable)",
+    )
+    search.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help="searched parameter (repeatable): NAME=LOW:HIGH (integers if both "
+        "are, else continuous), NAME=LOW:HIGH:STEP or NAME=V1,V2,...; "
+        "default: the strategy's sweep ranges",
+    )
+    search.add_argument(
+        "--trials",
+        type=int,
+        default=100,
+        help="finished trials the study should reach (default: 100)",
+    )
+    search.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no trial after this many seconds",
+    )
+    search.add_argument(
+        "--study",
+        default=None,
+        metavar="NAME",
+        help="study name (default: derived from the strategy, bars and settings)",
+    )
+    search.add_argument(
+        "--no-pruning",
+        action="store_true",
+        help="run every trial on all the bars (no median pruning)",
+    )
     search.add_argument("--seed", type=int, default=0, help="TPE's seed (default: 0)")
     _selection_arguments(search)
     _parallel_arguments(search)
     search.set_defaults(handler=_search)
 
     sweeps = commands.add_parser("sweeps", help="stored sweeps: list them")
-    sweeps_commands = sweeps.add_subparsers(dest="sweeps_command", metavar="COMMAND",
-                                            required=True)
+    sweeps_commands = sweeps.add_subparsers(dest="sweeps_command", metavar="COMMAND", required=True)
     listing = sweeps_commands.add_parser("list", help="the stored sweeps, newest first")
     listing.add_argument("--limit", type=int, default=20, help="rows to print (default: 20)")
     listing.set_defaults(handler=_sweeps_list)
 
 
 def _selection_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metric", default="sharpe",
-                        help="stat that chooses the parameters (default: sharpe)")
-    parser.add_argument("--min-trades", type=int, default=None, metavar="N",
-                        help="choose only parameter sets with at least N closed trades "
-                             "(default: 10)")
+    parser.add_argument(
+        "--metric", default="sharpe", help="stat that chooses the parameters (default: sharpe)"
+    )
+    parser.add_argument(
+        "--min-trades",
+        type=int,
+        default=None,
+        metavar="N",
+        help="choose only parameter sets with at least N closed trades (default: 10)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
 def _parallel_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores)")
-    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                        help="run on the Dask cluster of this scheduler (tcp://HOST:8786; "
-                             "needs the distributed extra)")
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on the Dask cluster of this scheduler (tcp://HOST:8786; "
+        "needs the distributed extra)",
+    )
 
 
 # --------------------------------------------------------------------------- shared
@@ -124,14 +188,19 @@ def _common(arguments: argparse.Namespace):
     if min_trades < 0:
         raise CommandError(f"--min-trades must be 0 or more, got {min_trades}")
     if arguments.metric not in STAT_NAMES:
-        raise CommandError(f"--metric {arguments.metric!r} is not a stat; choose one of "
-                           f"{', '.join(STAT_NAMES)}")
+        raise CommandError(
+            f"--metric {arguments.metric!r} is not a stat; choose one of {', '.join(STAT_NAMES)}"
+        )
     if arguments.n_jobs == 0:
-        raise CommandError("--n-jobs must be a positive number of workers or -1 (all cores), "
-                           "got 0")
+        raise CommandError("--n-jobs must be a positive number of workers or -1 (all cores), got 0")
     market = (arguments.exchange, arguments.symbol, arguments.timeframe)
-    bars = _load_bars(arguments.database_url, market, _to_ms(arguments.start),
-                      _to_ms(arguments.end), arguments.resample)
+    bars = _load_bars(
+        arguments.database_url,
+        market,
+        _to_ms(arguments.start),
+        _to_ms(arguments.end),
+        arguments.resample,
+    )
     return spec, bars, costs, cash, min_trades, market
 
 
@@ -147,14 +216,21 @@ def _engine_options(arguments: argparse.Namespace) -> dict[str, Any]:
 
 
 def _grid_of(spec, arguments: argparse.Namespace, option: str = "grid") -> dict[str, list]:
-    grid: dict[str, Any] = {name: [value] for name, value in
-                            parse_assignments(arguments.param).items()}
+    grid: dict[str, Any] = {
+        name: [value] for name, value in parse_assignments(arguments.param).items()
+    }
     given = getattr(arguments, option)
-    grid.update(parse_grid(given) if given and option == "grid" else
-                parse_space(given) if given else dict(spec.sweep))
+    grid.update(
+        parse_grid(given)
+        if given and option == "grid"
+        else parse_space(given)
+        if given
+        else dict(spec.sweep)
+    )
     if not grid:
-        raise CommandError(f"strategy {spec.name!r} declares no sweep ranges: pass "
-                           f"--{option} NAME=SPEC")
+        raise CommandError(
+            f"strategy {spec.name!r} declares no sweep ranges: pass --{option} NAME=SPEC"
+        )
     return grid
 
 
@@ -189,7 +265,7 @@ def parse_space(items: list[str]) -> dict[str, Any]:
 
 
 def _walkforward(arguments: argparse.Namespace) -> int:
-    from research.formatting import format_frame, fmt_time, stats_text
+    from research.formatting import fmt_time, format_frame, stats_text
     from research.validation.reading import read_walkforward
     from research.validation.walkforward import walk_forward
     from research.validation.windows import walk_forward_windows
@@ -201,21 +277,38 @@ def _walkforward(arguments: argparse.Namespace) -> int:
         from research.sweeps import normalize_grid
 
         grid = normalize_grid(spec, grid)
-        walk_forward_windows(bars.ts, train, test, n_windows=arguments.windows,
-                             anchored=arguments.anchored)
+        walk_forward_windows(
+            bars.ts, train, test, n_windows=arguments.windows, anchored=arguments.anchored
+        )
     options = _engine_options(arguments)
-    walk = walk_forward(spec, bars, grid, costs, train=train, test=test,
-                        n_windows=arguments.windows, anchored=arguments.anchored,
-                        metric=arguments.metric, min_trades=min_trades, initial_cash=cash,
-                        progress=not arguments.no_progress, **options)
-    print(f"walk-forward of {spec.name} on {_market(market, arguments.resample)} "
-          f"({len(bars):,} bars), choosing by {arguments.metric}:\n")
+    walk = walk_forward(
+        spec,
+        bars,
+        grid,
+        costs,
+        train=train,
+        test=test,
+        n_windows=arguments.windows,
+        anchored=arguments.anchored,
+        metric=arguments.metric,
+        min_trades=min_trades,
+        initial_cash=cash,
+        progress=not arguments.no_progress,
+        **options,
+    )
+    print(
+        f"walk-forward of {spec.name} on {_market(market, arguments.resample)} "
+        f"({len(bars):,} bars), choosing by {arguments.metric}:\n"
+    )
     print(read_walkforward(walk) + "\n")
     table = walk.windows.copy()
     for column in ("test_start_ts", "test_end_ts"):
         table[column] = table[column].map(fmt_time)
-    columns = (["window", "test_start_ts", "test_end_ts"] + list(walk.param_names)
-               + ["is_sharpe", "oos_sharpe", "oos_total_return", "oos_trades", "dsr", "pbo"])
+    columns = (
+        ["window", "test_start_ts", "test_end_ts"]
+        + list(walk.param_names)
+        + ["is_sharpe", "oos_sharpe", "oos_total_return", "oos_trades", "dsr", "pbo"]
+    )
     print(format_frame(table[columns], scale=cash).to_string(index=False))
     print("\nstitched out-of-sample run:")
     print(stats_text(walk.stats))
@@ -248,24 +341,40 @@ def _search(arguments: argparse.Namespace) -> int:
     if arguments.trials < 1:
         raise CommandError(f"--trials must be at least 1, got {arguments.trials}")
     if arguments.timeout is not None and not arguments.timeout > 0:
-        raise CommandError(f"--timeout must be a positive number of seconds, got "
-                           f"{arguments.timeout:g}")
+        raise CommandError(
+            f"--timeout must be a positive number of seconds, got {arguments.timeout:g}"
+        )
     with user_errors(ValueError):
         search_space(spec, space)
     options = _engine_options(arguments)
     options.pop("client", None)  # trials reach the cluster through joblib's default client
     with user_errors(StudyError):  # an in-memory database, or a study of another direction
-        result = search(spec, bars, space, costs, initial_cash=cash, n_trials=arguments.trials,
-                        timeout=arguments.timeout, metric=arguments.metric,
-                        min_trades=min_trades, study_name=arguments.study,
-                        database_url=arguments.database_url, seed=arguments.seed,
-                        pruning=not arguments.no_pruning, progress=not arguments.no_progress,
-                        market=dict(zip(("exchange", "symbol", "timeframe"), market, strict=True)),
-                        **options)
-    print(f"search of {spec.name} on {_market(market, arguments.resample)} ({len(bars):,} "
-          f"bars): study {result.study_name!r} in {result.storage}")
-    print(f"{result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed "
-          "trials (run the same command again to resume or extend it)\n")
+        result = search(
+            spec,
+            bars,
+            space,
+            costs,
+            initial_cash=cash,
+            n_trials=arguments.trials,
+            timeout=arguments.timeout,
+            metric=arguments.metric,
+            min_trades=min_trades,
+            study_name=arguments.study,
+            database_url=arguments.database_url,
+            seed=arguments.seed,
+            pruning=not arguments.no_pruning,
+            progress=not arguments.no_progress,
+            market=dict(zip(("exchange", "symbol", "timeframe"), market, strict=True)),
+            **options,
+        )
+    print(
+        f"search of {spec.name} on {_market(market, arguments.resample)} ({len(bars):,} "
+        f"bars): study {result.study_name!r} in {result.storage}"
+    )
+    print(
+        f"{result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed "
+        "trials (run the same command again to resume or extend it)\n"
+    )
     if result.best is None:
         print(f"no complete trial had at least {min_trades} closed trades (--min-trades)")
         return 0
@@ -302,13 +411,24 @@ def _sweeps_list(arguments: argparse.Namespace) -> int:
     rows = []
     for row in frame.head(arguments.limit).itertuples():
         market = " ".join(str(v) for v in (row.exchange, row.symbol, row.timeframe) if v)
-        rows.append({"id": row.sweep_id[:8], "kind": row.kind, "strategy": row.strategy,
-                     "market": market or "-", "bars": f"{row.n_bars:,}",
-                     "from": fmt_time(row.start_ts), "to": fmt_time(row.end_ts),
-                     "done": f"{row.n_done}/{row.n_combinations}", "status": row.status,
-                     "metric": row.metric, "dsr": fmt_percent(row.dsr, 1),
-                     "pbo": fmt_percent(row.pbo, 1), "best sharpe": fmt_ratio(row.best_sharpe),
-                     "updated": fmt_time(row.updated_at)})
+        rows.append(
+            {
+                "id": row.sweep_id[:8],
+                "kind": row.kind,
+                "strategy": row.strategy,
+                "market": market or "-",
+                "bars": f"{row.n_bars:,}",
+                "from": fmt_time(row.start_ts),
+                "to": fmt_time(row.end_ts),
+                "done": f"{row.n_done}/{row.n_combinations}",
+                "status": row.status,
+                "metric": row.metric,
+                "dsr": fmt_percent(row.dsr, 1),
+                "pbo": fmt_percent(row.pbo, 1),
+                "best sharpe": fmt_ratio(row.best_sharpe),
+                "updated": fmt_time(row.updated_at),
+            }
+        )
     import pandas as pd
 
     print(pd.DataFrame(rows).to_string(index=False))
@@ -319,19 +439,25 @@ def report_sweep(arguments: argparse.Namespace) -> int:
     """``candela report --sweep ID``: the sweep report of a stored sweep."""
     from research.validation.sweep_report import run_sweep_report
 
-    given = [f"--{name.replace('_', '-')}" for name in ("strategy", "exchange", "symbol",
-                                                        "timeframe", "start", "end", "resample")
-             if getattr(arguments, name, None) is not None] + (["--param"] if arguments.param
-                                                               else [])
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("strategy", "exchange", "symbol", "timeframe", "start", "end", "resample")
+        if getattr(arguments, name, None) is not None
+    ] + (["--param"] if arguments.param else [])
     if given:
         raise CommandError(f"--sweep reports a stored sweep as it ran: drop {', '.join(given)}")
     if arguments.notebook is not None and not Path(arguments.notebook).is_file():
         raise CommandError(f"--notebook {arguments.notebook}: no such notebook file")
     with user_errors(ValueError):
-        files = run_sweep_report(arguments.sweep, database_url=arguments.database_url,
-                                 out_dir=arguments.out, notebook=arguments.notebook,
-                                 walkforward_windows=arguments.windows,
-                                 cv_folds=arguments.cv_folds, n_jobs=arguments.n_jobs)
+        files = run_sweep_report(
+            arguments.sweep,
+            database_url=arguments.database_url,
+            out_dir=arguments.out,
+            notebook=arguments.notebook,
+            walkforward_windows=arguments.windows,
+            cv_folds=arguments.cv_folds,
+            n_jobs=arguments.n_jobs,
+        )
     print(f"sweep report notebook written to {files.notebook}")
     if files.html is not None:
         print(f"sweep report HTML written to {files.html}")

@@ -33,7 +33,8 @@ WARMUP_BARS = 3_000
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``warmup`` to the top-level commands."""
     parser = commands.add_parser(
-        "warmup", help="compile the backtest and runner kernels once (make install runs it)")
+        "warmup", help="compile the backtest and runner kernels once (make install runs it)"
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     parser.set_defaults(handler=_warmup)
 
@@ -42,8 +43,11 @@ def _warmup(arguments: argparse.Namespace) -> int:
     started = time.perf_counter()
     steps = warmup_steps()
     if not arguments.quiet:
-        print(f"compiling Candela's kernels for this machine ({len(steps)} steps; once, then "
-              "cached on disk)", flush=True)
+        print(
+            f"compiling Candela's kernels for this machine ({len(steps)} steps; once, then "
+            "cached on disk)",
+            flush=True,
+        )
     for number, (label, work) in enumerate(steps, start=1):
         began = time.perf_counter()
         if not arguments.quiet:
@@ -73,22 +77,29 @@ def warmup_steps() -> list[tuple[str, Callable[[], None]]]:
 
     def run(spec, **settings) -> None:
         result = backtest(spec, bars, None, Costs(0.001, 1.0), **settings)
-        result.trades, result.fills, result.cash  # the tables' kernels
+        result.trades, result.fills, result.cash  # noqa: B018 - reading the tables compiles their kernels
 
     def runner_step() -> None:
         config = make_config(Costs(0.001, 1.0), stops, limits)
         state, fills = new_state(10_000.0), new_fills(MAX_FILLS_PER_BAR)
         for i in range(3):
-            _, state = step(state, config, int(bars.ts[i]), float(bars.open[i]),
-                            float(bars.high[i]), float(bars.low[i]), float(bars.close[i]),
-                            1.0 if i else math.nan, fills)
+            _, state = step(
+                state,
+                config,
+                int(bars.ts[i]),
+                float(bars.open[i]),
+                float(bars.high[i]),
+                float(bars.low[i]),
+                float(bars.close[i]),
+                1.0 if i else math.nan,
+                fills,
+            )
 
     steps = [
         ("backtest loop, statistics and trade tables", lambda: run(sma, stops=Stops())),
         ("backtest loop with stops", lambda: run(sma, stops=stops)),
         ("backtest loop with risk limits", lambda: run(sma, stops=Stops(), risk=limits)),
-        ("backtest loop with stops and risk limits",
-         lambda: run(sma, stops=stops, risk=limits)),
+        ("backtest loop with stops and risk limits", lambda: run(sma, stops=stops, risk=limits)),
     ]
     for spec in all_specs().values():
         steps.append((f"indicators of {spec.name}", lambda spec=spec: run(spec)))
@@ -113,19 +124,27 @@ def portfolio_book() -> None:
     from research.types import Costs, Stops
     from strategies.portfolio_registry import get_portfolio
 
-    panel = align({name: synthetic_bars(WARMUP_BARS // 4, seed) for seed, name in
-                   enumerate(("A/USDT", "B/USDT", "C/USDT"))})
-    result = backtest_portfolio(get_portfolio("momentum_rotation"), panel, {"window": 24},
-                                Costs(0.001, 1.0))
-    result.trades, result.fills, result.markets  # the tables' kernels
+    panel = align(
+        {
+            name: synthetic_bars(WARMUP_BARS // 4, seed)
+            for seed, name in enumerate(("A/USDT", "B/USDT", "C/USDT"))
+        }
+    )
+    result = backtest_portfolio(
+        get_portfolio("momentum_rotation"), panel, {"window": 24}, Costs(0.001, 1.0)
+    )
+    result.trades, result.fills, result.markets  # noqa: B018 - reading the tables compiles their kernels
     config = make_book_config(Costs(0.001, 1.0), Stops(stop_loss=0.02))
     book, legs = new_book(10_000.0, 3)
     fills = new_book_fills(MAX_FILLS_PER_MARKET * 3)
     for i in range(3):
-        prices = [np.ascontiguousarray(getattr(panel, name)[i]) for name in
-                  ("open", "high", "low", "close")]
-        _, book = step_book(book, legs, config, int(panel.ts[i]), *prices,
-                            np.full(3, 1.0 / 3), fills)
+        prices = [
+            np.ascontiguousarray(getattr(panel, name)[i])
+            for name in ("open", "high", "low", "close")
+        ]
+        _, book = step_book(
+            book, legs, config, int(panel.ts[i]), *prices, np.full(3, 1.0 / 3), fills
+        )
 
 
 def synthetic_bars(n: int, seed: int = 0):
@@ -158,8 +177,12 @@ def compile_notice(after: float = 3.0, stream=None) -> Iterator[None]:
 
     def notice() -> None:
         shown.set()
-        print("compiling Candela's kernels for this machine (first run only; 'candela warmup' "
-              "does it ahead of time) ...", file=stream, flush=True)
+        print(
+            "compiling Candela's kernels for this machine (first run only; 'candela warmup' "
+            "does it ahead of time) ...",
+            file=stream,
+            flush=True,
+        )
 
     timer = threading.Timer(after, notice)
     timer.daemon = True

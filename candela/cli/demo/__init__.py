@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
+
 from candela.core.db import connect, upgrade
 
 
@@ -17,7 +18,7 @@ class DemoContext:
     out_dir: Path
 
     @classmethod
-    def create(cls, database_url: str | None, out_dir: str) -> "DemoContext":
+    def create(cls, database_url: str | None, out_dir: str) -> DemoContext:
         engine = connect(database_url, require_schema=False)
         upgrade(engine)
         path = Path(out_dir)

@@ -13,13 +13,13 @@ import time
 
 from candela.cli.commands import CommandError
 from candela.cli.commands.research import SUMMARY_STATS, format_stats
+from candela.core.timeframes import timeframe_to_ms
 from research.backtesting import backtest
 from research.data import inventory, load_bars
 from research.formatting import format_frame, trades_table
 from research.sweeps import sweep
 from research.types import Costs
 from strategies.registry import get_strategy
-from candela.core.timeframes import timeframe_to_ms
 
 TITLE = "research: backtest, offline chart, parameter sweep"
 
@@ -41,14 +41,31 @@ def run(context) -> None:
     started = time.perf_counter()
     result = backtest(spec, bars, params, costs)
     elapsed = time.perf_counter() - started
-    print(f"{spec.name} {dict(params._asdict())} on {exchange} {symbol} {timeframe}: "
-          f"{len(bars)} bars, fee 0.1 %, slippage 1 bp ({elapsed:.2f} s incl. compile)")
+    print(
+        f"{spec.name} {dict(params._asdict())} on {exchange} {symbol} {timeframe}: "
+        f"{len(bars)} bars, fee 0.1 %, slippage 1 bp ({elapsed:.2f} s incl. compile)"
+    )
     print(format_stats(result.stats))
-    columns = [c for c in ("entry_time", "exit_time", "side", "entry_price", "exit_price",
-                           "pnl", "return", "exit_reason") if c in result.trades.columns]
+    columns = [
+        c
+        for c in (
+            "entry_time",
+            "exit_time",
+            "side",
+            "entry_price",
+            "exit_price",
+            "pnl",
+            "return",
+            "exit_reason",
+        )
+        if c in result.trades.columns
+    ]
     print(f"\nlast 3 of {len(result.trades)} trades:")
-    print(trades_table(result.trades[columns].tail(3), scale=result.initial_cash)
-          .to_string(index=False))
+    print(
+        trades_table(result.trades[columns].tail(3), scale=result.initial_cash).to_string(
+            index=False
+        )
+    )
 
     path = context.out_dir / "backtest.html"
     result.plot().write_html(path, include_plotlyjs=True)
@@ -57,9 +74,11 @@ def run(context) -> None:
     started = time.perf_counter()
     table = sweep(spec, bars, SWEEP_GRID, costs, n_jobs=1, keep_best=3, progress=False)
     elapsed = time.perf_counter() - started
-    print(f"\nsweep fast x slow: {table.n_evaluated} parameter sets "
-          f"({table.n_invalid} invalid) in {elapsed:.2f} s; best 5 by sharpe among "
-          f"those with at least {table.min_trades} trades:")
+    print(
+        f"\nsweep fast x slow: {table.n_evaluated} parameter sets "
+        f"({table.n_invalid} invalid) in {elapsed:.2f} s; best 5 by sharpe among "
+        f"those with at least {table.min_trades} trades:"
+    )
     best = table.best(5)
     columns = list(table.param_names) + [name for name in SUMMARY_STATS if name in best.columns]
     print(format_frame(best[columns], scale=result.initial_cash).to_string(index=False))
@@ -74,8 +93,10 @@ def choose_market(markets) -> tuple[str, str, str]:
         If the database holds no bars (run the foundation step or ``candela data import``).
     """
     if markets is None or len(markets) == 0:
-        raise CommandError("the database holds no bars: import the sample first "
-                         "('candela demo' does it in its first step)")
+        raise CommandError(
+            "the database holds no bars: import the sample first "
+            "('candela demo' does it in its first step)"
+        )
     rows = list(markets[["exchange", "symbol", "timeframe", "bars"]].itertuples(index=False))
     for exchange, symbol, timeframe, _ in rows:
         if (exchange, symbol, timeframe) == PREFERRED_MARKET:

@@ -43,11 +43,7 @@ from candela.core.bus import SYSTEM_EVENTS, RedisBus, redis_url
 from candela.core.db import connect
 from candela.core.db import database_url as resolve_database_url
 from candela.core.timeframes import timeframe_to_ms
-from research.formatting import (
-    fmt_count,
-    fmt_number,
-    fmt_time,
-)
+from research.formatting import fmt_count, fmt_number, fmt_time
 
 CHANNELS = ("market:*", "signals:*", "trades:*", "status:*", SYSTEM_EVENTS)
 

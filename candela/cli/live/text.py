@@ -11,12 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from candela.cli.live.reconcile import (
-    BarEvent,
-    Cause,
-    FillDifference,
-    Reconciliation,
-)
+from candela.cli.live.reconcile import BarEvent, Cause, FillDifference, Reconciliation
 from candela.cli.live.service import Service
 from research.formatting import fmt_count, fmt_duration, fmt_number, fmt_percent, fmt_time
 

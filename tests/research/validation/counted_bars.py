@@ -16,13 +16,16 @@ def _rebuild(ts, open_, high, low, close, volume, timeframe_ms):
 
 class CountedBars(Bars):
     def __reduce__(self):
-        return (_rebuild, (self.ts, self.open, self.high, self.low, self.close, self.volume,
-                           self.timeframe_ms))
+        return (
+            _rebuild,
+            (self.ts, self.open, self.high, self.low, self.close, self.volume, self.timeframe_ms),
+        )
 
     @classmethod
     def of(cls, bars: Bars) -> CountedBars:
-        return cls(bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
-                   bars.timeframe_ms)
+        return cls(
+            bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume, bars.timeframe_ms
+        )
 
 
 def loads() -> int:

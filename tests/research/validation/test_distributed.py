@@ -7,12 +7,12 @@ clear error.
 
 from __future__ import annotations
 
+import counted_bars
 import numpy as np
 import pandas as pd
 import pytest
-
-import counted_bars
 from market_files import read_market_bars
+
 from research.sweeps import normalize_grid, valid_combinations
 from research.types import Costs, RiskLimits
 from research.validation.distributed import connect_cluster
@@ -43,8 +43,18 @@ def test_dask_rows_equal_local_processes_and_bars_reach_each_worker_once(client)
     candidates, _, _ = valid_combinations(spec, grid)
     cuts = block_cuts(len(bars), 16, 4)
     assert client.run(counted_bars.loads) == dict.fromkeys(client.run(counted_bars.loads), 0)
-    on_dask = evaluate(spec, bars, candidates, SETTINGS, cuts, backend="dask", n_jobs=-1,
-                       batch_size=5, client=client, progress=False)
+    on_dask = evaluate(
+        spec,
+        bars,
+        candidates,
+        SETTINGS,
+        cuts,
+        backend="dask",
+        n_jobs=-1,
+        batch_size=5,
+        client=client,
+        progress=False,
+    )
     tasks = -(-len(candidates) // 5)
     assert tasks >= 10  # several tasks per worker
     assert sorted(client.run(counted_bars.loads).values()) == [1, 1]
@@ -54,8 +64,11 @@ def test_dask_rows_equal_local_processes_and_bars_reach_each_worker_once(client)
 
 
 def test_an_unreachable_scheduler_is_one_clear_error():
-    with pytest.raises(ValueError, match=r"cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"
-                                         r".*dask scheduler"):
+    with pytest.raises(
+        ValueError,
+        match=r"cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"
+        r".*dask scheduler",
+    ):
         connect_cluster("tcp://127.0.0.1:9", timeout=1)
 
 
@@ -66,8 +79,9 @@ def test_walk_forward_on_dask_equals_local_processes(client):
     spec = get_strategy("sma_cross")
     grid = {"fast": [3, 6, 12], "slow": [20, 40, 80]}
     options = {"train": 1_500, "n_windows": 3, "min_trades": 3, "progress": False}
-    on_dask = walk_forward(spec, bars, grid, SETTINGS[0], backend="dask", n_jobs=-1,
-                           client=client, **options)
+    on_dask = walk_forward(
+        spec, bars, grid, SETTINGS[0], backend="dask", n_jobs=-1, client=client, **options
+    )
     local = walk_forward(spec, bars, grid, SETTINGS[0], n_jobs=2, **options)
     pd.testing.assert_frame_equal(on_dask.windows, local.windows)
     pd.testing.assert_series_equal(on_dask.equity, local.equity)

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from market_files import read_market_bars
+
 from research.backtesting import backtest
 from research.types import Costs
 from research.validation.moments import (
@@ -67,8 +67,12 @@ def real_returns() -> pd.DataFrame:
 
 def moments_of(returns: pd.DataFrame, cuts: np.ndarray) -> np.ndarray:
     """(combinations, segments, 6) moments from the returns' equity curves."""
-    return np.stack([segment_moments(CASH * np.cumprod(1.0 + returns[c].to_numpy()), CASH, cuts)
-                     for c in returns.columns])
+    return np.stack(
+        [
+            segment_moments(CASH * np.cumprod(1.0 + returns[c].to_numpy()), CASH, cuts)
+            for c in returns.columns
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- moments
@@ -90,13 +94,12 @@ def test_block_cuts_are_array_split_blocks_split_again(n, blocks, parts):
 def test_segment_moments_give_pandas_figures_on_real_returns(real_returns):
     rng = np.random.default_rng(7)
     returns = real_returns.iloc[:, 9]
-    cuts = np.unique(np.concatenate([[0, len(returns)],
-                                     rng.integers(1, len(returns), size=9)]))
+    cuts = np.unique(np.concatenate([[0, len(returns)], rng.integers(1, len(returns), size=9)]))
     moments = segment_moments(CASH * np.cumprod(1.0 + returns.to_numpy()), CASH, cuts)
     assert moments[:, 0].sum() == len(returns)
     # any union of segments: here segments 1, 2 and 5
     chosen = [1, 2, 5]
-    part = pd.concat([returns.iloc[cuts[j]:cuts[j + 1]] for j in chosen])
+    part = pd.concat([returns.iloc[cuts[j] : cuts[j + 1]] for j in chosen])
     union = combine(moments, chosen)
     skew, kurtosis = skew_kurtosis(union)
     assert sharpe(union) == pytest.approx(part.mean() / part.std(), rel=1e-9)
@@ -136,7 +139,8 @@ def test_pbo_sees_noise_and_skill_apart():
     def pbo(returns):
         equity = CASH * np.cumprod(1.0 + returns, axis=1)
         return probability_of_backtest_overfitting(
-            np.stack([segment_moments(row, CASH, cuts) for row in equity])).pbo
+            np.stack([segment_moments(row, CASH, cuts) for row in equity])
+        ).pbo
 
     assert 0.3 < pbo(noise) < 0.7
     skilled = noise.copy()
@@ -162,31 +166,46 @@ def test_deflated_sharpe_equals_ffn_on_real_returns(real_returns):
     trials = sharpe(moments)
     best = int(np.nanargmax(trials))
     skew, kurtosis = skew_kurtosis(moments[best])
-    ours = deflated_sharpe_ratio(trials[best], int(moments[best, 0]), float(skew),
-                                 float(kurtosis), len(trials), float(np.std(trials, ddof=1)))
-    oracle = ffn.core.calc_deflated_sharpe_ratio(real_returns.iloc[:, best], trials,
-                                                 nperiods=525_600, annualized_trials=False)
+    ours = deflated_sharpe_ratio(
+        trials[best],
+        int(moments[best, 0]),
+        float(skew),
+        float(kurtosis),
+        len(trials),
+        float(np.std(trials, ddof=1)),
+    )
+    oracle = ffn.core.calc_deflated_sharpe_ratio(
+        real_returns.iloc[:, best], trials, nperiods=525_600, annualized_trials=False
+    )
     assert 0.0 < oracle < 1.0
     assert ours == pytest.approx(oracle, rel=1e-9, abs=1e-12)
     assert expected_max_sharpe(len(trials), float(np.std(trials, ddof=1))) == pytest.approx(
-        ffn.core.calc_expected_max_sharpe(len(trials), float(np.std(trials, ddof=1))), rel=1e-12)
+        ffn.core.calc_expected_max_sharpe(len(trials), float(np.std(trials, ddof=1))), rel=1e-12
+    )
 
 
 @settings(max_examples=60, deadline=None)
-@given(sr=st.floats(-0.2, 0.2), n=st.integers(10, 100_000), skew=st.floats(-2, 2),
-       kurtosis=st.floats(1.5, 30), std=st.floats(1e-4, 0.1), trials=st.integers(2, 10_000))
+@given(
+    sr=st.floats(-0.2, 0.2),
+    n=st.integers(10, 100_000),
+    skew=st.floats(-2, 2),
+    kurtosis=st.floats(1.5, 30),
+    std=st.floats(1e-4, 0.1),
+    trials=st.integers(2, 10_000),
+)
 def test_more_trials_raise_the_bar(sr, n, skew, kurtosis, std, trials):
     """With the same evidence, more independent trials never make the winner more credible,
     and one trial is the probabilistic Sharpe ratio against 0."""
     fewer = deflated_sharpe_ratio(sr, n, skew, kurtosis, trials, std)
     more = deflated_sharpe_ratio(sr, n, skew, kurtosis, trials * 3, std)
     if math.isnan(fewer):
-        assert 1 - skew * sr + (kurtosis - 1) / 4 * sr ** 2 <= 0
+        assert 1 - skew * sr + (kurtosis - 1) / 4 * sr**2 <= 0
         return
     assert more <= fewer + 1e-15
     single = deflated_sharpe_ratio(sr, n, skew, kurtosis, 1, std)
-    variance = 1 - skew * sr + (kurtosis - 1) / 4 * sr ** 2
+    variance = 1 - skew * sr + (kurtosis - 1) / 4 * sr**2
     from statistics import NormalDist
+
     assert single == pytest.approx(NormalDist().cdf(sr * math.sqrt(n - 1) / math.sqrt(variance)))
 
 
@@ -212,10 +231,11 @@ def test_silhouettes_equal_scikit_learn():
     rows = rng.normal(size=(60, 32))
     distance = correlation_distance(rows)
     labels = rng.integers(1, 6, size=60)
-    np.testing.assert_allclose(silhouette_samples(distance, labels),
-                               sklearn_metrics.silhouette_samples(distance, labels,
-                                                                  metric="precomputed"),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        silhouette_samples(distance, labels),
+        sklearn_metrics.silhouette_samples(distance, labels, metric="precomputed"),
+        atol=1e-12,
+    )
 
 
 def test_effective_trials_count_families_of_correlated_real_strategies(real_returns):

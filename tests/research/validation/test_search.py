@@ -15,10 +15,10 @@ import time
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from market_files import read_market_bars
 
 from candela.core.db import connect, current_revision, head_revision
 from candela.core.schema import sweep_rows
-from market_files import read_market_bars
 from research.types import Bars, Costs
 from research.validation.search import search, search_space
 from strategies.registry import get_strategy
@@ -46,7 +46,7 @@ def logged_cross(bars, fast: int = 5, slow: int = 20):
     return sma(bars.close, fast) > sma(bars.close, slow)
 '''
 
-RUN = '''
+RUN = """
 import sys
 import numpy as np
 sys.path.insert(0, {folder!r})
@@ -58,7 +58,7 @@ bars = Bars(*(data[name] for name in ("ts", "open", "high", "low", "close", "vol
             int(data["timeframe_ms"]))
 search(logged_cross, bars, {space!r}, Costs(fee_rate=0.0005), n_trials=25, pruning=False,
        database_url={url!r}, study_name="resumable", progress=False, min_trades=0)
-'''
+"""
 
 
 @pytest.fixture
@@ -86,15 +86,22 @@ def stored(url: str) -> set[str]:
 
 @pytest.mark.slow
 def test_a_killed_search_resumes_its_study_and_recomputes_no_stored_trial(
-        database_url, logged, tmp_path, repo_root):
+    database_url, logged, tmp_path, repo_root
+):
     spec, log, folder = logged
     bars = read_market_bars("bittrex_XRP-BTC_5m.csv.gz")
     saved = tmp_path / "bars.npz"
-    np.savez(saved, timeframe_ms=bars.timeframe_ms,
-             **{name: getattr(bars, name) for name in ("ts",) + Bars.COLUMNS})
-    script = RUN.format(folder=str(folder), bars=str(saved), space={"fast": (2, 11),
-                                                                    "slow": [20, 40, 60]},
-                        url=database_url)
+    np.savez(
+        saved,
+        timeframe_ms=bars.timeframe_ms,
+        **{name: getattr(bars, name) for name in ("ts",) + Bars.COLUMNS},
+    )
+    script = RUN.format(
+        folder=str(folder),
+        bars=str(saved),
+        space={"fast": (2, 11), "slow": [20, 40, 60]},
+        url=database_url,
+    )
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], cwd=repo_root)
     deadline = time.monotonic() + 180
     try:
@@ -108,9 +115,18 @@ def test_a_killed_search_resumes_its_study_and_recomputes_no_stored_trial(
     at_kill = stored(database_url)
     log.unlink()
 
-    result = search(spec, bars, {"fast": (2, 11), "slow": [20, 40, 60]}, Costs(fee_rate=0.0005),
-                    n_trials=25, pruning=False, database_url=database_url,
-                    study_name="resumable", progress=False, min_trades=0)
+    result = search(
+        spec,
+        bars,
+        {"fast": (2, 11), "slow": [20, 40, 60]},
+        Costs(fee_rate=0.0005),
+        n_trials=25,
+        pruning=False,
+        database_url=database_url,
+        study_name="resumable",
+        progress=False,
+        min_trades=0,
+    )
     recomputed = log.read_text().splitlines() if log.exists() else []
     assert not set(recomputed) & at_kill  # a stored trial is never computed again
     assert len(recomputed) == len(set(recomputed))
@@ -123,9 +139,16 @@ def test_a_killed_search_resumes_its_study_and_recomputes_no_stored_trial(
         assert current_revision(engine) == head_revision()  # Candela's schema untouched
         if engine.dialect.name == "postgresql":
             with engine.connect() as connection:
-                tables = connection.execute(sa.text(
-                    "SELECT table_name FROM information_schema.tables "
-                    "WHERE table_schema = 'optuna'")).scalars().all()
+                tables = (
+                    connection.execute(
+                        sa.text(
+                            "SELECT table_name FROM information_schema.tables "
+                            "WHERE table_schema = 'optuna'"
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
             assert {"studies", "trials", "alembic_version"} <= set(tables)
     finally:
         engine.dispose()
@@ -134,8 +157,16 @@ def test_a_killed_search_resumes_its_study_and_recomputes_no_stored_trial(
 def test_pruning_timeout_and_the_trials_of_the_dsr(database_url):
     bars = read_market_bars("bittrex_XRP-BTC_5m.csv.gz")
     spec = get_strategy("sma_cross")
-    result = search(spec, bars, SPACE, Costs(fee_rate=0.0005), n_trials=40,
-                    database_url=database_url, progress=False, min_trades=5)
+    result = search(
+        spec,
+        bars,
+        SPACE,
+        Costs(fee_rate=0.0005),
+        n_trials=40,
+        database_url=database_url,
+        progress=False,
+        min_trades=5,
+    )
     assert result.n_complete + result.n_pruned >= 40
     assert result.n_pruned > 0  # constraint breaches, and the median pruner at work
     complete = result.frame[result.frame["state"] == "complete"]
@@ -143,8 +174,17 @@ def test_pruning_timeout_and_the_trials_of_the_dsr(database_url):
     assert result.best["trade_count"] >= 5
     assert result.best["sharpe"] == complete[complete["trade_count"] >= 5]["sharpe"].max()
     started = time.monotonic()
-    more = search(spec, bars, SPACE, Costs(fee_rate=0.0005), n_trials=10_000, timeout=2.0,
-                  database_url=database_url, progress=False, study_name="timed")
+    more = search(
+        spec,
+        bars,
+        SPACE,
+        Costs(fee_rate=0.0005),
+        n_trials=10_000,
+        timeout=2.0,
+        database_url=database_url,
+        progress=False,
+        study_name="timed",
+    )
     assert time.monotonic() - started < 60
     assert 0 < more.n_complete + more.n_pruned < 10_000
 

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from market_files import read_market_bars
 
 from candela.core.db import connect
 from candela.core.schema import sweep_rows
-from market_files import read_market_bars
 from research.sweeps import sweep
 from research.types import Bars, Costs
 from research.validation.store import list_sweeps, load_sweep
@@ -51,7 +51,7 @@ def logged_cross(bars, fast: int = 5, slow: int = 20):
     return sma(bars.close, fast) > sma(bars.close, slow)
 '''
 
-RUN = '''
+RUN = """
 import sys
 import numpy as np
 sys.path.insert(0, {folder!r})
@@ -63,7 +63,7 @@ bars = Bars(*(data[name] for name in ("ts", "open", "high", "low", "close", "vol
             int(data["timeframe_ms"]))
 sweep(logged_cross, bars, {grid!r}, Costs(fee_rate=0.0005), store={url!r}, market={market!r},
       batch_size=2, progress=False, keep_best=0)
-'''
+"""
 
 
 @pytest.fixture
@@ -105,14 +105,19 @@ def stored_params(url: str) -> set[str]:
 
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_without_recomputing_and_an_identical_one_computes_nothing(
-        database_url, logged, tmp_path, repo_root):
+    database_url, logged, tmp_path, repo_root
+):
     spec, log, folder = logged
     bars = read_market_bars("bittrex_XRP-BTC_5m.csv.gz")
     saved = tmp_path / "bars.npz"
-    np.savez(saved, timeframe_ms=bars.timeframe_ms,
-             **{name: getattr(bars, name) for name in ("ts",) + Bars.COLUMNS})
-    script = RUN.format(folder=str(folder), bars=str(saved), grid=GRID, url=database_url,
-                        market=MARKET)
+    np.savez(
+        saved,
+        timeframe_ms=bars.timeframe_ms,
+        **{name: getattr(bars, name) for name in ("ts",) + Bars.COLUMNS},
+    )
+    script = RUN.format(
+        folder=str(folder), bars=str(saved), grid=GRID, url=database_url, market=MARKET
+    )
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], cwd=repo_root)
     deadline = time.monotonic() + 120
     try:
@@ -152,8 +157,11 @@ def test_a_killed_sweep_resumes_without_recomputing_and_an_identical_one_compute
     try:
         listed = list_sweeps(engine)
         record = listed.set_index("sweep_id").loc[again.sweep_id]
-        assert (record["status"], record["n_done"], record["exchange"]) == ("complete", 30,
-                                                                            "bittrex")
+        assert (record["status"], record["n_done"], record["exchange"]) == (
+            "complete",
+            30,
+            "bittrex",
+        )
         assert record["dsr"] == pytest.approx(fresh.overfitting.dsr)
         loaded = load_sweep(engine, again.sweep_id[:8])
     finally:

@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from market_files import read_market_bars
+
 from research.backtesting import backtest
 from research.types import Costs
 from research.validation.walkforward import walk_forward
@@ -37,17 +37,35 @@ def oracle(spec, bars, windows):
     for window in windows:
         rows = []
         for fast, slow in itertools.product(GRID["fast"], GRID["slow"]):
-            result = backtest(spec, bars[:window.train_stop], {"fast": fast, "slow": slow},
-                              COSTS, start=window.train_start)
-            rows.append({"fast": fast, "slow": slow, "sharpe": result.stats["sharpe"],
-                         "trades": result.stats["trade_count"]})
+            result = backtest(
+                spec,
+                bars[: window.train_stop],
+                {"fast": fast, "slow": slow},
+                COSTS,
+                start=window.train_start,
+            )
+            rows.append(
+                {
+                    "fast": fast,
+                    "slow": slow,
+                    "sharpe": result.stats["sharpe"],
+                    "trades": result.stats["trade_count"],
+                }
+            )
         table = pd.DataFrame(rows)
-        table = table[table["trades"] >= MIN_TRADES].sort_values("sharpe", ascending=False,
-                                                                 kind="stable")
+        table = table[table["trades"] >= MIN_TRADES].sort_values(
+            "sharpe", ascending=False, kind="stable"
+        )
         params = {"fast": int(table.iloc[0]["fast"]), "slow": int(table.iloc[0]["slow"])}
         chosen.append((params["fast"], params["slow"]))
-        test = backtest(spec, bars[:window.test_stop], params, COSTS, initial_cash=capital,
-                        start=window.test_start)
+        test = backtest(
+            spec,
+            bars[: window.test_stop],
+            params,
+            COSTS,
+            initial_cash=capital,
+            start=window.test_start,
+        )
         equity.append(test.equity)
         capital = float(test.equity.iloc[-1])
     return chosen, pd.concat(equity)
@@ -56,8 +74,17 @@ def oracle(spec, bars, windows):
 @pytest.mark.parametrize("anchored", [False, True])
 def test_walk_forward_equals_backtests_window_by_window(bars, anchored):
     spec = get_strategy("sma_cross")
-    walk = walk_forward(spec, bars, GRID, COSTS, train=1_200, test=900, anchored=anchored,
-                        min_trades=MIN_TRADES, progress=False)
+    walk = walk_forward(
+        spec,
+        bars,
+        GRID,
+        COSTS,
+        train=1_200,
+        test=900,
+        anchored=anchored,
+        min_trades=MIN_TRADES,
+        progress=False,
+    )
     windows = walk_forward_windows(bars.ts, 1_200, 900, anchored=anchored)
     chosen, equity = oracle(spec, bars, windows)
     assert list(zip(walk.windows["fast"], walk.windows["slow"], strict=True)) == chosen
@@ -74,8 +101,16 @@ def test_test_windows_are_warmed_on_the_bars_before_them(bars):
     """The first bar of each test window already has a defined target (the indicators were
     computed over the history before the window), unlike a backtest of the window alone."""
     spec = get_strategy("sma_cross")
-    walk = walk_forward(spec, bars, {"fast": [5], "slow": [60]}, COSTS, train=1_000,
-                        n_windows=4, min_trades=0, progress=False)
+    walk = walk_forward(
+        spec,
+        bars,
+        {"fast": [5], "slow": [60]},
+        COSTS,
+        train=1_000,
+        n_windows=4,
+        min_trades=0,
+        progress=False,
+    )
     for row in walk.windows.itertuples():
         start = int(np.searchsorted(bars.ts, row.test_start_ts))
         stop = start + row.test_bars
@@ -87,8 +122,9 @@ def test_test_windows_are_warmed_on_the_bars_before_them(bars):
 
 def test_efficiency_and_stability_follow_from_the_windows(bars):
     spec = get_strategy("sma_cross")
-    walk = walk_forward(spec, bars, GRID, COSTS, train=1_200, n_windows=5,
-                        min_trades=MIN_TRADES, progress=False)
+    walk = walk_forward(
+        spec, bars, GRID, COSTS, train=1_200, n_windows=5, min_trades=MIN_TRADES, progress=False
+    )
     mean_in_sample = walk.windows["is_sharpe"].mean()
     expected = walk.stats["sharpe"] / mean_in_sample if mean_in_sample > 0 else math.nan
     assert walk.efficiency["sharpe"] == pytest.approx(expected, nan_ok=True)
@@ -102,19 +138,30 @@ def test_efficiency_and_stability_follow_from_the_windows(bars):
 
 def test_a_window_without_enough_trades_stays_flat(bars):
     spec = get_strategy("sma_cross")
-    walk = walk_forward(spec, bars, {"fast": [5], "slow": [60]}, COSTS, train=1_000,
-                        n_windows=3, min_trades=10_000, progress=False)
+    walk = walk_forward(
+        spec,
+        bars,
+        {"fast": [5], "slow": [60]},
+        COSTS,
+        train=1_000,
+        n_windows=3,
+        min_trades=10_000,
+        progress=False,
+    )
     assert walk.windows["fast"].isna().all()
     assert (walk.equity == 10_000.0).all()
     assert walk.stats["trade_count"] == 0
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"train": 10_000, "test": 100}, "no bar is left to test on"),
-    ({"train": 500, "test": 100, "metric": "luck"}, "unknown metric 'luck'"),
-    ({"train": "3D", "test": 100}, "both be numbers of bars or both durations"),
-    ({"train": 15, "test": 100}, "no combination of the grid has a look-back shorter"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"train": 10_000, "test": 100}, "no bar is left to test on"),
+        ({"train": 500, "test": 100, "metric": "luck"}, "unknown metric 'luck'"),
+        ({"train": "3D", "test": 100}, "both be numbers of bars or both durations"),
+        ({"train": 15, "test": 100}, "no combination of the grid has a look-back shorter"),
+    ],
+)
 def test_bad_walk_forward_settings_say_what_to_change(bars, options, message):
     with pytest.raises(ValueError, match=message):
         walk_forward(get_strategy("sma_cross"), bars, GRID, COSTS, progress=False, **options)
@@ -124,8 +171,17 @@ def test_combinations_too_long_for_a_window_are_invalid_rows_not_a_crash(bars):
     """slow=200 needs 200 bars before its first target: in the first window (150 bars of
     history in all) it is an invalid row; later windows, with more history, can choose it."""
     spec = get_strategy("sma_cross")
-    walk = walk_forward(spec, bars, {"fast": [5], "slow": [20, 200]}, COSTS, train=150,
-                        n_windows=4, anchored=True, min_trades=0, progress=False)
+    walk = walk_forward(
+        spec,
+        bars,
+        {"fast": [5], "slow": [20, 200]},
+        COSTS,
+        train=150,
+        n_windows=4,
+        anchored=True,
+        min_trades=0,
+        progress=False,
+    )
     assert walk.windows["n_valid"].iloc[0] == 1 and walk.windows["slow"].iloc[0] == 20
     assert (walk.windows["n_valid"].iloc[1:] == 2).all()
 
@@ -134,8 +190,14 @@ def test_a_walk_forward_can_choose_with_a_search(bars, database_url):
     """Each training window runs an Optuna search (its own study, resumable); the chosen
     parameters are the search's best trial, traded on the next window as with a grid."""
     spec = get_strategy("sma_cross")
-    options = {"train": 1_500, "n_windows": 2, "min_trades": 3, "progress": False,
-               "search_trials": 12, "database_url": database_url}
+    options = {
+        "train": 1_500,
+        "n_windows": 2,
+        "min_trades": 3,
+        "progress": False,
+        "search_trials": 12,
+        "database_url": database_url,
+    }
     walk = walk_forward(spec, bars, GRID, COSTS, **options)
     assert walk.windows["fast"].notna().all()
     for row in walk.windows.itertuples():

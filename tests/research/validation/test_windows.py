@@ -7,14 +7,18 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from market_files import read_market_bars
+
 from research.validation.windows import walk_forward_windows
 
 
 @settings(max_examples=80, deadline=None)
-@given(n=st.integers(2, 3_000), train=st.integers(1, 2_000), test=st.integers(1, 800),
-       anchored=st.booleans())
+@given(
+    n=st.integers(2, 3_000),
+    train=st.integers(1, 2_000),
+    test=st.integers(1, 800),
+    anchored=st.booleans(),
+)
 def test_bar_windows_tile_everything_after_the_first_training_window(n, train, test, anchored):
     ts = np.arange(n, dtype=np.int64) * 60_000
     if train >= n:
@@ -58,7 +62,7 @@ def test_calendar_windows_on_gappy_real_bars():
     first = windows[0]
     assert bars.ts[first.test_start] >= bars.ts[0] + 6 * day > bars.ts[first.test_start - 1]
     for w in windows:
-        span = bars.ts[w.test_start:w.test_stop]
+        span = bars.ts[w.test_start : w.test_stop]
         assert span[-1] - span[0] < 3 * day
         assert bars.ts[w.train_start] >= bars.ts[w.test_start] - 6 * day
         assert w.train_start == 0 or bars.ts[w.train_start - 1] < bars.ts[w.test_start] - 6 * day
@@ -67,14 +71,17 @@ def test_calendar_windows_on_gappy_real_bars():
     assert any(w.test_stop - w.test_start < 3 * 288 for w in windows[:-1])  # gaps: fewer bars
 
 
-@pytest.mark.parametrize("train, test, n_windows, message", [
-    (100, None, None, "give the test window's length"),
-    (100, 10, 5, "not both"),
-    (100, "1D", None, "both be numbers of bars or both durations"),
-    ("ninety days", "1D", None, "neither a number of bars nor a duration"),
-    ("400D", "1D", None, "no bar is left to test on; use a shorter train window"),
-    (0, 10, None, "positive number of bars"),
-])
+@pytest.mark.parametrize(
+    "train, test, n_windows, message",
+    [
+        (100, None, None, "give the test window's length"),
+        (100, 10, 5, "not both"),
+        (100, "1D", None, "both be numbers of bars or both durations"),
+        ("ninety days", "1D", None, "neither a number of bars nor a duration"),
+        ("400D", "1D", None, "no bar is left to test on; use a shorter train window"),
+        (0, 10, None, "positive number of bars"),
+    ],
+)
 def test_bad_windows_say_what_to_change(train, test, n_windows, message):
     ts = (np.arange(500, dtype=np.int64) * 3_600_000) + pd.Timestamp("2024-01-01").value // 10**6
     with pytest.raises(ValueError, match=message):
