@@ -260,7 +260,9 @@ def test_sweep_prints_the_best_rows_and_counts_invalid_combinations(database, tm
         f"best {len(ranked)} by sharpe, among the parameter sets with at least 10 closed "
         f"trades ({few} had fewer; --min-trades)"
     ) in out
-    table = out.split("--min-trades):")[1].split("all rows written")[0].splitlines()
+    # the table: from the line after the heading to the first blank line (the overfitting
+    # reading and the stored sweep's id follow it)
+    table = out.split("--min-trades):\n")[1].split("\n\n")[0].splitlines()
     printed = [line.split()[:2] for line in table if line.strip()][1:]
     assert printed == [[str(f), str(s)] for f, s in zip(ranked["fast"], ranked["slow"])]
     assert not SCIENTIFIC.search(out)
