@@ -255,8 +255,8 @@ def _single_market_book(config: BookConfig, open_: np.ndarray, weights: np.ndarr
         and math.isnan(config.drift)
         and config.min_notional == 0.0
         and config.max_weight <= min(1.0, config.max_gross)
-        and not np.isnan(open_[:, 0]).any()
-    )
+        and not math.isnan(float(open_[:, 0].sum()))
+    )  # no absent bar (nan: a sum is nan)
 
 
 def _simulate_single(
