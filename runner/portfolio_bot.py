@@ -382,6 +382,10 @@ class PortfolioGroup:
     def idle(self) -> bool:
         return not self.members and not self._joining
 
+    def close(self) -> None:
+        """Nothing to stop: a portfolio group commits in the calling thread (the runner closes
+        every group after its last pass, as it does :class:`~runner.market_group.MarketGroup`)."""
+
     def run_pass(self, connection: Connection) -> None:
         """Advance the bot bar by bar, one transaction each, until it has to wait."""
         from runner.ledger import write_bars

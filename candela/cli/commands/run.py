@@ -134,6 +134,7 @@ def _run(arguments: argparse.Namespace) -> int:
 
     from candela.cli.commands.run_report import (
         ProgressReporter,
+        bot_markets,
         describe,
         final_report,
         stored_bars,
@@ -181,7 +182,9 @@ def _run(arguments: argparse.Namespace) -> int:
             f"--summary must be 0 (never) or more seconds, got {arguments.summary:g}"
         )
     engine = connect(arguments.database_url, pool_size=arguments.workers + 5)
-    markets = stored_bars(engine, sorted({config.market for config in configs}))
+    markets = stored_bars(
+        engine, sorted({market for config in configs for market in bot_markets(config)})
+    )
     if replay is not None and not any(bars.count for bars in markets.values()):
         engine.dispose()
         raise CommandError(

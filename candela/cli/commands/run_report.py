@@ -78,12 +78,17 @@ def bus_description(bus) -> str:
     )
 
 
+def bot_markets(config) -> list[tuple[str, str, str]]:
+    """The markets a bot trades: a portfolio bot's universe, else its one market."""
+    return list(getattr(config, "markets", None) or [config.market])
+
+
 def describe(engine, bus, configs, replay, markets: dict, url: str | None = None) -> list[str]:
     """The lines ``candela run`` prints before it starts (see the module docstring); ``url``
     is the database URL as the user gave it (default: the engine's)."""
     from research.formatting import fmt_count, fmt_time
 
-    n_markets = len({config.market for config in configs})
+    n_markets = len({market for config in configs for market in bot_markets(config)})
     if replay is None:
         mode = "following live bars (Ctrl-C or SIGTERM stops every bot after its current bar)"
     else:
@@ -126,7 +131,7 @@ def describe(engine, bus, configs, replay, markets: dict, url: str | None = None
         )
         lines.append(
             f"  bot       {config.bot_id}: {config.strategy}({params}) on "
-            f"{market_name(config.market)}; {where}"
+            f"{', '.join(market_name(m) for m in bot_markets(config))}; {where}"
         )
     return lines
 
@@ -277,12 +282,13 @@ def final_report(engine, configs, reports, replay, markets: dict, seconds: float
         status = report.status
         note = f"  error: {report.last_error}" if report.last_error else ""
         if report.bars == 0 and status in ("finished", "active"):
-            bars = markets[config.market]
+            market = max(bot_markets(config), key=lambda m: markets[m].count)
+            bars = markets[market]
             cursor = cursors.get(config.bot_id)
             if not bars.count:
                 status = "no bars"
                 note = (
-                    f"  {market_name(config.market)} has no stored bar: store some with "
+                    f"  {market_name(market)} has no stored bar: store some with "
                     "'candela data backfill' or 'candela data import'"
                 )
             elif cursor is not None and cursor >= min(bars.last_ts, _end(replay, bars.last_ts)):
