@@ -217,10 +217,13 @@ def _run(arguments: argparse.Namespace) -> int:
                 pass
         reporting = asyncio.create_task(reporter.run())
         try:
-            return await runner.run()
+            reports = await runner.run()
         finally:
             reporting.cancel()
-            await asyncio.gather(reporting, return_exceptions=True)
+            (outcome,) = await asyncio.gather(reporting, return_exceptions=True)
+        if isinstance(outcome, Exception):
+            raise outcome  # a bug of the reporter: keep its traceback
+        return reports
 
     url = database_url(arguments.database_url)
     print("\n".join(describe(engine, bus, configs, replay, markets, url)), flush=True)
