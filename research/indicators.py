@@ -170,8 +170,8 @@ def sma(values, n: int) -> np.ndarray:
     gives exactly its value. Look-back ``n - 1``, history ``n``.
     """
     x, n = _as_series("values", values), _as_window("n", n)
-    out = _memoized("sma", (x,), (n,), lambda: window_means(x[0], n))
-    return _lines(out, (values,), n - 1, n)
+    return _memoized("sma", (x,), (n,),
+                     lambda: _lines(window_means(x[0], n), (values,), n - 1, n))
 
 
 def ema(values, n: int) -> np.ndarray:
@@ -183,8 +183,9 @@ def ema(values, n: int) -> np.ndarray:
     ``converged_warmup(ema_alpha(n)) + 1`` (the seed forgotten to the last bit).
     """
     x, n = _as_series("values", values), _as_window("n", n)
-    out = _memoized("ema", (x,), (n,), lambda: ema_nb(x[0], n))
-    return _lines(out, (values,), n - 1, converged_warmup(ema_alpha(n)) + 1)
+    history = converged_warmup(ema_alpha(n)) + 1
+    return _memoized("ema", (x,), (n,),
+                     lambda: _lines(ema_nb(x[0], n), (values,), n - 1, history))
 
 
 def rsi(close, n: int = 14) -> np.ndarray:
@@ -197,8 +198,8 @@ def rsi(close, n: int = 14) -> np.ndarray:
     Look-back ``n``; history ``converged_warmup(1 / n) + 2`` (one change more than an EMA).
     """
     x, n = _as_series("close", close), _as_window("n", n)
-    out = _memoized("rsi", (x,), (n,), lambda: rsi_nb(x[0], n))
-    return _lines(out, (close,), n, converged_warmup(wilder_alpha(n)) + 2)
+    history = converged_warmup(wilder_alpha(n)) + 2
+    return _memoized("rsi", (x,), (n,), lambda: _lines(rsi_nb(x[0], n), (close,), n, history))
 
 
 class Macd(NamedTuple):
@@ -224,17 +225,17 @@ def macd(close, fast: int = 12, slow: int = 26, signal: int = 9) -> Macd:
     if fast >= slow:
         raise ValueError(f"fast ({fast}) must be smaller than slow ({slow}): swap them")
 
+    line_history = converged_warmup(ema_alpha(slow)) + 1
+    signal_history = line_history + converged_warmup(ema_alpha(signal))
+
     def compute() -> Macd:
         line = ema_nb(x[0], fast) - ema_nb(x[0], slow)
         signal_line = ema_nb(line, signal)
-        return Macd(line, signal_line, line - signal_line)
+        later = _lines((signal_line, line - signal_line), (close,), slow + signal - 2,
+                       signal_history)
+        return Macd(_lines(line, (close,), slow - 1, line_history), *later)
 
-    out = _memoized("macd", (x,), (fast, slow, signal), compute)
-    line_history = converged_warmup(ema_alpha(slow)) + 1
-    signal_history = line_history + converged_warmup(ema_alpha(signal))
-    line = _lines(out.line, (close,), slow - 1, line_history)
-    later = _lines((out.signal, out.histogram), (close,), slow + signal - 2, signal_history)
-    return Macd(line, *later)
+    return _memoized("macd", (x,), (fast, slow, signal), compute)
 
 
 class Bands(NamedTuple):
@@ -266,8 +267,8 @@ def bollinger(close, n: int = 20, num_std: float = 2.0, ddof: int = 0) -> Bands:
         width = num_std * rolling_std_nb(x[0], n, ddof)
         return Bands(middle, middle + width, middle - width)
 
-    out = _memoized("bollinger", (x,), (n, num_std, ddof), compute)
-    return _lines(out, (close,), n - 1, n)
+    return _memoized("bollinger", (x,), (n, num_std, ddof),
+                     lambda: _lines(compute(), (close,), n - 1, n))
 
 
 def rolling_std(values, n: int, ddof: int = 0) -> np.ndarray:
@@ -282,8 +283,8 @@ def rolling_std(values, n: int, ddof: int = 0) -> np.ndarray:
     if ddof not in (0, 1):
         raise ValueError(f"ddof must be 0 (population) or 1 (sample), got {ddof!r}")
     ddof = int(ddof)
-    out = _memoized("rolling_std", (x,), (n, ddof), lambda: rolling_std_nb(x[0], n, ddof))
-    return _lines(out, (values,), n - 1, n)
+    return _memoized("rolling_std", (x,), (n, ddof),
+                     lambda: _lines(rolling_std_nb(x[0], n, ddof), (values,), n - 1, n))
 
 
 def true_range(high, low, close) -> np.ndarray:
@@ -291,8 +292,9 @@ def true_range(high, low, close) -> np.ndarray:
     Look-back 0, history 2 (the previous close)."""
     h, lo, c = _as_series("high", high), _as_series("low", low), _as_series("close", close)
     _same_length(high=h[0], low=lo[0], close=c[0])
-    out = _memoized("true_range", (h, lo, c), (), lambda: true_range_nb(h[0], lo[0], c[0]))
-    return _lines(out, (high, low, close), 0, 2)
+    return _memoized("true_range", (h, lo, c), (),
+                     lambda: _lines(true_range_nb(h[0], lo[0], c[0]), (high, low, close), 0,
+                                    2))
 
 
 def atr(high, low, close, n: int = 14) -> np.ndarray:
@@ -305,8 +307,10 @@ def atr(high, low, close, n: int = 14) -> np.ndarray:
     h, lo, c = _as_series("high", high), _as_series("low", low), _as_series("close", close)
     _same_length(high=h[0], low=lo[0], close=c[0])
     n = _as_window("n", n)
-    out = _memoized("atr", (h, lo, c), (n,), lambda: atr_nb(h[0], lo[0], c[0], n))
-    return _lines(out, (high, low, close), n - 1, converged_warmup(wilder_alpha(n)) + 2)
+    history = converged_warmup(wilder_alpha(n)) + 2
+    return _memoized("atr", (h, lo, c), (n,),
+                     lambda: _lines(atr_nb(h[0], lo[0], c[0], n), (high, low, close), n - 1,
+                                    history))
 
 
 class Channel(NamedTuple):
@@ -326,9 +330,8 @@ def donchian(high, low, n: int = 20) -> Channel:
     h, lo = _as_series("high", high), _as_series("low", low)
     _same_length(high=h[0], low=lo[0])
     n = _as_window("n", n)
-    out = _memoized("donchian", (h, lo), (n,),
-                    lambda: Channel(rolling_max_nb(h[0], n), rolling_min_nb(lo[0], n)))
-    return _lines(out, (high, low), n - 1, n)
+    return _memoized("donchian", (h, lo), (n,), lambda: _lines(
+        Channel(rolling_max_nb(h[0], n), rolling_min_nb(lo[0], n)), (high, low), n - 1, n))
 
 
 def rolling_zscore(values, n: int, ddof: int = 0) -> np.ndarray:
@@ -341,8 +344,8 @@ def rolling_zscore(values, n: int, ddof: int = 0) -> np.ndarray:
     if ddof not in (0, 1):
         raise ValueError(f"ddof must be 0 (population) or 1 (sample), got {ddof!r}")
     ddof = int(ddof)
-    out = _memoized("rolling_zscore", (x,), (n, ddof), lambda: rolling_zscore_nb(x[0], n, ddof))
-    return _lines(out, (values,), n - 1, n)
+    return _memoized("rolling_zscore", (x,), (n, ddof),
+                     lambda: _lines(rolling_zscore_nb(x[0], n, ddof), (values,), n - 1, n))
 
 
 def unchanged_run(values) -> np.ndarray:
@@ -360,9 +363,9 @@ def unchanged(values, n: int) -> np.ndarray:
     """Bool: the value has not changed over the last ``n`` bars, i.e. ``values[t-n .. t]`` are
     ``n + 1`` equal, non-``nan`` values (``False`` for the first ``n`` bars). Look-back 0,
     history ``n + 1``."""
-    n = _as_window("n", n)
-    out = equal_run_nb(_as_series("values", values)[0]) > n
-    return _lines(out, (values,), 0, n + 1)
+    x, n = _as_series("values", values), _as_window("n", n)
+    return _memoized("unchanged", (x,), (n,),
+                     lambda: _lines(equal_run_nb(x[0]) > n, (values,), 0, n + 1))
 
 
 def shift(values, periods: int = 1) -> np.ndarray:
@@ -371,14 +374,18 @@ def shift(values, periods: int = 1) -> np.ndarray:
     The way to compare a bar with earlier ones: ``close > shift(close)``. Look-back and history
     ``periods`` more than the input's.
     """
-    x = _as_series("values", values)[0]
+    x = _as_series("values", values)
     if isinstance(periods, bool) or not isinstance(periods, (int, np.integer)) or periods < 0:
         raise ValueError(f"periods must be a non-negative int, got {periods!r}")
     periods = int(periods)
-    out = np.full(len(x), np.nan)
-    if periods < len(x):
-        out[periods:] = x[: len(x) - periods]
-    return _lines(out, (values,), periods, periods + 1)
+
+    def compute() -> np.ndarray:
+        out = np.full(len(x[0]), np.nan)
+        if periods < len(x[0]):
+            out[periods:] = x[0][: len(x[0]) - periods]
+        return _lines(out, (values,), periods, periods + 1)
+
+    return _memoized("shift", (x,), (periods,), compute)
 
 
 def crossed_above(a, b) -> np.ndarray:

@@ -10,9 +10,9 @@ from research.strategy_model import strategy
                        "atr_multiplier > 0"], long_only=True)
 def bollinger_breakout(bars, window: int = 20, num_std: float = 2.0, atr_window: int = 14,
                        atr_multiplier: float = 3.0, max_hold: int = 100):
-    """Long when the close breaks above the upper Bollinger band; out when a close falls more
-    than atr_multiplier ATRs below the highest close since the latest breakout, or max_hold
-    bars after it."""
+    """Long on a close above the upper Bollinger band, with an ATR trailing exit. Out when a
+    close falls more than atr_multiplier ATRs below the highest close since the latest
+    breakout, or max_hold bars after it."""
     bands = bollinger(bars.close, window, num_std)
     average_range = atr(bars.high, bars.low, bars.close, atr_window)
     position, stop = trailing_exit_position(bars.close > bands.upper, bars.close,

@@ -8,9 +8,9 @@ from research.strategy_model import strategy
           constraints=["1 <= exit_window <= entry_window", "max_hold >= 1"])
 def donchian_breakout(bars, entry_window: int = 20, exit_window: int = 10, max_hold: int = 100,
                       allow_short: bool = False):
-    """Turtle-style breakout: long on a close above the previous entry_window bars' high, out
-    on a close below the previous exit_window bars' low; shorts mirrored with allow_short. A
-    position is held at most max_hold bars after its latest breakout."""
+    """Turtle-style breakout of the previous bars' channel. Long on a close above the previous
+    entry_window bars' high, out on a close below the previous exit_window bars' low; shorts
+    mirrored with allow_short. Held at most max_hold bars after the latest breakout."""
     entry = donchian(bars.high, bars.low, entry_window)
     leave = donchian(bars.high, bars.low, exit_window)
     channels = {"entry_high": shift(entry.upper), "entry_low": shift(entry.lower),

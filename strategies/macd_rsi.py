@@ -9,8 +9,8 @@ from research.strategy_model import strategy
           long_only=True)
 def macd_rsi(bars, fast: int = 12, slow: int = 26, signal: int = 9, rsi_window: int = 14,
              ceiling: float = 70.0):
-    """Long while the MACD line is above its signal line and the RSI is below a ceiling (not
-    overbought), flat otherwise."""
+    """Long while the MACD line is above its signal line and the RSI is not overbought. Flat
+    otherwise (the RSI at or above the ceiling counts as overbought)."""
     lines, strength = macd(bars.close, fast, slow, signal), rsi(bars.close, rsi_window)
     long = (lines.line > lines.signal) & (strength < ceiling)
     return long, {"macd": {"macd": lines.line, "macd_signal": lines.signal},

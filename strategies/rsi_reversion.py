@@ -9,8 +9,9 @@ from research.strategy_model import strategy
           constraints=["window >= 2", "max_hold >= 1", "0 <= lower < exit_level < upper <= 100"])
 def rsi_reversion(bars, window: int = 14, lower: float = 30.0, exit_level: float = 50.0,
                   upper: float = 70.0, max_hold: int = 100, allow_short: bool = False):
-    """Mean reversion on the Wilder RSI: long when RSI < lower, out when RSI > exit_level; with
-    allow_short, short when RSI > upper, out when RSI < exit_level. A position is held at most
+    """Mean reversion on the Wilder RSI: in when oversold, out when recovered. Long when
+    RSI < lower, out when RSI > exit_level; with allow_short, short when RSI > upper, out when
+    RSI < exit_level. A position is held at most
     max_hold bars after its latest entry signal. While the close has not moved for window bars
     the RSI is stale (a ratio of vanishing averages) and gives no signal."""
     strength = rsi(bars.close, window)

@@ -99,6 +99,26 @@ def test_backtest_exports_stats_and_trades_as_csv_and_json(database, tmp_path, c
     assert data["trades"][-1]["exit_time"] is None or data["trades"][-1]["exit_reason"] != "open"
 
 
+def test_backtest_from_a_start_loads_the_history_window_before_it(database, tmp_path, capsys):
+    """``--start``: the strategy's history window of stored bars before the start is loaded as
+    history, trading starts at the start: ``research.backtest(..., start=...)`` on all bars."""
+    document = tmp_path / "from.json"
+    assert run(database, "backtest", "--strategy", "ema_cross", *MARKET, "--param", "slow=40",
+               "--start", "2018-05-20", "--json", str(document)) == 0
+    out = capsys.readouterr().out
+    spec = get_strategy("ema_cross")
+    bars = load_bars(database, "binance", "BTC/USDT", "1h")
+    expected = backtest(spec, bars, {"slow": 40}, Costs(0.001), start="2018-05-20")
+    before = int(np.searchsorted(bars.ts, expected.ts[0]))
+    history = min(before, spec.history_window({"slow": 40}))  # all there are: 780
+    assert f"{len(expected.ts):,} bars (and {history:,} before them as history)" in out
+    data = json.loads(document.read_text(encoding="utf-8"))
+    assert data["stats"]["start_ts"] == expected.stats["start_ts"] == bars.ts[before]
+    assert data["stats"]["total_return"] == pytest.approx(expected.stats["total_return"],
+                                                          rel=1e-12)
+    assert len(data["trades"]) == len(expected.trades) > 0
+
+
 def test_backtest_and_sweep_resample_to_a_coarser_timeframe(database, capsys):
     assert run(database, "backtest", "--strategy", "sma_cross", *MARKET, "--resample", "4h",
                "--param", "fast=5", "--param", "slow=20") == 0
@@ -128,8 +148,9 @@ def test_sweep_prints_the_best_rows_and_counts_invalid_combinations(database, tm
     invalid = sum(1 for f, s in pairs if f >= s)
     assert (f"{len(pairs) - invalid} parameter sets evaluated of {len(pairs)} combinations "
             f"({invalid} invalid)") in out
-    rows = pd.read_csv(csv)
-    assert len(rows) == len(pairs) - invalid
+    rows = pd.read_csv(csv)  # every combination, the invalid ones marked with their reason
+    assert len(rows) == len(pairs) and (~rows["valid"]).sum() == invalid
+    assert set(rows.loc[~rows["valid"], "invalid_reason"]) == {"constraint '1 <= fast < slow'"}
     ranked = rows[rows["trade_count"] >= 10].sort_values("sharpe", ascending=False).head(4)
     few = int((rows["trade_count"] < 10).sum())
     assert (f"best {len(ranked)} by sharpe, among the parameter sets with at least 10 closed "

@@ -359,6 +359,27 @@ def test_load_bars_equals_read_sql_and_bounds_are_inclusive(engine):
     assert frame.attrs["timeframe"] == "1m"
 
 
+def test_history_loads_that_many_stored_bars_before_the_start(engine):
+    """Stored bars, gaps skipped: the N stored bars before ``start``, or all there are."""
+    minutes = [m for m in range(1, 101) if not 40 <= m < 60]  # a 20-bar hole
+    with engine.begin() as connection:
+        store_bars(connection, "binance", "BTC/USDT", "1m", *synthetic(minutes))
+    loaded = load_bars(engine, "binance", "BTC/USDT", "1m", start=70 * MINUTE, end=80 * MINUTE,
+                       history=15)
+    expected = [m for m in minutes if m <= 80]
+    expected = expected[expected.index(70) - 15:]
+    assert loaded.ts.tolist() == [m * MINUTE for m in expected]  # 35..39, 60..80
+    everything_before = load_bars(engine, "binance", "BTC/USDT", "1m", start="1970-01-01T00:05",
+                                  history=1_000)
+    assert everything_before.ts[0] == MINUTE and everything_before.ts[-1] == 100 * MINUTE
+    assert load_bars(engine, "binance", "BTC/USDT", "1m", start=5 * MINUTE, history=0).ts[0] == \
+        5 * MINUTE
+    with pytest.raises(ValueError, match="give start too"):
+        load_bars(engine, "binance", "BTC/USDT", "1m", history=10)
+    with pytest.raises(ValueError, match="history must be a number of bars"):
+        load_bars(engine, "binance", "BTC/USDT", "1m", start=5 * MINUTE, history=-1)
+
+
 def test_load_errors_say_what_is_stored(engine):
     with engine.begin() as connection:
         store_bars(connection, "binance", "BTC/USDT", "1m", *synthetic(range(1, 11)))

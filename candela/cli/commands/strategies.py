@@ -86,12 +86,19 @@ def _show(arguments: argparse.Namespace) -> int:
 
 
 def first_line(text: str, width: int = 100) -> str:
-    """The first non-empty line of ``text`` (``""`` if none); a line longer than ``width``
-    shortened to its first sentence, or cut with ``...``."""
-    line = next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
+    """The first sentence of ``text``'s first paragraph, on one line (``""`` if none); cut with
+    ``...`` when longer than ``width``. (A description is a docstring: its lines are wrapped.)"""
+    paragraph = []
+    for line in (text or "").strip().splitlines():
+        if not line.strip():
+            break
+        paragraph.append(line.strip())
+    line = " ".join(paragraph)
+    end = line.find(". ")
+    if end >= 0:
+        line = line[:end + 1]
     if len(line) > width:
-        sentence = line.split(". ")[0].rstrip(".") + "."
-        line = sentence if len(sentence) <= width else line[:width - 3].rstrip() + "..."
+        line = line[:width - 3].rstrip() + "..."
     return line
 
 
