@@ -331,16 +331,16 @@ def _sweep(arguments: argparse.Namespace) -> int:
                 if f"oos_{c}" in best.columns]
     if len(best):
         print(format_frame(best[columns], scale=cash).to_string(index=False))
-    if result.overfitting is not None:
-        print("\n" + read_overfitting(result.overfitting))
-    if result.sweep_id is not None:
-        print(f"\nstored as sweep {result.sweep_id[:8]} (candela sweeps list; candela report "
-              f"--sweep {result.sweep_id[:8]})")
     if arguments.csv:
         path = Path(arguments.csv)
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomically(path, lambda temporary: result.frame.to_csv(temporary, index=False))
         print(f"\nall rows written to {path}")
+    if result.overfitting is not None:
+        print("\n" + read_overfitting(result.overfitting))
+    if result.sweep_id is not None:
+        print(f"\nstored as sweep {result.sweep_id[:8]} (candela sweeps list; candela report "
+              f"--sweep {result.sweep_id[:8]})")
     return 0
 
 
