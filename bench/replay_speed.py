@@ -231,8 +231,10 @@ def _run(tree: Path, database: str) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--measure", database, str(BARS)]
     completed = subprocess.run(command, cwd=tree, env=environment, capture_output=True, text=True)
     if completed.returncode != 0:
-        raise RuntimeError(f"measurement in {tree} failed (exit status {completed.returncode}):\n"
-                           f"{completed.stdout[-1000:]}{completed.stderr[-3000:]}")
+        raise RuntimeError(
+            f"measurement in {tree} failed (exit status {completed.returncode}):\n"
+            f"{completed.stdout[-1000:]}{completed.stderr[-3000:]}"
+        )
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 

@@ -7,5 +7,15 @@ One module per job:
   compact form (combinations x segments, never combinations x bars) everything below reads;
 * :mod:`research.validation.overfitting` - the deflated Sharpe ratio and the probability of
   backtest overfitting (CSCV);
-* :mod:`research.validation.trials` - the number of effectively independent trials.
+* :mod:`research.validation.trials` - the number of effectively independent trials;
+* :mod:`research.validation.engine` - a sweep's batches: stats and moments per parameter set,
+  on local processes or a Dask cluster (:mod:`research.validation.distributed`);
+* :mod:`research.validation.sweeping` - what ``research.sweep`` asks of this package;
+* :mod:`research.validation.store` - stored, resumable sweeps;
+* :mod:`research.validation.crossval` - purged k-fold and combinatorial purged CV;
+* :mod:`research.validation.windows`, :mod:`research.validation.walkforward` - walk-forward;
+* :mod:`research.validation.search`, :mod:`research.validation.study` - Optuna search and
+  where its study lives;
+* :mod:`research.validation.reading`, :mod:`research.validation.charts`,
+  :mod:`research.validation.sweep_report` - plain words, figures and the sweep report.
 """

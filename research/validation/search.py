@@ -39,10 +39,8 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,14 +56,13 @@ from research.validation.engine import run_batch
 from research.validation.moments import block_cuts
 from research.validation.overfitting import Overfitting, assess
 from research.validation.store import SweepStore, params_json, run_key
-
-OPTUNA_SCHEMA = "optuna"
-
-
-class StudyError(ValueError):
-    """The study cannot be kept or continued as asked (an in-memory database, a stored study
-    that optimises in the other direction)."""
-
+from research.validation.study import (
+    StudyError,
+    project_engine,
+    quiet_optuna,
+    rdb_storage,
+    study_storage,
+)
 
 PRUNING_STAGES = (0.25, 0.5)
 DEFAULT_BLOCKS = 16
@@ -194,15 +191,18 @@ def search(
         raise ValueError(f"start must be a bar index from 0 to {len(bars) - 2}, got {start}")
     cuts = block_cuts(len(bars) - start, n_blocks, SUB_BLOCKS)
     key = run_key(spec, bars, run_settings, cuts, start)
-    engine = _project_engine(database_url)
+    engine = project_engine(database_url)
     store = SweepStore(engine)
     store.ensure_run(key, spec, bars, market=market)
     storage_url, storage_label = study_storage(engine)
     name = study_name or f"{spec.name}-{key.run_key[:12]}"
     direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
-    with _quiet_optuna():
+    with quiet_optuna():
         study = optuna.create_study(
-            storage=_rdb(storage_url), study_name=name, direction=direction, load_if_exists=True
+            storage=rdb_storage(storage_url),
+            study_name=name,
+            direction=direction,
+            load_if_exists=True,
         )
     if study.direction.name.lower() != direction:
         raise StudyError(
@@ -310,99 +310,6 @@ def search_space(spec: StrategySpec, space: Mapping[str, Any]) -> dict[str, Any]
     return distributions
 
 
-# --------------------------------------------------------------------------- storage
-
-
-def _project_engine(database_url: str | None):
-    from candela.core.db import connect
-
-    return connect(database_url)
-
-
-def study_storage(engine) -> tuple[str, str]:
-    """``(optuna storage URL, label)`` for the project's database ``engine`` (module
-    docstring): the ``optuna`` schema on PostgreSQL, ``<database>.optuna.db`` beside a SQLite
-    file.
-
-    Raises
-    ------
-    ValueError
-        For an in-memory SQLite database (nothing would survive the process).
-    """
-    import sqlalchemy as sa
-
-    url = engine.url
-    if url.get_backend_name() == "sqlite":
-        database = url.database
-        if not database or database == ":memory:":
-            raise StudyError(
-                "an in-memory SQLite database cannot keep a study: use a file "
-                "(CANDELA_DATABASE_URL=sqlite:///path/candela.db) or PostgreSQL"
-            )
-        path = Path(database).expanduser().resolve()
-        study_file = path.with_name(path.stem + ".optuna.db")
-        return f"sqlite:///{study_file}", str(study_file)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}"))
-    text = url.render_as_string(hide_password=False)
-    label = f"{url.render_as_string(hide_password=True)} (schema {OPTUNA_SCHEMA})"
-    return text, label
-
-
-def _rdb(storage_url: str):
-    import optuna
-
-    engine_kwargs: dict[str, Any] = {}
-    if storage_url.startswith("postgresql"):
-        engine_kwargs = {
-            "connect_args": {"options": f"-csearch_path={OPTUNA_SCHEMA}"},
-            "pool_pre_ping": True,
-        }
-    else:
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-    with _quiet_optuna():
-        storage = optuna.storages.RDBStorage(
-            storage_url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=10,
-            grace_period=30,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=3
-            ),
-        )
-    if storage_url.startswith("sqlite"):
-        # Candela's SQLite settings (WAL, synchronous=NORMAL: a commit without a disk flush,
-        # still durable across a crash of the process): Optuna commits a dozen times a trial,
-        # and a flushed commit costs ~15 ms
-        from sqlalchemy import event
-
-        from candela.core.db import _sqlite_pragmas
-
-        event.listen(storage.engine, "connect", _sqlite_pragmas)
-        storage.engine.dispose()
-    return storage
-
-
-class _quiet_optuna:
-    """Optuna's per-trial log lines and its experimental-feature warnings (the heartbeat) off."""
-
-    def __enter__(self):
-        import optuna
-
-        self._level = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._warnings = warnings.catch_warnings()
-        self._warnings.__enter__()
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return self
-
-    def __exit__(self, *exc_info):
-        import optuna
-
-        self._warnings.__exit__(*exc_info)
-        optuna.logging.set_verbosity(self._level)
-
-
 # --------------------------------------------------------------------------- trials
 
 
@@ -441,10 +348,10 @@ def run_trials(
 
     store = SweepStore(create_database_engine(task.database_url))
     stored = store.load_rows(task.key, len(task.cuts) - 1)
-    with _quiet_optuna():
+    with quiet_optuna():
         study = optuna.load_study(
             study_name=task.study_name,
-            storage=_rdb(task.storage_url),
+            storage=rdb_storage(task.storage_url),
             sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=10)
             if task.pruning

@@ -144,7 +144,11 @@ def sweep_overfitting(
     if len(ranked):
         row_of = {candidate_rows[i]: position for position, i in enumerate(valid)}
         selected = row_of.get(int(ranked.index[0]))
-    return assess(evaluation.moments[valid], selected, evaluation.n_blocks, bars_per_year)
+    # every row valid (the usual case): the moments as they are, not a copy
+    moments = (
+        evaluation.moments if len(valid) == len(evaluation.outcomes) else evaluation.moments[valid]
+    )
+    return assess(moments, selected, evaluation.n_blocks, bars_per_year)
 
 
 def finish(

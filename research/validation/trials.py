@@ -130,9 +130,8 @@ def effective_trials(
         if cut.max() >= 2:
             cuts[int(cut.max())] = cut
     best_k, best_quality, best_labels = 1, -np.inf, np.ones(len(varying), dtype=np.int64)
-    for k, scores in silhouettes_of_cuts(rows, cuts).items():
-        spread = scores.std()
-        quality = scores.mean() / spread if spread > 0 else np.inf
+    for k, (mean, std) in silhouette_moments(rows, cuts).items():
+        quality = mean / std if std > 0 else np.inf
         if quality > best_quality:
             best_k, best_quality, best_labels = k, float(quality), cuts[k]
     labels[varying] = best_labels
@@ -152,10 +151,14 @@ def effective_trials(
 _SILHOUETTE_ROWS = 256
 
 
-def silhouettes_of_cuts(rows: np.ndarray, cuts: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-    """The silhouette coefficients (:func:`silhouette_samples`) of every cut, with the
-    correlation distances of ``rows`` computed a block of rows at a time: memory grows with
-    the number of trials, not with its square.
+def silhouette_moments(
+    rows: np.ndarray, cuts: dict[int, np.ndarray]
+) -> dict[int, tuple[float, float]]:
+    """Mean and standard deviation of the silhouette coefficients (:func:`silhouette_samples`)
+    of every cut (labels ``1..k``, as :func:`scipy.cluster.hierarchy.fcluster` gives), with
+    the correlation distances of ``rows`` computed a block of rows at a time and the
+    coefficients summed as they come: memory grows with the number of trials, not with its
+    square, nor with the number of cuts times the trials.
 
     The cuts of one tree are nested (each cluster of a coarser cut is a union of clusters of
     the finest one), so the distance sums to each cluster are computed once per block for the
@@ -165,8 +168,7 @@ def silhouettes_of_cuts(rows: np.ndarray, cuts: dict[int, np.ndarray]) -> dict[i
     from scipy.spatial.distance import cdist
 
     n = len(rows)
-    finest = cuts[max(cuts)]
-    _, fine_index = np.unique(finest, return_inverse=True)
+    fine_index = cuts[max(cuts)] - 1
     n_fine = int(fine_index.max()) + 1
     # clusters x points: its product with a (points x block) matrix sums by cluster
     indicator = sparse.csr_matrix((np.ones(n), (fine_index, np.arange(n))), shape=(n_fine, n))
@@ -174,12 +176,11 @@ def silhouettes_of_cuts(rows: np.ndarray, cuts: dict[int, np.ndarray]) -> dict[i
     member[fine_index] = np.arange(n)  # one point of each fine cluster
     plans = {}
     for k, labels in cuts.items():
-        _, index = np.unique(labels, return_inverse=True)
-        coarse_of_fine = index[member]  # the coarse cluster of each fine one (nested cuts)
+        coarse_of_fine = labels[member] - 1  # the coarse cluster of each fine one (nested cuts)
         order = np.argsort(coarse_of_fine, kind="stable")
         starts = np.flatnonzero(np.r_[True, np.diff(coarse_of_fine[order]) != 0])
-        plans[k] = (index, np.bincount(index).astype(np.float64), order, starts)
-    scores = {k: np.empty(n) for k in cuts}
+        plans[k] = (np.bincount(labels - 1).astype(np.float64), order, starts)
+    totals = {k: [0.0, 0.0] for k in cuts}
     for start in range(0, n, _SILHOUETTE_ROWS):
         block = cdist(rows, rows[start : start + _SILHOUETTE_ROWS], metric="correlation")
         np.clip(block, 0.0, 2.0, out=block)
@@ -187,10 +188,16 @@ def silhouettes_of_cuts(rows: np.ndarray, cuts: dict[int, np.ndarray]) -> dict[i
         np.sqrt(block, out=block)  # (all points x this block's points), C-contiguous
         fine_sums = np.ascontiguousarray((indicator @ block).T)  # (block x fine clusters)
         part = slice(start, start + block.shape[1])
-        for k, (index, sizes, order, starts) in plans.items():
+        for k, (sizes, order, starts) in plans.items():
             sums = np.add.reduceat(fine_sums[:, order], starts, axis=1)
-            scores[k][part] = _silhouette_from_sums(sums, index[part], sizes)
-    return scores
+            scores = _silhouette_from_sums(sums, cuts[k][part] - 1, sizes)
+            totals[k][0] += float(scores.sum())
+            totals[k][1] += float(np.dot(scores, scores))
+    moments = {}
+    for k, (total, squares) in totals.items():
+        mean = total / n
+        moments[k] = (mean, float(np.sqrt(max(squares / n - mean * mean, 0.0))))
+    return moments
 
 
 def _silhouette_from_sums(sums: np.ndarray, index: np.ndarray, sizes: np.ndarray) -> np.ndarray:

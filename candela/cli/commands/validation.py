@@ -334,7 +334,8 @@ def _length(text: str | None) -> Any:
 def _search(arguments: argparse.Namespace) -> int:
     from research.formatting import format_frame
     from research.validation.reading import read_overfitting
-    from research.validation.search import StudyError, search, search_space
+    from research.validation.search import search, search_space
+    from research.validation.study import StudyError
 
     spec, bars, costs, cash, min_trades, market = _common(arguments)
     space = _grid_of(spec, arguments, "space")

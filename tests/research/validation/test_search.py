@@ -201,7 +201,7 @@ def test_search_spaces_and_their_errors():
 
 
 def test_an_in_memory_database_cannot_keep_a_study():
-    from research.validation.search import StudyError, study_storage
+    from research.validation.study import StudyError, study_storage
 
     engine = sa.create_engine("sqlite://")
     with pytest.raises(StudyError, match="in-memory SQLite database cannot keep a study"):
