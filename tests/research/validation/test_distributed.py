@@ -57,7 +57,10 @@ def test_dask_rows_equal_local_processes_and_bars_reach_each_worker_once(client)
     )
     tasks = -(-len(candidates) // 5)
     assert tasks >= 10  # several tasks per worker
-    assert sorted(client.run(counted_bars.loads).values()) == [1, 1]
+    # once per worker, not once per task (each worker ran several); on a loaded machine Dask
+    # may hand a worker a second copy (a replica moved with a stolen task), never more
+    loads = sorted(client.run(counted_bars.loads).values())
+    assert len(loads) == 2 and all(1 <= n <= 2 for n in loads) and sum(loads) < tasks, loads
     local = evaluate(spec, bars, candidates, SETTINGS, cuts, n_jobs=2, progress=False)
     pd.testing.assert_frame_equal(pd.DataFrame(on_dask.stats), pd.DataFrame(local.stats))
     np.testing.assert_array_equal(on_dask.moments, local.moments)
