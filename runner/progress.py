@@ -68,6 +68,7 @@ class Progress:
     def __init__(self, bot_ids) -> None:
         self._lock = threading.Lock()
         self._bots = {bot_id: BotProgress() for bot_id in bot_ids}
+        self._recovered: set[str] = set()
         self.fills = 0
         """Fills committed since the runner started (all bots)."""
 
@@ -76,6 +77,12 @@ class Progress:
         with self._lock:
             bot = self._bots[bot_id]
             bot.expected = bot.committed + bars_left
+            self._recovered.add(bot_id)
+
+    def all_recovered(self) -> bool:
+        """Whether every bot has recovered once (before that, the totals are not all known)."""
+        with self._lock:
+            return len(self._recovered) == len(self._bots)
 
     def committed(self, counts: dict[str, int], fills: int = 0) -> None:
         """``counts[bot_id]`` more bars of each bot, and ``fills`` fills, were committed."""

@@ -207,7 +207,7 @@ def test_decisions_made_by_other_strategy_code_are_told_apart(
         wait_for(
             lambda: cursor_ts(any_engine, "edited") == bars.ts[399], 60, message="the first run"
         )
-    edited = source.replace("bars.close > sma(", "bars.close < sma(")  # the user inverts the rule
+    edited = source.replace("bars.close > level", "bars.close < level")  # the user inverts the rule
     assert edited != source
     path.write_text(edited)
     store_bars(any_engine, ADA_BTC, bars, 400, 700)

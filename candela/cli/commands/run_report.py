@@ -190,7 +190,10 @@ class ProgressReporter:
 
     def _replay_progress(self) -> None:
         done, total = self.runner.progress.totals()
-        if not total:
+        # the total is known once every bot has recovered (a bot that cannot is waited for at
+        # most 10 s): a bar that grows its total while it runs reads as lost work
+        waiting = not self.runner.progress.all_recovered()
+        if not total or (waiting and time.monotonic() - self.started < 10):
             return
         if self.stream.isatty():
             if self._bar is None:
