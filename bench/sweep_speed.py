@@ -152,21 +152,11 @@ def tree_rss(process) -> int:
     return total
 
 
-def measure(engine: str, sample: int | None, chunk_size: int) -> dict:
-    """Run ``engine`` in a child process; return its report plus the peak tree RSS."""
+def run_with_peak_rss(command: list[str], label: str) -> dict:
+    """Run ``command`` (a child that prints a JSON report as its last line); return the report
+    plus ``peak_rss``, the peak resident bytes of the child's process tree sampled every 20 ms."""
     import psutil
 
-    command = [
-        sys.executable,
-        "-m",
-        "bench.sweep_speed",
-        "--engine",
-        engine,
-        "--chunk",
-        str(chunk_size),
-    ]
-    if sample is not None:
-        command += ["--sample", str(sample)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     process = psutil.Process(child.pid)
     peak = 0
@@ -187,10 +177,26 @@ def measure(engine: str, sample: int | None, chunk_size: int) -> dict:
     done.set()
     sampler.join()
     if child.returncode != 0:
-        raise RuntimeError(f"{engine} benchmark failed with status {child.returncode}")
+        raise RuntimeError(f"{label} benchmark failed with status {child.returncode}")
     report = json.loads(output.strip().splitlines()[-1])
     report["peak_rss"] = peak
     return report
+
+
+def measure(engine: str, sample: int | None, chunk_size: int) -> dict:
+    """Run ``engine`` in a child process; return its report plus the peak tree RSS."""
+    command = [
+        sys.executable,
+        "-m",
+        "bench.sweep_speed",
+        "--engine",
+        engine,
+        "--chunk",
+        str(chunk_size),
+    ]
+    if sample is not None:
+        command += ["--sample", str(sample)]
+    return run_with_peak_rss(command, engine)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -159,37 +158,10 @@ def run_search() -> dict:
 
 def measure(task: str, *options: str) -> dict:
     """Run ``task`` in a child process; return its report plus the peak RSS of its tree."""
-    import threading
-
-    import psutil
-
-    from bench.sweep_speed import tree_rss
+    from bench.sweep_speed import run_with_peak_rss
 
     command = [sys.executable, "-m", "bench.validation_speed", "--child", task, *options]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    process = psutil.Process(child.pid)
-    peak = 0
-    done = threading.Event()
-
-    def sample_rss():
-        nonlocal peak
-        while not done.is_set():
-            try:
-                peak = max(peak, tree_rss(process))
-            except psutil.Error:
-                pass
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample_rss, daemon=True)
-    sampler.start()
-    output, _ = child.communicate()
-    done.set()
-    sampler.join()
-    if child.returncode != 0:
-        raise RuntimeError(f"{task} benchmark failed with status {child.returncode}")
-    report = json.loads(output.strip().splitlines()[-1])
-    report["peak_rss"] = peak
-    return report
+    return run_with_peak_rss(command, task)
 
 
 def _spread(values: list[float]) -> str:
