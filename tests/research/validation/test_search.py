@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 
+import logged_cross_source
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -26,25 +27,6 @@ from strategies.registry import get_strategy
 optuna = pytest.importorskip("optuna")
 
 SPACE = {"fast": range(2, 12), "slow": range(20, 80, 10)}
-
-STRATEGY = '''
-import time
-
-from research.indicators import sma
-from research.strategy_model import strategy
-
-LOG = {log!r}
-
-
-@strategy(sweep={{"fast": range(2, 12), "slow": range(20, 80, 10)}}, constraints=["fast < slow"])
-def logged_cross(bars, fast: int = 5, slow: int = 20):
-    """SMA cross that logs every run on bars."""
-    if len(bars.close):
-        time.sleep(0.1)
-        with open(LOG, "a") as log:
-            log.write(f"{{fast}},{{slow}}\\n")
-    return sma(bars.close, fast) > sma(bars.close, slow)
-'''
 
 RUN = """
 import sys
@@ -66,7 +48,7 @@ def logged(tmp_path, monkeypatch):
     log = tmp_path / "runs.log"
     folder = tmp_path / "strategies"
     folder.mkdir()
-    (folder / "logged_strategy.py").write_text(STRATEGY.format(log=str(log)))
+    (folder / "logged_strategy.py").write_text(logged_cross_source.source(str(log), 0.1))
     monkeypatch.syspath_prepend(str(folder))
     from logged_strategy import logged_cross
 

@@ -16,6 +16,7 @@ import sys
 import textwrap
 import time
 
+import logged_cross_source
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,25 +32,6 @@ from research.validation.store import list_sweeps, load_sweep
 GRID = {"fast": [2, 4, 6, 8, 10], "slow": [20, 30, 40, 50, 60, 70]}  # 30 combinations
 COSTS = Costs(fee_rate=0.0005)
 MARKET = {"exchange": "bittrex", "symbol": "XRP/BTC", "timeframe": "5m"}
-
-STRATEGY = '''
-import time
-
-from research.indicators import sma
-from research.strategy_model import strategy
-
-LOG = {log!r}
-
-
-@strategy(sweep={{"fast": range(2, 12), "slow": range(20, 80, 10)}}, constraints=["fast < slow"])
-def logged_cross(bars, fast: int = 5, slow: int = 20):
-    """SMA cross that logs every run on bars."""
-    if len(bars.close):
-        time.sleep(0.05)
-        with open(LOG, "a") as log:
-            log.write(f"{{fast}},{{slow}}\\n")
-    return sma(bars.close, fast) > sma(bars.close, slow)
-'''
 
 RUN = """
 import sys
@@ -72,7 +54,7 @@ def logged(tmp_path, monkeypatch):
     log = tmp_path / "runs.log"
     folder = tmp_path / "strategies"
     folder.mkdir()
-    (folder / "logged_strategy.py").write_text(STRATEGY.format(log=str(log)))
+    (folder / "logged_strategy.py").write_text(logged_cross_source.source(str(log), 0.05))
     monkeypatch.syspath_prepend(str(folder))
     from logged_strategy import logged_cross
 
