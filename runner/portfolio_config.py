@@ -159,6 +159,11 @@ class PortfolioBotConfig:
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
 
+def bot_markets(config) -> list[tuple[str, str, str]]:
+    """The markets a bot trades: a portfolio bot's universe, else its one market."""
+    return list(config.markets) if isinstance(config, PortfolioBotConfig) else [config.market]
+
+
 def resolve_portfolio(reference: str) -> PortfolioSpec:
     """The portfolio strategy ``reference`` names: a shipped name or ``module:ATTRIBUTE``.
 

@@ -60,7 +60,7 @@ from runner.market_data import MarketFeed
 from runner.market_group import BATCH_BARS, BATCH_SECONDS, MarketGroup, Member
 from runner.outage import Outage
 from runner.portfolio_bot import PortfolioBot, PortfolioGroup
-from runner.portfolio_config import PortfolioBotConfig
+from runner.portfolio_config import PortfolioBotConfig, bot_markets
 from runner.progress import Progress, count_bars_after
 
 _log = logging.getLogger(__name__)
@@ -235,9 +235,7 @@ class Runner:
                     self._listeners.setdefault(market_channel(*market), []).append(group)
         by_market: dict[tuple[str, str, str], list[str]] = {}
         for config in configs:
-            for market in (
-                config.markets if isinstance(config, PortfolioBotConfig) else [config.market]
-            ):
+            for market in bot_markets(config):
                 by_market.setdefault(market, []).append(config.bot_id)
         self._health = (
             None
@@ -424,12 +422,10 @@ class Runner:
         try:
             bot.recover(connection, begin)
             until = self.replay.to_ts if self.replay is not None else None
-            markets = (
-                slot.config.markets
-                if isinstance(slot.config, PortfolioBotConfig)
-                else [slot.config.market]
+            left = max(
+                count_bars_after(connection, market, bot.after, until)
+                for market in bot_markets(slot.config)
             )
-            left = max(count_bars_after(connection, market, bot.after, until) for market in markets)
             self.progress.recovered(slot.config.bot_id, left)
             if connection.in_transaction():
                 connection.rollback()

@@ -134,7 +134,6 @@ def _run(arguments: argparse.Namespace) -> int:
 
     from candela.cli.commands.run_report import (
         ProgressReporter,
-        bot_markets,
         describe,
         final_report,
         stored_bars,
@@ -144,6 +143,7 @@ def _run(arguments: argparse.Namespace) -> int:
     from candela.core.paths import BOT_CONFIG_DIR
     from runner.config import BotConfigError, load_bot_configs
     from runner.ledger import BotConfigChangedError
+    from runner.portfolio_config import bot_markets
     from runner.process import Replay, Runner, RunnerSettings
 
     if not arguments.replay and (arguments.from_ or arguments.to):

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 
 from candela.core import schema
 from candela.core.db import redacted
+from runner.portfolio_config import bot_markets
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,6 @@ def bus_description(bus) -> str:
         "in-process (CANDELA_REDIS_URL is not set: other processes, such as a notebook, "
         "see no signals; the database records everything)"
     )
-
-
-def bot_markets(config) -> list[tuple[str, str, str]]:
-    """The markets a bot trades: a portfolio bot's universe, else its one market."""
-    return list(getattr(config, "markets", None) or [config.market])
 
 
 def describe(engine, bus, configs, replay, markets: dict, url: str | None = None) -> list[str]:
