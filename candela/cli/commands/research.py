@@ -51,6 +51,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "parameters, market, costs, stops, risk limits, cash and start",
     )
     _market_arguments(backtest, required=False)
+    backtest.add_argument(
+        "--symbols",
+        default=None,
+        metavar="A,B,...",
+        help="backtest a portfolio strategy over these markets as one book (instead of "
+        "--symbol), e.g. --strategy momentum_rotation --symbols BTC/USDT,ETH/USDT",
+    )
     _run_arguments(backtest)
     backtest.add_argument(
         "--param",
@@ -271,10 +278,14 @@ class _Backtest:
 def _backtest(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.cli import strategy_model as model
+    from candela.cli.commands.book_backtest import backtest_book, wants_book
     from candela.cli.commands.warmup import compile_notice
     from research.formatting import stats_text, trades_table
 
-    run = _bot_backtest(arguments) if arguments.bot else _command_line_backtest(arguments)
+    config = _bot_config(arguments) if arguments.bot else None
+    if wants_book(arguments, config):
+        return backtest_book(arguments, config)
+    run = _bot_backtest(arguments, config) if config else _command_line_backtest(arguments)
     # the strategy's history window before the start is loaded too: history only, not traded
     history = model.history_window(run.spec, run.params) if run.start_ms is not None else 0
     bars = _load_bars(
@@ -287,7 +298,7 @@ def _backtest(arguments: argparse.Namespace) -> int:
     )
     if run.start_ms is not None and bars.ts[-1] < run.start_ms:
         raise CommandError(
-            f"no stored bar closes at or after the start {_time(run.start_ms)}: "
+            f"no stored bar closes at or after the start {time_text(run.start_ms)}: "
             "import more bars or pick an earlier start"
         )
     model.lookback(run.spec, run.params)  # the strategy's code runs: its errors keep a traceback
@@ -322,16 +333,22 @@ def _backtest(arguments: argparse.Namespace) -> int:
         table = trades_table(trades.tail(arguments.trades), scale=result.initial_cash)
         print(table.to_string(index=False))
     if arguments.csv:
-        for path in _export_csv(result, Path(arguments.csv)):
+        for path in export_csv(result, Path(arguments.csv)):
             print(f"\nwritten: {path}", end="")
         print()
     if arguments.json:
-        path = _export_json(result, run, arguments.resample, Path(arguments.json))
+        exchange, symbol, timeframe = run.market
+        market = {
+            "exchange": exchange,
+            "symbol": symbol,
+            "timeframe": arguments.resample or timeframe,
+        }
+        path = export_json(result, Path(arguments.json), market=market, costs=run.costs)
         print(f"\nrun written to {path}")
     if arguments.html:
         path = Path(arguments.html)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(
+        write_atomically(
             path, lambda temporary: result.plot().write_html(temporary, include_plotlyjs=True)
         )
         print(f"\nchart written to {path}")
@@ -347,6 +364,11 @@ def _command_line_backtest(arguments: argparse.Namespace) -> _Backtest:
         for name in ("strategy", "exchange", "symbol", "timeframe")
         if getattr(arguments, name) is None
     ]
+    if arguments.strategy in _portfolio_names():
+        raise CommandError(
+            f"{arguments.strategy} is a portfolio strategy: give its markets with "
+            "--symbols A,B,... (and --exchange, --timeframe) instead of --symbol"
+        )
     if missing:
         raise CommandError(f"give {' '.join(missing)} (or --bot FILE to backtest a bot's config)")
     spec = resolve_strategy(arguments.strategy)
@@ -361,18 +383,22 @@ def _command_line_backtest(arguments: argparse.Namespace) -> _Backtest:
         None,
         RiskLimits(),
         cash,
-        _to_ms(arguments.start),
-        _to_ms(arguments.end),
+        to_ms(arguments.start),
+        to_ms(arguments.end),
     )
 
 
-def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
-    """The backtest of the bot config ``--bot``: its strategy, parameters, market, costs, stops,
-    risk limits, cash, and its start (the config's, else its first recorded decision, else the
-    first stored bar; ``--start`` overrides)."""
+def _portfolio_names() -> list[str]:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from strategies.portfolio_registry import portfolio_names
+
+    return portfolio_names()
+
+
+def _bot_config(arguments: argparse.Namespace):
+    """The bot config of ``--bot`` (one market or a portfolio), refusing the options it sets."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from runner.config import BotConfigError, load_bot_config
-    from runner.portfolio_config import PortfolioBotConfig
 
     given = [
         option
@@ -380,6 +406,7 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
             ("--strategy", arguments.strategy),
             ("--exchange", arguments.exchange),
             ("--symbol", arguments.symbol),
+            ("--symbols", arguments.symbols),
             ("--timeframe", arguments.timeframe),
             ("--param", arguments.param or None),
             ("--fee", arguments.fee),
@@ -395,19 +422,19 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
             f"limits and cash from {arguments.bot}: drop {', '.join(given)}"
         )
     with user_errors(BotConfigError, FileNotFoundError, IsADirectoryError):
-        config = load_bot_config(arguments.bot)
-    if isinstance(config, PortfolioBotConfig):
-        raise CommandError(
-            f"{arguments.bot} is a portfolio bot: backtest it in research with "
-            "research.backtest(spec, research.load_universe(...), ...) (see "
-            "notebooks/04_portfolio.ipynb)"
-        )
+        return load_bot_config(arguments.bot)
+
+
+def _bot_backtest(arguments: argparse.Namespace, config) -> _Backtest:
+    """The backtest of the single-market bot ``config`` (``--bot``): its strategy, parameters,
+    market, costs, stops, risk limits, cash, and its start (the config's, else its first
+    recorded decision, else the first stored bar; ``--start`` overrides)."""
     params = make_params(config.spec, config.params)
-    start, origin = _to_ms(arguments.start), "--start"
+    start, origin = to_ms(arguments.start), "--start"
     if start is None and config.start is not None:
         start, origin = config.start, "the config's start"
     if start is None:
-        start = _first_decision(arguments.database_url, config)
+        start = first_decision(arguments.database_url, config)
         origin = "the bot's first recorded decision"
     if start is None:
         origin = "the first stored bar"
@@ -415,7 +442,7 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
         f"bot {config.bot_id} (version {config.version}): {config.spec.name} "
         f"{format_params(params)}"
     )
-    note = f"; trading from {_time(start) if start is not None else 'the first bar'} ({origin})"
+    note = f"; trading from {time_text(start) if start is not None else 'the first bar'} ({origin})"
     return _Backtest(
         title,
         config.spec,
@@ -426,12 +453,12 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
         config.risk,
         config.initial_cash,
         start,
-        _to_ms(arguments.end),
+        to_ms(arguments.end),
         note,
     )
 
 
-def _first_decision(database_url: str | None, config) -> int | None:
+def first_decision(database_url: str | None, config) -> int | None:
     """Close time of the first decision the bot recorded under this very config, if any."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from sqlalchemy import func, select
@@ -494,8 +521,8 @@ def _sweep(arguments: argparse.Namespace) -> int:
     bars = _load_bars(
         arguments.database_url,
         market,
-        _to_ms(arguments.start),
-        _to_ms(arguments.end),
+        to_ms(arguments.start),
+        to_ms(arguments.end),
         arguments.resample,
     )
     _check_sweep(spec, bars, grid, arguments)
@@ -552,7 +579,7 @@ def _sweep(arguments: argparse.Namespace) -> int:
     if arguments.csv:
         path = Path(arguments.csv)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, lambda temporary: result.frame.to_csv(temporary, index=False))
+        write_atomically(path, lambda temporary: result.frame.to_csv(temporary, index=False))
         print(f"\nall rows written to {path}")
     return 0
 
@@ -625,8 +652,8 @@ def _report(arguments: argparse.Namespace) -> int:
     bars = _load_bars(
         arguments.database_url,
         market,
-        _to_ms(arguments.start),
-        _to_ms(arguments.end),
+        to_ms(arguments.start),
+        to_ms(arguments.end),
         arguments.resample,
     )
     spec.lookback(params)  # the strategy's code runs: its errors keep their traceback
@@ -674,7 +701,7 @@ def format_stats(stats) -> str:
 # --------------------------------------------------------------------------- exports
 
 
-def _write_atomically(path: Path, write) -> None:
+def write_atomically(path: Path, write) -> None:
     """Call ``write(temporary path)`` next to ``path``, then rename it to ``path``: a failed
     write leaves nothing behind."""
     temporary = path.with_name(f".{path.name}.partial")
@@ -685,25 +712,33 @@ def _write_atomically(path: Path, write) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def _export_csv(result, folder: Path) -> list[Path]:
-    """Write ``stats.csv``, ``trades.csv``, ``fills.csv`` and ``equity.csv`` into ``folder``."""
+def export_csv(result, folder: Path, *, extra: dict | None = None) -> list[Path]:
+    """Write ``stats.csv``, ``trades.csv``, ``fills.csv`` and ``equity.csv`` into ``folder``,
+    then the ``extra`` tables (file name -> ``(frame, write its index)``).
+
+    ``equity.csv`` holds the equity and cash after each close, and the position: one
+    ``position`` column for one market, one ``position_<market>`` column per market for a
+    portfolio (``result.positions``)."""
     import pandas as pd
 
     folder.mkdir(parents=True, exist_ok=True)
     stats = result.stats.rename_axis("stat").rename("value").to_frame()
-    equity = pd.DataFrame(
-        {"equity": result.equity, "cash": result.cash, "position": result.position}
-    )
+    equity = pd.DataFrame({"equity": result.equity, "cash": result.cash})
+    if hasattr(result, "positions"):  # a portfolio: one position column per market
+        equity = equity.join(result.positions.add_prefix("position_"))
+    else:
+        equity["position"] = result.position
     tables = {
         "stats.csv": (stats, True),
         "trades.csv": (_machine_table(result.trades), False),
         "fills.csv": (_machine_table(result.fills), False),
         "equity.csv": (_machine_table(equity.reset_index()), False),
+        **(extra or {}),
     }
     written = []
     for name, (table, index) in tables.items():
         path = folder / name
-        _write_atomically(path, lambda temporary, t=table, i=index: t.to_csv(temporary, index=i))
+        write_atomically(path, lambda temporary, t=table, i=index: t.to_csv(temporary, index=i))
         written.append(path)
     return written
 
@@ -723,10 +758,11 @@ def _machine_table(frame):
     return out
 
 
-def _export_json(result, run: _Backtest, resample: str | None, path: Path) -> Path:
-    """Write the run (strategy, parameters, market, costs), its stats and its trades as JSON:
-    fractions and ms as in ``research.metrics``; ``nan`` is ``null``, infinities are the
-    strings ``"inf"`` and ``"-inf"``."""
+def export_json(result, path: Path, *, market: dict, costs) -> Path:
+    """Write the run (strategy, parameters, ``market``: one market's exchange, symbol and
+    timeframe or a universe's, costs), its stats and its trades as JSON: fractions and ms as
+    in ``research.metrics``; ``nan`` is ``null``, infinities are the strings ``"inf"`` and
+    ``"-inf"``."""
     import json
 
     def plain(value):
@@ -734,18 +770,16 @@ def _export_json(result, run: _Backtest, resample: str | None, path: Path) -> Pa
             return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
         if hasattr(value, "item"):  # numpy scalars
             return plain(value.item())
+        if isinstance(value, tuple):
+            return [plain(item) for item in value]
         return value
 
     trades = _machine_table(result.trades)
     document = {
         "strategy": result.spec_name,
         "params": {key: plain(value) for key, value in result.params._asdict().items()},
-        "market": {
-            "exchange": run.market[0],
-            "symbol": run.market[1],
-            "timeframe": resample or run.market[2],
-        },
-        "costs": {"fee_rate": run.costs.fee_rate, "slippage_bps": run.costs.slippage_bps},
+        "market": {key: plain(value) for key, value in market.items()},
+        "costs": {"fee_rate": costs.fee_rate, "slippage_bps": costs.slippage_bps},
         "initial_cash": result.initial_cash,
         "stats": {name: plain(value) for name, value in result.stats.items()},
         "trades": [
@@ -754,7 +788,7 @@ def _export_json(result, run: _Backtest, resample: str | None, path: Path) -> Pa
         ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(
+    write_atomically(
         path,
         lambda temporary: temporary.write_text(
             json.dumps(document, indent=1, allow_nan=False), encoding="utf-8"
@@ -884,7 +918,7 @@ def _market(market: tuple[str, str, str], resample: str | None) -> str:
     return text + (f" resampled to {resample}" if resample else "")
 
 
-def _to_ms(text: str | None) -> int | None:
+def to_ms(text: str | None) -> int | None:
     if text is None:
         return None
     # imported when the command runs, not at start-up: keeps `candela --help` light
@@ -900,7 +934,7 @@ def _to_ms(text: str | None) -> int | None:
     return int(stamp.value // 1_000_000)
 
 
-def _time(ms: int) -> str:
+def time_text(ms: int) -> str:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     import pandas as pd
 

@@ -26,12 +26,12 @@ from candela.cli.commands.research import (
     _market_arguments,
     _run_arguments,
     _run_settings,
-    _to_ms,
-    _write_atomically,
     parse_assignments,
     parse_grid,
     parse_value,
     resolve_strategy,
+    to_ms,
+    write_atomically,
 )
 
 
@@ -197,8 +197,8 @@ def _common(arguments: argparse.Namespace):
     bars = _load_bars(
         arguments.database_url,
         market,
-        _to_ms(arguments.start),
-        _to_ms(arguments.end),
+        to_ms(arguments.start),
+        to_ms(arguments.end),
         arguments.resample,
     )
     return spec, bars, costs, cash, min_trades, market
@@ -315,7 +315,7 @@ def _walkforward(arguments: argparse.Namespace) -> int:
     if arguments.csv:
         path = Path(arguments.csv)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, lambda temporary: walk.windows.to_csv(temporary, index=False))
+        write_atomically(path, lambda temporary: walk.windows.to_csv(temporary, index=False))
         print(f"\nper-window table written to {path}")
     return 0
 
