@@ -109,7 +109,7 @@ def backtest_book(arguments: argparse.Namespace, config: Any = None) -> int:
 
 def _export(arguments: argparse.Namespace, result, run: BookRun) -> None:
     # the single-market exports, each written atomically (nothing half-written on a failure)
-    from candela.cli.commands.research import export_csv, export_json, write_atomically
+    from candela.cli.commands.exports import export_csv, export_json, write_atomically
 
     if arguments.csv:
         extra = {"markets.csv": (result.markets.reset_index(), False)}
@@ -131,7 +131,7 @@ def _export(arguments: argparse.Namespace, result, run: BookRun) -> None:
 
 def _command_line_run(arguments: argparse.Namespace) -> BookRun:
     # imported when the command runs, not at start-up: keeps `candela --help` light
-    from candela.cli.commands.research import format_params, make_params, parse_assignments, to_ms
+    from candela.cli.commands.parsing import format_params, make_params, parse_assignments, to_ms
     from runner.portfolio_config import resolve_portfolio
 
     missing = [
@@ -195,13 +195,8 @@ def _book_settings(arguments: argparse.Namespace):
 def _bot_run(arguments: argparse.Namespace, config) -> BookRun:
     """The backtest of the portfolio bot ``config``: its start is the config's, else its first
     recorded decision, else the first grid bar (``--start`` overrides)."""
-    from candela.cli.commands.research import (
-        first_decision,
-        format_params,
-        make_params,
-        time_text,
-        to_ms,
-    )
+    from candela.cli.commands.parsing import format_params, make_params, time_text, to_ms
+    from candela.cli.commands.research import first_decision
 
     params = make_params(config.spec, config.params)
     start, origin = to_ms(arguments.start), "--start"
@@ -266,7 +261,7 @@ def _load_panel(database_url: str | None, run: BookRun):
 
 def _check_bars_after_start(engine, run: BookRun) -> None:
     """Refuse a start after the last stored bar of one of the markets, naming them."""
-    from candela.cli.commands.research import time_text
+    from candela.cli.commands.parsing import time_text
     from research.portfolio.universe import universe_symbols
 
     try:

@@ -131,7 +131,7 @@ def _fraction_or_none(text: str) -> float | None:
 
 def _create(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
-    from candela.cli.commands.research import parse_assignments, resolve_strategy
+    from candela.cli.commands.parsing import parse_assignments, resolve_strategy
     from candela.core.paths import BOT_CONFIG_DIR
     from runner.config import BotConfigError, parse_bot_config
 
@@ -227,7 +227,7 @@ def _checked_bars(arguments: argparse.Namespace, config):
     """The most recent stored bars of the bot's market for the checks; refuse too few."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.cli import strategy_model as model
-    from candela.cli.commands.research import format_params
+    from candela.cli.commands.parsing import format_params
     from candela.core.db import connect
     from research.data import load_bars
 
@@ -254,7 +254,7 @@ def _run_checks(config, bars) -> None:
     """Run both checks, print their reports; refuse (nothing written) if one fails."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.cli import strategy_model as model
-    from candela.cli.commands.research import format_params
+    from candela.cli.commands.parsing import format_params
 
     spec, params = config.spec, config.spec.make_params(config.params)
     print(

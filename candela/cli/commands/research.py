@@ -1,7 +1,9 @@
 """``candela backtest``, ``candela sweep`` and ``candela report``: research from the shell.
 
-This is the one place that resolves strategy names (via :mod:`strategies.registry`), because
-research's upper layers receive strategies as arguments and never import them.
+Strategy names are resolved here, at the roof (:mod:`candela.cli.commands.parsing`), because
+research's upper layers receive strategies as arguments and never import them. A portfolio
+backtest (``--symbols`` or a portfolio bot's ``--bot``) is :mod:`candela.cli.commands.book_backtest`;
+the files it writes are :mod:`candela.cli.commands.exports`.
 
 Examples::
 
@@ -21,6 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from candela.cli.commands import CommandError, user_errors
+from candela.cli.commands.exports import export_csv, export_json, write_atomically
+from candela.cli.commands.parsing import (
+    format_params,
+    make_params,
+    parse_assignments,
+    parse_grid,
+    resolve_strategy,
+    time_text,
+    to_ms,
+)
 
 SUMMARY_STATS = (
     "total_return",
@@ -698,179 +710,7 @@ def format_stats(stats) -> str:
     return stats_text(stats)
 
 
-# --------------------------------------------------------------------------- exports
-
-
-def write_atomically(path: Path, write) -> None:
-    """Call ``write(temporary path)`` next to ``path``, then rename it to ``path``: a failed
-    write leaves nothing behind."""
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        write(temporary)
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def export_csv(result, folder: Path, *, extra: dict | None = None) -> list[Path]:
-    """Write ``stats.csv``, ``trades.csv``, ``fills.csv`` and ``equity.csv`` into ``folder``,
-    then the ``extra`` tables (file name -> ``(frame, write its index)``).
-
-    ``equity.csv`` holds the equity and cash after each close, and the position: one
-    ``position`` column for one market, one ``position_<market>`` column per market for a
-    portfolio (``result.positions``)."""
-    import pandas as pd
-
-    folder.mkdir(parents=True, exist_ok=True)
-    stats = result.stats.rename_axis("stat").rename("value").to_frame()
-    equity = pd.DataFrame({"equity": result.equity, "cash": result.cash})
-    if hasattr(result, "positions"):  # a portfolio: one position column per market
-        equity = equity.join(result.positions.add_prefix("position_"))
-    else:
-        equity["position"] = result.position
-    tables = {
-        "stats.csv": (stats, True),
-        "trades.csv": (_machine_table(result.trades), False),
-        "fills.csv": (_machine_table(result.fills), False),
-        "equity.csv": (_machine_table(equity.reset_index()), False),
-        **(extra or {}),
-    }
-    written = []
-    for name, (table, index) in tables.items():
-        path = folder / name
-        write_atomically(path, lambda temporary, t=table, i=index: t.to_csv(temporary, index=i))
-        written.append(path)
-    return written
-
-
-def _machine_table(frame):
-    """``frame`` for files: times as ISO 8601 UTC text, durations as ``<name>_ms`` integers."""
-    import pandas as pd
-
-    out = frame.copy()
-    for name in list(out.columns):
-        column = out[name]
-        if isinstance(column.dtype, pd.DatetimeTZDtype):
-            out[name] = column.map(lambda t: t.isoformat() if pd.notna(t) else None)
-        elif pd.api.types.is_timedelta64_dtype(column):
-            out[name] = (column / pd.Timedelta(milliseconds=1)).astype("Int64")
-            out = out.rename(columns={name: f"{name}_ms"})
-    return out
-
-
-def export_json(result, path: Path, *, market: dict, costs) -> Path:
-    """Write the run (strategy, parameters, ``market``: one market's exchange, symbol and
-    timeframe or a universe's, costs), its stats and its trades as JSON: fractions and ms as
-    in ``research.metrics``; ``nan`` is ``null``, infinities are the strings ``"inf"`` and
-    ``"-inf"``."""
-    import json
-
-    def plain(value):
-        if isinstance(value, float) and not math.isfinite(value):
-            return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-        if hasattr(value, "item"):  # numpy scalars
-            return plain(value.item())
-        if isinstance(value, tuple):
-            return [plain(item) for item in value]
-        return value
-
-    trades = _machine_table(result.trades)
-    document = {
-        "strategy": result.spec_name,
-        "params": {key: plain(value) for key, value in result.params._asdict().items()},
-        "market": {key: plain(value) for key, value in market.items()},
-        "costs": {"fee_rate": costs.fee_rate, "slippage_bps": costs.slippage_bps},
-        "initial_cash": result.initial_cash,
-        "stats": {name: plain(value) for name, value in result.stats.items()},
-        "trades": [
-            {key: plain(value) if value is not None else None for key, value in row.items()}
-            for row in trades.astype(object).where(trades.notna(), None).to_dict(orient="records")
-        ],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(
-        path,
-        lambda temporary: temporary.write_text(
-            json.dumps(document, indent=1, allow_nan=False), encoding="utf-8"
-        ),
-    )
-    return path
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def resolve_strategy(reference: str):
-    """Return the :class:`~research.types.StrategySpec` that ``reference`` names (a registry
-    or user strategy name, or ``module:ATTRIBUTE``; see :mod:`runner.strategy_source`)."""
-    # imported when the command runs, not at start-up: keeps `candela --help` light
-    from runner.strategy_source import StrategyReferenceError
-    from runner.strategy_source import resolve_strategy as resolve
-
-    with user_errors(StrategyReferenceError):
-        return resolve(reference)
-
-
-def make_params(spec, values: Any):
-    """``spec.make_params(values)``; its ``ValueError``/``TypeError`` become one-line errors."""
-    with user_errors(ValueError, TypeError):
-        return spec.make_params(values)
-
-
-def parse_value(text: str) -> Any:
-    """Parse ``text`` as int, float, bool (true/false) or, failing those, keep the string."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_assignments(items: list[str]) -> dict[str, Any]:
-    """Parse ``["fast=10", "slow=50"]`` into ``{"fast": 10, "slow": 50}``."""
-    values: dict[str, Any] = {}
-    for item in items:
-        name, separator, text = item.partition("=")
-        if not separator or not name.strip() or not text.strip():
-            raise CommandError(f"--param {item!r} is not NAME=VALUE, e.g. --param fast=10")
-        values[name.strip()] = parse_value(text)
-    return values
-
-
-def parse_grid(items: list[str]) -> dict[str, list[Any]]:
-    """Parse ``NAME=START:STOP:STEP`` (stop included) or ``NAME=V1,V2,...`` into value lists."""
-    grid: dict[str, list[Any]] = {}
-    for item in items:
-        name, separator, text = item.partition("=")
-        name = name.strip()
-        if not separator or not name or not text.strip():
-            raise CommandError(f"--grid {item!r} is not NAME=START:STOP:STEP or NAME=V1,V2,...")
-        if ":" in text:
-            grid[name] = _parse_range(item, text)
-        else:
-            grid[name] = [parse_value(part) for part in text.split(",") if part.strip()]
-    return grid
-
-
-def _parse_range(item: str, text: str) -> list[Any]:
-    parts = [parse_value(part) for part in text.split(":")]
-    if len(parts) == 2:
-        parts.append(1)
-    if len(parts) != 3 or not all(
-        isinstance(p, (int, float)) and not isinstance(p, bool) for p in parts
-    ):
-        raise CommandError(f"--grid {item!r}: the range must be START:STOP[:STEP] with numbers")
-    start, stop, step = parts
-    if step <= 0 or stop < start:
-        raise CommandError(f"--grid {item!r}: need START <= STOP and a positive STEP")
-    if all(isinstance(p, int) for p in parts):
-        return list(range(start, stop + 1, step))
-    count = int(math.floor((stop - start) / step + 1e-9)) + 1
-    return [round(start + i * step, 12) for i in range(count)]
+# --------------------------------------------------------------------------- loading
 
 
 def _load_bars(
@@ -916,31 +756,3 @@ def _market(market: tuple[str, str, str], resample: str | None) -> str:
     """``exchange symbol timeframe``, with the resampling if any."""
     text = " ".join(market)
     return text + (f" resampled to {resample}" if resample else "")
-
-
-def to_ms(text: str | None) -> int | None:
-    if text is None:
-        return None
-    # imported when the command runs, not at start-up: keeps `candela --help` light
-    import pandas as pd
-
-    try:
-        stamp = pd.Timestamp(text)
-    except ValueError as exc:
-        raise CommandError(
-            f"cannot read time {text!r}: use an ISO date such as 2024-01-31 or 2024-01-31T12:00"
-        ) from exc
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(stamp.value // 1_000_000)
-
-
-def time_text(ms: int) -> str:
-    # imported when the command runs, not at start-up: keeps `candela --help` light
-    import pandas as pd
-
-    return str(pd.Timestamp(int(ms), unit="ms", tz="UTC"))
-
-
-def format_params(params: Any) -> str:
-    """``(fast=10, slow=50)``."""
-    return "(" + ", ".join(f"{key}={value}" for key, value in params._asdict().items()) + ")"

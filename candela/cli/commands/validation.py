@@ -19,6 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from candela.cli.commands import CommandError, user_errors
+from candela.cli.commands.exports import write_atomically
+from candela.cli.commands.parsing import (
+    parse_assignments,
+    parse_grid,
+    parse_value,
+    resolve_strategy,
+    to_ms,
+)
 from candela.cli.commands.research import (
     SUMMARY_STATS,
     _load_bars,
@@ -26,12 +34,6 @@ from candela.cli.commands.research import (
     _market_arguments,
     _run_arguments,
     _run_settings,
-    parse_assignments,
-    parse_grid,
-    parse_value,
-    resolve_strategy,
-    to_ms,
-    write_atomically,
 )
 
 
