@@ -125,9 +125,14 @@ class BollingerTrail:
 Workload = SmaCross | BollingerTrail
 
 
-def prepare(engine: str, workload: Workload, bars) -> Callable[[], Outcome]:
+def prepare(engine: str, workload: Workload, bars, conditions=None) -> Callable[[], Outcome]:
     """The run of ``workload`` on ``bars`` by ``engine`` (one of :data:`ENGINES`), as a
     function of no arguments returning its :class:`Outcome`.
+
+    ``conditions`` (vectorbt and raptorbt only), from :func:`candela_conditions`, replaces
+    the engine's own indicators with Candela's: the tests use it on real data, where flat
+    prices put a close exactly on a moving average, which the engines' rolling sums round to
+    either side (an indicator difference, not an execution one). The benchmarks leave it out.
 
     Raises
     ------
@@ -141,12 +146,24 @@ def prepare(engine: str, workload: Workload, bars) -> Callable[[], Outcome]:
     if engine == "candela":
         return _candela(workload, bars)
     if engine == "vectorbt":
-        return _vectorbt(workload, bars)
+        return _vectorbt(workload, bars, conditions)
     if engine == "raptorbt":
-        return _raptorbt(workload, bars)
+        return _raptorbt(workload, bars, conditions)
     if engine == "backtesting":
         return _backtesting_py(workload, bars)
     raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+
+
+def candela_conditions(workload: Workload, bars) -> tuple[np.ndarray, ...]:
+    """The workload's conditions from Candela's indicators: ``(fast SMA > slow SMA,)`` for
+    :class:`SmaCross`, ``(close > upper band, close < middle band)`` for
+    :class:`BollingerTrail` (boolean arrays; ``nan`` compares False)."""
+    from research.indicators import bollinger, sma
+
+    if isinstance(workload, SmaCross):
+        return (sma(bars.close, workload.fast) > sma(bars.close, workload.slow),)
+    bands = bollinger(bars.close, workload.window, workload.num_std)
+    return bars.close > bands.upper, bars.close < bands.middle
 
 
 def available(engine: str) -> bool:
@@ -245,7 +262,7 @@ def _trail_function():
     return _candela_trail_nb
 
 
-def _vectorbt(workload: Workload, bars) -> Callable[[], Outcome]:
+def _vectorbt(workload: Workload, bars, conditions=None) -> Callable[[], Outcome]:
     import pandas as pd
     import vectorbt as vbt
 
@@ -259,9 +276,12 @@ def _vectorbt(workload: Workload, bars) -> Callable[[], Outcome]:
     if isinstance(workload, SmaCross):
 
         def run() -> Outcome:
-            fast = vbt.MA.run(close, workload.fast).ma
-            slow = vbt.MA.run(close, workload.slow).ma
-            level = fast > slow  # nan (warm-up) compares False: flat, as in Candela
+            if conditions is None:
+                fast = vbt.MA.run(close, workload.fast).ma
+                slow = vbt.MA.run(close, workload.slow).ma
+                level = fast > slow  # nan (warm-up) compares False: flat, as in Candela
+            else:
+                level = pd.Series(conditions[0], index=index)
             entries = level.shift(1, fill_value=False)  # decided at t's close, filled at t+1
             exits = (~level).shift(1, fill_value=False)
             portfolio = vbt.Portfolio.from_signals(close, entries, exits, **common, freq="1min")
@@ -274,8 +294,12 @@ def _vectorbt(workload: Workload, bars) -> Callable[[], Outcome]:
     adjust = _trail_function()
 
     def run() -> Outcome:
-        bands = vbt.BBANDS.run(close, window=workload.window, alpha=workload.num_std)
-        entries, exits = (close > bands.upper).vbt.signals.clean(close < bands.middle)
+        if conditions is None:
+            bands = vbt.BBANDS.run(close, window=workload.window, alpha=workload.num_std)
+            above, below = close > bands.upper, close < bands.middle
+        else:
+            above, below = (pd.Series(c, index=index) for c in conditions)
+        entries, exits = above.vbt.signals.clean(below)
         entries = entries.shift(1, fill_value=False)
         exits = exits.shift(1, fill_value=False)
         unmatched = np.zeros(1, dtype=np.int64)
@@ -313,7 +337,7 @@ def _vectorbt(workload: Workload, bars) -> Callable[[], Outcome]:
 # --------------------------------------------------------------------------- raptorbt
 
 
-def _raptorbt(workload: Workload, bars) -> Callable[[], Outcome]:
+def _raptorbt(workload: Workload, bars, conditions=None) -> Callable[[], Outcome]:
     import raptorbt
 
     timestamps = bars.ts * 1_000_000  # ns
@@ -334,11 +358,16 @@ def _raptorbt(workload: Workload, bars) -> Callable[[], Outcome]:
 
     def signals():
         if isinstance(workload, SmaCross):
-            level = raptorbt.sma(bars.close, workload.fast) > raptorbt.sma(
-                bars.close, workload.slow
-            )
+            if conditions is None:
+                level = raptorbt.sma(bars.close, workload.fast) > raptorbt.sma(
+                    bars.close, workload.slow
+                )
+            else:
+                (level,) = conditions
             before = np.concatenate(([False], level[:-1]))
             return level & ~before, before & ~level  # the level's changes
+        if conditions is not None:
+            return conditions
         upper, middle, _lower = raptorbt.bollinger_bands(
             bars.close, workload.window, workload.num_std
         )
