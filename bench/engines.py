@@ -42,7 +42,11 @@ next entry signal, so its entries and exits are the cleaned crossings of the lev
 ``set_trailing_stop``): sizes all-in net of the fee, trails from the entry's open and every
 completed bar's high, checks the stop from the entry bar on and fills a gap at the open, as
 Candela does; after a stop it does not re-enter before the exit signal (observed, and checked
-by the tests). It takes the raw entry and exit conditions and its own indicators.
+by the tests). It takes the raw entry and exit conditions and its own indicators. One
+difference remains: its trailing extreme leaves out the current bar's open, so a bar that
+opens above every high since the entry and falls to Candela's level within the bar stops
+Candela out a bar earlier. It cannot happen on the synthetic series (each bar opens at the
+previous close, at most the previous high); on real data the gate shows it.
 
 **backtesting.py** (SMA cross only): ``FractionalBacktest`` with ``trade_on_close=False``
 (market orders fill at the next open), ``commission=fee``, ``exclusive_orders=True``,
