@@ -222,13 +222,19 @@ def report(measurement: Measurement, repeats: int) -> str:
     return "\n".join(lines)
 
 
+def refuse(disagreement: str) -> None:
+    """Print ``disagreement`` to standard error as the reason no timing is shown, and exit
+    with status 1."""
+    print(f"error: engines disagree, no timing shown:\n{disagreement}", file=sys.stderr)
+    raise SystemExit(1)
+
+
 def gated_report(runs: Mapping[str, Callable[[], Outcome]], repeats: int) -> Measurement:
     """:func:`measure`, then print :func:`report`; on a :class:`Disagreement` print it to
     standard error, print no timing and exit with status 1."""
     try:
         measurement = measure(runs, repeats)
     except Disagreement as error:
-        print(f"error: engines disagree, no timing shown:\n{error}", file=sys.stderr)
-        raise SystemExit(1) from None
+        refuse(str(error))
     print(report(measurement, repeats))
     return measurement

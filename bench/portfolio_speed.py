@@ -43,7 +43,7 @@ import time
 import numpy as np
 
 from bench.engines import Outcome
-from bench.gate import agree
+from bench.gate import agree, refuse
 
 N_BARS = 100_000
 N_MARKETS = 50
@@ -283,8 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         Outcome(theirs["orders"], theirs["final_equity"]),
     )
     if why is not None:
-        print(f"error: engines disagree, no timing shown:\nvectorbt {why}", file=sys.stderr)
-        raise SystemExit(1)
+        refuse(f"vectorbt {why}")
     for name, report in reports.items():
         print(f"\n{name}")
         print(f"  compile on a slice   {report['warmup']:8.2f} s")

@@ -50,7 +50,7 @@ import time
 import numpy as np
 
 from bench.engines import CASH, FEE, Outcome
-from bench.gate import NOISY_SPREAD, agree
+from bench.gate import NOISY_SPREAD, agree, refuse
 
 N_JOBS = 2
 VECTORBT_CHUNK = 32  # ~120 MB per column on 1M bars: 256 columns need ~30 GB
@@ -278,10 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     if not arguments.skip_candela:
         problems, checked = sweep_agreement(arguments.check)
         if problems:
-            print(
-                "error: engines disagree, no timing shown:\n" + "\n".join(problems), file=sys.stderr
-            )
-            raise SystemExit(1)
+            refuse("\n".join(problems))
         print(
             f"agreement: {checked} seeded combinations, each row's closed trades and final "
             "equity equal to vectorbt's column (1e-9 relative)"

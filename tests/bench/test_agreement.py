@@ -230,3 +230,22 @@ def test_sweep_rows_agree_with_vectorbt():
     problems, checked = sweep_agreement(4, bars=synthetic_bars(20_000))
     assert checked == 4
     assert problems == []
+
+
+def test_sweep_benchmark_times_nothing_when_a_row_disagrees(monkeypatch, capsys):
+    import bench.sweep_speed as sweep_speed
+
+    def disagreeing(check):
+        return ["fast=5 slow=20: vectorbt closed trades 3 vs 4"], check
+
+    def timed(*args):
+        raise AssertionError("a child was timed despite the disagreement")
+
+    monkeypatch.setattr(sweep_speed, "sweep_agreement", disagreeing)
+    monkeypatch.setattr(sweep_speed, "measure", timed)
+    with pytest.raises(SystemExit) as exit_info:
+        sweep_speed.main(["--sample", "4"])
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    assert "fast=5 slow=20" in captured.err
+    assert "combinations " not in captured.out and " s " not in captured.out
