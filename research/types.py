@@ -123,7 +123,8 @@ class Bars:
     def for_kernels(self) -> Bars:
         """These bars with every array C-contiguous and writable, the layout the kernels are
         compiled and cached for (:func:`research.load_bars` gives it): ``self`` when every
-        array already has it, else bars of copies (the same values).
+        array already has it, else new bars in which each array without it is a copy (the
+        same values).
 
         A read-only array (pandas' ``to_numpy()`` under copy-on-write, a memory map) or a
         strided one (``bars[::2]``) is another argument type to Numba: every kernel it reaches
