@@ -52,6 +52,7 @@ from research.kernels.records import (
 )
 from research.strategy_model import StrategySpec
 from research.types import Bars
+from runner.block import BAD_BAR_NOTE, BlockDecisions, decide_block, rows_to_arrays, run_span
 from runner.config import BotConfig
 from runner.ledger import BarRecord, load_state
 from runner.market_data import BarWindow, bars_through
@@ -118,6 +119,10 @@ def _close_quietly(connection: Connection) -> None:
             connection.invalidate()
         except Exception:  # noqa: BLE001
             pass
+
+
+RELOAD = "reload"
+"""What :meth:`Bot.prepare_block` says when the bot's state is past a bar (reload it)."""
 
 
 class StrategyError(RuntimeError):
@@ -188,6 +193,8 @@ class Bot:
         self.window_stale = True  # until recover() loads the state and the history window
         self.begin_ts = 0
         self._fills = new_fills(MAX_FILLS_PER_BAR)
+        self._ahead: BlockDecisions | None = None  # decisions of bars read ahead (replay)
+        self._ahead_values = None
 
     @property
     def after(self) -> int:
@@ -205,6 +212,7 @@ class Bot:
         bar to trade) with the bars before it (at most its history window) as history.
         """
         loaded = load_state(connection, self.bot_id)
+        self._ahead = None
         self.window = BarWindow(self.history_window)
         self.window_stale = False
         self.begin_ts = begin_ts
@@ -274,10 +282,128 @@ class Bot:
         self.bars_processed += 1
         self.window_stale = False
 
+    # ------------------------------------------------------------------ the block path (replay)
+
+    def prepare_block(self, rows: list[tuple], ahead) -> tuple[list[PreparedBar], object]:
+        """Decide, fill and adopt ``rows`` (consecutive bars after the cursor) with one
+        strategy evaluation (:mod:`runner.block`); the replay's equivalent of
+        :meth:`prepare` then :meth:`adopt` for each bar.
+
+        ``ahead`` holds ``rows`` followed by the bars after them (the stored bars the caller
+        has read): they are decided together and kept, so that the next call on them needs no
+        evaluation. Like :meth:`adopt`, the bars are provisional until committed: on a failed
+        or refused commit the bot must :meth:`recover`.
+
+        Returns
+        -------
+        prepared : list of PreparedBar
+            One per bar processed, in order.
+        stop : None, StrategyError or RELOAD
+            ``None`` when every bar was processed; the strategy's error at the first bar it
+            failed on (the bars before it are in ``prepared``: the block is then replayed bar
+            by bar to find it); :data:`RELOAD` when the state is past a bar (reload from the
+            database).
+        """
+        if self.window_stale:
+            raise RuntimeError(f"bot {self.bot_id!r}: recover() before processing more bars")
+        first_ts = int(rows[0][0])
+        decisions = self._ahead
+        start = None if decisions is None else decisions.covers(first_ts, len(rows))
+        if start is None:
+            ts, values = rows_to_arrays(list(ahead))
+            try:
+                decisions = decide_block(
+                    self.spec, self.params, self.window.arrays(), ts, values, self.timeframe_ms
+                )
+            except Exception:  # noqa: BLE001 - the per-bar path finds the failing bar
+                self._ahead = None
+                return self._prepare_each(rows)
+            self._ahead, self._ahead_values, start = decisions, values, 0
+        end = start + len(rows)
+        ts, values = decisions.ts[start:end], self._ahead_values[:, start:end]
+        span = run_span(self.state, self.execution_config, ts, values, decisions.target[start:end])
+        created = now_ms()
+        names = list(decisions.indicators)
+        columns = [decisions.indicators[name][start:end] for name in names]
+        closes, targets = values[3].tolist(), decisions.target[start:end].tolist()
+        prepared, previous, offset = [], self.cursor, 0
+        for i in range(span.processed):
+            status = span.statuses[i]
+            count = max(status, 0)
+            bar_ts = int(ts[i])
+            prepared.append(
+                self._record(
+                    bar_ts,
+                    closes[i],
+                    targets[i],
+                    {name: column[i] for name, column in zip(names, columns)},
+                    span.states[i],
+                    status,
+                    span.fills[offset : offset + count],
+                    created,
+                    previous,
+                )
+            )
+            offset += count
+            previous = bar_ts
+        if prepared:
+            self.window.extend(ts[: span.processed], values[:, : span.processed])
+            self.state, self.cursor = prepared[-1].state, previous
+            self.bars_processed += len(prepared)
+        if span.processed < len(rows):  # the state is past this bar: trust the database
+            _log.warning(
+                "bot %s: bar %s is not after the last processed bar; reloading",
+                self.bot_id,
+                int(ts[span.processed]),
+            )
+            self._ahead = None
+            self.window_stale = True
+            return prepared, RELOAD
+        return prepared, None
+
+    def _prepare_each(self, rows: list[tuple]) -> tuple[list[PreparedBar], object]:
+        """:meth:`prepare_block` bar by bar on the per-bar path (a block whose evaluation raised)."""
+        prepared = []
+        for row in rows:
+            try:
+                bar = self.prepare(row)
+            except StrategyError as exc:
+                return prepared, exc
+            if bar is None:
+                return prepared, RELOAD
+            self.adopt(bar)
+            prepared.append(bar)
+        return prepared, None
+
     def _prepared(
         self, ts: int, close: float, decision: Decision, state: State, status: int
     ) -> PreparedBar:
-        created = now_ms()
+        return self._record(
+            ts,
+            close,
+            decision.raw_target,
+            decision.indicators,
+            state,
+            status,
+            self._fills[: max(status, 0)],
+            now_ms(),
+            self.cursor,
+        )
+
+    def _record(
+        self,
+        ts: int,
+        close: float,
+        raw: float,
+        decided: dict,
+        state: State,
+        status: int,
+        fills,
+        created: int,
+        previous: int | None,
+    ) -> PreparedBar:
+        """The rows of bar ``ts``: decided ``raw`` (with the indicators ``decided``), stepped
+        into ``state`` with ``status`` and ``fills``; the per-bar and the block path share it."""
         pending = state.pending_target
         executed = status >= 0 and not math.isnan(pending)
         ordered = state.ordered_target
@@ -288,10 +414,9 @@ class Bot:
         else:
             action = "halt" if state.halt != HALT_NONE else "hold"
             target = ordered
-        indicators = dict(decision.indicators)
+        indicators = dict(decided)
         if status == STATUS_BAD_BAR:
-            indicators["error"] = "bar rejected by the execution function (bad prices); not traded"
-        raw = decision.raw_target
+            indicators["error"] = BAD_BAR_NOTE
         signal = dict(
             bot_id=self.bot_id,
             ts=ts,
@@ -305,10 +430,14 @@ class Bot:
             config_hash=self.config_hash,
             strategy_hash=self.strategy_hash,
         )
-        trades = [
-            dict(bot_id=self.bot_id, seq=seq, **row, created_at=created)
-            for seq, row in enumerate(fill_rows(self._fills[: max(status, 0)], self.timeframe_ms))
-        ]
+        trades = (
+            [
+                dict(bot_id=self.bot_id, seq=seq, **row, created_at=created)
+                for seq, row in enumerate(fill_rows(fills, self.timeframe_ms))
+            ]
+            if len(fills)
+            else []
+        )
         record = BarRecord(
             bot_id=self.bot_id,
             bar_ts=ts,
@@ -330,7 +459,7 @@ class Bot:
                 position=float(state.position),
                 price=float(close),
             ),
-            previous_ts=self.cursor,
+            previous_ts=previous,
         )
         return PreparedBar(record, state, indicators)
 

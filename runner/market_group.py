@@ -44,10 +44,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from itertools import islice
 
 from sqlalchemy import Connection
 
-from runner.bot import Bot, PreparedBar
+from runner.bot import RELOAD, Bot, PreparedBar
 from runner.ledger import write_bars
 from runner.market_data import MarketFeed, bars_after
 
@@ -193,7 +194,10 @@ class MarketGroup:
                         for member in list(self.members):
                             self._leave(member, None)
                     return
-                self._round(connection, batch)
+                if self.follow:
+                    self._round(connection, batch)
+                else:
+                    self._round_blocks(connection, batch)
                 if self._due(batch):
                     # a full batch while catching up goes to the writer; a live bar is answered now
                     self._commit(connection, wait=self.follow and any(not m.pending for m in batch))
@@ -252,6 +256,36 @@ class MarketGroup:
             member.bot.adopt(prepared)  # its next bar continues from here; undone unless committed
             self._batch.append((member, prepared))
         self._rounds += 1
+
+    def _round_blocks(self, connection: Connection, batch: list[Member]) -> None:
+        """Replay: prepare a block of bars of every member of ``batch`` (up to the rounds left
+        in the batch) with one strategy evaluation each (:meth:`runner.bot.Bot.prepare_block`).
+
+        What the block gives is what as many :meth:`_round` would, member by member: the same
+        records, a failing strategy leaving after its bars before the failing one are
+        committed, a bot past a bar reloading.
+        """
+        if not self._batch:
+            self._batch_started = time.monotonic()
+        room = max(self.batch_bars - self._rounds, 1)
+        advanced = 0
+        for member in batch:
+            if not member.pending:  # it left, or reloaded, during this round
+                continue
+            rows = list(islice(member.pending, room))
+            prepared, stop = member.bot.prepare_block(rows, member.pending)
+            for _ in range(len(prepared)):
+                member.pending.popleft()
+            self._batch.extend((member, bar) for bar in prepared)
+            advanced = max(advanced, len(prepared))
+            if stop is RELOAD:  # the state is past a bar: the database wins
+                self._commit(connection)
+                self._reload(connection, member)
+            elif stop is not None:
+                member.pending.popleft()  # the failing bar
+                self._commit(connection)  # its bars before this one are kept
+                self._leave(member, stop)
+        self._rounds += max(advanced, 1)
 
     def _due(self, batch: list[Member]) -> bool:
         """Whether the batch should be committed now (see the module docstring, step 3)."""
