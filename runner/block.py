@@ -21,14 +21,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from candela.core.bus import Encoded, signals_channel, status_channel, trades_channel
+from candela.core.db import now_ms
 from research.kernels.execution import step_span
-from research.kernels.records import MAX_FILLS_PER_BAR, State, new_fills
+from research.kernels.records import (
+    HALT_NONE,
+    MAX_FILLS_PER_BAR,
+    REASON_SIGNAL,
+    STATUS_BAD_BAR,
+    State,
+    fill_rows,
+    new_fills,
+)
 from research.types import Bars
+from runner.encoding import indicators_json, signal_json
+from runner.ledger import BlockRecord
 
 BAD_BAR_NOTE = "bar rejected by the execution function (bad prices); not traded"
 """The ``error`` indicator of a bar the execution function rejected."""
 
 _FIELDS = len(State._fields)
+_CASH, _POSITION, _EQUITY, _PENDING, _ORDERED, _HALT, _PENDING_REASON = (
+    State._fields.index(name)
+    for name in (
+        "cash",
+        "position",
+        "equity",
+        "pending_target",
+        "ordered_target",
+        "halt",
+        "pending_reason",
+    )
+)
 
 
 @dataclass
@@ -98,9 +122,13 @@ class SpanResult:
     """The execution function run over a block: each bar's state, status and fills."""
 
     processed: int  #: bars processed (fewer than the block's at an out-of-order bar)
-    states: list  #: the state after each processed bar, as :class:`State`
-    statuses: list  #: fills per bar, or ``STATUS_BAD_BAR``
+    states_array: np.ndarray  #: row ``i``: the values of the state after bar ``i``
+    statuses: np.ndarray  #: fills per bar, or ``STATUS_BAD_BAR``
     fills: np.ndarray  #: every fill, in bar order
+
+    def state(self, i: int) -> State:
+        """The state after bar ``i``."""
+        return State._make(self.states_array[i].tolist())
 
 
 def run_span(state: State, config, ts, values, target) -> SpanResult:
@@ -122,9 +150,156 @@ def run_span(state: State, config, ts, values, target) -> SpanResult:
         statuses,
         fills,
     )
-    return SpanResult(
-        processed,
-        [State._make(row) for row in states[:processed].tolist()],
-        statuses[:processed].tolist(),
-        fills[:n_fills],
+    return SpanResult(processed, states[:processed], statuses[:processed], fills[:n_fills])
+
+
+# ------------------------------------------------------------------ the block's records
+
+
+@dataclass
+class PreparedBlock:
+    """Consecutive bars of one bot decided and filled, not yet committed: the block path's
+    :class:`runner.bot.PreparedBar` for many bars, its rows held as columns.
+
+    Attributes
+    ----------
+    record : runner.ledger.BlockRecord
+        The rows to write.
+    state : State
+        The execution state after the last bar; the bot has adopted it (provisionally).
+    indicators : list of dict
+        Each bar's indicator values, as the per-bar path records them.
+    """
+
+    record: BlockRecord
+    state: State
+    indicators: list[dict]
+
+    @property
+    def bars(self) -> int:
+        """How many bars the block holds."""
+        return len(self.record.ts)
+
+    def messages(self, quoted_id: str, published_at: int) -> list[tuple[str, dict]]:
+        """What :meth:`runner.bot.Bot.messages` gives for each of the block's bars, in order."""
+        record = self.record
+        bot_id = record.bot_id
+        signals = record.signals
+        keys = ("bot_id", "ts", "action", "target", "raw_target", "price", "executed")
+        columns = [signals[key] for key in keys[1:]]
+        created = signals["created_at"][0] if record.ts else 0
+        signal_channel = signals_channel(bot_id)
+        fills_by_bar: dict[int, list[dict]] = {}
+        for trade in record.trades:
+            fills_by_bar.setdefault(trade["bar_ts"], []).append(trade)
+        messages: list[tuple[str, dict]] = []
+        performance = record.performance
+        for i, values in enumerate(zip(*columns)):
+            payload = dict(zip(keys, (bot_id, *values)))
+            payload["created_at"] = created
+            payload["indicators"] = self.indicators[i]
+            payload["published_at"] = published_at
+            text = signal_json(payload, quoted_id)
+            messages.append((signal_channel, payload if text is None else Encoded(payload, text)))
+            fills = fills_by_bar.get(values[0])
+            if fills:
+                messages.extend((trades_channel(bot_id), trade) for trade in fills)
+                messages.append(
+                    (
+                        status_channel(bot_id),
+                        dict(
+                            bot_id=bot_id,
+                            event="traded",
+                            ts=values[0],
+                            cash=performance["cash"][i],
+                            position=performance["position"][i],
+                            equity=performance["equity"][i],
+                        ),
+                    )
+                )
+        return messages
+
+
+def block_record(
+    bot, previous: int | None, ts, values, decided_target, indicators: dict[str, list], span
+) -> PreparedBlock:
+    """The records of the ``span.processed`` first bars of a block, as the per-bar path makes
+    them (:meth:`runner.bot.Bot._record`), column by column.
+
+    ``bot`` gives the ids and hashes; ``decided_target`` and ``indicators`` are the
+    strategy's decisions at the block's bars (:class:`BlockDecisions`, sliced).
+    """
+    n = span.processed
+    created = now_ms()
+    states = span.states_array[:n]
+    status = span.statuses[:n]
+    pending, ordered = states[:, _PENDING], states[:, _ORDERED]
+    halt, reason = states[:, _HALT], states[:, _PENDING_REASON]
+    executed = (status >= 0) & ~np.isnan(pending)
+    halted = (halt != HALT_NONE) & (reason != REASON_SIGNAL)
+    with np.errstate(invalid="ignore"):
+        buying = pending > ordered
+    action = np.where(
+        executed,
+        np.where(halted, "halt", np.where(buying, "buy", "sell")),
+        np.where(halt != HALT_NONE, "halt", "hold"),
     )
+    target = np.where(executed, pending, ordered)
+    raw = np.asarray(decided_target[:n], dtype=np.float64)
+    raw = np.where(np.isnan(raw), 0.0, raw)
+    ts_list = [int(value) for value in ts[:n].tolist()]
+    names = list(indicators)
+    per_bar = (
+        [dict(zip(names, row)) for row in zip(*(indicators[name][:n] for name in names))]
+        if names
+        else [{} for _ in range(n)]
+    )
+    for i in np.flatnonzero(status == STATUS_BAD_BAR).tolist():
+        per_bar[i] = dict(per_bar[i], error=BAD_BAR_NOTE)
+    closes = values[3][:n].tolist()
+    cash, position, equity = (states[:, index].tolist() for index in (_CASH, _POSITION, _EQUITY))
+    signals = dict(
+        bot_id=[bot.bot_id] * n,
+        ts=ts_list,
+        action=action.tolist(),
+        target=target.tolist(),
+        raw_target=raw.tolist(),
+        price=closes,
+        executed=executed.tolist(),
+        indicators_json=[indicators_json(values_) for values_ in per_bar],
+        created_at=[created] * n,
+        config_hash=[bot.config_hash] * n,
+        strategy_hash=[bot.strategy_hash] * n,
+    )
+    trades = []
+    last_bar, seq = None, 0
+    for row in fill_rows(span.fills, bot.timeframe_ms):
+        seq = seq + 1 if row["bar_ts"] == last_bar else 0
+        last_bar = row["bar_ts"]
+        trades.append(dict(bot_id=bot.bot_id, seq=seq, **row, created_at=created))
+    final = span.state(n - 1)
+    record = BlockRecord(
+        bot_id=bot.bot_id,
+        bar_ts=ts_list[-1],
+        ts=ts_list,
+        signals=signals,
+        trades=trades,
+        state=dict(
+            bot_id=bot.bot_id,
+            cash=float(final.cash),
+            position=float(final.position),
+            cursor_ts=ts_list[-1],
+            state_json=final,
+            updated_at=created,
+        ),
+        performance=dict(
+            bot_id=signals["bot_id"],
+            ts=ts_list,
+            equity=equity,
+            cash=cash,
+            position=position,
+            price=closes,
+        ),
+        previous_ts=previous,
+    )
+    return PreparedBlock(record, final, per_bar)

@@ -26,7 +26,6 @@ before its next bar, which reprocesses the bar. A bar that the database already 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
-from candela.core.bus import signals_channel, status_channel, trades_channel
+from candela.core.bus import Encoded, signals_channel, status_channel, trades_channel
 from candela.core.db import now_ms
 from research.kernels.execution import step
 from research.kernels.records import (
@@ -52,8 +51,17 @@ from research.kernels.records import (
 )
 from research.strategy_model import StrategySpec
 from research.types import Bars
-from runner.block import BAD_BAR_NOTE, BlockDecisions, decide_block, rows_to_arrays, run_span
+from runner.block import (
+    BAD_BAR_NOTE,
+    BlockDecisions,
+    PreparedBlock,
+    block_record,
+    decide_block,
+    rows_to_arrays,
+    run_span,
+)
 from runner.config import BotConfig
+from runner.encoding import compact_json, indicators_json, signal_json
 from runner.ledger import BarRecord, load_state
 from runner.market_data import BarWindow, bars_through
 from runner.strategy_source import strategy_source_hash
@@ -65,7 +73,6 @@ _NOT_PUBLISHED = (
     "config_hash",
     "strategy_hash",
 )  # signal columns kept off the bus
-_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(sort_keys=True), made once
 
 
 class ThreadConnections:
@@ -164,6 +171,9 @@ class PreparedBar:
     state: State
     indicators: dict[str, float | str | None]
 
+    bars = 1
+    """How many bars it holds (a :class:`~runner.block.PreparedBlock` holds many)."""
+
 
 class Bot:
     """A bot: its config, strategy, execution config and the state of its last committed bar.
@@ -195,6 +205,7 @@ class Bot:
         self._fills = new_fills(MAX_FILLS_PER_BAR)
         self._ahead: BlockDecisions | None = None  # decisions of bars read ahead (replay)
         self._ahead_values = None
+        self._quoted_id = compact_json(self.bot_id)
 
     @property
     def after(self) -> int:
@@ -284,7 +295,9 @@ class Bot:
 
     # ------------------------------------------------------------------ the block path (replay)
 
-    def prepare_block(self, rows: list[tuple], ahead) -> tuple[list[PreparedBar], object]:
+    def prepare_block(
+        self, rows: list[tuple], ahead
+    ) -> tuple[list[PreparedBar | PreparedBlock], object]:
         """Decide, fill and adopt ``rows`` (consecutive bars after the cursor) with one
         strategy evaluation (:mod:`runner.block`); the replay's equivalent of
         :meth:`prepare` then :meth:`adopt` for each bar.
@@ -296,8 +309,9 @@ class Bot:
 
         Returns
         -------
-        prepared : list of PreparedBar
-            One per bar processed, in order.
+        prepared : list of PreparedBar or PreparedBlock
+            The bars processed, in order: one :class:`~runner.block.PreparedBlock` (none when
+            the first bar is refused), or one :class:`PreparedBar` per bar on the per-bar path.
         stop : None, StrategyError or RELOAD
             ``None`` when every bar was processed; the strategy's error at the first bar it
             failed on (the bars before it are in ``prepared``: the block is then replayed bar
@@ -321,35 +335,16 @@ class Bot:
             self._ahead, self._ahead_values, start = decisions, values, 0
         end = start + len(rows)
         ts, values = decisions.ts[start:end], self._ahead_values[:, start:end]
-        span = run_span(self.state, self.execution_config, ts, values, decisions.target[start:end])
-        created = now_ms()
-        names = list(decisions.indicators)
-        columns = [decisions.indicators[name][start:end] for name in names]
-        closes, targets = values[3].tolist(), decisions.target[start:end].tolist()
-        prepared, previous, offset = [], self.cursor, 0
-        for i in range(span.processed):
-            status = span.statuses[i]
-            count = max(status, 0)
-            bar_ts = int(ts[i])
-            prepared.append(
-                self._record(
-                    bar_ts,
-                    closes[i],
-                    targets[i],
-                    {name: column[i] for name, column in zip(names, columns)},
-                    span.states[i],
-                    status,
-                    span.fills[offset : offset + count],
-                    created,
-                    previous,
-                )
-            )
-            offset += count
-            previous = bar_ts
-        if prepared:
+        target = decisions.target[start:end]
+        span = run_span(self.state, self.execution_config, ts, values, target)
+        prepared = []
+        if span.processed:
+            indicators = {name: column[start:end] for name, column in decisions.indicators.items()}
+            block = block_record(self, self.cursor, ts, values, target, indicators, span)
+            prepared.append(block)
             self.window.extend(ts[: span.processed], values[:, : span.processed])
-            self.state, self.cursor = prepared[-1].state, previous
-            self.bars_processed += len(prepared)
+            self.state, self.cursor = block.state, block.record.bar_ts
+            self.bars_processed += span.processed
         if span.processed < len(rows):  # the state is past this bar: trust the database
             _log.warning(
                 "bot %s: bar %s is not after the last processed bar; reloading",
@@ -425,7 +420,7 @@ class Bot:
             raw_target=0.0 if math.isnan(raw) else raw,
             price=float(close),
             executed=bool(executed),
-            indicators_json=_SORTED_JSON(indicators),
+            indicators_json=indicators_json(indicators),
             created_at=created,
             config_hash=self.config_hash,
             strategy_hash=self.strategy_hash,
@@ -463,14 +458,18 @@ class Bot:
         )
         return PreparedBar(record, state, indicators)
 
-    def messages(self, prepared: PreparedBar) -> list[tuple[str, dict]]:
+    def messages(self, prepared: PreparedBar | PreparedBlock) -> list[tuple[str, dict]]:
         """``(channel, payload)`` to publish once ``prepared`` is committed: the signal, each
         fill, and a ``traded`` status when the bar had fills."""
+        if type(prepared) is PreparedBlock:
+            return prepared.messages(self._quoted_id, time.time_ns() // 1_000_000)
         record = prepared.record
         signal = {key: value for key, value in record.signal.items() if key not in _NOT_PUBLISHED}
         signal["indicators"] = prepared.indicators
         signal["published_at"] = time.time_ns() // 1_000_000
-        messages = [(signals_channel(self.bot_id), signal)]
+        text = signal_json(signal, self._quoted_id)
+        payload = signal if text is None else Encoded(signal, text)
+        messages = [(signals_channel(self.bot_id), payload)]
         messages.extend((trades_channel(self.bot_id), trade) for trade in record.trades)
         if record.trades:
             messages.append(

@@ -48,6 +48,7 @@ from itertools import islice
 
 from sqlalchemy import Connection
 
+from runner.block import PreparedBlock
 from runner.bot import RELOAD, Bot, PreparedBar
 from runner.ledger import write_bars
 from runner.market_data import MarketFeed, bars_after
@@ -145,7 +146,7 @@ class MarketGroup:
         """``time.monotonic()`` of the latest ``market:`` message (set by the runner)."""
         self.members: list[Member] = []
         self._joining: deque[Member] = deque()
-        self._batch: list[tuple[Member, PreparedBar]] = []
+        self._batch: list[tuple[Member, PreparedBar | PreparedBlock]] = []
         self._rounds = 0
         self._batch_started = 0.0
         self._writer = writer
@@ -274,10 +275,11 @@ class MarketGroup:
                 continue
             rows = list(islice(member.pending, room))
             prepared, stop = member.bot.prepare_block(rows, member.pending)
-            for _ in range(len(prepared)):
+            done = sum(part.bars for part in prepared)
+            for _ in range(done):
                 member.pending.popleft()
-            self._batch.extend((member, bar) for bar in prepared)
-            advanced = max(advanced, len(prepared))
+            self._batch.extend((member, part) for part in prepared)
+            advanced = max(advanced, done)
             if stop is RELOAD:  # the state is past a bar: the database wins
                 self._commit(connection)
                 self._reload(connection, member)
@@ -351,10 +353,10 @@ class MarketGroup:
             bot_id = prepared.record.bot_id
             if bot_id in written:
                 messages.extend(member.bot.messages(prepared))
-                counts[bot_id] = counts.get(bot_id, 0) + 1
+                counts[bot_id] = counts.get(bot_id, 0) + prepared.bars
                 fills += len(prepared.record.trades)
             else:  # its cursor had moved (a retry, another runner): the database wins
-                member.bot.bars_processed -= 1
+                member.bot.bars_processed -= prepared.bars
                 refused[bot_id] = member
         if messages:
             self.publish_many(messages)
@@ -404,5 +406,5 @@ class MarketGroup:
 
 def _drop(batch: list[tuple[Member, PreparedBar]]) -> None:
     """Undo the provisional count of ``batch``'s bars (they were not committed)."""
-    for member, _ in batch:
-        member.bot.bars_processed -= 1
+    for member, prepared in batch:
+        member.bot.bars_processed -= prepared.bars
