@@ -11,7 +11,11 @@ stored bar left to process:
    decision on its history window, fill with ``step`` from its state) and takes the new state at once,
    so that its next bar continues from it; the bar's records wait in the group's **batch**. A
    member whose strategy raises leaves the group with its error once the batch is committed
-   (its bars before the failing one included); the others go on;
+   (its bars before the failing one included); the others go on. In a replay
+   (``follow=False``) a round prepares a **block** of each member's pending bars instead, up
+   to the rounds left in the batch, with one strategy evaluation
+   (:meth:`runner.bot.Bot.prepare_block`, :mod:`runner.block`): the same records as that
+   many single rounds;
 3. the batch is committed in ONE transaction (:func:`runner.ledger.write_bars`: each bot's
    signals, fills, equity snapshots and final state, all or nothing per bot, exactly once per
    (bot, bar) by a compare-and-set on the bot's stored cursor) when it holds ``batch_bars``
