@@ -34,7 +34,13 @@ from research.kernels.records import (
     new_fills,
 )
 from research.types import Bars
-from runner.encoding import indicators_json, signal_json
+from runner.encoding import (
+    SIGNAL_TEMPLATE,
+    indicator_texts,
+    indicators_json,
+    number_texts,
+    signal_json,
+)
 from runner.ledger import BlockRecord
 
 BAD_BAR_NOTE = "bar rejected by the execution function (bad prices); not traded"
@@ -174,6 +180,8 @@ class PreparedBlock:
     record: BlockRecord
     state: State
     indicators: list[dict]
+    indicator_texts: list | None = None
+    """Each bar's indicators as compact JSON without braces (``None``: not spelt out)."""
 
     @property
     def bars(self) -> int:
@@ -194,12 +202,31 @@ class PreparedBlock:
             fills_by_bar.setdefault(trade["bar_ts"], []).append(trade)
         messages: list[tuple[str, dict]] = []
         performance = record.performance
+        texts = self.indicator_texts or [None] * len(record.ts)
+        prices, raws, targets = (
+            number_texts(signals[key]) for key in ("price", "raw_target", "target")
+        )
         for i, values in enumerate(zip(*columns)):
             payload = dict(zip(keys, (bot_id, *values)))
             payload["created_at"] = created
             payload["indicators"] = self.indicators[i]
             payload["published_at"] = published_at
-            text = signal_json(payload, quoted_id)
+            if None in (texts[i], prices[i], raws[i], targets[i]):
+                text = signal_json(payload, quoted_id)
+            else:
+                ts, action, _, _, _, executed = values
+                text = SIGNAL_TEMPLATE % (
+                    action,
+                    quoted_id,
+                    created,
+                    "true" if executed else "false",
+                    texts[i],
+                    prices[i],
+                    published_at,
+                    raws[i],
+                    targets[i],
+                    ts,
+                )
             messages.append((signal_channel, payload if text is None else Encoded(payload, text)))
             fills = fills_by_bar.get(values[0])
             if fills:
@@ -254,8 +281,12 @@ def block_record(
         if names
         else [{} for _ in range(n)]
     )
+    texts = indicator_texts({name: indicators[name][:n] for name in names}, n)
+    loose, compact = texts if texts is not None else (None, None)
     for i in np.flatnonzero(status == STATUS_BAD_BAR).tolist():
         per_bar[i] = dict(per_bar[i], error=BAD_BAR_NOTE)
+        if loose is not None:
+            loose[i] = compact[i] = None  # left to the generic encoders
     closes = values[3][:n].tolist()
     cash, position, equity = (states[:, index].tolist() for index in (_CASH, _POSITION, _EQUITY))
     signals = dict(
@@ -266,7 +297,10 @@ def block_record(
         raw_target=raw.tolist(),
         price=closes,
         executed=executed.tolist(),
-        indicators_json=[indicators_json(values_) for values_ in per_bar],
+        indicators_json=[
+            indicators_json(values_) if loose is None or loose[i] is None else loose[i]
+            for i, values_ in enumerate(per_bar)
+        ],
         created_at=[created] * n,
         config_hash=[bot.config_hash] * n,
         strategy_hash=[bot.strategy_hash] * n,
@@ -302,4 +336,4 @@ def block_record(
         ),
         previous_ts=previous,
     )
-    return PreparedBlock(record, final, per_bar)
+    return PreparedBlock(record, final, per_bar, compact)

@@ -81,3 +81,36 @@ def signal_json(signal: dict, quoted_id: str) -> str | None:
         f'"published_at":{signal["published_at"]},"raw_target":{raw},'
         f'"target":{target},"ts":{signal["ts"]}}}'
     )
+
+
+def number_texts(values) -> list[str | None]:
+    """Each of ``values`` (floats or ``None``) as JSON, ``None`` where not spelt out here."""
+    return [_number(value) for value in values]
+
+
+def indicator_texts(indicators: dict[str, list], bars: int) -> tuple[list, list] | None:
+    """``(indicators_json of each bar, the compact JSON of each bar's indicators)`` of
+    ``{name: values per bar}``, or ``None`` if one value is not spelt out here."""
+    loose, compact = [], []
+    for name in sorted(indicators):
+        if type(name) is not str:
+            return None
+        texts = number_texts(indicators[name])
+        if None in texts:
+            return None
+        quoted = _quoted(name)
+        loose.append([f"{quoted}: {text}" for text in texts])
+        compact.append([f"{quoted}:{text}" for text in texts])
+    if not loose:
+        return ["{}"] * bars, [""] * bars
+    return (
+        ["{" + ", ".join(row) + "}" for row in zip(*loose)],
+        [",".join(row) for row in zip(*compact)],
+    )
+
+
+SIGNAL_TEMPLATE = (
+    '{"action":"%s","bot_id":%s,"created_at":%d,"executed":%s,"indicators":{%s},"price":%s,'
+    '"published_at":%d,"raw_target":%s,"target":%s,"ts":%d}'
+)
+""":func:`signal_json`'s text with its values left out (the action needs no escaping)."""

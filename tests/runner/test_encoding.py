@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from candela.core.bus import Encoded, decode, encode
-from runner.encoding import compact_json, indicators_json, signal_json
+from runner.encoding import compact_json, indicator_texts, indicators_json, signal_json
 
 _values = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
 _names = st.text(min_size=1, max_size=12)
@@ -65,3 +65,17 @@ def test_a_signal_with_other_keys_is_left_to_the_generic_encoder():
     signal = dict(bot_id="b", ts=1, action="hold", target=0.0, raw_target=0.0, price=1.0)
     signal.update(executed=False, created_at=1, indicators={}, published_at=2, extra=1)
     assert signal_json(signal, '"b"') is None
+
+
+@given(st.dictionaries(_names, st.lists(_values, min_size=3, max_size=3), max_size=4))
+def test_indicator_texts_are_the_generic_encodings_of_each_bar(columns):
+    columns = {name: [_plain(value) for value in values] for name, values in columns.items()}
+    texts = indicator_texts(columns, 3)
+    finite = all(v is None or math.isfinite(v) for values in columns.values() for v in values)
+    assert (texts is not None) == finite
+    if texts is not None:
+        loose, compact = texts
+        for i in range(3):
+            bar = {name: values[i] for name, values in columns.items()}
+            assert loose[i] == json.dumps(bar, sort_keys=True)
+            assert "{" + compact[i] + "}" == compact_json(bar)
