@@ -93,7 +93,9 @@ class FusedRows:
         self.initial_cash = float(initial_cash)
         self.cuts = np.ascontiguousarray(cuts, dtype=np.int64)
         self.split = split
-        self.in_sample = _Part(bars if split is None else bars[:split], start)
+        # one Bars object per part for the whole batch: the indicator memo knows its arrays
+        self.in_sample_bars = bars if split is None else bars[:split]
+        self.in_sample = _Part(self.in_sample_bars, start)
         self.held_out = None if split is None else _Part(bars, split)
         self.fills = fill_table(FILL_ROWS)
         self.account = fresh_account(self.initial_cash)
@@ -107,8 +109,7 @@ class FusedRows:
         """``(stats or Invalid, moments)`` of ``params``: what
         :func:`research.validation.engine.run_batch` gives for it the long way."""
         moments = np.zeros((len(self.cuts) - 1, N_MOMENTS))
-        end = len(self.bars) if self.split is None else self.split
-        stats = self._run(params, self.bars[:end], self.in_sample, self.cuts, moments)
+        stats = self._run(params, self.in_sample_bars, self.in_sample, self.cuts, moments)
         if isinstance(stats, Invalid) or self.held_out is None:
             return stats, moments
         held_out = self._run(params, self.bars, self.held_out, self.no_cuts, self.no_moments)
