@@ -131,11 +131,14 @@ def _marked_until(cfg, levels, flags, lookback, ordered, cash, position, close, 
     return j
 
 
-@njit(**_INLINED)
-def _run_span(
+@njit(cache=True, error_model="numpy", _nrt=False)
+def run_span_nb(
     cfg, account, ts, open_, high, low, close, levels, flags, lookback, i, end, out, base, fills
 ):
     """Run bars ``[i, end)``, writing bar ``b``'s equity to ``out[b - base]``.
+
+    Compiled without reference counting (it allocates nothing), as the backtest loop is, with
+    :func:`~research.kernels.execution.advance_nb` inlined: the account stays in registers.
 
     ``account`` is ``(cash, position, entry, extreme, pending, pending_reason, ordered, day,
     day_start_equity, peak, halt, equity, n_fills, exposed)``; returns it after the bars, and
@@ -225,7 +228,7 @@ def _run_span(
 
 
 def fresh_account(initial_cash: float) -> tuple:
-    """The account values :func:`_run_span` carries, for a fresh, flat account
+    """The account values :func:`run_span_nb` carries, for a fresh, flat account
     (:func:`~research.kernels.records.new_state`'s)."""
     cash = float(initial_cash)
     return (
@@ -255,7 +258,7 @@ def marked_run_nb(
     ``(account, i)``: it stops before ``n`` only when ``fills`` is full (the caller grows it
     and calls again from there). The account's last two values are the fill records written
     and the bars that ended with a position."""
-    return _run_span(
+    return run_span_nb(
         Config(*config),
         account,
         ts,
@@ -274,7 +277,7 @@ def marked_run_nb(
     )
 
 
-@njit(cache=True, error_model="numpy", _nrt=False)
+@njit(cache=True, error_model="numpy")
 def sweep_row_nb(
     config,
     account,
@@ -344,7 +347,7 @@ def sweep_row_nb(
         m = c1 - c0
         if account[12] + MAX_FILLS_PER_BAR * CHUNK > len(fills):
             return -1, 0, initial_cash, stats_result_nb(acc, 1)
-        account, _ = _run_span(
+        account, _ = run_span_nb(
             cfg,
             account,
             ts,

@@ -30,7 +30,7 @@ from research.kernels.sweep_row import (
     fresh_account,
     sweep_row_nb,
 )
-from research.kernels.trades import closed_trade_arrays_nb
+from research.kernels.trades import closed_trades_into_nb
 from research.metrics import bars_context, gaps_held_by_fills, stats_of_curve
 from research.strategy_model import StrategySpec, UnknownHistoryError
 from research.sweeps import Invalid, _context
@@ -99,6 +99,7 @@ class FusedRows:
         self.held_out = None if split is None else _Part(bars, split)
         self.fills = fill_table(FILL_ROWS)
         self.account = fresh_account(self.initial_cash)
+        self.pnls, self.durations = np.empty(FILL_ROWS), np.empty(FILL_ROWS)
         self.equity = np.empty(CHUNK)
         self.returns = np.empty(CHUNK)
         self.scratch = np.empty(BLOCK)
@@ -172,7 +173,10 @@ class FusedRows:
             self.fills = fill_table(2 * len(self.fills))
         fills = self.fills[:n_fills]
         if n_fills:
-            pnls, durations = closed_trade_arrays_nb(fills, part.timeframe_ms)
+            if len(self.pnls) < n_fills:
+                self.pnls, self.durations = np.empty(len(self.fills)), np.empty(len(self.fills))
+            closed = closed_trades_into_nb(fills, part.timeframe_ms, self.pnls, self.durations)
+            pnls, durations = self.pnls[:closed], self.durations[:closed]
             fees = float(fills["fee"].sum())
             gaps_held = gaps_held_by_fills(context, fills["bar"], fills["position_after"])
         else:
