@@ -34,7 +34,7 @@ from research.kernels.sweep_row import (
     sweep_row_nb,
 )
 from research.strategy_model import strategy
-from research.sweeps import sweep
+from research.sweeps import _batches, sweep
 from research.types import Bars, Costs, RiskLimits, Stops
 from research.validation.moments import N_MOMENTS, block_cuts
 from strategies.registry import get_strategy
@@ -270,3 +270,25 @@ def test_fused_batches_equal_the_long_path_with_their_moments(
         for name, value in ref_stats.items():
             assert stats[name] == value or (math.isnan(value) and math.isnan(stats[name])), name
         np.testing.assert_array_equal(moments, ref_moments)
+
+
+def test_a_batch_is_one_tile_of_the_grid():
+    """A batch holds the candidates of one tile (10 x 10 values for batches of 100), however
+    the constraint thins the tiles out, and every candidate is in exactly one batch: a
+    batch's moving averages then fit the worker's indicator memo."""
+    grid = {"fast": list(range(5, 55)), "slow": list(range(20, 217, 4))}
+    candidates = [
+        SMA.make_params(fast=f, slow=s) for f in grid["fast"] for s in grid["slow"] if f < s
+    ]
+    batches = _batches(candidates, grid, 100)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(candidates)))
+    for batch in batches:
+        assert len(batch) <= 100
+        tiles = {
+            (
+                grid["fast"].index(candidates[i].fast) // 10,
+                grid["slow"].index(candidates[i].slow) // 10,
+            )
+            for i in batch
+        }
+        assert len(tiles) == 1
