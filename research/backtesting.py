@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 
 from research.kernels.backtest import run_equity
-from research.kernels.records import Config, feature_switches, make_config, new_state
-from research.kernels.sweep_row import NO_FLAGS, accepted_bars_nb, marked_run
+from research.kernels.records import Config, make_config, new_state
 from research.kernels.trades import closed_trade_arrays_nb
 from research.metrics import BarsContext, bars_context, gaps_held_by_fills, stats_of_run
 from research.result import Result
@@ -229,37 +228,18 @@ def run_target(
     computes it once). Returns ``(fill rows, bars processed, status, stats dict)``; the stats
     are ``{}`` when the first bar was rejected.
     """
-    if feature_switches(config) == (None, None):
-        # no stops, no limits: the execution function runs only where an order is pending
-        processed, status = accepted_bars_nb(bars.ts, bars.open, bars.high, bars.low, bars.close)
-        fills, exposed = marked_run(
-            config,
-            bars.ts,
-            bars.open,
-            bars.high,
-            bars.low,
-            bars.close,
-            target,
-            NO_FLAGS,
-            0,
-            processed,
-            initial_cash,
-            equity,
-            fills,
-        )
-    else:
-        fills, processed, exposed, status, _ = run_equity(
-            new_state(initial_cash),
-            config,
-            bars.ts,
-            bars.open,
-            bars.high,
-            bars.low,
-            bars.close,
-            target,
-            equity,
-            fills,
-        )
+    fills, processed, exposed, status, _ = run_equity(
+        new_state(initial_cash),
+        config,
+        bars.ts,
+        bars.open,
+        bars.high,
+        bars.low,
+        bars.close,
+        target,
+        equity,
+        fills,
+    )
     stats = run_stats_values(
         equity[:processed], exposed, bars, timeframe_ms, fills, initial_cash, context
     )

@@ -13,8 +13,9 @@ between orders, so no final state is returned.
 
 Two entry points:
 
-* :func:`marked_run_nb` writes the equity of every bar into the caller's array (what
-  :func:`research.backtest` keeps);
+* :func:`marked_run_nb` writes the equity of every bar into the caller's array (the tests
+  compare it with the bar-by-bar loop; :func:`research.backtest` keeps that loop, which is
+  as fast on float64 levels: it checks each bar as it goes);
 * :func:`sweep_row_nb` is a sweep row: it runs the bars in chunks of ``CHUNK`` that stay in
   the cache and folds each chunk, as soon as it is marked, into the return and drawdown
   statistics (:func:`~research.kernels.stats.stats_block_nb`, the blocks of
@@ -103,7 +104,9 @@ def _marked_until(cfg, levels, flags, lookback, ordered, cash, position, close, 
     if len(flags) == 0:
         while j < end:
             out[j - base] = cash + position * close[j]
-            if _decided(cfg, levels[j]) != ordered:
+            value = levels[j]
+            # a target equal to the ordered level (within the limits) decides that level
+            if value != ordered and _decided(cfg, value) != ordered:
                 return j
             j += 1
         return j
