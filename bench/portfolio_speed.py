@@ -18,8 +18,9 @@ Each engine runs in its own child process: it builds the inputs, compiles on a s
 (reported apart), then runs the full book ``--repeats`` times (min, median and max reported).
 Its **peak memory** is the resident-set high-water mark over those runs above the resident set
 just before them (the inputs are already resident and the same for both), read from
-``/proc/self/status`` after resetting the mark (``/proc/self/clear_refs``). The two final
-equities are printed and must agree within 1e-9.
+``/proc/self/status`` after resetting the mark (``/proc/self/clear_refs``). Agreement gate
+(:mod:`bench.gate`): unless both placed the same number of orders and their final equities
+agree within 1e-9, the disagreement is printed, no timing is, and the exit status is 1.
 
 **One market.** 1,000,000 bars (``synthetic_bars``), a target of 0/1 levels changing every 500
 bars on average: :func:`~research.kernels.portfolio_backtest.simulate_book` of one market
@@ -40,6 +41,9 @@ import sys
 import time
 
 import numpy as np
+
+from bench.engines import Outcome
+from bench.gate import agree, refuse
 
 N_BARS = 100_000
 N_MARKETS = 50
@@ -271,21 +275,29 @@ def main(argv: list[str] | None = None) -> None:
         f"{arguments.repeats} runs each, each engine in its own process"
     )
     reports = {name: child(name, arguments.repeats) for name in ("candela", "vectorbt")}
+    ours, theirs = reports["candela"], reports["vectorbt"]
+    # the agreement gate (bench.gate): no timing unless both placed the same orders and end
+    # with the same equity
+    why = agree(
+        Outcome(ours["orders"], ours["final_equity"]),
+        Outcome(theirs["orders"], theirs["final_equity"]),
+    )
+    if why is not None:
+        refuse(f"vectorbt {why}")
     for name, report in reports.items():
         print(f"\n{name}")
         print(f"  compile on a slice   {report['warmup']:8.2f} s")
         print(f"  full book            {_spread(report['times'])}")
         print(f"  peak memory above the inputs {report['peak_extra'] / 2**20:8.1f} MiB")
         print(f"  orders {report['orders']:,}; final equity {report['final_equity']:.6f}")
-    ours, theirs = reports["candela"], reports["vectorbt"]
-    agree = abs(ours["final_equity"] / theirs["final_equity"] - 1.0)
+    difference = abs(ours["final_equity"] / theirs["final_equity"] - 1.0)
     speed = [
         statistics.median(theirs["times"]) / statistics.median(ours["times"]),
         min(theirs["times"]) / max(ours["times"]),
         max(theirs["times"]) / min(ours["times"]),
     ]
     memory = theirs["peak_extra"] / max(ours["peak_extra"], 1)
-    print(f"\nfinal equities agree within {agree:.1e} (relative; must be <= 1e-9)")
+    print(f"\nsame orders; final equities agree within {difference:.1e} (relative; gate 1e-9)")
     print(
         f"vectorbt time / Candela time: median {speed[0]:.1f}x (worst case {speed[1]:.1f}x, "
         f"best {speed[2]:.1f}x; target >= 10x)"

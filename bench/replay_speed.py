@@ -3,9 +3,9 @@
 Five bots, one per shipped strategy (default parameters, fee 0.25 %), on one market: the first
 ``CANDELA_BENCH_REPLAY_BARS`` (default 5,000) real Bittrex ADA/BTC 1m bars of the bundled sample,
 stored in a fresh database. The timed part is ``Runner.run()`` in replay mode, exactly what
-``candela run --replay`` runs: every bar goes through the per-bar path (each bot decides on its
-window, fills with ``step``, its records are committed, exactly once per (bot, bar), and its
-messages published after the commit). The bus is Redis when ``CANDELA_REDIS_URL`` (default
+``candela run --replay`` runs, startup included: every bar is decided (per bar on its window
+before the block path of ``runner.block``, then per block), filled with ``step``, its records
+committed, exactly once per (bot, bar), and its messages published after the commit. The bus is Redis when ``CANDELA_REDIS_URL`` (default
 the local server) answers, else the in-process bus; the ledger is PostgreSQL
 (``CANDELA_BENCH_POSTGRES_URL``, a database created and dropped per run, ``synchronous_commit``
 on: every commit is durable) and SQLite (a temporary file).
@@ -15,7 +15,8 @@ work started from), extracted with ``git archive`` into a cache folder next to t
 temporary files; **after** is this tree. Each measurement runs in its own process with the
 same interpreter (the extracted tree first on ``PYTHONPATH``), after a short warm-up replay
 on another market that loads the compiled kernels, and is repeated (``CANDELA_BENCH_REPEATS``,
-default 3): the table gives min / median / max of the throughput and the ratio of the medians.
+default 3), before and after interleaved (B A B A ...): the table gives min / median / max of
+the throughput and the ratio of the medians.
 ``bars/s`` counts market bars (each processed by all five bots); ``bot-bars/s`` is five times
 that. ``CPU µs/bot-bar`` is the measuring process's CPU time (all its threads, not the database
 server's) per decision: steadier than the wall clock on a shared machine. Every run checks
@@ -36,8 +37,9 @@ import time
 import uuid
 from pathlib import Path
 
-BASELINE = "a7aeb2a"
-"""The commit before batched replay commits (main when this benchmark was written)."""
+BASELINE = "54d946d"
+"""The commit before block replay (main when this work started; before it, ``a7aeb2a`` was
+the one before batched replay commits)."""
 
 ADMIN_URL = os.environ.get(
     "CANDELA_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -253,10 +255,13 @@ def main() -> None:
     )
     for database in ("postgresql", "sqlite"):
         medians = {}
-        for label, tree in (("before", before), ("after", REPO)):
-            if tree is None:
-                continue
-            runs = [_run(tree, database) for _ in range(REPEATS)]
+        trees = [(label, tree) for label, tree in (("before", before), ("after", REPO)) if tree]
+        measured = {label: [] for label, _ in trees}
+        for _ in range(REPEATS):  # interleaved: a slow minute of the machine hits both
+            for label, tree in trees:
+                measured[label].append(_run(tree, database))
+        for label, _ in trees:
+            runs = measured[label]
             if not all(run["complete"] for run in runs):
                 print(f"{database:<11} {label:<7} INCOMPLETE: {runs}")
                 continue

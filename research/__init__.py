@@ -11,11 +11,15 @@ reports) are loaded lazily on first use::
 
 ``research.strategy`` (the ``@strategy`` decorator, :mod:`research.strategy_model`) and
 ``research.indicator`` (:func:`research.indicators.indicator`) belong to the pure core.
+
+Imported in an IPython session (a notebook), it prepares the first backtest in the background
+once the importing cell has finished (:mod:`research.notebook_start`).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 _LAZY = {
@@ -56,6 +60,11 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
+
+if "IPython" in sys.modules:  # maybe a notebook: no other process pays for the check
+    from research import notebook_start as _notebook_start
+
+    _notebook_start.prepare_after_cell()
 
 
 def __getattr__(name: str) -> Any:

@@ -53,7 +53,8 @@ def backtest(
     spec : StrategySpec
         A strategy (``@strategy``; see :mod:`research.strategy_model`).
     bars : Bars
-        At least ``spec.lookback(params) + 1`` bars.
+        At least ``spec.lookback(params) + 1`` bars. Read-only or strided arrays are copied
+        first (:meth:`~research.types.Bars.for_kernels`), so that the cached kernels serve them.
     params : NamedTuple, mapping or None
         Parameter values; missing ones take their defaults (see ``StrategySpec.make_params``).
     costs : Costs
@@ -115,6 +116,7 @@ def backtest(
         raise TypeError(
             f"bars must be research.types.Bars (see research.load_bars), got {type(bars).__name__}"
         )
+    bars = bars.for_kernels()  # a read-only or strided array would compile the kernels again
     params = spec.make_params(params)
     first = start_index(bars, start)
     offset = max(0, first - spec.history_window(params) + 1) if first else 0

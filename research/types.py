@@ -120,6 +120,24 @@ class Bars:
             self.timeframe_ms,
         )
 
+    def for_kernels(self) -> Bars:
+        """These bars with every array C-contiguous and writable, the layout the kernels are
+        compiled and cached for (:func:`research.load_bars` gives it): ``self`` when every
+        array already has it, else new bars in which each array without it is a copy (the
+        same values).
+
+        A read-only array (pandas' ``to_numpy()`` under copy-on-write, a memory map) or a
+        strided one (``bars[::2]``) is another argument type to Numba: every kernel it reaches
+        would be compiled once more, for half a minute or longer, although ``candela warmup``
+        has run. The kernels never write into the bars.
+        """
+        names = ("ts",) + self.COLUMNS
+        arrays = [getattr(self, name) for name in names]
+        if all(a.flags.c_contiguous and a.flags.writeable for a in arrays):
+            return self
+        copies = [np.require(a, requirements=("C", "W")) for a in arrays]
+        return Bars(*copies, self.timeframe_ms)
+
 
 # --------------------------------------------------------------------------- costs and limits
 

@@ -26,7 +26,6 @@ before its next bar, which reprocesses the bar. A bar that the database already 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
-from candela.core.bus import signals_channel, status_channel, trades_channel
+from candela.core.bus import Encoded, signals_channel, status_channel, trades_channel
 from candela.core.db import now_ms
 from research.kernels.execution import step
 from research.kernels.records import (
@@ -52,7 +51,17 @@ from research.kernels.records import (
 )
 from research.strategy_model import StrategySpec
 from research.types import Bars
+from runner.block import (
+    BAD_BAR_NOTE,
+    BlockDecisions,
+    PreparedBlock,
+    block_record,
+    decide_block,
+    rows_to_arrays,
+    run_span,
+)
 from runner.config import BotConfig
+from runner.encoding import compact_json, indicators_json, signal_json
 from runner.ledger import BarRecord, load_state
 from runner.market_data import BarWindow, bars_through
 from runner.strategy_source import strategy_source_hash
@@ -64,7 +73,6 @@ _NOT_PUBLISHED = (
     "config_hash",
     "strategy_hash",
 )  # signal columns kept off the bus
-_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # json.dumps(sort_keys=True), made once
 
 
 class ThreadConnections:
@@ -120,6 +128,10 @@ def _close_quietly(connection: Connection) -> None:
             pass
 
 
+RELOAD = "reload"
+"""What :meth:`Bot.prepare_block` says when the bot's state is past a bar (reload it)."""
+
+
 class StrategyError(RuntimeError):
     """The bot's strategy raised (or returned something unusable) at a bar.
 
@@ -159,6 +171,9 @@ class PreparedBar:
     state: State
     indicators: dict[str, float | str | None]
 
+    bars = 1
+    """How many bars it holds (a :class:`~runner.block.PreparedBlock` holds many)."""
+
 
 class Bot:
     """A bot: its config, strategy, execution config and the state of its last committed bar.
@@ -188,6 +203,9 @@ class Bot:
         self.window_stale = True  # until recover() loads the state and the history window
         self.begin_ts = 0
         self._fills = new_fills(MAX_FILLS_PER_BAR)
+        self._ahead: BlockDecisions | None = None  # decisions of bars read ahead (replay)
+        self._ahead_values = None
+        self._quoted_id = compact_json(self.bot_id)
 
     @property
     def after(self) -> int:
@@ -205,6 +223,7 @@ class Bot:
         bar to trade) with the bars before it (at most its history window) as history.
         """
         loaded = load_state(connection, self.bot_id)
+        self._ahead = None
         self.window = BarWindow(self.history_window)
         self.window_stale = False
         self.begin_ts = begin_ts
@@ -274,10 +293,112 @@ class Bot:
         self.bars_processed += 1
         self.window_stale = False
 
+    # ------------------------------------------------------------------ the block path (replay)
+
+    def prepare_block(
+        self, rows: list[tuple], ahead
+    ) -> tuple[list[PreparedBar | PreparedBlock], object]:
+        """Decide, fill and adopt ``rows`` (consecutive bars after the cursor) with one
+        strategy evaluation (:mod:`runner.block`); the replay's equivalent of
+        :meth:`prepare` then :meth:`adopt` for each bar.
+
+        ``ahead`` holds ``rows`` followed by the bars after them (the stored bars the caller
+        has read): they are decided together and kept, so that the next call on them needs no
+        evaluation. Like :meth:`adopt`, the bars are provisional until committed: on a failed
+        or refused commit the bot must :meth:`recover`.
+
+        Returns
+        -------
+        prepared : list of PreparedBar or PreparedBlock
+            The bars processed, in order: one :class:`~runner.block.PreparedBlock` (none when
+            the first bar is refused), or one :class:`PreparedBar` per bar on the per-bar path.
+        stop : None, StrategyError or RELOAD
+            ``None`` when every bar was processed; the strategy's error at the first bar it
+            failed on (the bars before it are in ``prepared``: the block is then replayed bar
+            by bar to find it); :data:`RELOAD` when the state is past a bar (reload from the
+            database).
+        """
+        if self.window_stale:
+            raise RuntimeError(f"bot {self.bot_id!r}: recover() before processing more bars")
+        first_ts = int(rows[0][0])
+        decisions = self._ahead
+        start = None if decisions is None else decisions.covers(first_ts, len(rows))
+        if start is None:
+            ts, values = rows_to_arrays(list(ahead))
+            try:
+                decisions = decide_block(
+                    self.spec, self.params, self.window.arrays(), ts, values, self.timeframe_ms
+                )
+            except Exception:  # noqa: BLE001 - the per-bar path finds the failing bar
+                self._ahead = None
+                return self._prepare_each(rows)
+            self._ahead, self._ahead_values, start = decisions, values, 0
+        end = start + len(rows)
+        ts, values = decisions.ts[start:end], self._ahead_values[:, start:end]
+        target = decisions.target[start:end]
+        span = run_span(self.state, self.execution_config, ts, values, target)
+        prepared = []
+        if span.processed:
+            indicators = {name: column[start:end] for name, column in decisions.indicators.items()}
+            block = block_record(self, self.cursor, ts, values, target, indicators, span)
+            prepared.append(block)
+            self.window.extend(ts[: span.processed], values[:, : span.processed])
+            self.state, self.cursor = block.state, block.record.bar_ts
+            self.bars_processed += span.processed
+        if span.processed < len(rows):  # the state is past this bar: trust the database
+            _log.warning(
+                "bot %s: bar %s is not after the last processed bar; reloading",
+                self.bot_id,
+                int(ts[span.processed]),
+            )
+            self._ahead = None
+            self.window_stale = True
+            return prepared, RELOAD
+        return prepared, None
+
+    def _prepare_each(self, rows: list[tuple]) -> tuple[list[PreparedBar], object]:
+        """:meth:`prepare_block` bar by bar on the per-bar path (a block whose evaluation raised)."""
+        prepared = []
+        for row in rows:
+            try:
+                bar = self.prepare(row)
+            except StrategyError as exc:
+                return prepared, exc
+            if bar is None:
+                return prepared, RELOAD
+            self.adopt(bar)
+            prepared.append(bar)
+        return prepared, None
+
     def _prepared(
         self, ts: int, close: float, decision: Decision, state: State, status: int
     ) -> PreparedBar:
-        created = now_ms()
+        return self._record(
+            ts,
+            close,
+            decision.raw_target,
+            decision.indicators,
+            state,
+            status,
+            self._fills[: max(status, 0)],
+            now_ms(),
+            self.cursor,
+        )
+
+    def _record(
+        self,
+        ts: int,
+        close: float,
+        raw: float,
+        decided: dict,
+        state: State,
+        status: int,
+        fills,
+        created: int,
+        previous: int | None,
+    ) -> PreparedBar:
+        """The rows of bar ``ts``: decided ``raw`` (with the indicators ``decided``), stepped
+        into ``state`` with ``status`` and ``fills``; the per-bar and the block path share it."""
         pending = state.pending_target
         executed = status >= 0 and not math.isnan(pending)
         ordered = state.ordered_target
@@ -288,10 +409,9 @@ class Bot:
         else:
             action = "halt" if state.halt != HALT_NONE else "hold"
             target = ordered
-        indicators = dict(decision.indicators)
+        indicators = dict(decided)
         if status == STATUS_BAD_BAR:
-            indicators["error"] = "bar rejected by the execution function (bad prices); not traded"
-        raw = decision.raw_target
+            indicators["error"] = BAD_BAR_NOTE
         signal = dict(
             bot_id=self.bot_id,
             ts=ts,
@@ -300,15 +420,19 @@ class Bot:
             raw_target=0.0 if math.isnan(raw) else raw,
             price=float(close),
             executed=bool(executed),
-            indicators_json=_SORTED_JSON(indicators),
+            indicators_json=indicators_json(indicators),
             created_at=created,
             config_hash=self.config_hash,
             strategy_hash=self.strategy_hash,
         )
-        trades = [
-            dict(bot_id=self.bot_id, seq=seq, **row, created_at=created)
-            for seq, row in enumerate(fill_rows(self._fills[: max(status, 0)], self.timeframe_ms))
-        ]
+        trades = (
+            [
+                dict(bot_id=self.bot_id, seq=seq, **row, created_at=created)
+                for seq, row in enumerate(fill_rows(fills, self.timeframe_ms))
+            ]
+            if len(fills)
+            else []
+        )
         record = BarRecord(
             bot_id=self.bot_id,
             bar_ts=ts,
@@ -330,18 +454,22 @@ class Bot:
                 position=float(state.position),
                 price=float(close),
             ),
-            previous_ts=self.cursor,
+            previous_ts=previous,
         )
         return PreparedBar(record, state, indicators)
 
-    def messages(self, prepared: PreparedBar) -> list[tuple[str, dict]]:
+    def messages(self, prepared: PreparedBar | PreparedBlock) -> list[tuple[str, dict]]:
         """``(channel, payload)`` to publish once ``prepared`` is committed: the signal, each
         fill, and a ``traded`` status when the bar had fills."""
+        if type(prepared) is PreparedBlock:
+            return prepared.messages(self._quoted_id, time.time_ns() // 1_000_000)
         record = prepared.record
         signal = {key: value for key, value in record.signal.items() if key not in _NOT_PUBLISHED}
         signal["indicators"] = prepared.indicators
         signal["published_at"] = time.time_ns() // 1_000_000
-        messages = [(signals_channel(self.bot_id), signal)]
+        text = signal_json(signal, self._quoted_id)
+        payload = signal if text is None else Encoded(signal, text)
+        messages = [(signals_channel(self.bot_id), payload)]
         messages.extend((trades_channel(self.bot_id), trade) for trade in record.trades)
         if record.trades:
             messages.append(

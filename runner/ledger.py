@@ -44,16 +44,61 @@ class BarRecord:
     previous_ts: int | None = None
 
 
+@dataclass
+class BlockRecord:
+    """Rows of consecutive bars of one bot, held as columns (what as many :class:`BarRecord`
+    hold, one after the other; the replay's block path makes them, :mod:`runner.block`).
+
+    ``signals`` and ``performance`` map each column of the table to its values, one per bar;
+    ``ts`` holds the bars' close times, ``bar_ts`` the last; ``state`` is the ``bot_state``
+    row after the last bar; ``previous_ts`` is the bot's cursor before the first.
+    """
+
+    bot_id: str
+    bar_ts: int
+    ts: list[int]
+    signals: dict[str, list]
+    trades: list[dict] = field(default_factory=list)
+    state: dict = field(default_factory=dict)
+    performance: dict[str, list] = field(default_factory=dict)
+    previous_ts: int | None = None
+
+    def signal_rows(self) -> list[dict]:
+        """The ``signals`` rows, one dict per bar."""
+        return _rows(self.signals)
+
+    def performance_rows(self) -> list[dict]:
+        """The ``bot_performance`` rows, one dict per bar."""
+        return _rows(self.performance)
+
+
+def _rows(columns: dict[str, list]) -> list[dict]:
+    names = list(columns)
+    return [dict(zip(names, values)) for values in zip(*columns.values())]
+
+
+def _column(records, table: str, name: str) -> list:
+    """Column ``name`` of ``table`` (``signal`` or ``performance``) over ``records``."""
+    values: list = []
+    for record in records:
+        if type(record) is BlockRecord:
+            values.extend(getattr(record, table + "s" if table == "signal" else table)[name])
+        else:
+            values.append(getattr(record, table).get(name))
+    return values
+
+
 def _insert(connection: Connection, table):
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
 
 
-def write_bars(connection: Connection, records: Sequence[BarRecord]) -> set[str]:
+def write_bars(connection: Connection, records: Sequence[BarRecord | BlockRecord]) -> set[str]:
     """Record processed bars of several bots in ONE transaction; return the bots written.
 
     ``records`` holds any number of consecutive bars per bot, in bar order (each record's
-    ``previous_ts`` is the ``bar_ts`` of the bot's record before it). A bot's bars are written
+    ``previous_ts`` is the ``bar_ts`` of the bot's record before it), a bar per
+    :class:`BarRecord` or many per :class:`BlockRecord`. A bot's bars are written
     all or none, **only if its stored cursor** (``bot_state.cursor_ts``) **still equals the
     first one's** ``previous_ts`` (no ``bot_state`` row, or a ``NULL`` cursor, for ``None``):
     a compare-and-set that makes every (bot, bar) exactly once. A bot whose cursor moved (a
@@ -134,11 +179,19 @@ def _write_chain(connection: Connection, chain: list[BarRecord]) -> bool:
         )
     if connection.execute(claim).rowcount != 1:
         return False
-    connection.execute(schema.signals.insert(), [record.signal for record in chain])
+    signals, performance = [], []
+    for record in chain:
+        if type(record) is BlockRecord:
+            signals.extend(record.signal_rows())
+            performance.extend(record.performance_rows())
+        else:
+            signals.append(record.signal)
+            performance.append(record.performance)
+    connection.execute(schema.signals.insert(), signals)
     trades = [trade for record in chain for trade in record.trades]
     if trades:
         connection.execute(schema.trades.insert(), trades)
-    connection.execute(schema.bot_performance.insert(), [record.performance for record in chain])
+    connection.execute(schema.bot_performance.insert(), performance)
     return True
 
 
@@ -237,10 +290,12 @@ def _postgres_batch_params(
         dict(_state_row(chain[-1]), previous_ts=chain[0].previous_ts) for chain in bots.values()
     ]
     params = {}
+    for name, kind in _SIGNAL_COLUMNS:
+        params[f"g_{name}"] = _array_literal(_column(records, "signal", name), kind)
+    for name, kind in _PERFORMANCE_COLUMNS:
+        params[f"p_{name}"] = _array_literal(_column(records, "performance", name), kind)
     for prefix, columns, rows in (
-        ("g", _SIGNAL_COLUMNS, [record.signal for record in records]),
         ("s", _STATE_COLUMNS, states),
-        ("p", _PERFORMANCE_COLUMNS, [record.performance for record in records]),
         ("t", _TRADE_COLUMNS, [trade for record in records for trade in record.trades]),
     ):
         for name, kind in columns:
@@ -272,9 +327,15 @@ def _array_literal(values: list, kind: str) -> str:
     elif kind == "boolean":
         items = ["t" if value else "f" for value in values]
     elif kind == "float8":
-        items = [repr(value) if type(value) is float else repr(float(value)) for value in values]
+        try:  # the common case, all floats, at C speed
+            return "{" + ",".join(map(float.__repr__, values)) + "}"
+        except TypeError:
+            items = [repr(float(value)) for value in values]
     else:
-        items = ["NULL" if value is None else str(int(value)) for value in values]
+        try:  # all ints
+            return "{" + ",".join(map(int.__repr__, values)) + "}"
+        except TypeError:
+            items = ["NULL" if value is None else str(int(value)) for value in values]
     return "{" + ",".join(items) + "}"
 
 

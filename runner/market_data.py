@@ -113,6 +113,25 @@ class BarWindow:
         if self._end - self._start > self.size:
             self._start += 1
 
+    def extend(self, ts: np.ndarray, values: np.ndarray) -> None:
+        """Append bars given as arrays (``ts``, and ``values`` of shape ``(5, n)``: open, high,
+        low, close, volume), as :meth:`append` of each would."""
+        n = len(ts)
+        if n == 0:
+            return
+        keep = min(len(self), max(self.size - n, 0))
+        take = min(n, self.size)
+        if self._end + take > len(self._ts):
+            old = slice(self._end - keep, self._end)
+            self._ts[:keep] = self._ts[old]
+            self._values[:, :keep] = self._values[:, old]
+            self._start, self._end = 0, keep
+        new = slice(self._end, self._end + take)
+        self._ts[new] = ts[n - take :]
+        self._values[:, new] = values[:, n - take :]
+        self._end += take
+        self._start = max(self._start, self._end - self.size)
+
     def arrays(self) -> tuple[np.ndarray, ...]:
         """``(ts, open, high, low, close, volume)`` views of the window."""
         window = slice(self._start, self._end)

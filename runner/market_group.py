@@ -11,7 +11,11 @@ stored bar left to process:
    decision on its history window, fill with ``step`` from its state) and takes the new state at once,
    so that its next bar continues from it; the bar's records wait in the group's **batch**. A
    member whose strategy raises leaves the group with its error once the batch is committed
-   (its bars before the failing one included); the others go on;
+   (its bars before the failing one included); the others go on. In a replay
+   (``follow=False``) a round prepares a **block** of each member's pending bars instead, up
+   to the rounds left in the batch, with one strategy evaluation
+   (:meth:`runner.bot.Bot.prepare_block`, :mod:`runner.block`): the same records as that
+   many single rounds;
 3. the batch is committed in ONE transaction (:func:`runner.ledger.write_bars`: each bot's
    signals, fills, equity snapshots and final state, all or nothing per bot, exactly once per
    (bot, bar) by a compare-and-set on the bot's stored cursor) when it holds ``batch_bars``
@@ -44,10 +48,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from itertools import islice
 
 from sqlalchemy import Connection
 
-from runner.bot import Bot, PreparedBar
+from runner.block import PreparedBlock
+from runner.bot import RELOAD, Bot, PreparedBar
 from runner.ledger import write_bars
 from runner.market_data import MarketFeed, bars_after
 
@@ -144,7 +150,7 @@ class MarketGroup:
         """``time.monotonic()`` of the latest ``market:`` message (set by the runner)."""
         self.members: list[Member] = []
         self._joining: deque[Member] = deque()
-        self._batch: list[tuple[Member, PreparedBar]] = []
+        self._batch: list[tuple[Member, PreparedBar | PreparedBlock]] = []
         self._rounds = 0
         self._batch_started = 0.0
         self._writer = writer
@@ -193,7 +199,10 @@ class MarketGroup:
                         for member in list(self.members):
                             self._leave(member, None)
                     return
-                self._round(connection, batch)
+                if self.follow:
+                    self._round(connection, batch)
+                else:
+                    self._round_blocks(connection, batch)
                 if self._due(batch):
                     # a full batch while catching up goes to the writer; a live bar is answered now
                     self._commit(connection, wait=self.follow and any(not m.pending for m in batch))
@@ -252,6 +261,37 @@ class MarketGroup:
             member.bot.adopt(prepared)  # its next bar continues from here; undone unless committed
             self._batch.append((member, prepared))
         self._rounds += 1
+
+    def _round_blocks(self, connection: Connection, batch: list[Member]) -> None:
+        """Replay: prepare a block of bars of every member of ``batch`` (up to the rounds left
+        in the batch) with one strategy evaluation each (:meth:`runner.bot.Bot.prepare_block`).
+
+        What the block gives is what as many :meth:`_round` would, member by member: the same
+        records, a failing strategy leaving after its bars before the failing one are
+        committed, a bot past a bar reloading.
+        """
+        if not self._batch:
+            self._batch_started = time.monotonic()
+        room = max(self.batch_bars - self._rounds, 1)
+        advanced = 0
+        for member in batch:
+            if not member.pending:  # it left, or reloaded, during this round
+                continue
+            rows = list(islice(member.pending, room))
+            prepared, stop = member.bot.prepare_block(rows, member.pending)
+            done = sum(part.bars for part in prepared)
+            for _ in range(done):
+                member.pending.popleft()
+            self._batch.extend((member, part) for part in prepared)
+            advanced = max(advanced, done)
+            if stop is RELOAD:  # the state is past a bar: the database wins
+                self._commit(connection)
+                self._reload(connection, member)
+            elif stop is not None:
+                member.pending.popleft()  # the failing bar
+                self._commit(connection)  # its bars before this one are kept
+                self._leave(member, stop)
+        self._rounds += max(advanced, 1)
 
     def _due(self, batch: list[Member]) -> bool:
         """Whether the batch should be committed now (see the module docstring, step 3)."""
@@ -317,10 +357,10 @@ class MarketGroup:
             bot_id = prepared.record.bot_id
             if bot_id in written:
                 messages.extend(member.bot.messages(prepared))
-                counts[bot_id] = counts.get(bot_id, 0) + 1
+                counts[bot_id] = counts.get(bot_id, 0) + prepared.bars
                 fills += len(prepared.record.trades)
             else:  # its cursor had moved (a retry, another runner): the database wins
-                member.bot.bars_processed -= 1
+                member.bot.bars_processed -= prepared.bars
                 refused[bot_id] = member
         if messages:
             self.publish_many(messages)
@@ -370,5 +410,5 @@ class MarketGroup:
 
 def _drop(batch: list[tuple[Member, PreparedBar]]) -> None:
     """Undo the provisional count of ``batch``'s bars (they were not committed)."""
-    for member, _ in batch:
-        member.bot.bars_processed -= 1
+    for member, prepared in batch:
+        member.bot.bars_processed -= prepared.bars

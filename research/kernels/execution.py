@@ -460,3 +460,72 @@ def step_nb(state, config, ts, open_price, high, low, close, target, fills):
         0,
     )
     return n_fills, st[:]
+
+
+def step_span(
+    state: State,
+    config: Config,
+    ts: np.ndarray,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    target: np.ndarray,
+    states: np.ndarray,
+    statuses: np.ndarray,
+    fills: np.ndarray,
+) -> tuple[int, int]:
+    """:func:`step` on each bar of a span in turn, keeping every bar's state and fills: the
+    runner's replay entry point (bar ``i`` gets exactly what ``step`` would give it, from the
+    state ``step`` left after bar ``i - 1``).
+
+    Parameters
+    ----------
+    state, config
+        As for :func:`step`: the account before ``ts[0]``.
+    ts, open_, high, low, close, target : ndarray, shape (n,)
+        The bars and the strategy's target decided at each bar's close.
+    states : ndarray of float64, shape (n, len(State._fields))
+        Output: row ``i`` is the state after bar ``i`` (the state before it when the bar was
+        rejected, as :func:`step` leaves it).
+    statuses : ndarray of int64, shape (n,)
+        Output: what :func:`step` returned for bar ``i``: its number of fills, or
+        ``STATUS_BAD_BAR``.
+    fills : ndarray of FILL_DTYPE, at least ``MAX_FILLS_PER_BAR * n`` long
+        Output: the span's fills in bar order (bar ``i``'s are the ``statuses[i]`` records after
+        those of the bars before it).
+
+    Returns
+    -------
+    processed : int
+        Bars processed: ``n``, or the index of the first bar whose close time is not after the
+        state's last one (``STATUS_OUT_OF_ORDER``: that bar and the later ones are untouched).
+    n_fills : int
+        Fill records written.
+    """
+    return step_span_nb(
+        tuple(state), tuple(config), ts, open_, high, low, close, target, states, statuses, fills
+    )
+
+
+@njit(**_KERNEL)
+def step_span_nb(state, config, ts, open_, high, low, close, target, states, statuses, fills):
+    """:func:`step_span` on plain tuples (see :func:`step_nb`)."""
+    st = State(*state)
+    cfg = Config(*config)
+    k = 0
+    for i in range(len(ts)):
+        end, st = advance_nb(
+            st, cfg, True, True, ts[i], open_[i], high[i], low[i], close[i], target[i], fills, k
+        )
+        if end == STATUS_OUT_OF_ORDER:
+            return i, k
+        if end < 0:
+            statuses[i] = end
+        else:
+            statuses[i] = end - k
+            k = end
+        values = st[:]
+        for j in range(len(values)):
+            states[i, j] = values[j]
+    return len(ts), k

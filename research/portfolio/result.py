@@ -24,6 +24,19 @@ from research.metrics import bars_context, gaps_held_by_position, stats_of_run
 from research.panel import Panel, forward_fill
 from research.result import STATUS_NAMES, trades_frame, utc_index
 
+#: How each column of :attr:`PortfolioResult.markets` reads (kinds of
+#: :func:`research.formatting.format_value`), for ``format_frame(result.markets, kinds=...)``.
+MARKET_KINDS = {
+    "contribution": "money",
+    "contribution_pct": "return",
+    "trades": "count",
+    "win_rate": "percent",
+    "fees": "money",
+    "exposure": "percent",
+    "mean_weight": "percent",
+    "coverage": "percent",
+}
+
 
 @dataclass(eq=False)
 class PortfolioResult:

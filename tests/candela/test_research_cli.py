@@ -12,7 +12,7 @@ import pytest
 
 from candela.cli import main
 from candela.cli.commands import CommandError
-from candela.cli.commands.research import parse_assignments, parse_grid
+from candela.cli.commands.parsing import parse_assignments, parse_grid
 from research.backtesting import backtest
 from research.data import load_bars, resample
 from research.types import Costs

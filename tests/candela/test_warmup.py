@@ -14,8 +14,10 @@ import pytest
 
 from candela.cli.commands.warmup import compile_notice, synthetic_bars, warmup_steps
 
-# A fresh process that runs what a user runs first (on bars as research.load_bars gives them)
-# and reports how many kernel signatures it had to compile instead of loading from the cache.
+# A fresh process that runs what a user runs first (on bars as research.load_bars gives them):
+# every strategy's default backtest, then every combination of stops and risk limits, a start
+# date, and the runner's step; it reports, per kernel, how many signatures it had to compile
+# instead of loading them from the cache, and how many it loaded.
 FIRST_RUN = r"""
 import gc, json, sys
 import research
@@ -26,21 +28,25 @@ from strategies.registry import all_specs
 
 bars = research.load_bars(sys.argv[1], "binance", "BTC/USDT", "1h")
 for spec in all_specs().values():
+    result = research.backtest(spec, bars)  # the default: the strategy's stops, no limits
+    result.stats, result.trades, result.fills, result.position, result.cash, result.equity
     for stops in (Stops(), Stops(stop_loss=0.03, trailing_stop=0.05)):
-        result = research.backtest(spec, bars, None, Costs(0.001, 2.0), stops=stops,
-                                   risk=RiskLimits(max_drawdown=0.6))
-        result.trades, result.fills, result.position
+        for risk in (RiskLimits(), RiskLimits(max_drawdown=0.6)):
+            result = research.backtest(spec, bars, None, Costs(0.001, 2.0), stops=stops,
+                                       risk=risk)
+            result.trades, result.fills, result.position
+    research.backtest(spec, bars, start=len(bars) // 2).trades  # a bar index
 config = make_config(Costs(0.001), Stops(), RiskLimits())
 step(new_state(1000.0), config, int(bars.ts[0]), 1.0, 1.0, 1.0, 1.0, 1.0, new_fills(3))
 
 from numba.core.dispatcher import Dispatcher
-misses = {}
+misses, hits = {}, {}
 for item in gc.get_objects():
     if isinstance(item, Dispatcher) and item.py_func.__module__.split(".")[0] == "research":
-        count = sum(item.stats.cache_misses.values())
-        if count:
-            misses[item.py_func.__qualname__] = count
-print(json.dumps(misses))
+        for counts, table in ((item.stats.cache_misses, misses), (item.stats.cache_hits, hits)):
+            if sum(counts.values()):
+                table[item.py_func.__qualname__] = sum(counts.values())
+print(json.dumps({"misses": misses, "hits": hits}))
 """
 
 
@@ -97,7 +103,20 @@ def test_after_warmup_a_first_run_compiles_nothing(tmp_path, repo_root):
         cwd=repo_root,
     )
     assert first.returncode == 0, first.stderr[-2000:]
-    assert json.loads(first.stdout.strip().splitlines()[-1]) == {}  # everything came from the cache
+    report = json.loads(first.stdout.strip().splitlines()[-1])
+    assert report["misses"] == {}  # nothing was compiled: everything came from the cache ...
+    # ... and that includes the loop in each of its four variants (stops on/off x limits on/off),
+    # the statistics, the trade tables, the moving averages and the runner's step
+    assert report["hits"]["simulate_span_nb"] == 4
+    assert {
+        "equity_stats_nb",
+        "gaps_nb",
+        "closed_trade_arrays_nb",
+        "round_trips_nb",
+        "account_from_fills_nb",
+        "fixed_point_sums_nb",
+        "step_nb",
+    } <= set(report["hits"])
 
     again = subprocess.run(
         [sys.executable, "-m", "candela.cli", "warmup", "--quiet"],

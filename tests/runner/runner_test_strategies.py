@@ -3,8 +3,10 @@
 They run the shipped ``sma_cross`` so that, when they do not raise, they trade exactly like it.
 
 * ``broken`` raises whenever the window ends at or after bar ``fail_at_ts`` (every retry fails).
-* ``flaky`` raises the first ``failures`` times it sees the bar ``fail_at_ts``, then works
-  (a process-wide counter: use it in-process only).
+* ``flaky`` fails at bar ``fail_at_ts`` the first ``failures`` times it decides that bar, then
+  works (a process-wide counter: use it in-process only). Until then a window that holds the
+  bar and ends after it (a replay's block of bars, see :mod:`runner.block`) raises too, without
+  counting: the bar fails as long as it has failures left, whichever path decides it.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ def broken(bars, fast: int = 10, slow: int = 50, fail_at_ts: int = 0, failures: 
 
 @strategy(long_only=True, constraints=["1 <= fast < slow"])
 def flaky(bars, fast: int = 10, slow: int = 50, fail_at_ts: int = 0, failures: int = 1_000_000):
-    """sma_cross, raising the first ``failures`` times it sees bar ``fail_at_ts``."""
-    if len(bars) and bars.ts[-1] == fail_at_ts:
-        key = ("flaky", fail_at_ts)
-        _seen[key] = _seen.get(key, 0) + 1
-        if _seen[key] <= failures:
-            raise RuntimeError(f"deliberate transient failure #{_seen[key]} at bar {fail_at_ts}")
+    """sma_cross, failing at bar ``fail_at_ts`` the first ``failures`` times it decides it."""
+    key = ("flaky", fail_at_ts)
+    if len(bars) and fail_at_ts in bars.ts and _seen.get(key, 0) < failures:
+        if bars.ts[-1] == fail_at_ts:
+            _seen[key] = _seen.get(key, 0) + 1
+        raise RuntimeError(f"deliberate transient failure at bar {fail_at_ts}")
     return _SMA.function(bars, fast, slow)
 
 

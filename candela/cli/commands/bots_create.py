@@ -1,5 +1,6 @@
 """``candela bots create ID --strategy REF --exchange E --symbol S --timeframe T ...``: promote a
-strategy to a paper-trading bot.
+strategy to a paper-trading bot (``--portfolio REF --symbols A,B,...`` instead: a portfolio bot,
+:mod:`candela.cli.commands.bots_create_book`).
 
 Nothing is written unless every step passes:
 
@@ -20,6 +21,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,11 +46,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     create.add_argument(
         "--strategy",
-        required=True,
+        default=None,
         help="a strategy name (see 'candela strategies list') or module:ATTRIBUTE",
     )
+    create.add_argument(
+        "--portfolio",
+        default=None,
+        metavar="REF",
+        help="a portfolio strategy instead (e.g. momentum_rotation), traded as one book over "
+        "--symbols",
+    )
     create.add_argument("--exchange", required=True, help="exchange id, e.g. binance")
-    create.add_argument("--symbol", required=True, help="unified symbol, e.g. BTC/USDT")
+    create.add_argument("--symbol", default=None, help="unified symbol, e.g. BTC/USDT")
+    create.add_argument(
+        "--symbols",
+        default=None,
+        metavar="A,B,...",
+        help="with --portfolio: the universe's markets, e.g. BTC/USDT,ETH/USDT",
+    )
     create.add_argument("--timeframe", required=True, help="bar timeframe, e.g. 1h")
     create.add_argument(
         "--param",
@@ -82,8 +97,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument(
         "--max-position",
         type=float,
-        default=1.0,
-        help="largest absolute target level (default: 1.0)",
+        default=None,
+        help="largest absolute target level (default: 1.0; one market only)",
+    )
+    create.add_argument(
+        "--max-weight",
+        type=float,
+        default=None,
+        help="with --portfolio: largest absolute weight of one market (default: 1.0)",
+    )
+    create.add_argument(
+        "--max-gross",
+        type=float,
+        default=None,
+        help="with --portfolio: largest sum of absolute weights (default: 1.0)",
+    )
+    create.add_argument(
+        "--min-notional",
+        type=float,
+        default=None,
+        help="with --portfolio: smallest order value in the quote currency (default: 0)",
     )
     create.add_argument(
         "--daily-loss-limit",
@@ -131,31 +164,55 @@ def _fraction_or_none(text: str) -> float | None:
 
 def _create(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
-    from candela.cli.commands.research import parse_assignments, resolve_strategy
+    from candela.cli.commands.parsing import parse_assignments, resolve_strategy
     from candela.core.paths import BOT_CONFIG_DIR
     from runner.config import BotConfigError, parse_bot_config
 
     if arguments.check_bars < 1:
         raise CommandError(f"--check-bars must be at least 1, got {arguments.check_bars}")
+    if arguments.portfolio is not None or arguments.symbols is not None:
+        from candela.cli.commands.bots_create_book import create_book
+
+        return create_book(arguments)
+    misplaced = [
+        f"--{name.replace('_', '-')}"
+        for name in ("max_weight", "max_gross", "min_notional")
+        if getattr(arguments, name) is not None
+    ]
+    if misplaced:
+        raise CommandError(
+            f"{', '.join(misplaced)} are for a portfolio bot (--portfolio): drop them"
+        )
+    missing = [f"--{name}" for name in ("strategy", "symbol") if getattr(arguments, name) is None]
+    if missing:
+        raise CommandError(
+            f"give {' and '.join(missing)} (or --portfolio REF --symbols A,B,... for a "
+            "portfolio bot)"
+        )
     spec = resolve_strategy(arguments.strategy)
     data = _config_data(arguments, spec, parse_assignments(arguments.param))
     with user_errors(BotConfigError):
         config = parse_bot_config(data, source=f"bot {arguments.bot_id!r}")
     folder = Path(arguments.bots) if arguments.bots else BOT_CONFIG_DIR
     path = folder / f"{config.bot_id}.json"
-    _check_new_id(config.bot_id, folder, path, arguments.database_url)
+    check_new_id(config.bot_id, folder, path, arguments.database_url)
     bars = _checked_bars(arguments, config)
     _run_checks(config, bars)
     data = config.to_dict()
     if config.start is not None:  # readable in the file; it reads back as the same ms
         data["start"] = datetime.fromtimestamp(config.start / 1000, tz=UTC).isoformat()
     write_config(path, data)
-    where = "" if arguments.bots is None else f" --bots {arguments.bots}"
-    print(f"bot {config.bot_id!r} written to {path}")
-    print(f"  run it (live bars):     candela run{where} --bot {config.bot_id}")
-    print(f"  replay stored bars:     candela run{where} --replay --bot {config.bot_id}")
-    print(f"  its backtest:           candela backtest --bot {path}")
+    print_next_steps(arguments, config.bot_id, path)
     return 0
+
+
+def print_next_steps(arguments: argparse.Namespace, bot_id: str, path: Path) -> None:
+    """Say where the config went and the commands that run, replay and backtest the bot."""
+    where = "" if arguments.bots is None else f" --bots {arguments.bots}"
+    print(f"bot {bot_id!r} written to {path}")
+    print(f"  run it (live bars):     candela run{where} --bot {bot_id}")
+    print(f"  replay stored bars:     candela run{where} --replay --bot {bot_id}")
+    print(f"  its backtest:           candela backtest --bot {path}")
 
 
 def _config_data(arguments: argparse.Namespace, spec, params: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +228,7 @@ def _config_data(arguments: argparse.Namespace, spec, params: dict[str, Any]) ->
         "initial_cash": arguments.cash,
         "costs": {"fee_rate": arguments.fee, "slippage_bps": arguments.slippage_bps},
         "risk": {
-            "max_position": arguments.max_position,
+            "max_position": 1.0 if arguments.max_position is None else arguments.max_position,
             "daily_loss_limit": arguments.daily_loss_limit,
             "max_drawdown": arguments.max_drawdown,
         },
@@ -186,12 +243,17 @@ def _config_data(arguments: argparse.Namespace, spec, params: dict[str, Any]) ->
             **given,
         }
     if arguments.start is not None:
-        text = arguments.start.strip()
-        data["start"] = int(text) if text.lstrip("-").isdigit() else text
+        data["start"] = start_value(arguments.start)
     return data
 
 
-def _check_new_id(bot_id: str, folder: Path, path: Path, database_url: str | None) -> None:
+def start_value(text: str) -> int | str:
+    """``--start`` as a config value: ms as an int, else the text (parsed by the config)."""
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def check_new_id(bot_id: str, folder: Path, path: Path, database_url: str | None) -> None:
     """Refuse an id that a config file of ``folder`` or the database's records already use."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.core.db import connect
@@ -227,7 +289,7 @@ def _checked_bars(arguments: argparse.Namespace, config):
     """The most recent stored bars of the bot's market for the checks; refuse too few."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.cli import strategy_model as model
-    from candela.cli.commands.research import format_params
+    from candela.cli.commands.parsing import format_params
     from candela.core.db import connect
     from research.data import load_bars
 
@@ -254,22 +316,29 @@ def _run_checks(config, bars) -> None:
     """Run both checks, print their reports; refuse (nothing written) if one fails."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.cli import strategy_model as model
-    from candela.cli.commands.research import format_params
+    from candela.cli.commands.parsing import format_params
 
     spec, params = config.spec, config.spec.make_params(config.params)
-    print(
+    report_checks(
+        config.bot_id,
         f"checking {spec.name} {format_params(params)} on the last {len(bars)} stored bars of "
-        f"{' '.join(config.market)}:"
+        f"{' '.join(config.market)}:",
+        (check(spec, bars, params) for check in (model.lookahead_check, model.history_check)),
     )
+
+
+def report_checks(bot_id: str, heading: str, reports: Iterable[Any]) -> None:
+    """Print ``heading``, then each report as it is made (``reports`` may be lazy); refuse with
+    one line naming the failed checks (nothing written) if one is not ``ok``."""
+    print(heading)
     failed = []
-    for check in (model.lookahead_check, model.history_check):
-        report = check(spec, bars, params)
+    for report in reports:
         print("  " + str(report).replace("\n", "\n  "))
         if not report.ok:
             failed.append(str(report).splitlines()[0])
     if failed:
         raise CommandError(
-            f"bot {config.bot_id!r} not created, nothing written: "
+            f"bot {bot_id!r} not created, nothing written: "
             + "; ".join(failed)
             + "; fix the strategy and create the bot again"
         )

@@ -1,7 +1,9 @@
 """``candela backtest``, ``candela sweep`` and ``candela report``: research from the shell.
 
-This is the one place that resolves strategy names (via :mod:`strategies.registry`), because
-research's upper layers receive strategies as arguments and never import them.
+Strategy names are resolved here, at the roof (:mod:`candela.cli.commands.parsing`), because
+research's upper layers receive strategies as arguments and never import them. A portfolio
+backtest (``--symbols`` or a portfolio bot's ``--bot``) is :mod:`candela.cli.commands.book_backtest`;
+the files it writes are :mod:`candela.cli.commands.exports`.
 
 Examples::
 
@@ -21,6 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from candela.cli.commands import CommandError, user_errors
+from candela.cli.commands.exports import export_csv, export_json, write_atomically
+from candela.cli.commands.parsing import (
+    format_params,
+    make_params,
+    parse_assignments,
+    parse_grid,
+    resolve_strategy,
+    time_text,
+    to_ms,
+)
 
 SUMMARY_STATS = (
     "total_return",
@@ -51,6 +63,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "parameters, market, costs, stops, risk limits, cash and start",
     )
     _market_arguments(backtest, required=False)
+    backtest.add_argument(
+        "--symbols",
+        default=None,
+        metavar="A,B,...",
+        help="backtest a portfolio strategy over these markets as one book (instead of "
+        "--symbol), e.g. --strategy momentum_rotation --symbols BTC/USDT,ETH/USDT",
+    )
     _run_arguments(backtest)
     backtest.add_argument(
         "--param",
@@ -271,10 +290,14 @@ class _Backtest:
 def _backtest(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.cli import strategy_model as model
+    from candela.cli.commands.book_backtest import backtest_book, wants_book
     from candela.cli.commands.warmup import compile_notice
     from research.formatting import stats_text, trades_table
 
-    run = _bot_backtest(arguments) if arguments.bot else _command_line_backtest(arguments)
+    config = _bot_config(arguments) if arguments.bot else None
+    if wants_book(arguments, config):
+        return backtest_book(arguments, config)
+    run = _bot_backtest(arguments, config) if config else _command_line_backtest(arguments)
     # the strategy's history window before the start is loaded too: history only, not traded
     history = model.history_window(run.spec, run.params) if run.start_ms is not None else 0
     bars = _load_bars(
@@ -287,7 +310,7 @@ def _backtest(arguments: argparse.Namespace) -> int:
     )
     if run.start_ms is not None and bars.ts[-1] < run.start_ms:
         raise CommandError(
-            f"no stored bar closes at or after the start {_time(run.start_ms)}: "
+            f"no stored bar closes at or after the start {time_text(run.start_ms)}: "
             "import more bars or pick an earlier start"
         )
     model.lookback(run.spec, run.params)  # the strategy's code runs: its errors keep a traceback
@@ -322,16 +345,22 @@ def _backtest(arguments: argparse.Namespace) -> int:
         table = trades_table(trades.tail(arguments.trades), scale=result.initial_cash)
         print(table.to_string(index=False))
     if arguments.csv:
-        for path in _export_csv(result, Path(arguments.csv)):
+        for path in export_csv(result, Path(arguments.csv)):
             print(f"\nwritten: {path}", end="")
         print()
     if arguments.json:
-        path = _export_json(result, run, arguments.resample, Path(arguments.json))
+        exchange, symbol, timeframe = run.market
+        market = {
+            "exchange": exchange,
+            "symbol": symbol,
+            "timeframe": arguments.resample or timeframe,
+        }
+        path = export_json(result, Path(arguments.json), market=market, costs=run.costs)
         print(f"\nrun written to {path}")
     if arguments.html:
         path = Path(arguments.html)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(
+        write_atomically(
             path, lambda temporary: result.plot().write_html(temporary, include_plotlyjs=True)
         )
         print(f"\nchart written to {path}")
@@ -347,6 +376,11 @@ def _command_line_backtest(arguments: argparse.Namespace) -> _Backtest:
         for name in ("strategy", "exchange", "symbol", "timeframe")
         if getattr(arguments, name) is None
     ]
+    if arguments.strategy in _portfolio_names():
+        raise CommandError(
+            f"{arguments.strategy} is a portfolio strategy: give its markets with "
+            "--symbols A,B,... (and --exchange, --timeframe) instead of --symbol"
+        )
     if missing:
         raise CommandError(f"give {' '.join(missing)} (or --bot FILE to backtest a bot's config)")
     spec = resolve_strategy(arguments.strategy)
@@ -361,18 +395,22 @@ def _command_line_backtest(arguments: argparse.Namespace) -> _Backtest:
         None,
         RiskLimits(),
         cash,
-        _to_ms(arguments.start),
-        _to_ms(arguments.end),
+        to_ms(arguments.start),
+        to_ms(arguments.end),
     )
 
 
-def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
-    """The backtest of the bot config ``--bot``: its strategy, parameters, market, costs, stops,
-    risk limits, cash, and its start (the config's, else its first recorded decision, else the
-    first stored bar; ``--start`` overrides)."""
+def _portfolio_names() -> list[str]:
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from strategies.portfolio_registry import portfolio_names
+
+    return portfolio_names()
+
+
+def _bot_config(arguments: argparse.Namespace):
+    """The bot config of ``--bot`` (one market or a portfolio), refusing the options it sets."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from runner.config import BotConfigError, load_bot_config
-    from runner.portfolio_config import PortfolioBotConfig
 
     given = [
         option
@@ -380,6 +418,7 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
             ("--strategy", arguments.strategy),
             ("--exchange", arguments.exchange),
             ("--symbol", arguments.symbol),
+            ("--symbols", arguments.symbols),
             ("--timeframe", arguments.timeframe),
             ("--param", arguments.param or None),
             ("--fee", arguments.fee),
@@ -395,19 +434,19 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
             f"limits and cash from {arguments.bot}: drop {', '.join(given)}"
         )
     with user_errors(BotConfigError, FileNotFoundError, IsADirectoryError):
-        config = load_bot_config(arguments.bot)
-    if isinstance(config, PortfolioBotConfig):
-        raise CommandError(
-            f"{arguments.bot} is a portfolio bot: backtest it in research with "
-            "research.backtest(spec, research.load_universe(...), ...) (see "
-            "notebooks/04_portfolio.ipynb)"
-        )
+        return load_bot_config(arguments.bot)
+
+
+def _bot_backtest(arguments: argparse.Namespace, config) -> _Backtest:
+    """The backtest of the single-market bot ``config`` (``--bot``): its strategy, parameters,
+    market, costs, stops, risk limits, cash, and its start (the config's, else its first
+    recorded decision, else the first stored bar; ``--start`` overrides)."""
     params = make_params(config.spec, config.params)
-    start, origin = _to_ms(arguments.start), "--start"
+    start, origin = to_ms(arguments.start), "--start"
     if start is None and config.start is not None:
         start, origin = config.start, "the config's start"
     if start is None:
-        start = _first_decision(arguments.database_url, config)
+        start = first_decision(arguments.database_url, config)
         origin = "the bot's first recorded decision"
     if start is None:
         origin = "the first stored bar"
@@ -415,7 +454,7 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
         f"bot {config.bot_id} (version {config.version}): {config.spec.name} "
         f"{format_params(params)}"
     )
-    note = f"; trading from {_time(start) if start is not None else 'the first bar'} ({origin})"
+    note = f"; trading from {time_text(start) if start is not None else 'the first bar'} ({origin})"
     return _Backtest(
         title,
         config.spec,
@@ -426,12 +465,12 @@ def _bot_backtest(arguments: argparse.Namespace) -> _Backtest:
         config.risk,
         config.initial_cash,
         start,
-        _to_ms(arguments.end),
+        to_ms(arguments.end),
         note,
     )
 
 
-def _first_decision(database_url: str | None, config) -> int | None:
+def first_decision(database_url: str | None, config) -> int | None:
     """Close time of the first decision the bot recorded under this very config, if any."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from sqlalchemy import func, select
@@ -494,8 +533,8 @@ def _sweep(arguments: argparse.Namespace) -> int:
     bars = _load_bars(
         arguments.database_url,
         market,
-        _to_ms(arguments.start),
-        _to_ms(arguments.end),
+        to_ms(arguments.start),
+        to_ms(arguments.end),
         arguments.resample,
     )
     _check_sweep(spec, bars, grid, arguments)
@@ -552,7 +591,7 @@ def _sweep(arguments: argparse.Namespace) -> int:
     if arguments.csv:
         path = Path(arguments.csv)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, lambda temporary: result.frame.to_csv(temporary, index=False))
+        write_atomically(path, lambda temporary: result.frame.to_csv(temporary, index=False))
         print(f"\nall rows written to {path}")
     return 0
 
@@ -625,8 +664,8 @@ def _report(arguments: argparse.Namespace) -> int:
     bars = _load_bars(
         arguments.database_url,
         market,
-        _to_ms(arguments.start),
-        _to_ms(arguments.end),
+        to_ms(arguments.start),
+        to_ms(arguments.end),
         arguments.resample,
     )
     spec.lookback(params)  # the strategy's code runs: its errors keep their traceback
@@ -671,172 +710,7 @@ def format_stats(stats) -> str:
     return stats_text(stats)
 
 
-# --------------------------------------------------------------------------- exports
-
-
-def _write_atomically(path: Path, write) -> None:
-    """Call ``write(temporary path)`` next to ``path``, then rename it to ``path``: a failed
-    write leaves nothing behind."""
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        write(temporary)
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _export_csv(result, folder: Path) -> list[Path]:
-    """Write ``stats.csv``, ``trades.csv``, ``fills.csv`` and ``equity.csv`` into ``folder``."""
-    import pandas as pd
-
-    folder.mkdir(parents=True, exist_ok=True)
-    stats = result.stats.rename_axis("stat").rename("value").to_frame()
-    equity = pd.DataFrame(
-        {"equity": result.equity, "cash": result.cash, "position": result.position}
-    )
-    tables = {
-        "stats.csv": (stats, True),
-        "trades.csv": (_machine_table(result.trades), False),
-        "fills.csv": (_machine_table(result.fills), False),
-        "equity.csv": (_machine_table(equity.reset_index()), False),
-    }
-    written = []
-    for name, (table, index) in tables.items():
-        path = folder / name
-        _write_atomically(path, lambda temporary, t=table, i=index: t.to_csv(temporary, index=i))
-        written.append(path)
-    return written
-
-
-def _machine_table(frame):
-    """``frame`` for files: times as ISO 8601 UTC text, durations as ``<name>_ms`` integers."""
-    import pandas as pd
-
-    out = frame.copy()
-    for name in list(out.columns):
-        column = out[name]
-        if isinstance(column.dtype, pd.DatetimeTZDtype):
-            out[name] = column.map(lambda t: t.isoformat() if pd.notna(t) else None)
-        elif pd.api.types.is_timedelta64_dtype(column):
-            out[name] = (column / pd.Timedelta(milliseconds=1)).astype("Int64")
-            out = out.rename(columns={name: f"{name}_ms"})
-    return out
-
-
-def _export_json(result, run: _Backtest, resample: str | None, path: Path) -> Path:
-    """Write the run (strategy, parameters, market, costs), its stats and its trades as JSON:
-    fractions and ms as in ``research.metrics``; ``nan`` is ``null``, infinities are the
-    strings ``"inf"`` and ``"-inf"``."""
-    import json
-
-    def plain(value):
-        if isinstance(value, float) and not math.isfinite(value):
-            return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-        if hasattr(value, "item"):  # numpy scalars
-            return plain(value.item())
-        return value
-
-    trades = _machine_table(result.trades)
-    document = {
-        "strategy": result.spec_name,
-        "params": {key: plain(value) for key, value in result.params._asdict().items()},
-        "market": {
-            "exchange": run.market[0],
-            "symbol": run.market[1],
-            "timeframe": resample or run.market[2],
-        },
-        "costs": {"fee_rate": run.costs.fee_rate, "slippage_bps": run.costs.slippage_bps},
-        "initial_cash": result.initial_cash,
-        "stats": {name: plain(value) for name, value in result.stats.items()},
-        "trades": [
-            {key: plain(value) if value is not None else None for key, value in row.items()}
-            for row in trades.astype(object).where(trades.notna(), None).to_dict(orient="records")
-        ],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(
-        path,
-        lambda temporary: temporary.write_text(
-            json.dumps(document, indent=1, allow_nan=False), encoding="utf-8"
-        ),
-    )
-    return path
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def resolve_strategy(reference: str):
-    """Return the :class:`~research.types.StrategySpec` that ``reference`` names (a registry
-    or user strategy name, or ``module:ATTRIBUTE``; see :mod:`runner.strategy_source`)."""
-    # imported when the command runs, not at start-up: keeps `candela --help` light
-    from runner.strategy_source import StrategyReferenceError
-    from runner.strategy_source import resolve_strategy as resolve
-
-    with user_errors(StrategyReferenceError):
-        return resolve(reference)
-
-
-def make_params(spec, values: Any):
-    """``spec.make_params(values)``; its ``ValueError``/``TypeError`` become one-line errors."""
-    with user_errors(ValueError, TypeError):
-        return spec.make_params(values)
-
-
-def parse_value(text: str) -> Any:
-    """Parse ``text`` as int, float, bool (true/false) or, failing those, keep the string."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_assignments(items: list[str]) -> dict[str, Any]:
-    """Parse ``["fast=10", "slow=50"]`` into ``{"fast": 10, "slow": 50}``."""
-    values: dict[str, Any] = {}
-    for item in items:
-        name, separator, text = item.partition("=")
-        if not separator or not name.strip() or not text.strip():
-            raise CommandError(f"--param {item!r} is not NAME=VALUE, e.g. --param fast=10")
-        values[name.strip()] = parse_value(text)
-    return values
-
-
-def parse_grid(items: list[str]) -> dict[str, list[Any]]:
-    """Parse ``NAME=START:STOP:STEP`` (stop included) or ``NAME=V1,V2,...`` into value lists."""
-    grid: dict[str, list[Any]] = {}
-    for item in items:
-        name, separator, text = item.partition("=")
-        name = name.strip()
-        if not separator or not name or not text.strip():
-            raise CommandError(f"--grid {item!r} is not NAME=START:STOP:STEP or NAME=V1,V2,...")
-        if ":" in text:
-            grid[name] = _parse_range(item, text)
-        else:
-            grid[name] = [parse_value(part) for part in text.split(",") if part.strip()]
-    return grid
-
-
-def _parse_range(item: str, text: str) -> list[Any]:
-    parts = [parse_value(part) for part in text.split(":")]
-    if len(parts) == 2:
-        parts.append(1)
-    if len(parts) != 3 or not all(
-        isinstance(p, (int, float)) and not isinstance(p, bool) for p in parts
-    ):
-        raise CommandError(f"--grid {item!r}: the range must be START:STOP[:STEP] with numbers")
-    start, stop, step = parts
-    if step <= 0 or stop < start:
-        raise CommandError(f"--grid {item!r}: need START <= STOP and a positive STEP")
-    if all(isinstance(p, int) for p in parts):
-        return list(range(start, stop + 1, step))
-    count = int(math.floor((stop - start) / step + 1e-9)) + 1
-    return [round(start + i * step, 12) for i in range(count)]
+# --------------------------------------------------------------------------- loading
 
 
 def _load_bars(
@@ -882,31 +756,3 @@ def _market(market: tuple[str, str, str], resample: str | None) -> str:
     """``exchange symbol timeframe``, with the resampling if any."""
     text = " ".join(market)
     return text + (f" resampled to {resample}" if resample else "")
-
-
-def _to_ms(text: str | None) -> int | None:
-    if text is None:
-        return None
-    # imported when the command runs, not at start-up: keeps `candela --help` light
-    import pandas as pd
-
-    try:
-        stamp = pd.Timestamp(text)
-    except ValueError as exc:
-        raise CommandError(
-            f"cannot read time {text!r}: use an ISO date such as 2024-01-31 or 2024-01-31T12:00"
-        ) from exc
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(stamp.value // 1_000_000)
-
-
-def _time(ms: int) -> str:
-    # imported when the command runs, not at start-up: keeps `candela --help` light
-    import pandas as pd
-
-    return str(pd.Timestamp(int(ms), unit="ms", tz="UTC"))
-
-
-def format_params(params: Any) -> str:
-    """``(fast=10, slow=50)``."""
-    return "(" + ", ".join(f"{key}={value}" for key, value in params._asdict().items()) + ")"

@@ -75,7 +75,7 @@ def _list(arguments: argparse.Namespace) -> int:
 def _show(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.cli import strategy_model as model
-    from candela.cli.commands.research import make_params, parse_assignments
+    from candela.cli.commands.parsing import make_params, parse_assignments
     from runner.strategy_source import SHIPPED, StrategyReferenceError, find_strategy
 
     with user_errors(StrategyReferenceError):

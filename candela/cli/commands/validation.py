@@ -19,6 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from candela.cli.commands import CommandError, user_errors
+from candela.cli.commands.exports import write_atomically
+from candela.cli.commands.parsing import (
+    parse_assignments,
+    parse_grid,
+    parse_value,
+    resolve_strategy,
+    to_ms,
+)
 from candela.cli.commands.research import (
     SUMMARY_STATS,
     _load_bars,
@@ -26,12 +34,6 @@ from candela.cli.commands.research import (
     _market_arguments,
     _run_arguments,
     _run_settings,
-    _to_ms,
-    _write_atomically,
-    parse_assignments,
-    parse_grid,
-    parse_value,
-    resolve_strategy,
 )
 
 
@@ -197,8 +199,8 @@ def _common(arguments: argparse.Namespace):
     bars = _load_bars(
         arguments.database_url,
         market,
-        _to_ms(arguments.start),
-        _to_ms(arguments.end),
+        to_ms(arguments.start),
+        to_ms(arguments.end),
         arguments.resample,
     )
     return spec, bars, costs, cash, min_trades, market
@@ -315,7 +317,7 @@ def _walkforward(arguments: argparse.Namespace) -> int:
     if arguments.csv:
         path = Path(arguments.csv)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, lambda temporary: walk.windows.to_csv(temporary, index=False))
+        write_atomically(path, lambda temporary: walk.windows.to_csv(temporary, index=False))
         print(f"\nper-window table written to {path}")
     return 0
 
