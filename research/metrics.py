@@ -330,23 +330,50 @@ def stats_of_run(
     gaps crossed in one, and the bars' :func:`bars_context` (what the equity-only kernel and a
     sweep have); same results."""
     equity = np.ascontiguousarray(equity, dtype=np.float64)
-    pnls = np.asarray(trade_pnls, dtype=np.float64)
-    durations = np.asarray(trade_durations_ms, dtype=np.float64)
     n = len(equity)
     if n == 0:
         raise ValueError("compute_stats needs at least one bar of equity")
     if context.n_bars != n:
         raise ValueError("equity, position and ts must have the same length")
     initial_cash = float(initial_cash)
+    curve = equity_stats_nb(equity, context.ts, context.timeframe_ms, initial_cash)
+    return stats_of_curve(
+        float(equity[-1]),
+        curve,
+        exposed_bars,
+        gaps_held,
+        context,
+        trade_pnls,
+        trade_durations_ms,
+        initial_cash,
+        total_fees,
+    )
+
+
+def stats_of_curve(
+    final: float,
+    curve: tuple,
+    exposed_bars: int,
+    gaps_held: int,
+    context: BarsContext,
+    trade_pnls: np.ndarray,
+    trade_durations_ms: np.ndarray,
+    initial_cash: float,
+    total_fees: float = math.nan,
+) -> dict[str, float]:
+    """:func:`stats_of_run` given the final equity and ``curve``, what
+    :func:`research.kernels.stats.equity_stats_nb` returns for the equity (a sweep row's fused
+    kernel computes it without keeping the equity); same results."""
+    pnls = np.asarray(trade_pnls, dtype=np.float64)
+    durations = np.asarray(trade_durations_ms, dtype=np.float64)
+    n = context.n_bars
+    initial_cash = float(initial_cash)
     per_year = context.bars_per_year
     years = context.coverage["elapsed_ms"] / YEAR_MS
 
-    final = float(equity[-1])
     total_return = final / initial_cash - 1.0
     cagr = (final / initial_cash) ** (1.0 / years) - 1.0 if final > 0 else -1.0
-    mean, std, downside, max_drawdown, underwater = equity_stats_nb(
-        equity, context.ts, context.timeframe_ms, initial_cash
-    )
+    mean, std, downside, max_drawdown, underwater = curve
     volatility = std * math.sqrt(per_year)
     sharpe = mean / std * math.sqrt(per_year) if std > 0 else math.nan
     if downside > 0:

@@ -214,10 +214,13 @@ class StrategySpec:
 
     # ------------------------------------------------------------------ evaluation
 
-    def evaluate(self, bars: Bars, params: Any = None) -> Evaluation:
+    def evaluate(self, bars: Bars, params: Any = None, *, raw_target: bool = False) -> Evaluation:
         """Run the strategy on ``bars``: its masked target, its series and their panes.
 
-        ``params`` is a ``params`` instance, a mapping or ``None`` (defaults).
+        ``params`` is a ``params`` instance, a mapping or ``None`` (defaults). With
+        ``raw_target``, a boolean target is given as it is (a bool array, not masked: its
+        levels are ``nan`` before ``lookback``, else ``1.0`` / ``0.0``), which a sweep row
+        reads without converting it; any other target is the masked float64 levels as usual.
 
         Raises
         ------
@@ -254,8 +257,11 @@ class StrategySpec:
                 series[name] = values
                 names.append(str(name))
         lookback, history = self._numbers_of(params, target, series)
-        levels = np.array(target, dtype=np.float64)
-        levels[:lookback] = np.nan
+        if raw_target and target.dtype == np.bool_:
+            levels = target.view(np.ndarray)
+        else:
+            levels = np.array(target, dtype=np.float64)
+            levels[:lookback] = np.nan
         indicators = {
             name: values.view(np.ndarray)
             if values.dtype == np.float64

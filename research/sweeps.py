@@ -57,7 +57,7 @@ from research.strategy_model import ConstraintError, StrategySpec, UnknownHistor
 from research.types import Bars, Costs, RiskLimits, Stops
 
 DEFAULT_INITIAL_CASH = 10_000.0
-MAX_BATCH_SIZE = 64
+MAX_BATCH_SIZE = 100
 MEMMAP_MIN_BYTES = 1 << 20  # ship bars through a memory-mapped file from 1 MiB on
 PROCESS_BACKENDS = ("loky", "multiprocessing")
 # Indicator results (bars-long float64 arrays) a worker keeps while running a batch: enough for
@@ -238,7 +238,7 @@ def sweep(
     metric : str
         Stat to rank by (a column of the stats; default ``"sharpe"``).
     batch_size : int, optional
-        Parameter sets per joblib task (default: up to 64, at least four tasks per worker).
+        Parameter sets per joblib task (default: up to 100, at least four tasks per worker).
     progress : bool
         Show a ``tqdm.auto`` progress bar (terminal or notebook).
     oos_fraction : float, optional
@@ -490,8 +490,9 @@ def _batches(candidates, grid: Mapping[str, Sequence[Any]], size: int) -> list[l
     A worker computes each distinct indicator once per batch (:func:`~research.indicators.indicator_cache`), so the
     candidates are grouped in tiles of the grid (about ``size ** (1 / d)`` values of each of
     the ``d`` swept parameters) rather than in grid order, where a batch would pair one value
-    of the first parameter with every value of the others. The order of the rows of the result
-    does not depend on this.
+    of the first parameter with every value of the others; a batch holds the candidates of one
+    tile only (a tile that constraints thin out makes a smaller batch). The order of the rows
+    of the result does not depend on this.
     """
     indices = list(range(len(candidates)))
     swept = [name for name, values in grid.items() if len(values) > 1]
@@ -506,7 +507,15 @@ def _batches(candidates, grid: Mapping[str, Sequence[Any]], size: int) -> list[l
         except (KeyError, TypeError, AttributeError):  # unhashable or converted values
             coordinates = None
         if coordinates is not None:
-            indices.sort(key=lambda i: (tuple(c // side for c in coordinates[i]), coordinates[i]))
+            tile_of = {i: tuple(c // side for c in coordinates[i]) for i in indices}
+            indices.sort(key=lambda i: (tile_of[i], coordinates[i]))
+            # a batch never spans two tiles: a constraint such as fast < slow thins tiles out,
+            # and a batch across two would hold more indicators than the memo keeps
+            batches = []
+            for _, members in itertools.groupby(indices, key=tile_of.__getitem__):
+                members = list(members)
+                batches += [members[start : start + size] for start in range(0, len(members), size)]
+            return batches
     return [indices[start : start + size] for start in range(0, len(indices), size)]
 
 

@@ -124,57 +124,89 @@ def equity_stats_nb(equity, ts, timeframe_ms, initial_cash):
 
     A ``nan`` return (``0 / 0``) propagates to ``mean``, ``std`` and ``downside`` as in numpy;
     a ``nan`` equity makes ``max_drawdown`` ``nan``.
+
+    The work is :func:`stats_start_nb`, :func:`stats_block_nb` for each block of ``BLOCK``
+    bars, then :func:`stats_result_nb`: a caller that produces the equity block by block (the
+    sweep's fused row kernel) calls the same three and gets the same bits.
     """
     n = len(equity)
     returns = np.empty(BLOCK)
-    total = total_compensation = 0.0
-    shifted = shifted_compensation = 0.0
-    squares = squares_compensation = 0.0
-    downside = downside_compensation = 0.0
-    shift = equity[0] / initial_cash - 1.0  # the first return (see ``std``)
-    previous = initial_cash
-    peak = initial_cash
-    peak_ts = float(ts[0] - timeframe_ms)
-    trough = initial_cash  # lowest equity since the peak
-    max_drawdown = -math.inf
-    underwater = 0.0
+    acc = stats_start_nb(equity[0], ts[0], timeframe_ms, initial_cash)
     for start in range(0, n, BLOCK):
         block = equity[start : start + BLOCK]
         m = len(block)
-        _returns_nb(block, previous, returns)
-        previous = block[m - 1]
-        a, b, c, d = _block_sums_nb(returns[:m], shift)
-        total, total_compensation = _add_nb(total, total_compensation, a)
-        shifted, shifted_compensation = _add_nb(shifted, shifted_compensation, b)
-        squares, squares_compensation = _add_nb(squares, squares_compensation, c)
-        downside, downside_compensation = _add_nb(downside, downside_compensation, d)
-        # drawdown: for a fixed peak, 1 - v / peak is largest at the lowest v, so the division
-        # runs only at a new low; a block entirely under the peak is one minimum away
-        # (a nan or inf equity makes the block's sum of returns non-finite: bar by bar below)
-        if math.isfinite(a):
-            low, high = _block_range_nb(block)
-        else:
-            low, high = -math.inf, math.inf
-        if high < peak:
-            if ts[start + m - 1] - peak_ts > underwater:
-                underwater = ts[start + m - 1] - peak_ts
-            if low < trough:
-                trough = low
-                drawdown = 1.0 - low / peak
-                if drawdown > max_drawdown:
-                    max_drawdown = drawdown
-            continue
+        _returns_nb(block, acc[9], returns)
+        acc = stats_block_nb(acc, block, returns[:m], ts[start : start + m])
+    return stats_result_nb(acc, n)
+
+
+@njit(cache=True, error_model="numpy")
+def stats_start_nb(first_equity, first_ts, timeframe_ms, initial_cash):
+    """The accumulator of :func:`equity_stats_nb` before the first block: a tuple of the
+    compensated sums, the shift (the first return), the equity before the next block, and the
+    drawdown bookkeeping (peak, its close time, trough, maximum drawdown, time under water)."""
+    zero = 0.0
+    return (
+        zero,  # 0 total
+        zero,  # 1 its compensation
+        zero,  # 2 shifted
+        zero,  # 3
+        zero,  # 4 squares
+        zero,  # 5
+        zero,  # 6 downside
+        zero,  # 7
+        first_equity / initial_cash - 1.0,  # 8 shift: the first return (see ``std``)
+        float(initial_cash),  # 9 equity before the next block
+        float(initial_cash),  # 10 peak
+        float(first_ts - timeframe_ms),  # 11 peak time
+        float(initial_cash),  # 12 trough: lowest equity since the peak
+        -math.inf,  # 13 maximum drawdown
+        zero,  # 14 time under water
+    )
+
+
+@njit(cache=True, error_model="numpy")
+def stats_block_nb(acc, block, returns, ts):
+    """Fold one block of equity (at most ``BLOCK`` bars; every block but the last exactly
+    ``BLOCK``) into the accumulator of :func:`stats_start_nb`; ``returns`` are the block's
+    returns (:func:`_returns_nb` from ``acc[9]``), ``ts`` its close times."""
+    total, total_compensation, shifted, shifted_compensation = acc[0], acc[1], acc[2], acc[3]
+    squares, squares_compensation, downside, downside_compensation = acc[4], acc[5], acc[6], acc[7]
+    shift = acc[8]
+    peak, peak_ts, trough, max_drawdown, underwater = acc[10], acc[11], acc[12], acc[13], acc[14]
+    m = len(block)
+    a, b, c, d = _block_sums_nb(returns, shift)
+    total, total_compensation = _add_nb(total, total_compensation, a)
+    shifted, shifted_compensation = _add_nb(shifted, shifted_compensation, b)
+    squares, squares_compensation = _add_nb(squares, squares_compensation, c)
+    downside, downside_compensation = _add_nb(downside, downside_compensation, d)
+    # drawdown: for a fixed peak, 1 - v / peak is largest at the lowest v, so the division
+    # runs only at a new low; a block entirely under the peak is one minimum away
+    # (a nan or inf equity makes the block's sum of returns non-finite: bar by bar below)
+    if math.isfinite(a):
+        low, high = _block_range_nb(block)
+    else:
+        low, high = -math.inf, math.inf
+    if high < peak:
+        if ts[m - 1] - peak_ts > underwater:
+            underwater = ts[m - 1] - peak_ts
+        if low < trough:
+            trough = low
+            drawdown = 1.0 - low / peak
+            if drawdown > max_drawdown:
+                max_drawdown = drawdown
+    else:
         for j in range(m):
             v = block[j]
             if v >= peak:
                 peak = v
                 trough = v
-                peak_ts = float(ts[start + j])
+                peak_ts = float(ts[j])
                 if max_drawdown < 0.0:  # 1 - peak / peak
                     max_drawdown = 0.0
             else:
-                if ts[start + j] - peak_ts > underwater:
-                    underwater = ts[start + j] - peak_ts
+                if ts[j] - peak_ts > underwater:
+                    underwater = ts[j] - peak_ts
                 if v < trough:
                     trough = v
                     drawdown = 1.0 - v / peak
@@ -182,17 +214,40 @@ def equity_stats_nb(equity, ts, timeframe_ms, initial_cash):
                         max_drawdown = drawdown
                 elif v != v:
                     max_drawdown = v  # nan: stays (no comparison replaces it)
-    sum_returns = total + total_compensation
+    return (
+        total,
+        total_compensation,
+        shifted,
+        shifted_compensation,
+        squares,
+        squares_compensation,
+        downside,
+        downside_compensation,
+        shift,
+        block[m - 1],
+        peak,
+        peak_ts,
+        trough,
+        max_drawdown,
+        float(underwater),
+    )
+
+
+@njit(cache=True, error_model="numpy")
+def stats_result_nb(acc, n):
+    """``(mean, std, downside, max_drawdown, max_underwater_ms)`` of :func:`equity_stats_nb`
+    from the accumulator after all ``n`` bars."""
+    sum_returns = acc[0] + acc[1]
     mean = sum_returns / n
     std = math.nan
     if n > 1:
-        sum_shifted = shifted + shifted_compensation
-        variance = ((squares + squares_compensation) - sum_shifted * (sum_shifted / n)) / (n - 1)
+        sum_shifted = acc[2] + acc[3]
+        variance = ((acc[4] + acc[5]) - sum_shifted * (sum_shifted / n)) / (n - 1)
         if variance < 0.0:
             variance = 0.0
         std = math.sqrt(variance)
-    downside_deviation = math.sqrt((downside + downside_compensation) / n)
-    return mean, std, downside_deviation, max_drawdown, int(underwater)
+    downside_deviation = math.sqrt((acc[6] + acc[7]) / n)
+    return mean, std, downside_deviation, acc[13], int(acc[14])
 
 
 @njit(cache=True)

@@ -93,3 +93,27 @@ def closed_trade_arrays_nb(fills, timeframe_ms):
             durations[k] = trades[i].exit_ts - trades[i].entry_ts
             k += 1
     return pnls, durations
+
+
+@njit(cache=True, _nrt=False)
+def closed_trades_into_nb(fills, timeframe_ms, pnls, durations):
+    """:func:`closed_trade_arrays_nb` into the caller's arrays (each at least ``len(fills)``
+    long), without building the round-trip table: the same sums in the same order. Returns
+    the number of closed round trips written."""
+    n = 0
+    position = 0.0
+    pnl = 0.0
+    entry_ts = np.int64(0)
+    for j in range(len(fills)):
+        fill = fills[j]
+        ts = fill.bar_ts - timeframe_ms if fill.at_open else fill.bar_ts  # fill_times_nb
+        if position == 0.0:
+            entry_ts = ts
+            pnl = 0.0
+        pnl += fill.realized_pnl
+        position = fill.position_after
+        if position == 0.0:
+            pnls[n] = pnl
+            durations[n] = ts - entry_ts
+            n += 1
+    return n

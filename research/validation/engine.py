@@ -44,6 +44,7 @@ from research.sweeps import (
     _worker_count,
 )
 from research.types import Bars
+from research.validation.fused import FusedRows, fused_rows
 from research.validation.moments import N_MOMENTS, segment_moments_nb
 
 #: ``(index, outcome, moments array (segments, 6))`` of each parameter set of a batch; the
@@ -243,6 +244,12 @@ def run_batch(
     initial_cash = float(run_settings[3])
     traded = bars if split is None else bars[:split]
     out: BatchResult = []
+    if fused_rows(spec, run_settings):
+        with indicator_cache(max_bytes=BATCH_CACHE_ARRAYS * len(bars) * 8):
+            rows = FusedRows(spec, bars, run_settings, cuts, start, split)
+            for index, params in zip(indices, params_list, strict=True):
+                out.append((index, *rows.outcome(params)))
+        return out
     with indicator_cache(max_bytes=BATCH_CACHE_ARRAYS * len(bars) * 8):
         buffers = {"equity_buffer": np.empty(len(bars)), "fill_buffer": new_fills(BATCH_FILL_ROWS)}
         context = _context(traded[start:])
