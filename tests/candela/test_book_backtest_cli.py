@@ -9,10 +9,9 @@ import re
 
 import pandas as pd
 import pytest
+from sample_databases import sample_database
 
 from candela.cli import main
-from candela.core.db import connect, upgrade
-from data_pipeline.importer import import_candles
 from research.kernels.portfolio_records import BookLimits
 from research.portfolio.backtest import backtest_portfolio
 from research.portfolio.universe import load_universe
@@ -25,15 +24,7 @@ UNIVERSE = ["--exchange", "binance", "--timeframe", "1h", "--symbols", ",".join(
 
 @pytest.fixture(scope="module")
 def database(tmp_path_factory, sample_dir) -> str:
-    """The sample's Binance BTC, ETH and XRP (USDT) 1h bars."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('book') / 'book.db'}"
-    engine = connect(url, require_schema=False)
-    upgrade(engine)
-    for symbol in SYMBOLS:
-        name = f"binance_{symbol.replace('/', '-')}_1h.csv.gz"
-        import_candles(engine, sample_dir / "ohlcv" / name, "binance", symbol, "1h")
-    engine.dispose()
-    return url
+    return sample_database(tmp_path_factory.mktemp("book"), sample_dir, SYMBOLS)
 
 
 def run(database: str, *arguments: str) -> int:

@@ -8,10 +8,9 @@ import json
 import textwrap
 
 import pytest
+from sample_databases import sample_database
 
 from candela.cli import main
-from candela.core.db import connect, upgrade
-from data_pipeline.importer import import_candles
 from runner.config import load_bot_config
 from runner.portfolio_config import PortfolioBotConfig
 
@@ -21,14 +20,7 @@ UNIVERSE = ["--exchange", "binance", "--timeframe", "1h", "--symbols", ",".join(
 
 @pytest.fixture(scope="module")
 def database(tmp_path_factory, sample_dir) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('create_book') / 'book.db'}"
-    engine = connect(url, require_schema=False)
-    upgrade(engine)
-    for symbol in SYMBOLS:
-        name = f"binance_{symbol.replace('/', '-')}_1h.csv.gz"
-        import_candles(engine, sample_dir / "ohlcv" / name, "binance", symbol, "1h")
-    engine.dispose()
-    return url
+    return sample_database(tmp_path_factory.mktemp("create_book"), sample_dir, SYMBOLS)
 
 
 def create(database: str, bots, bot_id: str, *options: str) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from candela.cli.commands import CommandError, user_errors
@@ -61,6 +60,7 @@ def backtest_book(arguments: argparse.Namespace, config: Any = None) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     import pandas as pd
 
+    from candela.cli.commands.exports import write_exports
     from candela.cli.commands.warmup import compile_notice
     from research.formatting import format_frame, stats_text, trades_table
     from research.portfolio.backtest import backtest_portfolio
@@ -103,30 +103,10 @@ def backtest_book(arguments: argparse.Namespace, config: Any = None) -> int:
     if len(trades) and arguments.trades > 0:
         table = trades_table(trades.tail(arguments.trades), scale=run.initial_cash)
         print(table.to_string(index=False))
-    _export(arguments, result, run)
+    universe = {"exchange": run.exchange, "timeframe": run.timeframe, "symbols": run.symbols}
+    markets = {"markets.csv": (result.markets.reset_index(), False)}
+    write_exports(arguments, result, market=universe, costs=run.costs, extra=markets)
     return 0
-
-
-def _export(arguments: argparse.Namespace, result, run: BookRun) -> None:
-    # the single-market exports, each written atomically (nothing half-written on a failure)
-    from candela.cli.commands.exports import export_csv, export_json, write_atomically
-
-    if arguments.csv:
-        extra = {"markets.csv": (result.markets.reset_index(), False)}
-        for path in export_csv(result, Path(arguments.csv), extra=extra):
-            print(f"\nwritten: {path}", end="")
-        print()
-    if arguments.json:
-        universe = {"exchange": run.exchange, "timeframe": run.timeframe, "symbols": run.symbols}
-        path = export_json(result, Path(arguments.json), market=universe, costs=run.costs)
-        print(f"\nrun written to {path}")
-    if arguments.html:
-        path = Path(arguments.html)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(
-            path, lambda temporary: result.plot().write_html(temporary, include_plotlyjs=True)
-        )
-        print(f"\nchart written to {path}")
 
 
 def _command_line_run(arguments: argparse.Namespace) -> BookRun:

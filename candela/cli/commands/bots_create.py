@@ -165,8 +165,6 @@ def _fraction_or_none(text: str) -> float | None:
 def _create(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.cli.commands.parsing import parse_assignments, resolve_strategy
-    from candela.core.paths import BOT_CONFIG_DIR
-    from runner.config import BotConfigError, parse_bot_config
 
     if arguments.check_bars < 1:
         raise CommandError(f"--check-bars must be at least 1, got {arguments.check_bars}")
@@ -191,13 +189,25 @@ def _create(arguments: argparse.Namespace) -> int:
         )
     spec = resolve_strategy(arguments.strategy)
     data = _config_data(arguments, spec, parse_assignments(arguments.param))
+    return promote(
+        arguments, data, lambda config: _run_checks(config, _checked_bars(arguments, config))
+    )
+
+
+def promote(arguments: argparse.Namespace, data: dict[str, Any], check) -> int:
+    """Validate ``data`` as a bot config (one market's or a portfolio's), refuse an id in use,
+    run ``check(config)`` (it raises :class:`CommandError` to refuse), then write the config
+    file in one step and say how to run the bot. Returns the exit status."""
+    # imported when the command runs, not at start-up: keeps `candela --help` light
+    from candela.core.paths import BOT_CONFIG_DIR
+    from runner.config import BotConfigError, parse_bot_config
+
     with user_errors(BotConfigError):
         config = parse_bot_config(data, source=f"bot {arguments.bot_id!r}")
     folder = Path(arguments.bots) if arguments.bots else BOT_CONFIG_DIR
     path = folder / f"{config.bot_id}.json"
     check_new_id(config.bot_id, folder, path, arguments.database_url)
-    bars = _checked_bars(arguments, config)
-    _run_checks(config, bars)
+    check(config)
     data = config.to_dict()
     if config.start is not None:  # readable in the file; it reads back as the same ms
         data["start"] = datetime.fromtimestamp(config.start / 1000, tz=UTC).isoformat()

@@ -11,8 +11,6 @@ config is written in one step. Nothing is written if a step fails.
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from candela.cli.commands import CommandError, user_errors
@@ -24,15 +22,8 @@ STOP_NAMES = ("stop_loss", "take_profit", "trailing_stop")
 def create_book(arguments: argparse.Namespace) -> int:
     """Check and write the portfolio bot of the options; returns the exit status."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
-    from candela.cli.commands.bots_create import (
-        check_new_id,
-        print_next_steps,
-        start_value,
-        write_config,
-    )
+    from candela.cli.commands.bots_create import promote, start_value
     from candela.cli.commands.parsing import parse_assignments
-    from candela.core.paths import BOT_CONFIG_DIR
-    from runner.config import BotConfigError, parse_bot_config
 
     given = [
         f"--{name.replace('_', '-')}"
@@ -49,19 +40,9 @@ def create_book(arguments: argparse.Namespace) -> int:
     data = _config_data(arguments, parse_assignments(arguments.param))
     if arguments.start is not None:
         data["start"] = start_value(arguments.start)
-    with user_errors(BotConfigError):
-        config = parse_bot_config(data, source=f"bot {arguments.bot_id!r}")
-    folder = Path(arguments.bots) if arguments.bots else BOT_CONFIG_DIR
-    path = folder / f"{config.bot_id}.json"
-    check_new_id(config.bot_id, folder, path, arguments.database_url)
-    panel = _checked_panel(arguments, config)
-    _run_checks(config, panel)
-    data = config.to_dict()
-    if config.start is not None:  # readable in the file; it reads back as the same ms
-        data["start"] = datetime.fromtimestamp(config.start / 1000, tz=UTC).isoformat()
-    write_config(path, data)
-    print_next_steps(arguments, config.bot_id, path)
-    return 0
+    return promote(
+        arguments, data, lambda config: _run_checks(config, _checked_panel(arguments, config))
+    )
 
 
 def _config_data(arguments: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:

@@ -101,3 +101,23 @@ def export_json(result, path: Path, *, market: dict, costs) -> Path:
         ),
     )
     return path
+
+
+def write_exports(arguments, result, *, market: dict, costs, extra: dict | None = None) -> None:
+    """Write what the command line asked for (``--csv DIR``, ``--json FILE``, ``--html FILE``)
+    of a backtest ``result`` (one market's or a book's), saying where each went; ``market`` and
+    ``costs`` go into the JSON document, ``extra`` tables into the CSV folder."""
+    if arguments.csv:
+        for path in export_csv(result, Path(arguments.csv), extra=extra):
+            print(f"\nwritten: {path}", end="")
+        print()
+    if arguments.json:
+        path = export_json(result, Path(arguments.json), market=market, costs=costs)
+        print(f"\nrun written to {path}")
+    if arguments.html:
+        path = Path(arguments.html)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(
+            path, lambda temporary: result.plot().write_html(temporary, include_plotlyjs=True)
+        )
+        print(f"\nchart written to {path}")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from candela.cli.commands import CommandError, user_errors
-from candela.cli.commands.exports import export_csv, export_json, write_atomically
+from candela.cli.commands.exports import write_atomically, write_exports
 from candela.cli.commands.parsing import (
     format_params,
     make_params,
@@ -344,26 +344,9 @@ def _backtest(arguments: argparse.Namespace) -> int:
     if len(trades) and arguments.trades > 0:
         table = trades_table(trades.tail(arguments.trades), scale=result.initial_cash)
         print(table.to_string(index=False))
-    if arguments.csv:
-        for path in export_csv(result, Path(arguments.csv)):
-            print(f"\nwritten: {path}", end="")
-        print()
-    if arguments.json:
-        exchange, symbol, timeframe = run.market
-        market = {
-            "exchange": exchange,
-            "symbol": symbol,
-            "timeframe": arguments.resample or timeframe,
-        }
-        path = export_json(result, Path(arguments.json), market=market, costs=run.costs)
-        print(f"\nrun written to {path}")
-    if arguments.html:
-        path = Path(arguments.html)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(
-            path, lambda temporary: result.plot().write_html(temporary, include_plotlyjs=True)
-        )
-        print(f"\nchart written to {path}")
+    exchange, symbol, timeframe = run.market
+    market = {"exchange": exchange, "symbol": symbol, "timeframe": arguments.resample or timeframe}
+    write_exports(arguments, result, market=market, costs=run.costs)
     return 0
 
 
