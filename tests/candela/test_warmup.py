@@ -16,7 +16,7 @@ from candela.cli.commands.warmup import compile_notice, synthetic_bars, warmup_s
 
 # A fresh process that runs what a user runs first (on bars as research.load_bars gives them):
 # every strategy's default backtest, then every combination of stops and risk limits, a start
-# date, and the runner's step; it reports, per kernel, how many signatures it had to compile
+# date, the runner's step and replay span, and a sweep; it reports, per kernel, how many signatures it had to compile
 # instead of loading them from the cache, and how many it loaded.
 FIRST_RUN = r"""
 import gc, json, sys
@@ -38,6 +38,15 @@ for spec in all_specs().values():
     research.backtest(spec, bars, start=len(bars) // 2).trades  # a bar index
 config = make_config(Costs(0.001), Stops(), RiskLimits())
 step(new_state(1000.0), config, int(bars.ts[0]), 1.0, 1.0, 1.0, 1.0, 1.0, new_fills(3))
+import numpy as np
+from research.kernels.execution import step_span
+from research.kernels.records import State
+target = np.ones(4)
+step_span(new_state(1000.0), config, bars.ts[:4], bars.open[:4], bars.high[:4], bars.low[:4],
+          bars.close[:4], target, np.zeros((4, len(State._fields))), np.zeros(4, dtype=np.int64),
+          new_fills(12))  # the runner's replay
+research.sweep(all_specs()["sma_cross"], bars, {"fast": [5, 8], "slow": [20, 30]},
+               Costs(0.001), progress=False)  # rows without stops or limits: the fused loop
 
 from numba.core.dispatcher import Dispatcher
 misses, hits = {}, {}
@@ -116,6 +125,8 @@ def test_after_warmup_a_first_run_compiles_nothing(tmp_path, repo_root):
         "account_from_fills_nb",
         "fixed_point_sums_nb",
         "step_nb",
+        "step_span_nb",
+        "sweep_row_nb",
     } <= set(report["hits"])
 
     again = subprocess.run(

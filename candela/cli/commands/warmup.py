@@ -10,7 +10,8 @@ compiled.
 What is compiled is what a backtest, a sweep and the paper-trading runner call, for argument
 types as :func:`research.load_bars` gives them: the execution loop in its four variants (with
 and without stops, with and without risk limits), the statistics and trade tables, the
-indicators of every registered strategy, and the runner's per-bar step. The bars are a
+indicators of every registered strategy, a sweep's fused rows, and the runner's per-bar step and
+replay span. The bars are a
 synthetic random walk: they only give the kernels something to run on.
 
 :func:`compile_notice` is the other half: a command that may compile (``backtest``, ``sweep``,
@@ -64,9 +65,12 @@ def warmup_steps() -> list[tuple[str, Callable[[], None]]]:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     import math
 
+    import numpy as np
+
     from research.backtesting import backtest
-    from research.kernels.execution import step
-    from research.kernels.records import MAX_FILLS_PER_BAR, make_config, new_fills, new_state
+    from research.kernels.execution import step, step_span
+    from research.kernels.records import MAX_FILLS_PER_BAR, State, make_config, new_fills, new_state
+    from research.sweeps import sweep
     from research.types import Costs, RiskLimits, Stops
     from strategies.registry import all_specs, get_strategy
 
@@ -79,8 +83,27 @@ def warmup_steps() -> list[tuple[str, Callable[[], None]]]:
         result = backtest(spec, bars, None, Costs(0.001, 1.0), **settings)
         result.trades, result.fills, result.cash  # noqa: B018 - reading the tables compiles their kernels
 
+    def sweep_rows() -> None:
+        grid = {"fast": [5, 10], "slow": [20]}
+        sweep(sma, bars, grid, Costs(0.001, 1.0), n_jobs=1, progress=False, keep_best=0)
+
     def runner_step() -> None:
         config = make_config(Costs(0.001, 1.0), stops, limits)
+        target = np.where(np.arange(8) % 3 == 0, 1.0, 0.0)
+        span = slice(0, len(target))
+        step_span(
+            new_state(10_000.0),
+            config,
+            bars.ts[span],
+            bars.open[span],
+            bars.high[span],
+            bars.low[span],
+            bars.close[span],
+            target,
+            np.zeros((len(target), len(State._fields))),
+            np.zeros(len(target), dtype=np.int64),
+            new_fills(MAX_FILLS_PER_BAR * len(target)),
+        )
         state, fills = new_state(10_000.0), new_fills(MAX_FILLS_PER_BAR)
         for i in range(3):
             _, state = step(
@@ -103,7 +126,8 @@ def warmup_steps() -> list[tuple[str, Callable[[], None]]]:
     ]
     for spec in all_specs().values():
         steps.append((f"indicators of {spec.name}", lambda spec=spec: run(spec)))
-    steps.append(("paper-trading runner step", runner_step))
+    steps.append(("paper-trading runner step and replay span", runner_step))
+    steps.append(("sweep rows (the fused loop of rows without stops or limits)", sweep_rows))
     steps.append(("portfolio book: backtest loop, tables and runner step", portfolio_book))
     return steps
 
