@@ -175,19 +175,11 @@ def _book_settings(arguments: argparse.Namespace):
 def _bot_run(arguments: argparse.Namespace, config) -> BookRun:
     """The backtest of the portfolio bot ``config``: its start is the config's, else its first
     recorded decision, else the first grid bar (``--start`` overrides)."""
-    from candela.cli.commands.parsing import format_params, make_params, time_text, to_ms
-    from candela.cli.commands.research import first_decision
+    from candela.cli.commands.parsing import format_params, make_params, to_ms
+    from candela.cli.commands.research import bot_start
 
     params = make_params(config.spec, config.params)
-    start, origin = to_ms(arguments.start), "--start"
-    if start is None and config.start is not None:
-        start, origin = config.start, "the config's start"
-    if start is None:
-        start = first_decision(arguments.database_url, config)
-        origin = "the bot's first recorded decision"
-    if start is None:
-        origin = "the first grid bar"
-    note = f"; trading from {time_text(start) if start is not None else 'the first bar'} ({origin})"
+    start, note = bot_start(arguments, config, "the first grid bar")
     return BookRun(
         f"portfolio bot {config.bot_id} (version {config.version}): {config.spec.name} "
         f"{format_params(params)}",

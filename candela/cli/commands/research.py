@@ -425,19 +425,11 @@ def _bot_backtest(arguments: argparse.Namespace, config) -> _Backtest:
     market, costs, stops, risk limits, cash, and its start (the config's, else its first
     recorded decision, else the first stored bar; ``--start`` overrides)."""
     params = make_params(config.spec, config.params)
-    start, origin = to_ms(arguments.start), "--start"
-    if start is None and config.start is not None:
-        start, origin = config.start, "the config's start"
-    if start is None:
-        start = first_decision(arguments.database_url, config)
-        origin = "the bot's first recorded decision"
-    if start is None:
-        origin = "the first stored bar"
+    start, note = bot_start(arguments, config, "the first stored bar")
     title = (
         f"bot {config.bot_id} (version {config.version}): {config.spec.name} "
         f"{format_params(params)}"
     )
-    note = f"; trading from {time_text(start) if start is not None else 'the first bar'} ({origin})"
     return _Backtest(
         title,
         config.spec,
@@ -450,6 +442,24 @@ def _bot_backtest(arguments: argparse.Namespace, config) -> _Backtest:
         start,
         to_ms(arguments.end),
         note,
+    )
+
+
+def bot_start(arguments: argparse.Namespace, config, first_bar: str) -> tuple[int | None, str]:
+    """Where the backtest of a bot config starts, and a note saying why: ``--start``, else the
+    config's start, else the bot's first recorded decision under this config, else the first
+    bar (``first_bar`` names it)."""
+    start, origin = to_ms(arguments.start), "--start"
+    if start is None and config.start is not None:
+        start, origin = config.start, "the config's start"
+    if start is None:
+        start = first_decision(arguments.database_url, config)
+        origin = "the bot's first recorded decision"
+    if start is None:
+        origin = first_bar
+    return (
+        start,
+        f"; trading from {time_text(start) if start is not None else 'the first bar'} ({origin})",
     )
 
 
