@@ -2,15 +2,15 @@
 ``research``.
 
 A fresh process's first :func:`research.backtest` waits, besides loading its cached kernels
-(about 0.1 s), for two things that do not depend on what it backtests: Numba initialising its
-compiler (:func:`research.kernels.prepare.prepare_numba`, about 0.6 s of CPU) and the import of
-the backtest module with pandas (about 0.3 s). A script has nothing else to do meanwhile, so
-doing them earlier would only move them; an interactive session has: the user reads the output
-of a cell, writes the next one. When ``research`` is imported in an IPython session (a Jupyter
-kernel, IPython in a terminal), :func:`prepare_after_cell` therefore starts a background thread
-that does both once the importing cell has finished, while the kernel is idle. A backtest
-started before it is done waits for it (Numba's compiler lock and the import lock), which costs
-no more than doing the work itself.
+(about 0.1 s), for two things that do not depend on what it backtests: starting Numba's runtime
+(:func:`research.kernels.prepare.prepare_numba`) and the import of the backtest module with
+pandas (about 0.3 s). A script has nothing else to do meanwhile, so doing them earlier would
+only move them; an interactive session has: the user reads the output of a cell, writes the
+next one. When ``research`` is imported in an IPython session (a Jupyter kernel, IPython in a
+terminal), :func:`prepare_after_cell` therefore starts a background thread that does both once
+the importing cell has finished, while the kernel is idle. A backtest started before it is done
+waits for it (Numba's compiler lock and the import lock), which costs no more than doing the
+work itself.
 
 Nothing is compiled and no kernel is loaded in the background. Outside IPython nothing
 happens. The thread is joined before the process forks (a child must not inherit a lock held

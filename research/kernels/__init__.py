@@ -11,8 +11,10 @@ compiled afresh (in ``__pycache__``, or under ``NUMBA_CACHE_DIR`` when that is s
 kernel that other modules' compiled code calls belongs in this package;
 :mod:`research.indicators` calls :mod:`research.kernels.window_sums` from Python only.)
 
-Before any kernel loads, :func:`~research.kernels.prepare.defer_blas_check` keeps Numba from
-importing ``scipy.linalg`` for a BLAS check no Candela kernel needs.
+Before any kernel loads, :func:`~research.kernels.prepare.load_kernels_lightly` lets the cached
+kernels load without Numba's whole compiler initialisation, and
+:func:`~research.kernels.prepare.defer_blas_check` keeps that initialisation, when something is
+compiled, from importing ``scipy.linalg`` for a BLAS check no Candela kernel needs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from research.kernels.prepare import defer_blas_check
+from research.kernels.prepare import defer_blas_check, load_kernels_lightly
 
 
 def kernel_cache_dir(package: Path = Path(__file__).resolve().parent) -> Path:
@@ -58,4 +60,5 @@ def drop_stale_numba_cache(package: Path = Path(__file__).resolve().parent) -> b
 
 
 defer_blas_check()
+load_kernels_lightly()
 drop_stale_numba_cache()

@@ -1,5 +1,5 @@
 """In an IPython session, importing ``research`` prepares the first backtest in the background
-once the importing cell is done (Numba's compiler, the backtest module); elsewhere nothing
+once the importing cell is done (Numba's runtime, the backtest module); elsewhere nothing
 happens. Each test runs a fresh interpreter: the preparation happens once per process."""
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ if thread is not None:
     thread.join(timeout=300)
     report["finished"] = not thread.is_alive()
 report["backtesting_loaded"] = "research.backtesting" in sys.modules
-report["numba_registries_loaded"] = "numba.np.arraymath" in sys.modules
+from numba.core.runtime import rtsys
+
+report["numba_runtime_started"] = rtsys._init
 run("from candela.cli.commands.warmup import synthetic_bars\n"
     "from strategies.registry import get_strategy\n"
     "RESULT = research.backtest(get_strategy('sma_cross'), synthetic_bars(400))\n"
@@ -74,9 +76,9 @@ def test_in_ipython_the_backtest_is_prepared_after_the_importing_cell():
     # nothing ran while the importing cell did: the user's own cell is not slowed down
     assert "candela-prepare" not in report["threads_during_cell"]
     assert not report["backtesting_during_cell"]
-    # after it: Numba's registries and the backtest module are loaded, and backtests run
+    # after it: Numba's runtime is started and the backtest module loaded, and backtests run
     assert report["started"] and report["thread"] == "candela-prepare" and report["finished"]
-    assert report["backtesting_loaded"] and report["numba_registries_loaded"]
+    assert report["backtesting_loaded"] and report["numba_runtime_started"]
     assert report["same_result"] and report["fills"] > 0
 
 
@@ -90,7 +92,7 @@ def test_a_fork_waits_for_the_preparation_and_the_child_can_call_kernels():
 def test_candela_prepare_0_switches_it_off():
     report = run_session(CANDELA_PREPARE="0")
     assert not report["started"]
-    assert not report["backtesting_loaded"] and not report["numba_registries_loaded"]
+    assert not report["backtesting_loaded"] and not report["numba_runtime_started"]
     assert report["same_result"] and report["fills"] > 0  # the first backtest does the work
 
 
