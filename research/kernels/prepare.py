@@ -51,16 +51,19 @@ def load_kernels_lightly() -> None:
     registers the symbols that compiled code links against (:func:`_start_runtime`), then loads
     exactly as Numba does; for any other function it calls Numba's own method. A cache miss
     returns ``None`` as before and the dispatcher compiles, refreshing the target itself
-    (``numba.core.compiler.CompilerBase``), so compilation is unaffected.
+    (``numba.core.compiler.CompilerBase``), so compilation is unaffected. With a Numba whose
+    ``Cache`` lacks the internals this calls (:data:`_CACHE_INTERNALS`) it changes nothing.
     """
     from numba.core.caching import Cache
 
     numba_load = Cache.load_overload
     if getattr(numba_load, "candela", False):
         return
+    if not all(hasattr(Cache, name) for name in _CACHE_INTERNALS):
+        return  # another Numba than the one this was written for: keep its own loading
 
     def load_overload(self, sig, target_context):
-        module = getattr(self._py_func, "__module__", None) or ""
+        module = getattr(getattr(self, "_py_func", None), "__module__", None) or ""
         if module.partition(".")[0] not in CANDELA_PACKAGES:
             return numba_load(self, sig, target_context)
         _start_runtime(target_context)
@@ -71,6 +74,10 @@ def load_kernels_lightly() -> None:
     load_overload.candela = True
     load_overload.__doc__ = numba_load.__doc__
     Cache.load_overload = load_overload
+
+
+_CACHE_INTERNALS = ("_load_overload", "_guard_against_spurious_io_errors")
+"""The parts of ``numba.core.caching.Cache`` the light loading calls (Numba 0.60 to 0.6x)."""
 
 
 def _start_runtime(target_context) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -79,3 +80,62 @@ print("ok")
         [sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+USER_MODULE = """
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def counts(values):
+    seen = {values[0]: 0}
+    for value in values:
+        seen[value] = seen.get(value, 0) + 1
+    return len(seen), np.sort(values)[-1]
+"""
+
+USER_RUN = """
+import sys
+
+import research
+from bench.synthetic import synthetic_bars
+from research.types import Costs
+from strategies.registry import get_strategy
+
+research.backtest(get_strategy("sma_cross"), synthetic_bars(3_000), {"fast": 5, "slow": 20},
+                  Costs(0.001))
+light = "numba.np.arraymath" not in sys.modules  # Candela's kernels loaded lightly
+
+import numpy as np
+from user_kernels import counts
+
+result = counts(np.array([3, 1, 3, 7]))
+print(light, counts.stats.cache_hits.total(), result)
+"""
+
+
+def test_a_users_own_cached_numba_function_loads_and_runs_beside_the_light_kernels(
+    tmp_path, repo_root
+):
+    """A user's ``cache=True`` function (here one that hashes, in a typed dict) is compiled in
+    a first process and loaded from Numba's cache in a second, by Numba's own loading, after
+    Candela's kernels were loaded there without Numba's registries."""
+    (tmp_path / "user_kernels.py").write_text(USER_MODULE)
+    environment = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{repo_root}"}
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", USER_RUN],
+            cwd=repo_root,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(done.stdout.split())
+    (_, first_hits, *first), (light, second_hits, *second) = outputs
+    assert light == "True"  # the second process's backtest ran from the cache, lightly
+    assert (first_hits, second_hits) == ("0", "1")  # compiled, then loaded from the cache
+    assert first == second == ["(3,", "7)"]
