@@ -34,7 +34,7 @@ Keys
                   file, naming the changed fields. To trade a changed config under the same id,
                   raise ``version``: the runner then keeps the old version's records under the
                   id ``ID@vN`` and starts the new version with fresh state (see
-                  :func:`runner.ledger.register_bots`).
+                  :func:`runner.registry.register_bots`).
 
 Unknown keys are rejected with a "did you mean" hint; every error names the file, the field path
 and the fix. A file with ``portfolio`` instead of ``strategy`` is a portfolio bot

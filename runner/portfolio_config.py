@@ -41,7 +41,7 @@ Keys
 ``id``, ``initial_cash``, ``start``, ``description``, ``version``  as for a single-market bot.
 
 The config is immutable once the bot has traded, universe included (see
-:func:`runner.ledger.register_bots`).
+:func:`runner.registry.register_bots`).
 """
 
 from __future__ import annotations

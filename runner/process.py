@@ -52,7 +52,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from candela.core.bus import SYSTEM_EVENTS, Bus, market_channel, status_channel
 from candela.core.db import DatabaseUnavailableError, now_ms
-from runner import ledger
+from runner import registry
 from runner.bot import Bot, StrategyError, ThreadConnections
 from runner.config import BotConfig
 from runner.health import HealthSettings, HealthWatch
@@ -309,14 +309,14 @@ class Runner:
     # ------------------------------------------------------------------ setup
 
     def _register(self) -> None:
-        changes = ledger.register_bots(self.engine, [slot.config for slot in self.slots.values()])
+        changes = registry.register_bots(self.engine, [slot.config for slot in self.slots.values()])
         for bot_id, change in changes.items():
             self._notice(
                 "bot_new_version" if change == "new_version" else "bot_reconfigured", bot_id=bot_id
             )
         with self.engine.connect() as connection:
             for slot in self.slots.values():
-                row = ledger.bot_row(connection, slot.config.bot_id)
+                row = registry.bot_row(connection, slot.config.bot_id)
                 slot.registered_at = int(row.created_at)
                 slot.report.status = row.status
 
@@ -363,7 +363,7 @@ class Runner:
                 slot.running = slot.started = True
                 self._status(bot_id, "restarted" if restarted else "started", cursor=bot.cursor)
                 await self._in_thread(
-                    ledger.record_event,
+                    registry.record_event,
                     self.engine,
                     bot_id,
                     "restarted" if restarted else "started",
@@ -408,7 +408,7 @@ class Runner:
         """Record that the runner no longer hosts ``bot_id`` (``candela bots list`` tells a bot
         whose runner stopped it from one whose runner vanished by this)."""
         try:
-            await self._in_thread(ledger.record_event, self.engine, bot_id, event, detail)
+            await self._in_thread(registry.record_event, self.engine, bot_id, event, detail)
         except DATABASE_ERRORS as exc:
             self.database.failed(_first_line(exc))
 
@@ -496,7 +496,7 @@ class Runner:
                 await asyncio.sleep(self.settings.database_retry[1])
         if restarts >= self.settings.max_restarts_per_hour:
             await self._retry_database(
-                ledger.set_status,
+                registry.set_status,
                 self.engine,
                 bot_id,
                 "failed",
@@ -516,14 +516,14 @@ class Runner:
 
     def _crash_bookkeeping(self, bot_id: str, message: str) -> int:
         """Log the crash; return how many restarts the bot had in the last hour (since a manual start)."""
-        ledger.record_event(self.engine, bot_id, "crashed", message)
+        registry.record_event(self.engine, bot_id, "crashed", message)
         now = now_ms()
         with self.engine.connect() as connection:
             since = now - HOUR_MS
-            manual = ledger.last_event_ts(connection, bot_id, "start_requested")
+            manual = registry.last_event_ts(connection, bot_id, "start_requested")
             if manual is not None:
                 since = max(since, manual)
-            return ledger.count_events(connection, bot_id, "restarted", since)
+            return registry.count_events(connection, bot_id, "restarted", since)
 
     # ------------------------------------------------------------------ watchers
 
@@ -546,7 +546,7 @@ class Runner:
                         slot.wake.set()
                 if time.monotonic() - last_heartbeat >= self.settings.heartbeat_interval:
                     running = [bot_id for bot_id, slot in self.slots.items() if slot.running]
-                    await self._in_thread(ledger.touch_heartbeats, self.engine, running)
+                    await self._in_thread(registry.touch_heartbeats, self.engine, running)
                     self.bus.publish_many(
                         [_status_message(bot_id, "heartbeat") for bot_id in running]
                     )
@@ -565,7 +565,7 @@ class Runner:
             self._connections.get()
         )  # the worker thread's own connection: no extra checkout
         try:
-            statuses = ledger.bot_statuses(connection, list(self.slots))
+            statuses = registry.bot_statuses(connection, list(self.slots))
         except BaseException:
             self._connections.discard()
             raise

@@ -64,7 +64,7 @@ def _store(engine, bars: Bars, index: int, bus) -> None:
 
 
 def _registered(engine, bot_id: str) -> bool:
-    from runner.ledger import bot_row
+    from runner.registry import bot_row
 
     with engine.connect() as connection:
         return bot_row(connection, bot_id) is not None

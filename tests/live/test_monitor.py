@@ -28,7 +28,7 @@ from candela.core import schema
 from candela.core.bus import InProcessBus, RedisBus
 from candela.core.db import connect, now_ms
 from runner.health import HealthSettings, HealthWatch
-from runner.ledger import register_bots
+from runner.registry import register_bots
 
 
 def _url(engine) -> str:

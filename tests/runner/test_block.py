@@ -14,7 +14,7 @@ from runner_support import ADA_BTC, TRADE_COLUMNS, bot_config, store_bars, table
 
 from candela.core import schema
 from research.types import Bars
-from runner import ledger
+from runner import registry
 from runner.block import decide_block, rows_to_arrays
 from runner.bot import Bot, ThreadConnections
 from runner.market_data import MarketFeed
@@ -118,7 +118,7 @@ def _bots(engine, prefix: str, begin: int) -> list[Bot]:
         bot_config(f"{prefix}-{name}", name, costs=COSTS, **EXTRAS.get(name, {}))
         for name in sorted(all_specs())
     ]
-    ledger.register_bots(engine, configs)
+    registry.register_bots(engine, configs)
     bots = []
     for config in configs:
         bot = Bot(config)

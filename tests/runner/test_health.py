@@ -23,7 +23,7 @@ from candela.core.bus import SYSTEM_EVENTS, InProcessBus
 from candela.core.db import now_ms
 from research.types import Bars
 from runner.health import CONDITION_EVENTS, HealthSettings
-from runner.ledger import register_bots
+from runner.registry import register_bots
 
 
 def _listen(bus) -> list[dict]:

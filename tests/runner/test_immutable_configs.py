@@ -17,8 +17,8 @@ from candela.core import schema
 from candela.core.bus import InProcessBus
 from candela.core.db import create_database_engine, upgrade
 from data_pipeline.importer import import_candles
-from runner import ledger
-from runner.ledger import BotConfigChangedError, register_bots
+from runner import registry
+from runner.registry import BotConfigChangedError, register_bots
 from runner.strategy_source import strategy_file
 from strategies.registry import get_strategy
 
@@ -56,7 +56,7 @@ def rows(engine, bot_id: str) -> dict[str, int]:
 
 def stored_json(engine, bot_id: str) -> str:
     with engine.connect() as connection:
-        return ledger.bot_row(connection, bot_id).config_json
+        return registry.bot_row(connection, bot_id).config_json
 
 
 def test_every_decision_records_the_hashes_of_its_config_and_strategy(engine):
@@ -136,8 +136,8 @@ def test_a_new_version_starts_fresh_and_keeps_the_old_records_apart(engine, caps
         "bot_events": 1,
     }
     with engine.connect() as connection:
-        retired = ledger.bot_row(connection, "fixed@v1")
-        current = ledger.bot_row(connection, "fixed")
+        retired = registry.bot_row(connection, "fixed@v1")
+        current = registry.bot_row(connection, "fixed")
         old_hashes = set(
             connection.execute(
                 select(schema.signals.c.config_hash).where(schema.signals.c.bot_id == "fixed@v1")

@@ -23,7 +23,7 @@ from runner_support import (
 
 import research
 from candela.core import schema
-from runner import ledger
+from runner import ledger, registry
 from runner.bot import Bot, StrategyError, ThreadConnections
 from runner.ledger import BarRecord
 from runner.market_data import MarketFeed
@@ -92,7 +92,7 @@ def test_a_bot_whose_bar_is_already_recorded_reloads_while_the_others_commit(
         bot_config("batch-ema", "ema_cross", params={"fast": 5, "slow": 15}),
         bot_config("batch-donchian", "donchian_breakout"),
     ]
-    ledger.register_bots(any_engine, configs)
+    registry.register_bots(any_engine, configs)
     group_bots = [_recovered(any_engine, config, begin) for config in configs]
 
     # meanwhile "another runner" records the first 151 bars of the ema bot
@@ -138,7 +138,7 @@ def test_a_bot_whose_strategy_raises_leaves_alone_and_the_others_commit_that_bar
         bot_config("healthy", "sma_cross"),
         bot_config("broken", "runner_test_strategies:BROKEN", params={"fail_at_ts": fail_at}),
     ]
-    ledger.register_bots(any_engine, configs)
+    registry.register_bots(any_engine, configs)
     departures, published = Departures(), []
     _replay_group(
         any_engine,
@@ -206,7 +206,7 @@ def _record(
 
 def test_write_bars_commits_each_new_bar_exactly_once_and_values_round_trip(any_engine):
     configs = [bot_config(f"writer-{index}", "sma_cross") for index in range(3)]
-    ledger.register_bots(any_engine, configs)
+    registry.register_bots(any_engine, configs)
     awkward = 'say "hi" \\ {a,b} NULL é'
     values = {"writer-0": 1 / 3, "writer-1": 5e-324, "writer-2": -123456.78901234567}
 
@@ -263,7 +263,7 @@ def test_write_bars_commits_a_bots_bars_only_from_its_stored_cursor_all_or_none(
     """Several bars per bot in one batch: written only if the bot's stored cursor is the one the
     batch continues; a stale batch writes nothing for that bot and the others still commit."""
     configs = [bot_config(f"chain-{index}", "sma_cross") for index in range(2)]
-    ledger.register_bots(any_engine, configs)
+    registry.register_bots(any_engine, configs)
 
     def chain(bot_id, first_ts, count, previous_ts):
         records, previous = [], previous_ts

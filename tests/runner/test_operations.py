@@ -91,7 +91,7 @@ def test_replay_says_what_it_starts_shows_progress_and_explains_a_bot_without_ba
         str(folder),
         "--replay",
         "--progress",
-        "0.2",
+        "0.02",
         "--batch-bars",
         "50",
     ]

@@ -37,7 +37,7 @@ from candela.core.bus import InProcessBus
 from candela.core.db import connect, now_ms
 from research.types import Bars
 from runner.config import BotConfigError, load_bot_configs
-from runner.ledger import BotConfigChangedError, register_bots
+from runner.registry import BotConfigChangedError, register_bots
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

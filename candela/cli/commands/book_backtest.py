@@ -157,7 +157,7 @@ def _book_settings(arguments: argparse.Namespace):
     # imported when the command runs, not at start-up: keeps `candela --help` light
     import math
 
-    from candela.cli.commands.research import DEFAULT_CASH, DEFAULT_FEE, DEFAULT_SLIPPAGE_BPS
+    from candela.cli.commands.run_inputs import DEFAULT_CASH, DEFAULT_FEE, DEFAULT_SLIPPAGE_BPS
     from research.kernels.portfolio_records import BookLimits, make_book_config
     from research.types import Costs, Stops
 

@@ -240,7 +240,7 @@ def change_status(
     """
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.core.db import connect
-    from runner.ledger import ARCHIVED_STATUS, bot_row, set_status
+    from runner.registry import ARCHIVED_STATUS, bot_row, set_status
 
     status, event = ACTIONS[action]
     engine = connect(database_url)

@@ -267,7 +267,7 @@ def check_new_id(bot_id: str, folder: Path, path: Path, database_url: str | None
     """Refuse an id that a config file of ``folder`` or the database's records already use."""
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from candela.core.db import connect
-    from runner.ledger import decision_count
+    from runner.registry import decision_count
 
     if path.exists():
         raise CommandError(

@@ -17,35 +17,29 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from candela.cli.commands import CommandError, user_errors
-from candela.cli.commands.exports import write_atomically, write_exports
+from candela.cli.commands.exports import write_exports
 from candela.cli.commands.parsing import (
     format_params,
     make_params,
     parse_assignments,
-    parse_grid,
     resolve_strategy,
     time_text,
     to_ms,
 )
-
-SUMMARY_STATS = (
-    "total_return",
-    "cagr",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "trade_count",
-    "win_rate",
-    "profit_factor",
-    "exposure",
-    "excess_return",
+from candela.cli.commands.run_inputs import (
+    load_market_bars,
+    market_arguments,
+    market_checks,
+    market_text,
+    run_arguments,
+    run_settings,
 )
+from candela.cli.commands.sweep_command import run_sweep
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -62,7 +56,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="backtest exactly what this bot config trades: its strategy, "
         "parameters, market, costs, stops, risk limits, cash and start",
     )
-    _market_arguments(backtest, required=False)
+    market_arguments(backtest, required=False)
     backtest.add_argument(
         "--symbols",
         default=None,
@@ -70,7 +64,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="backtest a portfolio strategy over these markets as one book (instead of "
         "--symbol), e.g. --strategy momentum_rotation --symbols BTC/USDT,ETH/USDT",
     )
-    _run_arguments(backtest)
+    run_arguments(backtest)
     backtest.add_argument(
         "--param",
         action="append",
@@ -109,8 +103,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     sweep = commands.add_parser(
         "sweep", help="backtest a strategy over a parameter grid; print the best parameter sets"
     )
-    _market_arguments(sweep)
-    _run_arguments(sweep)
+    market_arguments(sweep)
+    run_arguments(sweep)
     sweep.add_argument(
         "--param",
         action="append",
@@ -167,12 +161,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="run on the Dask cluster of this scheduler (tcp://HOST:8786; needs "
         "the distributed extra)",
     )
-    sweep.set_defaults(handler=_sweep)
+    sweep.set_defaults(handler=run_sweep)
 
     report = commands.add_parser(
         "report", help="execute the report notebook with papermill into out/ (HTML if possible)"
     )
-    _market_arguments(report, required=False)
+    market_arguments(report, required=False)
     report.add_argument(
         "--sweep",
         default=None,
@@ -216,57 +210,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=_report)
 
 
-def _market_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    parser.add_argument(
-        "--strategy",
-        required=required,
-        default=None,
-        help="strategy: a name (see 'candela strategies list') or module:ATTRIBUTE",
-    )
-    parser.add_argument(
-        "--exchange", required=required, default=None, help="exchange id, e.g. binance"
-    )
-    parser.add_argument(
-        "--symbol", required=required, default=None, help="unified symbol, e.g. BTC/USDT"
-    )
-    parser.add_argument(
-        "--timeframe", required=required, default=None, help="bar timeframe, e.g. 1h"
-    )
-    parser.add_argument("--start", default=None, help="first bar close time (ISO date/time, UTC)")
-    parser.add_argument("--end", default=None, help="last bar close time (ISO date/time, UTC)")
-    parser.add_argument(
-        "--resample",
-        default=None,
-        metavar="TIMEFRAME",
-        help="aggregate the bars to a coarser timeframe first, e.g. 4h",
-    )
-
-
-def _run_arguments(parser: argparse.ArgumentParser) -> None:
-    # None marks "not given" (``backtest --bot`` takes them from the file); see _run_settings
-    parser.add_argument(
-        "--fee",
-        type=float,
-        default=None,
-        help=f"fee as a fraction of notional (default: {DEFAULT_FEE} = 0.1 %%)",
-    )
-    parser.add_argument(
-        "--slippage-bps",
-        type=float,
-        default=None,
-        help="slippage in basis points against the trader (default: 0)",
-    )
-    parser.add_argument(
-        "--cash",
-        type=float,
-        default=None,
-        help=f"initial cash in the quote currency (default: {DEFAULT_CASH:.0f})",
-    )
-
-
-DEFAULT_FEE, DEFAULT_SLIPPAGE_BPS, DEFAULT_CASH = 0.001, 0.0, 10_000.0
-
-
 # --------------------------------------------------------------------------- handlers
 
 
@@ -300,7 +243,7 @@ def _backtest(arguments: argparse.Namespace) -> int:
     run = _bot_backtest(arguments, config) if config else _command_line_backtest(arguments)
     # the strategy's history window before the start is loaded too: history only, not traded
     history = model.history_window(run.spec, run.params) if run.start_ms is not None else 0
-    bars = _load_bars(
+    bars = load_market_bars(
         arguments.database_url,
         run.market,
         run.start_ms,
@@ -329,7 +272,7 @@ def _backtest(arguments: argparse.Namespace) -> int:
         )
     earlier = len(bars) - len(result.ts)
     print(
-        f"{run.title} on {_market(run.market, arguments.resample)}: {len(result.ts):,} bars"
+        f"{run.title} on {market_text(run.market, arguments.resample)}: {len(result.ts):,} bars"
         + (f" (and {earlier:,} before them as history)" if earlier else "")
         + f"; fee {100 * run.costs.fee_rate:g} %, slippage {run.costs.slippage_bps:g} bp"
         + run.note
@@ -368,7 +311,7 @@ def _command_line_backtest(arguments: argparse.Namespace) -> _Backtest:
         raise CommandError(f"give {' '.join(missing)} (or --bot FILE to backtest a bot's config)")
     spec = resolve_strategy(arguments.strategy)
     params = make_params(spec, parse_assignments(arguments.param))
-    costs, cash = _run_settings(arguments, spec)
+    costs, cash = run_settings(arguments, spec)
     return _Backtest(
         f"{spec.name} {format_params(params)}",
         spec,
@@ -470,7 +413,7 @@ def first_decision(database_url: str | None, config) -> int | None:
 
     from candela.core import schema
     from candela.core.db import connect
-    from runner.ledger import bot_row, changed_fields, stored_config
+    from runner.registry import bot_row, changed_fields, stored_config
 
     engine = connect(database_url)
     try:
@@ -485,149 +428,6 @@ def first_decision(database_url: str | None, config) -> int | None:
             ).scalar()
     finally:
         engine.dispose()
-
-
-def _run_settings(arguments: argparse.Namespace, spec) -> tuple[Any, float]:
-    """Costs and initial cash of the command line, validated (defaults for those not given)."""
-    # imported when the command runs, not at start-up: keeps `candela --help` light
-    from research.kernels.records import make_config
-    from research.types import Costs, RiskLimits
-
-    fee = DEFAULT_FEE if arguments.fee is None else arguments.fee
-    slippage = DEFAULT_SLIPPAGE_BPS if arguments.slippage_bps is None else arguments.slippage_bps
-    cash = DEFAULT_CASH if arguments.cash is None else arguments.cash
-    costs = Costs(fee_rate=fee, slippage_bps=slippage)
-    with user_errors(ValueError):
-        make_config(costs, spec.stops, RiskLimits())
-    if not (math.isfinite(cash) and cash > 0):
-        raise CommandError(f"--cash must be a positive amount of quote currency, got {cash:g}")
-    return costs, cash
-
-
-def _sweep(arguments: argparse.Namespace) -> int:
-    # imported when the command runs, not at start-up: keeps `candela --help` light
-    from research.formatting import format_frame
-    from research.metrics import DEFAULT_MIN_TRADES
-    from research.sweeps import sweep
-
-    spec = resolve_strategy(arguments.strategy)
-    fixed = parse_assignments(arguments.param)
-    grid: dict[str, list[Any]] = {name: [value] for name, value in fixed.items()}
-    grid.update(parse_grid(arguments.grid) if arguments.grid else dict(spec.sweep))
-    if not grid:
-        raise CommandError(
-            f"strategy {spec.name!r} declares no sweep ranges: pass --grid NAME=SPEC"
-        )
-    costs, cash = _run_settings(arguments, spec)
-    min_trades = DEFAULT_MIN_TRADES if arguments.min_trades is None else arguments.min_trades
-    if min_trades < 0:
-        raise CommandError(f"--min-trades must be 0 or more, got {min_trades}")
-    market = (arguments.exchange, arguments.symbol, arguments.timeframe)
-    bars = _load_bars(
-        arguments.database_url,
-        market,
-        to_ms(arguments.start),
-        to_ms(arguments.end),
-        arguments.resample,
-    )
-    _check_sweep(spec, bars, grid, arguments)
-    from candela.cli.commands.validation import _engine_options
-    from research.validation.reading import read_overfitting
-
-    stored = None if arguments.no_store else (arguments.database_url or True)
-    result = sweep(
-        spec,
-        bars,
-        grid,
-        costs,
-        initial_cash=cash,
-        sample=arguments.sample,
-        seed=arguments.seed,
-        metric=arguments.metric,
-        keep_best=0,
-        progress=not arguments.no_progress,
-        oos_fraction=arguments.oos_fraction,
-        min_trades=min_trades,
-        store=stored,
-        market=None
-        if arguments.resample
-        else dict(zip(("exchange", "symbol", "timeframe"), market, strict=True)),
-        **_engine_options(arguments),
-    )
-    if result.n_evaluated == 0:
-        raise CommandError(
-            _none_valid(spec, result.n_combinations, result.invalid_reasons, len(bars))
-        )
-    print(
-        f"{spec.name} on {_market(market, arguments.resample)} ({len(bars):,} bars): "
-        f"{result.n_evaluated} parameter sets evaluated of {result.n_combinations} "
-        f"combinations ({result.n_invalid} invalid)"
-    )
-    best = result.best(arguments.top)
-    print(
-        f"best {len(best)} by {result.metric}, among the parameter sets with at least "
-        f"{min_trades} closed trades ({result.n_too_few_trades} had fewer; --min-trades):"
-    )
-    columns = list(result.param_names) + [c for c in SUMMARY_STATS if c in best.columns]
-    columns += [
-        f"oos_{c}" for c in ("total_return", "sharpe", "max_drawdown") if f"oos_{c}" in best.columns
-    ]
-    if len(best):
-        print(format_frame(best[columns], scale=cash).to_string(index=False))
-    if result.overfitting is not None:
-        print("\n" + read_overfitting(result.overfitting))
-    if result.sweep_id is not None:
-        print(
-            f"\nstored as sweep {result.sweep_id[:8]} (candela sweeps list; candela report "
-            f"--sweep {result.sweep_id[:8]})"
-        )
-    if arguments.csv:
-        path = Path(arguments.csv)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, lambda temporary: result.frame.to_csv(temporary, index=False))
-        print(f"\nall rows written to {path}")
-    return 0
-
-
-def _check_sweep(spec, bars, grid: dict[str, list[Any]], arguments: argparse.Namespace) -> None:
-    """Refuse, before any backtest, what the sweep would refuse: the options, the grid's names,
-    a grid without a valid combination, a metric that is not a stat."""
-    # imported when the command runs, not at start-up: keeps `candela --help` light
-    from research.metrics import STAT_NAMES
-    from research.sweeps import normalize_grid, valid_combinations
-
-    if arguments.n_jobs == 0:
-        raise CommandError("--n-jobs must be a positive number of workers or -1 (all cores), got 0")
-    if arguments.sample is not None and arguments.sample < 1:
-        raise CommandError(
-            f"--sample must be a positive number of combinations, got {arguments.sample}"
-        )
-    shortest = len(bars)
-    if arguments.oos_fraction is not None:
-        held_out = round(len(bars) * arguments.oos_fraction)
-        if not 0 < arguments.oos_fraction < 1 or not 1 <= held_out < len(bars):
-            raise CommandError(
-                f"--oos-fraction must leave bars on both sides, e.g. 0.3; got "
-                f"{arguments.oos_fraction:g} of {len(bars)} bars"
-            )
-        shortest = min(held_out, len(bars) - held_out)
-    metrics = set(STAT_NAMES) | {f"oos_{name}" for name in STAT_NAMES}
-    if arguments.metric not in metrics:
-        raise CommandError(
-            f"--metric {arguments.metric!r} is not a stat; choose one of {', '.join(STAT_NAMES)}"
-        )
-    with user_errors(ValueError):
-        candidates, total, reasons = valid_combinations(spec, normalize_grid(spec, grid))
-    if not candidates:
-        raise CommandError(_none_valid(spec, total, reasons, shortest))
-
-
-def _none_valid(spec, total: int, reasons: dict[str, int], n_bars: int) -> str:
-    listed = "; ".join(f"{count} x {reason}" for reason, count in reasons.items())
-    return (
-        f"none of the {total} combinations of the grid is valid for strategy {spec.name!r} "
-        f"on {n_bars} bars ({listed}); widen the grid or load more bars"
-    )
 
 
 def _report(arguments: argparse.Namespace) -> int:
@@ -648,13 +448,13 @@ def _report(arguments: argparse.Namespace) -> int:
     spec = resolve_strategy(arguments.strategy)
     params = make_params(spec, parse_assignments(arguments.param))
     with user_errors(ValueError):
-        _market_checks(arguments.exchange, arguments.symbol, arguments.timeframe)
+        market_checks(arguments.exchange, arguments.symbol, arguments.timeframe)
     if arguments.notebook is not None and not Path(arguments.notebook).is_file():
         raise CommandError(f"--notebook {arguments.notebook}: no such notebook file")
     # the user's mistakes (market, dates, resampling, too few bars) end here, in one line,
     # before the notebook runs
     market = (arguments.exchange, arguments.symbol, arguments.timeframe)
-    bars = _load_bars(
+    bars = load_market_bars(
         arguments.database_url,
         market,
         to_ms(arguments.start),
@@ -683,69 +483,3 @@ def _report(arguments: argparse.Namespace) -> int:
     if files.html is not None:
         print(f"report HTML written to {files.html}")
     return 0
-
-
-def _market_checks(exchange: str, symbol: str, timeframe: str) -> None:
-    # imported when the command runs, not at start-up: keeps `candela --help` light
-    from candela.core.markets import validate_exchange, validate_symbol
-    from candela.core.timeframes import timeframe_to_ms
-
-    validate_exchange(exchange)
-    validate_symbol(symbol)
-    timeframe_to_ms(timeframe)
-
-
-def format_stats(stats) -> str:
-    """The stats as aligned ``name  value  basis`` lines (:func:`research.formatting.stats_text`)."""
-    # imported when the command runs, not at start-up: keeps `candela --help` light
-    from research.formatting import stats_text
-
-    return stats_text(stats)
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _load_bars(
-    database_url: str | None,
-    market: tuple[str, str, str],
-    start_ms: int | None,
-    end_ms: int | None,
-    resample: str | None = None,
-    *,
-    history: int = 0,
-):
-    """The stored bars of ``market`` in the period, aggregated to ``resample`` if given, with
-    up to ``history`` bars (of the final timeframe) before ``start_ms``."""
-    # imported when the command runs, not at start-up: keeps `candela --help` light
-    from candela.core.db import connect
-    from candela.core.timeframes import timeframe_to_ms
-    from research.data import load_bars
-    from research.data import resample as resample_bars
-
-    if history and resample:
-        with user_errors(ValueError):  # an unknown timeframe
-            ratio = -(-timeframe_to_ms(resample) // timeframe_to_ms(market[2]))
-        history = (history + 1) * ratio  # whole coarse bars, the first one possibly partial
-    engine = connect(database_url)
-    try:
-        with user_errors(ValueError):  # a malformed market, or no bars stored in that period
-            bars = load_bars(engine, *market, start_ms, end_ms, history=history)
-    finally:
-        engine.dispose()
-    if resample:
-        with user_errors(ValueError):  # an unknown or finer timeframe
-            coarse = resample_bars(bars, resample)
-        if len(coarse) == 0:
-            raise CommandError(
-                f"no whole {resample} bar in the {len(bars)} {market[2]} bars of "
-                "that period: widen --start/--end"
-            )
-        return coarse
-    return bars
-
-
-def _market(market: tuple[str, str, str], resample: str | None) -> str:
-    """``exchange symbol timeframe``, with the resampling if any."""
-    text = " ".join(market)
-    return text + (f" resampled to {resample}" if resample else "")

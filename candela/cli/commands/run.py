@@ -142,9 +142,9 @@ def _run(arguments: argparse.Namespace) -> int:
     from candela.core.db import connect, database_url
     from candela.core.paths import BOT_CONFIG_DIR
     from runner.config import BotConfigError, load_bot_configs
-    from runner.ledger import BotConfigChangedError
     from runner.portfolio_config import bot_markets
     from runner.process import Replay, Runner, RunnerSettings
+    from runner.registry import BotConfigChangedError
 
     if not arguments.replay and (arguments.from_ or arguments.to):
         raise CommandError("--from and --to only apply to a replay: add --replay")

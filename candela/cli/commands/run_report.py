@@ -171,13 +171,13 @@ class ProgressReporter:
         """Report until cancelled."""
         try:
             while True:
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(min(0.5, self.line_every))
                 self.tick()
         finally:
             self.close()
 
     def tick(self) -> None:
-        """Update the display (called every half second)."""
+        """Update the display (called every half second, or every ``line_every`` if shorter)."""
         if self.replay:
             self._replay_progress()
         elif self.summary_every and time.monotonic() - self._last_summary[0] >= self.summary_every:

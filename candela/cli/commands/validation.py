@@ -27,13 +27,13 @@ from candela.cli.commands.parsing import (
     resolve_strategy,
     to_ms,
 )
-from candela.cli.commands.research import (
+from candela.cli.commands.run_inputs import (
     SUMMARY_STATS,
-    _load_bars,
-    _market,
-    _market_arguments,
-    _run_arguments,
-    _run_settings,
+    load_market_bars,
+    market_arguments,
+    market_text,
+    run_arguments,
+    run_settings,
 )
 
 
@@ -44,8 +44,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="walk-forward optimisation: choose on each training window, trade "
         "the next test window, stitch the out-of-sample record",
     )
-    _market_arguments(walk)
-    _run_arguments(walk)
+    market_arguments(walk)
+    run_arguments(walk)
     walk.add_argument(
         "--param",
         action="append",
@@ -97,8 +97,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="model-based parameter search (Optuna TPE), its study kept in the "
         "database: run it again to resume",
     )
-    _market_arguments(search)
-    _run_arguments(search)
+    market_arguments(search)
+    run_arguments(search)
     search.add_argument(
         "--param",
         action="append",
@@ -185,7 +185,7 @@ def _common(arguments: argparse.Namespace):
     from research.metrics import DEFAULT_MIN_TRADES, STAT_NAMES
 
     spec = resolve_strategy(arguments.strategy)
-    costs, cash = _run_settings(arguments, spec)
+    costs, cash = run_settings(arguments, spec)
     min_trades = DEFAULT_MIN_TRADES if arguments.min_trades is None else arguments.min_trades
     if min_trades < 0:
         raise CommandError(f"--min-trades must be 0 or more, got {min_trades}")
@@ -196,7 +196,7 @@ def _common(arguments: argparse.Namespace):
     if arguments.n_jobs == 0:
         raise CommandError("--n-jobs must be a positive number of workers or -1 (all cores), got 0")
     market = (arguments.exchange, arguments.symbol, arguments.timeframe)
-    bars = _load_bars(
+    bars = load_market_bars(
         arguments.database_url,
         market,
         to_ms(arguments.start),
@@ -299,7 +299,7 @@ def _walkforward(arguments: argparse.Namespace) -> int:
         **options,
     )
     print(
-        f"walk-forward of {spec.name} on {_market(market, arguments.resample)} "
+        f"walk-forward of {spec.name} on {market_text(market, arguments.resample)} "
         f"({len(bars):,} bars), choosing by {arguments.metric}:\n"
     )
     print(read_walkforward(walk) + "\n")
@@ -371,7 +371,7 @@ def _search(arguments: argparse.Namespace) -> int:
             **options,
         )
     print(
-        f"search of {spec.name} on {_market(market, arguments.resample)} ({len(bars):,} "
+        f"search of {spec.name} on {market_text(market, arguments.resample)} ({len(bars):,} "
         f"bars): study {result.study_name!r} in {result.storage}"
     )
     print(

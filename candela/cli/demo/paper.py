@@ -24,9 +24,10 @@ from candela.core.paths import BOT_CONFIG_DIR
 from research.backtesting import backtest
 from research.data import load_bars
 from runner.config import BotConfigError, load_bot_configs
-from runner.ledger import BotConfigChangedError, trade_rows
+from runner.ledger import trade_rows
 from runner.market_data import first_bar_ts
 from runner.process import Replay, Runner
+from runner.registry import BotConfigChangedError
 
 TITLE = "paper: replay the sample through two bots, trades next to the backtest's"
 SHOWN = 4  # fills printed from the start and the end of each list

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from candela.cli.commands import CommandError
-from candela.cli.commands.research import SUMMARY_STATS, format_stats
+from candela.cli.commands.run_inputs import SUMMARY_STATS, format_stats
 from candela.core.timeframes import timeframe_to_ms
 from research.backtesting import backtest
 from research.data import inventory, load_bars
