@@ -64,4 +64,4 @@ bench: check-python
 	$(PY) -m bench
 
 clean-db:
-	rm -f data/candela.core.db data/candela.core.db-*
+	rm -f data/candela.db data/candela.db-* data/candela.core.db data/candela.core.db-*

@@ -96,7 +96,7 @@ def postgres_url(postgres_admin_url):
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     """A fresh SQLite file for one test."""
-    return f"sqlite:///{tmp_path / 'candela.core.db'}"
+    return f"sqlite:///{tmp_path / 'candela.db'}"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--database-url",
         default=None,
-        help="database URL (default: $CANDELA_DATABASE_URL, else sqlite:///data/candela.core.db)",
+        help="database URL (default: $CANDELA_DATABASE_URL, else sqlite:///data/candela.db)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument(

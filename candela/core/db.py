@@ -1,7 +1,7 @@
 """Database access: one URL, one engine factory, schema version checks, idempotent inserts.
 
 ``CANDELA_DATABASE_URL`` picks the database; without it Candela uses the embedded SQLite file
-``data/candela.core.db``. Every entry point opens the database through :func:`connect`, which refuses
+``data/candela.db``. Every entry point opens the database through :func:`connect`, which refuses
 a database whose schema is behind the code and says how to upgrade it (``candela db upgrade``).
 """
 
@@ -20,7 +20,15 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from candela.core.paths import ALEMBIC_DIR, DATA_DIR
 
-DEFAULT_DATABASE_URL = f"sqlite:///{DATA_DIR / 'candela.core.db'}"
+
+def _default_database_path() -> Path:
+    """``data/candela.db``; ``data/candela.core.db`` instead when only that one exists (the name
+    earlier versions gave the embedded database by mistake, kept so that its data stays found)."""
+    path, earlier = DATA_DIR / "candela.db", DATA_DIR / "candela.core.db"
+    return earlier if earlier.exists() and not path.exists() else path
+
+
+DEFAULT_DATABASE_URL = f"sqlite:///{_default_database_path()}"
 """The embedded default: a SQLite file under the repository's ``data/`` folder."""
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
@@ -74,7 +82,7 @@ def create_database_engine(url: str | None = None, *, pool_size: int = 5) -> Eng
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseConfigError(
-            f"cannot parse database URL {url!r}: use e.g. 'sqlite:///data/candela.core.db' or "
+            f"cannot parse database URL {url!r}: use e.g. 'sqlite:///data/candela.db' or "
             "'postgresql://user@127.0.0.1:5432/dbname' (set CANDELA_DATABASE_URL)"
         ) from exc
     backend = parsed.get_backend_name()

@@ -84,3 +84,16 @@ def test_password_is_hidden_in_errors(capsys):
 def test_engine_factory_raises_config_error_for_bad_url():
     with pytest.raises(DatabaseConfigError, match="sqlite:///"):
         create_database_engine("::::")
+
+
+def test_embedded_database_is_data_candela_db_and_an_earlier_name_stays_found(
+    tmp_path, monkeypatch
+):
+    import candela.core.db as db
+
+    monkeypatch.setattr(db, "DATA_DIR", tmp_path)
+    assert db._default_database_path() == tmp_path / "candela.db"
+    (tmp_path / "candela.core.db").write_bytes(b"")  # the name earlier versions used
+    assert db._default_database_path() == tmp_path / "candela.core.db"
+    (tmp_path / "candela.db").write_bytes(b"")  # both: the current name wins
+    assert db._default_database_path() == tmp_path / "candela.db"

@@ -81,7 +81,7 @@ def module_engine(request, tmp_path_factory):
 
     drop = None
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('pipeline') / 'candela.core.db'}"
+        url = f"sqlite:///{tmp_path_factory.mktemp('pipeline') / 'candela.db'}"
     else:
         admin_url = request.getfixturevalue("postgres_admin_url")
         name = f"candela_test_{uuid.uuid4().hex[:12]}"
