@@ -94,7 +94,6 @@ def run_report(
     papermill.PapermillExecutionError
         If a cell fails. Nothing is left in ``out_dir`` then.
     """
-    import papermill
 
     from candela.core.db import database_url as resolve_database_url
     from research.data import load_bars
@@ -112,10 +111,6 @@ def run_report(
     slug = "_".join(
         [strategy.replace(":", "-"), exchange, symbol.replace("/", "-"), resample or timeframe]
     )
-    output = folder / f"report_{slug}.ipynb"
-    page = output.with_suffix(".html")
-    partial = folder / f".report_{slug}.{uuid.uuid4().hex[:8]}.partial.ipynb"
-    partial_page = partial.with_suffix(".html")
     parameters = {
         "strategy": strategy,
         "params": dict(params),
@@ -130,9 +125,34 @@ def run_report(
         "database_url": url,
         "resample": resample,
     }
+    return execute_notebook(source, folder / f"report_{slug}.ipynb", parameters, html=html)
+
+
+def execute_notebook(
+    source: Path, output: Path, parameters: dict[str, Any], *, html: bool = True
+) -> ReportFiles:
+    """Execute ``source`` with papermill into ``output`` and, if ``html``, render it next to it.
+
+    The kernel runs in ``source``'s folder. Both files are written under temporary names
+    (``.<stem>.<random>.partial.*`` beside ``output``) and renamed only once everything
+    succeeded: a failing cell leaves nothing behind. papermill's INFO lines and the kernel's own
+    log lines below ERROR (ipykernel's notice that it talks TCP on the loopback) stay quiet; a
+    cell's output and errors are not affected.
+
+    Raises
+    ------
+    papermill.PapermillExecutionError
+        If a cell fails.
+    """
+    import papermill
+
+    partial = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.partial.ipynb")
+    partial_page = partial.with_suffix(".html")
+    page = output.with_suffix(".html")
     chatter = logging.getLogger("papermill")  # its INFO lines are not the user's business
     level = chatter.level
     chatter.setLevel(max(level, logging.WARNING))
+    rendered = None
     try:
         papermill.execute_notebook(
             str(source),
@@ -141,6 +161,7 @@ def run_report(
             kernel_name="python3",
             cwd=str(source.parent),
             progress_bar=False,
+            extra_arguments=["--log-level=ERROR"],
         )
         rendered = export_html(partial, partial_page) if html else None
         partial.replace(output)
@@ -150,7 +171,7 @@ def run_report(
         chatter.setLevel(level)
         partial.unlink(missing_ok=True)
         partial_page.unlink(missing_ok=True)
-    return ReportFiles(notebook=output, html=page if html and rendered is not None else None)
+    return ReportFiles(notebook=output, html=page if rendered is not None else None)
 
 
 def export_html(notebook: str | Path, path: str | Path | None = None) -> Path | None:

@@ -14,8 +14,6 @@ out-of-sample Sharpe ratios. The walk-forward and CPCV runs are computed when th
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,11 +154,9 @@ def run_sweep_report(
         If the sweep is unknown or its bars cannot be reloaded (checked before the notebook
         runs).
     """
-    import papermill
-
     from candela.core.db import connect
     from candela.core.db import database_url as resolve_database_url
-    from research.report import ReportFiles, export_html
+    from research.report import execute_notebook
     from research.validation.store import load_sweep
 
     source = Path(notebook) if notebook is not None else default_notebook()
@@ -175,10 +171,6 @@ def run_sweep_report(
     identifier = record["sweep_id"]
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    output = folder / f"sweep_{record['strategy']}_{identifier[:8]}.ipynb"
-    page = output.with_suffix(".html")
-    partial = folder / f".{output.stem}.{uuid.uuid4().hex[:8]}.partial.ipynb"
-    partial_page = partial.with_suffix(".html")
     parameters = {
         "sweep_id": identifier,
         "database_url": url,
@@ -187,25 +179,5 @@ def run_sweep_report(
         "cv_test_folds": int(cv_test_folds),
         "n_jobs": int(n_jobs),
     }
-    chatter = logging.getLogger("papermill")
-    level = chatter.level
-    chatter.setLevel(max(level, logging.WARNING))
-    rendered = None
-    try:
-        papermill.execute_notebook(
-            str(source),
-            str(partial),
-            parameters=parameters,
-            kernel_name="python3",
-            cwd=str(source.parent),
-            progress_bar=False,
-        )
-        rendered = export_html(partial, partial_page) if html else None
-        partial.replace(output)
-        if rendered is not None:
-            partial_page.replace(page)
-    finally:
-        chatter.setLevel(level)
-        partial.unlink(missing_ok=True)
-        partial_page.unlink(missing_ok=True)
-    return ReportFiles(notebook=output, html=page if rendered is not None else None)
+    output = folder / f"sweep_{record['strategy']}_{identifier[:8]}.ipynb"
+    return execute_notebook(source, output, parameters, html=html)

@@ -1,5 +1,5 @@
 """The reconciliation as an HTML page without code: ``notebooks/05_reconcile.ipynb`` executed
-with papermill and rendered like the strategy reports (:func:`research.report.export_html`).
+with papermill and rendered like the strategy reports (:func:`research.report.execute_notebook`).
 
 Nothing half-written is left behind: the notebook and the page are written under temporary
 names and renamed at the end.
@@ -7,11 +7,9 @@ names and renamed at the end.
 
 from __future__ import annotations
 
-import logging
-import uuid
 from pathlib import Path
 
-from research.report import ReportFiles, export_html
+from research.report import ReportFiles, execute_notebook
 
 RECONCILE_NOTEBOOK = "05_reconcile.ipynb"
 
@@ -32,8 +30,6 @@ def run_reconcile_report(
     papermill.PapermillExecutionError
         If a cell fails; nothing is left in ``out_dir`` then.
     """
-    import papermill
-
     from candela.core.paths import REPO_ROOT
 
     source = (
@@ -44,28 +40,5 @@ def run_reconcile_report(
     slug = "".join(
         character if character.isalnum() or character in "-_." else "-" for character in bot_id
     )
-    output = folder / f"reconcile_{slug}.ipynb"
-    page = output.with_suffix(".html")
-    partial = folder / f".reconcile_{slug}.{uuid.uuid4().hex[:8]}.partial.ipynb"
-    partial_page = partial.with_suffix(".html")
-    chatter = logging.getLogger("papermill")  # its INFO lines are not the user's business
-    level = chatter.level
-    chatter.setLevel(max(level, logging.WARNING))
-    try:
-        papermill.execute_notebook(
-            str(source),
-            str(partial),
-            kernel_name="python3",
-            parameters={"bot_id": bot_id, "on_time": float(on_time), "database_url": database_url},
-            cwd=str(source.parent),
-            progress_bar=False,
-        )
-        rendered = export_html(partial, partial_page)
-        partial.replace(output)
-        if rendered is not None:
-            partial_page.replace(page)
-    finally:
-        chatter.setLevel(level)
-        partial.unlink(missing_ok=True)
-        partial_page.unlink(missing_ok=True)
-    return ReportFiles(notebook=output, html=page if rendered is not None else None)
+    parameters = {"bot_id": bot_id, "on_time": float(on_time), "database_url": database_url}
+    return execute_notebook(source, folder / f"reconcile_{slug}.ipynb", parameters)
