@@ -37,6 +37,7 @@ from candela.core import schema
 from candela.core.bus import SYSTEM_EVENTS
 from candela.core.db import now_ms
 from candela.core.timeframes import timeframe_to_ms
+from runner.progress import count_bars_after
 
 MARKET_EVENTS = ("market_stalled", "market_resumed")
 HEARTBEAT_EVENTS = ("heartbeat_stale", "heartbeat_resumed")
@@ -218,7 +219,7 @@ class HealthWatch:
                         bot_id=bot_id,
                         cursor_ts=cursor,
                         newest_ts=last,
-                        bars_behind=_bars_between(connection, market, cursor, last),
+                        bars_behind=count_bars_after(connection, market, cursor, last),
                     )
                 )
         return events
@@ -248,23 +249,3 @@ def _newest_bar(connection: Connection, market: tuple[str, str, str]) -> int | N
         )
     ).scalar()
     return None if value is None else int(value)
-
-
-def _bars_between(
-    connection: Connection, market: tuple[str, str, str], after: int, through: int
-) -> int:
-    """Stored bars with ``after < ts <= through``."""
-    exchange, symbol, timeframe = market
-    return int(
-        connection.execute(
-            select(func.count())
-            .select_from(schema.ohlcv)
-            .where(
-                schema.ohlcv.c.exchange == exchange,
-                schema.ohlcv.c.symbol == symbol,
-                schema.ohlcv.c.timeframe == timeframe,
-                schema.ohlcv.c.ts > after,
-                schema.ohlcv.c.ts <= through,
-            )
-        ).scalar_one()
-    )

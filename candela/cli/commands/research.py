@@ -32,6 +32,7 @@ from candela.cli.commands.parsing import (
     to_ms,
 )
 from candela.cli.commands.run_inputs import (
+    command_line_bars,
     load_market_bars,
     market_arguments,
     market_checks,
@@ -453,14 +454,7 @@ def _report(arguments: argparse.Namespace) -> int:
         raise CommandError(f"--notebook {arguments.notebook}: no such notebook file")
     # the user's mistakes (market, dates, resampling, too few bars) end here, in one line,
     # before the notebook runs
-    market = (arguments.exchange, arguments.symbol, arguments.timeframe)
-    bars = load_market_bars(
-        arguments.database_url,
-        market,
-        to_ms(arguments.start),
-        to_ms(arguments.end),
-        arguments.resample,
-    )
+    _, bars = command_line_bars(arguments)
     spec.lookback(params)  # the strategy's code runs: its errors keep their traceback
     with user_errors(ValueError):
         spec.check_enough_bars(len(bars), params)

@@ -149,6 +149,32 @@ def load_market_bars(
     return bars
 
 
+def command_line_bars(arguments: argparse.Namespace):
+    """``(market, bars)`` of ``--exchange/--symbol/--timeframe``, ``--start``/``--end`` and
+    ``--resample`` (:func:`load_market_bars`; the user's mistakes as one-line errors)."""
+    from candela.cli.commands.parsing import to_ms
+
+    market = (arguments.exchange, arguments.symbol, arguments.timeframe)
+    bars = load_market_bars(
+        arguments.database_url,
+        market,
+        to_ms(arguments.start),
+        to_ms(arguments.end),
+        arguments.resample,
+    )
+    return market, bars
+
+
+def min_trades_setting(arguments: argparse.Namespace) -> int:
+    """``--min-trades`` (default ``research.metrics.DEFAULT_MIN_TRADES``), checked."""
+    from research.metrics import DEFAULT_MIN_TRADES
+
+    min_trades = DEFAULT_MIN_TRADES if arguments.min_trades is None else arguments.min_trades
+    if min_trades < 0:
+        raise CommandError(f"--min-trades must be 0 or more, got {min_trades}")
+    return min_trades
+
+
 def market_text(market: tuple[str, str, str], resample: str | None) -> str:
     """``exchange symbol timeframe``, with the resampling if any."""
     text = " ".join(market)

@@ -9,11 +9,12 @@ from typing import Any
 
 from candela.cli.commands import CommandError, user_errors
 from candela.cli.commands.exports import write_atomically
-from candela.cli.commands.parsing import parse_assignments, parse_grid, resolve_strategy, to_ms
+from candela.cli.commands.parsing import parse_assignments, parse_grid, resolve_strategy
 from candela.cli.commands.run_inputs import (
     SUMMARY_STATS,
-    load_market_bars,
+    command_line_bars,
     market_text,
+    min_trades_setting,
     run_settings,
 )
 
@@ -21,7 +22,6 @@ from candela.cli.commands.run_inputs import (
 def run_sweep(arguments: argparse.Namespace) -> int:
     # imported when the command runs, not at start-up: keeps `candela --help` light
     from research.formatting import format_frame
-    from research.metrics import DEFAULT_MIN_TRADES
     from research.sweeps import sweep
 
     spec = resolve_strategy(arguments.strategy)
@@ -33,17 +33,8 @@ def run_sweep(arguments: argparse.Namespace) -> int:
             f"strategy {spec.name!r} declares no sweep ranges: pass --grid NAME=SPEC"
         )
     costs, cash = run_settings(arguments, spec)
-    min_trades = DEFAULT_MIN_TRADES if arguments.min_trades is None else arguments.min_trades
-    if min_trades < 0:
-        raise CommandError(f"--min-trades must be 0 or more, got {min_trades}")
-    market = (arguments.exchange, arguments.symbol, arguments.timeframe)
-    bars = load_market_bars(
-        arguments.database_url,
-        market,
-        to_ms(arguments.start),
-        to_ms(arguments.end),
-        arguments.resample,
-    )
+    min_trades = min_trades_setting(arguments)
+    market, bars = command_line_bars(arguments)
     _check_sweep(spec, bars, grid, arguments)
     from candela.cli.commands.validation import _engine_options
     from research.validation.reading import read_overfitting

@@ -25,13 +25,13 @@ from candela.cli.commands.parsing import (
     parse_grid,
     parse_value,
     resolve_strategy,
-    to_ms,
 )
 from candela.cli.commands.run_inputs import (
     SUMMARY_STATS,
-    load_market_bars,
+    command_line_bars,
     market_arguments,
     market_text,
+    min_trades_setting,
     run_arguments,
     run_settings,
 )
@@ -182,27 +182,18 @@ def _parallel_arguments(parser: argparse.ArgumentParser) -> None:
 def _common(arguments: argparse.Namespace):
     """Strategy, bars, costs, cash, minimum trades and the metric of the command line,
     validated before any backtest."""
-    from research.metrics import DEFAULT_MIN_TRADES, STAT_NAMES
+    from research.metrics import STAT_NAMES
 
     spec = resolve_strategy(arguments.strategy)
     costs, cash = run_settings(arguments, spec)
-    min_trades = DEFAULT_MIN_TRADES if arguments.min_trades is None else arguments.min_trades
-    if min_trades < 0:
-        raise CommandError(f"--min-trades must be 0 or more, got {min_trades}")
+    min_trades = min_trades_setting(arguments)
     if arguments.metric not in STAT_NAMES:
         raise CommandError(
             f"--metric {arguments.metric!r} is not a stat; choose one of {', '.join(STAT_NAMES)}"
         )
     if arguments.n_jobs == 0:
         raise CommandError("--n-jobs must be a positive number of workers or -1 (all cores), got 0")
-    market = (arguments.exchange, arguments.symbol, arguments.timeframe)
-    bars = load_market_bars(
-        arguments.database_url,
-        market,
-        to_ms(arguments.start),
-        to_ms(arguments.end),
-        arguments.resample,
-    )
+    market, bars = command_line_bars(arguments)
     return spec, bars, costs, cash, min_trades, market
 
 
