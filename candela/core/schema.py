@@ -189,7 +189,9 @@ signals = Table(
     "signals",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("bot_id", String(64), ForeignKey("bots.bot_id", ondelete="CASCADE"), nullable=False),
+    # no foreign key to bots (a check per row on the replay's hot path, migration 0006): the
+    # ledger writes a bot's rows only together with its bot_state cursor, which has one
+    Column("bot_id", String(64), nullable=False),
     Column(
         "ts", BigInteger, nullable=False, comment="close ts of the bar the decision was made at"
     ),
@@ -250,7 +252,7 @@ trades = Table(
 bot_performance = Table(
     "bot_performance",
     metadata,
-    Column("bot_id", String(64), ForeignKey("bots.bot_id", ondelete="CASCADE"), primary_key=True),
+    Column("bot_id", String(64), primary_key=True),  # no foreign key, as signals
     Column("ts", BigInteger, primary_key=True, comment="bar close ts"),
     Column("equity", Double, nullable=False),
     Column("cash", Double, nullable=False),

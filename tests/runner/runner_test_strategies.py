@@ -3,6 +3,7 @@
 They run the shipped ``sma_cross`` so that, when they do not raise, they trade exactly like it.
 
 * ``broken`` raises whenever the window ends at or after bar ``fail_at_ts`` (every retry fails).
+* ``slow`` takes a millisecond per decision (a catch-up that surely lasts a while).
 * ``flaky`` fails at bar ``fail_at_ts`` the first ``failures`` times it decides that bar, then
   works (a process-wide counter: use it in-process only). Until then a window that holds the
   bar and ends after it (a replay's block of bars, see :mod:`runner.block`) raises too, without
@@ -10,6 +11,8 @@ They run the shipped ``sma_cross`` so that, when they do not raise, they trade e
 """
 
 from __future__ import annotations
+
+import time
 
 from research.strategy_model import strategy
 from strategies.registry import get_strategy
@@ -34,6 +37,13 @@ def flaky(bars, fast: int = 10, slow: int = 50, fail_at_ts: int = 0, failures: i
         if bars.ts[-1] == fail_at_ts:
             _seen[key] = _seen.get(key, 0) + 1
         raise RuntimeError(f"deliberate transient failure at bar {fail_at_ts}")
+    return _SMA.function(bars, fast, slow)
+
+
+@strategy(long_only=True, constraints=["1 <= fast < slow"])
+def slow(bars, fast: int = 10, slow: int = 50):
+    """sma_cross, a millisecond slower per decision."""
+    time.sleep(0.001)
     return _SMA.function(bars, fast, slow)
 
 

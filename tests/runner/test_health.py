@@ -125,9 +125,11 @@ def test_a_bot_whose_runner_died_is_announced_by_a_live_runner(any_engine, ada_b
 
 
 def test_a_bot_catching_up_for_long_is_announced_behind_then_caught_up(any_engine, ada_btc_bars):
-    bars = _shifted(ada_btc_bars[:6000], now_ms() // MINUTE_MS * MINUTE_MS)
+    # 3,000 bars decided one by one at a millisecond each: behind for seconds, surely across
+    # several health checks (a fast catch-up could end between two and never be announced)
+    bars = _shifted(ada_btc_bars[:3000], now_ms() // MINUTE_MS * MINUTE_MS)
     store_bars(any_engine, ADA_BTC, bars)
-    config = bot_config("lagging", "sma_cross", start=int(bars.ts[0]))
+    config = bot_config("lagging", "runner_test_strategies:slow", start=int(bars.ts[0]))
     bus = InProcessBus()
     notices = _listen(bus)
     with LiveRunner(any_engine, bus, [config], health=HealthSettings(stale_after_ms=100)):
