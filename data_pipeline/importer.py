@@ -191,19 +191,19 @@ class ImportReport:
         return sum(count_bars(first, last, self.timeframe_ms) for first, last in self.new_gaps)
 
     def summary(self) -> str:
-        """One line: ``binance BTC/USDT 1m: 0 new, 1500 already stored, 0 rejected (file.csv.gz)``."""
+        """One line: ``binance BTC/USDT 1m: 0 new, 1,500 already stored, 0 rejected (file.csv.gz)``."""
         text = (
-            f"{self.exchange} {self.symbol} {self.timeframe}: {self.inserted} new, "
-            f"{self.unchanged} already stored"
+            f"{self.exchange} {self.symbol} {self.timeframe}: {self.inserted:,} new, "
+            f"{self.unchanged:,} already stored"
         )
         if self.revised:
-            text += f", {self.revised} revised (previous values kept in ohlcv_revisions)"
+            text += f", {self.revised:,} revised (previous values kept in ohlcv_revisions)"
         if self.conflicting > self.revised:
-            text += f", {self.conflicting - self.revised} conflicting (stored values kept)"
-        text = f"{text}, {self.rejected_total} rejected ({self.rows} rows in {self.path.name})"
+            text += f", {self.conflicting - self.revised:,} conflicting (stored values kept)"
+        text = f"{text}, {self.rejected_total:,} rejected ({self.rows:,} rows in {self.path.name})"
         if self.new_gaps:
             text += (
-                f"; {len(self.new_gaps)} gap(s), {self.new_gap_bars} missing bar(s), recorded in the "
+                f"; {len(self.new_gaps):,} gap(s), {self.new_gap_bars:,} missing bar(s), recorded in the "
                 "gap ledger (see 'candela data gaps')"
             )
         return text

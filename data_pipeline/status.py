@@ -126,11 +126,11 @@ def format_status(markets: list[MarketStatus]) -> str:
             m.exchange,
             m.symbol,
             m.timeframe,
-            str(m.bars),
+            f"{m.bars:,}",
             _when(m.first_ts),
             _when(m.last_ts),
-            str(m.expected_bars - m.bars),
-            str(m.open_gaps),
+            f"{m.expected_bars - m.bars:,}",
+            f"{m.open_gaps:,}",
             _when(m.collector_updated_at),
         )
         for m in markets
@@ -159,7 +159,7 @@ def format_gaps(entries: list[Gap]) -> str:
             g.timeframe,
             _when(g.first_missing_ts),
             _when(g.last_missing_ts),
-            str(g.missing_bars),
+            f"{g.missing_bars:,}",
             g.status,
             g.detail or "",
         )

@@ -43,9 +43,9 @@ def test_demo_runs_twice_on_an_empty_database_and_paper_matches_backtest(tmp_pat
     output = first.stdout
 
     imported = re.search(
-        r"24 files: (\d+) new, 0 already stored, 0 conflicting, 0 rejected", output
+        r"24 files: ([\d,]+) new, 0 already stored, 0 conflicting, 0 rejected", output
     )
-    assert imported and int(imported.group(1)) > 90_000
+    assert imported and int(imported.group(1).replace(",", "")) > 90_000
     assert "bittrex ADA/BTC" in output and "gaps" in output
 
     assert re.search(r"final_equity\s+[\d,.]+", output)

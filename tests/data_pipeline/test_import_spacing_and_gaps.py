@@ -164,7 +164,7 @@ def status_missing(capsys, url, symbol):
     columns = re.split(r"\s{2,}", header)
     [row] = [re.split(r"\s{2,}", line) for line in rows if f" {symbol} " in line]
     record = dict(zip(columns, row))
-    return int(record["missing"]), int(record["open gaps"])
+    return int(record["missing"].replace(",", "")), int(record["open gaps"].replace(",", ""))
 
 
 def listed_gaps(capsys, url):
@@ -189,7 +189,7 @@ def test_gaps_of_an_imported_gappy_file_are_in_the_ledger_and_both_commands_agre
     code, out, err = run_cli(capsys, "--database-url", database_url, "data", "import", path)
     assert code == 0, err
     assert (
-        f"; {len(expected)} gap(s), {len(missing)} missing bar(s), recorded in the gap ledger"
+        f"; {len(expected):,} gap(s), {len(missing):,} missing bar(s), recorded in the gap ledger"
         in out
     )
 
@@ -199,7 +199,7 @@ def test_gaps_of_an_imported_gappy_file_are_in_the_ledger_and_both_commands_agre
     assert status_missing(capsys, database_url, "ADA/BTC") == (len(missing), len(expected))
     listed = listed_gaps(capsys, database_url)
     assert len(listed) == len(expected) and {status for _, status in listed} == {"open"}
-    assert sum(int(bars) for bars, _ in listed) == len(missing)
+    assert sum(int(bars.replace(",", "")) for bars, _ in listed) == len(missing)
 
     code, out, _ = run_cli(capsys, "--database-url", database_url, "data", "import", path)
     assert code == 0 and "gap(s)" not in out  # importing again finds nothing new

@@ -80,7 +80,7 @@ def test_import_then_reimport_says_nothing_new(database_url, real_file, capsys):
         "1m",
     )
     assert code == 0, err
-    assert "1500 new, 0 already stored" in out
+    assert "1,500 new, 0 already stored" in out
     pd.testing.assert_frame_equal(stored_frame(database_url), expected_from_csv(real_file))
 
     code, out, err = run_cli(
@@ -98,7 +98,7 @@ def test_import_then_reimport_says_nothing_new(database_url, real_file, capsys):
         "1m",
     )
     assert code == 0, err
-    assert "0 new, 1500 already stored" in out
+    assert "0 new, 1,500 already stored" in out
     assert count_rows(database_url) == 1500
 
 
@@ -107,7 +107,7 @@ def test_market_is_inferred_from_the_file_name(database_url, real_file, capsys):
     assert infer_market("binance_BTC-USDT_1h_lean.csv.gz") == ("binance", "BTC/USDT", "1h")
     assert infer_market("prices.csv") is None
     code, out, _ = run_cli(capsys, "--database-url", database_url, "data", "import", real_file)
-    assert code == 0 and "binance BTC/USDT 1m: 1500 new" in out
+    assert code == 0 and "binance BTC/USDT 1m: 1,500 new" in out
 
 
 def test_open_times_become_close_times_for_every_timeframe(tmp_path):
@@ -195,7 +195,7 @@ def test_conflicting_values_are_kept_and_reported(database_url, real_file, tmp_p
     frame.to_csv(path, index=False)
     code, out, err = run_cli(capsys, "--database-url", database_url, "data", "import", path)
     assert code == 0
-    assert "0 new, 1499 already stored, 1 conflicting" in out
+    assert "0 new, 1,499 already stored, 1 conflicting" in out
     assert f"{int(frame.loc[10, 'open_time_ms']) + MINUTE}" in err and "NOT overwritten" in err
     pd.testing.assert_frame_equal(stored_frame(database_url), expected_from_csv(real_file))
 
@@ -486,14 +486,15 @@ def test_demo_step_imports_the_sample_and_then_nothing_new(engine, tmp_path, cap
     foundation.run(context)
     first = capsys.readouterr().out
     assert (
-        f"{len(manifest)} files: {total} new, 0 already stored, 0 conflicting, 0 rejected" in first
+        f"{len(manifest)} files: {total:,} new, 0 already stored, 0 conflicting, 0 rejected"
+        in first
     )
     inventory_lines = first.split("\n\n")[-1].strip().splitlines()
     assert inventory_lines[0].split()[:2] == ["market", "timeframe"]
     assert len(inventory_lines) == 1 + len(manifest)
     assert any(
-        line.startswith("bittrex ADA/BTC   1m") and line.endswith("1436 (237753 bars)")
+        line.startswith("bittrex ADA/BTC   1m") and line.endswith("1,436 (237,753 bars)")
         for line in inventory_lines
     )
     foundation.run(context)
-    assert f"{len(manifest)} files: 0 new, {total} already stored" in capsys.readouterr().out
+    assert f"{len(manifest)} files: 0 new, {total:,} already stored" in capsys.readouterr().out

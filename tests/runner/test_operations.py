@@ -118,8 +118,8 @@ def test_replay_says_what_it_starts_shows_progress_and_explains_a_bot_without_ba
 
     # what happened: every bar of the two bots, and why the third had none
     report = {line.split()[0]: line for line in out if re.match(r"^\S+ +(finished|no bars)", line)}
-    assert re.match(rf"fast +finished +bars={len(bars)} ", report["fast"])
-    assert re.match(rf"slow +finished +bars={len(bars)} ", report["slow"])
+    assert re.match(rf"fast +finished +bars={len(bars):,} ", report["fast"])
+    assert re.match(rf"slow +finished +bars={len(bars):,} ", report["slow"])
     assert re.match(
         r"nothing +no bars +bars=0 +restarts=0  bittrex LTC/BTC 1m has no stored bar",
         report["nothing"],

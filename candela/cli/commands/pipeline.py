@@ -264,8 +264,8 @@ def _print_report(report, iso) -> None:
         )
         gaps = ", ".join(f"{iso(a)}..{iso(b)} {status}" for a, b, status in m.gaps) or "none"
         print(
-            f"{m.exchange} {m.symbol} {m.timeframe} [{window}]: {m.requests} requests, "
-            f"{m.inserted} new bars, {m.unchanged} already stored, {m.conflicting} conflicting; "
+            f"{m.exchange} {m.symbol} {m.timeframe} [{window}]: {m.requests:,} requests, "
+            f"{m.inserted:,} new bars, {m.unchanged:,} already stored, {m.conflicting:,} conflicting; "
             f"rejected: {rejected}; gaps: {gaps}" + (f"; FAILED: {m.error}" if m.error else "")
         )
 

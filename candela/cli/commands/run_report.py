@@ -300,7 +300,7 @@ def final_report(engine, configs, reports, replay, markets: dict, seconds: float
                 status = "no bars"
                 note = "  no stored bar in the requested window"
         lines.append(
-            f"{config.bot_id:<24} {status:<10} bars={report.bars:<8} "
+            f"{config.bot_id:<24} {status:<10} bars={report.bars:<8,} "
             f"restarts={report.restarts}{note}"
         )
     if replay is not None and seconds > 0 and total:

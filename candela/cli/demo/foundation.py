@@ -44,11 +44,11 @@ def run(context) -> None:
         counts = (report.inserted, report.unchanged, report.conflicting, report.rejected_total)
         totals = [total + count for total, count in zip(totals, counts)]
         print(
-            f"{entry['file']:<{width}}  {counts[0]:>6}  {counts[1]:>6}  {counts[2]:>8}  {counts[3]:>8}"
+            f"{entry['file']:<{width}}  {counts[0]:>6,}  {counts[1]:>6,}  {counts[2]:>8,}  {counts[3]:>8,}"
         )
     print(
-        f"{len(entries)} files: {totals[0]} new, {totals[1]} already stored, "
-        f"{totals[2]} conflicting, {totals[3]} rejected"
+        f"{len(entries)} files: {totals[0]:,} new, {totals[1]:,} already stored, "
+        f"{totals[2]:,} conflicting, {totals[3]:,} rejected"
     )
     print()
     print(format_inventory(inventory(context.engine)))
@@ -64,8 +64,8 @@ def format_inventory(table) -> str:
                 record.timeframe,
                 record.first.strftime("%Y-%m-%d %H:%M"),
                 record.last.strftime("%Y-%m-%d %H:%M"),
-                str(record.bars),
-                f"{record.gaps} ({record.missing_bars} bars)" if record.gaps else "0",
+                f"{record.bars:,}",
+                f"{record.gaps:,} ({record.missing_bars:,} bars)" if record.gaps else "0",
             )
         )
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
