@@ -480,9 +480,12 @@ def readable_pandas() -> None:
 
 def styled(frame: pd.DataFrame, left: tuple[str, ...] = ("basis",)):
     """``frame`` as a pandas Styler for notebooks and HTML reports: the columns in ``left``
-    (text, such as a stat's basis) left-aligned, the others as pandas shows them."""
+    (text, such as a stat's basis) left-aligned, their headers too, the others as pandas shows
+    them."""
     styler = frame.style
     columns = [name for name in left if name in frame.columns]
     if columns:
         styler = styler.set_properties(subset=columns, **{"text-align": "left"})
+        left_header = [{"selector": "th.col_heading", "props": [("text-align", "left")]}]
+        styler = styler.set_table_styles(dict.fromkeys(columns, left_header), overwrite=False)
     return styler

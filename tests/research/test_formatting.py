@@ -153,3 +153,14 @@ def test_readable_pandas_drops_scientific_notation(gappy_run):
         finally:
             pd.reset_option("display.float_format")
     assert np.isfinite(gappy_run.stats["sharpe"])
+
+
+def test_styled_tables_align_text_columns_and_their_headers_left():
+    frame = pd.DataFrame({"value": ["1.00 %"], "basis": ["final equity / initial cash - 1"]})
+    page = fmt.styled(frame).to_html()
+    styles = page.split("</style>")[0]
+    column = list(frame.columns).index("basis")
+    # the basis cells and the basis header: left; the value column keeps pandas' alignment
+    assert re.search(rf"th\.col_heading\.col{column} \{{\s*text-align: left;", styles)
+    assert re.search(rf"_row0_col{column} \{{\s*text-align: left;", styles)
+    assert "col0" not in styles
