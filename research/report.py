@@ -94,7 +94,6 @@ def run_report(
     papermill.PapermillExecutionError
         If a cell fails. Nothing is left in ``out_dir`` then.
     """
-
     from candela.core.db import database_url as resolve_database_url
     from research.data import load_bars
     from research.data import resample as resample_bars
