@@ -37,6 +37,7 @@ from candela.cli.commands.run_inputs import (
     market_arguments,
     market_checks,
     market_text,
+    parallel_arguments,
     run_arguments,
     run_settings,
 )
@@ -121,7 +122,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="swept parameter (repeatable): NAME=START:STOP:STEP (STOP included) "
         "or NAME=V1,V2,...; default: the strategy's own sweep ranges",
     )
-    sweep.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores)")
     sweep.add_argument(
         "--sample",
         type=int,
@@ -155,13 +155,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "as they finish: a killed sweep run again computes only what is "
         "missing)",
     )
-    sweep.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="ADDRESS",
-        help="run on the Dask cluster of this scheduler (tcp://HOST:8786; needs "
-        "the distributed extra)",
-    )
+    parallel_arguments(sweep)
     sweep.set_defaults(handler=run_sweep)
 
     report = commands.add_parser(

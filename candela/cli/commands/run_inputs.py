@@ -75,6 +75,35 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def parallel_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--n-jobs`` and ``--scheduler`` (read by :func:`engine_options`)."""
+    parser.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores)")
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on the Dask cluster of this scheduler (tcp://HOST:8786; "
+        "needs the distributed extra)",
+    )
+
+
+def check_n_jobs(arguments: argparse.Namespace) -> None:
+    """Refuse ``--n-jobs 0``."""
+    if arguments.n_jobs == 0:
+        raise CommandError("--n-jobs must be a positive number of workers or -1 (all cores), got 0")
+
+
+def engine_options(arguments: argparse.Namespace) -> dict[str, Any]:
+    """``n_jobs``, ``backend`` and ``client`` for ``--n-jobs`` / ``--scheduler``."""
+    if arguments.scheduler is None:
+        return {"n_jobs": arguments.n_jobs, "backend": "loky"}
+    from research.validation.distributed import connect_cluster
+
+    with user_errors(ValueError):
+        client = connect_cluster(arguments.scheduler)
+    return {"n_jobs": -1, "backend": "dask", "client": client}
+
+
 def run_settings(arguments: argparse.Namespace, spec) -> tuple[Any, float]:
     """Costs and initial cash of the command line, validated (defaults for those not given)."""
     # imported when the command runs, not at start-up: keeps `candela --help` light

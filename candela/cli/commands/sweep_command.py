@@ -12,7 +12,9 @@ from candela.cli.commands.exports import write_atomically
 from candela.cli.commands.parsing import parse_assignments, parse_grid, resolve_strategy
 from candela.cli.commands.run_inputs import (
     SUMMARY_STATS,
+    check_n_jobs,
     command_line_bars,
+    engine_options,
     market_text,
     min_trades_setting,
     run_settings,
@@ -36,7 +38,6 @@ def run_sweep(arguments: argparse.Namespace) -> int:
     min_trades = min_trades_setting(arguments)
     market, bars = command_line_bars(arguments)
     _check_sweep(spec, bars, grid, arguments)
-    from candela.cli.commands.validation import _engine_options
     from research.validation.reading import read_overfitting
 
     stored = None if arguments.no_store else (arguments.database_url or True)
@@ -57,7 +58,7 @@ def run_sweep(arguments: argparse.Namespace) -> int:
         market=None
         if arguments.resample
         else dict(zip(("exchange", "symbol", "timeframe"), market, strict=True)),
-        **_engine_options(arguments),
+        **engine_options(arguments),
     )
     if result.n_evaluated == 0:
         raise CommandError(
@@ -101,8 +102,7 @@ def _check_sweep(spec, bars, grid: dict[str, list[Any]], arguments: argparse.Nam
     from research.metrics import STAT_NAMES
     from research.sweeps import normalize_grid, valid_combinations
 
-    if arguments.n_jobs == 0:
-        raise CommandError("--n-jobs must be a positive number of workers or -1 (all cores), got 0")
+    check_n_jobs(arguments)
     if arguments.sample is not None and arguments.sample < 1:
         raise CommandError(
             f"--sample must be a positive number of combinations, got {arguments.sample}"

@@ -28,10 +28,13 @@ from candela.cli.commands.parsing import (
 )
 from candela.cli.commands.run_inputs import (
     SUMMARY_STATS,
+    check_n_jobs,
     command_line_bars,
+    engine_options,
     market_arguments,
     market_text,
     min_trades_setting,
+    parallel_arguments,
     run_arguments,
     run_settings,
 )
@@ -86,7 +89,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="training windows all start at the first bar (default: rolling)",
     )
     _selection_arguments(walk)
-    _parallel_arguments(walk)
+    parallel_arguments(walk)
     walk.add_argument(
         "--csv", default=None, metavar="PATH", help="also write the per-window table as CSV"
     )
@@ -141,7 +144,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     search.add_argument("--seed", type=int, default=0, help="TPE's seed (default: 0)")
     _selection_arguments(search)
-    _parallel_arguments(search)
+    parallel_arguments(search)
     search.set_defaults(handler=_search)
 
     sweeps = commands.add_parser("sweeps", help="stored sweeps: list them")
@@ -165,17 +168,6 @@ def _selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def _parallel_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores)")
-    parser.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="ADDRESS",
-        help="run on the Dask cluster of this scheduler (tcp://HOST:8786; "
-        "needs the distributed extra)",
-    )
-
-
 # --------------------------------------------------------------------------- shared
 
 
@@ -191,21 +183,9 @@ def _common(arguments: argparse.Namespace):
         raise CommandError(
             f"--metric {arguments.metric!r} is not a stat; choose one of {', '.join(STAT_NAMES)}"
         )
-    if arguments.n_jobs == 0:
-        raise CommandError("--n-jobs must be a positive number of workers or -1 (all cores), got 0")
+    check_n_jobs(arguments)
     market, bars = command_line_bars(arguments)
     return spec, bars, costs, cash, min_trades, market
-
-
-def _engine_options(arguments: argparse.Namespace) -> dict[str, Any]:
-    """``n_jobs``, ``backend`` and ``client`` for ``--n-jobs`` / ``--scheduler``."""
-    if arguments.scheduler is None:
-        return {"n_jobs": arguments.n_jobs, "backend": "loky"}
-    from research.validation.distributed import connect_cluster
-
-    with user_errors(ValueError):
-        client = connect_cluster(arguments.scheduler)
-    return {"n_jobs": -1, "backend": "dask", "client": client}
 
 
 def _grid_of(spec, arguments: argparse.Namespace, option: str = "grid") -> dict[str, list]:
@@ -273,7 +253,7 @@ def _walkforward(arguments: argparse.Namespace) -> int:
         walk_forward_windows(
             bars.ts, train, test, n_windows=arguments.windows, anchored=arguments.anchored
         )
-    options = _engine_options(arguments)
+    options = engine_options(arguments)
     walk = walk_forward(
         spec,
         bars,
@@ -340,7 +320,7 @@ def _search(arguments: argparse.Namespace) -> int:
         )
     with user_errors(ValueError):
         search_space(spec, space)
-    options = _engine_options(arguments)
+    options = engine_options(arguments)
     options.pop("client", None)  # trials reach the cluster through joblib's default client
     with user_errors(StudyError):  # an in-memory database, or a study of another direction
         result = search(
