@@ -19,9 +19,11 @@ Sharpe ratio of its best row and the PBO of its selection (:attr:`SweepResult.ov
 With ``store`` the rows go to the database as they finish, and a sweep run again computes only
 what is missing (:mod:`research.validation.store`).
 
-Parallelism is joblib's. ``backend="loky"`` (processes on this machine) is the default; any
-joblib backend name works; ``backend="dask"`` with ``client=`` runs on a Dask cluster (the
-``distributed`` extra; :mod:`research.validation.distributed`)::
+Parallelism is joblib's. The default, ``backend="auto"``, runs rows without stops or risk
+limits (whose work is compiled code that releases the GIL) on threads of this process, which
+share one copy of the bars, and the other rows on ``"loky"`` processes; any joblib backend name
+works; ``backend="dask"`` with ``client=`` runs on a Dask cluster (the ``distributed`` extra;
+:mod:`research.validation.distributed`)::
 
     from research.validation.distributed import connect_cluster
 
@@ -43,7 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from research.backtesting import backtest, infer_timeframe_ms, run_target
+from research.backtesting import infer_timeframe_ms, run_target
 from research.charts import plot_heatmap
 from research.kernels.records import make_config
 from research.metrics import (
@@ -53,6 +55,7 @@ from research.metrics import (
     BarsContext,
     bars_context,
 )
+from research.result import utc_index
 from research.strategy_model import ConstraintError, StrategySpec, UnknownHistoryError
 from research.types import Bars, Costs, RiskLimits, Stops
 
@@ -60,11 +63,16 @@ DEFAULT_INITIAL_CASH = 10_000.0
 MAX_BATCH_SIZE = 100
 MEMMAP_MIN_BYTES = 1 << 20  # ship bars through a memory-mapped file from 1 MiB on
 PROCESS_BACKENDS = ("loky", "multiprocessing")
+# The default backend: threads for rows that run compiled code only, processes otherwise
+# (research.validation.engine.resolve_backend).
+AUTO_BACKEND = "auto"
+# Values of the last swept parameter in one tile of the grid (see ``_batches``).
+INNER_SIDE = 5
 # Indicator results (bars-long float64 arrays) a worker keeps while running a batch: enough for
-# one tile of a two-parameter grid (see ``_batches``: the tile's values of the inner parameter
-# plus the current and previous value of the outer one), and a bound that does not depend on
-# the batch size or the number of combinations.
-BATCH_CACHE_ARRAYS = 12
+# one tile of a two-parameter grid (the tile's values of the inner parameter plus the current
+# and previous value of the outer one), and a bound that does not depend on the batch size or
+# the number of combinations.
+BATCH_CACHE_ARRAYS = INNER_SIDE + 2
 # Records of the fill table a worker reuses for a batch (4.5 MiB; a run with more fills grows
 # its own)
 BATCH_FILL_ROWS = 65_536
@@ -192,7 +200,7 @@ def sweep(
     risk: RiskLimits = RiskLimits(),
     initial_cash: float = DEFAULT_INITIAL_CASH,
     n_jobs: int = 1,
-    backend: str | None = "loky",
+    backend: str | None = AUTO_BACKEND,
     sample: int | None = None,
     seed: int = 0,
     keep_best: int = 5,
@@ -225,8 +233,10 @@ def sweep(
     n_jobs : int
         joblib workers (``-1``: one per core). ``1`` runs everything in this process.
     backend : str or None
-        joblib backend (``"loky"`` processes by default, ``"threading"``, ``"dask"``, ...);
-        ``None`` uses the one configured with ``joblib.parallel_config``.
+        ``"auto"`` (default): threads for rows without stops or risk limits, ``"loky"``
+        processes for the others (see :func:`research.validation.engine.resolve_backend`);
+        or any joblib backend (``"loky"``, ``"threading"``, ``"dask"``, ...); ``None`` uses the
+        one configured with ``joblib.parallel_config``.
     sample : int, optional
         Evaluate only a random subset of this many of the combinations that satisfy the
         constraints, drawn without replacement with ``numpy.random.default_rng(seed)``
@@ -346,10 +356,8 @@ def sweep(
         )
         sweeping.finish(evaluation, overfitting, ranked, metric)
     in_sample = bars if split is None else bars[:split]
-    equity: dict[Any, pd.Series] = {}
-    for index in ranked.index[:keep_best]:
-        params = rows[index].params
-        equity[params] = equity_curve(spec, in_sample, params, *run_settings)
+    best = [rows[index].params for index in ranked.index[:keep_best]]
+    equity = equity_curves(spec, in_sample, best, *run_settings)
     return SweepResult(
         frame=frame,
         equity=equity,
@@ -487,17 +495,24 @@ def valid_combinations(
 def _batches(candidates, grid: Mapping[str, Sequence[Any]], size: int) -> list[list[int]]:
     """Split candidate indices into batches of ``size`` that share indicator windows.
 
-    A worker computes each distinct indicator once per batch (:func:`~research.indicators.indicator_cache`), so the
-    candidates are grouped in tiles of the grid (about ``size ** (1 / d)`` values of each of
-    the ``d`` swept parameters) rather than in grid order, where a batch would pair one value
-    of the first parameter with every value of the others; a batch holds the candidates of one
-    tile only (a tile that constraints thin out makes a smaller batch). The order of the rows
-    of the result does not depend on this.
+    A worker computes each distinct indicator once per batch
+    (:func:`~research.indicators.indicator_cache`), so the candidates are grouped in tiles of
+    the grid rather than in grid order, where a batch would pair one value of the first
+    parameter with every value of the others. A tile is narrow in the last swept parameter
+    (:data:`INNER_SIDE` values) and wide in the others (together about ``size /
+    INNER_SIDE`` combinations), and runs in grid order within it: the indicators of the few
+    inner values stay in the memo while each outer value's are computed once and used
+    ``INNER_SIDE`` times. For an SMA cross in batches of 100 that is 25 moving averages per
+    100 rows (a square 10 x 10 tile needs 20) with 7 in memory at a time (12 for the square).
+    A batch holds the candidates of one tile only (a tile that constraints thin out makes a
+    smaller batch). The order of the rows of the result does not depend on this.
     """
     indices = list(range(len(candidates)))
     swept = [name for name, values in grid.items() if len(values) > 1]
     if swept and size > 1:
-        side = max(1, round(size ** (1.0 / len(swept))))
+        inner = min(INNER_SIDE, size) if len(swept) > 1 else size
+        outer = max(1, round((size / inner) ** (1.0 / max(1, len(swept) - 1))))
+        sides = [outer] * (len(swept) - 1) + [inner]
         try:
             positions = {name: {value: i for i, value in enumerate(grid[name])} for name in swept}
             coordinates = [
@@ -507,7 +522,10 @@ def _batches(candidates, grid: Mapping[str, Sequence[Any]], size: int) -> list[l
         except (KeyError, TypeError, AttributeError):  # unhashable or converted values
             coordinates = None
         if coordinates is not None:
-            tile_of = {i: tuple(c // side for c in coordinates[i]) for i in indices}
+            tile_of = {
+                i: tuple(c // side for c, side in zip(coordinates[i], sides, strict=True))
+                for i in indices
+            }
             indices.sort(key=lambda i: (tile_of[i], coordinates[i]))
             # a batch never spans two tiles: a constraint such as fast < slow thins tiles out,
             # and a batch across two would hold more indicators than the memo keeps
@@ -610,20 +628,31 @@ def _context(bars: Bars) -> BarsContext:
     return bars_context(bars.ts, infer_timeframe_ms(bars), bars.open, bars.close)
 
 
-def equity_curve(
+def equity_curves(
     spec: StrategySpec,
     bars: Bars,
-    params: Any,
+    params_list: Sequence[Any],
     costs: Costs,
     stops: Stops | None,
     risk: RiskLimits,
     initial_cash: float,
-) -> pd.Series:
-    """The equity Series of one backtest: ``research.backtest(...).equity`` (its tables are
-    built only when read, so nothing else is paid for)."""
-    return backtest(
-        spec, bars, params, costs, stops=stops, risk=risk, initial_cash=initial_cash
-    ).equity
+) -> dict[Any, pd.Series]:
+    """The equity Series of each parameter set: ``research.backtest(...).equity``, the same
+    target, execution loop and bits, without the rest of a backtest's result. The Series share
+    one index, so the curves cost the sweep 8 bytes a bar each."""
+    if not params_list:
+        return {}
+    config = make_config(costs, spec.stops if stops is None else stops, risk)
+    timeframe_ms = infer_timeframe_ms(bars)
+    index = utc_index(bars.ts)
+    curves = {}
+    for params in params_list:
+        target = np.ascontiguousarray(spec.evaluate(bars, params).target)
+        equity = np.empty(len(bars))
+        _, processed, _, _ = run_target(bars, target, config, initial_cash, timeframe_ms, equity)
+        equity[processed:] = np.nan
+        curves[params] = pd.Series(equity, index=index, name="equity", copy=False)
+    return curves
 
 
 def _tidy_frame(rows: list[Row], names: tuple[str, ...], out_of_sample: bool) -> pd.DataFrame:

@@ -20,8 +20,14 @@ import math
 import numpy as np
 from numba import njit
 
+from research.kernels.intrinsics import float_from_bits
+
 #: Bars per block: the block's returns (16 KiB) stay in the L1/L2 cache between the passes.
 BLOCK = 2048
+#: Bars per part of a block that reaches the equity peak: the drawdown bookkeeping goes bar by
+#: bar only through the parts that do (a block with a new high, or flat at its high, is
+#: otherwise a scalar loop of BLOCK bars).
+SUB_BLOCK = 64
 
 _INLINED = {"cache": True, "inline": "always", "error_model": "numpy"}
 
@@ -71,7 +77,7 @@ def _block_sums_nb(r, shift):
 _SIGN_MASK = 0x7FFF_FFFF_FFFF_FFFF
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**_INLINED)
 def _block_range_nb(x):
     """``(min, max)`` of ``x``, which holds no ``nan``.
 
@@ -89,11 +95,7 @@ def _block_range_nb(x):
         high = key if key > high else high
     low = low ^ ((low >> 63) & _SIGN_MASK)
     high = high ^ ((high >> 63) & _SIGN_MASK)
-    keys = np.empty(2, dtype=np.int64)
-    keys[0] = low
-    keys[1] = high
-    values = keys.view(np.float64)
-    return values[0], values[1]
+    return float_from_bits(low), float_from_bits(high)
 
 
 @njit(cache=True, error_model="numpy")
@@ -165,6 +167,31 @@ def stats_start_nb(first_equity, first_ts, timeframe_ms, initial_cash):
     )
 
 
+@njit(**_INLINED)
+def _drawdown_bars_nb(block, ts, peak, peak_ts, trough, max_drawdown, underwater):
+    """The drawdown bookkeeping of :func:`stats_block_nb`, bar by bar: returns the new
+    ``(peak, peak_ts, trough, max_drawdown, underwater)``."""
+    for j in range(len(block)):
+        v = block[j]
+        if v >= peak:
+            peak = v
+            trough = v
+            peak_ts = float(ts[j])
+            if max_drawdown < 0.0:  # 1 - peak / peak
+                max_drawdown = 0.0
+        else:
+            if ts[j] - peak_ts > underwater:
+                underwater = ts[j] - peak_ts
+            if v < trough:
+                trough = v
+                drawdown = 1.0 - v / peak
+                if drawdown > max_drawdown:
+                    max_drawdown = drawdown
+            elif v != v:
+                max_drawdown = v  # nan: stays (no comparison replaces it)
+    return peak, peak_ts, trough, max_drawdown, underwater
+
+
 @njit(cache=True, error_model="numpy")
 def stats_block_nb(acc, block, returns, ts):
     """Fold one block of equity (at most ``BLOCK`` bars; every block but the last exactly
@@ -181,12 +208,10 @@ def stats_block_nb(acc, block, returns, ts):
     squares, squares_compensation = _add_nb(squares, squares_compensation, c)
     downside, downside_compensation = _add_nb(downside, downside_compensation, d)
     # drawdown: for a fixed peak, 1 - v / peak is largest at the lowest v, so the division
-    # runs only at a new low; a block entirely under the peak is one minimum away
-    # (a nan or inf equity makes the block's sum of returns non-finite: bar by bar below)
-    if math.isfinite(a):
-        low, high = _block_range_nb(block)
-    else:
-        low, high = -math.inf, math.inf
+    # runs only at a new low; a block entirely under the peak is one minimum away, and so is
+    # each part of SUB_BLOCK bars of a block that reaches it (a nan or inf equity makes the
+    # block's sum of returns non-finite: bar by bar below)
+    low, high = _block_range_nb(block) if math.isfinite(a) else (-math.inf, math.inf)
     if high < peak:
         if ts[m - 1] - peak_ts > underwater:
             underwater = ts[m - 1] - peak_ts
@@ -195,25 +220,32 @@ def stats_block_nb(acc, block, returns, ts):
             drawdown = 1.0 - low / peak
             if drawdown > max_drawdown:
                 max_drawdown = drawdown
-    else:
-        for j in range(m):
-            v = block[j]
-            if v >= peak:
-                peak = v
-                trough = v
-                peak_ts = float(ts[j])
-                if max_drawdown < 0.0:  # 1 - peak / peak
-                    max_drawdown = 0.0
-            else:
-                if ts[j] - peak_ts > underwater:
-                    underwater = ts[j] - peak_ts
-                if v < trough:
-                    trough = v
-                    drawdown = 1.0 - v / peak
+    elif math.isfinite(a):
+        for start in range(0, m, SUB_BLOCK):
+            stop = min(start + SUB_BLOCK, m)
+            part = block[start:stop]
+            low, high = _block_range_nb(part)
+            if high < peak:
+                if ts[stop - 1] - peak_ts > underwater:
+                    underwater = ts[stop - 1] - peak_ts
+                if low < trough:
+                    trough = low
+                    drawdown = 1.0 - low / peak
                     if drawdown > max_drawdown:
                         max_drawdown = drawdown
-                elif v != v:
-                    max_drawdown = v  # nan: stays (no comparison replaces it)
+            elif low == high:  # flat at or above the peak: each bar a new peak
+                peak = trough = part[stop - start - 1]
+                peak_ts = float(ts[stop - 1])
+                if max_drawdown < 0.0:
+                    max_drawdown = 0.0
+            else:
+                peak, peak_ts, trough, max_drawdown, underwater = _drawdown_bars_nb(
+                    part, ts[start:stop], peak, peak_ts, trough, max_drawdown, underwater
+                )
+    else:
+        peak, peak_ts, trough, max_drawdown, underwater = _drawdown_bars_nb(
+            block, ts, peak, peak_ts, trough, max_drawdown, underwater
+        )
     return (
         total,
         total_compensation,

@@ -11,6 +11,20 @@ differs from the level last ordered. Fills, equity and exposure are those of the
 loop, bit for bit (tested); the account's day, peak and trailing extreme are not tracked
 between orders, so no final state is returned.
 
+What a row costs is then mostly the order bars, and for a boolean target (``flags``) three
+things keep them cheap:
+
+* the next flag change is found eight flags at a time (:func:`_next_flag_change`: one
+  64-bit compare per word, and the trailing zero bits of the first word that differs), and the
+  bars up to it are marked by a loop without a test per bar, which the compiler vectorises;
+* the changes are found a few orders ahead (:func:`_find_changes`, ``AHEAD``) and kept in a
+  small ring, and the close time, open, high and low of the bar after each (where its order
+  fills) are prefetched then (:func:`~research.kernels.intrinsics.prefetch`): the marking between
+  orders reads only the closes, so without the hint each order bar waited for main memory,
+  which cost an SMA cross on a million bars more than all its arithmetic;
+* the loop is compiled without reference counting and with the execution function inlined,
+  so the account stays in registers.
+
 Two entry points:
 
 * :func:`marked_run_nb` writes the equity of every bar into the caller's array (the tests
@@ -41,6 +55,7 @@ import numpy as np
 from numba import njit
 
 from research.kernels.execution import _bar_status, _decide, advance_nb
+from research.kernels.intrinsics import prefetch, trailing_zeros
 from research.kernels.moments import COUNT, SUM, SUM_CUBE, SUM_LOG, SUM_QUAD, SUM_SQ, _power_sums_nb
 from research.kernels.records import (
     FILL_DTYPE,
@@ -61,11 +76,15 @@ from research.kernels.stats import (
 
 #: Bars per chunk of :func:`sweep_row_nb`: whole blocks of the statistics, 64 KiB of equity.
 CHUNK = 4 * BLOCK
+#: Flag changes found (and their order bars prefetched) ahead of the bar being run.
+AHEAD = 4
+#: Entries of the ring that holds them (a power of two above ``AHEAD``).
+RING = 16
 
 _INLINED = {"cache": True, "error_model": "numpy", "inline": "always"}
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def accepted_bars_nb(ts, open_, high, low, close):
     """``(n, status)``: how many bars, from the first, a fresh account processes before the
     execution function rejects one (:func:`~research.kernels.execution._bar_status`), and
@@ -122,21 +141,116 @@ def _marked_until(cfg, levels, flags, lookback, ordered, cash, position, close, 
         if j < end:
             out[j - base] = cash + position * close[j]
         return j
-    if on and off:
-        want = 2  # no flag differs
+    found = end if on and off else _next_flag_change(flags, j, end, 1 if on else 0)
+    stop = found + 1 if found < end else end
+    _mark(out[j - base : stop - base], close[j:stop], cash, position)
+    return found
+
+
+@njit(**_INLINED)
+def _mark(out, close, cash, position):
+    """``out[b] = cash + position * close[b]``: no test per bar, and indices from 0 that the
+    compiler knows are not negative, so the loop is vectorised with plain loads and stores."""
+    for b in range(len(out)):
+        out[b] = cash + position * close[b]
+
+
+@njit(**_INLINED)
+def _next_flag_change(flags, j, end, flag):
+    """The first bar in ``[j, end)`` whose flag differs from ``flag`` (0 or 1), or ``end``.
+
+    Eight flags at a time: in the word holding bar ``j`` and the ones after it, ``word ^
+    pattern`` has a non-zero byte where a flag differs (the flags of a boolean target are 0
+    or 1), and its trailing zero bits locate the first (bytes are little-endian); the last
+    bytes, short of a whole word, one at a time."""
+    pattern = np.uint64(0x0101_0101_0101_0101) if flag else np.uint64(0)
+    n_words = len(flags) // 8
+    words = flags[: n_words * 8].view(np.uint64)
+    w = j // 8
+    if w < n_words:
+        diff = (words[w] ^ pattern) >> np.uint64(8 * (j % 8))
+        k = j
+        while diff == 0:
+            w += 1
+            k = 8 * w
+            if w >= n_words or k >= end:
+                break
+            diff = words[w] ^ pattern
+        if diff != 0:
+            return min(k + int(trailing_zeros(diff)) // 8, end)
+        j = max(j, k)
+    while j < end and flags[j] == flag:
+        j += 1
+    return min(j, end)
+
+
+@njit(**_INLINED)
+def _find_changes(flags, ring, head, tail, ahead, end, ts, open_, high, low):
+    """Keep ``AHEAD`` flag changes found ahead: from bar ``ahead`` (the last change found, or
+    where the search started), the next bars whose flag differs from the bar before, each
+    put in ``ring`` (entries ``head`` to ``tail``) with the data of the bar after it (where
+    its order would fill) prefetched. Returns ``(tail, ahead)``; ``ahead`` is ``end`` once
+    no change is left before ``end``."""
+    while tail - head < AHEAD and ahead < end:
+        ahead = _next_flag_change(flags, ahead + 1, end, 1 if flags[ahead] != 0 else 0)
+        if ahead < end:
+            ring[tail & (RING - 1)] = ahead
+            tail += 1
+            if ahead + 1 < end:
+                prefetch(ts, ahead)
+                prefetch(ts, ahead + 1)
+                prefetch(open_, ahead + 1)
+                prefetch(high, ahead + 1)
+                prefetch(low, ahead + 1)
+    return tail, ahead
+
+
+@njit(**_INLINED)
+def _flagged_until(cfg, flags, ordered, cash, position, close, i, end, out, base, ring, head, tail):
+    """:func:`_marked_until` for a target given as flags, from a bar ``i`` past the look-back:
+    the first bar in ``[i, end)`` whose flag decides a level other than ``ordered`` is bar
+    ``i`` itself or the first flag change after it, which the ring of :func:`_find_changes`
+    holds (the search falls back on a scan when the ring has none after ``i``). Returns
+    ``(bar, head)``: ``head`` past the changes at or before ``i``."""
+    on, off = _decided(cfg, 1.0) == ordered, _decided(cfg, 0.0) == ordered
+    if not (on or off):
+        j = i
+    elif on and off:
+        j = end
     else:
         want = 1 if on else 0
-    while j < end:
-        out[j - base] = cash + position * close[j]
-        if flags[j] != want and want != 2:
-            return j
-        j += 1
-    return j
+        if flags[i] != want:
+            j = i
+        else:
+            while head < tail and ring[head & (RING - 1)] <= i:
+                head += 1
+            if head < tail:
+                j = ring[head & (RING - 1)]
+            else:
+                j = _next_flag_change(flags, i + 1, end, want)
+    stop = j + 1 if j < end else end
+    _mark(out[i - base : stop - base], close[i:stop], cash, position)
+    return j, head
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def run_span_nb(
-    cfg, account, ts, open_, high, low, close, levels, flags, lookback, i, end, out, base, fills
+    cfg,
+    account,
+    ts,
+    open_,
+    high,
+    low,
+    close,
+    levels,
+    flags,
+    lookback,
+    i,
+    end,
+    out,
+    base,
+    fills,
+    ring,
 ):
     """Run bars ``[i, end)``, writing bar ``b``'s equity to ``out[b - base]``.
 
@@ -150,8 +264,19 @@ def run_span_nb(
     cash, position, entry, extreme, pending, reason, ordered = account[:7]
     day, day_start, peak, halt, equity = account[7:12]
     n_fills, exposed = account[12], account[13]
+    # flag changes found ahead of bar i (flags only): see _find_changes
+    head = tail = 0
+    ahead = end
+    if len(flags) and max(i, lookback) < end:
+        tail, ahead = _find_changes(
+            flags, ring, head, tail, max(i, lookback), end, ts, open_, high, low
+        )
     while i < end:
         if not math.isnan(pending):  # an order: the execution function's bar
+            if ahead < end:
+                tail, ahead = _find_changes(
+                    flags, ring, head, tail, ahead, end, ts, open_, high, low
+                )
             if n_fills + MAX_FILLS_PER_BAR > len(fills):
                 break
             st = State(
@@ -200,9 +325,14 @@ def run_span_nb(
             i += 1
             continue
         # no order: marked to market until a bar decides another level (marked too)
-        j = _marked_until(
-            cfg, levels, flags, lookback, ordered, cash, position, close, i, end, out, base
-        )
+        if len(flags) and i >= lookback:
+            j, head = _flagged_until(
+                cfg, flags, ordered, cash, position, close, i, end, out, base, ring, head, tail
+            )
+        else:
+            j = _marked_until(
+                cfg, levels, flags, lookback, ordered, cash, position, close, i, end, out, base
+            )
         stop = j + 1 if j < end else end
         if position != 0.0:
             exposed += stop - i
@@ -254,10 +384,11 @@ def fresh_account(initial_cash: float) -> tuple:
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def marked_run_nb(
-    config, account, i, ts, open_, high, low, close, levels, flags, lookback, n, equity, fills
+    config, account, i, ts, open_, high, low, close, levels, flags, lookback, n, equity, fills, ring
 ):
     """Run the account (:func:`fresh_account`, or as this returned it) from bar ``i`` over
-    the first ``n`` (accepted) bars; write each bar's equity to ``equity``. Returns
+    the first ``n`` (accepted) bars; write each bar's equity to ``equity`` (``ring``: ``RING``
+    int64 of scratch space). Returns
     ``(account, i)``: it stops before ``n`` only when ``fills`` is full (the caller grows it
     and calls again from there). The account's last two values are the fill records written
     and the bars that ended with a position."""
@@ -277,10 +408,11 @@ def marked_run_nb(
         equity,
         0,
         fills,
+        ring,
     )
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def sweep_row_nb(
     config,
     account,
@@ -343,6 +475,7 @@ def sweep_row_nb(
     block_start = cuts[segment] if segment < n_segments else n
     filled = 0
     s1 = s2 = s3 = s4 = 0.0
+    ring = np.empty(RING, dtype=np.int64)
     first = initial_cash  # equity before the segment
     before = initial_cash  # equity before the chunk
     for c0 in range(0, n, CHUNK):
@@ -366,6 +499,7 @@ def sweep_row_nb(
             equity,
             c0,
             fills,
+            ring,
         )
         if c0 == 0:
             acc = stats_start_nb(equity[0], ts[0], timeframe_ms, initial_cash)
@@ -450,6 +584,7 @@ def marked_run(
     if fills is None or len(fills) < MAX_FILLS_PER_BAR:
         fills = fill_table()
     config = tuple(config)
+    ring = np.empty(RING, dtype=np.int64)
     account, i = fresh_account(initial_cash), 0
     while True:
         account, i = marked_run_nb(
@@ -467,6 +602,7 @@ def marked_run(
             n,
             equity,
             fills,
+            ring,
         )
         if i >= n:
             return fills[: account[12]], account[13]

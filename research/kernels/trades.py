@@ -95,7 +95,7 @@ def closed_trade_arrays_nb(fills, timeframe_ms):
     return pnls, durations
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, nogil=True)
 def closed_trades_into_nb(fills, timeframe_ms, pnls, durations):
     """:func:`closed_trade_arrays_nb` into the caller's arrays (each at least ``len(fills)``
     long), without building the round-trip table: the same sums in the same order. Returns

@@ -60,7 +60,7 @@ _HEADROOM = 40  # bits above the values' highest bit: a window sum of n < 2**40 
 #: Limbs for any finite float64 values (exponents -1074 .. 971, 53 bits each, plus headroom).
 MAX_LIMBS = (971 + 1074 + 53 + _HEADROOM) // 32 + 2
 
-_KERNEL = {"cache": True, "error_model": "numpy", "_nrt": False}
+_KERNEL = {"cache": True, "error_model": "numpy", "_nrt": False, "nogil": True}
 _INNER = {**_KERNEL, "no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 _INLINED = {**_INNER, "inline": "always"}
 

@@ -41,7 +41,13 @@ import pandas as pd
 
 from research.metrics import bars_context
 from research.strategy_model import StrategySpec
-from research.sweeps import DEFAULT_INITIAL_CASH, Invalid, _check_settings, normalize_grid
+from research.sweeps import (
+    AUTO_BACKEND,
+    DEFAULT_INITIAL_CASH,
+    Invalid,
+    _check_settings,
+    normalize_grid,
+)
 from research.types import Bars, Costs, RiskLimits, Stops
 from research.validation.engine import evaluate
 from research.validation.moments import combine, compounded_return, sharpe
@@ -112,7 +118,7 @@ def cross_validate(
     risk: RiskLimits = RiskLimits(),
     initial_cash: float = DEFAULT_INITIAL_CASH,
     n_jobs: int = 1,
-    backend: str | None = "loky",
+    backend: str | None = AUTO_BACKEND,
     progress: bool = True,
     client: Any = None,
 ) -> CrossValidation:

@@ -7,8 +7,10 @@ six sums of :mod:`research.validation.moments` for each segment between ``cuts``
 the overfitting statistics, the cross-validation and the stored sweeps need, in memory
 combinations x segments.
 
-Parallelism is joblib's, as in :mod:`research.sweeps`: local processes (``"loky"``, the bars
-memory-mapped once for all workers), threads, or a Dask cluster (``backend="dask"``, see
+Parallelism is joblib's, as in :mod:`research.sweeps`: threads (``"threading"``, what
+``backend="auto"`` picks for rows without stops or risk limits, whose work is compiled code
+that releases the GIL), local processes (``"loky"``, the bars memory-mapped once for all
+workers; ``"auto"`` for the other rows), or a Dask cluster (``backend="dask"``, see
 :mod:`research.validation.distributed`), where the bars are scattered to every worker once
 (``client.scatter(..., broadcast=True)``) and each task carries only its parameter sets.
 Results come back batch by batch as workers finish them (in any order); ``on_batch`` sees each
@@ -31,6 +33,7 @@ from research.indicators import indicator_cache
 from research.kernels.records import new_fills
 from research.strategy_model import StrategySpec
 from research.sweeps import (
+    AUTO_BACKEND,
     BATCH_CACHE_ARRAYS,
     BATCH_FILL_ROWS,
     MAX_BATCH_SIZE,
@@ -45,6 +48,7 @@ from research.sweeps import (
 )
 from research.types import Bars
 from research.validation.fused import FusedRows, fused_rows
+from research.validation.memory import release_free_memory
 from research.validation.moments import N_MOMENTS, segment_moments_nb
 
 #: ``(index, outcome, moments array (segments, 6))`` of each parameter set of a batch; the
@@ -78,7 +82,7 @@ def evaluate(
     cuts: np.ndarray,
     *,
     n_jobs: int = 1,
-    backend: str | None = "loky",
+    backend: str | None = AUTO_BACKEND,
     batch_size: int | None = None,
     progress: bool = True,
     description: str | None = None,
@@ -123,6 +127,7 @@ def evaluate(
         ``oos_`` stats the run from ``split`` on (as :func:`research.sweeps.sweep`).
     """
     cuts = np.ascontiguousarray(cuts, dtype=np.int64)
+    backend = resolve_backend(backend, spec, run_settings)
     n = len(candidates)
     stats: list[dict[str, float] | Invalid] = [{}] * n
     moments = np.zeros((n, len(cuts) - 1, N_MOMENTS))
@@ -147,6 +152,8 @@ def evaluate(
             moments[index] = row_moments
         if on_batch is not None:
             on_batch(results)
+        if backend == "threading":
+            release_free_memory()  # the workers' freed arrays (research.validation.memory)
         bar.update(len(results))
 
     try:
@@ -182,6 +189,17 @@ def evaluate(
     finally:
         bar.close()
     return Evaluation(stats, moments)
+
+
+def resolve_backend(backend: str | None, spec: StrategySpec, run_settings: tuple) -> str | None:
+    """``backend`` with ``"auto"`` resolved: ``"threading"`` when the rows take the fused path
+    (:func:`~research.validation.fused.fused_rows`: no stop, no risk limit), whose work is
+    compiled code that releases the GIL, so threads in this process share one copy of the bars
+    and of the interpreter; ``"loky"`` processes otherwise. Any other value is returned as
+    it is."""
+    if backend != AUTO_BACKEND:
+        return backend
+    return "threading" if fused_rows(spec, run_settings) else "loky"
 
 
 def _parallel(

@@ -37,19 +37,18 @@ from __future__ import annotations
 
 import itertools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import numpy as np
 
+from research.kernels.cscv import cscv_nb
 from research.validation.moments import COUNT, SUM, SUM_SQ, combine, sharpe, skew_kurtosis
 from research.validation.trials import effective_trials
 
 EULER_GAMMA = 0.5772156649015329
 _NORMAL = NormalDist()
-#: Bytes of the blocks gathered for one chunk of splits (splits x S/2 x combinations x 3
-#: floats): the PBO's working memory, whatever the number of splits.
-_CHUNK_BYTES = 4 << 20
 
 
 def expected_max_sharpe(n_trials: float, sharpe_std: float) -> float:
@@ -189,39 +188,17 @@ def probability_of_backtest_overfitting(block_moments: np.ndarray) -> PBOResult:
             f"PBO ranks combinations against each other: it needs at least 2, got {n_combinations}"
         )
     splits = cscv_splits(n_blocks)
-    chosen = np.flatnonzero(splits.ravel()).reshape(len(splits), n_blocks // 2) % n_blocks
-    # (S, M, 3): count, sum and sum of squares per block; the out-of-sample half is the total
-    # less the in-sample one
-    blocks = np.ascontiguousarray(block_moments[:, :, [COUNT, SUM, SUM_SQ]].transpose(1, 0, 2))
+    half = len(splits) // 2
+    chosen = np.flatnonzero(splits[:half].ravel()).reshape(half, n_blocks // 2) % n_blocks
+    # (S, 3, M): count, sum and sum of squares per block, a row of combinations each; the
+    # out-of-sample half is the total less the in-sample one
+    blocks = np.ascontiguousarray(block_moments[:, :, [COUNT, SUM, SUM_SQ]].transpose(1, 2, 0))
     total = blocks.sum(axis=0)
-    logits = np.empty(len(splits))
+    omega = np.empty(len(splits))
     is_best = np.empty(len(splits))
     oos_best = np.empty(len(splits))
-    # split k and split (n - 1 - k) are each other's halves swapped (lexicographic order): one
-    # pass over the first half of the splits serves both. The blocks of a split are gathered
-    # (splits x S / 2 x M x 3 per chunk) and summed without BLAS, whose threads fight over the
-    # cores of a busy machine for products this small.
-    half = len(splits) // 2
-    step = max(1, _CHUNK_BYTES // (n_blocks // 2 * n_combinations * 3 * 8))
-    for start in range(0, half, step):
-        stop = min(start + step, half)
-        sums = blocks[chosen[start:stop]].sum(axis=1)
-        first = _sharpe3(sums)
-        second = _sharpe3(np.subtract(total, sums, out=sums))
-        mirror = slice(len(splits) - stop, len(splits) - start)
-        for chunk, train, test in (
-            (slice(start, stop), first, second),
-            (mirror, second[::-1], first[::-1]),
-        ):
-            winner = np.argmax(train, axis=1)
-            rows = np.arange(len(winner))
-            best_oos = test[rows, winner]
-            below = (test < best_oos[:, None]).sum(axis=1)
-            equal = (test == best_oos[:, None]).sum(axis=1)
-            omega = (below + (equal + 1) / 2.0) / (n_combinations + 1.0)
-            logits[chunk] = np.log(omega / (1.0 - omega))
-            is_best[chunk] = train[rows, winner]
-            oos_best[chunk] = best_oos
+    cscv_nb(blocks, total, chosen, omega, is_best, oos_best)
+    logits = np.log(omega / (1.0 - omega))
     return PBOResult(
         pbo=float(np.mean(logits <= 0.0)),
         logits=logits,
@@ -231,19 +208,6 @@ def probability_of_backtest_overfitting(block_moments: np.ndarray) -> PBOResult:
         n_blocks=n_blocks,
         n_combinations=n_combinations,
     )
-
-
-def _sharpe3(sums: np.ndarray) -> np.ndarray:
-    """Per-bar Sharpe ratios from ``(..., 3)`` count / sum / sum-of-squares (as
-    :func:`~research.validation.moments.sharpe`): 0 for a flat half, ``-inf`` where undefined
-    otherwise (so it is never picked and ranks last)."""
-    n, total, squares = sums[..., 0], sums[..., 1], sums[..., 2]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / n
-        std = np.sqrt(np.maximum((squares - total * mean) / (n - 1), 0.0))
-        ratio = mean / std
-    ratio = np.where((std == 0) & (mean == 0), 0.0, ratio)
-    return np.where(np.isfinite(ratio), ratio, -np.inf)
 
 
 @dataclass(frozen=True)
@@ -358,19 +322,22 @@ def assess(
         selected = int(np.argmax(finite))
     skew, kurtosis = (float(v) for v in skew_kurtosis(totals[selected]))
     sharpe_std = float(np.nanstd(ratios, ddof=1)) if n_trials > 1 else 0.0
-    if clusters and n_trials > 1:
-        found = effective_trials(block_moments[:, :, SUM])
-        n_effective, method = found.n_effective, found.method
-    else:
-        n_effective, method = n_trials, "every trial counts as independent"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # the PBO's compiled loop releases the GIL: it runs beside the clustering
+        pbo = None
+        if n_trials > 1:
+            grouped = block_moments.reshape(n_trials, n_blocks, n_segments // n_blocks, -1).sum(2)
+            pbo = pool.submit(probability_of_backtest_overfitting, grouped)
+        if clusters and n_trials > 1:
+            found = effective_trials(block_moments[:, :, SUM])
+            n_effective, method = found.n_effective, found.method
+        else:
+            n_effective, method = n_trials, "every trial counts as independent"
+        pbo = pbo.result() if pbo is not None else None
     sr = float(ratios[selected])
     n_bars = int(totals[selected, 0])
     benchmark = expected_max_sharpe(n_effective, sharpe_std)
     scale = math.sqrt(bars_per_year)
-    pbo = None
-    if n_trials > 1:
-        grouped = block_moments.reshape(n_trials, n_blocks, n_segments // n_blocks, -1).sum(2)
-        pbo = probability_of_backtest_overfitting(grouped)
     return Overfitting(
         selected=selected,
         sharpe=sr,

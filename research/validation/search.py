@@ -50,7 +50,13 @@ from tqdm.auto import tqdm
 
 from research.metrics import DEFAULT_MIN_TRADES, LOWER_IS_BETTER, STAT_NAMES
 from research.strategy_model import StrategySpec
-from research.sweeps import DEFAULT_INITIAL_CASH, Invalid, _check_settings, normalize_grid
+from research.sweeps import (
+    AUTO_BACKEND,
+    DEFAULT_INITIAL_CASH,
+    Invalid,
+    _check_settings,
+    normalize_grid,
+)
 from research.types import Bars, Costs, RiskLimits, Stops
 from research.validation.engine import run_batch
 from research.validation.moments import block_cuts
@@ -157,7 +163,8 @@ def search(
     pruning : bool
         Median pruning on bar prefixes (module docstring).
     n_jobs, backend
-        joblib workers sharing the study (``backend="dask"`` for a Dask cluster).
+        joblib workers sharing the study (``backend="dask"`` for a Dask cluster; ``"auto"``
+        is ``"loky"`` here: a trial runs the sampler's Python as well as the backtest).
     n_blocks : int
         CSCV blocks for the PBO (even).
     progress : bool
@@ -235,6 +242,8 @@ def search(
         unit="trial",
         disable=not progress,
     )
+    if backend == AUTO_BACKEND:
+        backend = "loky"
     try:
         if n_jobs == 1 and backend in ("loky", "multiprocessing", "threading", "sequential", None):
 

@@ -41,7 +41,14 @@ import pandas as pd
 from research.backtesting import backtest
 from research.kernels.trades import closed_trade_arrays_nb
 from research.metrics import DEFAULT_MIN_TRADES, STAT_NAMES, compute_stats
-from research.sweeps import DEFAULT_INITIAL_CASH, Invalid, _check_settings, normalize_grid, rank
+from research.sweeps import (
+    AUTO_BACKEND,
+    DEFAULT_INITIAL_CASH,
+    Invalid,
+    _check_settings,
+    normalize_grid,
+    rank,
+)
 from research.types import Bars, Costs, RiskLimits, Stops
 from research.validation.engine import evaluate
 from research.validation.moments import block_cuts
@@ -141,7 +148,7 @@ def walk_forward(
     risk: RiskLimits = RiskLimits(),
     initial_cash: float = DEFAULT_INITIAL_CASH,
     n_jobs: int = 1,
-    backend: str | None = "loky",
+    backend: str | None = AUTO_BACKEND,
     client: Any = None,
     progress: bool = True,
     search_trials: int | None = None,

@@ -130,6 +130,7 @@ def test_after_warmup_a_first_run_compiles_nothing(tmp_path, repo_root):
         "step_nb",
         "step_span_nb",
         "sweep_row_nb",
+        "cscv_nb",
     } <= set(report["hits"])
 
     again = subprocess.run(

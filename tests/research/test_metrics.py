@@ -234,13 +234,16 @@ def reference_equity_stats(equity, ts, timeframe_ms, initial):
     drift=st.sampled_from([-1e-3, 0.0, 2e-4, 1e-3]),
     volatility=st.sampled_from([0.0, 1e-4, 1e-2]),
     nan_at=st.one_of(st.none(), st.floats(0.0, 1.0)),
+    hold=st.sampled_from([1, 50, 300]),
 )
-def test_equity_stats_match_a_bar_by_bar_reference(seed, n, drift, volatility, nan_at):
-    """Blocks, lanes, the skipped blocks of the drawdown pass and the one-pass variance give
-    the textbook numbers: rising curves (a new peak in most blocks), falling ones (none),
-    flat ones, and a nan anywhere."""
+def test_equity_stats_match_a_bar_by_bar_reference(seed, n, drift, volatility, nan_at, hold):
+    """Blocks, lanes, the skipped blocks and parts of blocks of the drawdown pass and the
+    one-pass variance give the textbook numbers: rising curves (a new peak in most blocks),
+    falling ones (none), flat ones, curves held for stretches (flat at a peak, as an account
+    out of the market), and a nan anywhere."""
     rng = np.random.default_rng(seed)
-    equity = 100.0 * np.cumprod(1.0 + drift + volatility * rng.standard_normal(n))
+    steps = 1.0 + drift + volatility * rng.standard_normal(n // hold + 1)
+    equity = 100.0 * np.repeat(np.cumprod(steps), hold)[:n]
     if nan_at is not None:
         equity[int(nan_at * (n - 1))] = math.nan
     ts = HOUR * np.arange(1, n + 1, dtype=np.int64)
@@ -257,6 +260,17 @@ def test_equity_stats_match_a_bar_by_bar_reference(seed, n, drift, volatility, n
     else:
         assert got[3] == expected[3]
     assert got[4] == expected[4]
+
+
+def test_time_under_water_counts_from_the_last_bar_of_a_flat_peak():
+    """An account out of the market sits at its peak for whole blocks (each bar a new peak of
+    equal value); the time under water after it counts from its last bar, as bar by bar."""
+    for flat in (64, 2048, 3000, 4100):
+        equity = np.concatenate([np.full(flat, 120.0), np.full(100, 90.0), [130.0]])
+        ts = HOUR * np.arange(1, len(equity) + 1, dtype=np.int64)
+        got = equity_stats_nb(equity, ts, HOUR, 100.0)
+        expected = reference_equity_stats(equity.tolist(), ts.tolist(), HOUR, 100.0)
+        assert got[3:] == expected[3:] == (0.25, 100 * HOUR)
 
 
 # ----------------------------------------------------------------------------- calendar time, gaps

@@ -27,6 +27,7 @@ from research.kernels.sweep_row import (
     CHUNK,
     NO_FLAGS,
     NO_LEVELS,
+    _next_flag_change,
     accepted_bars_nb,
     fill_table,
     fresh_account,
@@ -34,7 +35,7 @@ from research.kernels.sweep_row import (
     sweep_row_nb,
 )
 from research.strategy_model import strategy
-from research.sweeps import _batches, sweep
+from research.sweeps import BATCH_CACHE_ARRAYS, INNER_SIDE, _batches, sweep
 from research.types import Bars, Costs, RiskLimits, Stops
 from research.validation.moments import N_MOMENTS, block_cuts
 from strategies.registry import get_strategy
@@ -84,13 +85,15 @@ def reference_run(bars, levels, config):
     boolean=st.booleans(),
     bad=st.one_of(st.none(), st.integers(0, 400)),
     lookback=st.integers(0, 50),
+    hold=st.sampled_from([1, 3, 17, 70]),
 )
-def test_marked_run_equals_the_bar_by_bar_loop(seed, n, costs, boolean, bad, lookback):
+def test_marked_run_equals_the_bar_by_bar_loop(seed, n, costs, boolean, bad, lookback, hold):
     bars = gappy_bars(n, seed, bad)
     config = rc.make_config(Costs(costs[0], costs[1]), Stops(), RiskLimits(max_position=costs[2]))
     if boolean:
+        # held for a few bars, or for runs that span several words of flags
         flags = np.random.default_rng(seed).random(n) < 0.5
-        flags = np.repeat(flags[: n // 3 + 1], 3)[:n]  # held for a few bars
+        flags = np.repeat(flags[: n // hold + 1], hold)[:n]
         levels = as_levels(flags, lookback)
         given_levels, given_flags, given_lookback = NO_LEVELS, flags.view(np.uint8), lookback
     else:
@@ -114,6 +117,20 @@ def test_marked_run_equals_the_bar_by_bar_loop(seed, n, costs, boolean, bad, loo
     np.testing.assert_array_equal(fills, ref_fills)
     np.testing.assert_array_equal(equity[:processed], ref_equity)
     assert exposed == np.count_nonzero(position)
+
+
+@FAST
+@given(
+    flags=st.lists(st.integers(0, 1), max_size=90).map(lambda v: np.array(v, dtype=np.uint8)),
+    data=st.data(),
+)
+def test_the_next_flag_change_is_the_first_differing_flag(flags, data):
+    """Eight flags at a time, from any bar and to any end, as a scan one by one finds it."""
+    j = data.draw(st.integers(0, len(flags)))
+    end = data.draw(st.integers(j, len(flags)))
+    flag = data.draw(st.integers(0, 1))
+    expected = next((k for k in range(j, end) if flags[k] != flag), end)
+    assert _next_flag_change(flags, j, end, flag) == expected
 
 
 def random_cuts(n: int, seed: int) -> np.ndarray:
@@ -273,22 +290,63 @@ def test_fused_batches_equal_the_long_path_with_their_moments(
 
 
 def test_a_batch_is_one_tile_of_the_grid():
-    """A batch holds the candidates of one tile (10 x 10 values for batches of 100), however
-    the constraint thins the tiles out, and every candidate is in exactly one batch: a
-    batch's moving averages then fit the worker's indicator memo."""
+    """A batch holds the candidates of one tile (20 fast x INNER_SIDE slow values for batches
+    of 100), however the constraint thins the tiles out, and every candidate is in exactly one
+    batch; run in batch order through a least-recently-used memo of BATCH_CACHE_ARRAYS
+    arrays, each moving average of a batch is computed once."""
     grid = {"fast": list(range(5, 55)), "slow": list(range(20, 217, 4))}
     candidates = [
         SMA.make_params(fast=f, slow=s) for f in grid["fast"] for s in grid["slow"] if f < s
     ]
     batches = _batches(candidates, grid, 100)
     assert sorted(i for batch in batches for i in batch) == list(range(len(candidates)))
+    computed = 0
     for batch in batches:
         assert len(batch) <= 100
         tiles = {
             (
-                grid["fast"].index(candidates[i].fast) // 10,
-                grid["slow"].index(candidates[i].slow) // 10,
+                grid["fast"].index(candidates[i].fast) // (100 // INNER_SIDE),
+                grid["slow"].index(candidates[i].slow) // INNER_SIDE,
             )
             for i in batch
         }
         assert len(tiles) == 1
+        memo: list[int] = []  # moving-average windows, least recently used first
+        for i in batch:
+            for window in (candidates[i].fast, candidates[i].slow):
+                if window in memo:
+                    memo.remove(window)
+                else:
+                    computed += 1
+                memo.append(window)
+                del memo[:-BATCH_CACHE_ARRAYS]
+    # every batch computed each of its windows once: the total is the sum of distinct windows
+    distinct = sum(
+        len({w for i in batch for w in (candidates[i].fast, candidates[i].slow)})
+        for batch in batches
+    )
+    assert computed == distinct
+    assert computed <= 0.32 * len(candidates)  # ~25 moving averages per 100 rows
+
+
+def test_auto_runs_fused_rows_on_threads_and_the_others_on_processes():
+    """``backend="auto"``: threads for rows without stops or limits, whose kernels release the
+    GIL (so two threads run two rows at once), loky processes for the others."""
+    from research.kernels.trades import closed_trades_into_nb
+    from research.kernels.window_sums import fixed_point_sums_nb, limb_sums_nb
+
+    plain = (Costs(0.001), None, RiskLimits(), CASH)
+    assert engine.resolve_backend("auto", SMA, plain) == "threading"
+    stopped = (Costs(0.001), Stops(stop_loss=0.02), RiskLimits(), CASH)
+    assert engine.resolve_backend("auto", SMA, stopped) == "loky"
+    limited = (Costs(0.001), None, RiskLimits(max_drawdown=0.2), CASH)
+    assert engine.resolve_backend("auto", SMA, limited) == "loky"
+    assert engine.resolve_backend("dask", SMA, plain) == "dask"
+    for kernel in (
+        sweep_row_nb,
+        accepted_bars_nb,
+        closed_trades_into_nb,
+        fixed_point_sums_nb,
+        limb_sums_nb,
+    ):
+        assert kernel.targetoptions.get("nogil") is True, kernel.py_func.__name__

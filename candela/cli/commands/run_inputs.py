@@ -96,7 +96,7 @@ def check_n_jobs(arguments: argparse.Namespace) -> None:
 def engine_options(arguments: argparse.Namespace) -> dict[str, Any]:
     """``n_jobs``, ``backend`` and ``client`` for ``--n-jobs`` / ``--scheduler``."""
     if arguments.scheduler is None:
-        return {"n_jobs": arguments.n_jobs, "backend": "loky"}
+        return {"n_jobs": arguments.n_jobs, "backend": "auto"}
     from research.validation.distributed import connect_cluster
 
     with user_errors(ValueError):
