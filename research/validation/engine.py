@@ -137,7 +137,9 @@ def evaluate(
     size = batch_size or max(1, min(MAX_BATCH_SIZE, math.ceil(n / (4 * workers))))
     if size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    batches = _batches(list(candidates), grid or {}, size)
+    # the largest batches first, so that the workers finish together (the last batches, the
+    # ones a constraint thinned out, are the shortest)
+    batches = sorted(_batches(list(candidates), grid or {}, size), key=len, reverse=True)
     bar = tqdm(
         total=n,
         desc=description or f"sweep {spec.name}",
@@ -205,7 +207,12 @@ def resolve_backend(backend: str | None, spec: StrategySpec, run_settings: tuple
 def _parallel(
     spec, bars, batches, candidates, run_settings, cuts, n_jobs, backend, client, start, split
 ):
-    options: dict[str, Any] = {"n_jobs": n_jobs, "return_as": "generator_unordered"}
+    # one batch per task: a batch is already many rows (joblib would group short tasks)
+    options: dict[str, Any] = {
+        "n_jobs": n_jobs,
+        "return_as": "generator_unordered",
+        "batch_size": 1,
+    }
     if backend == "dask":
         config = parallel_config(
             backend="dask", scatter=[bars], client=client, wait_for_workers_timeout=30
