@@ -184,7 +184,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="with --sweep: CPCV groups (default: 6)",
     )
     report.add_argument(
-        "--n-jobs", type=int, default=1, help="with --sweep: worker processes (-1: all cores)"
+        "--n-jobs",
+        type=int,
+        default=1,
+        help="with --sweep: workers (threads for rows without stops or limits, else processes; -1: all cores)",
     )
     report.add_argument(
         "--param",

@@ -77,7 +77,12 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parallel_arguments(parser: argparse.ArgumentParser) -> None:
     """``--n-jobs`` and ``--scheduler`` (read by :func:`engine_options`)."""
-    parser.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores)")
+    parser.add_argument(
+        "--n-jobs",
+        type=int,
+        default=1,
+        help="workers (threads for rows without stops or limits, else processes; -1: all cores)",
+    )
     parser.add_argument(
         "--scheduler",
         default=None,
