@@ -168,6 +168,20 @@ def stats_start_nb(first_equity, first_ts, timeframe_ms, initial_cash):
 
 
 @njit(**_INLINED)
+def _under_peak(low, last_ts, peak, peak_ts, trough, max_drawdown, underwater):
+    """The drawdown bookkeeping of bars all under the peak, from their lowest equity ``low``
+    and the last one's close time: ``(trough, max_drawdown, underwater)``, as bar by bar."""
+    if last_ts - peak_ts > underwater:
+        underwater = last_ts - peak_ts
+    if low < trough:
+        trough = low
+        drawdown = 1.0 - low / peak
+        if drawdown > max_drawdown:
+            max_drawdown = drawdown
+    return trough, max_drawdown, underwater
+
+
+@njit(**_INLINED)
 def _drawdown_bars_nb(block, ts, peak, peak_ts, trough, max_drawdown, underwater):
     """The drawdown bookkeeping of :func:`stats_block_nb`, bar by bar: returns the new
     ``(peak, peak_ts, trough, max_drawdown, underwater)``."""
@@ -213,26 +227,18 @@ def stats_block_nb(acc, block, returns, ts):
     # block's sum of returns non-finite: bar by bar below)
     low, high = _block_range_nb(block) if math.isfinite(a) else (-math.inf, math.inf)
     if high < peak:
-        if ts[m - 1] - peak_ts > underwater:
-            underwater = ts[m - 1] - peak_ts
-        if low < trough:
-            trough = low
-            drawdown = 1.0 - low / peak
-            if drawdown > max_drawdown:
-                max_drawdown = drawdown
+        trough, max_drawdown, underwater = _under_peak(
+            low, ts[m - 1], peak, peak_ts, trough, max_drawdown, underwater
+        )
     elif math.isfinite(a):
         for start in range(0, m, SUB_BLOCK):
             stop = min(start + SUB_BLOCK, m)
             part = block[start:stop]
             low, high = _block_range_nb(part)
             if high < peak:
-                if ts[stop - 1] - peak_ts > underwater:
-                    underwater = ts[stop - 1] - peak_ts
-                if low < trough:
-                    trough = low
-                    drawdown = 1.0 - low / peak
-                    if drawdown > max_drawdown:
-                        max_drawdown = drawdown
+                trough, max_drawdown, underwater = _under_peak(
+                    low, ts[stop - 1], peak, peak_ts, trough, max_drawdown, underwater
+                )
             elif low == high:  # flat at or above the peak: each bar a new peak
                 peak = trough = part[stop - start - 1]
                 peak_ts = float(ts[stop - 1])
