@@ -1,5 +1,5 @@
-"""The inner loop of the PBO by CSCV (:func:`research.validation.overfitting.probability_of_backtest_overfitting`),
-compiled.
+"""The inner loop of the PBO by CSCV, compiled (for
+:func:`research.validation.overfitting.probability_of_backtest_overfitting`).
 
 For each split of the ``S`` blocks into two halves, every combination's per-bar Sharpe ratio in
 each half (from its count, sum and sum of squares of returns per block), the in-sample winner,

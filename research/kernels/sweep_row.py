@@ -12,16 +12,15 @@ loop, bit for bit (tested); the account's day, peak and trailing extreme are not
 between orders, so no final state is returned.
 
 What a row costs is then mostly the order bars, and for a boolean target (``flags``) three
-things keep them cheap:
+things keep them cheap (:mod:`research.kernels.flag_changes`):
 
-* the next flag change is found eight flags at a time (:func:`_next_flag_change`: one
-  64-bit compare per word, and the trailing zero bits of the first word that differs), and the
-  bars up to it are marked by a loop without a test per bar, which the compiler vectorises;
-* the changes are found a few orders ahead (:func:`_find_changes`, ``AHEAD``) and kept in a
-  small ring, and the close time, open, high and low of the bar after each (where its order
-  fills) are prefetched then (:func:`~research.kernels.intrinsics.prefetch`): the marking between
-  orders reads only the closes, so without the hint each order bar waited for main memory,
-  which cost an SMA cross on a million bars more than all its arithmetic;
+* the next flag change is found eight flags at a time (one 64-bit compare per word, and the
+  trailing zero bits of the first word that differs), and the bars up to it are marked by a
+  loop without a test per bar, which the compiler vectorises;
+* the changes are found a few orders ahead and kept in a small ring, and the close time,
+  open, high and low of the bar after each (where its order fills) are prefetched then: the
+  marking between orders reads only the closes, so without the hint each order bar waited for
+  main memory, which cost an SMA cross on a million bars more than all its arithmetic;
 * the loop is compiled without reference counting and with the execution function inlined,
   so the account stays in registers.
 
@@ -55,7 +54,7 @@ import numpy as np
 from numba import njit
 
 from research.kernels.execution import _bar_status, _decide, advance_nb
-from research.kernels.intrinsics import prefetch, trailing_zeros
+from research.kernels.flag_changes import RING, find_changes, mark, next_flag_change
 from research.kernels.moments import COUNT, SUM, SUM_CUBE, SUM_LOG, SUM_QUAD, SUM_SQ, _power_sums_nb
 from research.kernels.records import (
     FILL_DTYPE,
@@ -76,10 +75,6 @@ from research.kernels.stats import (
 
 #: Bars per chunk of :func:`sweep_row_nb`: whole blocks of the statistics, 64 KiB of equity.
 CHUNK = 4 * BLOCK
-#: Flag changes found (and their order bars prefetched) ahead of the bar being run.
-AHEAD = 4
-#: Entries of the ring that holds them (a power of two above ``AHEAD``).
-RING = 16
 
 _INLINED = {"cache": True, "error_model": "numpy", "inline": "always"}
 
@@ -141,76 +136,19 @@ def _marked_until(cfg, levels, flags, lookback, ordered, cash, position, close, 
         if j < end:
             out[j - base] = cash + position * close[j]
         return j
-    found = end if on and off else _next_flag_change(flags, j, end, 1 if on else 0)
+    found = end if on and off else next_flag_change(flags, j, end, 1 if on else 0)
     stop = found + 1 if found < end else end
-    _mark(out[j - base : stop - base], close[j:stop], cash, position)
+    mark(out[j - base : stop - base], close[j:stop], cash, position)
     return found
-
-
-@njit(**_INLINED)
-def _mark(out, close, cash, position):
-    """``out[b] = cash + position * close[b]``: no test per bar, and indices from 0 that the
-    compiler knows are not negative, so the loop is vectorised with plain loads and stores."""
-    for b in range(len(out)):
-        out[b] = cash + position * close[b]
-
-
-@njit(**_INLINED)
-def _next_flag_change(flags, j, end, flag):
-    """The first bar in ``[j, end)`` whose flag differs from ``flag`` (0 or 1), or ``end``.
-
-    Eight flags at a time: in the word holding bar ``j`` and the ones after it, ``word ^
-    pattern`` has a non-zero byte where a flag differs (the flags of a boolean target are 0
-    or 1), and its trailing zero bits locate the first (bytes are little-endian); the last
-    bytes, short of a whole word, one at a time."""
-    pattern = np.uint64(0x0101_0101_0101_0101) if flag else np.uint64(0)
-    n_words = len(flags) // 8
-    words = flags[: n_words * 8].view(np.uint64)
-    w = j // 8
-    if w < n_words:
-        diff = (words[w] ^ pattern) >> np.uint64(8 * (j % 8))
-        k = j
-        while diff == 0:
-            w += 1
-            k = 8 * w
-            if w >= n_words or k >= end:
-                break
-            diff = words[w] ^ pattern
-        if diff != 0:
-            return min(k + int(trailing_zeros(diff)) // 8, end)
-        j = max(j, k)
-    while j < end and flags[j] == flag:
-        j += 1
-    return min(j, end)
-
-
-@njit(**_INLINED)
-def _find_changes(flags, ring, head, tail, ahead, end, ts, open_, high, low):
-    """Keep ``AHEAD`` flag changes found ahead: from bar ``ahead`` (the last change found, or
-    where the search started), the next bars whose flag differs from the bar before, each
-    put in ``ring`` (entries ``head`` to ``tail``) with the data of the bar after it (where
-    its order would fill) prefetched. Returns ``(tail, ahead)``; ``ahead`` is ``end`` once
-    no change is left before ``end``."""
-    while tail - head < AHEAD and ahead < end:
-        ahead = _next_flag_change(flags, ahead + 1, end, 1 if flags[ahead] != 0 else 0)
-        if ahead < end:
-            ring[tail & (RING - 1)] = ahead
-            tail += 1
-            if ahead + 1 < end:
-                prefetch(ts, ahead)
-                prefetch(ts, ahead + 1)
-                prefetch(open_, ahead + 1)
-                prefetch(high, ahead + 1)
-                prefetch(low, ahead + 1)
-    return tail, ahead
 
 
 @njit(**_INLINED)
 def _flagged_until(cfg, flags, ordered, cash, position, close, i, end, out, base, ring, head, tail):
     """:func:`_marked_until` for a target given as flags, from a bar ``i`` past the look-back:
     the first bar in ``[i, end)`` whose flag decides a level other than ``ordered`` is bar
-    ``i`` itself or the first flag change after it, which the ring of :func:`_find_changes`
-    holds (the search falls back on a scan when the ring has none after ``i``). Returns
+    ``i`` itself or the first flag change after it, which the ring of
+    :func:`~research.kernels.flag_changes.find_changes` holds (the search falls back on a
+    scan when the ring has none after ``i``). Returns
     ``(bar, head)``: ``head`` past the changes at or before ``i``."""
     on, off = _decided(cfg, 1.0) == ordered, _decided(cfg, 0.0) == ordered
     if not (on or off):
@@ -227,9 +165,9 @@ def _flagged_until(cfg, flags, ordered, cash, position, close, i, end, out, base
             if head < tail:
                 j = ring[head & (RING - 1)]
             else:
-                j = _next_flag_change(flags, i + 1, end, want)
+                j = next_flag_change(flags, i + 1, end, want)
     stop = j + 1 if j < end else end
-    _mark(out[i - base : stop - base], close[i:stop], cash, position)
+    mark(out[i - base : stop - base], close[i:stop], cash, position)
     return j, head
 
 
@@ -268,13 +206,13 @@ def run_span_nb(
     head = tail = 0
     ahead = end
     if len(flags) and max(i, lookback) < end:
-        tail, ahead = _find_changes(
+        tail, ahead = find_changes(
             flags, ring, head, tail, max(i, lookback), end, ts, open_, high, low
         )
     while i < end:
         if not math.isnan(pending):  # an order: the execution function's bar
             if ahead < end:
-                tail, ahead = _find_changes(
+                tail, ahead = find_changes(
                     flags, ring, head, tail, ahead, end, ts, open_, high, low
                 )
             if n_fills + MAX_FILLS_PER_BAR > len(fills):

@@ -9,7 +9,10 @@ One module per job:
   backtest overfitting (CSCV);
 * :mod:`research.validation.trials` - the number of effectively independent trials;
 * :mod:`research.validation.engine` - a sweep's batches: stats and moments per parameter set,
-  on local processes or a Dask cluster (:mod:`research.validation.distributed`);
+  on threads, local processes or a Dask cluster (:mod:`research.validation.distributed`);
+  :mod:`research.validation.batches` cuts them (tiles of the grid) and ships the bars,
+  :mod:`research.validation.fused` runs the rows without stops or limits in one pass each,
+  :mod:`research.validation.memory` returns the threads' freed memory between batches;
 * :mod:`research.validation.sweeping` - what ``research.sweep`` asks of this package;
 * :mod:`research.validation.store` - stored, resumable sweeps;
 * :mod:`research.validation.crossval` - purged k-fold and combinatorial purged CV;

@@ -32,21 +32,18 @@ from tqdm.auto import tqdm
 from research.indicators import indicator_cache
 from research.kernels.records import new_fills
 from research.strategy_model import StrategySpec
-from research.sweeps import (
-    AUTO_BACKEND,
+from research.sweeps import AUTO_BACKEND, Invalid, _context, _outcome
+from research.types import Bars
+from research.validation.batches import (
     BATCH_CACHE_ARRAYS,
     BATCH_FILL_ROWS,
     MAX_BATCH_SIZE,
     PROCESS_BACKENDS,
-    Invalid,
-    _batches,
-    _context,
-    _outcome,
-    _plain_bars,
-    _shared_bars,
-    _worker_count,
+    grid_batches,
+    plain_bars,
+    shared_bars,
+    worker_count,
 )
-from research.types import Bars
 from research.validation.fused import FusedRows, fused_rows
 from research.validation.memory import release_free_memory
 from research.validation.moments import N_MOMENTS, segment_moments_nb
@@ -133,13 +130,13 @@ def evaluate(
     moments = np.zeros((n, len(cuts) - 1, N_MOMENTS))
     if n == 0:
         return Evaluation(stats, moments)
-    workers = _worker_count(n_jobs) if backend != "dask" else max(1, _dask_workers(client))
+    workers = worker_count(n_jobs) if backend != "dask" else max(1, _dask_workers(client))
     size = batch_size or max(1, min(MAX_BATCH_SIZE, math.ceil(n / (4 * workers))))
     if size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     # the largest batches first, so that the workers finish together (the last batches, the
     # ones a constraint thinned out, are the shortest)
-    batches = sorted(_batches(list(candidates), grid or {}, size), key=len, reverse=True)
+    batches = sorted(grid_batches(list(candidates), grid or {}, size), key=len, reverse=True)
     bar = tqdm(
         total=n,
         desc=description or f"sweep {spec.name}",
@@ -222,7 +219,7 @@ def _parallel(
         config = nullcontext()
         if backend is not None:
             options["backend"] = backend
-        shipped = _shared_bars(bars, backend)
+        shipped = shared_bars(bars, backend)
     with config, shipped as shared:
         tasks = (
             delayed(run_batch)(
@@ -265,7 +262,7 @@ def run_batch(
     and one fill table for all of it; the same outcome per parameter set), plus the moments
     read from the equity buffer after each run.
     """
-    bars = _plain_bars(bars)
+    bars = plain_bars(bars)
     initial_cash = float(run_settings[3])
     traded = bars if split is None else bars[:split]
     out: BatchResult = []

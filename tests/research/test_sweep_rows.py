@@ -20,6 +20,7 @@ from research.backtesting import backtest
 from research.indicators import sma
 from research.kernels import records as rc
 from research.kernels.backtest import run_backtest
+from research.kernels.flag_changes import next_flag_change
 from research.kernels.moments import segment_moments_nb
 from research.kernels.stats import equity_stats_nb
 from research.kernels.sweep_row import (
@@ -27,7 +28,6 @@ from research.kernels.sweep_row import (
     CHUNK,
     NO_FLAGS,
     NO_LEVELS,
-    _next_flag_change,
     accepted_bars_nb,
     fill_table,
     fresh_account,
@@ -35,8 +35,9 @@ from research.kernels.sweep_row import (
     sweep_row_nb,
 )
 from research.strategy_model import strategy
-from research.sweeps import BATCH_CACHE_ARRAYS, INNER_SIDE, _batches, sweep
+from research.sweeps import sweep
 from research.types import Bars, Costs, RiskLimits, Stops
+from research.validation.batches import BATCH_CACHE_ARRAYS, INNER_SIDE, grid_batches
 from research.validation.moments import N_MOMENTS, block_cuts
 from strategies.registry import get_strategy
 
@@ -130,7 +131,7 @@ def test_the_next_flag_change_is_the_first_differing_flag(flags, data):
     end = data.draw(st.integers(j, len(flags)))
     flag = data.draw(st.integers(0, 1))
     expected = next((k for k in range(j, end) if flags[k] != flag), end)
-    assert _next_flag_change(flags, j, end, flag) == expected
+    assert next_flag_change(flags, j, end, flag) == expected
 
 
 def random_cuts(n: int, seed: int) -> np.ndarray:
@@ -298,7 +299,7 @@ def test_a_batch_is_one_tile_of_the_grid():
     candidates = [
         SMA.make_params(fast=f, slow=s) for f in grid["fast"] for s in grid["slow"] if f < s
     ]
-    batches = _batches(candidates, grid, 100)
+    batches = grid_batches(candidates, grid, 100)
     assert sorted(i for batch in batches for i in batch) == list(range(len(candidates)))
     computed = 0
     for batch in batches:
