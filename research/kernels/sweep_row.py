@@ -110,10 +110,13 @@ def _decided(cfg, value):
 
 
 @njit(**_INLINED)
-def _marked_until(cfg, levels, flags, lookback, ordered, cash, position, close, i, end, out, base):
+def _marked_until(
+    cfg, levels, flags, lookback, ordered, cash, position, close, i, end, out, base, ring
+):
     """Mark bars from ``i`` on (``out[b - base] = cash + position * close[b]``) up to the
     first bar in ``[i, end)`` whose decided level differs from ``ordered``, marked too; return
-    that bar (``end`` if none)."""
+    that bar (``end`` if none). Flags past the look-back are :func:`_flagged_until`'s (with
+    an empty ring: ``ring`` is only passed on)."""
     j = i
     if len(flags) == 0:
         while j < end:
@@ -131,14 +134,11 @@ def _marked_until(cfg, levels, flags, lookback, ordered, cash, position, close, 
             if masked:
                 return j
             j += 1
-    on, off = _decided(cfg, 1.0) == ordered, _decided(cfg, 0.0) == ordered
-    if not (on or off):
-        if j < end:
-            out[j - base] = cash + position * close[j]
+    if j >= end:
         return j
-    found = end if on and off else next_flag_change(flags, j, end, 1 if on else 0)
-    stop = found + 1 if found < end else end
-    mark(out[j - base : stop - base], close[j:stop], cash, position)
+    found, _ = _flagged_until(
+        cfg, flags, ordered, cash, position, close, j, end, out, base, ring, 0, 0
+    )
     return found
 
 
@@ -269,7 +269,19 @@ def run_span_nb(
             )
         else:
             j = _marked_until(
-                cfg, levels, flags, lookback, ordered, cash, position, close, i, end, out, base
+                cfg,
+                levels,
+                flags,
+                lookback,
+                ordered,
+                cash,
+                position,
+                close,
+                i,
+                end,
+                out,
+                base,
+                ring,
             )
         stop = j + 1 if j < end else end
         if position != 0.0:
